@@ -1,0 +1,3 @@
+//! Benchmarks of the SIP message layer and transactions. Placeholder.
+
+fn main() {}

@@ -1,0 +1,110 @@
+//! The sans-IO engine: all SIP signalling state, driven by the tokio shell.
+//!
+//! No tokio, sockets, database or clock reads live under this module (`.ci/run` checks it).
+//! Time comes in as [`Now`], randomness from the RNG handed to [`Engine::new`].
+//!
+//! Call order (as str0m's `Rtc` and quinn-proto's `Connection`):
+//! 1. feed input with [`Engine::handle_input`] or fire timers with [`Engine::handle_timeout`];
+//! 2. drain [`Engine::poll_output`] until it returns [`Output::Wait`], whose deadline is the
+//!    next time [`Engine::handle_timeout`] must be called.
+
+pub mod sip;
+pub mod time;
+pub mod transaction;
+
+mod engine;
+
+pub use engine::{Engine, EngineConfig, Stats};
+pub use time::{MonoTime, Now, UtcTime};
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+
+/// The transport protocol a message travelled on (RFC 3261 §18).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP: unreliable, one message per datagram; transactions retransmit.
+    Udp,
+    /// TCP: reliable, Content-Length framed; no retransmit timers run.
+    Tcp,
+}
+
+impl Transport {
+    /// Whether the transport is reliable (RFC 3261 §17: no retransmissions over it).
+    pub const fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    /// The transport token used in a Via header (`UDP`, `TCP`).
+    pub const fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// Identifies one TCP connection held by the shell. Assigned by the shell, never reused
+/// while the shell runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+/// Bytes that arrived from the network: one UDP datagram, or one framed TCP message.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The transport it arrived on.
+    pub transport: Transport,
+    /// The packet's source address (RFC 3261 §18.2.1 `received`, RFC 3581 `rport`).
+    pub source: SocketAddr,
+    /// The local address it arrived at.
+    pub local: SocketAddr,
+    /// The TCP connection it arrived on (`None` for UDP).
+    pub connection: Option<ConnectionId>,
+    /// The message bytes: a whole datagram, or exactly one framed message for TCP.
+    pub bytes: Bytes,
+}
+
+/// Input to the engine.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A datagram or framed stream message arrived.
+    Received(Received),
+    /// The shell dropped a TCP message it could not frame (over 64 KiB, or broken
+    /// Content-Length) and is closing that connection; the engine counts it.
+    Unframeable {
+        /// The connection being closed.
+        connection: ConnectionId,
+        /// The peer's address.
+        source: SocketAddr,
+        /// Why framing failed.
+        error: sip::ParseError,
+    },
+    /// A TCP connection closed (by the peer or the shell).
+    ConnectionClosed(ConnectionId),
+}
+
+/// Bytes for the shell to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Transport to send on.
+    pub transport: Transport,
+    /// Destination address (for TCP, the peer of `connection` when that is set).
+    pub destination: SocketAddr,
+    /// Send on this TCP connection when set; otherwise the shell picks or opens one.
+    pub connection: Option<ConnectionId>,
+    /// One whole SIP message.
+    pub bytes: Bytes,
+}
+
+/// Output of the engine, drained with [`Engine::poll_output`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send these bytes.
+    Transmit(Transmit),
+    /// Nothing more to do now: call [`Engine::handle_timeout`] at `until`
+    /// (`None`: no timer is running; wait for input).
+    Wait {
+        /// The next deadline.
+        until: Option<MonoTime>,
+    },
+}

@@ -1,0 +1,9 @@
+//! siaga's SIP message layer (RFC 3261 §7, §19, §20, §25, with RFC 4475's leniencies).
+//!
+//! Bytes are parsed into a zero-copy index ([`message`]): start line, header name/value
+//! spans, body. Typed views of single headers are parsed on demand. The builder copies the
+//! text of headers it does not change byte for byte.
+
+pub mod error;
+
+pub use error::ParseError;

@@ -1,0 +1,14 @@
+//! siaga: the backend of a city's 112 emergency call centre (PSAP).
+//!
+//! The crate is split as `../shared/DESIGN.md` describes:
+//! - [`engine`]: all signalling state, sans-IO and deterministic (no tokio, sockets, clock
+//!   reads or global RNG). Driven by `handle_*` calls and drained by `poll_*`.
+//! - [`transport`]: the tokio UDP/TCP shell that feeds the engine bytes and sends what it
+//!   outputs.
+//! - [`runtime`]: owns the one engine task and wires transports, timers and shutdown.
+//! - [`config`]: the TOML configuration and its environment overrides.
+
+pub mod config;
+pub mod engine;
+pub mod runtime;
+pub mod transport;

@@ -1,0 +1,3 @@
+//! The `siaga` binary. Placeholder.
+
+fn main() {}

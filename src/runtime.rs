@@ -1,0 +1,1 @@
+//! The tokio shell that owns the engine task. Placeholder.

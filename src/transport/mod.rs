@@ -1,0 +1,1 @@
+//! UDP and TCP transports (tokio). Placeholder.
