@@ -5,5 +5,9 @@
 //! text of headers it does not change byte for byte.
 
 pub mod error;
+pub mod framing;
+pub mod header;
+pub mod message;
 
 pub use error::ParseError;
+pub use header::HeaderName;
