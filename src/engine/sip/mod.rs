@@ -11,3 +11,10 @@ pub mod message;
 
 pub use error::ParseError;
 pub use header::HeaderName;
+pub mod method;
+pub mod view;
+pub mod builder;
+
+pub use builder::{MessageBuilder, response_to};
+pub use message::{HeaderField, Malformed, SipMessage};
+pub use method::Method;

@@ -1,0 +1,156 @@
+//! Building requests and responses (RFC 3261 §7, §8.1.1, §8.2.6). Header text siaga does
+//! not change is copied byte for byte (line folds become one SP, §7.3.1); Content-Length is
+//! always computed from the body. Values siaga writes itself are sanitised: a CR or LF in
+//! one becomes SP, so no input can inject a header.
+
+use super::header::HeaderName;
+use super::message::{HeaderField, SipMessage};
+use super::method::Method;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::fmt::Display;
+use std::fmt::Write as _;
+
+/// Builds one SIP message. Start with [`MessageBuilder::request`],
+/// [`MessageBuilder::response`] or [`response_to`]; finish with [`MessageBuilder::build`].
+#[derive(Clone, Debug)]
+pub struct MessageBuilder {
+    head: BytesMut,
+    body: Bytes,
+}
+
+impl MessageBuilder {
+    /// `METHOD request-uri SIP/2.0`. `uri` is written as given (sanitised).
+    pub fn request(method: &Method, uri: impl Display) -> Self {
+        let mut b = MessageBuilder::empty();
+        b.push_sanitised(method.as_str());
+        b.head.put_u8(b' ');
+        b.push_sanitised(&uri.to_string());
+        b.head.put_slice(b" SIP/2.0\r\n");
+        b
+    }
+
+    /// `SIP/2.0 code reason`. `reason` is sanitised (RFC 3261 §21 phrases, or an error's
+    /// text for 400).
+    pub fn response(status: u16, reason: &str) -> Self {
+        let mut b = MessageBuilder::empty();
+        let _ = write!(Writer(&mut b.head), "SIP/2.0 {status} ");
+        b.push_sanitised(reason);
+        b.head.put_slice(b"\r\n");
+        b
+    }
+
+    fn empty() -> Self {
+        MessageBuilder {
+            head: BytesMut::with_capacity(512),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Adds `Name: value`. Use the canonical name of a known header
+    /// ([`HeaderName::canonical`]) or any token.
+    pub fn header(mut self, name: &str, value: impl Display) -> Self {
+        self.push_sanitised(name);
+        self.head.put_slice(b": ");
+        self.push_sanitised(&value.to_string());
+        self.head.put_slice(b"\r\n");
+        self
+    }
+
+    /// Copies one received header field: its name as written and its value byte for byte
+    /// (line folds joined into one SP).
+    pub fn copy(mut self, field: HeaderField<'_>) -> Self {
+        self.head.put_slice(field.raw_name());
+        self.head.put_slice(b": ");
+        self.head.put_slice(&field.value());
+        self.head.put_slice(b"\r\n");
+        self
+    }
+
+    /// Copies every field of `name` from `msg`, in order.
+    pub fn copy_all(mut self, msg: &SipMessage, name: HeaderName) -> Self {
+        for field in msg.headers_named(name) {
+            self = self.copy(field);
+        }
+        self
+    }
+
+    /// Sets the body and its Content-Type.
+    pub fn body(self, content_type: &str, body: Bytes) -> Self {
+        let mut b = self.header("Content-Type", content_type);
+        b.body = body;
+        b
+    }
+
+    /// The message: head, `Content-Length` computed from the body, empty line, body.
+    pub fn build(mut self) -> Bytes {
+        let _ = write!(Writer(&mut self.head), "Content-Length: {}\r\n\r\n", self.body.len());
+        self.head.put_slice(&self.body);
+        self.head.freeze()
+    }
+
+    fn push_sanitised(&mut self, text: &str) {
+        self.head.extend(
+            text.bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+    }
+}
+
+/// A response to `request` (RFC 3261 §8.2.6.2): copies every Via in order, From, Call-ID
+/// and CSeq byte for byte, and To — adding `;tag=to_tag` when the request's To has no tag
+/// and a tag is given. Headers the request lacks are left out (a 400 to a request without
+/// To, From or Call-ID invents none, RFC 4475 §3.3.1). Content-Length excluded: add
+/// further headers and [`MessageBuilder::build`].
+pub fn response_to(
+    request: &SipMessage,
+    status: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+) -> MessageBuilder {
+    let mut b = MessageBuilder::response(status, reason)
+        .copy_all(request, HeaderName::Via)
+        .copy_all(request, HeaderName::From);
+    for field in request.headers_named(HeaderName::To) {
+        let has_tag = request.to().ok().is_some_and(|to| to.tag().is_some());
+        b = b.copy(field);
+        if let (Some(tag), false) = (to_tag, has_tag) {
+            // Re-open the line just written to append the tag before its CRLF.
+            b.head.truncate(b.head.len() - 2);
+            b.head.put_slice(b";tag=");
+            b.push_sanitised(tag);
+            b.head.put_slice(b"\r\n");
+        }
+    }
+    b.copy_all(request, HeaderName::CallId)
+        .copy_all(request, HeaderName::CSeq)
+}
+
+/// Rebuilds `msg` from its index: same start line, every header copied, same body, a fresh
+/// Content-Length. Used by round-trip tests and when relaying a message unchanged.
+pub fn rebuild(msg: &SipMessage) -> Bytes {
+    let mut b = match (msg.method(), msg.status()) {
+        (Some(method), _) => MessageBuilder::request(method, msg.request_uri_raw().unwrap_or("")),
+        (None, Some(status)) => MessageBuilder::response(
+            status,
+            &String::from_utf8_lossy(msg.reason().unwrap_or_default()),
+        ),
+        (None, None) => MessageBuilder::response(500, "Server Internal Error"),
+    };
+    for field in msg.headers() {
+        if field.name() != HeaderName::ContentLength {
+            b = b.copy(field);
+        }
+    }
+    b.body = Bytes::copy_from_slice(msg.body());
+    b.build()
+}
+
+/// `fmt::Write` into a `BytesMut`.
+struct Writer<'a>(&'a mut BytesMut);
+
+impl std::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.put_slice(s.as_bytes());
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! Transaction identifiers: how a request or response finds its transaction
+//! (RFC 3261 §17.1.3 client side, §17.2.3 server side, §9.2 for CANCEL).
+
+use crate::engine::sip::{Method, ParseError, SipMessage};
+
+/// Identifies a server transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ServerKey {
+    /// RFC 3261 §17.2.3: top Via branch (with the magic cookie), sent-by, and method —
+    /// ACK counts as INVITE, so the ACK of a non-2xx final finds its INVITE transaction.
+    Rfc3261 {
+        /// The branch parameter, verbatim (case-sensitive).
+        branch: String,
+        /// sent-by host (lower-cased) and port (default filled in).
+        sent_by: (String, u16),
+        /// The method (ACK mapped to INVITE).
+        method: Method,
+    },
+    /// RFC 3261 §17.2.3's fallback for RFC 2543 peers (no magic cookie): Request-URI,
+    /// From tag, Call-ID, CSeq number, top Via and method (ACK mapped to INVITE).
+    Rfc2543 {
+        /// The Request-URI as written.
+        request_uri: String,
+        /// The From tag, if any.
+        from_tag: Option<String>,
+        /// The Call-ID.
+        call_id: String,
+        /// The CSeq number.
+        cseq: u32,
+        /// The top Via value as written.
+        top_via: String,
+        /// The method (ACK mapped to INVITE).
+        method: Method,
+    },
+}
+
+impl ServerKey {
+    /// The key of the transaction `request` belongs to (ACK: its INVITE's).
+    ///
+    /// Errors: the top Via, CSeq, Call-ID or From cannot be read.
+    pub fn of_request(request: &SipMessage) -> Result<ServerKey, ParseError> {
+        let method = match request.method() {
+            Some(Method::Ack) | Some(Method::Invite) => Method::Invite,
+            Some(m) => m.clone(),
+            None => return Err(ParseError::BadStartLine),
+        };
+        Self::with_method(request, method)
+    }
+
+    /// The key of the INVITE transaction a CANCEL targets (RFC 3261 §9.2: same as the
+    /// CANCEL's own key but for the method).
+    pub fn cancelled_invite(cancel: &SipMessage) -> Result<ServerKey, ParseError> {
+        Self::with_method(cancel, Method::Invite)
+    }
+
+    fn with_method(request: &SipMessage, method: Method) -> Result<ServerKey, ParseError> {
+        let via = request.top_via()?;
+        if via.has_rfc3261_branch() {
+            return Ok(ServerKey::Rfc3261 {
+                branch: via.branch().unwrap_or_default().to_owned(),
+                sent_by: (via.host.to_ascii_lowercase(), via.port_or_default()),
+                method,
+            });
+        }
+        let top_via = request
+            .header(crate::engine::sip::HeaderName::Via)
+            .map(|f| String::from_utf8_lossy(&f.value()).split(',').next().unwrap_or("").trim().to_owned())
+            .unwrap_or_default();
+        Ok(ServerKey::Rfc2543 {
+            request_uri: request.request_uri_raw().unwrap_or_default().to_owned(),
+            from_tag: request.from()?.tag().map(str::to_owned),
+            call_id: request.call_id()?.to_owned(),
+            cseq: request.cseq()?.seq,
+            top_via,
+            method,
+        })
+    }
+}
+
+/// Identifies a client transaction (RFC 3261 §17.1.3): the branch siaga put in its top
+/// Via, and the CSeq method (so a CANCEL's responses do not match its INVITE).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    /// The branch parameter siaga generated.
+    pub branch: String,
+    /// The CSeq method (ACK never has a client transaction of its own).
+    pub method: Method,
+}
+
+impl ClientKey {
+    /// The key a response matches.
+    ///
+    /// Errors: the top Via or CSeq cannot be read, or the Via has no branch.
+    pub fn of_response(response: &SipMessage) -> Result<ClientKey, ParseError> {
+        let via = response.top_via()?;
+        let branch = via
+            .branch()
+            .ok_or(ParseError::bad(crate::engine::sip::HeaderName::Via, "no branch"))?
+            .to_owned();
+        Ok(ClientKey {
+            branch,
+            method: response.cseq()?.method,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Transport;
+    use bytes::Bytes;
+
+    fn msg(s: &str) -> SipMessage {
+        SipMessage::parse(Bytes::from(s.replace('\n', "\r\n")), Transport::Udp).expect("valid")
+    }
+
+    const INVITE: &str = "INVITE sip:112@siaga.test SIP/2.0\nVia: SIP/2.0/UDP Trunk.Example:5060;branch=z9hG4bKabc\nFrom: <sip:a@b>;tag=1\nTo: <sip:112@siaga.test>\nCall-ID: c1\nCSeq: 1 INVITE\nContent-Length: 0\n\n";
+
+    #[test]
+    fn ack_and_cancel_find_the_invite() {
+        let invite = ServerKey::of_request(&msg(INVITE)).expect("key");
+        let ack = msg(&INVITE.replace("INVITE sip", "ACK sip").replace("1 INVITE", "1 ACK"));
+        assert_eq!(ServerKey::of_request(&ack).expect("key"), invite);
+        let cancel = msg(&INVITE.replace("INVITE sip", "CANCEL sip").replace("1 INVITE", "1 CANCEL"));
+        assert_ne!(ServerKey::of_request(&cancel).expect("key"), invite);
+        assert_eq!(ServerKey::cancelled_invite(&cancel).expect("key"), invite);
+        let other_branch = msg(&INVITE.replace("z9hG4bKabc", "z9hG4bKabd"));
+        assert_ne!(ServerKey::of_request(&other_branch).expect("key"), invite);
+        let host_case = msg(&INVITE.replace("Trunk.Example", "trunk.example"));
+        assert_eq!(ServerKey::of_request(&host_case).expect("key"), invite);
+    }
+
+    #[test]
+    fn rfc2543_fallback_without_cookie() {
+        let old = INVITE.replace(";branch=z9hG4bKabc", "");
+        let key = ServerKey::of_request(&msg(&old)).expect("key");
+        assert!(matches!(key, ServerKey::Rfc2543 { cseq: 1, .. }));
+        let ack = msg(&old.replace("INVITE sip", "ACK sip").replace("1 INVITE", "1 ACK"));
+        assert_eq!(ServerKey::of_request(&ack).expect("key"), key);
+        let bare_cookie = INVITE.replace("z9hG4bKabc", "z9hG4bK");
+        assert!(matches!(ServerKey::of_request(&msg(&bare_cookie)), Ok(ServerKey::Rfc2543 { .. })));
+    }
+}

@@ -1,0 +1,212 @@
+//! The UAS core's checks on a request that no dialog or transaction claims yet
+//! (RFC 3261 §8.2, in that section's order), and siaga's answer to OPTIONS (§11.2).
+//!
+//! Pure: [`inspect_request`] looks at a parsed request and the engine's configuration and
+//! says which response to send, or that the request may go on to the application.
+
+use super::engine::EngineConfig;
+use super::sip::uri::{Host, Uri};
+use super::sip::{HeaderName, Method, ParseError, SipMessage};
+
+/// Methods siaga implements (RFC 3261 §20.5 Allow). Grows as the registrar, dialogs and
+/// PRACK land.
+pub const ALLOWED: &[Method] = &[
+    Method::Invite,
+    Method::Ack,
+    Method::Cancel,
+    Method::Bye,
+    Method::Options,
+];
+
+/// The Allow header value for [`ALLOWED`].
+pub fn allow_value() -> String {
+    ALLOWED
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Body types siaga understands (RFC 3261 §20.1 Accept).
+pub const ACCEPT: &str = "application/sdp";
+
+/// Option tags siaga supports (RFC 3261 §20.37 Supported). None yet: PRACK and session
+/// timers arrive with the trunk-hardening work.
+pub const SUPPORTED: &[&str] = &[];
+
+/// What to do with a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answer with this final response and stop.
+    Reject(Rejection),
+    /// The request passed every §8.2 check and is addressed to siaga itself
+    /// (OPTIONS: answer 200 with [`capabilities`]).
+    ToSiaga,
+    /// The request passed every §8.2 check; its Request-URI names a user at one of
+    /// siaga's domains (or a tel:/urn: target) for the application to route.
+    ToTarget,
+}
+
+/// A final response with the headers the RFC requires alongside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// Status code, 400–599.
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Extra headers (name, value), e.g. Allow with 405/501, Unsupported with 420.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Rejection {
+    fn new(status: u16, reason: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn with(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// 400 with the parse error's text as the reason phrase (RFC 3261 §21.4.1).
+    pub fn bad_request(error: &ParseError) -> Self {
+        Rejection::new(400, format!("Bad Request - {error}"))
+    }
+}
+
+/// Headers of siaga's 200 to OPTIONS (RFC 3261 §11.2): Allow, Accept, Supported,
+/// Accept-Encoding, Accept-Language.
+pub fn capabilities() -> Vec<(&'static str, String)> {
+    vec![
+        ("Allow", allow_value()),
+        ("Accept", ACCEPT.to_owned()),
+        ("Accept-Encoding", "identity".to_owned()),
+        ("Accept-Language", "en, id".to_owned()),
+        ("Supported", SUPPORTED.join(", ")),
+    ]
+}
+
+/// Checks a request outside any dialog or transaction, in RFC 3261 §8.2's order:
+/// the mandatory headers (§8.1.1; 400), the version (505), the method (§8.2.1; 501/405
+/// with Allow), the CSeq method (400), an unknown To tag (§12.2.2; 481), the Request-URI
+/// scheme and target (§8.2.2.1; 416, 404), Require (§8.2.2.3; 420 with Unsupported), the
+/// body's type and encoding (§8.2.3; 415 with Accept/Accept-Encoding) and, for INVITE,
+/// whether the answer's SDP is acceptable to the caller (§8.2.3 via §21.4.7; 406).
+///
+/// ACK never reaches here (it is never answered); CANCEL is matched before.
+pub fn inspect_request(msg: &SipMessage, config: &EngineConfig) -> Verdict {
+    match check(msg, config) {
+        Ok(v) => v,
+        Err(r) => Verdict::Reject(r),
+    }
+}
+
+fn check(msg: &SipMessage, config: &EngineConfig) -> Result<Verdict, Rejection> {
+    let bad = |e: ParseError| Rejection::bad_request(&e);
+    // §8.1.1: To, From, Call-ID, CSeq, Via must be present and well formed; Max-Forwards
+    // may be absent (RFC 2543 peers, RFC 4475 §3.4.1) but not malformed.
+    let to = msg.to().map_err(bad)?;
+    msg.from().map_err(bad)?;
+    msg.call_id().map_err(bad)?;
+    let cseq = msg.cseq().map_err(bad)?;
+    msg.vias().map_err(bad)?;
+    msg.max_forwards().map_err(bad)?;
+    if !msg.is_sip_2_0() {
+        return Err(Rejection::new(505, "Version Not Supported"));
+    }
+    let Some(method) = msg.method() else {
+        return Err(bad(ParseError::BadStartLine));
+    };
+    if !ALLOWED.contains(method) {
+        let status = match method {
+            Method::Extension(_) => (501, "Not Implemented"),
+            _ => (405, "Method Not Allowed"),
+        };
+        return Err(Rejection::new(status.0, status.1).with("Allow", allow_value()));
+    }
+    if &cseq.method != method {
+        return Err(bad(ParseError::CSeqMethodMismatch));
+    }
+    // §12.2.2: a request with a To tag belongs to a dialog; none matched it.
+    if to.tag().is_some() {
+        return Err(Rejection::new(481, "Call/Transaction Does Not Exist"));
+    }
+    let uri = match msg.request_uri() {
+        Some(Ok(uri)) => uri,
+        Some(Err(e)) => return Err(bad(e)),
+        None => return Err(bad(ParseError::BadStartLine)),
+    };
+    let verdict = match &uri {
+        Uri::Sip(sip) => {
+            if !is_local_host(sip.host(), sip.port(), config) {
+                return Err(Rejection::new(404, "Not Found"));
+            }
+            if sip.user().is_none() || *method == Method::Options {
+                Verdict::ToSiaga
+            } else {
+                Verdict::ToTarget
+            }
+        }
+        Uri::Tel(_) | Uri::Urn(_) => Verdict::ToTarget,
+        Uri::Other(_) => return Err(Rejection::new(416, "Unsupported URI Scheme")),
+    };
+    if !matches!(method, Method::Ack | Method::Cancel) {
+        let required = msg.option_tags(HeaderName::Require).map_err(bad)?;
+        let unsupported: Vec<&str> = required
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(Rejection::new(420, "Bad Extension").with("Unsupported", unsupported.join(", ")));
+        }
+    }
+    check_body(msg)?;
+    if *method == Method::Invite {
+        let accept = msg.accept().map_err(bad)?;
+        if accept.is_some_and(|ranges| !ranges.is_empty() && !ranges.iter().any(|r| r.admits("application", "sdp"))) {
+            return Err(Rejection::new(406, "Not Acceptable").with(
+                "Warning",
+                "399 siaga \"Only application/sdp bodies can be sent\"".to_owned(),
+            ));
+        }
+    }
+    Ok(verdict)
+}
+
+/// §8.2.3: a body must be of a type and encoding siaga understands.
+fn check_body(msg: &SipMessage) -> Result<(), Rejection> {
+    let bad = |e: ParseError| Rejection::bad_request(&e);
+    let encodings = msg.option_tags(HeaderName::ContentEncoding).map_err(bad)?;
+    if encodings.iter().any(|e| !e.eq_ignore_ascii_case("identity")) {
+        return Err(Rejection::new(415, "Unsupported Media Type")
+            .with("Accept-Encoding", "identity".to_owned())
+            .with("Accept", ACCEPT.to_owned()));
+    }
+    let content_type = msg.content_type().map_err(bad)?;
+    if msg.body().is_empty() {
+        return Ok(());
+    }
+    match content_type {
+        Some(t) if t.is("application", "sdp") => Ok(()),
+        _ => Err(Rejection::new(415, "Unsupported Media Type").with("Accept", ACCEPT.to_owned())),
+    }
+}
+
+/// Whether `host[:port]` names siaga: one of `sip.domains` (any port), or a local or
+/// advertised address (port must match when given; no port means 5060).
+pub fn is_local_host(host: &Host, port: Option<u16>, config: &EngineConfig) -> bool {
+    match host {
+        Host::Domain(name) => {
+            let name = name.trim_end_matches('.');
+            config.domains.iter().any(|d| d.eq_ignore_ascii_case(name))
+                || config.advertised_host.eq_ignore_ascii_case(name)
+        }
+        Host::Ipv4(ip) => config.is_local_address((*ip).into(), port),
+        Host::Ipv6(ip) => config.is_local_address((*ip).into(), port),
+    }
+}
