@@ -1,10 +1,22 @@
-//! The [`Engine`] struct: routes input to the transaction layer and the UAS core.
+//! The [`Engine`] struct: parses what arrives, answers malformed requests, routes
+//! requests to their server transaction or the UAS core (RFC 3261 §8.2), drops stray and
+//! malformed responses, and fires transaction timers.
 
+use super::sip::builder::{MessageBuilder, response_to};
+use super::sip::{Malformed, Method, ParseError, SipMessage};
 use super::time::{MonoTime, Now};
-use super::{Input, Output};
+use super::transaction::{
+    ClientKey, ResponseTarget, ServerKey, ServerTransactions, Termination, TimerConfig,
+    TimerName,
+};
+use super::uas::{self, Rejection, Verdict};
+use super::{Input, Output, Received, Transmit, Transport};
+use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+
+/// The `Server` header siaga puts in its responses (RFC 3261 §20.35).
+pub const SERVER: &str = concat!("siaga/", env!("CARGO_PKG_VERSION"));
 
 /// What the engine needs to know about its node, addresses and timers. Built from
 /// `config::Config` by the shell.
@@ -16,34 +28,73 @@ pub struct EngineConfig {
     pub domains: Vec<String>,
     /// Addresses that also mean "siaga itself": the listen address and the advertised one.
     pub local_addresses: Vec<SocketAddr>,
-    /// The host (IP or name) and port siaga writes in Via and Contact (`sip.advertise`, else
-    /// the listen address).
-    pub advertised: SocketAddr,
-    /// RFC 3261 T1 (`sip.timers.t1_ms`, default 500 ms).
-    pub t1: Duration,
-    /// RFC 3261 T2 (`sip.timers.t2_ms`, default 4 s).
-    pub t2: Duration,
-    /// RFC 3261 T4 (`sip.timers.t4_ms`, default 5 s).
-    pub t4: Duration,
+    /// The host (IP or name) siaga writes in Via and Contact (`sip.advertise`, else the
+    /// listen address).
+    pub advertised_host: String,
+    /// The port siaga writes in Via and Contact.
+    pub advertised_port: u16,
+    /// RFC 3261 T1, T2, T4 (`sip.timers.t1_ms`, `t2_ms`, `t4_ms`).
+    pub timers: TimerConfig,
 }
 
-/// Counters of input the engine dropped or answered with an error.
+impl EngineConfig {
+    /// A configuration for tests: domain `siaga.test`, listening on `addr`, RFC timers.
+    pub fn for_tests(addr: SocketAddr) -> Self {
+        EngineConfig {
+            node_id: "test".to_owned(),
+            domains: vec!["siaga.test".to_owned()],
+            local_addresses: vec![addr],
+            advertised_host: addr.ip().to_string(),
+            advertised_port: addr.port(),
+            timers: TimerConfig::default(),
+        }
+    }
+
+    /// Whether `ip[:port]` is one of siaga's own addresses (no port means 5060,
+    /// RFC 3261 §19.1.2); a wildcard listen address counts for any IP of its family.
+    pub fn is_local_address(&self, ip: IpAddr, port: Option<u16>) -> bool {
+        let port = port.unwrap_or(5060);
+        let advertised = self.advertised_host.parse::<IpAddr>().ok() == Some(ip)
+            && self.advertised_port == port;
+        advertised
+            || self.local_addresses.iter().any(|a| {
+                a.port() == port
+                    && (a.ip() == ip
+                        || (a.ip().is_unspecified() && a.is_ipv4() == ip.is_ipv4()))
+            })
+            || self.domains.iter().any(|d| d.parse::<IpAddr>().ok() == Some(ip))
+    }
+}
+
+/// Counters of what the engine received, answered and dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Requests that drew a 400 (or could not be answered at all).
+    /// Requests received (including retransmissions).
+    pub requests: u64,
+    /// Responses received.
+    pub responses: u64,
+    /// Malformed requests: answered with 400 when a Via could be read (or the source
+    /// address used), dropped otherwise.
     pub malformed_requests: u64,
-    /// Responses that did not parse: dropped.
+    /// Responses that did not parse: dropped (RFC 3261 §18.1.2).
     pub malformed_responses: u64,
     /// Responses that matched no client transaction: dropped.
     pub stray_responses: u64,
-    /// Input that could not be parsed far enough to tell request from response: dropped.
+    /// Input that could not be told apart as request or response: dropped.
     pub unparseable: u64,
+    /// TCP messages the shell could not frame (that connection was closed).
+    pub unframeable: u64,
+    /// Server transactions created.
+    pub server_transactions: u64,
+    /// INVITE server transactions whose final response was never ACKed (Timer H).
+    pub ack_timeouts: u64,
 }
 
-/// The sans-IO SIP engine. See the module docs for the call order.
+/// The sans-IO SIP engine. See the module docs of [`crate::engine`] for the call order.
 pub struct Engine {
     config: EngineConfig,
     rng: rand::rngs::StdRng,
+    server: ServerTransactions,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -55,39 +106,281 @@ impl Engine {
         Engine {
             config,
             rng,
+            server: ServerTransactions::default(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
         }
     }
+
+    /// An engine with a fixed RNG seed (tests and benchmarks).
+    pub fn with_seed(config: EngineConfig, seed: u64) -> Self {
+        Engine::new(config, rand::rngs::StdRng::seed_from_u64(seed))
+    }
+
+    // Getters.
 
     /// The configuration the engine runs with.
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
 
-    /// Counters of dropped and rejected input.
+    /// Counters of received, rejected and dropped input.
     pub fn stats(&self) -> Stats {
         self.stats
     }
 
+    /// Number of live server transactions.
+    pub fn server_transactions(&self) -> usize {
+        self.server.len()
+    }
+
+    // Input.
+
     /// Feed one input. Outputs are queued for [`Engine::poll_output`].
     pub fn handle_input(&mut self, now: Now, input: Input) {
-        let _ = (now, input, &mut self.rng);
+        match input {
+            Input::Received(rx) => self.handle_received(now, rx),
+            Input::Unframeable { source, error, .. } => {
+                self.stats.unframeable += 1;
+                tracing::info!(%source, %error, "unframeable TCP message; connection closed");
+            }
+            Input::ConnectionClosed(_) => {}
+        }
+        self.collect();
     }
 
     /// Fire every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Now) {
-        let _ = now;
+        self.server.handle_timeout(now.mono);
+        self.collect();
     }
+
+    // Output.
 
     /// The next output; [`Output::Wait`] when there is nothing more to do now.
     pub fn poll_output(&mut self) -> Output {
-        self.outputs
-            .pop_front()
-            .unwrap_or(Output::Wait { until: self.next_deadline() })
+        self.outputs.pop_front().unwrap_or(Output::Wait {
+            until: self.next_deadline(),
+        })
     }
 
     fn next_deadline(&self) -> Option<MonoTime> {
-        None
+        self.server.next_deadline()
+    }
+
+    // Internals.
+
+    fn handle_received(&mut self, now: Now, rx: Received) {
+        match SipMessage::parse(rx.bytes.clone(), rx.transport) {
+            Ok(msg) if msg.is_request() => {
+                self.stats.requests += 1;
+                self.handle_request(now, &rx, &msg);
+            }
+            Ok(msg) => {
+                self.stats.responses += 1;
+                self.handle_response(&rx, &msg);
+            }
+            Err(Malformed {
+                error,
+                partial: Some(partial),
+            }) if partial.is_request() => {
+                self.stats.requests += 1;
+                self.reject_malformed(&rx, &partial, &error);
+            }
+            Err(Malformed { error, partial }) => {
+                if partial.is_some() || rx.bytes.starts_with(b"SIP/") {
+                    self.stats.responses += 1;
+                    self.stats.malformed_responses += 1;
+                    tracing::debug!(source = %rx.source, %error, "malformed response dropped");
+                } else {
+                    self.stats.unparseable += 1;
+                    tracing::info!(source = %rx.source, %error, "unparseable message dropped");
+                }
+            }
+        }
+    }
+
+    /// RFC 3261 §18.1.2, §17.1.3: a response goes to the client transaction it matches;
+    /// siaga sends no requests yet, so every response is a stray and is dropped.
+    fn handle_response(&mut self, rx: &Received, msg: &SipMessage) {
+        match ClientKey::of_response(msg) {
+            Ok(_key) => {
+                self.stats.stray_responses += 1;
+                tracing::debug!(source = %rx.source, status = ?msg.status(), "stray response dropped");
+            }
+            Err(error) => {
+                self.stats.malformed_responses += 1;
+                tracing::debug!(source = %rx.source, %error, "malformed response dropped");
+            }
+        }
+    }
+
+    fn handle_request(&mut self, now: Now, rx: &Received, msg: &SipMessage) {
+        let Ok(key) = ServerKey::of_request(msg) else {
+            // No transaction can be identified: the request is malformed (§8.1.1).
+            let error = first_mandatory_error(msg);
+            return self.reject_malformed(rx, msg, &error);
+        };
+        let is_ack = msg.method() == Some(&Method::Ack);
+        if let Some(id) = self.server.find(&key) {
+            // A retransmission, or the ACK of a non-2xx final (§17.2.1, §17.2.3).
+            let _verdict = if is_ack {
+                self.server.handle_ack(now.mono, id)
+            } else {
+                self.server.handle_request(now.mono, id)
+            };
+            return;
+        }
+        if is_ack {
+            // The ACK of a 2xx for a dialog siaga does not have: never answered (§17.2.3).
+            tracing::debug!(source = %rx.source, "ACK matching no transaction dropped");
+            return;
+        }
+        let target = response_target(rx, msg);
+        let id = self.server.create(now.mono, key, target, &self.config.timers);
+        self.stats.server_transactions += 1;
+        let (status, bytes) = self.answer(msg);
+        if let Err(error) = self.server.send_response(now.mono, id, status, bytes) {
+            tracing::error!(%error, "transaction refused siaga's own response");
+        }
+    }
+
+    /// The final response to a new request (no dialogs or targets exist yet).
+    fn answer(&mut self, msg: &SipMessage) -> (u16, bytes::Bytes) {
+        if msg.method() == Some(&Method::Cancel) {
+            return self.answer_cancel(msg);
+        }
+        let rejection = match uas::inspect_request(msg, &self.config) {
+            Verdict::Reject(r) => r,
+            Verdict::ToSiaga if msg.method() == Some(&Method::Options) => {
+                let tag = self.new_tag();
+                let mut b = response_to(msg, 200, "OK", Some(&tag)).header("Server", SERVER);
+                for (name, value) in uas::capabilities() {
+                    b = b.header(name, value);
+                }
+                return (200, b.build());
+            }
+            Verdict::ToSiaga | Verdict::ToTarget => match msg.method() {
+                Some(Method::Bye) => Rejection {
+                    status: 481,
+                    reason: "Call/Transaction Does Not Exist".to_owned(),
+                    headers: Vec::new(),
+                },
+                _ => Rejection {
+                    status: 404,
+                    reason: "Not Found".to_owned(),
+                    headers: Vec::new(),
+                },
+            },
+        };
+        let status = rejection.status;
+        (status, self.rejection_bytes(msg, rejection))
+    }
+
+    /// RFC 3261 §9.2: a CANCEL that matches a pending INVITE draws 200 (the INVITE is then
+    /// ended with 487); one that matches nothing draws 481.
+    fn answer_cancel(&mut self, msg: &SipMessage) -> (u16, bytes::Bytes) {
+        if let Verdict::Reject(r) = uas::inspect_request(msg, &self.config) {
+            if r.status == 400 || r.status == 505 {
+                let status = r.status;
+                return (status, self.rejection_bytes(msg, r));
+            }
+        }
+        let invite = ServerKey::cancelled_invite(msg)
+            .ok()
+            .and_then(|k| self.server.find(&k));
+        match invite {
+            Some(_) => {
+                let tag = self.new_tag();
+                let b = response_to(msg, 200, "OK", Some(&tag)).header("Server", SERVER);
+                (200, b.build())
+            }
+            None => {
+                let r = Rejection {
+                    status: 481,
+                    reason: "Call/Transaction Does Not Exist".to_owned(),
+                    headers: Vec::new(),
+                };
+                (481, self.rejection_bytes(msg, r))
+            }
+        }
+    }
+
+    fn rejection_bytes(&mut self, msg: &SipMessage, r: Rejection) -> bytes::Bytes {
+        let tag = self.new_tag();
+        let mut b = response_to(msg, r.status, &r.reason, Some(&tag)).header("Server", SERVER);
+        for (name, value) in r.headers {
+            b = b.header(name, value);
+        }
+        b.build()
+    }
+
+    /// Answers a malformed request with 400 statelessly (RFC 4475 §3.1.2: "preferably
+    /// statelessly"), never an ACK; counts it.
+    fn reject_malformed(&mut self, rx: &Received, msg: &SipMessage, error: &ParseError) {
+        self.stats.malformed_requests += 1;
+        tracing::info!(source = %rx.source, %error, "malformed request");
+        if msg.method() == Some(&Method::Ack) {
+            return;
+        }
+        let tag = self.new_tag();
+        let bytes = response_to(msg, 400, &format!("Bad Request - {error}"), Some(&tag))
+            .header("Server", SERVER)
+            .build();
+        let target = response_target(rx, msg);
+        self.outputs.push_back(Output::Transmit(Transmit {
+            transport: target.transport,
+            destination: target.destination,
+            connection: target.connection,
+            bytes,
+        }));
+    }
+
+    /// Moves what the transactions produced into the output queue.
+    fn collect(&mut self) {
+        while let Some(t) = self.server.poll_transmit() {
+            self.outputs.push_back(Output::Transmit(t));
+        }
+        while let Some(ended) = self.server.poll_ended() {
+            if ended.why == Termination::TimedOut(TimerName::H) {
+                self.stats.ack_timeouts += 1;
+                tracing::warn!("no ACK for a final response within Timer H");
+            }
+        }
+    }
+
+    /// A fresh To tag (RFC 3261 §19.3: at least 32 bits of randomness).
+    fn new_tag(&mut self) -> String {
+        format!("{:016x}", self.rng.random::<u64>())
+    }
+}
+
+/// The first reason a request lacks what every request needs (§8.1.1), for the 400.
+fn first_mandatory_error(msg: &SipMessage) -> ParseError {
+    msg.top_via()
+        .err()
+        .or_else(|| msg.cseq().err())
+        .or_else(|| msg.call_id().err())
+        .or_else(|| msg.from().err())
+        .or_else(|| msg.to().err())
+        .unwrap_or(ParseError::BadStartLine)
+}
+
+/// Where the response to `msg` goes (RFC 3261 §18.2.2, RFC 3581 §4): over TCP on the
+/// connection it came on; over UDP to the packet's source address (never a host named in
+/// the Via), at the source port when the top Via has `rport` (or cannot be read), else at
+/// the Via's port.
+pub fn response_target(rx: &Received, msg: &SipMessage) -> ResponseTarget {
+    let destination = match rx.transport {
+        Transport::Tcp => rx.source,
+        Transport::Udp => match msg.top_via() {
+            Ok(via) if via.rport().is_none() => SocketAddr::new(rx.source.ip(), via.port_or_default()),
+            _ => rx.source,
+        },
+    };
+    ResponseTarget {
+        transport: rx.transport,
+        destination,
+        connection: rx.connection,
     }
 }

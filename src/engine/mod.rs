@@ -11,6 +11,7 @@
 pub mod sip;
 pub mod time;
 pub mod transaction;
+pub mod uas;
 
 mod engine;
 
@@ -108,3 +109,6 @@ pub enum Output {
         until: Option<MonoTime>,
     },
 }
+
+#[cfg(test)]
+mod tests;

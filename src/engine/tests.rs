@@ -1,0 +1,274 @@
+//! Engine scenarios in virtual time: no sockets, no sleeps. Each test feeds datagrams or
+//! TCP frames to an [`Engine`] and asserts what it sends, where, and when.
+
+use super::sip::{HeaderName, SipMessage};
+use super::{Engine, EngineConfig, Input, Now, Output, Received, Transmit, Transport};
+use crate::engine::ConnectionId;
+use bytes::Bytes;
+use std::net::SocketAddr;
+
+const SIAGA: &str = "127.0.0.1:5060";
+const PEER: &str = "127.0.0.1:5099";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("address literal")
+}
+
+fn engine() -> Engine {
+    Engine::with_seed(EngineConfig::for_tests(addr(SIAGA)), 7)
+}
+
+fn udp(text: &str) -> Input {
+    Input::Received(Received {
+        transport: Transport::Udp,
+        source: addr(PEER),
+        local: addr(SIAGA),
+        connection: None,
+        bytes: Bytes::from(text.replace('\n', "\r\n")),
+    })
+}
+
+fn tcp(text: &str) -> Input {
+    Input::Received(Received {
+        transport: Transport::Tcp,
+        source: addr(PEER),
+        local: addr(SIAGA),
+        connection: Some(ConnectionId(3)),
+        bytes: Bytes::from(text.replace('\n', "\r\n")),
+    })
+}
+
+/// Drains the engine: every transmit, and the final deadline.
+fn drain(e: &mut Engine) -> (Vec<Transmit>, Option<super::MonoTime>) {
+    let mut sent = Vec::new();
+    loop {
+        match e.poll_output() {
+            Output::Transmit(t) => sent.push(t),
+            Output::Wait { until } => return (sent, until),
+        }
+    }
+}
+
+fn parsed(t: &Transmit) -> SipMessage {
+    SipMessage::parse(t.bytes.clone(), Transport::Udp).expect("siaga sends parseable messages")
+}
+
+fn one_response(e: &mut Engine, now: u64, input: Input) -> SipMessage {
+    e.handle_input(Now::from_millis(now), input);
+    let (sent, _) = drain(e);
+    assert_eq!(sent.len(), 1, "exactly one response: {sent:?}");
+    parsed(&sent[0])
+}
+
+fn request(method: &str, ruri: &str, extra: &str) -> String {
+    format!(
+        "{method} {ruri} SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-{method}-1\nMax-Forwards: 70\nFrom: <sip:peer@127.0.0.1>;tag=p1\nTo: <{ruri}>\nCall-ID: call-{method}@127.0.0.1\nCSeq: 1 {method}\n{extra}Content-Length: 0\n\n"
+    )
+}
+
+fn header(msg: &SipMessage, name: HeaderName) -> String {
+    msg.header(name)
+        .map(|h| String::from_utf8_lossy(&h.value()).into_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn options_to_siaga_itself_draws_200_with_capabilities() {
+    for ruri in ["sip:127.0.0.1:5060", "sip:siaga.test", "sip:anyone@siaga.test", "sip:ops@127.0.0.1:5060"] {
+        let mut e = engine();
+        let r = one_response(&mut e, 0, udp(&request("OPTIONS", ruri, "")));
+        assert_eq!(r.status(), Some(200), "{ruri}");
+        assert!(header(&r, HeaderName::Allow).contains("INVITE"));
+        assert!(header(&r, HeaderName::Allow).contains("OPTIONS"));
+        assert_eq!(header(&r, HeaderName::Accept), "application/sdp");
+        assert!(r.header(HeaderName::Supported).is_some());
+        assert!(r.to().expect("To").tag().is_some());
+        assert_eq!(r.call_id(), Ok("call-OPTIONS@127.0.0.1"));
+    }
+}
+
+#[test]
+fn options_with_max_forwards_zero_is_still_answered() {
+    let mut e = engine();
+    let text = request("OPTIONS", "sip:siaga.test", "").replace("Max-Forwards: 70", "Max-Forwards: 0");
+    assert_eq!(one_response(&mut e, 0, udp(&text)).status(), Some(200));
+}
+
+#[test]
+fn uas_core_rejections_follow_rfc3261_8_2() {
+    let cases: &[(&str, String, u16, Option<(HeaderName, &str)>)] = &[
+        ("unknown method", request("FOO", "sip:siaga.test", ""), 501, Some((HeaderName::Allow, "INVITE"))),
+        ("known, unsupported", request("SUBSCRIBE", "sip:siaga.test", ""), 405, Some((HeaderName::Allow, "OPTIONS"))),
+        ("version", request("OPTIONS", "sip:siaga.test", "").replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia").replace("OPTIONS sip:siaga.test SIP/2.0", "OPTIONS sip:siaga.test SIP/3.0"), 505, None),
+        ("scheme", request("OPTIONS", "mailto:ops@siaga.test", ""), 416, None),
+        ("other domain", request("OPTIONS", "sip:ops@elsewhere.example", ""), 404, None),
+        ("unknown user", request("INVITE", "sip:999@siaga.test", ""), 404, None),
+        ("require", request("OPTIONS", "sip:siaga.test", "Require: foo, bar\n"), 420, Some((HeaderName::Unsupported, "foo, bar"))),
+        ("to tag", request("OPTIONS", "sip:siaga.test", "").replace("To: <sip:siaga.test>", "To: <sip:siaga.test>;tag=x"), 481, None),
+        ("cseq mismatch", request("OPTIONS", "sip:siaga.test", "").replace("1 OPTIONS", "1 INVITE"), 400, None),
+        ("no call-id", request("OPTIONS", "sip:siaga.test", "").replace("Call-ID: call-OPTIONS@127.0.0.1\r\n", ""), 400, None),
+    ];
+    for (what, text, status, must_have) in cases {
+        let mut e = engine();
+        let r = one_response(&mut e, 0, udp(text));
+        assert_eq!(r.status(), Some(*status), "{what}");
+        if let Some((name, needle)) = must_have {
+            assert!(header(&r, *name).contains(needle), "{what}: {name} in {r:?}");
+        }
+    }
+}
+
+#[test]
+fn unsupported_body_draws_415_with_accept() {
+    let mut e = engine();
+    let text = "OPTIONS sip:siaga.test SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKb\nFrom: <sip:p@h>;tag=1\nTo: <sip:siaga.test>\nCall-ID: b1\nCSeq: 1 OPTIONS\nContent-Type: application/unknownformat\nContent-Length: 4\n\nabcd";
+    let r = one_response(&mut e, 0, udp(text));
+    assert_eq!(r.status(), Some(415));
+    assert_eq!(header(&r, HeaderName::Accept), "application/sdp");
+}
+
+#[test]
+fn malformed_request_gets_400_with_reason_and_next_request_is_served() {
+    let mut e = engine();
+    let text = request("OPTIONS", "sip:siaga.test", "").replace("Content-Length: 0", "Content-Length: -5");
+    let r = one_response(&mut e, 0, udp(&text));
+    assert_eq!(r.status(), Some(400));
+    assert_eq!(r.reason(), Some(&b"Bad Request - Invalid Content-Length"[..]));
+    assert_eq!(e.stats().malformed_requests, 1);
+    let ok = request("OPTIONS", "sip:siaga.test", "").replace("-OPTIONS-1", "-OPTIONS-2");
+    assert_eq!(one_response(&mut e, 1, udp(&ok)).status(), Some(200));
+}
+
+#[test]
+fn garbage_and_responses_are_dropped_and_counted() {
+    let mut e = engine();
+    for junk in ["\u{0}\u{1}garbage", "SIP/2.0 999 nope\n\n", "\n\n\n"] {
+        e.handle_input(Now::from_millis(0), udp(junk));
+        assert!(drain(&mut e).0.is_empty(), "{junk:?}");
+    }
+    let stray = "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKnotours\nFrom: <sip:a@b>;tag=1\nTo: <sip:c@d>;tag=2\nCall-ID: x\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n";
+    e.handle_input(Now::from_millis(0), udp(stray));
+    assert!(drain(&mut e).0.is_empty());
+    let s = e.stats();
+    assert_eq!((s.unparseable, s.malformed_responses, s.stray_responses), (2, 1, 1));
+}
+
+#[test]
+fn responses_follow_rport_and_via_port_never_the_via_host() {
+    let mut e = engine();
+    let via_host = request("OPTIONS", "sip:siaga.test", "").replace("127.0.0.1:5099;branch", "192.0.2.9:5077;branch");
+    e.handle_input(Now::from_millis(0), udp(&via_host));
+    let (sent, _) = drain(&mut e);
+    assert_eq!(sent[0].destination, addr("127.0.0.1:5077"), "source IP, Via port");
+    let rport = via_host.replace("-OPTIONS-1", "-OPTIONS-2;rport");
+    e.handle_input(Now::from_millis(0), udp(&rport));
+    let (sent, _) = drain(&mut e);
+    assert_eq!(sent[0].destination, addr(PEER), "source IP and port with rport");
+    let no_port = via_host.replace("192.0.2.9:5077", "192.0.2.9").replace("-OPTIONS-1", "-OPTIONS-3");
+    e.handle_input(Now::from_millis(0), udp(&no_port));
+    let (sent, _) = drain(&mut e);
+    assert_eq!(sent[0].destination, addr("127.0.0.1:5060"), "default port 5060");
+}
+
+#[test]
+fn tcp_responses_go_back_on_the_same_connection() {
+    let mut e = engine();
+    let text = request("OPTIONS", "sip:siaga.test", "").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    e.handle_input(Now::from_millis(0), tcp(&text));
+    let (sent, until) = drain(&mut e);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].transport, sent[0].connection), (Transport::Tcp, Some(ConnectionId(3))));
+    assert_eq!(until, None, "Timer J is zero over TCP: nothing left running");
+    assert_eq!(e.server_transactions(), 0);
+}
+
+/// The 404 to an INVITE over UDP is resent on Timer G (0.5, 1.5, 3.5, 7.5, 11.5 … s)
+/// until its ACK; INVITE retransmissions are answered with the same 404, never a new one.
+#[test]
+fn invite_final_response_retransmits_until_ack() {
+    let mut e = engine();
+    let invite = request("INVITE", "sip:999@siaga.test", "");
+    let first = one_response(&mut e, 0, udp(&invite));
+    assert_eq!(first.status(), Some(404));
+    let mut at = Vec::new();
+    let mut now = 0;
+    while let Some(deadline) = drain(&mut e).1 {
+        now = deadline.since_origin().as_millis() as u64;
+        if now > 8000 {
+            break;
+        }
+        e.handle_timeout(Now::from_millis(now));
+        at.extend(drain(&mut e).0.iter().map(|t| {
+            assert_eq!(parsed(t).status(), Some(404));
+            now
+        }));
+    }
+    assert_eq!(at, vec![500, 1500, 3500, 7500]);
+    // A retransmitted INVITE draws the same response (same To tag).
+    let again = one_response(&mut e, now, udp(&invite));
+    assert_eq!(again.to().expect("To").tag(), first.to().expect("To").tag());
+    assert_eq!(e.stats().server_transactions, 1);
+    // The ACK stops retransmissions; Timer I then ends the transaction.
+    let ack = invite.replace("INVITE sip", "ACK sip").replace("1 INVITE", "1 ACK");
+    e.handle_input(Now::from_millis(now), udp(&ack));
+    let (sent, until) = drain(&mut e);
+    assert!(sent.is_empty(), "the ACK is never answered");
+    let until = until.expect("Timer I runs");
+    assert_eq!(until.since_origin().as_millis() as u64, now + 5000);
+    e.handle_timeout(Now::from_millis(now + 5000));
+    assert_eq!(drain(&mut e), (vec![], None));
+    assert_eq!(e.server_transactions(), 0);
+}
+
+#[test]
+fn unacked_final_response_times_out_on_timer_h() {
+    let mut e = engine();
+    one_response(&mut e, 0, udp(&request("INVITE", "sip:999@siaga.test", "")));
+    let mut sends = 0;
+    while let Some(deadline) = drain(&mut e).1 {
+        e.handle_timeout(Now { mono: deadline, ..Now::default() });
+        sends += drain(&mut e).0.len();
+    }
+    assert_eq!(sends, 10, "G at 0.5, 1.5, 3.5, 7.5, 11.5 … 31.5 s before H at 32 s");
+    assert_eq!(e.stats().ack_timeouts, 1);
+    assert_eq!(e.server_transactions(), 0);
+}
+
+#[test]
+fn non_invite_retransmission_answered_from_transaction_until_timer_j() {
+    let mut e = engine();
+    let options = request("OPTIONS", "sip:siaga.test", "");
+    let first = one_response(&mut e, 0, udp(&options));
+    let again = one_response(&mut e, 100, udp(&options));
+    assert_eq!(first.to().expect("To").tag(), again.to().expect("To").tag());
+    let (_, until) = drain(&mut e);
+    assert_eq!(until.map(|t| t.since_origin().as_millis()), Some(32_000));
+}
+
+#[test]
+fn cancel_without_invite_draws_481_and_ack_without_transaction_is_silent() {
+    let mut e = engine();
+    let cancel = request("CANCEL", "sip:999@siaga.test", "");
+    assert_eq!(one_response(&mut e, 0, udp(&cancel)).status(), Some(481));
+    let ack = request("ACK", "sip:999@siaga.test", "");
+    e.handle_input(Now::from_millis(0), udp(&ack));
+    assert!(drain(&mut e).0.is_empty());
+}
+
+#[test]
+fn cancel_matching_a_live_invite_transaction_draws_200() {
+    let mut e = engine();
+    let invite = request("INVITE", "sip:999@siaga.test", "");
+    one_response(&mut e, 0, udp(&invite));
+    let cancel = invite.replace("INVITE sip", "CANCEL sip").replace("1 INVITE", "1 CANCEL");
+    assert_eq!(one_response(&mut e, 10, udp(&cancel)).status(), Some(200));
+}
+
+#[test]
+fn malformed_ack_is_never_answered() {
+    let mut e = engine();
+    let ack = request("ACK", "sip:999@siaga.test", "").replace("Content-Length: 0", "Content-Length: x");
+    e.handle_input(Now::from_millis(0), udp(&ack));
+    assert!(drain(&mut e).0.is_empty());
+    assert_eq!(e.stats().malformed_requests, 1);
+}

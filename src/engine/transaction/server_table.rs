@@ -1,0 +1,250 @@
+//! The table of live server transactions: finds a transaction by its [`ServerKey`],
+//! drives its machine, collects what it sends and when it must next be woken, and drops
+//! it once terminated (RFC 3261 §17.2.3 matching, §17.2 machines).
+//!
+//! Timers are kept in one ordered set of `(deadline, id)`, so the engine's next deadline
+//! is the first element and firing due timers costs O(log n) each.
+
+use super::key::ServerKey;
+use super::{
+    ServerInviteState, ServerInviteTransaction, ServerNonInviteTransaction, Termination,
+    TimerConfig, TransactionError, Verdict,
+};
+use crate::engine::time::MonoTime;
+use crate::engine::{ConnectionId, Transmit, Transport};
+use bytes::Bytes;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+
+/// Where a server transaction's responses go (RFC 3261 §18.2.2, RFC 3581).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseTarget {
+    /// The transport the request arrived on.
+    pub transport: Transport,
+    /// UDP: the source address, at the source port when `rport` was sent, else at the
+    /// Via's port. TCP: the peer of `connection`.
+    pub destination: SocketAddr,
+    /// The TCP connection the request arrived on.
+    pub connection: Option<ConnectionId>,
+}
+
+/// Identifies a transaction in the table; never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId(u64);
+
+#[derive(Debug)]
+enum Machine {
+    Invite(ServerInviteTransaction),
+    NonInvite(ServerNonInviteTransaction),
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: ServerKey,
+    machine: Machine,
+    target: ResponseTarget,
+    scheduled: Option<MonoTime>,
+}
+
+/// A server transaction that ended, for the TU to hear about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    /// Its key.
+    pub key: ServerKey,
+    /// Why it ended; `TimedOut(H)` means the ACK of a final response never came.
+    pub why: Termination,
+}
+
+/// Every live server transaction. Call order: `create_*` / `handle_*` / `send_response` /
+/// `handle_timeout`, then drain [`ServerTransactions::poll_transmit`] and
+/// [`ServerTransactions::poll_ended`]; [`ServerTransactions::next_deadline`] is when to
+/// call `handle_timeout` next.
+#[derive(Debug, Default)]
+pub struct ServerTransactions {
+    entries: HashMap<TxId, Entry>,
+    index: HashMap<ServerKey, TxId>,
+    timers: BTreeSet<(MonoTime, TxId)>,
+    outbox: VecDeque<Transmit>,
+    ended: VecDeque<Ended>,
+    next_id: u64,
+}
+
+impl ServerTransactions {
+    /// Number of live transactions.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The transaction with this key, if live.
+    pub fn find(&self, key: &ServerKey) -> Option<TxId> {
+        self.index.get(key).copied()
+    }
+
+    /// Whether `id` is an INVITE transaction that has sent no final response yet (a CANCEL
+    /// can still end it, RFC 3261 §9.2).
+    pub fn is_pending_invite(&self, id: TxId) -> bool {
+        matches!(
+            self.entries.get(&id).map(|e| &e.machine),
+            Some(Machine::Invite(m)) if m.state() == ServerInviteState::Proceeding
+        )
+    }
+
+    /// A new transaction for a request received at `now`. An INVITE (or an ACK's key)
+    /// gets an INVITE machine, anything else a non-INVITE one.
+    pub fn create(
+        &mut self,
+        now: MonoTime,
+        key: ServerKey,
+        target: ResponseTarget,
+        config: &TimerConfig,
+    ) -> TxId {
+        let id = TxId(self.next_id);
+        self.next_id += 1;
+        let is_invite = matches!(
+            &key,
+            ServerKey::Rfc3261 { method: crate::engine::sip::Method::Invite, .. }
+                | ServerKey::Rfc2543 { method: crate::engine::sip::Method::Invite, .. }
+        );
+        let machine = if is_invite {
+            Machine::Invite(ServerInviteTransaction::new(now, target.transport, config))
+        } else {
+            Machine::NonInvite(ServerNonInviteTransaction::new(now, target.transport, config))
+        };
+        self.index.insert(key.clone(), id);
+        self.entries.insert(
+            id,
+            Entry {
+                key,
+                machine,
+                target,
+                scheduled: None,
+            },
+        );
+        id
+    }
+
+    /// A retransmission of the request that created `id` arrived: the machine resends its
+    /// last response where the RFC says (and absorbs it).
+    pub fn handle_request(&mut self, now: MonoTime, id: TxId) -> Verdict {
+        let verdict = match self.entries.get_mut(&id).map(|e| &mut e.machine) {
+            Some(Machine::Invite(m)) => m.handle_request(now),
+            Some(Machine::NonInvite(m)) => m.handle_request(now),
+            None => Verdict::Absorb,
+        };
+        self.settle(id);
+        verdict
+    }
+
+    /// An ACK matched INVITE transaction `id`: absorbed after a 300–699 (§17.2.1), passed
+    /// to the TU after a 2xx (RFC 6026 §7.1).
+    pub fn handle_ack(&mut self, now: MonoTime, id: TxId) -> Verdict {
+        let verdict = match self.entries.get_mut(&id).map(|e| &mut e.machine) {
+            Some(Machine::Invite(m)) => m.handle_ack(now),
+            _ => Verdict::Absorb,
+        };
+        self.settle(id);
+        verdict
+    }
+
+    /// The TU sends a response on `id`.
+    ///
+    /// Errors: the machine refuses it in its state (e.g. a 1xx after the final).
+    pub fn send_response(
+        &mut self,
+        now: MonoTime,
+        id: TxId,
+        status: u16,
+        bytes: Bytes,
+    ) -> Result<(), TransactionError> {
+        let result = match self.entries.get_mut(&id).map(|e| &mut e.machine) {
+            Some(Machine::Invite(m)) => m.send_response(now, status, bytes),
+            Some(Machine::NonInvite(m)) => m.send_response(now, status, bytes),
+            None => Ok(()),
+        };
+        self.settle(id);
+        result
+    }
+
+    /// Fires every timer due at or before `now`.
+    pub fn handle_timeout(&mut self, now: MonoTime) {
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, id));
+            if let Some(entry) = self.entries.get_mut(&id) {
+                entry.scheduled = None;
+                match &mut entry.machine {
+                    Machine::Invite(m) => m.handle_timeout(now),
+                    Machine::NonInvite(m) => m.handle_timeout(now),
+                }
+            }
+            self.settle(id);
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    /// The next transaction that ended.
+    pub fn poll_ended(&mut self) -> Option<Ended> {
+        self.ended.pop_front()
+    }
+
+    /// The earliest timer of any transaction.
+    pub fn next_deadline(&self) -> Option<MonoTime> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    /// Collects what `id` sends, reschedules its timer, and removes it once terminated.
+    fn settle(&mut self, id: TxId) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let target = entry.target;
+        let (termination, deadline) = loop {
+            let next = match &mut entry.machine {
+                Machine::Invite(m) => m.poll_transmit(),
+                Machine::NonInvite(m) => m.poll_transmit(),
+            };
+            match next {
+                Some(bytes) => self.outbox.push_back(Transmit {
+                    transport: target.transport,
+                    destination: target.destination,
+                    connection: target.connection,
+                    bytes,
+                }),
+                None => {
+                    break match &entry.machine {
+                        Machine::Invite(m) => (m.termination(), m.poll_timeout()),
+                        Machine::NonInvite(m) => (m.termination(), m.poll_timeout()),
+                    };
+                }
+            }
+        };
+        if let Some(old) = entry.scheduled.take() {
+            self.timers.remove(&(old, id));
+        }
+        if let Some(why) = termination {
+            if let Some(entry) = self.entries.remove(&id) {
+                self.index.remove(&entry.key);
+                self.ended.push_back(Ended {
+                    key: entry.key,
+                    why,
+                });
+            }
+            return;
+        }
+        if let Some((at, _timer)) = deadline {
+            entry.scheduled = Some(at);
+            self.timers.insert((at, id));
+        }
+    }
+}
