@@ -8,6 +8,8 @@ pub mod error;
 pub mod framing;
 pub mod header;
 pub mod message;
+pub mod uri;
 
 pub use error::ParseError;
 pub use header::HeaderName;
+pub use uri::{Host, SipUri, TelUri, Uri, UriError, UrnUri};
