@@ -13,9 +13,9 @@ pub mod time;
 pub mod transaction;
 pub mod uas;
 
-mod engine;
+mod driver;
 
-pub use engine::{Engine, EngineConfig, Stats};
+pub use driver::{Engine, EngineConfig, Stats};
 pub use time::{MonoTime, Now, UtcTime};
 
 use bytes::Bytes;

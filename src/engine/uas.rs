@@ -4,7 +4,7 @@
 //! Pure: [`inspect_request`] looks at a parsed request and the engine's configuration and
 //! says which response to send, or that the request may go on to the application.
 
-use super::engine::EngineConfig;
+use super::driver::EngineConfig;
 use super::sip::uri::{Host, Uri};
 use super::sip::{HeaderName, Method, ParseError, SipMessage};
 

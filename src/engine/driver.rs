@@ -2,7 +2,7 @@
 //! requests to their server transaction or the UAS core (RFC 3261 §8.2), drops stray and
 //! malformed responses, and fires transaction timers.
 
-use super::sip::builder::{MessageBuilder, response_to};
+use super::sip::builder::response_to;
 use super::sip::{Malformed, Method, ParseError, SipMessage};
 use super::time::{MonoTime, Now};
 use super::transaction::{
