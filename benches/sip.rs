@@ -44,8 +44,19 @@ a=ptime:20\r\n\
 a=sendrecv\r\n";
 
 const VALID_4475: &[&str] = &[
-    "wsinv", "intmeth", "esc01", "escnull", "esc02", "lwsdisp", "longreq", "dblreq", "semiuri",
-    "transports", "mpart01", "unreason", "noreason",
+    "wsinv",
+    "intmeth",
+    "esc01",
+    "escnull",
+    "esc02",
+    "lwsdisp",
+    "longreq",
+    "dblreq",
+    "semiuri",
+    "transports",
+    "mpart01",
+    "unreason",
+    "noreason",
 ];
 
 /// What the engine reads of every request it takes: the index plus these views.
@@ -83,7 +94,11 @@ fn parsing(c: &mut Criterion) {
         .collect();
     g.throughput(Throughput::Elements(set.len() as u64));
     g.bench_function("rfc4475_valid_set_with_views", |b| {
-        b.iter(|| set.iter().map(|m| parse_like_engine(black_box(m.clone()))).sum::<usize>())
+        b.iter(|| {
+            set.iter()
+                .map(|m| parse_like_engine(black_box(m.clone())))
+                .sum::<usize>()
+        })
     });
     g.finish();
 }

@@ -6,8 +6,7 @@ use super::sip::builder::response_to;
 use super::sip::{Malformed, Method, ParseError, SipMessage};
 use super::time::{MonoTime, Now};
 use super::transaction::{
-    ClientKey, ResponseTarget, ServerKey, ServerTransactions, Termination, TimerConfig,
-    TimerName,
+    ClientKey, ResponseTarget, ServerKey, ServerTransactions, Termination, TimerConfig, TimerName,
 };
 use super::uas::{self, Rejection, Verdict};
 use super::{Input, Output, Received, Transmit, Transport};
@@ -54,15 +53,17 @@ impl EngineConfig {
     /// RFC 3261 §19.1.2); a wildcard listen address counts for any IP of its family.
     pub fn is_local_address(&self, ip: IpAddr, port: Option<u16>) -> bool {
         let port = port.unwrap_or(5060);
-        let advertised = self.advertised_host.parse::<IpAddr>().ok() == Some(ip)
-            && self.advertised_port == port;
+        let advertised =
+            self.advertised_host.parse::<IpAddr>().ok() == Some(ip) && self.advertised_port == port;
         advertised
             || self.local_addresses.iter().any(|a| {
                 a.port() == port
-                    && (a.ip() == ip
-                        || (a.ip().is_unspecified() && a.is_ipv4() == ip.is_ipv4()))
+                    && (a.ip() == ip || (a.ip().is_unspecified() && a.is_ipv4() == ip.is_ipv4()))
             })
-            || self.domains.iter().any(|d| d.parse::<IpAddr>().ok() == Some(ip))
+            || self
+                .domains
+                .iter()
+                .any(|d| d.parse::<IpAddr>().ok() == Some(ip))
     }
 }
 
@@ -237,7 +238,9 @@ impl Engine {
             return;
         }
         let target = response_target(rx, msg);
-        let id = self.server.create(now.mono, key, target, &self.config.timers);
+        let id = self
+            .server
+            .create(now.mono, key, target, &self.config.timers);
         self.stats.server_transactions += 1;
         let (status, bytes) = self.answer(msg);
         if let Err(error) = self.server.send_response(now.mono, id, status, bytes) {
@@ -374,7 +377,9 @@ pub fn response_target(rx: &Received, msg: &SipMessage) -> ResponseTarget {
     let destination = match rx.transport {
         Transport::Tcp => rx.source,
         Transport::Udp => match msg.top_via() {
-            Ok(via) if via.rport().is_none() => SocketAddr::new(rx.source.ip(), via.port_or_default()),
+            Ok(via) if via.rport().is_none() => {
+                SocketAddr::new(rx.source.ip(), via.port_or_default())
+            }
             _ => rx.source,
         },
     };

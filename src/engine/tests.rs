@@ -74,7 +74,12 @@ fn header(msg: &SipMessage, name: HeaderName) -> String {
 
 #[test]
 fn options_to_siaga_itself_draws_200_with_capabilities() {
-    for ruri in ["sip:127.0.0.1:5060", "sip:siaga.test", "sip:anyone@siaga.test", "sip:ops@127.0.0.1:5060"] {
+    for ruri in [
+        "sip:127.0.0.1:5060",
+        "sip:siaga.test",
+        "sip:anyone@siaga.test",
+        "sip:ops@127.0.0.1:5060",
+    ] {
         let mut e = engine();
         let r = one_response(&mut e, 0, udp(&request("OPTIONS", ruri, "")));
         assert_eq!(r.status(), Some(200), "{ruri}");
@@ -90,30 +95,95 @@ fn options_to_siaga_itself_draws_200_with_capabilities() {
 #[test]
 fn options_with_max_forwards_zero_is_still_answered() {
     let mut e = engine();
-    let text = request("OPTIONS", "sip:siaga.test", "").replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let text =
+        request("OPTIONS", "sip:siaga.test", "").replace("Max-Forwards: 70", "Max-Forwards: 0");
     assert_eq!(one_response(&mut e, 0, udp(&text)).status(), Some(200));
 }
 
 #[test]
 fn uas_core_rejections_follow_rfc3261_8_2() {
-    let cases: &[(&str, String, u16, Option<(HeaderName, &str)>)] = &[
-        ("unknown method", request("FOO", "sip:siaga.test", ""), 501, Some((HeaderName::Allow, "INVITE"))),
-        ("known, unsupported", request("SUBSCRIBE", "sip:siaga.test", ""), 405, Some((HeaderName::Allow, "OPTIONS"))),
-        ("version", request("OPTIONS", "sip:siaga.test", "").replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia").replace("OPTIONS sip:siaga.test SIP/2.0", "OPTIONS sip:siaga.test SIP/3.0"), 505, None),
-        ("scheme", request("OPTIONS", "mailto:ops@siaga.test", ""), 416, None),
-        ("other domain", request("OPTIONS", "sip:ops@elsewhere.example", ""), 404, None),
-        ("unknown user", request("INVITE", "sip:999@siaga.test", ""), 404, None),
-        ("require", request("OPTIONS", "sip:siaga.test", "Require: foo, bar\n"), 420, Some((HeaderName::Unsupported, "foo, bar"))),
-        ("to tag", request("OPTIONS", "sip:siaga.test", "").replace("To: <sip:siaga.test>", "To: <sip:siaga.test>;tag=x"), 481, None),
-        ("cseq mismatch", request("OPTIONS", "sip:siaga.test", "").replace("1 OPTIONS", "1 INVITE"), 400, None),
-        ("no call-id", request("OPTIONS", "sip:siaga.test", "").replace("Call-ID: call-OPTIONS@127.0.0.1\r\n", ""), 400, None),
+    type Case = (
+        &'static str,
+        String,
+        u16,
+        Option<(HeaderName, &'static str)>,
+    );
+    let cases: &[Case] = &[
+        (
+            "unknown method",
+            request("FOO", "sip:siaga.test", ""),
+            501,
+            Some((HeaderName::Allow, "INVITE")),
+        ),
+        (
+            "known, unsupported",
+            request("SUBSCRIBE", "sip:siaga.test", ""),
+            405,
+            Some((HeaderName::Allow, "OPTIONS")),
+        ),
+        (
+            "version",
+            request("OPTIONS", "sip:siaga.test", "").replace(
+                "OPTIONS sip:siaga.test SIP/2.0",
+                "OPTIONS sip:siaga.test SIP/3.0",
+            ),
+            505,
+            None,
+        ),
+        (
+            "scheme",
+            request("OPTIONS", "mailto:ops@siaga.test", ""),
+            416,
+            None,
+        ),
+        (
+            "other domain",
+            request("OPTIONS", "sip:ops@elsewhere.example", ""),
+            404,
+            None,
+        ),
+        (
+            "unknown user",
+            request("INVITE", "sip:999@siaga.test", ""),
+            404,
+            None,
+        ),
+        (
+            "require",
+            request("OPTIONS", "sip:siaga.test", "Require: foo, bar\n"),
+            420,
+            Some((HeaderName::Unsupported, "foo, bar")),
+        ),
+        (
+            "to tag",
+            request("OPTIONS", "sip:siaga.test", "")
+                .replace("To: <sip:siaga.test>", "To: <sip:siaga.test>;tag=x"),
+            481,
+            None,
+        ),
+        (
+            "cseq mismatch",
+            request("OPTIONS", "sip:siaga.test", "").replace("1 OPTIONS", "1 INVITE"),
+            400,
+            None,
+        ),
+        (
+            "no call-id",
+            request("OPTIONS", "sip:siaga.test", "")
+                .replace("Call-ID: call-OPTIONS@127.0.0.1\n", ""),
+            400,
+            None,
+        ),
     ];
     for (what, text, status, must_have) in cases {
         let mut e = engine();
         let r = one_response(&mut e, 0, udp(text));
         assert_eq!(r.status(), Some(*status), "{what}");
         if let Some((name, needle)) = must_have {
-            assert!(header(&r, *name).contains(needle), "{what}: {name} in {r:?}");
+            assert!(
+                header(&r, *name).contains(needle),
+                "{what}: {name} in {r:?}"
+            );
         }
     }
 }
@@ -130,10 +200,14 @@ fn unsupported_body_draws_415_with_accept() {
 #[test]
 fn malformed_request_gets_400_with_reason_and_next_request_is_served() {
     let mut e = engine();
-    let text = request("OPTIONS", "sip:siaga.test", "").replace("Content-Length: 0", "Content-Length: -5");
+    let text =
+        request("OPTIONS", "sip:siaga.test", "").replace("Content-Length: 0", "Content-Length: -5");
     let r = one_response(&mut e, 0, udp(&text));
     assert_eq!(r.status(), Some(400));
-    assert_eq!(r.reason(), Some(&b"Bad Request - Invalid Content-Length"[..]));
+    assert_eq!(
+        r.reason(),
+        Some(&b"Bad Request - Invalid Content-Length"[..])
+    );
     assert_eq!(e.stats().malformed_requests, 1);
     let ok = request("OPTIONS", "sip:siaga.test", "").replace("-OPTIONS-1", "-OPTIONS-2");
     assert_eq!(one_response(&mut e, 1, udp(&ok)).status(), Some(200));
@@ -150,24 +224,42 @@ fn garbage_and_responses_are_dropped_and_counted() {
     e.handle_input(Now::from_millis(0), udp(stray));
     assert!(drain(&mut e).0.is_empty());
     let s = e.stats();
-    assert_eq!((s.unparseable, s.malformed_responses, s.stray_responses), (2, 1, 1));
+    assert_eq!(
+        (s.unparseable, s.malformed_responses, s.stray_responses),
+        (2, 1, 1)
+    );
 }
 
 #[test]
 fn responses_follow_rport_and_via_port_never_the_via_host() {
     let mut e = engine();
-    let via_host = request("OPTIONS", "sip:siaga.test", "").replace("127.0.0.1:5099;branch", "192.0.2.9:5077;branch");
+    let via_host = request("OPTIONS", "sip:siaga.test", "")
+        .replace("127.0.0.1:5099;branch", "192.0.2.9:5077;branch");
     e.handle_input(Now::from_millis(0), udp(&via_host));
     let (sent, _) = drain(&mut e);
-    assert_eq!(sent[0].destination, addr("127.0.0.1:5077"), "source IP, Via port");
+    assert_eq!(
+        sent[0].destination,
+        addr("127.0.0.1:5077"),
+        "source IP, Via port"
+    );
     let rport = via_host.replace("-OPTIONS-1", "-OPTIONS-2;rport");
     e.handle_input(Now::from_millis(0), udp(&rport));
     let (sent, _) = drain(&mut e);
-    assert_eq!(sent[0].destination, addr(PEER), "source IP and port with rport");
-    let no_port = via_host.replace("192.0.2.9:5077", "192.0.2.9").replace("-OPTIONS-1", "-OPTIONS-3");
+    assert_eq!(
+        sent[0].destination,
+        addr(PEER),
+        "source IP and port with rport"
+    );
+    let no_port = via_host
+        .replace("192.0.2.9:5077", "192.0.2.9")
+        .replace("-OPTIONS-1", "-OPTIONS-3");
     e.handle_input(Now::from_millis(0), udp(&no_port));
     let (sent, _) = drain(&mut e);
-    assert_eq!(sent[0].destination, addr("127.0.0.1:5060"), "default port 5060");
+    assert_eq!(
+        sent[0].destination,
+        addr("127.0.0.1:5060"),
+        "default port 5060"
+    );
 }
 
 #[test]
@@ -177,8 +269,14 @@ fn tcp_responses_go_back_on_the_same_connection() {
     e.handle_input(Now::from_millis(0), tcp(&text));
     let (sent, until) = drain(&mut e);
     assert_eq!(sent.len(), 1);
-    assert_eq!((sent[0].transport, sent[0].connection), (Transport::Tcp, Some(ConnectionId(3))));
-    assert_eq!(until, None, "Timer J is zero over TCP: nothing left running");
+    assert_eq!(
+        (sent[0].transport, sent[0].connection),
+        (Transport::Tcp, Some(ConnectionId(3)))
+    );
+    assert_eq!(
+        until, None,
+        "Timer J is zero over TCP: nothing left running"
+    );
     assert_eq!(e.server_transactions(), 0);
 }
 
@@ -209,7 +307,9 @@ fn invite_final_response_retransmits_until_ack() {
     assert_eq!(again.to().expect("To").tag(), first.to().expect("To").tag());
     assert_eq!(e.stats().server_transactions, 1);
     // The ACK stops retransmissions; Timer I then ends the transaction.
-    let ack = invite.replace("INVITE sip", "ACK sip").replace("1 INVITE", "1 ACK");
+    let ack = invite
+        .replace("INVITE sip", "ACK sip")
+        .replace("1 INVITE", "1 ACK");
     e.handle_input(Now::from_millis(now), udp(&ack));
     let (sent, until) = drain(&mut e);
     assert!(sent.is_empty(), "the ACK is never answered");
@@ -226,10 +326,16 @@ fn unacked_final_response_times_out_on_timer_h() {
     one_response(&mut e, 0, udp(&request("INVITE", "sip:999@siaga.test", "")));
     let mut sends = 0;
     while let Some(deadline) = drain(&mut e).1 {
-        e.handle_timeout(Now { mono: deadline, ..Now::default() });
+        e.handle_timeout(Now {
+            mono: deadline,
+            ..Now::default()
+        });
         sends += drain(&mut e).0.len();
     }
-    assert_eq!(sends, 10, "G at 0.5, 1.5, 3.5, 7.5, 11.5 … 31.5 s before H at 32 s");
+    assert_eq!(
+        sends, 10,
+        "G at 0.5, 1.5, 3.5, 7.5, 11.5 … 31.5 s before H at 32 s"
+    );
     assert_eq!(e.stats().ack_timeouts, 1);
     assert_eq!(e.server_transactions(), 0);
 }
@@ -260,14 +366,17 @@ fn cancel_matching_a_live_invite_transaction_draws_200() {
     let mut e = engine();
     let invite = request("INVITE", "sip:999@siaga.test", "");
     one_response(&mut e, 0, udp(&invite));
-    let cancel = invite.replace("INVITE sip", "CANCEL sip").replace("1 INVITE", "1 CANCEL");
+    let cancel = invite
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL");
     assert_eq!(one_response(&mut e, 10, udp(&cancel)).status(), Some(200));
 }
 
 #[test]
 fn malformed_ack_is_never_answered() {
     let mut e = engine();
-    let ack = request("ACK", "sip:999@siaga.test", "").replace("Content-Length: 0", "Content-Length: x");
+    let ack =
+        request("ACK", "sip:999@siaga.test", "").replace("Content-Length: 0", "Content-Length: x");
     e.handle_input(Now::from_millis(0), udp(&ack));
     assert!(drain(&mut e).0.is_empty());
     assert_eq!(e.stats().malformed_requests, 1);

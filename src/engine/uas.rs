@@ -162,13 +162,17 @@ fn check(msg: &SipMessage, config: &EngineConfig) -> Result<Verdict, Rejection> 
             .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
             .collect();
         if !unsupported.is_empty() {
-            return Err(Rejection::new(420, "Bad Extension").with("Unsupported", unsupported.join(", ")));
+            return Err(
+                Rejection::new(420, "Bad Extension").with("Unsupported", unsupported.join(", "))
+            );
         }
     }
     check_body(msg)?;
     if *method == Method::Invite {
         let accept = msg.accept().map_err(bad)?;
-        if accept.is_some_and(|ranges| !ranges.is_empty() && !ranges.iter().any(|r| r.admits("application", "sdp"))) {
+        if accept.is_some_and(|ranges| {
+            !ranges.is_empty() && !ranges.iter().any(|r| r.admits("application", "sdp"))
+        }) {
             return Err(Rejection::new(406, "Not Acceptable").with(
                 "Warning",
                 "399 siaga \"Only application/sdp bodies can be sent\"".to_owned(),
@@ -182,7 +186,10 @@ fn check(msg: &SipMessage, config: &EngineConfig) -> Result<Verdict, Rejection> 
 fn check_body(msg: &SipMessage) -> Result<(), Rejection> {
     let bad = |e: ParseError| Rejection::bad_request(&e);
     let encodings = msg.option_tags(HeaderName::ContentEncoding).map_err(bad)?;
-    if encodings.iter().any(|e| !e.eq_ignore_ascii_case("identity")) {
+    if encodings
+        .iter()
+        .any(|e| !e.eq_ignore_ascii_case("identity"))
+    {
         return Err(Rejection::new(415, "Unsupported Media Type")
             .with("Accept-Encoding", "identity".to_owned())
             .with("Accept", ACCEPT.to_owned()));

@@ -83,7 +83,11 @@ impl MessageBuilder {
 
     /// The message: head, `Content-Length` computed from the body, empty line, body.
     pub fn build(mut self) -> Bytes {
-        let _ = write!(Writer(&mut self.head), "Content-Length: {}\r\n\r\n", self.body.len());
+        let _ = write!(
+            Writer(&mut self.head),
+            "Content-Length: {}\r\n\r\n",
+            self.body.len()
+        );
         self.head.put_slice(&self.body);
         self.head.freeze()
     }

@@ -84,7 +84,7 @@ pub struct Malformed {
     pub error: ParseError,
     /// The start line and headers when those could be indexed (the body is then empty),
     /// so a 400 can still be addressed by its Via and echo its Call-ID, From, To and CSeq.
-    pub partial: Option<SipMessage>,
+    pub partial: Option<Box<SipMessage>>,
 }
 
 impl From<ParseError> for Malformed {
@@ -159,7 +159,9 @@ impl<'a> HeaderField<'a> {
     pub fn value_str(&self) -> Result<Cow<'a, str>, ParseError> {
         match self.value() {
             Cow::Borrowed(b) => std::str::from_utf8(b).map(Cow::Borrowed),
-            Cow::Owned(v) => String::from_utf8(v).map(Cow::Owned).map_err(|e| e.utf8_error()),
+            Cow::Owned(v) => String::from_utf8(v)
+                .map(Cow::Owned)
+                .map_err(|e| e.utf8_error()),
         }
         .map_err(|_| ParseError::bad(self.entry.name, "not UTF-8"))
     }
@@ -210,7 +212,7 @@ impl SipMessage {
         };
         let partial = |msg: SipMessage, error| Malformed {
             error,
-            partial: Some(msg),
+            partial: Some(Box::new(msg)),
         };
         if let Some(error) = header_error.or(uri_error) {
             return Err(partial(msg, error));
@@ -353,7 +355,10 @@ fn parse_start_line(
     let end = from + line.len();
     if line.starts_with(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (RFC 3261 §7.2).
-        let version_end = line.iter().position(|&b| b == b' ').ok_or(ParseError::BadStartLine)?;
+        let version_end = line
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or(ParseError::BadStartLine)?;
         let rest = &line[version_end + 1..];
         let code_len = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
         let code = &rest[..code_len];
@@ -380,9 +385,7 @@ fn parse_start_line(
     }
     // Request-Line = Method SP Request-URI SP SIP-Version (RFC 3261 §7.1). Runs of SP and
     // trailing SP are tolerated (RFC 4475 §3.1.2.9, §3.1.2.10).
-    let tokens: Vec<(usize, usize)> = split_sp(line)
-        .map(|(s, e)| (from + s, from + e))
-        .collect();
+    let tokens: Vec<(usize, usize)> = split_sp(line).map(|(s, e)| (from + s, from + e)).collect();
     let (Some(&(ms, me)), Some(&(vs, ve))) = (tokens.first(), tokens.last()) else {
         return Err(ParseError::BadStartLine);
     };
@@ -412,7 +415,8 @@ fn is_version(v: &[u8]) -> bool {
         return false;
     };
     let mut parts = rest.split(|&b| b == b'.');
-    let digits = |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+    let digits =
+        |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
     digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
 }
 
@@ -442,7 +446,10 @@ fn index_headers(buf: &[u8], from: usize, to: usize) -> (Vec<HeaderEntry>, Optio
     let mut error = None;
     let mut pos = from;
     while pos < to {
-        let line_end = buf[pos..to].iter().position(|&b| b == b'\n').map_or(to, |p| p + pos);
+        let line_end = buf[pos..to]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(to, |p| p + pos);
         let line = &buf[pos..line_end];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {

@@ -119,7 +119,10 @@ mod tests {
             Method::from_token(odd).map(|m| m.to_string()),
             Some(String::from_utf8_lossy(odd).into_owned())
         );
-        assert_eq!(Method::from_token(b"RE%47IST%45R").map(|m| m == Method::Register), Some(false));
+        assert_eq!(
+            Method::from_token(b"RE%47IST%45R").map(|m| m == Method::Register),
+            Some(false)
+        );
         assert_eq!(Method::from_token(b""), None);
         assert_eq!(Method::from_token(b"IN VITE"), None);
         assert_eq!(Method::from_token(b"<INVITE>"), None);

@@ -64,7 +64,14 @@ impl ServerKey {
         }
         let top_via = request
             .header(crate::engine::sip::HeaderName::Via)
-            .map(|f| String::from_utf8_lossy(&f.value()).split(',').next().unwrap_or("").trim().to_owned())
+            .map(|f| {
+                String::from_utf8_lossy(&f.value())
+                    .split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            })
             .unwrap_or_default();
         Ok(ServerKey::Rfc2543 {
             request_uri: request.request_uri_raw().unwrap_or_default().to_owned(),
@@ -95,7 +102,10 @@ impl ClientKey {
         let via = response.top_via()?;
         let branch = via
             .branch()
-            .ok_or(ParseError::bad(crate::engine::sip::HeaderName::Via, "no branch"))?
+            .ok_or(ParseError::bad(
+                crate::engine::sip::HeaderName::Via,
+                "no branch",
+            ))?
             .to_owned();
         Ok(ClientKey {
             branch,
@@ -119,9 +129,13 @@ mod tests {
     #[test]
     fn ack_and_cancel_find_the_invite() {
         let invite = ServerKey::of_request(&msg(INVITE)).expect("key");
-        let ack = msg(&INVITE.replace("INVITE sip", "ACK sip").replace("1 INVITE", "1 ACK"));
+        let ack = msg(&INVITE
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK"));
         assert_eq!(ServerKey::of_request(&ack).expect("key"), invite);
-        let cancel = msg(&INVITE.replace("INVITE sip", "CANCEL sip").replace("1 INVITE", "1 CANCEL"));
+        let cancel = msg(&INVITE
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("1 INVITE", "1 CANCEL"));
         assert_ne!(ServerKey::of_request(&cancel).expect("key"), invite);
         assert_eq!(ServerKey::cancelled_invite(&cancel).expect("key"), invite);
         let other_branch = msg(&INVITE.replace("z9hG4bKabc", "z9hG4bKabd"));
@@ -135,9 +149,14 @@ mod tests {
         let old = INVITE.replace(";branch=z9hG4bKabc", "");
         let key = ServerKey::of_request(&msg(&old)).expect("key");
         assert!(matches!(key, ServerKey::Rfc2543 { cseq: 1, .. }));
-        let ack = msg(&old.replace("INVITE sip", "ACK sip").replace("1 INVITE", "1 ACK"));
+        let ack = msg(&old
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK"));
         assert_eq!(ServerKey::of_request(&ack).expect("key"), key);
         let bare_cookie = INVITE.replace("z9hG4bKabc", "z9hG4bK");
-        assert!(matches!(ServerKey::of_request(&msg(&bare_cookie)), Ok(ServerKey::Rfc2543 { .. })));
+        assert!(matches!(
+            ServerKey::of_request(&msg(&bare_cookie)),
+            Ok(ServerKey::Rfc2543 { .. })
+        ));
     }
 }

@@ -31,18 +31,18 @@
 //! it; only TU calls add distinct entries, one each.
 
 mod client_invite;
-mod key;
-mod server_table;
 mod client_non_invite;
+mod key;
 mod server_invite;
 mod server_non_invite;
+mod server_table;
 mod timer;
 
 pub use client_invite::{ClientInviteState, ClientInviteTransaction};
 pub use client_non_invite::{ClientNonInviteState, ClientNonInviteTransaction};
+pub use key::{ClientKey, ServerKey};
 pub use server_invite::{ServerInviteState, ServerInviteTransaction};
 pub use server_non_invite::{ServerNonInviteState, ServerNonInviteTransaction};
-pub use key::{ClientKey, ServerKey};
 pub use server_table::{Ended, ResponseTarget, ServerTransactions, TxId};
 pub use timer::{TimerConfig, TimerName};
 

@@ -107,13 +107,22 @@ impl ServerTransactions {
         self.next_id += 1;
         let is_invite = matches!(
             &key,
-            ServerKey::Rfc3261 { method: crate::engine::sip::Method::Invite, .. }
-                | ServerKey::Rfc2543 { method: crate::engine::sip::Method::Invite, .. }
+            ServerKey::Rfc3261 {
+                method: crate::engine::sip::Method::Invite,
+                ..
+            } | ServerKey::Rfc2543 {
+                method: crate::engine::sip::Method::Invite,
+                ..
+            }
         );
         let machine = if is_invite {
             Machine::Invite(ServerInviteTransaction::new(now, target.transport, config))
         } else {
-            Machine::NonInvite(ServerNonInviteTransaction::new(now, target.transport, config))
+            Machine::NonInvite(ServerNonInviteTransaction::new(
+                now,
+                target.transport,
+                config,
+            ))
         };
         self.index.insert(key.clone(), id);
         self.entries.insert(

@@ -45,8 +45,8 @@ impl AuthValue {
                 .split_once('=')
                 .ok_or(ParseError::bad(header, "digest parameter without ="))?;
             let (name, value) = (name.trim(), value.trim());
-            let quoted_ok = value.starts_with('"')
-                && skip_quoted(value.as_bytes(), 0) == Some(value.len());
+            let quoted_ok =
+                value.starts_with('"') && skip_quoted(value.as_bytes(), 0) == Some(value.len());
             if !is_token(name) || !(is_token(value) || quoted_ok) {
                 return Err(ParseError::bad(header, "malformed digest parameter"));
             }

@@ -22,7 +22,8 @@ impl CSeq {
         let h = HeaderName::CSeq;
         let mut parts = value.split_ascii_whitespace();
         let seq = parts.next().ok_or(ParseError::bad(h, "empty"))?;
-        let seq = parse_decimal_u32(seq).ok_or(ParseError::bad(h, "sequence number out of range"))?;
+        let seq =
+            parse_decimal_u32(seq).ok_or(ParseError::bad(h, "sequence number out of range"))?;
         let method = parts
             .next()
             .and_then(|m| Method::from_token(m.as_bytes()))
@@ -38,7 +39,10 @@ impl CSeq {
 pub fn parse_max_forwards(value: &str) -> Result<u8, ParseError> {
     parse_decimal_u32(value.trim())
         .and_then(|n| u8::try_from(n).ok())
-        .ok_or(ParseError::bad(HeaderName::MaxForwards, "not a number in 0-255"))
+        .ok_or(ParseError::bad(
+            HeaderName::MaxForwards,
+            "not a number in 0-255",
+        ))
 }
 
 /// Parses a delta-seconds value (Expires, `expires=`): up to 2³²−1 seconds.
@@ -51,7 +55,9 @@ pub fn parse_decimal_u32(s: &str) -> Option<u32> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.bytes().try_fold(0u32, |n, d| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+    s.bytes().try_fold(0u32, |n, d| {
+        n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+    })
 }
 
 #[cfg(test)]
@@ -62,9 +68,15 @@ mod tests {
     fn cseq_values() {
         assert_eq!(
             CSeq::parse("0009\r\n INVITE".replace("\r\n", "").as_str()),
-            Ok(CSeq { seq: 9, method: Method::Invite })
+            Ok(CSeq {
+                seq: 9,
+                method: Method::Invite
+            })
         );
-        assert_eq!(CSeq::parse("4294967295 OPTIONS").map(|c| c.seq), Ok(u32::MAX));
+        assert_eq!(
+            CSeq::parse("4294967295 OPTIONS").map(|c| c.seq),
+            Ok(u32::MAX)
+        );
         assert!(CSeq::parse("4294967296 OPTIONS").is_err());
         assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
         assert!(CSeq::parse("-1 INVITE").is_err());

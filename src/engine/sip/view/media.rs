@@ -63,8 +63,11 @@ mod tests {
 
     #[test]
     fn types_and_ranges() {
-        let t = MediaType::parse("multipart/mixed;boundary=7a9cbec02ceef655", HeaderName::ContentType)
-            .expect("valid");
+        let t = MediaType::parse(
+            "multipart/mixed;boundary=7a9cbec02ceef655",
+            HeaderName::ContentType,
+        )
+        .expect("valid");
         assert!(t.is("multipart", "mixed"));
         assert_eq!(t.params.len(), 1);
         let list = MediaType::parse_list(
@@ -73,7 +76,11 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(list.len(), 6);
-        assert!(MediaType::parse("*/*", HeaderName::Accept).expect("valid").admits("application", "sdp"));
+        assert!(
+            MediaType::parse("*/*", HeaderName::Accept)
+                .expect("valid")
+                .admits("application", "sdp")
+        );
         assert!(MediaType::parse("sdp", HeaderName::ContentType).is_err());
     }
 }

@@ -76,7 +76,10 @@ impl SipMessage {
         let raw = std::str::from_utf8(field.raw_value())
             .map_err(|_| ParseError::bad(HeaderName::CallId, "not UTF-8"))?;
         if raw.is_empty() || raw.bytes().any(|b| b.is_ascii_whitespace()) {
-            return Err(ParseError::bad(HeaderName::CallId, "empty or contains whitespace"));
+            return Err(ParseError::bad(
+                HeaderName::CallId,
+                "empty or contains whitespace",
+            ));
         }
         Ok(raw)
     }
@@ -108,7 +111,10 @@ impl SipMessage {
             let value = field.value_str()?;
             if name_addr::is_wildcard(&value) {
                 if fields.len() != 1 {
-                    return Err(ParseError::bad(HeaderName::Contact, "* mixed with addresses"));
+                    return Err(ParseError::bad(
+                        HeaderName::Contact,
+                        "* mixed with addresses",
+                    ));
                 }
                 return Ok(Contacts::Wildcard);
             }
@@ -166,8 +172,10 @@ impl SipMessage {
     pub fn accept(&self) -> Result<Option<Vec<MediaType>>, ParseError> {
         let mut out: Option<Vec<MediaType>> = None;
         for field in self.headers_named(HeaderName::Accept) {
-            out.get_or_insert_default()
-                .extend(MediaType::parse_list(&field.value_str()?, HeaderName::Accept)?);
+            out.get_or_insert_default().extend(MediaType::parse_list(
+                &field.value_str()?,
+                HeaderName::Accept,
+            )?);
         }
         Ok(out)
     }

@@ -33,8 +33,10 @@ impl NameAddr {
         let i = skip_ws(b, 0);
         // Display name: a quoted string, or tokens up to `<`.
         let (display_name, lt) = if b.get(i) == Some(&b'"') {
-            let end = skip_quoted(b, i).ok_or(ParseError::bad(header, "unterminated quoted string"))?;
-            let name = unquote(&value[i..end]).ok_or(ParseError::bad(header, "malformed display name"))?;
+            let end =
+                skip_quoted(b, i).ok_or(ParseError::bad(header, "unterminated quoted string"))?;
+            let name =
+                unquote(&value[i..end]).ok_or(ParseError::bad(header, "malformed display name"))?;
             let lt = skip_ws(b, end);
             if b.get(lt) != Some(&b'<') {
                 return Err(ParseError::bad(header, "display name without <URI>"));
@@ -46,7 +48,10 @@ impl NameAddr {
                     let words = value[i..i + p].split_ascii_whitespace();
                     let words: Vec<&str> = words.collect();
                     if words.iter().any(|w| !w.bytes().all(is_token_char)) {
-                        return Err(ParseError::bad(header, "display name is not a token or quoted string"));
+                        return Err(ParseError::bad(
+                            header,
+                            "display name is not a token or quoted string",
+                        ));
                     }
                     let name = (!words.is_empty()).then(|| words.join(" "));
                     (name, Some(i + p))
@@ -61,7 +66,8 @@ impl NameAddr {
                     .position(|&c| c == b'>')
                     .map(|p| lt + p)
                     .ok_or(ParseError::bad(header, "unterminated <"))?;
-                let uri = Uri::parse(&value[lt + 1..gt]).map_err(|_| ParseError::bad(header, "malformed URI"))?;
+                let uri = Uri::parse(&value[lt + 1..gt])
+                    .map_err(|_| ParseError::bad(header, "malformed URI"))?;
                 (uri, gt + 1, true)
             }
             None => {
@@ -126,7 +132,10 @@ impl NameAddr {
         let bad = ParseError::bad(HeaderName::Contact, "malformed q");
         let v = v.ok_or(bad.clone())?;
         let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-        if !(int == "0" || int == "1") || frac.len() > 3 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+        if !(int == "0" || int == "1")
+            || frac.len() > 3
+            || !frac.bytes().all(|c| c.is_ascii_digit())
+        {
             return Err(bad);
         }
         let frac_millis = frac
@@ -134,7 +143,11 @@ impl NameAddr {
             .chain(std::iter::repeat(b'0'))
             .take(3)
             .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-        let q = if int == "1" { 1000 + frac_millis } else { frac_millis };
+        let q = if int == "1" {
+            1000 + frac_millis
+        } else {
+            frac_millis
+        };
         if q > 1000 {
             return Err(bad);
         }
@@ -155,7 +168,6 @@ pub enum Contacts {
 pub(crate) fn is_wildcard(value: &str) -> bool {
     value.trim() == "*"
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -180,14 +192,21 @@ mod tests {
         let v = NameAddr::parse("caller<sip:caller@example.com>;tag=323", F).expect("valid");
         assert_eq!(v.display_name.as_deref(), Some("caller"));
         assert_eq!(v.tag(), Some("323"));
-        let v = NameAddr::parse("token1~` token2'+_ token3*%!.- <sip:x@example.com>", F).expect("valid");
-        assert_eq!(v.display_name.as_deref(), Some("token1~` token2'+_ token3*%!.-"));
+        let v = NameAddr::parse("token1~` token2'+_ token3*%!.- <sip:x@example.com>", F)
+            .expect("valid");
+        assert_eq!(
+            v.display_name.as_deref(),
+            Some("token1~` token2'+_ token3*%!.-")
+        );
     }
 
     #[test]
     fn addr_spec_params_belong_to_the_header() {
-        let v = NameAddr::parse("sip:+19725552222@gw1.example.net;unknownparam", HeaderName::Contact)
-            .expect("valid");
+        let v = NameAddr::parse(
+            "sip:+19725552222@gw1.example.net;unknownparam",
+            HeaderName::Contact,
+        )
+        .expect("valid");
         assert!(!v.bracketed);
         assert_eq!(v.uri.to_string(), "sip:+19725552222@gw1.example.net");
         assert_eq!(v.param("unknownparam"), Some(None));
@@ -209,10 +228,12 @@ mod tests {
 
     #[test]
     fn contact_q_and_expires() {
-        let v = NameAddr::parse("<sip:a@b>;q=0.33;expires=3600", HeaderName::Contact).expect("valid");
+        let v =
+            NameAddr::parse("<sip:a@b>;q=0.33;expires=3600", HeaderName::Contact).expect("valid");
         assert_eq!(v.q_millis(), Ok(Some(330)));
         assert_eq!(v.expires(), Ok(Some(3600)));
-        let v = NameAddr::parse("<sip:a@b>;expires=280297596632815", HeaderName::Contact).expect("valid");
+        let v = NameAddr::parse("<sip:a@b>;expires=280297596632815", HeaderName::Contact)
+            .expect("valid");
         assert!(v.expires().is_err());
         let v = NameAddr::parse("<sip:a@b>;q=1.5", HeaderName::Contact).expect("valid");
         assert!(v.q_millis().is_err());

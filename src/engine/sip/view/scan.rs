@@ -23,14 +23,19 @@ impl Param {
 
     /// The value with surrounding quotes removed and quoted-pairs resolved.
     pub fn unquoted_value(&self) -> Option<String> {
-        self.value.as_deref().map(|v| unquote(v).unwrap_or_else(|| v.to_owned()))
+        self.value
+            .as_deref()
+            .map(|v| unquote(v).unwrap_or_else(|| v.to_owned()))
     }
 }
 
 /// Finds a parameter by name (case-insensitive): `None` when absent, `Some(None)` when
 /// present without a value.
 pub fn find_param<'a>(params: &'a [Param], name: &str) -> Option<Option<&'a str>> {
-    params.iter().find(|p| p.is(name)).map(|p| p.value.as_deref())
+    params
+        .iter()
+        .find(|p| p.is(name))
+        .map(|p| p.value.as_deref())
 }
 
 /// Splits a header value at the commas that separate values (RFC 3261 §7.3.1), ignoring
@@ -43,7 +48,10 @@ pub fn split_commas(value: &str, header: HeaderName) -> Result<Vec<&str>, ParseE
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'"' => i = skip_quoted(bytes, i).ok_or(ParseError::bad(header, "unterminated quoted string"))?,
+            b'"' => {
+                i = skip_quoted(bytes, i)
+                    .ok_or(ParseError::bad(header, "unterminated quoted string"))?
+            }
             b'<' => {
                 i = bytes[i..]
                     .iter()
@@ -177,8 +185,11 @@ mod tests {
 
     #[test]
     fn params_allow_lws_around_separators() {
-        let p = parse_params(" ; branch = z9hG4bK ;rport; received=[2001:db8::1] ;x=\"a;b\"", H)
-            .expect("valid params");
+        let p = parse_params(
+            " ; branch = z9hG4bK ;rport; received=[2001:db8::1] ;x=\"a;b\"",
+            H,
+        )
+        .expect("valid params");
         assert_eq!(p.len(), 4);
         assert_eq!(find_param(&p, "BRANCH"), Some(Some("z9hG4bK")));
         assert_eq!(find_param(&p, "rport"), Some(None));
@@ -203,7 +214,10 @@ mod tests {
 
     #[test]
     fn unquote_resolves_quoted_pairs() {
-        assert_eq!(unquote(r#""J Rosenberg \\\"""#).as_deref(), Some(r#"J Rosenberg \""#));
+        assert_eq!(
+            unquote(r#""J Rosenberg \\\"""#).as_deref(),
+            Some(r#"J Rosenberg \""#)
+        );
         assert_eq!(unquote("\"a\\\u{0}b\"").as_deref(), Some("a\u{0}b"));
         assert_eq!(unquote("\"open"), None);
         assert_eq!(unquote("bare"), None);

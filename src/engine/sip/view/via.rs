@@ -119,7 +119,7 @@ impl Via {
             }
         }
         if let Some(received) = find_param(&self.params, "received") {
-            if received.and_then(|r| parse_ip(r)).is_none() {
+            if received.and_then(parse_ip).is_none() {
                 return Err(ParseError::bad(H, "malformed received"));
             }
         }
@@ -145,7 +145,9 @@ impl Via {
 
     /// The `received` parameter as an address (RFC 3261 §18.2.1).
     pub fn received(&self) -> Option<IpAddr> {
-        find_param(&self.params, "received").flatten().and_then(parse_ip)
+        find_param(&self.params, "received")
+            .flatten()
+            .and_then(parse_ip)
     }
 
     /// `rport` (RFC 3581): `None` absent, `Some(None)` present without a value.
@@ -221,8 +223,10 @@ mod tests {
 
     #[test]
     fn ipv6_rport_received() {
-        let v = Via::parse_list("SIP/2.0/UDP [2001:db8::9:1]:5070;branch=z9hG4bKas3;rport;received=[2001:db8::9:255]")
-            .expect("valid");
+        let v = Via::parse_list(
+            "SIP/2.0/UDP [2001:db8::9:1]:5070;branch=z9hG4bKas3;rport;received=[2001:db8::9:255]",
+        )
+        .expect("valid");
         assert_eq!(v[0].host, "[2001:db8::9:1]");
         assert_eq!(v[0].port, Some(5070));
         assert_eq!(v[0].rport(), Some(None));
