@@ -6,9 +6,10 @@
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use siaga::engine::Transport;
 use siaga::engine::sip::SipMessage;
+use siaga::engine::{Engine, EngineConfig, Input, Now, Output, Received, Transport};
 use std::hint::black_box;
+use std::net::SocketAddr;
 
 /// An INVITE as a telco SBC sends it: Record-Route, P-Asserted-Identity, SDP offer.
 pub const TRUNK_INVITE: &str = "INVITE sip:112@siaga.example.id;user=phone SIP/2.0\r\n\
@@ -28,7 +29,7 @@ Session-Expires: 1800;refresher=uac\r\n\
 Min-SE: 90\r\n\
 User-Agent: TelcoSBC 4.2\r\n\
 Content-Type: application/sdp\r\n\
-Content-Length: 230\r\n\
+Content-Length: 222\r\n\
 \r\n\
 v=0\r\n\
 o=- 20518 0 IN IP4 127.0.0.10\r\n\
@@ -103,5 +104,55 @@ fn parsing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parsing);
+/// `n` OPTIONS requests (distinct branches) from one peer, as the shell would hand them in.
+fn options_batch(n: usize) -> Vec<Input> {
+    let source: SocketAddr = "127.0.0.1:5099".parse().expect("literal");
+    let local: SocketAddr = "127.0.0.1:5060".parse().expect("literal");
+    (0..n)
+        .map(|i| {
+            let text = format!(
+                "OPTIONS sip:siaga.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-{i}\r\nMax-Forwards: 70\r\nFrom: <sip:monitor@127.0.0.1>;tag=m{i}\r\nTo: <sip:siaga.test>\r\nCall-ID: ka-{i}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            Input::Received(Received {
+                transport: Transport::Udp,
+                source,
+                local,
+                connection: None,
+                bytes: Bytes::from(text),
+            })
+        })
+        .collect()
+}
+
+/// Server transactions created, answered (200 to OPTIONS) and completed (Timer J) per
+/// second through the engine alone.
+fn transactions(c: &mut Criterion) {
+    const N: usize = 1000;
+    let config = EngineConfig::for_tests("127.0.0.1:5060".parse().expect("literal"));
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("options_transactions_udp", |b| {
+        b.iter_batched(
+            || (Engine::with_seed(config.clone(), 1), options_batch(N)),
+            |(mut engine, inputs)| {
+                let mut sent = 0usize;
+                for input in inputs {
+                    engine.handle_input(Now::default(), input);
+                    while let Output::Transmit(_) = engine.poll_output() {
+                        sent += 1;
+                    }
+                }
+                // Timer J (64·T1) ends every transaction.
+                engine.handle_timeout(Now::from_millis(40_000));
+                assert_eq!(engine.server_transactions(), 0);
+                assert_eq!(sent, N);
+                sent
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parsing, transactions);
 criterion_main!(benches);

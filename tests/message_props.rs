@@ -34,9 +34,12 @@ fn token() -> impl Strategy<Value = String> {
 
 fn spec() -> impl Strategy<Value = Spec> {
     (
-        prop_oneof![Just("INVITE".to_owned()), Just("OPTIONS".to_owned()), "[A-Z]{3,10}"],
-        ("[a-z0-9]{1,10}",
-        "[a-z]{1,8}(\\.[a-z]{1,8}){0,2}"),
+        prop_oneof![
+            Just("INVITE".to_owned()),
+            Just("OPTIONS".to_owned()),
+            "[A-Z]{3,10}"
+        ],
+        ("[a-z0-9]{1,10}", "[a-z]{1,8}(\\.[a-z]{1,8}){0,2}"),
         "[A-Za-z0-9]{1,16}",
         proptest::option::of(1u16..),
         token(),
@@ -49,7 +52,20 @@ fn spec() -> impl Strategy<Value = Spec> {
         Just((0..7).collect::<Vec<usize>>()).prop_shuffle(),
     )
         .prop_map(
-            |(method, (user, host), branch, via_port, from_tag, call_id, cseq, max_forwards, body, styles, ws_before_colon, order)| Spec {
+            |(
+                method,
+                (user, host),
+                branch,
+                via_port,
+                from_tag,
+                call_id,
+                cseq,
+                max_forwards,
+                body,
+                styles,
+                ws_before_colon,
+                order,
+            )| Spec {
                 method,
                 user,
                 host,
@@ -70,15 +86,37 @@ fn spec() -> impl Strategy<Value = Spec> {
 fn write(spec: &Spec) -> Vec<u8> {
     let port = spec.via_port.map(|p| format!(":{p}")).unwrap_or_default();
     let headers: [(&str, Option<&str>, String); 7] = [
-        ("Via", Some("v"), format!("SIP/2.0/UDP {}{port} ; branch = z9hG4bK{}", spec.host, spec.branch)),
-        ("From", Some("f"), format!("\"Caller\" <sip:caller@{}>;tag={}", spec.host, spec.from_tag)),
-        ("To", Some("t"), format!("<sip:{}@{}>", spec.user, spec.host)),
+        (
+            "Via",
+            Some("v"),
+            format!(
+                "SIP/2.0/UDP {}{port} ; branch = z9hG4bK{}",
+                spec.host, spec.branch
+            ),
+        ),
+        (
+            "From",
+            Some("f"),
+            format!(
+                "\"Caller\" <sip:caller@{}>;tag={}",
+                spec.host, spec.from_tag
+            ),
+        ),
+        (
+            "To",
+            Some("t"),
+            format!("<sip:{}@{}>", spec.user, spec.host),
+        ),
         ("Call-ID", Some("i"), spec.call_id.clone()),
         ("CSeq", None, format!("{} {}", spec.cseq, spec.method)),
         ("Max-Forwards", None, spec.max_forwards.to_string()),
         ("Content-Length", Some("l"), spec.body.len().to_string()),
     ];
-    let mut out = format!("{} sip:{}@{} SIP/2.0\r\n", spec.method, spec.user, spec.host).into_bytes();
+    let mut out = format!(
+        "{} sip:{}@{} SIP/2.0\r\n",
+        spec.method, spec.user, spec.host
+    )
+    .into_bytes();
     for &i in &spec.order {
         let (long, compact, value) = &headers[i];
         let (use_compact, upper, fold) = spec.styles[i];
@@ -90,7 +128,11 @@ fn write(spec: &Spec) -> Vec<u8> {
             name = name.to_ascii_uppercase();
         }
         let colon = if spec.ws_before_colon { " :" } else { ":" };
-        let value = if fold { value.replacen(' ', "\r\n   ", 1) } else { value.clone() };
+        let value = if fold {
+            value.replacen(' ', "\r\n   ", 1)
+        } else {
+            value.clone()
+        };
         out.extend_from_slice(format!("{name}{colon} {value}\r\n").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
@@ -103,14 +145,23 @@ fn check(spec: &Spec, msg: &SipMessage) {
     let via = msg.top_via().expect("Via");
     assert_eq!(via.host, spec.host);
     assert_eq!(via.port, spec.via_port);
-    assert_eq!(via.branch(), Some(format!("z9hG4bK{}", spec.branch).as_str()));
+    assert_eq!(
+        via.branch(),
+        Some(format!("z9hG4bK{}", spec.branch).as_str())
+    );
     let from = msg.from().expect("From");
     assert_eq!(from.tag(), Some(spec.from_tag.as_str()));
     assert_eq!(from.display_name.as_deref(), Some("Caller"));
-    assert_eq!(msg.to().expect("To").uri.to_string(), format!("sip:{}@{}", spec.user, spec.host));
+    assert_eq!(
+        msg.to().expect("To").uri.to_string(),
+        format!("sip:{}@{}", spec.user, spec.host)
+    );
     assert_eq!(msg.call_id(), Ok(spec.call_id.as_str()));
     let cseq = msg.cseq().expect("CSeq");
-    assert_eq!((cseq.seq, cseq.method.as_str()), (spec.cseq, spec.method.as_str()));
+    assert_eq!(
+        (cseq.seq, cseq.method.as_str()),
+        (spec.cseq, spec.method.as_str())
+    );
     assert_eq!(msg.max_forwards(), Ok(Some(spec.max_forwards)));
     assert_eq!(msg.body(), &spec.body[..]);
 }
@@ -169,8 +220,24 @@ proptest! {
 }
 
 fn touch(m: &SipMessage) {
-    let _ = (m.request_uri(), m.vias(), m.from(), m.to(), m.call_id(), m.cseq());
-    let _ = (m.max_forwards(), m.contacts(), m.content_type(), m.accept(), m.expires());
-    let _ = (m.name_addrs(HeaderName::Route), m.auth_values(HeaderName::Authorization));
+    let _ = (
+        m.request_uri(),
+        m.vias(),
+        m.from(),
+        m.to(),
+        m.call_id(),
+        m.cseq(),
+    );
+    let _ = (
+        m.max_forwards(),
+        m.contacts(),
+        m.content_type(),
+        m.accept(),
+        m.expires(),
+    );
+    let _ = (
+        m.name_addrs(HeaderName::Route),
+        m.auth_values(HeaderName::Authorization),
+    );
     let _ = SipMessage::parse(rebuild(m), Transport::Udp);
 }
