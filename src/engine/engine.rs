@@ -16,9 +16,13 @@ pub struct EngineConfig {
     pub domains: Vec<String>,
     /// Addresses that also mean "siaga itself": the listen address and the advertised one.
     pub local_addresses: Vec<SocketAddr>,
-    /// The host (IP or name) and port siaga writes in Via and Contact (`sip.advertise`, else
-    /// the listen address).
-    pub advertised: SocketAddr,
+    /// The host siaga writes in Via and Contact (`sip.advertise`, else the listen address),
+    /// as written in a SIP URI: an IPv4 address, an IPv6 address in brackets, or a host name.
+    /// Together with `advertised_port` it also means "siaga itself".
+    pub advertised_host: String,
+    /// The port siaga writes in Via and Contact (`sip.advertise`'s port, else the listen
+    /// port).
+    pub advertised_port: u16,
     /// RFC 3261 T1 (`sip.timers.t1_ms`, default 500 ms).
     pub t1: Duration,
     /// RFC 3261 T2 (`sip.timers.t2_ms`, default 4 s).
@@ -82,9 +86,9 @@ impl Engine {
 
     /// The next output; [`Output::Wait`] when there is nothing more to do now.
     pub fn poll_output(&mut self) -> Output {
-        self.outputs
-            .pop_front()
-            .unwrap_or(Output::Wait { until: self.next_deadline() })
+        self.outputs.pop_front().unwrap_or(Output::Wait {
+            until: self.next_deadline(),
+        })
     }
 
     fn next_deadline(&self) -> Option<MonoTime> {
