@@ -1,1 +1,228 @@
-//! The tokio shell that owns the engine task. Placeholder.
+//! The tokio shell around the sans-IO engine (the shape of mini-redis's server).
+//!
+//! [`bind`] binds the sockets; [`run`] takes them already bound (tests bind
+//! `127.0.0.1:0`), starts the transports and runs the one engine task until `shutdown`
+//! resolves. The engine task owns the [`Engine`]: for each input it reads the two clocks
+//! once (monotonic for timers, UTC for records: clock reads happen here, never in the
+//! engine), calls [`Engine::handle_input`], drains [`Engine::poll_output`] (sending each
+//! [`Transmit`](crate::engine::Transmit)) until [`Output::Wait`], and sleeps until that
+//! deadline to call [`Engine::handle_timeout`].
+//!
+//! Input queue: bounded ([`RunOptions::input_queue`]). When the engine falls behind,
+//! receivers wait instead of dropping (see [`crate::transport`] for where the overload goes).
+//!
+//! Shutdown: when `shutdown` resolves, receivers stop reading and the input queue is
+//! closed; the engine task handles the inputs already queued and sends their outputs, then
+//! TCP writers write what is queued (up to [`SHUTDOWN_FLUSH`]) and close. Timers still
+//! running in the engine are not waited for (draining live calls is a later issue).
+
+use crate::config::Config;
+use crate::engine::{Engine, Input, MonoTime, Now, Output, UtcTime};
+use crate::transport::{BoundSockets, Limits, Transports};
+use std::future::Future;
+use std::io;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// How long TCP writers may take to write their last messages at shutdown.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// Options of [`run`].
+#[derive(Debug)]
+pub struct RunOptions {
+    /// Transport limits (`sip.max_tcp_connections`, the per-connection write queue).
+    pub limits: Limits,
+    /// Capacity of the engine's input queue, in inputs (datagrams, stream messages,
+    /// connection events). Default 1024.
+    pub input_queue: usize,
+    /// An observer: every input is copied to it just before the engine handles it (for
+    /// tests and diagnostics). The engine task waits for room in it, so a slow observer
+    /// slows the engine.
+    pub tap: Option<mpsc::Sender<Input>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            limits: Limits::default(),
+            input_queue: 1024,
+            tap: None,
+        }
+    }
+}
+
+impl RunOptions {
+    /// The options `config` sets (`sip.max_tcp_connections`); the rest default.
+    pub fn from_config(config: &Config) -> RunOptions {
+        RunOptions {
+            limits: Limits {
+                max_tcp_connections: config.sip.max_tcp_connections,
+                ..Limits::default()
+            },
+            ..RunOptions::default()
+        }
+    }
+}
+
+/// Binds UDP and TCP on `sip.listen`.
+///
+/// Errors: the bind errors (address in use, permission denied …).
+pub async fn bind(config: &Config) -> io::Result<BoundSockets> {
+    BoundSockets::bind(config.sip.listen).await
+}
+
+/// Runs siaga on `sockets` until `shutdown` resolves, then shuts down gracefully (see the
+/// module docs) and returns.
+///
+/// Errors: only when a socket's local address cannot be read at start.
+pub async fn run(
+    sockets: BoundSockets,
+    engine: Engine,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (inputs_tx, inputs_rx) = mpsc::channel(options.input_queue.max(1));
+    let transports = Transports::start(sockets, inputs_tx, options.limits, stop.clone(), &tracker)?;
+    let config = engine.config();
+    info!(
+        node = %config.node_id,
+        udp = %transports.udp_addr(),
+        tcp = %transports.tcp_addr(),
+        advertised = %format_args!("{}:{}", config.advertised_host, config.advertised_port),
+        "siaga started"
+    );
+
+    let engine_task = drive(engine, inputs_rx, &transports, options.tap, stop.clone());
+    tokio::pin!(engine_task);
+    tokio::select! {
+        () = &mut engine_task => {}
+        () = shutdown => {
+            info!("shutting down");
+            stop.cancel();
+            engine_task.await;
+        }
+    }
+
+    transports.close_all();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_FLUSH, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            connections = transports.tcp_connections(),
+            "tcp writers did not finish in time: closing their connections"
+        );
+        transports.abort_all();
+        tracker.wait().await;
+    }
+    info!("siaga stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. If a signal handler cannot be installed
+/// (logged at warn), only the other one ends the wait.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            warn!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        #[cfg(unix)]
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = ctrl_c => info!("SIGINT received"),
+        () = term => info!("SIGTERM received"),
+    }
+}
+
+/// The shell's clocks. Monotonic time is measured from `start` with tokio's clock, so
+/// tests with paused time control it.
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Now {
+        let utc = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Now {
+            mono: MonoTime::from_origin(self.start.elapsed()),
+            utc: UtcTime(utc),
+        }
+    }
+
+    fn instant(&self, at: MonoTime) -> Instant {
+        self.start + at.since_origin()
+    }
+}
+
+/// The engine task: input in, outputs out, one sleep until the next deadline. Returns
+/// once the input queue is closed (at `stop`) and empty.
+async fn drive(
+    mut engine: Engine,
+    mut inputs: mpsc::Receiver<Input>,
+    transports: &Transports,
+    tap: Option<mpsc::Sender<Input>>,
+    stop: CancellationToken,
+) {
+    let clock = Clock {
+        start: Instant::now(),
+    };
+    let mut deadline = drain(&mut engine, transports);
+    let mut stopping = false;
+    loop {
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(clock.instant(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled(), if !stopping => {
+                // Refuse new input, keep what is queued: recv() yields it, then None.
+                stopping = true;
+                inputs.close();
+            }
+            input = inputs.recv() => {
+                let Some(input) = input else { break };
+                if let Some(tap) = &tap {
+                    let _ = tap.send(input.clone()).await;
+                }
+                engine.handle_input(clock.now(), input);
+            }
+            () = timer => engine.handle_timeout(clock.now()),
+        }
+        deadline = drain(&mut engine, transports);
+    }
+}
+
+/// Sends every pending output; returns the next deadline.
+fn drain(engine: &mut Engine, transports: &Transports) -> Option<MonoTime> {
+    loop {
+        match engine.poll_output() {
+            Output::Transmit(transmit) => transports.send(transmit),
+            Output::Wait { until } => return until,
+        }
+    }
+}

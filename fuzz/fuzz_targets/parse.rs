@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         let msg = match SipMessage::parse(Bytes::copy_from_slice(data), transport) {
             Ok(msg) => msg,
             Err(e) => match e.partial {
-                Some(partial) => partial,
+                Some(partial) => *partial,
                 None => continue,
             },
         };

@@ -1,1 +1,156 @@
-//! UDP and TCP transports (tokio). Placeholder.
+//! The network side of the tokio shell: SIP over UDP and TCP (RFC 3261 §18).
+//!
+//! [`BoundSockets`] are bound before anything runs, so tests bind `127.0.0.1:0`.
+//! [`Transports::start`] spawns the receivers, which hand every datagram and every framed
+//! stream message to the engine's input channel with its source address, local address,
+//! transport and (TCP) [`ConnectionId`](crate::engine::ConnectionId).
+//! [`Transports::send`] carries out the engine's [`Transmit`]s; it never waits, so the
+//! engine task never blocks on a peer.
+//!
+//! Overload: the input channel is bounded. When it is full, receivers wait: datagrams
+//! queue in the kernel's socket buffer (beyond it the kernel drops them, and UDP senders
+//! retransmit, RFC 3261 §17), and TCP readers stop reading, so TCP flow control slows the
+//! peer. The shell itself never drops an input it has read.
+//!
+//! The engine's routing decisions (which transport, which address: RFC 3261 §18.2.2, RFC
+//! 3581) are made in the engine; the shell sends where it is told.
+
+pub mod tcp;
+pub mod udp;
+
+use crate::engine::{Input, Transmit, Transport};
+use std::io;
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The listening sockets, bound before the runtime starts.
+#[derive(Debug)]
+pub struct BoundSockets {
+    /// The UDP socket: receives and sends all SIP datagrams.
+    pub udp: UdpSocket,
+    /// The TCP listener: accepts inbound SIP connections.
+    pub tcp: TcpListener,
+}
+
+impl BoundSockets {
+    /// Binds UDP and TCP on `addr`. With port 0 the two get different ports (tests).
+    ///
+    /// Errors: the bind errors (address in use, permission denied for ports below 1024 …).
+    pub async fn bind(addr: SocketAddr) -> io::Result<BoundSockets> {
+        let udp = UdpSocket::bind(addr).await?;
+        let tcp = TcpListener::bind(addr).await?;
+        Ok(BoundSockets { udp, tcp })
+    }
+
+    /// The UDP socket's local address.
+    pub fn udp_addr(&self) -> io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// The TCP listener's local address.
+    pub fn tcp_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Limits of the transports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most TCP connections open at once, inbound and outbound (`sip.max_tcp_connections`).
+    /// An inbound connection beyond it is closed as soon as it is accepted; an outbound one
+    /// is not opened and its message is dropped. Both are logged at warn.
+    pub max_tcp_connections: usize,
+    /// Messages queued for one TCP connection's writer. When a peer stops reading and the
+    /// queue fills, the connection is closed (logged at warn): a peer that does not read
+    /// cannot be served, and waiting for it would stall the engine.
+    pub tcp_write_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_tcp_connections: 1024,
+            tcp_write_queue: 64,
+        }
+    }
+}
+
+/// The running transports: the send side, and a handle on the receive tasks.
+#[derive(Debug)]
+pub struct Transports {
+    /// The send side of the UDP socket (non-blocking).
+    udp: std::net::UdpSocket,
+    udp_addr: SocketAddr,
+    tcp: tcp::TcpTransport,
+}
+
+impl Transports {
+    /// Spawns the UDP receiver and the TCP accept loop on `tracker`. They feed `inputs` and
+    /// stop when `stop` is cancelled (or when `inputs` is closed).
+    ///
+    /// Must be called within a tokio runtime. Errors: when a socket's local address cannot
+    /// be read or the UDP socket cannot be duplicated.
+    pub fn start(
+        sockets: BoundSockets,
+        inputs: mpsc::Sender<Input>,
+        limits: Limits,
+        stop: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> io::Result<Transports> {
+        let udp_addr = sockets.udp.local_addr()?;
+        // Two handles on one socket: tokio's for receiving, and a non-blocking std one for
+        // sending, whose `send_to` fails only when the kernel's buffer is really full
+        // (tokio's `try_send_to` also fails while it has not yet seen the socket writable).
+        let std_udp = sockets.udp.into_std()?;
+        let udp = std_udp.try_clone()?;
+        tracker.spawn(udp::receive_loop(
+            UdpSocket::from_std(std_udp)?,
+            udp_addr,
+            inputs.clone(),
+            stop.clone(),
+        ));
+        let tcp = tcp::TcpTransport::start(sockets.tcp, inputs, limits, stop, tracker)?;
+        Ok(Transports { udp, udp_addr, tcp })
+    }
+
+    /// The UDP socket's local address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The TCP listener's local address.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp.local_addr()
+    }
+
+    /// Sends one message; never waits. UDP: one datagram to `destination` (dropped and
+    /// logged when the socket buffer is full: the transaction layer retransmits). TCP: on
+    /// `connection` when given (dropped and logged when it is gone), else on an open
+    /// connection to `destination`, else on a new connection to it.
+    pub fn send(&self, transmit: Transmit) {
+        match transmit.transport {
+            Transport::Udp => udp::send(&self.udp, &transmit),
+            Transport::Tcp => self.tcp.send(transmit),
+        }
+    }
+
+    /// The number of open TCP connections (including ones being opened).
+    pub fn tcp_connections(&self) -> usize {
+        self.tcp.connections()
+    }
+
+    /// Lets every TCP writer finish what is queued and close its connection; forgets all
+    /// connections. Called at shutdown, after the engine's last output.
+    pub fn close_all(&self) {
+        self.tcp.close_all();
+    }
+
+    /// Closes every TCP connection now, dropping what is still queued (shutdown after the
+    /// flush grace period).
+    pub fn abort_all(&self) {
+        self.tcp.abort_all();
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs all of siaga's tests. Installs what the tests need when it is missing (Debian):
+# SIPp (package sip-tester), iproute2 (ip) and util-linux (unshare) for the tests that run
+# in a loopback-only network namespace. Then runs `cargo test --all-targets`, whose
+# summary lines ("test result: ...") are what CI reads.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v sipp >/dev/null || ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
+    if [ "$(id -u)" -eq 0 ]; then
+        SUDO=()
+    else
+        SUDO=(sudo)
+    fi
+    echo "test.sh: installing test tools (sip-tester iproute2 util-linux)" >&2
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" apt-get install -y -q sip-tester iproute2 util-linux
+fi
+
+cargo test --all-targets "$@"

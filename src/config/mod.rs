@@ -1,0 +1,580 @@
+//! siaga's configuration: one TOML file (`config/siaga.toml` is the documented default) and
+//! environment variables that override a few keys.
+//!
+//! Loading is three pure steps, so each is testable without files or the process
+//! environment: the text is deserialized into raw strings and numbers (serde,
+//! `deny_unknown_fields`: a typo is an error naming the key), `apply_env` replaces the
+//! overridden keys, and validation turns the raw values into typed ones ([`Config`]). Every
+//! error names the key or the variable and the problem ([`ConfigError`]).
+
+mod error;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, Position, Problem, Source};
+pub use values::{DatabaseKind, DatabaseUrl, Host, HostPort, NodeId, PortRange};
+
+use crate::engine::EngineConfig;
+use crate::engine::transaction::TimerConfig;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+/// The default configuration file, relative to the working directory.
+pub const DEFAULT_PATH: &str = "config/siaga.toml";
+
+/// The environment variables that override keys of the file, with the key each overrides.
+/// Applied after the file is read and validated the same way.
+pub const ENV_OVERRIDES: [(&str, &str); 4] = [
+    ("SIAGA_SIP_LISTEN", "sip.listen"),
+    ("SIAGA_RTP_PORTS", "media.rtp_ports"),
+    ("SIAGA_DATABASE_URL", "database.url"),
+    ("SIAGA_HTTP_LISTEN", "http.listen"),
+];
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `[node]`.
+    pub node: NodeConfig,
+    /// `[sip]`.
+    pub sip: SipConfig,
+    /// `[media]`.
+    pub media: MediaConfig,
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[http]`.
+    pub http: HttpConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// The environment variables of [`ENV_OVERRIDES`] that were set and applied.
+    pub env_overrides: Vec<&'static str>,
+}
+
+/// `[node]`: this node's identity.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// `node.id` (required): a short name of this node, carried by every record.
+    pub id: NodeId,
+}
+
+/// `[sip]`: signalling addresses, domains and timers.
+#[derive(Clone, Debug)]
+pub struct SipConfig {
+    /// `sip.listen` (default `127.0.0.1:5060`; `SIAGA_SIP_LISTEN`): UDP and TCP both bind it.
+    pub listen: SocketAddr,
+    /// `sip.advertise` (optional): the host or host:port written in Via and Contact when it
+    /// differs from `listen` (NAT). Required when `listen` is a wildcard address.
+    pub advertise: Option<HostPort>,
+    /// `sip.domains` (required, non-empty): lower-cased host names or IPs (IPv6 in
+    /// brackets) siaga answers for, besides its listen and advertised addresses. The first
+    /// is the digest realm.
+    pub domains: Vec<String>,
+    /// `sip.max_tcp_connections` (default 1024): open TCP connections, inbound and
+    /// outbound together; more are closed as they are accepted.
+    pub max_tcp_connections: usize,
+    /// `[sip.timers]`.
+    pub timers: SipTimers,
+}
+
+/// `[sip.timers]`: RFC 3261 §17 base timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SipTimers {
+    /// `sip.timers.t1_ms` (default 500 ms): RTT estimate.
+    pub t1: Duration,
+    /// `sip.timers.t2_ms` (default 4000 ms): cap on retransmit intervals; at least T1.
+    pub t2: Duration,
+    /// `sip.timers.t4_ms` (default 5000 ms): how long a message may live in the network.
+    pub t4: Duration,
+}
+
+/// `[media]`: the RTP relay (used from a later issue; validated now).
+#[derive(Clone, Debug)]
+pub struct MediaConfig {
+    /// `media.rtp_ports` (default `30000-30999`; `SIAGA_RTP_PORTS`).
+    pub rtp_ports: PortRange,
+    /// `media.advertise` (optional): the IP written in SDP when it differs from the
+    /// address the relay binds.
+    pub advertise: Option<IpAddr>,
+}
+
+/// `[database]` (used from a later issue; validated now).
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    /// `database.url` (default `sqlite://data/siaga.db`; `SIAGA_DATABASE_URL`).
+    pub url: DatabaseUrl,
+}
+
+/// `[http]`: the operator and supervisor API (used from a later issue; validated now).
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// `http.listen` (default `127.0.0.1:8080`; `SIAGA_HTTP_LISTEN`).
+    pub listen: SocketAddr,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// `log.level` (default `info`): a `tracing_subscriber::EnvFilter` directive such as
+    /// `info` or `info,siaga::transport=debug`. `RUST_LOG` overrides it.
+    pub level: String,
+    /// `log.show_personal_data` (default false): log caller numbers, locations and names
+    /// in full instead of redacted. Used by later issues.
+    pub show_personal_data: bool,
+}
+
+// ---- raw form: what serde reads, before validation -------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: RawNode,
+    sip: RawSip,
+    #[serde(default)]
+    media: RawMedia,
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSip {
+    #[serde(default = "default_sip_listen")]
+    listen: String,
+    advertise: Option<String>,
+    domains: Vec<String>,
+    #[serde(default = "default_max_tcp_connections")]
+    max_tcp_connections: u32,
+    #[serde(default)]
+    timers: RawTimers,
+}
+
+fn default_sip_listen() -> String {
+    "127.0.0.1:5060".to_owned()
+}
+
+fn default_max_tcp_connections() -> u32 {
+    1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTimers {
+    t1_ms: u32,
+    t2_ms: u32,
+    t4_ms: u32,
+}
+
+impl Default for RawTimers {
+    fn default() -> Self {
+        RawTimers {
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMedia {
+    rtp_ports: String,
+    advertise: Option<String>,
+}
+
+impl Default for RawMedia {
+    fn default() -> Self {
+        RawMedia {
+            rtp_ports: "30000-30999".to_owned(),
+            advertise: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    url: String,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        RawDatabase {
+            url: "sqlite://data/siaga.db".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHttp {
+    listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: "127.0.0.1:8080".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: String,
+    show_personal_data: bool,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: "info".to_owned(),
+            show_personal_data: false,
+        }
+    }
+}
+
+// ---- loading ---------------------------------------------------------------------------
+
+impl Config {
+    /// Reads and validates the file at `path`, then applies the overrides set in the
+    /// process environment ([`ENV_OVERRIDES`]).
+    ///
+    /// Errors: [`ConfigError::Read`] when the file cannot be read; otherwise as
+    /// [`Config::from_toml`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, |var| {
+            std::env::var_os(var).map(|v| v.to_string_lossy().into_owned())
+        })
+    }
+
+    /// Parses and validates TOML `text`, with the environment given by `env` (a variable's
+    /// value, `None` when unset). Pure: tests pass a map.
+    ///
+    /// Errors: [`ConfigError::Syntax`] (not TOML), [`ConfigError::UnknownKey`],
+    /// [`ConfigError::MissingKey`] and [`ConfigError::WrongType`] (the file's shape), and
+    /// [`ConfigError::Invalid`] and [`ConfigError::AdvertiseRequired`] (its values).
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut raw = deserialize(text)?;
+        let applied = apply_env(&mut raw, env);
+        validate(raw, applied)
+    }
+
+    /// The engine's view of this configuration. `local_addresses` holds `sip.listen` and,
+    /// when `sip.advertise` is an IP, the advertised address; the advertised host and port
+    /// are `sip.advertise` (its port defaulting to the listen port) or else the listen
+    /// address.
+    pub fn engine_config(&self) -> EngineConfig {
+        let (advertised_host, advertised_port) = self.sip.advertised();
+        let mut local_addresses = vec![self.sip.listen];
+        if let Some(HostPort {
+            host: Host::Ip(ip), ..
+        }) = &self.sip.advertise
+        {
+            let advertised = SocketAddr::new(*ip, advertised_port);
+            if !local_addresses.contains(&advertised) {
+                local_addresses.push(advertised);
+            }
+        }
+        EngineConfig {
+            node_id: self.node.id.to_string(),
+            domains: self.sip.domains.clone(),
+            local_addresses,
+            advertised_host,
+            advertised_port,
+            timers: TimerConfig {
+                t1: self.sip.timers.t1,
+                t2: self.sip.timers.t2,
+                t4: self.sip.timers.t4,
+            },
+        }
+    }
+
+    /// A one-line summary for `check-config` and the start-up log (no secrets: the
+    /// database password is hidden).
+    pub fn summary(&self) -> String {
+        let (host, port) = self.sip.advertised();
+        let overrides = if self.env_overrides.is_empty() {
+            String::new()
+        } else {
+            format!("; from environment: {}", self.env_overrides.join(", "))
+        };
+        format!(
+            "node {}, sip {} (udp+tcp) advertised as {host}:{port}, domains {}, rtp {}, \
+             http {}, database {}{overrides}",
+            self.node.id,
+            self.sip.listen,
+            self.sip.domains.join(","),
+            self.media.rtp_ports,
+            self.http.listen,
+            self.database.url,
+        )
+    }
+}
+
+impl SipConfig {
+    /// The host (as written in a SIP URI: IPv6 in brackets) and port siaga writes in Via
+    /// and Contact: `advertise`, its port defaulting to the listen port; else the listen
+    /// address.
+    pub fn advertised(&self) -> (String, u16) {
+        match &self.advertise {
+            Some(hp) => (hp.host.to_string(), hp.port.unwrap_or(self.listen.port())),
+            None => (Host::Ip(self.listen.ip()).to_string(), self.listen.port()),
+        }
+    }
+}
+
+/// Deserializes the raw form. Shape errors keep the dotted path of the key.
+fn deserialize(text: &str) -> Result<RawConfig, ConfigError> {
+    // Syntax first, so that a TOML error is reported as such and not as a shape error.
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(ConfigError::Syntax {
+            position: position_of(text, &e),
+            message: one_line(e.message()),
+        });
+    }
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        shape_error(&path, text, &inner)
+    })
+}
+
+/// Joins a multi-line parser message into one line.
+fn one_line(message: &str) -> String {
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join("; ")
+}
+
+fn position_of(text: &str, e: &toml::de::Error) -> Position {
+    Position::of_offset(text, e.span().map_or(0, |span| span.start))
+}
+
+/// Turns serde's message into a [`ConfigError`] naming the dotted key. serde's messages
+/// for struct fields are stable: "unknown field `x`, expected …", "missing field `x`".
+fn shape_error(path: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let parent = if path == "." { "" } else { path };
+    let join = |field: &str| {
+        if parent.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{parent}.{field}")
+        }
+    };
+    let message = one_line(e.message());
+    let position = e.span().map(|span| Position::of_offset(text, span.start));
+    let backticked = |m: &str| m.split('`').nth(1).map(str::to_owned);
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let field = backticked(rest).unwrap_or_default();
+        // serde_path_to_error's path already ends at the unknown key.
+        let key = if parent == field || parent.ends_with(&format!(".{field}")) {
+            parent.to_owned()
+        } else {
+            join(&field)
+        };
+        let expected = rest
+            .split_once(", ")
+            .map_or("", |(_, expected)| expected)
+            .to_owned();
+        return ConfigError::UnknownKey {
+            key,
+            position,
+            expected,
+        };
+    }
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        let field = backticked(rest).unwrap_or_default();
+        return ConfigError::MissingKey { key: join(&field) };
+    }
+    ConfigError::WrongType {
+        key: if parent.is_empty() {
+            "(top level)".to_owned()
+        } else {
+            parent.to_owned()
+        },
+        position,
+        message,
+    }
+}
+
+/// Replaces the keys of [`ENV_OVERRIDES`] whose variable `env` reports as set. Returns the
+/// variables applied. Pure: `env` is the only source of the environment.
+fn apply_env(raw: &mut RawConfig, env: impl Fn(&str) -> Option<String>) -> Vec<&'static str> {
+    let mut applied = Vec::new();
+    for (var, key) in ENV_OVERRIDES {
+        let Some(value) = env(var) else { continue };
+        let slot = match key {
+            "sip.listen" => &mut raw.sip.listen,
+            "media.rtp_ports" => &mut raw.media.rtp_ports,
+            "database.url" => &mut raw.database.url,
+            "http.listen" => &mut raw.http.listen,
+            _ => continue,
+        };
+        *slot = value;
+        applied.push(var);
+    }
+    applied
+}
+
+/// The source of `key`'s value: the environment variable when one was applied.
+fn source(key: &'static str, applied: &[&'static str]) -> Source {
+    ENV_OVERRIDES
+        .iter()
+        .find(|(var, k)| *k == key && applied.contains(var))
+        .map_or(Source::Key(key), |&(var, key)| Source::Env { var, key })
+}
+
+fn invalid(source: Source, value: impl std::fmt::Debug, problem: Problem) -> ConfigError {
+    ConfigError::Invalid {
+        origin: source,
+        value: format!("{value:?}"),
+        problem,
+    }
+}
+
+/// Checks a string value with `parse`, naming its source on error.
+fn check<T>(
+    key: &'static str,
+    value: &str,
+    applied: &[&'static str],
+    parse: impl FnOnce(&str) -> Result<T, Problem>,
+) -> Result<T, ConfigError> {
+    parse(value).map_err(|problem| invalid(source(key, applied), value, problem))
+}
+
+fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, ConfigError> {
+    let a = &applied[..];
+    let node = NodeConfig {
+        id: check("node.id", &raw.node.id, a, NodeId::parse)?,
+    };
+
+    let listen = check("sip.listen", &raw.sip.listen, a, |s| {
+        values::parse_listen(s, false)
+    })?;
+    let advertise = match &raw.sip.advertise {
+        Some(s) => Some(check("sip.advertise", s, a, HostPort::parse)?),
+        None if listen.ip().is_unspecified() => {
+            return Err(ConfigError::AdvertiseRequired {
+                listen,
+                listen_source: source("sip.listen", a),
+            });
+        }
+        None => None,
+    };
+    if raw.sip.domains.is_empty() {
+        return Err(invalid(
+            Source::Key("sip.domains"),
+            Vec::<String>::new(),
+            Problem::EmptyList,
+        ));
+    }
+    let mut domains: Vec<String> = Vec::with_capacity(raw.sip.domains.len());
+    for d in &raw.sip.domains {
+        let domain = check("sip.domains", d, a, values::parse_domain)?;
+        if domains.contains(&domain) {
+            return Err(invalid(Source::Key("sip.domains"), d, Problem::Duplicate));
+        }
+        domains.push(domain);
+    }
+    let max_tcp_connections = at_least("sip.max_tcp_connections", raw.sip.max_tcp_connections, 1)?;
+    let t = &raw.sip.timers;
+    let t1_ms = at_least("sip.timers.t1_ms", t.t1_ms, 1)?;
+    if t.t2_ms < t1_ms {
+        return Err(ConfigError::Invalid {
+            origin: Source::Key("sip.timers.t2_ms"),
+            value: t.t2_ms.to_string(),
+            problem: Problem::BelowT1 { t1_ms },
+        });
+    }
+    let t4_ms = at_least("sip.timers.t4_ms", t.t4_ms, 1)?;
+    let sip = SipConfig {
+        listen,
+        advertise,
+        domains,
+        max_tcp_connections: usize::try_from(max_tcp_connections).unwrap_or(usize::MAX),
+        timers: SipTimers {
+            t1: Duration::from_millis(t1_ms.into()),
+            t2: Duration::from_millis(t.t2_ms.into()),
+            t4: Duration::from_millis(t4_ms.into()),
+        },
+    };
+
+    let media = MediaConfig {
+        rtp_ports: check("media.rtp_ports", &raw.media.rtp_ports, a, PortRange::parse)?,
+        advertise: match &raw.media.advertise {
+            Some(s) => Some(check("media.advertise", s, a, parse_media_ip)?),
+            None => None,
+        },
+    };
+    let database = DatabaseConfig {
+        url: check("database.url", &raw.database.url, a, DatabaseUrl::parse)?,
+    };
+    let http = HttpConfig {
+        listen: check("http.listen", &raw.http.listen, a, |s| {
+            values::parse_listen(s, false)
+        })?,
+    };
+    check("log.level", &raw.log.level, a, |s| {
+        tracing_subscriber::EnvFilter::builder()
+            .parse(s)
+            .map(drop)
+            .map_err(|e| Problem::BadLogFilter(e.to_string()))
+    })?;
+    let log = LogConfig {
+        level: raw.log.level,
+        show_personal_data: raw.log.show_personal_data,
+    };
+    Ok(Config {
+        node,
+        sip,
+        media,
+        database,
+        http,
+        log,
+        env_overrides: applied,
+    })
+}
+
+fn at_least(key: &'static str, value: u32, min: u32) -> Result<u32, ConfigError> {
+    if value < min {
+        return Err(ConfigError::Invalid {
+            origin: Source::Key(key),
+            value: value.to_string(),
+            problem: Problem::TooSmall { min: min.into() },
+        });
+    }
+    Ok(value)
+}
+
+fn parse_media_ip(s: &str) -> Result<IpAddr, Problem> {
+    let ip: IpAddr = s.parse().map_err(|_| Problem::NotIp)?;
+    if ip.is_unspecified() {
+        return Err(Problem::Wildcard);
+    }
+    Ok(ip)
+}

@@ -1,0 +1,335 @@
+//! Typed configuration values and their parsers (parse, don't validate): a value that
+//! exists is valid. Each parser returns the [`Problem`] that `check-config` reports.
+
+use super::error::Problem;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+/// `node.id`: a short name of this node, 1–32 characters of `[A-Za-z0-9._-]`. Carried by
+/// every record later, so several nodes can share one database.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// Longest accepted id, in characters.
+    pub const MAX_LEN: usize = 32;
+
+    /// Parses an id. Errors: [`Problem::BadNodeId`].
+    pub fn parse(s: &str) -> Result<NodeId, Problem> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if (1..=Self::MAX_LEN).contains(&s.len()) && s.chars().all(ok_char) {
+            Ok(NodeId(s.to_owned()))
+        } else {
+            Err(Problem::BadNodeId)
+        }
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A host: an IP address or a lower-cased host name (RFC 3261 §25.1 `host`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// An IPv4 or IPv6 address.
+    Ip(IpAddr),
+    /// A host name, lower-cased.
+    Name(String),
+}
+
+impl Host {
+    /// Parses a host: an IPv4 address, an IPv6 address with or without brackets, or a
+    /// host name (labels of letters, digits and inner hyphens, at most 63 characters each,
+    /// 253 in all, the last not all digits). Errors: [`Problem::NotHost`].
+    pub fn parse(s: &str) -> Result<Host, Problem> {
+        let unbracketed = s.strip_prefix('[').and_then(|rest| rest.strip_suffix(']'));
+        if let Some(inner) = unbracketed {
+            return Ipv6Addr::from_str(inner)
+                .map(|ip| Host::Ip(IpAddr::V6(ip)))
+                .map_err(|_| Problem::NotHost);
+        }
+        if let Ok(ip) = IpAddr::from_str(s) {
+            return Ok(Host::Ip(ip));
+        }
+        if is_hostname(s) {
+            Ok(Host::Name(s.to_ascii_lowercase()))
+        } else {
+            Err(Problem::NotHost)
+        }
+    }
+
+    /// Whether this is 0.0.0.0 or `::`.
+    pub fn is_unspecified(&self) -> bool {
+        matches!(self, Host::Ip(ip) if ip.is_unspecified())
+    }
+}
+
+/// As written in a SIP URI or a Via sent-by: IPv6 in brackets (RFC 3261 §25.1).
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// RFC 3261 §25.1 `hostname`: `*( domainlabel "." ) toplabel`, where a label is letters,
+/// digits and inner hyphens and the top label starts with a letter. Also bounded by DNS's
+/// 63/253 limits.
+fn is_hostname(s: &str) -> bool {
+    if s.is_empty() || s.len() > 253 {
+        return false;
+    }
+    let labels: Vec<&str> = s.split('.').collect();
+    let label_ok = |l: &&str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let top_ok = labels
+        .last()
+        .is_some_and(|top| top.starts_with(|c: char| c.is_ascii_alphabetic()));
+    labels.iter().all(label_ok) && top_ok
+}
+
+/// `sip.advertise`: the host and optional port siaga writes in Via and Contact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    /// The host.
+    pub host: Host,
+    /// The port; `None` means "the port of `sip.listen`".
+    pub port: Option<u16>,
+}
+
+impl HostPort {
+    /// Parses `host`, `host:port`, `[IPv6]`, `[IPv6]:port`, or a bare IPv6 address.
+    /// Errors: [`Problem::NotHostPort`]; [`Problem::PortZero`] for port 0;
+    /// [`Problem::Wildcard`] for 0.0.0.0 or `::`.
+    pub fn parse(s: &str) -> Result<HostPort, Problem> {
+        let (host, port) = split_host_port(s)?;
+        let host = Host::parse(host).map_err(|_| Problem::NotHostPort)?;
+        if host.is_unspecified() {
+            return Err(Problem::Wildcard);
+        }
+        Ok(HostPort { host, port })
+    }
+}
+
+fn split_host_port(s: &str) -> Result<(&str, Option<u16>), Problem> {
+    let parse_port = |p: &str| match p.parse::<u16>() {
+        Ok(0) => Err(Problem::PortZero),
+        Ok(port) if p.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(port)),
+        _ => Err(Problem::NotHostPort),
+    };
+    if s.starts_with('[') {
+        return match s.find(']') {
+            Some(end) if end + 1 == s.len() => Ok((s, None)),
+            Some(end) => match s[end + 1..].strip_prefix(':') {
+                Some(port) => Ok((&s[..=end], parse_port(port)?)),
+                None => Err(Problem::NotHostPort),
+            },
+            None => Err(Problem::NotHostPort),
+        };
+    }
+    match s.matches(':').count() {
+        0 => Ok((s, None)),
+        1 => {
+            let (host, port) = s.split_once(':').ok_or(Problem::NotHostPort)?;
+            Ok((host, parse_port(port)?))
+        }
+        // A bare IPv6 address: no port can follow it unambiguously.
+        _ => Ok((s, None)),
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => write!(f, "{}", self.host),
+        }
+    }
+}
+
+/// Parses a listen address `IP:port` (`[IPv6]:port`). Errors: [`Problem::NotSocketAddr`];
+/// [`Problem::PortZero`] when `allow_port_zero` is false and the port is 0.
+pub fn parse_listen(s: &str, allow_port_zero: bool) -> Result<SocketAddr, Problem> {
+    let addr = SocketAddr::from_str(s).map_err(|_| Problem::NotSocketAddr)?;
+    if addr.port() == 0 && !allow_port_zero {
+        return Err(Problem::PortZero);
+    }
+    Ok(addr)
+}
+
+/// A domain of `sip.domains`: a host name or IP, lower-cased, IPv6 in brackets (as it
+/// appears in a SIP URI). Errors: [`Problem::NotHost`].
+pub fn parse_domain(s: &str) -> Result<String, Problem> {
+    Host::parse(s).map(|host| host.to_string())
+}
+
+/// `media.rtp_ports`: an inclusive UDP port range for RTP relays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    /// Lowest port, even.
+    pub low: u16,
+    /// Highest port.
+    pub high: u16,
+}
+
+impl PortRange {
+    /// Parses `LOW-HIGH`: both in 1024–65535, `LOW` even, `LOW <= HIGH`. Errors:
+    /// [`Problem::NotPortRange`], [`Problem::PortsOutOfRange`], [`Problem::PortRangeReversed`],
+    /// [`Problem::OddLowPort`].
+    pub fn parse(s: &str) -> Result<PortRange, Problem> {
+        let (low, high) = s.split_once('-').ok_or(Problem::NotPortRange)?;
+        let number = |p: &str| {
+            let p = p.trim();
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Problem::NotPortRange);
+            }
+            // Digits only: an overflow means "above 65535".
+            Ok(p.parse::<u32>().unwrap_or(u32::MAX))
+        };
+        let (low, high) = (number(low)?, number(high)?);
+        let in_range = |p: u32| (1024..=65535).contains(&p);
+        if !in_range(low) || !in_range(high) {
+            return Err(Problem::PortsOutOfRange);
+        }
+        if low > high {
+            return Err(Problem::PortRangeReversed);
+        }
+        if low % 2 != 0 {
+            return Err(Problem::OddLowPort);
+        }
+        let port = |p: u32| u16::try_from(p).map_err(|_| Problem::PortsOutOfRange);
+        Ok(PortRange {
+            low: port(low)?,
+            high: port(high)?,
+        })
+    }
+
+    /// How many ports the range holds.
+    pub fn len(&self) -> usize {
+        usize::from(self.high - self.low) + 1
+    }
+
+    /// Always false: a range holds at least its low port.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.low, self.high)
+    }
+}
+
+/// Which database a [`DatabaseUrl`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// SQLite: one file, embedded (the default).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// `database.url`: `sqlite://PATH`, `sqlite::memory:`, `postgres://…` or `postgresql://…`.
+///
+/// Its `Debug` and `Display` hide a password (`postgres://user:***@host/db`), so it can be
+/// logged; [`DatabaseUrl::as_str`] gives the full URL for connecting.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    kind: DatabaseKind,
+    url: String,
+}
+
+impl DatabaseUrl {
+    /// Parses a URL by its scheme. Errors: [`Problem::BadDatabaseUrl`].
+    pub fn parse(s: &str) -> Result<DatabaseUrl, Problem> {
+        let schemes = [
+            ("sqlite://", DatabaseKind::Sqlite),
+            ("postgres://", DatabaseKind::Postgres),
+            ("postgresql://", DatabaseKind::Postgres),
+        ];
+        if s == "sqlite::memory:" {
+            return Ok(DatabaseUrl {
+                kind: DatabaseKind::Sqlite,
+                url: s.to_owned(),
+            });
+        }
+        for (scheme, kind) in schemes {
+            let rest = s
+                .get(..scheme.len())
+                .filter(|p| p.eq_ignore_ascii_case(scheme))
+                .map(|_| &s[scheme.len()..]);
+            if let Some(rest) = rest {
+                if rest.trim().is_empty() {
+                    return Err(Problem::BadDatabaseUrl);
+                }
+                return Ok(DatabaseUrl {
+                    kind,
+                    url: s.to_owned(),
+                });
+            }
+        }
+        Err(Problem::BadDatabaseUrl)
+    }
+
+    /// Which database it names.
+    pub fn kind(&self) -> DatabaseKind {
+        self.kind
+    }
+
+    /// The full URL, password included: for connecting, never for logs.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some(scheme_end) = self.url.find("://").map(|i| i + 3) else {
+            return self.url.clone();
+        };
+        let rest = &self.url[scheme_end..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let Some(at) = rest[..authority_end].rfind('@') else {
+            return self.url.clone();
+        };
+        match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &self.url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => self.url.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}

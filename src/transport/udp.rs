@@ -1,0 +1,70 @@
+//! SIP over UDP (RFC 3261 §18.1.1, §18.2.1): one message per datagram. The receiver hands
+//! every datagram to the engine whole (the engine frames it: §18.3); sending never waits.
+
+use crate::engine::{Input, Received, Transmit, Transport};
+use bytes::Bytes;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Largest datagram received, in bytes: the UDP maximum, so nothing is ever truncated.
+pub const MAX_DATAGRAM: usize = 65_535;
+
+/// Pause after a failed receive, so a persistent socket error cannot spin a core or flood
+/// the log.
+const ERROR_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Receives datagrams until `stop` is cancelled or `inputs` is closed, handing each to the
+/// engine as [`Input::Received`] with its source address and [`Transport::Udp`].
+/// Receive errors are logged at warn and the loop goes on.
+pub async fn receive_loop(
+    socket: UdpSocket,
+    local: SocketAddr,
+    inputs: mpsc::Sender<Input>,
+    stop: CancellationToken,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let received = tokio::select! {
+            () = stop.cancelled() => return,
+            received = socket.recv_from(&mut buf) => received,
+        };
+        match received {
+            Ok((len, source)) => {
+                debug!(%source, len, "udp datagram");
+                let input = Input::Received(Received {
+                    transport: Transport::Udp,
+                    source,
+                    local,
+                    connection: None,
+                    bytes: Bytes::copy_from_slice(&buf[..len]),
+                });
+                if inputs.send(input).await.is_err() {
+                    return; // the engine task is shutting down
+                }
+            }
+            Err(error) => {
+                warn!(%error, %local, "udp receive failed");
+                tokio::time::sleep(ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Sends one datagram without waiting, on a non-blocking socket. A full socket buffer
+/// drops it (logged at warn; the transaction layer retransmits over UDP); other errors are
+/// logged at warn.
+pub fn send(socket: &std::net::UdpSocket, transmit: &Transmit) {
+    let destination = transmit.destination;
+    match socket.send_to(&transmit.bytes, destination) {
+        Ok(_) => debug!(%destination, len = transmit.bytes.len(), "udp sent"),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+            warn!(%destination, "udp send buffer full: datagram dropped");
+        }
+        Err(error) => warn!(%error, %destination, "udp send failed"),
+    }
+}

@@ -1,0 +1,612 @@
+//! Transports and runtime over real 127.0.0.1 sockets, with the real engine (still a stub
+//! that outputs nothing): inputs are observed through `RunOptions::tap`, and the send side
+//! is driven through `Transports` directly. Timeouts here only guard against hangs.
+
+use bytes::Bytes;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use siaga::engine::{ConnectionId, Engine, EngineConfig, Input, Received, Transmit, Transport};
+use siaga::runtime::{self, RunOptions};
+use siaga::transport::tcp::{ReadEnd, StreamSource, read_stream};
+use siaga::transport::{BoundSockets, Limits, Transports};
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Failure guard for every wait.
+const GUARD: Duration = Duration::from_secs(10);
+
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(GUARD, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A small SIP request with a body, Content-Length set.
+fn message(n: usize, body: &str) -> Vec<u8> {
+    format!(
+        "OPTIONS sip:siaga@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK-{n}\r\n\
+         From: <sip:t@127.0.0.1>;tag={n}\r\nTo: <sip:siaga@127.0.0.1>\r\n\
+         Call-ID: call-{n}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn engine() -> Engine {
+    let config = EngineConfig {
+        node_id: "test".into(),
+        domains: vec!["example.com".into()],
+        local_addresses: vec!["127.0.0.1:5060".parse().unwrap()],
+        advertised_host: "127.0.0.1".into(),
+        advertised_port: 5060,
+        t1: Duration::from_millis(500),
+        t2: Duration::from_secs(4),
+        t4: Duration::from_secs(5),
+    };
+    Engine::new(config, StdRng::seed_from_u64(7))
+}
+
+/// siaga's runtime on 127.0.0.1:0, with a tap on the engine's inputs.
+struct Siaga {
+    udp: SocketAddr,
+    tcp: SocketAddr,
+    tap: mpsc::Receiver<Input>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Siaga {
+    async fn start(limits: Limits) -> Siaga {
+        let sockets = BoundSockets::bind(localhost()).await.unwrap();
+        let (udp, tcp) = (sockets.udp_addr().unwrap(), sockets.tcp_addr().unwrap());
+        let (tap_tx, tap) = mpsc::channel(256);
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let options = RunOptions {
+            limits,
+            tap: Some(tap_tx),
+            ..RunOptions::default()
+        };
+        let task = tokio::spawn(runtime::run(sockets, engine(), options, async {
+            let _ = shutdown_rx.await;
+        }));
+        Siaga {
+            udp,
+            tcp,
+            tap,
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    async fn next_input(&mut self) -> Input {
+        within("an engine input", self.tap.recv())
+            .await
+            .expect("tap closed")
+    }
+
+    async fn next_received(&mut self) -> Received {
+        match self.next_input().await {
+            Input::Received(r) => r,
+            other => panic!("expected Received, got {other:?}"),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        within("runtime to stop", self.task).await.unwrap().unwrap();
+    }
+}
+
+async fn ping_pong(stream: &mut TcpStream) {
+    stream.write_all(b"\r\n\r\n").await.unwrap();
+    let mut pong = [0u8; 2];
+    within("a pong", stream.read_exact(&mut pong))
+        .await
+        .unwrap();
+    assert_eq!(&pong, b"\r\n");
+}
+
+/// The peer sees the connection end: end of stream, or a reset.
+async fn assert_closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    loop {
+        match within("the connection to close", stream.read(&mut buf)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn tcp_messages_in_one_write_each_reach_the_engine() {
+    let mut siaga = Siaga::start(Limits::default()).await;
+    let mut client = TcpStream::connect(siaga.tcp).await.unwrap();
+    let (m1, m2, m3) = (message(1, ""), message(2, "v=0\r\n"), message(3, "x"));
+    let mut all = Vec::new();
+    all.extend_from_slice(&m1);
+    all.extend_from_slice(b"\r\n"); // keep-alive between messages: discarded
+    all.extend_from_slice(&m2);
+    all.extend_from_slice(&m3);
+    client.write_all(&all).await.unwrap();
+    let mut ids = Vec::new();
+    for expected in [&m1, &m2, &m3] {
+        let r = siaga.next_received().await;
+        assert_eq!(r.transport, Transport::Tcp);
+        assert_eq!(&r.bytes[..], &expected[..]);
+        assert_eq!(r.source, client.local_addr().unwrap());
+        assert_eq!(r.local, siaga.tcp);
+        ids.push(r.connection.expect("a connection id"));
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]));
+    siaga.stop().await;
+}
+
+#[tokio::test]
+async fn tcp_message_split_over_writes_reaches_the_engine_whole() {
+    let mut siaga = Siaga::start(Limits::default()).await;
+    let mut client = TcpStream::connect(siaga.tcp).await.unwrap();
+    client.set_nodelay(true).unwrap();
+    let m = message(1, "hello body");
+    for chunk in m.chunks(7) {
+        client.write_all(chunk).await.unwrap();
+        client.flush().await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let r = siaga.next_received().await;
+    assert_eq!(&r.bytes[..], &m[..]);
+    siaga.stop().await;
+}
+
+/// A duplex pipe of 3 bytes forces reads of at most 3 bytes: every message and the ping
+/// arrive in pieces.
+#[tokio::test]
+async fn read_stream_frames_across_partial_reads() {
+    let (mut client, server) = tokio::io::duplex(3);
+    let (inputs_tx, mut inputs) = mpsc::channel(16);
+    let (pongs_tx, mut pongs) = mpsc::channel(16);
+    let source = StreamSource {
+        connection: ConnectionId(42),
+        peer: "127.0.0.1:5999".parse().unwrap(),
+        local: "127.0.0.1:5060".parse().unwrap(),
+    };
+    let (m1, m2) = (message(1, "abc"), message(2, ""));
+    let mut data = m1.clone();
+    data.extend_from_slice(b"\r\n\r\n");
+    data.extend_from_slice(&m2);
+    let writer = tokio::spawn(async move {
+        client.write_all(&data).await.unwrap();
+        client.shutdown().await.unwrap();
+    });
+    let stop = CancellationToken::new();
+    let end = within(
+        "the stream to end",
+        read_stream(server, source, &inputs_tx, &pongs_tx, &stop),
+    )
+    .await;
+    assert!(matches!(end, ReadEnd::PeerClosed), "{end:?}");
+    writer.await.unwrap();
+    for expected in [&m1, &m2] {
+        match inputs.recv().await {
+            Some(Input::Received(r)) => {
+                assert_eq!(&r.bytes[..], &expected[..]);
+                assert_eq!(r.connection, Some(ConnectionId(42)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        pongs.recv().await.as_deref(),
+        Some(&b"\r\n"[..]),
+        "ping split over reads"
+    );
+    assert!(pongs.try_recv().is_err(), "exactly one pong");
+}
+
+#[tokio::test]
+async fn crlf_ping_gets_a_crlf_pong() {
+    let siaga = Siaga::start(Limits::default()).await;
+    let mut client = TcpStream::connect(siaga.tcp).await.unwrap();
+    ping_pong(&mut client).await;
+    ping_pong(&mut client).await;
+    siaga.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_message_closes_only_its_connection() {
+    let mut siaga = Siaga::start(Limits::default()).await;
+    let mut good = TcpStream::connect(siaga.tcp).await.unwrap();
+    ping_pong(&mut good).await;
+    let mut bad = TcpStream::connect(siaga.tcp).await.unwrap();
+    let head = "INVITE sip:112@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5998;branch=z9hG4bK-x\r\n\
+                Content-Length: 70000\r\n\r\n";
+    bad.write_all(head.as_bytes()).await.unwrap();
+    let bad_addr = bad.local_addr().unwrap();
+    let unframeable_id = match siaga.next_input().await {
+        Input::Unframeable {
+            connection, source, ..
+        } => {
+            assert_eq!(source, bad_addr);
+            connection
+        }
+        other => panic!("expected Unframeable, got {other:?}"),
+    };
+    match siaga.next_input().await {
+        Input::ConnectionClosed(id) => assert_eq!(id, unframeable_id),
+        other => panic!("expected ConnectionClosed, got {other:?}"),
+    }
+    assert_closed(&mut bad).await;
+
+    // A header section that never ends is cut off at 64 KiB too.
+    let mut endless = TcpStream::connect(siaga.tcp).await.unwrap();
+    let mut big = b"OPTIONS sip:siaga@127.0.0.1 SIP/2.0\r\n".to_vec();
+    while big.len() <= 70 * 1024 {
+        big.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
+    }
+    let _ = endless.write_all(&big).await; // the server may close before all is written
+    assert!(matches!(
+        siaga.next_input().await,
+        Input::Unframeable { .. }
+    ));
+    assert!(matches!(
+        siaga.next_input().await,
+        Input::ConnectionClosed(_)
+    ));
+    assert_closed(&mut endless).await;
+
+    // The other connection still works, both ways.
+    let m = message(9, "");
+    good.write_all(&m).await.unwrap();
+    let r = siaga.next_received().await;
+    assert_eq!(&r.bytes[..], &m[..]);
+    assert_eq!(r.source, good.local_addr().unwrap());
+    ping_pong(&mut good).await;
+    siaga.stop().await;
+}
+
+#[tokio::test]
+async fn udp_datagram_reaches_the_engine_with_its_source() {
+    let mut siaga = Siaga::start(Limits::default()).await;
+    let client = UdpSocket::bind(localhost()).await.unwrap();
+    let m = message(1, "");
+    client.send_to(&m, siaga.udp).await.unwrap();
+    let r = siaga.next_received().await;
+    assert_eq!(r.transport, Transport::Udp);
+    assert_eq!(r.source, client.local_addr().unwrap());
+    assert_eq!(r.local, siaga.udp);
+    assert_eq!(r.connection, None);
+    assert_eq!(&r.bytes[..], &m[..]);
+    siaga.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed() {
+    let limits = Limits {
+        max_tcp_connections: 1,
+        ..Limits::default()
+    };
+    let siaga = Siaga::start(limits).await;
+    let mut first = TcpStream::connect(siaga.tcp).await.unwrap();
+    ping_pong(&mut first).await; // accepted and holding the only slot
+    let mut second = TcpStream::connect(siaga.tcp).await.unwrap();
+    assert_closed(&mut second).await;
+    ping_pong(&mut first).await;
+    siaga.stop().await;
+}
+
+#[tokio::test]
+async fn closed_connection_is_reported_and_shutdown_is_graceful() {
+    let mut siaga = Siaga::start(Limits::default()).await;
+    let mut client = TcpStream::connect(siaga.tcp).await.unwrap();
+    client.write_all(&message(1, "")).await.unwrap();
+    let id = siaga.next_received().await.connection.unwrap();
+    drop(client);
+    match siaga.next_input().await {
+        Input::ConnectionClosed(closed) => assert_eq!(closed, id),
+        other => panic!("expected ConnectionClosed, got {other:?}"),
+    }
+    let mut open = TcpStream::connect(siaga.tcp).await.unwrap();
+    ping_pong(&mut open).await;
+    siaga.stop().await;
+    assert_closed(&mut open).await;
+}
+
+/// The send side without the engine: this test plays the engine.
+struct Shell {
+    transports: Transports,
+    inputs: mpsc::Receiver<Input>,
+    stop: CancellationToken,
+}
+
+impl Shell {
+    async fn start() -> Shell {
+        let sockets = BoundSockets::bind(localhost()).await.unwrap();
+        let (tx, inputs) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let transports =
+            Transports::start(sockets, tx, Limits::default(), stop.clone(), &tracker).unwrap();
+        Shell {
+            transports,
+            inputs,
+            stop,
+        }
+    }
+
+    async fn next_received(&mut self) -> Received {
+        match within("an input", self.inputs.recv()).await {
+            Some(Input::Received(r)) => r,
+            other => panic!("expected Received, got {other:?}"),
+        }
+    }
+}
+
+fn tcp(
+    destination: SocketAddr,
+    connection: Option<ConnectionId>,
+    bytes: &'static [u8],
+) -> Transmit {
+    Transmit {
+        transport: Transport::Tcp,
+        destination,
+        connection,
+        bytes: Bytes::from_static(bytes),
+    }
+}
+
+async fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    within("bytes from siaga", stream.read_exact(&mut buf))
+        .await
+        .unwrap();
+    buf
+}
+
+#[tokio::test]
+async fn tcp_transmit_goes_on_the_named_connection() {
+    let mut shell = Shell::start().await;
+    let mut client = TcpStream::connect(shell.transports.tcp_addr())
+        .await
+        .unwrap();
+    let me = client.local_addr().unwrap();
+    client.write_all(&message(1, "")).await.unwrap();
+    let id = shell.next_received().await.connection.unwrap();
+
+    shell.transports.send(tcp(me, Some(id), b"first"));
+    assert_eq!(read_n(&mut client, 5).await, b"first");
+    // A connection that does not exist: dropped, nothing else affected.
+    shell
+        .transports
+        .send(tcp(me, Some(ConnectionId(u64::MAX)), b"lost"));
+    // No connection named: the open connection to the destination is used.
+    shell.transports.send(tcp(me, None, b"second"));
+    assert_eq!(read_n(&mut client, 6).await, b"second");
+    assert_eq!(shell.transports.tcp_connections(), 1);
+    shell.stop.cancel();
+}
+
+#[tokio::test]
+async fn tcp_transmit_without_a_connection_opens_one() {
+    let mut shell = Shell::start().await;
+    let peer = TcpListener::bind(localhost()).await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    shell.transports.send(tcp(peer_addr, None, b"hello"));
+    shell.transports.send(tcp(peer_addr, None, b" again"));
+    let (mut stream, _) = within("siaga to connect", peer.accept()).await.unwrap();
+    assert_eq!(read_n(&mut stream, 11).await, b"hello again");
+    // What the peer sends back on it reaches the engine, with the connection's id.
+    let reply = message(5, "");
+    stream.write_all(&reply).await.unwrap();
+    let r = shell.next_received().await;
+    assert_eq!(&r.bytes[..], &reply[..]);
+    assert_eq!(r.source, peer_addr);
+    let id = r.connection.unwrap();
+    shell.transports.send(tcp(peer_addr, Some(id), b"!"));
+    assert_eq!(read_n(&mut stream, 1).await, b"!");
+    shell.stop.cancel();
+}
+
+#[tokio::test]
+async fn udp_transmit_reaches_the_destination() {
+    let shell = Shell::start().await;
+    let client = UdpSocket::bind(localhost()).await.unwrap();
+    shell.transports.send(Transmit {
+        transport: Transport::Udp,
+        destination: client.local_addr().unwrap(),
+        connection: None,
+        bytes: Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n"),
+    });
+    let mut buf = [0u8; 64];
+    let (n, from) = within("a datagram", client.recv_from(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(&buf[..n], b"SIP/2.0 200 OK\r\n\r\n");
+    assert_eq!(from, shell.transports.udp_addr());
+    shell.stop.cancel();
+}
+
+// ---- the binary --------------------------------------------------------------------
+
+const SIAGA: &str = env!("CARGO_BIN_EXE_siaga");
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("siaga.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const GOOD: &str =
+    "[node]\nid = \"t1\"\n[sip]\nlisten = \"127.0.0.1:5060\"\ndomains = [\"example.com\"]\n";
+
+#[test]
+fn check_config_accepts_the_shipped_config() {
+    let out = std::process::Command::new(SIAGA)
+        .args(["check-config", "--config"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config/siaga.toml"))
+        .env_remove("SIAGA_SIP_LISTEN")
+        .env_remove("SIAGA_RTP_PORTS")
+        .env_remove("SIAGA_DATABASE_URL")
+        .env_remove("SIAGA_HTTP_LISTEN")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("config OK"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
+
+#[test]
+fn check_config_on_a_bad_file_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            GOOD.replace("127.0.0.1:5060", "127.0.0.1:99999"),
+            "sip.listen",
+        ),
+        (GOOD.replace("listen", "lisen"), "sip.lisen"),
+        (GOOD.replace("\"t1\"", "\"bad id!\""), "node.id"),
+        (
+            format!("{GOOD}[sip.timers]\nt1_ms = 0\n"),
+            "sip.timers.t1_ms",
+        ),
+        (
+            GOOD.replace("127.0.0.1:5060", "0.0.0.0:5060"),
+            "sip.advertise",
+        ),
+    ];
+    for (text, key) in cases {
+        let path = write_config(&dir, &text);
+        let out = std::process::Command::new(SIAGA)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{key}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{key}: ")),
+            "{key} not named in: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_config_names_a_bad_environment_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, GOOD);
+    let out = std::process::Command::new(SIAGA)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("SIAGA_RTP_PORTS", "30001-30999")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("SIAGA_RTP_PORTS (overrides media.rtp_ports)"),
+        "{stderr}"
+    );
+}
+
+/// Kills the child process if the test fails before it stops it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `siaga run` as a process: starts, answers a TCP ping, stops on SIGTERM with exit 0.
+#[test]
+fn run_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, GOOD);
+    for attempt in 0..3 {
+        // A port free a moment ago (siaga binds UDP and TCP on the same port).
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let mut child = KillOnDrop(
+            std::process::Command::new(SIAGA)
+                .args(["run", "--config"])
+                .arg(&path)
+                .env("SIAGA_SIP_LISTEN", format!("127.0.0.1:{port}"))
+                .env("RUST_LOG", "info")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let child = &mut child.0;
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut started = false;
+        while let Ok(line) = rx.recv_timeout(GUARD) {
+            if line.contains("siaga started") {
+                assert!(line.contains("node=t1"), "{line}");
+                assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+                started = true;
+                break;
+            }
+        }
+        if !started {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            assert!(attempt < 2, "siaga did not start: {status:?}");
+            continue; // the port was taken in between: try another
+        }
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(GUARD)).unwrap();
+        std::io::Write::write_all(&mut stream, b"\r\n\r\n").unwrap();
+        let mut pong = [0u8; 2];
+        std::io::Read::read_exact(&mut stream, &mut pong).unwrap();
+        assert_eq!(&pong, b"\r\n");
+
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let deadline = std::time::Instant::now() + GUARD;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert_eq!(status.code(), Some(0), "{status:?}");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "siaga did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
