@@ -48,16 +48,8 @@ fn message(n: usize, body: &str) -> Vec<u8> {
 }
 
 fn engine() -> Engine {
-    let config = EngineConfig {
-        node_id: "test".into(),
-        domains: vec!["example.com".into()],
-        local_addresses: vec!["127.0.0.1:5060".parse().unwrap()],
-        advertised_host: "127.0.0.1".into(),
-        advertised_port: 5060,
-        t1: Duration::from_millis(500),
-        t2: Duration::from_secs(4),
-        t4: Duration::from_secs(5),
-    };
+    let mut config = EngineConfig::for_tests("127.0.0.1:5060".parse().unwrap());
+    config.domains = vec!["example.com".into()];
     Engine::new(config, StdRng::seed_from_u64(7))
 }
 
@@ -276,8 +268,32 @@ async fn oversized_message_closes_only_its_connection() {
     let r = siaga.next_received().await;
     assert_eq!(&r.bytes[..], &m[..]);
     assert_eq!(r.source, good.local_addr().unwrap());
+    let response = read_sip(&mut good).await;
+    assert!(
+        response.starts_with(b"SIP/2.0 200 "),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
     ping_pong(&mut good).await;
     siaga.stop().await;
+}
+
+/// Reads one whole SIP message from a stream.
+async fn read_sip(stream: &mut TcpStream) -> Vec<u8> {
+    use siaga::engine::sip::framing::{MAX_MESSAGE_SIZE, StreamFrame, next_stream_frame};
+    let mut buf = Vec::new();
+    loop {
+        if let Ok(StreamFrame::Message { len }) = next_stream_frame(&buf, MAX_MESSAGE_SIZE) {
+            buf.truncate(len);
+            return buf;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = within("a SIP message", stream.read(&mut chunk))
+            .await
+            .unwrap();
+        assert!(n > 0, "connection closed before a whole message");
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 #[tokio::test]

@@ -99,9 +99,9 @@ fn engine_config_from_listen_only() {
         (e.advertised_host.as_str(), e.advertised_port),
         ("127.0.0.1", 5060)
     );
-    assert_eq!(e.t1, Duration::from_millis(500));
-    assert_eq!(e.t2, Duration::from_millis(4000));
-    assert_eq!(e.t4, Duration::from_millis(5000));
+    assert_eq!(e.timers.t1, Duration::from_millis(500));
+    assert_eq!(e.timers.t2, Duration::from_millis(4000));
+    assert_eq!(e.timers.t4, Duration::from_millis(5000));
 }
 
 #[test]
