@@ -8,6 +8,12 @@ use crate::engine::sip::{Method, ParseError, SipMessage};
 pub enum ServerKey {
     /// RFC 3261 §17.2.3: top Via branch (with the magic cookie), sent-by, and method —
     /// ACK counts as INVITE, so the ACK of a non-2xx final finds its INVITE transaction.
+    ///
+    /// siaga also requires the Call-ID and CSeq number to match. Retransmissions, the ACK
+    /// of a non-2xx and CANCEL carry the same ones (§17.1.1.3, §9.1), so correct peers see
+    /// no difference; but a peer that reuses a branch for a new request (an SBC bug, or
+    /// RFC 4475's test vectors) gets a new transaction instead of having an emergency call
+    /// absorbed as a "retransmission" of another.
     Rfc3261 {
         /// The branch parameter, verbatim (case-sensitive).
         branch: String,
@@ -15,6 +21,10 @@ pub enum ServerKey {
         sent_by: (String, u16),
         /// The method (ACK mapped to INVITE).
         method: Method,
+        /// The Call-ID.
+        call_id: String,
+        /// The CSeq number.
+        cseq: u32,
     },
     /// RFC 3261 §17.2.3's fallback for RFC 2543 peers (no magic cookie): Request-URI,
     /// From tag, Call-ID, CSeq number, top Via and method (ACK mapped to INVITE).
@@ -60,6 +70,8 @@ impl ServerKey {
                 branch: via.branch().unwrap_or_default().to_owned(),
                 sent_by: (via.host.to_ascii_lowercase(), via.port_or_default()),
                 method,
+                call_id: request.call_id()?.to_owned(),
+                cseq: request.cseq()?.seq,
             });
         }
         let top_via = request
@@ -142,6 +154,11 @@ mod tests {
         assert_ne!(ServerKey::of_request(&other_branch).expect("key"), invite);
         let host_case = msg(&INVITE.replace("Trunk.Example", "trunk.example"));
         assert_eq!(ServerKey::of_request(&host_case).expect("key"), invite);
+        // A reused branch with another Call-ID or CSeq is another request.
+        let reused = msg(&INVITE.replace("Call-ID: c1", "Call-ID: c2"));
+        assert_ne!(ServerKey::of_request(&reused).expect("key"), invite);
+        let next_cseq = msg(&INVITE.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE"));
+        assert_ne!(ServerKey::of_request(&next_cseq).expect("key"), invite);
     }
 
     #[test]

@@ -1,0 +1,225 @@
+//! The RFC 4475 torture messages sent to a running siaga, one UDP datagram each, with the
+//! reply each must draw (tests/data/rfc4475/README.md); after each, a plain OPTIONS must
+//! still draw 200.
+//!
+//! The messages name hosts such as 192.0.2.x and example.com. siaga must answer to the
+//! packet's source address (RFC 3261 §18.2.2), and nothing may leave the machine even if it
+//! errs, so the test re-runs itself inside a network namespace that has only loopback
+//! (`unshare -n`, then `ip link set lo up`; CI runs as root). There siaga listens on
+//! 127.0.0.1:5090 (a port the files do not name) and the test listens for replies on the
+//! ports the files' Vias name.
+//!
+//! Where RFC 4475 leaves a choice, siaga's policy is pinned here (see README "SIP
+//! conformance"). REGISTER draws 405 until the registrar exists (RFC 4475 §3.3.7 lists 405
+//! as the answer of a UA that is not a registrar).
+
+mod common;
+
+use common::{Siaga, UdpPeer, config};
+use std::process::Command;
+use std::time::Duration;
+
+/// (file, expected status or None for "never answered", the port its reply goes to).
+const EXPECTED: &[(&str, Option<u16>, u16)] = &[
+    // §3.1.1 valid messages.
+    ("wsinv", Some(481), 5060),
+    ("intmeth", Some(501), 5060),
+    ("esc01", Some(404), 5060),
+    ("escnull", Some(405), 5060),
+    ("esc02", Some(501), 5060),
+    ("lwsdisp", Some(200), 5060),
+    ("longreq", Some(404), 5060),
+    ("dblreq", Some(405), 5060),
+    ("semiuri", Some(200), 5060),
+    ("transports", Some(200), 5060),
+    ("mpart01", Some(405), 5070),
+    ("unreason", None, 5060),
+    ("noreason", None, 5060),
+    // §3.1.2 invalid messages.
+    ("badinv01", Some(400), 5060),
+    ("clerr", Some(400), 5060),
+    ("ncl", Some(400), 5060),
+    ("scalar02", Some(400), 5060),
+    ("scalarlg", None, 5060),
+    ("quotbal", Some(400), 5050),
+    ("ltgtruri", Some(400), 5060),
+    ("lwsruri", Some(400), 5060),
+    ("lwsstart", Some(404), 5060), // choice: extra SPs tolerated, INVITE handled
+    ("trws", Some(200), 5060),     // choice: trailing SPs tolerated
+    ("escruri", Some(404), 5060),  // choice: URI headers ignored, INVITE handled
+    ("baddate", Some(404), 5060),  // choice: Date is not read
+    ("regbadct", Some(405), 5060),
+    ("badaspec", Some(400), 5060), // choice: strict
+    ("baddn", Some(400), 5060),    // choice: strict
+    ("badvers", Some(505), 5060),
+    ("mismatch01", Some(400), 5060),
+    ("mismatch02", Some(501), 5060),
+    ("bigcode", None, 5060),
+    // §3.2 transaction layer.
+    ("badbranch", Some(200), 5060), // choice: RFC 2543 matching, answered normally
+    // §3.3 application layer.
+    ("insuf", Some(400), 5060),
+    ("unkscm", Some(416), 5060),
+    ("novelsc", Some(416), 5060),
+    ("unksm2", Some(405), 5060),
+    ("bext01", Some(420), 5061), // top Via is TLS: default port 5061 (§18.2.2)
+    ("invut", Some(415), 5060),
+    ("regaut01", Some(405), 5060),
+    ("multi01", Some(400), 5060),
+    ("mcl01", Some(400), 5060),
+    ("bcast", None, 5060),
+    ("zeromf", Some(200), 5060),
+    ("cparam01", Some(405), 5060),
+    ("cparam02", Some(405), 5060),
+    ("regescrt", Some(405), 5060),
+    ("sdp01", Some(406), 5060),
+    // §3.4 backward compatibility.
+    ("inv2543", Some(404), 5060),
+];
+
+const CHILD: &str = "SIAGA_RFC4475_IN_NETNS";
+
+#[test]
+fn rfc4475_messages_over_udp_in_a_loopback_only_namespace() {
+    if std::env::var_os(CHILD).is_some() {
+        return run_in_namespace();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "rfc4475_messages_over_udp_in_a_loopback_only_namespace",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .expect("unshare (util-linux) must be installed: sip-tests/test.sh installs it");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the namespaced run failed (unshare -n needs root, as in CI):\n{stdout}\n{stderr}"
+    );
+}
+
+fn run_in_namespace() {
+    let interfaces = Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .expect("ip");
+    let links = String::from_utf8_lossy(&interfaces.stdout);
+    assert_eq!(
+        links.lines().count(),
+        1,
+        "only loopback in the namespace: {links}"
+    );
+
+    let domains = [
+        "example.com",
+        "example.net",
+        "example.org",
+        "chair-dnrc.example.com",
+        "company.com",
+        "registrar.example.com",
+        "ss1.example.net",
+        "siaga.test",
+    ];
+    let siaga = Siaga::start("127.0.0.1:5090".parse().expect("literal"), config(&domains));
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rfc4475");
+    let mut peers = std::collections::HashMap::new();
+    let mut checked = 0;
+    for (n, (name, expected, port)) in EXPECTED.iter().enumerate() {
+        let peer = peers
+            .entry(*port)
+            .or_insert_with(|| UdpPeer::bind(&format!("127.0.0.1:{port}")));
+        let bytes = std::fs::read(format!("{dir}/{name}.dat")).expect("data file");
+        peer.send(&bytes, siaga.udp);
+        if let Some(status) = expected {
+            // Skip retransmitted finals of earlier INVITEs (they carry other Call-IDs).
+            let call_id = call_id_of(&bytes);
+            let reply = loop {
+                let m = peer
+                    .recv_within(common::GUARD)
+                    .unwrap_or_else(|| panic!("{name}: no reply"));
+                if call_id
+                    .as_deref()
+                    .is_none_or(|c| first_call_id(&m).as_deref() == Some(c))
+                {
+                    break m;
+                }
+            };
+            assert_eq!(
+                reply.status(),
+                Some(*status),
+                "{name}: {:?}",
+                String::from_utf8_lossy(reply.reason().unwrap_or_default())
+            );
+            check_required_headers(name, &reply);
+        }
+        // The service goes on, and nothing answered what must not be answered.
+        let alive = format!("alive-{n}");
+        let probe = common::options(&alive, *port, "UDP");
+        peer.send(probe.as_bytes(), siaga.udp);
+        loop {
+            let m = peer
+                .recv_within(common::GUARD)
+                .unwrap_or_else(|| panic!("after {name}: OPTIONS unanswered"));
+            if first_call_id(&m).as_deref() == Some(alive.as_str()) {
+                assert_eq!(m.status(), Some(200), "after {name}");
+                break;
+            }
+            let from_file = call_id_of(&bytes);
+            assert!(
+                expected.is_some() && from_file == first_call_id(&m),
+                "after {name}: unexpected message {:?}",
+                first_call_id(&m)
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 49);
+    drop(siaga);
+    std::thread::sleep(Duration::from_millis(10));
+}
+
+/// The headers RFC 3261 requires beside some codes (RFC 4475 README, "Headers that certain
+/// replies must carry").
+fn check_required_headers(name: &str, reply: &siaga::engine::sip::SipMessage) {
+    use siaga::engine::sip::HeaderName as H;
+    let need: &[H] = match reply.status() {
+        Some(405) | Some(501) => &[H::Allow],
+        Some(415) => &[H::Accept],
+        Some(420) => &[H::Unsupported],
+        Some(200) => &[H::Allow, H::Accept, H::Supported],
+        _ => &[],
+    };
+    for h in need {
+        assert!(reply.header(*h).is_some(), "{name}: {h} missing");
+    }
+    if name == "bext01" {
+        assert_eq!(
+            common::header(reply, H::Unsupported),
+            "nothingSupportsThis, nothingSupportsThisEither"
+        );
+    }
+}
+
+/// The Call-ID of a raw test message (first `Call-ID:` or `i:` line), if it has one.
+fn call_id_of(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        let name = name.trim();
+        (name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i"))
+            .then(|| value.trim().to_owned())
+    })
+}
+
+/// The first Call-ID header's value (multi01's 400 echoes both of its Call-IDs).
+fn first_call_id(m: &siaga::engine::sip::SipMessage) -> Option<String> {
+    m.header(siaga::engine::sip::HeaderName::CallId)
+        .map(|h| String::from_utf8_lossy(h.raw_value()).into_owned())
+}
