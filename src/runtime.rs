@@ -222,6 +222,7 @@ fn drain(engine: &mut Engine, transports: &Transports) -> Option<MonoTime> {
     loop {
         match engine.poll_output() {
             Output::Transmit(transmit) => transports.send(transmit),
+            Output::Close { connection } => transports.close(connection),
             Output::Wait { until } => return until,
         }
     }

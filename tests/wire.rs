@@ -99,27 +99,52 @@ fn bad_udp_input_draws_400_or_is_dropped_and_service_goes_on() {
 }
 
 #[test]
-fn tcp_framing_errors_close_only_that_connection() {
+fn tcp_framing_errors_draw_400_or_513_and_close_only_that_connection() {
     let s = siaga();
     let mut good = TcpPeer::connect(s.tcp);
     let good_port = good.port();
-    for (n, attack) in [
-        options("x", 1, "TCP").replace("Content-Length: 0", "Content-Length: -3"),
-        options("x", 1, "TCP").replace("Content-Length: 0", "Content-Length: 0\r\nl: 0"),
-        options("x", 1, "TCP").replace("Content-Length: 0", "Content-Length: 70000"),
-        format!(
-            "OPTIONS sip:siaga.test SIP/2.0\r\n{}",
-            "X-Filler: 0123456789abcdef0123456789abcdef\r\n".repeat(2000)
+    let base = options("x", 1, "TCP");
+    let attacks: Vec<(String, Option<u16>)> = vec![
+        (
+            base.replace("Content-Length: 0", "Content-Length: -3"),
+            Some(400),
         ),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+        (
+            base.replace("Content-Length: 0", "Content-Length: 0\r\nl: 0"),
+            Some(400),
+        ),
+        (base.replace("Content-Length: 0\r\n", ""), Some(400)),
+        (
+            base.replace("Content-Length: 0", "Content-Length: 99999999999"),
+            Some(400),
+        ),
+        (
+            base.replace("Content-Length: 0", "Content-Length: 70000"),
+            Some(513),
+        ),
+        (
+            format!(
+                "OPTIONS sip:siaga.test SIP/2.0\r\n{}",
+                "X-Filler: 0123456789abcdef0123456789abcdef\r\n".repeat(2000)
+            ),
+            None,
+        ),
+    ];
+    for (n, (attack, status)) in attacks.into_iter().enumerate() {
         let mut bad = TcpPeer::connect(s.tcp);
         let _ = bad.stream.write_all_ignoring_reset(attack.as_bytes());
+        let answer = bad.read_sip();
+        assert_eq!(
+            answer.as_ref().and_then(|r| r.status()),
+            status,
+            "attack {n}"
+        );
+        if let Some(r) = &answer {
+            assert_eq!(r.call_id(), Ok("x"), "attack {n}");
+        }
         assert!(
             bad.read_sip().is_none(),
-            "attack {n}: connection closed, no response"
+            "attack {n}: then the connection closes"
         );
         let call_id = format!("tcp-good-{n}");
         good.write(options(&call_id, good_port, "TCP").as_bytes());

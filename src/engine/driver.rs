@@ -9,7 +9,7 @@ use super::transaction::{
     ClientKey, ResponseTarget, ServerKey, ServerTransactions, Termination, TimerConfig, TimerName,
 };
 use super::uas::{self, Rejection, Verdict};
-use super::{Input, Output, Received, Transmit, Transport};
+use super::{ConnectionId, Input, Output, Received, Transmit, Transport};
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -141,10 +141,12 @@ impl Engine {
     pub fn handle_input(&mut self, now: Now, input: Input) {
         match input {
             Input::Received(rx) => self.handle_received(now, rx),
-            Input::Unframeable { source, error, .. } => {
-                self.stats.unframeable += 1;
-                tracing::info!(%source, %error, "unframeable TCP message; connection closed");
-            }
+            Input::Unframeable {
+                connection,
+                source,
+                error,
+                head,
+            } => self.handle_unframeable(connection, source, error, head),
             Input::ConnectionClosed(_) => {}
         }
         self.collect();
@@ -199,6 +201,42 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A TCP message the shell could not frame: answer 400 (513 when it is too large,
+    /// RFC 3261 §21.5.14) if its header section is a request's, then close the connection
+    /// — its framing is lost (RFC 4475 §3.3.9).
+    fn handle_unframeable(
+        &mut self,
+        connection: ConnectionId,
+        source: SocketAddr,
+        error: ParseError,
+        head: bytes::Bytes,
+    ) {
+        self.stats.unframeable += 1;
+        tracing::info!(%source, %error, "unframeable TCP message; closing the connection");
+        let request = match SipMessage::parse(head, Transport::Udp) {
+            Ok(msg) => Some(msg),
+            Err(Malformed { partial, .. }) => partial.map(|p| *p),
+        }
+        .filter(|m| m.is_request() && m.method() != Some(&Method::Ack));
+        if let Some(request) = request {
+            let (status, reason) = match error {
+                ParseError::TooLarge { .. } => (513, "Message Too Large".to_owned()),
+                ref other => (400, format!("Bad Request - {other}")),
+            };
+            let tag = self.new_tag();
+            let bytes = response_to(&request, status, &reason, Some(&tag))
+                .header("Server", SERVER)
+                .build();
+            self.outputs.push_back(Output::Transmit(Transmit {
+                transport: Transport::Tcp,
+                destination: source,
+                connection: Some(connection),
+                bytes,
+            }));
+        }
+        self.outputs.push_back(Output::Close { connection });
     }
 
     /// RFC 3261 §18.1.2, §17.1.3: a response goes to the client transaction it matches;

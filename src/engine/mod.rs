@@ -70,15 +70,20 @@ pub struct Received {
 pub enum Input {
     /// A datagram or framed stream message arrived.
     Received(Received),
-    /// The shell dropped a TCP message it could not frame (over 64 KiB, or broken
-    /// Content-Length) and is closing that connection; the engine counts it.
+    /// The shell could not frame a TCP message (over 64 KiB, or Content-Length missing,
+    /// repeated or broken: RFC 4475 §3.1.2.3, §3.3.9) and has stopped reading that
+    /// connection. The engine answers 400 (513 when too large) on it when `head` holds a
+    /// request's whole header section, then outputs [`Output::Close`] for it.
     Unframeable {
-        /// The connection being closed.
+        /// The connection.
         connection: ConnectionId,
         /// The peer's address.
         source: SocketAddr,
         /// Why framing failed.
         error: sip::ParseError,
+        /// The message's header section up to and including the empty line, when it
+        /// arrived whole (at most 64 KiB); empty otherwise.
+        head: Bytes,
     },
     /// A TCP connection closed (by the peer or the shell).
     ConnectionClosed(ConnectionId),
@@ -102,6 +107,11 @@ pub struct Transmit {
 pub enum Output {
     /// Send these bytes.
     Transmit(Transmit),
+    /// Close this TCP connection once what was queued for it has been written.
+    Close {
+        /// The connection.
+        connection: ConnectionId,
+    },
     /// Nothing more to do now: call [`Engine::handle_timeout`] at `until`
     /// (`None`: no timer is running; wait for input).
     Wait {

@@ -18,7 +18,7 @@
 pub mod tcp;
 pub mod udp;
 
-use crate::engine::{Input, Transmit, Transport};
+use crate::engine::{ConnectionId, Input, Transmit, Transport};
 use std::io;
 use std::net::SocketAddr;
 use tokio::net::{TcpListener, UdpSocket};
@@ -135,6 +135,12 @@ impl Transports {
             Transport::Udp => udp::send(&self.udp, &transmit),
             Transport::Tcp => self.tcp.send(transmit),
         }
+    }
+
+    /// Closes TCP connection `id` after writing what is queued on it (the engine's
+    /// [`crate::engine::Output::Close`]); nothing happens if it is already gone.
+    pub fn close(&self, id: ConnectionId) {
+        self.tcp.close(id);
     }
 
     /// The number of open TCP connections (including ones being opened).

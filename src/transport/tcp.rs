@@ -13,7 +13,9 @@
 //! queued; then [`TcpTransport::close_all`] lets each writer finish and close.
 
 use crate::engine::sip::ParseError;
-use crate::engine::sip::framing::{MAX_MESSAGE_SIZE, StreamFrame, next_stream_frame};
+use crate::engine::sip::framing::{
+    MAX_MESSAGE_SIZE, StreamFrame, find_header_end, next_stream_frame,
+};
 use crate::engine::{ConnectionId, Input, Received, Transmit, Transport};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::HashMap;
@@ -42,6 +44,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The RFC 5626 §4.4.1 keep-alive "pong": one CRLF.
 const PONG: &[u8] = b"\r\n";
+
+/// How long an unframeable connection waits for the engine's answer and
+/// [`crate::engine::Output::Close`] before it is closed anyway.
+const UNFRAMEABLE_GRACE: Duration = Duration::from_secs(2);
 
 /// Who a stream belongs to: the fields every [`Input::Received`] from it carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,10 +116,16 @@ pub async fn read_stream<R: AsyncRead + Unpin>(
                 }
                 Ok(StreamFrame::NeedMore) => break,
                 Err(error) => {
+                    // The header section, when it arrived whole, lets the engine answer.
+                    let head = find_header_end(&buf)
+                        .filter(|&end| end <= MAX_MESSAGE_SIZE)
+                        .map(|end| Bytes::copy_from_slice(&buf[..end]))
+                        .unwrap_or_default();
                     let input = Input::Unframeable {
                         connection: source.connection,
                         source: source.peer,
                         error: error.clone(),
+                        head,
                     };
                     // Whether or not the engine still listens, the connection closes.
                     let _ = inputs.send(input).await;
@@ -367,6 +379,18 @@ impl TcpTransport {
         });
     }
 
+    /// Closes connection `id` once its queued messages are written (see
+    /// [`super::Transports::close`]).
+    pub fn close(&self, id: ConnectionId) {
+        let conn = self.shared.table().by_id.get(&id).map(|c| c.stop.clone());
+        if let Some(stop) = conn {
+            // Forgetting it drops the table's sender: the writer drains its queue, then
+            // shuts the connection down; the reader stops.
+            self.shared.unregister(id);
+            stop.cancel();
+        }
+    }
+
     /// See [`super::Transports::close_all`].
     pub fn close_all(&self) {
         let mut table = self.shared.table();
@@ -480,8 +504,15 @@ async fn run_connection(
         ReadEnd::PeerClosed => debug!(connection = id.0, %peer, "tcp connection closed by peer"),
         ReadEnd::Stopped => debug!(connection = id.0, %peer, "tcp connection closed by siaga"),
         ReadEnd::Unframeable(error) => {
+            // The engine answers (400/513) and then asks to close: wait for that, so the
+            // answer goes out; close anyway if it does not come.
             warn!(connection = id.0, %peer, %error, "tcp stream unframeable: closing connection");
-            kill.cancel();
+            if tokio::time::timeout(UNFRAMEABLE_GRACE, stop.cancelled())
+                .await
+                .is_err()
+            {
+                kill.cancel();
+            }
         }
         ReadEnd::Failed(error) => {
             warn!(connection = id.0, %peer, %error, "tcp read failed: closing connection");

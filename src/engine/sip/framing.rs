@@ -63,7 +63,7 @@ pub fn next_stream_frame(buf: &[u8], max_len: usize) -> Result<StreamFrame, Pars
 
 /// Offset just past the empty line ending the header section (CRLFCRLF, or a bare LFLF as
 /// RFC 3261 §7 tolerates), if the buffer holds it.
-pub(crate) fn find_header_end(buf: &[u8]) -> Option<usize> {
+pub fn find_header_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     while i < buf.len() {
         if buf[i] == b'\n' {
