@@ -45,6 +45,7 @@ fn drain(e: &mut Engine) -> (Vec<Transmit>, Option<super::MonoTime>) {
         match e.poll_output() {
             Output::Transmit(t) => sent.push(t),
             Output::Wait { until } => return (sent, until),
+            Output::Close { connection } => panic!("unexpected close of {connection:?}"),
         }
     }
 }
@@ -380,4 +381,55 @@ fn malformed_ack_is_never_answered() {
     e.handle_input(Now::from_millis(0), udp(&ack));
     assert!(drain(&mut e).0.is_empty());
     assert_eq!(e.stats().malformed_requests, 1);
+}
+
+#[test]
+fn unframeable_tcp_request_draws_400_or_513_then_close() {
+    let head = request("OPTIONS", "sip:siaga.test", "").replace('\n', "\r\n");
+    for (error, status) in [
+        (super::sip::ParseError::BadContentLength, Some(400)),
+        (super::sip::ParseError::TooLarge { limit: 65536 }, Some(513)),
+    ] {
+        let mut e = engine();
+        e.handle_input(
+            Now::from_millis(0),
+            Input::Unframeable {
+                connection: ConnectionId(9),
+                source: addr(PEER),
+                error,
+                head: Bytes::from(head.clone()),
+            },
+        );
+        let Output::Transmit(t) = e.poll_output() else {
+            panic!("an answer first")
+        };
+        assert_eq!(
+            (t.connection, parsed(&t).status()),
+            (Some(ConnectionId(9)), status)
+        );
+        assert_eq!(
+            e.poll_output(),
+            Output::Close {
+                connection: ConnectionId(9)
+            }
+        );
+        assert_eq!(e.stats().unframeable, 1);
+    }
+    // Without a header section there is nothing to answer: only the close.
+    let mut e = engine();
+    e.handle_input(
+        Now::from_millis(0),
+        Input::Unframeable {
+            connection: ConnectionId(4),
+            source: addr(PEER),
+            error: super::sip::ParseError::TooLarge { limit: 65536 },
+            head: Bytes::new(),
+        },
+    );
+    assert_eq!(
+        e.poll_output(),
+        Output::Close {
+            connection: ConnectionId(4)
+        }
+    );
 }
