@@ -67,6 +67,21 @@ fn bad_udp_input_draws_400_or_is_dropped_and_service_goes_on() {
             "two Call-IDs",
             good.replace("Call-ID: base", "Call-ID: bad-6\r\nCall-ID: other"),
         ),
+        (
+            "bad version token",
+            good.replace("SIP/2.0\r\nVia", "SIP/2.0.1\r\nVia")
+                .replace("Call-ID: base", "Call-ID: bad-7"),
+        ),
+        (
+            "NUL in the request line",
+            good.replace("SIP/2.0\r\nVia", "SIP/2.0\0\r\nVia")
+                .replace("Call-ID: base", "Call-ID: bad-8"),
+        ),
+        (
+            "method not a token",
+            good.replacen("OPTIONS", "OPT<IONS", 1)
+                .replace("Call-ID: base", "Call-ID: bad-9"),
+        ),
     ];
     for (n, (what, text)) in answerable.iter().enumerate() {
         peer.send(text.as_bytes(), s.udp);

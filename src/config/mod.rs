@@ -308,6 +308,7 @@ impl Config {
                 t2: self.sip.timers.t2,
                 t4: self.sip.timers.t4,
             },
+            max_non_invite_bytes: crate::engine::MAX_NON_INVITE_BYTES,
         }
     }
 

@@ -6,7 +6,8 @@ use super::sip::builder::response_to;
 use super::sip::{Malformed, Method, ParseError, SipMessage};
 use super::time::{MonoTime, Now};
 use super::transaction::{
-    ClientKey, ResponseTarget, ServerKey, ServerTransactions, Termination, TimerConfig, TimerName,
+    ClientKey, MergeKey, ResponseTarget, ServerKey, ServerTransactions, Termination, TimerConfig,
+    TimerName,
 };
 use super::uas::{self, Rejection, Verdict};
 use super::{ConnectionId, Input, Output, Received, Transmit, Transport};
@@ -34,6 +35,10 @@ pub struct EngineConfig {
     pub advertised_port: u16,
     /// RFC 3261 T1, T2, T4 (`sip.timers.t1_ms`, `t2_ms`, `t4_ms`).
     pub timers: TimerConfig,
+    /// Bytes of responses non-INVITE server transactions may hold for retransmission
+    /// before further non-INVITE requests are answered statelessly (default
+    /// [`MAX_NON_INVITE_BYTES`]).
+    pub max_non_invite_bytes: usize,
 }
 
 impl EngineConfig {
@@ -46,6 +51,7 @@ impl EngineConfig {
             advertised_host: addr.ip().to_string(),
             advertised_port: addr.port(),
             timers: TimerConfig::default(),
+            max_non_invite_bytes: MAX_NON_INVITE_BYTES,
         }
     }
 
@@ -89,7 +95,17 @@ pub struct Stats {
     pub server_transactions: u64,
     /// INVITE server transactions whose final response was never ACKed (Timer H).
     pub ack_timeouts: u64,
+    /// Non-INVITE requests answered without a transaction because non-INVITE
+    /// transactions already held [`EngineConfig::max_non_invite_bytes`] of responses.
+    pub stateless_answers: u64,
 }
+
+/// Default of [`EngineConfig::max_non_invite_bytes`]: 64 MiB of responses held by
+/// non-INVITE server transactions before further non-INVITE requests are answered
+/// statelessly. Each transaction holds its
+/// response for Timer J (64·T1 over UDP), so an OPTIONS flood would otherwise grow memory
+/// with rate × 32 s × size. INVITEs are never answered statelessly.
+pub const MAX_NON_INVITE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The sans-IO SIP engine. See the module docs of [`crate::engine`] for the call order.
 pub struct Engine {
@@ -147,7 +163,7 @@ impl Engine {
                 error,
                 head,
             } => self.handle_unframeable(connection, source, error, head),
-            Input::ConnectionClosed(_) => {}
+            Input::ConnectionClosed(connection) => self.server.connection_closed(connection),
         }
         self.collect();
     }
@@ -266,6 +282,8 @@ impl Engine {
             let _verdict = if is_ack {
                 self.server.handle_ack(now.mono, id)
             } else {
+                // Answer on the connection this copy came on (§18.2.2).
+                self.server.retarget(id, response_target(rx, msg));
                 self.server.handle_request(now.mono, id)
             };
             return;
@@ -275,12 +293,39 @@ impl Engine {
             tracing::debug!(source = %rx.source, "ACK matching no transaction dropped");
             return;
         }
+        if let Err(error) = uas::check_well_formed(msg) {
+            // Stateless (RFC 4475 §3.1.2): a 400 lacking To or Call-ID may never be ACKed.
+            return self.reject_malformed(rx, msg, &error);
+        }
+        let merge = merge_key(msg);
         let target = response_target(rx, msg);
+        let is_invite = msg.method() == Some(&Method::Invite);
+        let (status, bytes) = match merge.as_ref().and_then(|m| self.server.find_merged(m)) {
+            // §8.2.2.2: the same request reached siaga twice over different paths.
+            Some(_) => {
+                let r = Rejection {
+                    status: 482,
+                    reason: "Loop Detected".to_owned(),
+                    headers: Vec::new(),
+                };
+                (482, self.rejection_bytes(msg, r))
+            }
+            None => self.answer(msg),
+        };
+        if !is_invite && self.server.non_invite_bytes() >= self.config.max_non_invite_bytes {
+            // Overload: answer without keeping state; a retransmission is answered anew.
+            self.stats.stateless_answers += 1;
+            return self.outputs.push_back(Output::Transmit(Transmit {
+                transport: target.transport,
+                destination: target.destination,
+                connection: target.connection,
+                bytes,
+            }));
+        }
         let id = self
             .server
-            .create(now.mono, key, target, &self.config.timers);
+            .create(now.mono, key, merge, target, &self.config.timers);
         self.stats.server_transactions += 1;
-        let (status, bytes) = self.answer(msg);
         if let Err(error) = self.server.send_response(now.mono, id, status, bytes) {
             tracing::error!(%error, "transaction refused siaga's own response");
         }
@@ -396,6 +441,20 @@ impl Engine {
     }
 }
 
+/// The [`MergeKey`] of a request whose To has no tag (RFC 3261 §8.2.2.2).
+fn merge_key(msg: &SipMessage) -> Option<MergeKey> {
+    if msg.to().ok()?.tag().is_some() {
+        return None;
+    }
+    let cseq = msg.cseq().ok()?;
+    Some(MergeKey {
+        from_tag: msg.from().ok()?.tag()?.to_owned(),
+        call_id: msg.call_id().ok()?.to_owned(),
+        cseq: cseq.seq,
+        method: cseq.method,
+    })
+}
+
 /// The first reason a request lacks what every request needs (§8.1.1), for the 400.
 fn first_mandatory_error(msg: &SipMessage) -> ParseError {
     msg.top_via()
@@ -412,18 +471,22 @@ fn first_mandatory_error(msg: &SipMessage) -> ParseError {
 /// the Via), at the source port when the top Via has `rport` (or cannot be read), else at
 /// the Via's port.
 pub fn response_target(rx: &Received, msg: &SipMessage) -> ResponseTarget {
-    let destination = match rx.transport {
-        Transport::Tcp => rx.source,
-        Transport::Udp => match msg.top_via() {
-            Ok(via) if via.rport().is_none() => {
-                SocketAddr::new(rx.source.ip(), via.port_or_default())
-            }
-            _ => rx.source,
-        },
+    let via = msg.top_via().ok();
+    let at_via_port = via.as_ref().map_or(rx.source, |v| {
+        SocketAddr::new(rx.source.ip(), v.port_or_default())
+    });
+    let destination = match (rx.transport, &via) {
+        (Transport::Tcp, _) => rx.source,
+        (Transport::Udp, Some(v)) if v.rport().is_none() => at_via_port,
+        (Transport::Udp, _) => rx.source,
     };
     ResponseTarget {
         transport: rx.transport,
         destination,
         connection: rx.connection,
+        reconnect: match rx.transport {
+            Transport::Tcp => at_via_port,
+            Transport::Udp => destination,
+        },
     }
 }

@@ -433,3 +433,96 @@ fn unframeable_tcp_request_draws_400_or_513_then_close() {
         }
     );
 }
+
+/// A PSAP must never refuse `tel:112` over RFC 3966's phone-context rule: the request is
+/// well formed and reaches routing (no emergency routing yet: 404).
+#[test]
+fn tel_112_without_phone_context_is_not_a_bad_request() {
+    let mut e = engine();
+    let text = request("INVITE", "tel:112", "");
+    assert_eq!(one_response(&mut e, 0, udp(&text)).status(), Some(404));
+}
+
+/// RFC 3261 §8.2.2.2: the same request (From tag, Call-ID, CSeq) arriving again over
+/// another path (another branch) while the first is live draws 482.
+#[test]
+fn merged_request_draws_482() {
+    let mut e = engine();
+    let invite = request("INVITE", "sip:999@siaga.test", "");
+    assert_eq!(one_response(&mut e, 0, udp(&invite)).status(), Some(404));
+    let other_path = invite.replace("z9hG4bK-INVITE-1", "z9hG4bK-INVITE-via-b");
+    assert_eq!(
+        one_response(&mut e, 5, udp(&other_path)).status(),
+        Some(482)
+    );
+    // A new CSeq is a new request, not a merged one.
+    let next = other_path.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
+    assert_eq!(one_response(&mut e, 6, udp(&next)).status(), Some(404));
+}
+
+/// A malformed request is answered statelessly: its 400 is not retransmitted, and no
+/// transaction is kept for it (its To or Call-ID may be missing, so an ACK may never come).
+#[test]
+fn malformed_invite_gets_a_stateless_400() {
+    let mut e = engine();
+    let text =
+        request("INVITE", "sip:999@siaga.test", "").replace("To: <sip:999@siaga.test>\n", "");
+    let r = one_response(&mut e, 0, udp(&text));
+    assert_eq!(r.status(), Some(400));
+    assert_eq!(r.reason(), Some(&b"Bad Request - Missing To header"[..]));
+    assert_eq!(e.server_transactions(), 0);
+    assert_eq!(drain(&mut e).1, None, "no Timer G: nothing is resent");
+}
+
+/// A retransmission that arrives on a new TCP connection is answered on that connection
+/// (RFC 3261 §18.2.2), not on the one that carried the first copy.
+#[test]
+fn retransmission_on_a_new_connection_is_answered_there() {
+    let mut e = engine();
+    // An INVITE: over TCP its 404 keeps the transaction alive until Timer H (a non-INVITE
+    // transaction ends at once over TCP: Timer J is zero).
+    let text = request("INVITE", "sip:999@siaga.test", "").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let first = one_response(&mut e, 0, tcp(&text));
+    e.handle_input(
+        Now::from_millis(1),
+        Input::ConnectionClosed(ConnectionId(3)),
+    );
+    let mut again = tcp(&text);
+    if let Input::Received(r) = &mut again {
+        r.connection = Some(ConnectionId(8));
+    }
+    e.handle_input(Now::from_millis(2), again);
+    let (sent, _) = drain(&mut e);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].connection, Some(ConnectionId(8)));
+    assert_eq!(
+        parsed(&sent[0]).to().expect("To").tag(),
+        first.to().expect("To").tag()
+    );
+}
+
+/// Beyond the memory bound for non-INVITE transactions, OPTIONS are still answered, but
+/// without keeping state; INVITE transactions are never refused.
+#[test]
+fn non_invite_overload_is_answered_statelessly() {
+    let mut config = EngineConfig::for_tests(addr(SIAGA));
+    config.max_non_invite_bytes = 1;
+    let mut e = Engine::with_seed(config, 3);
+    for n in 0..3 {
+        let text = request("OPTIONS", "sip:siaga.test", "")
+            .replace("-OPTIONS-1", &format!("-OPTIONS-{n}"))
+            .replace("call-OPTIONS", &format!("call-{n}"));
+        assert_eq!(one_response(&mut e, 0, udp(&text)).status(), Some(200));
+    }
+    assert_eq!(
+        (e.server_transactions(), e.stats().stateless_answers),
+        (1, 2)
+    );
+    for n in 0..3 {
+        let text = request("INVITE", "sip:999@siaga.test", "")
+            .replace("-INVITE-1", &format!("-INVITE-{n}"))
+            .replace("CSeq: 1 INVITE", &format!("CSeq: {} INVITE", n + 1));
+        assert_eq!(one_response(&mut e, 0, udp(&text)).status(), Some(404));
+    }
+    assert_eq!(e.server_transactions(), 4);
+}

@@ -91,7 +91,7 @@ pub fn capabilities() -> Vec<(&'static str, String)> {
 }
 
 /// Checks a request outside any dialog or transaction, in RFC 3261 §8.2's order:
-/// the mandatory headers (§8.1.1; 400), the version (505), the method (§8.2.1; 501/405
+/// the mandatory headers ([`check_well_formed`], §8.1.1; 400), the version (505), the method (§8.2.1; 501/405
 /// with Allow), the CSeq method (400), an unknown To tag (§12.2.2; 481), the Request-URI
 /// scheme and target (§8.2.2.1; 416, 404), Require (§8.2.2.3; 420 with Unsupported), the
 /// body's type and encoding (§8.2.3; 415 with Accept/Accept-Encoding) and, for INVITE,
@@ -105,16 +105,29 @@ pub fn inspect_request(msg: &SipMessage, config: &EngineConfig) -> Verdict {
     }
 }
 
+/// Whether `msg` has what every request needs, well formed (RFC 3261 §8.1.1): To, From,
+/// Call-ID, CSeq, every Via, a Request-URI that parses, and Max-Forwards unless absent
+/// (RFC 2543 peers omit it, RFC 4475 §3.4.1). The engine answers a failure with a
+/// stateless 400 whose reason is the error.
+pub fn check_well_formed(msg: &SipMessage) -> Result<(), ParseError> {
+    msg.to()?;
+    msg.from()?;
+    msg.call_id()?;
+    msg.cseq()?;
+    msg.vias()?;
+    msg.max_forwards()?;
+    match msg.request_uri() {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(e),
+        None => Err(ParseError::BadStartLine),
+    }
+}
+
 fn check(msg: &SipMessage, config: &EngineConfig) -> Result<Verdict, Rejection> {
     let bad = |e: ParseError| Rejection::bad_request(&e);
-    // §8.1.1: To, From, Call-ID, CSeq, Via must be present and well formed; Max-Forwards
-    // may be absent (RFC 2543 peers, RFC 4475 §3.4.1) but not malformed.
+    check_well_formed(msg).map_err(bad)?;
     let to = msg.to().map_err(bad)?;
-    msg.from().map_err(bad)?;
-    msg.call_id().map_err(bad)?;
     let cseq = msg.cseq().map_err(bad)?;
-    msg.vias().map_err(bad)?;
-    msg.max_forwards().map_err(bad)?;
     if !msg.is_sip_2_0() {
         return Err(Rejection::new(505, "Version Not Supported"));
     }

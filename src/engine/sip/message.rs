@@ -343,8 +343,8 @@ impl SipMessage {
 }
 
 /// Parses the start line `buf[from..to]` (`to` at the LF or the end). Returns the start
-/// line and, for a request whose URI token is malformed, the error to report once the
-/// headers are indexed.
+/// line and, for a request whose method, Request-URI or version is malformed, the error to
+/// report once the headers are indexed.
 fn parse_start_line(
     buf: &[u8],
     from: usize,
@@ -392,20 +392,26 @@ fn parse_start_line(
     if tokens.len() < 3 {
         return Err(ParseError::BadStartLine);
     }
-    let method = Method::from_token(&buf[ms..me]).ok_or(ParseError::BadMethod)?;
-    if !is_version(&buf[vs..ve]) {
-        return Err(ParseError::BadVersion);
-    }
+    // A malformed method, version or Request-URI is reported once the headers are indexed,
+    // so the 400 can still be addressed by the Via.
+    let (method, method_error) = match Method::from_token(&buf[ms..me]) {
+        Some(m) => (m, None),
+        None => (
+            Method::Extension(String::from_utf8_lossy(&buf[ms..me]).into()),
+            Some(ParseError::BadMethod),
+        ),
+    };
+    let version_error = (!is_version(&buf[vs..ve])).then_some(ParseError::BadVersion);
+    let uri_error = (tokens.len() != 3).then_some(ParseError::BadRequestUri);
     let uri_start = tokens[1].0;
     let uri_end = tokens[tokens.len() - 2].1;
-    let uri_error = (tokens.len() != 3).then_some(ParseError::BadRequestUri);
     Ok((
         StartLine::Request {
             method,
             uri: Span::new(uri_start, uri_end),
             version: Span::new(vs, ve),
         },
-        uri_error,
+        method_error.or(version_error).or(uri_error),
     ))
 }
 

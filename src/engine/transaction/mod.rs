@@ -43,7 +43,7 @@ pub use client_non_invite::{ClientNonInviteState, ClientNonInviteTransaction};
 pub use key::{ClientKey, ServerKey};
 pub use server_invite::{ServerInviteState, ServerInviteTransaction};
 pub use server_non_invite::{ServerNonInviteState, ServerNonInviteTransaction};
-pub use server_table::{Ended, ResponseTarget, ServerTransactions, TxId};
+pub use server_table::{Ended, MergeKey, ResponseTarget, ServerTransactions, TxId};
 pub use timer::{TimerConfig, TimerName};
 
 use bytes::Bytes;

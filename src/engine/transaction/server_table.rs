@@ -26,6 +26,23 @@ pub struct ResponseTarget {
     pub destination: SocketAddr,
     /// The TCP connection the request arrived on.
     pub connection: Option<ConnectionId>,
+    /// Where to open a new connection when `connection` is gone (RFC 3261 §18.2.2: the
+    /// source IP at the Via's sent-by port). For UDP, `destination`.
+    pub reconnect: SocketAddr,
+}
+
+/// Identifies the requests RFC 3261 §8.2.2.2 calls merged: same From tag, Call-ID and
+/// CSeq, arriving over different paths (different branches).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MergeKey {
+    /// The From tag.
+    pub from_tag: String,
+    /// The Call-ID.
+    pub call_id: String,
+    /// The CSeq number.
+    pub cseq: u32,
+    /// The CSeq method.
+    pub method: crate::engine::sip::Method,
 }
 
 /// Identifies a transaction in the table; never reused.
@@ -41,9 +58,12 @@ enum Machine {
 #[derive(Debug)]
 struct Entry {
     key: ServerKey,
+    merge: Option<MergeKey>,
     machine: Machine,
     target: ResponseTarget,
     scheduled: Option<MonoTime>,
+    /// Bytes of responses this transaction holds for retransmission.
+    held: usize,
 }
 
 /// A server transaction that ended, for the TU to hear about.
@@ -63,6 +83,10 @@ pub struct Ended {
 pub struct ServerTransactions {
     entries: HashMap<TxId, Entry>,
     index: HashMap<ServerKey, TxId>,
+    merged: HashMap<MergeKey, TxId>,
+    /// Bytes of responses held by non-INVITE transactions (see
+    /// [`ServerTransactions::non_invite_bytes`]).
+    non_invite_bytes: usize,
     timers: BTreeSet<(MonoTime, TxId)>,
     outbox: VecDeque<Transmit>,
     ended: VecDeque<Ended>,
@@ -85,6 +109,39 @@ impl ServerTransactions {
         self.index.get(key).copied()
     }
 
+    /// A live transaction created by a request merged with one carrying `merge` (RFC 3261
+    /// §8.2.2.2), if any.
+    pub fn find_merged(&self, merge: &MergeKey) -> Option<TxId> {
+        self.merged.get(merge).copied()
+    }
+
+    /// Bytes of responses that non-INVITE transactions hold for retransmission. The engine
+    /// answers non-INVITE requests statelessly above a limit, so a flood cannot grow this
+    /// without bound; INVITE transactions are never refused (an INVITE is an emergency
+    /// call).
+    pub fn non_invite_bytes(&self) -> usize {
+        self.non_invite_bytes
+    }
+
+    /// Sends later responses of `id` along `target`: a retransmitted request arrived on
+    /// another connection (RFC 3261 §18.2.2: respond on the connection the request came on).
+    pub fn retarget(&mut self, id: TxId, target: ResponseTarget) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.target = target;
+        }
+    }
+
+    /// TCP connection `connection` closed: transactions that answered on it will open a
+    /// new connection to their [`ResponseTarget::reconnect`] address (§18.2.2).
+    pub fn connection_closed(&mut self, connection: ConnectionId) {
+        for entry in self.entries.values_mut() {
+            if entry.target.connection == Some(connection) {
+                entry.target.connection = None;
+                entry.target.destination = entry.target.reconnect;
+            }
+        }
+    }
+
     /// Whether `id` is an INVITE transaction that has sent no final response yet (a CANCEL
     /// can still end it, RFC 3261 §9.2).
     pub fn is_pending_invite(&self, id: TxId) -> bool {
@@ -96,10 +153,13 @@ impl ServerTransactions {
 
     /// A new transaction for a request received at `now`. An INVITE (or an ACK's key)
     /// gets an INVITE machine, anything else a non-INVITE one.
+    /// `merge` is the request's [`MergeKey`] when its To has no tag (§8.2.2.2 applies only
+    /// then).
     pub fn create(
         &mut self,
         now: MonoTime,
         key: ServerKey,
+        merge: Option<MergeKey>,
         target: ResponseTarget,
         config: &TimerConfig,
     ) -> TxId {
@@ -125,13 +185,18 @@ impl ServerTransactions {
             ))
         };
         self.index.insert(key.clone(), id);
+        if let Some(m) = &merge {
+            self.merged.insert(m.clone(), id);
+        }
         self.entries.insert(
             id,
             Entry {
                 key,
+                merge,
                 machine,
                 target,
                 scheduled: None,
+                held: 0,
             },
         );
         id
@@ -170,9 +235,20 @@ impl ServerTransactions {
         status: u16,
         bytes: Bytes,
     ) -> Result<(), TransactionError> {
-        let result = match self.entries.get_mut(&id).map(|e| &mut e.machine) {
-            Some(Machine::Invite(m)) => m.send_response(now, status, bytes),
-            Some(Machine::NonInvite(m)) => m.send_response(now, status, bytes),
+        let size = bytes.len();
+        let result = match self.entries.get_mut(&id) {
+            Some(entry) => {
+                let result = match &mut entry.machine {
+                    Machine::Invite(m) => m.send_response(now, status, bytes),
+                    Machine::NonInvite(m) => m.send_response(now, status, bytes),
+                };
+                if result.is_ok() && matches!(entry.machine, Machine::NonInvite(_)) {
+                    // The machine keeps only its last response.
+                    self.non_invite_bytes = self.non_invite_bytes.saturating_sub(entry.held) + size;
+                    entry.held = size;
+                }
+                result
+            }
             None => Ok(()),
         };
         self.settle(id);
@@ -244,6 +320,14 @@ impl ServerTransactions {
         if let Some(why) = termination {
             if let Some(entry) = self.entries.remove(&id) {
                 self.index.remove(&entry.key);
+                if let Some(m) = &entry.merge {
+                    if self.merged.get(m) == Some(&id) {
+                        self.merged.remove(m);
+                    }
+                }
+                if matches!(entry.machine, Machine::NonInvite(_)) {
+                    self.non_invite_bytes = self.non_invite_bytes.saturating_sub(entry.held);
+                }
                 self.ended.push_back(Ended {
                     key: entry.key,
                     why,
@@ -255,5 +339,116 @@ impl ServerTransactions {
             entry.scheduled = Some(at);
             self.timers.insert((at, id));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::sip::Method;
+
+    fn key(branch: &str, method: Method) -> ServerKey {
+        ServerKey::Rfc3261 {
+            branch: branch.to_owned(),
+            sent_by: ("trunk.test".to_owned(), 5060),
+            method,
+            call_id: "c".to_owned(),
+            cseq: 1,
+        }
+    }
+
+    fn tcp_target(connection: u64) -> ResponseTarget {
+        ResponseTarget {
+            transport: Transport::Tcp,
+            destination: "127.0.0.1:40000".parse().expect("literal"),
+            connection: Some(ConnectionId(connection)),
+            reconnect: "127.0.0.1:5060".parse().expect("literal"),
+        }
+    }
+
+    /// RFC 3261 §18.2.2: when the connection a request came on is gone, a later response
+    /// opens a new connection to the source IP at the Via's sent-by port.
+    #[test]
+    fn responses_after_the_connection_closed_go_to_the_reconnect_address() {
+        let mut table = ServerTransactions::default();
+        let config = TimerConfig::default();
+        let id = table.create(
+            MonoTime::ZERO,
+            key("z9hG4bK1", Method::Invite),
+            None,
+            tcp_target(5),
+            &config,
+        );
+        table.connection_closed(ConnectionId(4));
+        assert_eq!(
+            table.send_response(MonoTime::ZERO, id, 180, Bytes::from_static(b"180")),
+            Ok(())
+        );
+        assert_eq!(
+            table.poll_transmit().and_then(|t| t.connection),
+            Some(ConnectionId(5))
+        );
+        table.connection_closed(ConnectionId(5));
+        assert_eq!(
+            table.send_response(MonoTime::ZERO, id, 486, Bytes::from_static(b"486")),
+            Ok(())
+        );
+        let t = table.poll_transmit().expect("the final response");
+        assert_eq!(
+            (t.connection, t.destination),
+            (None, "127.0.0.1:5060".parse().expect("literal"))
+        );
+    }
+
+    #[test]
+    fn non_invite_bytes_follow_live_transactions() {
+        let mut table = ServerTransactions::default();
+        let config = TimerConfig::default();
+        let merge = MergeKey {
+            from_tag: "f".to_owned(),
+            call_id: "c".to_owned(),
+            cseq: 1,
+            method: Method::Options,
+        };
+        let id = table.create(
+            MonoTime::ZERO,
+            key("z9hG4bK2", Method::Options),
+            Some(merge.clone()),
+            tcp_target(1),
+            &config,
+        );
+        assert_eq!(table.find_merged(&merge), Some(id));
+        assert_eq!(
+            table.send_response(MonoTime::ZERO, id, 200, Bytes::from_static(b"0123456789")),
+            Ok(())
+        );
+        // Over TCP Timer J is zero: the transaction ended at once and holds nothing.
+        assert_eq!(
+            (
+                table.len(),
+                table.non_invite_bytes(),
+                table.find_merged(&merge)
+            ),
+            (0, 0, None)
+        );
+        let udp = ResponseTarget {
+            transport: Transport::Udp,
+            connection: None,
+            ..tcp_target(1)
+        };
+        let id = table.create(
+            MonoTime::ZERO,
+            key("z9hG4bK3", Method::Options),
+            None,
+            udp,
+            &config,
+        );
+        assert_eq!(
+            table.send_response(MonoTime::ZERO, id, 200, Bytes::from_static(b"0123456789")),
+            Ok(())
+        );
+        assert_eq!(table.non_invite_bytes(), 10);
+        table.handle_timeout(MonoTime::from_millis(32_000));
+        assert_eq!((table.len(), table.non_invite_bytes()), (0, 0));
     }
 }

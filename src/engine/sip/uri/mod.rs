@@ -92,9 +92,6 @@ pub enum UriError {
     /// A tel number that is neither global (`+` and digits) nor local (RFC 3966 §3).
     #[error("malformed telephone number")]
     BadTelNumber,
-    /// A local tel number without `phone-context` (RFC 3966 §5.1.5).
-    #[error("local number without phone-context")]
-    MissingPhoneContext,
     /// A malformed tel parameter name or value (RFC 3966 §3).
     #[error("malformed tel parameter")]
     BadTelParam,
@@ -173,9 +170,8 @@ impl Uri {
     ///
     /// # Errors
     /// As [`Uri::parse`]; [`UriError::HeadersNeedBrackets`] if a SIP URI goes on with `?`,
-    /// [`UriError::Unexpected`] if it goes on with anything but `;`, `,` or whitespace, and
-    /// [`UriError::MissingPhoneContext`] for a local tel number (its `phone-context` would
-    /// be a header parameter here).
+    /// [`UriError::Unexpected`] if it goes on with anything but `;`, `,` or whitespace. A
+    /// local tel number's `;phone-context=…` is a header parameter in this form.
     pub fn parse_addr_spec_prefix(s: &str) -> Result<(Uri, usize), UriError> {
         parse_with(s, Mode::AddrSpec)
     }

@@ -1,5 +1,6 @@
-//! `tel:` URIs (RFC 3966 §3): global (`+62-761-123456`) and local numbers (which need a
-//! `phone-context`), visual separators kept as written, parameters `phone-context`, `ext`,
+//! `tel:` URIs (RFC 3966 §3): global (`+62-761-123456`) and local numbers (`phone-context`
+//! accepted but not required: `tel:112` is what trunks send), visual separators kept as
+//! written, parameters `phone-context`, `ext`,
 //! `isub` and others, names case-insensitive.
 
 use std::fmt;
@@ -217,9 +218,9 @@ pub(super) fn parse_tel(
             uri.push_param(name, value)?;
         }
     }
-    if !uri.is_global() && uri.phone_context().is_none() {
-        return Err(UriError::MissingPhoneContext);
-    }
+    // RFC 3966 §5.1.5 requires `phone-context` on a local number, but phones and trunks
+    // send `tel:112`: a PSAP must not refuse an emergency call over it, so siaga accepts a
+    // local number without one (its context is then the trunk's own).
     Ok(uri)
 }
 
@@ -246,6 +247,14 @@ mod tests {
             ("+62-761-123", "+62761123")
         );
         assert_eq!(t.to_string(), "tel:+62-761-123");
+
+        // Policy: a local number without phone-context is accepted (trunks send tel:112).
+        let t = TelUri::parse("tel:112").unwrap();
+        assert_eq!(
+            (t.is_global(), t.digits().as_str(), t.phone_context()),
+            (false, "112", None)
+        );
+        assert_eq!(t.to_string(), "tel:112");
 
         let t = TelUri::parse("tel:7042;phone-context=example.com").unwrap();
         assert!(!t.is_global());
@@ -280,8 +289,6 @@ mod tests {
             ("tel:", UriError::BadTelNumber),
             ("tel:+", UriError::BadTelNumber),
             ("tel:+-.", UriError::BadTelNumber),
-            ("tel:7042", UriError::MissingPhoneContext),
-            ("tel:7042;ext=1", UriError::MissingPhoneContext),
             ("tel:+62;phone-context=", UriError::BadTelParam),
             ("tel:+62;phone-context=-bad-", UriError::BadTelParam),
             ("tel:+62;ext=abc", UriError::BadTelParam),

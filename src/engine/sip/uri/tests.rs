@@ -215,10 +215,6 @@ fn addr_spec_prefix_table() {
     let bad: &[(&str, UriError)] = &[
         ("<sip:a@b>", UriError::BadScheme),
         ("sip:a@b>", UriError::Unexpected { at: 7 }),
-        (
-            "tel:7042;phone-context=example.com",
-            UriError::MissingPhoneContext,
-        ),
         ("", UriError::Empty),
     ];
     for (input, err) in bad {
@@ -512,7 +508,6 @@ fn error_texts_are_short_ascii() {
         UriError::HeadersNeedBrackets,
         UriError::Unexpected { at: 12345 },
         UriError::BadTelNumber,
-        UriError::MissingPhoneContext,
         UriError::BadTelParam,
         UriError::BadUrn,
         UriError::BadOpaque,
