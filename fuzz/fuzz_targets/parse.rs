@@ -43,10 +43,18 @@ fn exercise(msg: &SipMessage) {
     let _ = msg.accept();
     let _ = msg.allow();
     let _ = msg.privacy();
-    for name in [HeaderName::Route, HeaderName::RecordRoute, HeaderName::PAssertedIdentity] {
+    for name in [
+        HeaderName::Route,
+        HeaderName::RecordRoute,
+        HeaderName::PAssertedIdentity,
+    ] {
         let _ = msg.name_addrs(name);
     }
-    for name in [HeaderName::Require, HeaderName::Supported, HeaderName::ProxyRequire] {
+    for name in [
+        HeaderName::Require,
+        HeaderName::Supported,
+        HeaderName::ProxyRequire,
+    ] {
         let _ = msg.option_tags(name);
     }
     for name in [HeaderName::Authorization, HeaderName::WwwAuthenticate] {
