@@ -34,7 +34,9 @@ pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// Options of [`run`].
 #[derive(Debug)]
 pub struct RunOptions {
-    /// Transport limits (`sip.max_tcp_connections`, the per-connection write queue).
+    /// Transport limits (`sip.max_tcp_connections`, `sip.max_tcp_connections_per_ip`,
+    /// `sip.tcp_message_timeout_s`, `sip.tcp_idle_timeout_s`, the per-connection write
+    /// queue).
     pub limits: Limits,
     /// Capacity of the engine's input queue, in inputs (datagrams, stream messages,
     /// connection events). Default 1024.
@@ -56,11 +58,17 @@ impl Default for RunOptions {
 }
 
 impl RunOptions {
-    /// The options `config` sets (`sip.max_tcp_connections`); the rest default.
+    /// The options `config` sets (`sip.max_tcp_connections`,
+    /// `sip.max_tcp_connections_per_ip`, `sip.tcp_message_timeout_s`,
+    /// `sip.tcp_idle_timeout_s`); the rest default.
     pub fn from_config(config: &Config) -> RunOptions {
+        let sip = &config.sip;
         RunOptions {
             limits: Limits {
-                max_tcp_connections: config.sip.max_tcp_connections,
+                max_tcp_connections: sip.max_tcp_connections,
+                max_tcp_connections_per_ip: sip.max_tcp_connections_per_ip,
+                tcp_message_timeout: sip.tcp_message_timeout,
+                tcp_idle_timeout: sip.tcp_idle_timeout,
                 ..Limits::default()
             },
             ..RunOptions::default()
