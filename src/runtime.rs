@@ -34,7 +34,9 @@ pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// Options of [`run`].
 #[derive(Debug)]
 pub struct RunOptions {
-    /// Transport limits (`sip.max_tcp_connections`, the per-connection write queue).
+    /// Transport limits (`sip.max_tcp_connections`, `sip.max_tcp_connections_per_ip`,
+    /// `sip.tcp_message_timeout_s`, `sip.tcp_idle_timeout_s`, the per-connection write
+    /// queue).
     pub limits: Limits,
     /// Capacity of the engine's input queue, in inputs (datagrams, stream messages,
     /// connection events). Default 1024.
@@ -56,11 +58,17 @@ impl Default for RunOptions {
 }
 
 impl RunOptions {
-    /// The options `config` sets (`sip.max_tcp_connections`); the rest default.
+    /// The options `config` sets (`sip.max_tcp_connections`,
+    /// `sip.max_tcp_connections_per_ip`, `sip.tcp_message_timeout_s`,
+    /// `sip.tcp_idle_timeout_s`); the rest default.
     pub fn from_config(config: &Config) -> RunOptions {
+        let sip = &config.sip;
         RunOptions {
             limits: Limits {
-                max_tcp_connections: config.sip.max_tcp_connections,
+                max_tcp_connections: sip.max_tcp_connections,
+                max_tcp_connections_per_ip: sip.max_tcp_connections_per_ip,
+                tcp_message_timeout: sip.tcp_message_timeout,
+                tcp_idle_timeout: sip.tcp_idle_timeout,
                 ..Limits::default()
             },
             ..RunOptions::default()
@@ -126,32 +134,52 @@ pub async fn run(
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM. If a signal handler cannot be installed
-/// (logged at warn), only the other one ends the wait.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            warn!(%error, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called, and returns a
+/// future that resolves on either. Listening starts here, not at the first poll, so a
+/// signal sent as soon as "siaga started" is logged is not lost to the default action
+/// (which would kill the process instead of shutting it down). If a signal handler cannot
+/// be installed (logged at warn), only the other one ends the wait. Must be called within
+/// a tokio runtime.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| match signal(kind) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            warn!(%error, "cannot listen for {name}");
+            None
         }
     };
-    let term = async {
-        #[cfg(unix)]
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
+    async fn next(signal: Option<Signal>) {
+        match signal {
+            Some(mut signal) => {
+                signal.recv().await;
             }
+            None => std::future::pending().await,
+        }
+    }
+    let interrupt = next(listen(SignalKind::interrupt(), "SIGINT"));
+    let terminate = next(listen(SignalKind::terminate(), "SIGTERM"));
+    async move {
+        tokio::select! {
+            () = interrupt => info!("SIGINT received"),
+            () = terminate => info!("SIGTERM received"),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C (listening starts at the first poll). If the handler cannot be
+/// installed (logged at warn), it never resolves.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => info!("SIGINT received"),
             Err(error) => {
-                warn!(%error, "cannot listen for SIGTERM");
+                warn!(%error, "cannot listen for SIGINT");
                 std::future::pending::<()>().await;
             }
         }
-        #[cfg(not(unix))]
-        std::future::pending::<()>().await;
-    };
-    tokio::select! {
-        () = ctrl_c => info!("SIGINT received"),
-        () = term => info!("SIGTERM received"),
     }
 }
 

@@ -7,14 +7,14 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use siaga::engine::{ConnectionId, Engine, EngineConfig, Input, Received, Transmit, Transport};
 use siaga::runtime::{self, RunOptions};
-use siaga::transport::tcp::{ReadEnd, StreamSource, read_stream};
+use siaga::transport::tcp::{Activity, ReadEnd, StreamSource, StreamTimeouts, read_stream};
 use siaga::transport::{BoundSockets, Limits, Transports};
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -116,7 +116,7 @@ async fn ping_pong(stream: &mut TcpStream) {
 }
 
 /// The peer sees the connection end: end of stream, or a reset.
-async fn assert_closed(stream: &mut TcpStream) {
+async fn assert_closed(stream: &mut (impl AsyncRead + Unpin)) {
     let mut buf = [0u8; 64];
     loop {
         match within("the connection to close", stream.read(&mut buf)).await {
@@ -189,7 +189,15 @@ async fn read_stream_frames_across_partial_reads() {
     let stop = CancellationToken::new();
     let end = within(
         "the stream to end",
-        read_stream(server, source, &inputs_tx, &pongs_tx, &stop),
+        read_stream(
+            server,
+            source,
+            &inputs_tx,
+            &pongs_tx,
+            &stop,
+            StreamTimeouts::default(),
+            &Activity::new(),
+        ),
     )
     .await;
     assert!(matches!(end, ReadEnd::PeerClosed), "{end:?}");
@@ -352,12 +360,15 @@ struct Shell {
 
 impl Shell {
     async fn start() -> Shell {
+        Shell::start_with(Limits::default()).await
+    }
+
+    async fn start_with(limits: Limits) -> Shell {
         let sockets = BoundSockets::bind(localhost()).await.unwrap();
         let (tx, inputs) = mpsc::channel(64);
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let transports =
-            Transports::start(sockets, tx, Limits::default(), stop.clone(), &tracker).unwrap();
+        let transports = Transports::start(sockets, tx, limits, stop.clone(), &tracker).unwrap();
         Shell {
             transports,
             inputs,
@@ -455,6 +466,190 @@ async fn udp_transmit_reaches_the_destination() {
     assert_eq!(&buf[..n], b"SIP/2.0 200 OK\r\n\r\n");
     assert_eq!(from, shell.transports.udp_addr());
     shell.stop.cancel();
+}
+
+// ---- holding connections: timeouts and the per-IP cap -------------------------------
+
+/// Small timeouts for the tests below (the defaults are 32 s and 600 s).
+fn quick(message_ms: u64, idle_ms: Option<u64>) -> Limits {
+    Limits {
+        tcp_message_timeout: Duration::from_millis(message_ms),
+        tcp_idle_timeout: idle_ms.map(Duration::from_millis),
+        ..Limits::default()
+    }
+}
+
+async fn expect_connection_closed(siaga: &mut Siaga) -> ConnectionId {
+    match siaga.next_input().await {
+        Input::ConnectionClosed(id) => id,
+        other => panic!("expected ConnectionClosed, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn half_a_message_is_closed_after_the_message_timeout() {
+    let mut siaga = Siaga::start(quick(200, None)).await;
+    let mut client = TcpStream::connect(siaga.tcp).await.unwrap();
+    let m = message(1, "body");
+    client.write_all(&m[..m.len() / 2]).await.unwrap();
+    expect_connection_closed(&mut siaga).await;
+    assert_closed(&mut client).await;
+    siaga.stop().await;
+}
+
+/// A peer that trickles a message in, a byte at a time, does not reset the clock: it runs
+/// from the message's first byte. (The whole message would take about 5 s to arrive; the
+/// idle timeout is off, so only the message timeout can close it.)
+#[tokio::test]
+async fn trickled_message_is_closed_counting_from_its_first_byte() {
+    let mut siaga = Siaga::start(quick(200, None)).await;
+    let client = TcpStream::connect(siaga.tcp).await.unwrap();
+    client.set_nodelay(true).unwrap();
+    let (mut read_half, mut write_half) = client.into_split();
+    let trickle = tokio::spawn(async move {
+        for byte in message(1, "") {
+            if write_half.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    expect_connection_closed(&mut siaga).await;
+    assert_closed(&mut read_half).await;
+    trickle.abort();
+    siaga.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connection_is_closed() {
+    let mut siaga = Siaga::start(quick(30_000, Some(300))).await;
+    let mut client = TcpStream::connect(siaga.tcp).await.unwrap();
+    ping_pong(&mut client).await; // accepted; now it says nothing more
+    expect_connection_closed(&mut siaga).await;
+    assert_closed(&mut client).await;
+    siaga.stop().await;
+}
+
+/// Single CRLFs (no answer: only bytes received) and whole messages, one every 100 ms for
+/// more than twice the idle timeout: the connection stays open.
+#[tokio::test]
+async fn connection_that_keeps_talking_is_not_idle() {
+    let mut siaga = Siaga::start(quick(30_000, Some(500))).await;
+    let mut client = TcpStream::connect(siaga.tcp).await.unwrap();
+    for round in 0..12 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if round % 2 == 0 {
+            client.write_all(b"\r\n").await.unwrap();
+        } else {
+            client.write_all(&message(round, "")).await.unwrap();
+            siaga.next_received().await;
+            let response = read_sip(&mut client).await;
+            assert!(response.starts_with(b"SIP/2.0 200 "));
+        }
+    }
+    ping_pong(&mut client).await;
+    match siaga.tap.try_recv() {
+        Err(mpsc::error::TryRecvError::Empty) => {}
+        other => panic!("expected no more inputs, got {other:?}"),
+    }
+    siaga.stop().await;
+}
+
+/// A connection siaga opened stays open while siaga writes on it, though the peer only
+/// listens; once siaga stops writing, it is closed as idle.
+#[tokio::test]
+async fn writes_keep_an_outbound_connection_open() {
+    let mut shell = Shell::start_with(quick(30_000, Some(500))).await;
+    let peer = TcpListener::bind(localhost()).await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    shell.transports.send(tcp(peer_addr, None, b"0"));
+    let (mut stream, _) = within("siaga to connect", peer.accept()).await.unwrap();
+    assert_eq!(read_n(&mut stream, 1).await, b"0");
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shell.transports.send(tcp(peer_addr, None, b"x"));
+        assert_eq!(read_n(&mut stream, 1).await, b"x");
+    }
+    assert_eq!(shell.transports.tcp_connections(), 1);
+    match within("an input", shell.inputs.recv()).await {
+        Some(Input::ConnectionClosed(_)) => {}
+        other => panic!("expected ConnectionClosed, got {other:?}"),
+    }
+    assert_closed(&mut stream).await;
+    shell.stop.cancel();
+}
+
+/// Connects from `ip` (any 127.0.0.0/8 address is loopback on Linux).
+async fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(ip.parse().unwrap(), 0))
+        .unwrap();
+    within("a connection", socket.connect(to)).await.unwrap()
+}
+
+#[tokio::test]
+async fn per_ip_cap_refuses_extra_connections_from_one_ip_only() {
+    let limits = Limits {
+        max_tcp_connections_per_ip: 2,
+        ..Limits::default()
+    };
+    let mut siaga = Siaga::start(limits).await;
+    let mut first = connect_from("127.0.0.1", siaga.tcp).await;
+    ping_pong(&mut first).await;
+    let mut second = connect_from("127.0.0.1", siaga.tcp).await;
+    ping_pong(&mut second).await;
+    let mut third = connect_from("127.0.0.1", siaga.tcp).await;
+    assert_closed(&mut third).await;
+    ping_pong(&mut first).await;
+    ping_pong(&mut second).await;
+
+    // Another IP is not affected by 127.0.0.1 being at its cap.
+    let mut other = connect_from("127.0.0.2", siaga.tcp).await;
+    ping_pong(&mut other).await;
+    let m = message(1, "");
+    other.write_all(&m).await.unwrap();
+    let r = siaga.next_received().await;
+    assert_eq!(r.source, other.local_addr().unwrap());
+    assert!(read_sip(&mut other).await.starts_with(b"SIP/2.0 200 "));
+
+    // A closed connection gives its place back (once its writer is done: retry until).
+    drop(first);
+    expect_connection_closed(&mut siaga).await;
+    let addr = siaga.tcp;
+    let again = within("a place for 127.0.0.1 again", async {
+        loop {
+            let mut stream = connect_from("127.0.0.1", addr).await;
+            // A refused connection may already be reset: write and read errors mean retry.
+            let _ = stream.write_all(b"\r\n\r\n").await;
+            let mut pong = [0u8; 2];
+            if stream.read_exact(&mut pong).await.is_ok() {
+                return stream;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    drop(again);
+    ping_pong(&mut second).await;
+    ping_pong(&mut other).await;
+    siaga.stop().await;
+}
+
+#[test]
+fn run_options_carry_the_tcp_limits_of_the_config() {
+    let text = "[node]\nid = \"t\"\n[sip]\ndomains = [\"example.com\"]\n\
+                max_tcp_connections = 50\nmax_tcp_connections_per_ip = 5\n\
+                tcp_message_timeout_s = 7\ntcp_idle_timeout_s = 0\n";
+    let config = siaga::config::Config::from_toml(text, |_| None).unwrap();
+    let limits = RunOptions::from_config(&config).limits;
+    assert_eq!(limits.max_tcp_connections, 50);
+    assert_eq!(limits.max_tcp_connections_per_ip, 5);
+    assert_eq!(limits.tcp_message_timeout, Duration::from_secs(7));
+    assert_eq!(limits.tcp_idle_timeout, None);
+    let defaults =
+        RunOptions::from_config(&siaga::config::Config::from_toml(GOOD, |_| None).unwrap()).limits;
+    assert_eq!(defaults, Limits::default());
 }
 
 // ---- the binary --------------------------------------------------------------------

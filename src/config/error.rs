@@ -136,6 +136,15 @@ pub enum Problem {
         /// The smallest accepted value.
         min: u64,
     },
+    /// A number above the value of another key that caps it (e.g.
+    /// `sip.max_tcp_connections_per_ip` above `sip.max_tcp_connections`).
+    #[error("must be at most {key} ({max})")]
+    AboveKey {
+        /// The key whose value caps this one.
+        key: &'static str,
+        /// Its value.
+        max: u64,
+    },
     /// `sip.timers.t2_ms` below `sip.timers.t1_ms` (RFC 3261 §17.1.2.2 caps retransmit
     /// intervals at T2, so T2 < T1 makes no sense).
     #[error("must be at least sip.timers.t1_ms ({t1_ms})")]

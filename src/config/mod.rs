@@ -73,9 +73,19 @@ pub struct SipConfig {
     /// brackets) siaga answers for, besides its listen and advertised addresses. The first
     /// is the digest realm.
     pub domains: Vec<String>,
-    /// `sip.max_tcp_connections` (default 1024): open TCP connections, inbound and
-    /// outbound together; more are closed as they are accepted.
+    /// `sip.max_tcp_connections` (default 1024, at least 1): open TCP connections, inbound
+    /// and outbound together; more are closed as they are accepted.
     pub max_tcp_connections: usize,
+    /// `sip.max_tcp_connections_per_ip` (default 256, or `max_tcp_connections` when that is
+    /// lower; 1 ..= `max_tcp_connections`): inbound TCP connections from one source IP;
+    /// more are closed as they are accepted.
+    pub max_tcp_connections_per_ip: usize,
+    /// `sip.tcp_message_timeout_s` (default 32 s = 64·T1, at least 1 s): how long a TCP
+    /// message may take to arrive whole, from its first byte; then the connection is closed.
+    pub tcp_message_timeout: Duration,
+    /// `sip.tcp_idle_timeout_s` (default 600 s; 0 disables, giving `None`): how long a TCP
+    /// connection may go without a byte read or written; then it is closed.
+    pub tcp_idle_timeout: Option<Duration>,
     /// `[sip.timers]`.
     pub timers: SipTimers,
 }
@@ -158,6 +168,12 @@ struct RawSip {
     domains: Vec<String>,
     #[serde(default = "default_max_tcp_connections")]
     max_tcp_connections: u32,
+    /// `None`: the default, which follows a lower `max_tcp_connections`.
+    max_tcp_connections_per_ip: Option<u32>,
+    #[serde(default = "default_tcp_message_timeout_s")]
+    tcp_message_timeout_s: u32,
+    #[serde(default = "default_tcp_idle_timeout_s")]
+    tcp_idle_timeout_s: u32,
     #[serde(default)]
     timers: RawTimers,
 }
@@ -168,6 +184,18 @@ fn default_sip_listen() -> String {
 
 fn default_max_tcp_connections() -> u32 {
     1024
+}
+
+/// `sip.max_tcp_connections_per_ip` when it is absent and `max_tcp_connections` is larger.
+const DEFAULT_MAX_TCP_CONNECTIONS_PER_IP: u32 = 256;
+
+/// 64·T1 with the default T1 of 500 ms: the longest an RFC 3261 transaction waits.
+fn default_tcp_message_timeout_s() -> u32 {
+    32
+}
+
+fn default_tcp_idle_timeout_s() -> u32 {
+    600
 }
 
 #[derive(Debug, Deserialize)]
@@ -503,6 +531,32 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
         domains.push(domain);
     }
     let max_tcp_connections = at_least("sip.max_tcp_connections", raw.sip.max_tcp_connections, 1)?;
+    let max_tcp_connections_per_ip = match raw.sip.max_tcp_connections_per_ip {
+        Some(per_ip) => {
+            let per_ip = at_least("sip.max_tcp_connections_per_ip", per_ip, 1)?;
+            if per_ip > max_tcp_connections {
+                return Err(ConfigError::Invalid {
+                    origin: Source::Key("sip.max_tcp_connections_per_ip"),
+                    value: per_ip.to_string(),
+                    problem: Problem::AboveKey {
+                        key: "sip.max_tcp_connections",
+                        max: max_tcp_connections.into(),
+                    },
+                });
+            }
+            per_ip
+        }
+        None => DEFAULT_MAX_TCP_CONNECTIONS_PER_IP.min(max_tcp_connections),
+    };
+    let tcp_message_timeout_s = at_least(
+        "sip.tcp_message_timeout_s",
+        raw.sip.tcp_message_timeout_s,
+        1,
+    )?;
+    let tcp_idle_timeout = match raw.sip.tcp_idle_timeout_s {
+        0 => None,
+        s => Some(Duration::from_secs(s.into())),
+    };
     let t = &raw.sip.timers;
     let t1_ms = at_least("sip.timers.t1_ms", t.t1_ms, 1)?;
     if t.t2_ms < t1_ms {
@@ -518,6 +572,10 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
         advertise,
         domains,
         max_tcp_connections: usize::try_from(max_tcp_connections).unwrap_or(usize::MAX),
+        max_tcp_connections_per_ip: usize::try_from(max_tcp_connections_per_ip)
+            .unwrap_or(usize::MAX),
+        tcp_message_timeout: Duration::from_secs(tcp_message_timeout_s.into()),
+        tcp_idle_timeout,
         timers: SipTimers {
             t1: Duration::from_millis(t1_ms.into()),
             t2: Duration::from_millis(t.t2_ms.into()),

@@ -53,6 +53,9 @@ fn shipped_config_parses_and_validates() {
     assert_eq!(c.sip.advertise, None);
     assert_eq!(c.sip.domains, ["localhost"]);
     assert_eq!(c.sip.max_tcp_connections, 1024);
+    assert_eq!(c.sip.max_tcp_connections_per_ip, 256);
+    assert_eq!(c.sip.tcp_message_timeout, Duration::from_secs(32));
+    assert_eq!(c.sip.tcp_idle_timeout, Some(Duration::from_secs(600)));
     assert_eq!(c.sip.timers.t1, Duration::from_millis(500));
     assert_eq!(c.sip.timers.t2, Duration::from_millis(4000));
     assert_eq!(c.sip.timers.t4, Duration::from_millis(5000));
@@ -83,6 +86,13 @@ fn defaults_fill_everything_but_node_id_and_domains() {
     let shipped = load(SHIPPED).unwrap();
     assert_eq!(c.sip.listen, shipped.sip.listen);
     assert_eq!(c.sip.timers, shipped.sip.timers);
+    assert_eq!(c.sip.max_tcp_connections, shipped.sip.max_tcp_connections);
+    assert_eq!(
+        c.sip.max_tcp_connections_per_ip,
+        shipped.sip.max_tcp_connections_per_ip
+    );
+    assert_eq!(c.sip.tcp_message_timeout, shipped.sip.tcp_message_timeout);
+    assert_eq!(c.sip.tcp_idle_timeout, shipped.sip.tcp_idle_timeout);
     assert_eq!(c.media.rtp_ports, shipped.media.rtp_ports);
     assert_eq!(c.database.url, shipped.database.url);
     assert_eq!(c.http.listen, shipped.http.listen);
@@ -338,6 +348,68 @@ fn invalid_values_name_their_key() {
     );
     let e = err(&with("log", "level = \"info,x=nonsense\""));
     assert_eq!(e.key(), Some("log.level"), "{e}");
+}
+
+#[test]
+fn tcp_limits_are_validated_naming_their_key() {
+    let sip = |lines: &str| with("sip", lines);
+    assert_invalid(
+        &sip("max_tcp_connections_per_ip = 0"),
+        "sip.max_tcp_connections_per_ip",
+        Problem::TooSmall { min: 1 },
+    );
+    assert_invalid(
+        &sip("max_tcp_connections = 100\nmax_tcp_connections_per_ip = 101"),
+        "sip.max_tcp_connections_per_ip",
+        Problem::AboveKey {
+            key: "sip.max_tcp_connections",
+            max: 100,
+        },
+    );
+    assert_invalid(
+        &sip("max_tcp_connections_per_ip = 1025"),
+        "sip.max_tcp_connections_per_ip",
+        Problem::AboveKey {
+            key: "sip.max_tcp_connections",
+            max: 1024,
+        },
+    );
+    assert_invalid(
+        &sip("tcp_message_timeout_s = 0"),
+        "sip.tcp_message_timeout_s",
+        Problem::TooSmall { min: 1 },
+    );
+    let e = err(&sip(
+        "max_tcp_connections = 8\nmax_tcp_connections_per_ip = 9",
+    ));
+    assert_eq!(
+        e.to_string(),
+        "sip.max_tcp_connections_per_ip: 9 must be at most sip.max_tcp_connections (8)"
+    );
+    let e = err(&sip("tcp_idle_timeout_s = -1"));
+    assert_eq!(e.key(), Some("sip.tcp_idle_timeout_s"), "{e}");
+    let e = err(&sip("tcp_message_timeout_s = \"32s\""));
+    assert_eq!(e.key(), Some("sip.tcp_message_timeout_s"), "{e}");
+}
+
+#[test]
+fn tcp_limits_accepted_values() {
+    let sip = |lines: &str| load(&with("sip", lines)).unwrap().sip;
+    // Absent, the per-IP cap follows a lower global cap instead of failing validation.
+    let s = sip("max_tcp_connections = 100");
+    assert_eq!(s.max_tcp_connections_per_ip, 100);
+    let s = sip("max_tcp_connections = 1\nmax_tcp_connections_per_ip = 1");
+    assert_eq!(
+        (s.max_tcp_connections, s.max_tcp_connections_per_ip),
+        (1, 1)
+    );
+    let s = sip("max_tcp_connections_per_ip = 1024");
+    assert_eq!(s.max_tcp_connections_per_ip, 1024);
+    let s = sip("tcp_message_timeout_s = 1\ntcp_idle_timeout_s = 0");
+    assert_eq!(s.tcp_message_timeout, Duration::from_secs(1));
+    assert_eq!(s.tcp_idle_timeout, None, "0 disables the idle timeout");
+    let s = sip("tcp_idle_timeout_s = 90");
+    assert_eq!(s.tcp_idle_timeout, Some(Duration::from_secs(90)));
 }
 
 #[test]

@@ -12,15 +12,21 @@
 //! retransmit, RFC 3261 §17), and TCP readers stop reading, so TCP flow control slows the
 //! peer. The shell itself never drops an input it has read.
 //!
+//! Holding connections: TCP connections are capped in all and per source IP, and a
+//! connection that stalls mid-message or goes idle is closed ([`Limits`]), so peers that
+//! open connections and send nothing cannot lock the trunk and the phones out.
+//!
 //! The engine's routing decisions (which transport, which address: RFC 3261 §18.2.2, RFC
 //! 3581) are made in the engine; the shell sends where it is told.
 
+mod admission;
 pub mod tcp;
 pub mod udp;
 
 use crate::engine::{ConnectionId, Input, Transmit, Transport};
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -56,13 +62,36 @@ impl BoundSockets {
     }
 }
 
-/// Limits of the transports.
+/// Limits of the transports. Besides bounding memory, they bound what one peer can hold:
+/// at most `max_tcp_connections_per_ip` connections per source IP, each closed unless a
+/// message it starts arrives whole within `tcp_message_timeout` and a byte moves on it at
+/// least every `tcp_idle_timeout`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Most TCP connections open at once, inbound and outbound (`sip.max_tcp_connections`).
-    /// An inbound connection beyond it is closed as soon as it is accepted; an outbound one
-    /// is not opened and its message is dropped. Both are logged at warn.
+    /// Most TCP connections open at once, inbound and outbound (`sip.max_tcp_connections`,
+    /// default 1024). An inbound connection beyond it is closed as soon as it is accepted
+    /// (logged at warn, at most once per 10 s with a count of the others); an outbound one
+    /// is not opened and its message is dropped (logged at warn, each).
     pub max_tcp_connections: usize,
+    /// Most inbound TCP connections from one source IP address at once
+    /// (`sip.max_tcp_connections_per_ip`, default 256; 1 ..= `max_tcp_connections`).
+    /// Beyond it a connection is closed as soon as it is accepted (logged at warn, at most
+    /// once per IP per 10 s with a count of the others). Generous because operators'
+    /// softphones behind one office NAT share an IP. Connections siaga opens count toward
+    /// `max_tcp_connections` only. An IPv4-mapped IPv6 address counts as its IPv4 address.
+    pub max_tcp_connections_per_ip: usize,
+    /// How long a TCP message may take to arrive whole, from its first byte
+    /// (`sip.tcp_message_timeout_s`, default 32 s = 64·T1, the longest a SIP transaction
+    /// waits). A connection holding part of a message longer is closed (logged at info):
+    /// bytes trickling in do not extend it. CRLF keep-alives are not messages. Above zero.
+    pub tcp_message_timeout: Duration,
+    /// How long a TCP connection may go without a byte read or written
+    /// (`sip.tcp_idle_timeout_s`, default 600 s; `None`, from 0, disables it). An idle
+    /// connection is closed (logged at info). RFC 5626 keep-alives (every 30–120 s) and
+    /// trunks' OPTIONS keep it open. Writes count as activity, so a connection siaga
+    /// opened is not closed while it still sends on it; a write counts once the kernel
+    /// has taken it.
+    pub tcp_idle_timeout: Option<Duration>,
     /// Messages queued for one TCP connection's writer. When a peer stops reading and the
     /// queue fills, the connection is closed (logged at warn): a peer that does not read
     /// cannot be served, and waiting for it would stall the engine.
@@ -73,6 +102,9 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_tcp_connections: 1024,
+            max_tcp_connections_per_ip: 256,
+            tcp_message_timeout: Duration::from_secs(32),
+            tcp_idle_timeout: Some(Duration::from_secs(600)),
             tcp_write_queue: 64,
         }
     }

@@ -6,11 +6,19 @@
 //! writer queues, so a [`Transmit`] goes out on the connection the engine names.
 //!
 //! Lifecycle: the reader owns the connection. When it ends (peer closed, read error,
-//! framing error, full write queue) it removes the connection from the table and reports
-//! [`Input::ConnectionClosed`]. After a framing error or an I/O error the writer is stopped
-//! at once; after a clean close by the peer it first writes what is queued. At shutdown
-//! readers stop but connections stay in the table until the engine's last output is
-//! queued; then [`TcpTransport::close_all`] lets each writer finish and close.
+//! framing error, full write queue, a timeout) it removes the connection from the table
+//! and reports [`Input::ConnectionClosed`]. After a framing error, an I/O error or a
+//! timeout the writer is stopped at once; after a clean close by the peer it first writes
+//! what is queued. At shutdown readers stop but connections stay in the table until the
+//! engine's last output is queued; then [`TcpTransport::close_all`] lets each writer
+//! finish and close.
+//!
+//! Holding a connection costs a peer something ([`super::Limits`]): the reader closes a
+//! connection whose partial message has been arriving for longer than
+//! `sip.tcp_message_timeout_s` (counted from the message's first byte, so trickling bytes
+//! do not help), or on which no byte has moved either way for `sip.tcp_idle_timeout_s`
+//! ([`StreamTimeouts`], [`Activity`]). The accept loop admits at most
+//! `sip.max_tcp_connections_per_ip` inbound connections per source IP (`admission.rs`).
 
 use crate::engine::sip::ParseError;
 use crate::engine::sip::framing::{
@@ -26,12 +34,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::Limits;
+use super::admission::{Admission, Refusal, Slot};
 
 /// Bytes read from a socket at a time (the buffer grows up to the 64 KiB message limit).
 const READ_CHUNK: usize = 8 * 1024;
@@ -72,6 +82,85 @@ pub enum ReadEnd {
     Failed(io::Error),
     /// `stop` was cancelled, or the engine's input channel is closed.
     Stopped,
+    /// Part of a message has been in the buffer for [`StreamTimeouts::message`] since its
+    /// first byte arrived (a stalled or trickling peer). Close the connection.
+    MessageTimeout,
+    /// No byte was read or written for [`StreamTimeouts::idle`]. Close the connection.
+    IdleTimeout,
+}
+
+/// How long [`read_stream`] waits for a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamTimeouts {
+    /// `sip.tcp_message_timeout_s` (default 32 s, 64·T1: the longest a SIP transaction
+    /// waits): how long a message may take to arrive whole, from its first byte. CRLF
+    /// keep-alives are not messages. Must be above zero.
+    pub message: Duration,
+    /// `sip.tcp_idle_timeout_s` (default 600 s; `None` when it is 0): how long a connection
+    /// may go without a byte read or written ([`Activity`]).
+    pub idle: Option<Duration>,
+}
+
+impl Default for StreamTimeouts {
+    fn default() -> Self {
+        let limits = Limits::default();
+        StreamTimeouts {
+            message: limits.tcp_message_timeout,
+            idle: limits.tcp_idle_timeout,
+        }
+    }
+}
+
+/// When a connection last moved bytes, either way: its reader touches it on every read,
+/// its writer after every completed write, and the reader's idle timer reads it. Writes
+/// count so that a connection siaga opened (to a phone, say) is not closed under a live
+/// transaction whose peer only listens; a write counts only once the kernel took it, so a
+/// peer that stops reading does not stay "active". Atomics, no lock: shared by two tasks.
+#[derive(Debug)]
+pub struct Activity {
+    origin: Instant,
+    /// Milliseconds from `origin` to the last activity.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    /// Activity now: a new connection's idle time starts when it is set up.
+    pub fn new() -> Activity {
+        Activity {
+            origin: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Records activity now.
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// When the last activity was (to the millisecond, rounded down).
+    pub fn last(&self) -> Instant {
+        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity::new()
+    }
+}
+
+/// What ended a wait in [`read_stream`].
+enum Woke {
+    Read(io::Result<usize>),
+    Timer,
+}
+
+/// Whether `buf`, as the framing loop leaves it, holds part of a message: after the loop
+/// it is empty, up to three CRLF octets (a keep-alive being received), or a message's
+/// start.
+fn holds_partial_message(buf: &[u8]) -> bool {
+    buf.first().is_some_and(|b| !matches!(b, b'\r' | b'\n'))
 }
 
 /// Reads a stream until it ends, handing each framed message to `inputs` as
@@ -80,15 +169,27 @@ pub enum ReadEnd {
 /// by queueing a single CRLF on `pongs` (dropped if that queue is full). On a framing error
 /// it sends [`Input::Unframeable`] and returns [`ReadEnd::Unframeable`]. The read buffer
 /// never holds more than [`MAX_MESSAGE_SIZE`] plus one read.
+///
+/// Timeouts ([`StreamTimeouts`]): returns [`ReadEnd::MessageTimeout`] once a partial
+/// message has been buffered for `timeouts.message` since the read that brought its first
+/// byte, and [`ReadEnd::IdleTimeout`] once `activity` (touched here on every read) is
+/// `timeouts.idle` old. Bytes waiting to be read are read before a timer is believed, so
+/// a reader that was held back by a full input queue does not blame its peer.
 pub async fn read_stream<R: AsyncRead + Unpin>(
     mut reader: R,
     source: StreamSource,
     inputs: &mpsc::Sender<Input>,
     pongs: &mpsc::Sender<Bytes>,
     stop: &CancellationToken,
+    timeouts: StreamTimeouts,
+    activity: &Activity,
 ) -> ReadEnd {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // When the read that brought the first byte of the partial message in `buf` was.
+    let mut message_since: Option<Instant> = None;
+    let mut read_at = Instant::now();
     loop {
+        let mut framed = false;
         loop {
             match next_stream_frame(&buf, MAX_MESSAGE_SIZE) {
                 Ok(StreamFrame::Message { len }) => {
@@ -102,6 +203,7 @@ pub async fn read_stream<R: AsyncRead + Unpin>(
                     if inputs.send(input).await.is_err() {
                         return ReadEnd::Stopped;
                     }
+                    framed = true;
                 }
                 Ok(StreamFrame::KeepAlive { len, ping }) => {
                     // Up to three CRLF octets alone may be the start of a ping split
@@ -133,28 +235,69 @@ pub async fn read_stream<R: AsyncRead + Unpin>(
                 }
             }
         }
-        buf.reserve(READ_CHUNK);
-        let read = tokio::select! {
-            () = stop.cancelled() => return ReadEnd::Stopped,
-            read = reader.read_buf(&mut buf) => read,
+        if !holds_partial_message(&buf) {
+            message_since = None;
+        } else if message_since.is_none() || framed {
+            // A new message began in the last read (after the one just framed, if any).
+            message_since = Some(read_at);
+        }
+        let message_deadline = message_since.map(|since| since + timeouts.message);
+        // Checked after every read too, so a peer trickling bytes cannot outrun it.
+        if message_deadline.is_some_and(|at| at <= Instant::now()) {
+            return ReadEnd::MessageTimeout;
+        }
+        let idle_deadline = timeouts.idle.map(|idle| activity.last() + idle);
+        let deadline = match (message_deadline, idle_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        match read {
-            Ok(0) => return ReadEnd::PeerClosed,
-            Ok(_) => {}
-            Err(error) => return ReadEnd::Failed(error),
+        buf.reserve(READ_CHUNK);
+        let woke = tokio::select! {
+            biased;
+            () = stop.cancelled() => return ReadEnd::Stopped,
+            read = reader.read_buf(&mut buf) => Woke::Read(read),
+            () = sleep_until(deadline) => Woke::Timer,
+        };
+        match woke {
+            Woke::Read(Ok(0)) => return ReadEnd::PeerClosed,
+            Woke::Read(Ok(_)) => {
+                read_at = Instant::now();
+                activity.touch();
+            }
+            Woke::Read(Err(error)) => return ReadEnd::Failed(error),
+            Woke::Timer => {
+                let now = Instant::now();
+                if message_deadline.is_some_and(|at| at <= now) {
+                    return ReadEnd::MessageTimeout;
+                }
+                // The writer may have moved the idle deadline meanwhile: then wait again.
+                let idle_since = activity.last();
+                if timeouts.idle.is_some_and(|idle| idle_since + idle <= now) {
+                    return ReadEnd::IdleTimeout;
+                }
+            }
         }
     }
 }
 
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Writes queued messages in order until the queue closes (then shuts the write side
-/// down) or `kill` is cancelled (then stops at once). A write error cancels `kill` and
-/// `stop_reader`, closing the whole connection.
+/// down) or `kill` is cancelled (then stops at once), touching `activity` after each
+/// write. A write error cancels `kill` and `stop_reader`, closing the whole connection.
 async fn write_stream<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut queue: mpsc::Receiver<Bytes>,
     kill: CancellationToken,
     stop_reader: CancellationToken,
     peer: SocketAddr,
+    activity: Arc<Activity>,
 ) {
     loop {
         let bytes = tokio::select! {
@@ -172,6 +315,7 @@ async fn write_stream<W: AsyncWrite + Unpin>(
             stop_reader.cancel();
             return;
         }
+        activity.touch();
     }
     tokio::select! {
         () = kill.cancelled() => {}
@@ -209,7 +353,8 @@ struct Shared {
     local: SocketAddr,
     inputs: mpsc::Sender<Input>,
     limits: Limits,
-    permits: Arc<Semaphore>,
+    /// The global and per-IP caps.
+    admission: Admission,
     next_id: AtomicU64,
     /// std `Mutex`: held only for a map insert, remove or lookup, never across an await;
     /// touched by the engine task (send), the accept loop and connection ends.
@@ -269,7 +414,10 @@ impl TcpTransport {
             local: listener.local_addr()?,
             inputs,
             limits,
-            permits: Arc::new(Semaphore::new(limits.max_tcp_connections)),
+            admission: Admission::new(
+                limits.max_tcp_connections,
+                limits.max_tcp_connections_per_ip,
+            ),
             next_id: AtomicU64::new(1),
             table: Mutex::new(Table::default()),
             stop,
@@ -333,7 +481,7 @@ impl TcpTransport {
         if shared.stop.is_cancelled() {
             return;
         }
-        let Ok(permit) = Arc::clone(&shared.permits).try_acquire_owned() else {
+        let Some(slot) = shared.admission.outbound() else {
             warn!(
                 %destination,
                 limit = shared.limits.max_tcp_connections,
@@ -363,7 +511,7 @@ impl TcpTransport {
             match connected {
                 Some(Ok(Ok(stream))) => {
                     info!(connection = id.0, peer = %destination, "tcp connection opened");
-                    run_connection(task_shared, stream, id, destination, queue, stop, kill, permit)
+                    run_connection(task_shared, stream, id, destination, queue, stop, kill, slot)
                         .await;
                 }
                 Some(Ok(Err(error))) => {
@@ -408,7 +556,10 @@ impl TcpTransport {
     }
 }
 
-/// Accepts connections until `stop`; each beyond `max_tcp_connections` is closed at once.
+/// Accepts connections until `stop`; each beyond `max_tcp_connections`, or beyond
+/// `max_tcp_connections_per_ip` from its IP, is closed at once (logged at warn, at most
+/// once per [`super::admission::REFUSAL_LOG_INTERVAL`]: per IP for the per-IP cap, in
+/// all for the global one).
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let accepted = tokio::select! {
@@ -423,14 +574,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&shared.permits).try_acquire_owned() else {
-            warn!(
-                %peer,
-                limit = shared.limits.max_tcp_connections,
-                "tcp connection limit reached: connection refused"
-            );
-            drop(stream);
-            continue;
+        let slot = match shared.admission.inbound(peer.ip(), Instant::now()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                drop(stream);
+                log_refusal(&refusal, peer, &shared.limits);
+                continue;
+            }
         };
         let id = shared.new_id();
         let (writer, queue) = mpsc::channel(shared.limits.tcp_write_queue.max(1));
@@ -451,8 +601,31 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             queue,
             stop,
             kill,
-            permit,
+            slot,
         ));
+    }
+}
+
+/// Logs a refused inbound connection, if [`Refusal`] says this one is to be logged.
+fn log_refusal(refusal: &Refusal, peer: SocketAddr, limits: &Limits) {
+    match *refusal {
+        Refusal::Global {
+            log: Some(unlogged),
+        } => warn!(
+            %peer,
+            limit = limits.max_tcp_connections,
+            also_refused_since_last_line = unlogged,
+            "tcp connection limit reached: connection refused"
+        ),
+        Refusal::PerIp {
+            log: Some(unlogged),
+        } => warn!(
+            %peer,
+            limit = limits.max_tcp_connections_per_ip,
+            also_refused_since_last_line = unlogged,
+            "tcp connections per IP limit reached: connection refused"
+        ),
+        Refusal::Global { log: None } | Refusal::PerIp { log: None } => {}
     }
 }
 
@@ -467,7 +640,7 @@ async fn run_connection(
     queue: mpsc::Receiver<Bytes>,
     stop: CancellationToken,
     kill: CancellationToken,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
 ) {
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%error, connection = id.0, "TCP_NODELAY not set");
@@ -480,11 +653,12 @@ async fn run_connection(
     let Some(pongs) = pongs else {
         return; // closed (shutdown) before it started
     };
+    let activity = Arc::new(Activity::new());
     shared.tracker.spawn({
-        let (kill, stop) = (kill.clone(), stop.clone());
+        let (kill, stop, activity) = (kill.clone(), stop.clone(), Arc::clone(&activity));
         async move {
-            write_stream(write_half, queue, kill, stop, peer).await;
-            drop(permit); // the connection's slot frees when its writer is done
+            write_stream(write_half, queue, kill, stop, peer, activity).await;
+            drop(slot); // the connection's slot frees when its writer is done
         }
     });
     let source = StreamSource {
@@ -492,7 +666,20 @@ async fn run_connection(
         peer,
         local,
     };
-    let end = read_stream(read_half, source, &shared.inputs, &pongs, &stop).await;
+    let timeouts = StreamTimeouts {
+        message: shared.limits.tcp_message_timeout,
+        idle: shared.limits.tcp_idle_timeout,
+    };
+    let end = read_stream(
+        read_half,
+        source,
+        &shared.inputs,
+        &pongs,
+        &stop,
+        timeouts,
+        &activity,
+    )
+    .await;
     drop(pongs);
     if matches!(end, ReadEnd::Stopped) && shared.stop.is_cancelled() {
         // Shutdown: the connection stays in the table so the engine's last messages still
@@ -516,6 +703,26 @@ async fn run_connection(
         }
         ReadEnd::Failed(error) => {
             warn!(connection = id.0, %peer, %error, "tcp read failed: closing connection");
+            kill.cancel();
+        }
+        // Either peer is stalled or gone: what is queued for it is dropped, so its slot
+        // frees now even if it does not read.
+        ReadEnd::MessageTimeout => {
+            info!(
+                connection = id.0,
+                %peer,
+                timeout_ms = timeouts.message.as_millis(),
+                "tcp message incomplete for too long: closing connection"
+            );
+            kill.cancel();
+        }
+        ReadEnd::IdleTimeout => {
+            info!(
+                connection = id.0,
+                %peer,
+                timeout_ms = timeouts.idle.unwrap_or_default().as_millis(),
+                "tcp connection idle for too long: closing connection"
+            );
             kill.cancel();
         }
     }
