@@ -155,8 +155,8 @@ pub enum Problem {
 }
 
 /// Why a configuration could not be loaded. Every variant names the key (or the environment
-/// variable) it is about, except [`ConfigError::Read`] and [`ConfigError::Syntax`], which
-/// give the file or the position instead.
+/// variable) it is about, except [`ConfigError::Read`], which gives the file, and
+/// [`ConfigError::Syntax`], which gives the position (and the key when on its line).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -167,9 +167,12 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The text is not TOML.
-    #[error("TOML syntax error at {position}: {message}")]
+    /// The text is not TOML. When the error sits on a `key = value` line, `key` is that
+    /// key's dotted path (e.g. a number too large for TOML: `sip.timers.t1_ms`).
+    #[error("{}TOML syntax error at {position}: {message}", key.as_deref().map(|k| format!("{k}: ")).unwrap_or_default())]
     Syntax {
+        /// The dotted key on the line where the parser stopped, if that line has one.
+        key: Option<String>,
         /// Where the parser stopped.
         position: Position,
         /// The parser's message.
@@ -226,11 +229,12 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// The dotted key the error is about (`None` for read and syntax errors). For an
-    /// environment override, the key it overrides.
+    /// The dotted key the error is about (`None` for read errors, and for syntax errors
+    /// not on a `key = value` line). For an environment override, the key it overrides.
     pub fn key(&self) -> Option<&str> {
         match self {
-            ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
+            ConfigError::Read { .. } => None,
+            ConfigError::Syntax { key, .. } => key.as_deref(),
             ConfigError::UnknownKey { key, .. }
             | ConfigError::MissingKey { key }
             | ConfigError::WrongType { key, .. } => Some(key),

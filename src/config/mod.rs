@@ -379,6 +379,7 @@ fn deserialize(text: &str) -> Result<RawConfig, ConfigError> {
     // Syntax first, so that a TOML error is reported as such and not as a shape error.
     if let Err(e) = text.parse::<toml::Table>() {
         return Err(ConfigError::Syntax {
+            key: e.span().and_then(|span| key_at(text, span.start)),
             position: position_of(text, &e),
             message: one_line(e.message()),
         });
@@ -388,6 +389,40 @@ fn deserialize(text: &str) -> Result<RawConfig, ConfigError> {
         let inner = e.into_inner();
         shape_error(&path, text, &inner)
     })
+}
+
+/// The dotted key of the `key = value` line holding byte `offset` of `text`, prefixed by
+/// the `[table]` it sits in; `None` when that line is not a simple assignment.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let mut table = String::new();
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let end = start + line.len();
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            table = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
+        }
+        if offset < end {
+            let (key, _) = trimmed.split_once('=')?;
+            let key = key.trim();
+            let simple = !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            return simple.then(|| {
+                if table.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{table}.{key}")
+                }
+            });
+        }
+        start = end;
+    }
+    None
 }
 
 /// Joins a multi-line parser message into one line.

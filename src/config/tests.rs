@@ -583,3 +583,21 @@ fn position_counts_lines_and_characters() {
         Position { line: 3, column: 2 }
     );
 }
+
+#[test]
+fn syntax_error_on_a_value_names_its_key() {
+    let e = err("[node]\nid = \"x\"\n[sip.timers]\nt1_ms = 18446744073709551615\n");
+    let ConfigError::Syntax { key, position, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        (key.as_deref(), position.line),
+        (Some("sip.timers.t1_ms"), 4),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("sip.timers.t1_ms: TOML syntax error at line 4"),
+        "{e}"
+    );
+}
