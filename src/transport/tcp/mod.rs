@@ -20,19 +20,19 @@
 //! ([`StreamTimeouts`], [`Activity`]). The accept loop admits at most
 //! `sip.max_tcp_connections_per_ip` inbound connections per source IP (`admission.rs`).
 
-use crate::engine::sip::ParseError;
-use crate::engine::sip::framing::{
-    MAX_MESSAGE_SIZE, StreamFrame, find_header_end, next_stream_frame,
-};
-use crate::engine::{ConnectionId, Input, Received, Transmit, Transport};
-use bytes::{Buf, Bytes, BytesMut};
+mod stream;
+
+use stream::write_stream;
+pub use stream::{Activity, ReadEnd, StreamSource, StreamTimeouts, read_stream};
+
+use crate::engine::{ConnectionId, Input, Transmit};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -43,285 +43,15 @@ use tracing::{debug, info, warn};
 use super::Limits;
 use super::admission::{Admission, Refusal, Slot};
 
-/// Bytes read from a socket at a time (the buffer grows up to the 64 KiB message limit).
-const READ_CHUNK: usize = 8 * 1024;
-
 /// How long opening an outbound connection may take before it is given up (logged).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop cannot spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The RFC 5626 §4.4.1 keep-alive "pong": one CRLF.
-const PONG: &[u8] = b"\r\n";
-
 /// How long an unframeable connection waits for the engine's answer and
 /// [`crate::engine::Output::Close`] before it is closed anyway.
 const UNFRAMEABLE_GRACE: Duration = Duration::from_secs(2);
-
-/// Who a stream belongs to: the fields every [`Input::Received`] from it carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StreamSource {
-    /// The connection's id.
-    pub connection: ConnectionId,
-    /// The peer's address.
-    pub peer: SocketAddr,
-    /// siaga's end of the connection.
-    pub local: SocketAddr,
-}
-
-/// Why [`read_stream`] returned.
-#[derive(Debug)]
-pub enum ReadEnd {
-    /// The peer closed its side (end of stream).
-    PeerClosed,
-    /// The stream could not be framed (message over 64 KiB, Content-Length missing or
-    /// broken); [`Input::Unframeable`] was sent. Close the connection.
-    Unframeable(ParseError),
-    /// Reading failed.
-    Failed(io::Error),
-    /// `stop` was cancelled, or the engine's input channel is closed.
-    Stopped,
-    /// Part of a message has been in the buffer for [`StreamTimeouts::message`] since its
-    /// first byte arrived (a stalled or trickling peer). Close the connection.
-    MessageTimeout,
-    /// No byte was read or written for [`StreamTimeouts::idle`]. Close the connection.
-    IdleTimeout,
-}
-
-/// How long [`read_stream`] waits for a peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StreamTimeouts {
-    /// `sip.tcp_message_timeout_s` (default 32 s, 64·T1: the longest a SIP transaction
-    /// waits): how long a message may take to arrive whole, from its first byte. CRLF
-    /// keep-alives are not messages. Must be above zero.
-    pub message: Duration,
-    /// `sip.tcp_idle_timeout_s` (default 600 s; `None` when it is 0): how long a connection
-    /// may go without a byte read or written ([`Activity`]).
-    pub idle: Option<Duration>,
-}
-
-impl Default for StreamTimeouts {
-    fn default() -> Self {
-        let limits = Limits::default();
-        StreamTimeouts {
-            message: limits.tcp_message_timeout,
-            idle: limits.tcp_idle_timeout,
-        }
-    }
-}
-
-/// When a connection last moved bytes, either way: its reader touches it on every read,
-/// its writer after every completed write, and the reader's idle timer reads it. Writes
-/// count so that a connection siaga opened (to a phone, say) is not closed under a live
-/// transaction whose peer only listens; a write counts only once the kernel took it, so a
-/// peer that stops reading does not stay "active". Atomics, no lock: shared by two tasks.
-#[derive(Debug)]
-pub struct Activity {
-    origin: Instant,
-    /// Milliseconds from `origin` to the last activity.
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    /// Activity now: a new connection's idle time starts when it is set up.
-    pub fn new() -> Activity {
-        Activity {
-            origin: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    /// Records activity now.
-    pub fn touch(&self) {
-        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
-    }
-
-    /// When the last activity was (to the millisecond, rounded down).
-    pub fn last(&self) -> Instant {
-        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Activity::new()
-    }
-}
-
-/// What ended a wait in [`read_stream`].
-enum Woke {
-    Read(io::Result<usize>),
-    Timer,
-}
-
-/// Whether `buf`, as the framing loop leaves it, holds part of a message: after the loop
-/// it is empty, up to three CRLF octets (a keep-alive being received), or a message's
-/// start.
-fn holds_partial_message(buf: &[u8]) -> bool {
-    buf.first().is_some_and(|b| !matches!(b, b'\r' | b'\n'))
-}
-
-/// Reads a stream until it ends, handing each framed message to `inputs` as
-/// [`Input::Received`] (several messages in one read and messages split over many reads
-/// alike). CRLF keep-alives are discarded; a double-CRLF ping (RFC 5626 §4.4.1) is answered
-/// by queueing a single CRLF on `pongs` (dropped if that queue is full). On a framing error
-/// it sends [`Input::Unframeable`] and returns [`ReadEnd::Unframeable`]. The read buffer
-/// never holds more than [`MAX_MESSAGE_SIZE`] plus one read.
-///
-/// Timeouts ([`StreamTimeouts`]): returns [`ReadEnd::MessageTimeout`] once a partial
-/// message has been buffered for `timeouts.message` since the read that brought its first
-/// byte, and [`ReadEnd::IdleTimeout`] once `activity` (touched here on every read) is
-/// `timeouts.idle` old. Bytes waiting to be read are read before a timer is believed, so
-/// a reader that was held back by a full input queue does not blame its peer.
-pub async fn read_stream<R: AsyncRead + Unpin>(
-    mut reader: R,
-    source: StreamSource,
-    inputs: &mpsc::Sender<Input>,
-    pongs: &mpsc::Sender<Bytes>,
-    stop: &CancellationToken,
-    timeouts: StreamTimeouts,
-    activity: &Activity,
-) -> ReadEnd {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    // When the read that brought the first byte of the partial message in `buf` was.
-    let mut message_since: Option<Instant> = None;
-    let mut read_at = Instant::now();
-    loop {
-        let mut framed = false;
-        loop {
-            match next_stream_frame(&buf, MAX_MESSAGE_SIZE) {
-                Ok(StreamFrame::Message { len }) => {
-                    let input = Input::Received(Received {
-                        transport: Transport::Tcp,
-                        source: source.peer,
-                        local: source.local,
-                        connection: Some(source.connection),
-                        bytes: buf.split_to(len).freeze(),
-                    });
-                    if inputs.send(input).await.is_err() {
-                        return ReadEnd::Stopped;
-                    }
-                    framed = true;
-                }
-                Ok(StreamFrame::KeepAlive { len, ping }) => {
-                    // Up to three CRLF octets alone may be the start of a ping split
-                    // over reads: keep them until more arrives.
-                    if !ping && len == buf.len() && len < 4 {
-                        break;
-                    }
-                    buf.advance(len);
-                    if ping && pongs.try_send(Bytes::from_static(PONG)).is_err() {
-                        debug!(peer = %source.peer, "keep-alive pong dropped: write queue full");
-                    }
-                }
-                Ok(StreamFrame::NeedMore) => break,
-                Err(error) => {
-                    // The header section, when it arrived whole, lets the engine answer.
-                    let head = find_header_end(&buf)
-                        .filter(|&end| end <= MAX_MESSAGE_SIZE)
-                        .map(|end| Bytes::copy_from_slice(&buf[..end]))
-                        .unwrap_or_default();
-                    let input = Input::Unframeable {
-                        connection: source.connection,
-                        source: source.peer,
-                        error: error.clone(),
-                        head,
-                    };
-                    // Whether or not the engine still listens, the connection closes.
-                    let _ = inputs.send(input).await;
-                    return ReadEnd::Unframeable(error);
-                }
-            }
-        }
-        if !holds_partial_message(&buf) {
-            message_since = None;
-        } else if message_since.is_none() || framed {
-            // A new message began in the last read (after the one just framed, if any).
-            message_since = Some(read_at);
-        }
-        let message_deadline = message_since.map(|since| since + timeouts.message);
-        // Checked after every read too, so a peer trickling bytes cannot outrun it.
-        if message_deadline.is_some_and(|at| at <= Instant::now()) {
-            return ReadEnd::MessageTimeout;
-        }
-        let idle_deadline = timeouts.idle.map(|idle| activity.last() + idle);
-        let deadline = match (message_deadline, idle_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        buf.reserve(READ_CHUNK);
-        let woke = tokio::select! {
-            biased;
-            () = stop.cancelled() => return ReadEnd::Stopped,
-            read = reader.read_buf(&mut buf) => Woke::Read(read),
-            () = sleep_until(deadline) => Woke::Timer,
-        };
-        match woke {
-            Woke::Read(Ok(0)) => return ReadEnd::PeerClosed,
-            Woke::Read(Ok(_)) => {
-                read_at = Instant::now();
-                activity.touch();
-            }
-            Woke::Read(Err(error)) => return ReadEnd::Failed(error),
-            Woke::Timer => {
-                let now = Instant::now();
-                if message_deadline.is_some_and(|at| at <= now) {
-                    return ReadEnd::MessageTimeout;
-                }
-                // The writer may have moved the idle deadline meanwhile: then wait again.
-                let idle_since = activity.last();
-                if timeouts.idle.is_some_and(|idle| idle_since + idle <= now) {
-                    return ReadEnd::IdleTimeout;
-                }
-            }
-        }
-    }
-}
-
-/// Sleeps until `deadline`, or forever when there is none.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Writes queued messages in order until the queue closes (then shuts the write side
-/// down) or `kill` is cancelled (then stops at once), touching `activity` after each
-/// write. A write error cancels `kill` and `stop_reader`, closing the whole connection.
-async fn write_stream<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut queue: mpsc::Receiver<Bytes>,
-    kill: CancellationToken,
-    stop_reader: CancellationToken,
-    peer: SocketAddr,
-    activity: Arc<Activity>,
-) {
-    loop {
-        let bytes = tokio::select! {
-            () = kill.cancelled() => return,
-            bytes = queue.recv() => bytes,
-        };
-        let Some(bytes) = bytes else { break };
-        let written = tokio::select! {
-            () = kill.cancelled() => return,
-            written = writer.write_all(&bytes) => written,
-        };
-        if let Err(error) = written {
-            warn!(%error, %peer, "tcp write failed: closing connection");
-            kill.cancel();
-            stop_reader.cancel();
-            return;
-        }
-        activity.touch();
-    }
-    tokio::select! {
-        () = kill.cancelled() => {}
-        _ = writer.shutdown() => {}
-    }
-}
 
 /// One connection as the table knows it.
 #[derive(Debug)]
