@@ -78,9 +78,14 @@ fn bad_udp_input_draws_400_or_is_dropped_and_service_goes_on() {
                 .replace("Call-ID: base", "Call-ID: bad-8"),
         ),
         (
+            "two-element request line",
+            good.replace("OPTIONS sip:siaga.test SIP/2.0", "OPTIONS sip:siaga.test")
+                .replace("Call-ID: base", "Call-ID: bad-9"),
+        ),
+        (
             "method not a token",
             good.replacen("OPTIONS", "OPT<IONS", 1)
-                .replace("Call-ID: base", "Call-ID: bad-9"),
+                .replace("Call-ID: base", "Call-ID: bad-10"),
         ),
     ];
     for (n, (what, text)) in answerable.iter().enumerate() {

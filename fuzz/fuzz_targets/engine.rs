@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let local: SocketAddr = ([127, 0, 0, 1], 5060).into();
     let mut config = EngineConfig::for_tests(local);
     config.domains = vec!["siaga.test".into(), "example.com".into()];
-    config.max_non_invite_bytes = 4096;
+    config.max_held_bytes = 4096;
     let mut engine = Engine::with_seed(config, 1);
     let mut ms = 0u64;
     // Inputs are separated by 0xFF; the first byte of each picks the kind and the time step.

@@ -60,5 +60,12 @@ fn exercise(msg: &SipMessage) {
     for name in [HeaderName::Authorization, HeaderName::WwwAuthenticate] {
         let _ = msg.auth_values(name);
     }
-    let _ = builder::response_to(msg, 400, "Bad Request", Some("tag")).build();
+    let _ = builder::response_to(
+        msg,
+        Some(([127, 0, 0, 1], 5060).into()),
+        400,
+        "Bad Request",
+        Some("tag"),
+    )
+    .build();
 }

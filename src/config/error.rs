@@ -121,6 +121,19 @@ pub enum Problem {
     /// odd one: RFC 3550 §11).
     #[error("must start on an even port (RTP even, RTCP odd: RFC 3550 §11)")]
     OddLowPort,
+    /// An RTP port range without room for one RTP/RTCP pair.
+    #[error("must hold at least one RTP/RTCP port pair (e.g. 30000-30001)")]
+    PortRangeTooSmall,
+    /// A port another listener already uses on the same address.
+    #[error("clashes with {other} ({transport} port {port})")]
+    PortClash {
+        /// The other key.
+        other: &'static str,
+        /// The transport both would use (`TCP`, `UDP`).
+        transport: &'static str,
+        /// The port.
+        port: u16,
+    },
     /// Not an IP address.
     #[error("is not an IP address")]
     NotIp,

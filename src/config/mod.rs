@@ -336,7 +336,7 @@ impl Config {
                 t2: self.sip.timers.t2,
                 t4: self.sip.timers.t4,
             },
-            max_non_invite_bytes: crate::engine::MAX_NON_INVITE_BYTES,
+            max_held_bytes: crate::engine::MAX_HELD_BYTES,
         }
     }
 
@@ -639,6 +639,29 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
             .map(drop)
             .map_err(|e| Problem::BadLogFilter(e.to_string()))
     })?;
+    // SIP listens on UDP and TCP: HTTP (TCP) and RTP (UDP) must keep off its port.
+    let overlaps = |a: IpAddr, b: IpAddr| a == b || a.is_unspecified() || b.is_unspecified();
+    if http.listen.port() == sip.listen.port() && overlaps(http.listen.ip(), sip.listen.ip()) {
+        let problem = Problem::PortClash {
+            other: "sip.listen",
+            transport: "TCP",
+            port: sip.listen.port(),
+        };
+        return Err(invalid(source("http.listen", a), &raw.http.listen, problem));
+    }
+    let sip_port = sip.listen.port();
+    if (media.rtp_ports.low..=media.rtp_ports.high).contains(&sip_port) {
+        let problem = Problem::PortClash {
+            other: "sip.listen",
+            transport: "UDP",
+            port: sip_port,
+        };
+        return Err(invalid(
+            source("media.rtp_ports", a),
+            &raw.media.rtp_ports,
+            problem,
+        ));
+    }
     let log = LogConfig {
         level: raw.log.level,
         show_personal_data: raw.log.show_personal_data,

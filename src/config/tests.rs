@@ -470,8 +470,8 @@ fn accepted_values() {
     );
     assert_eq!(db("postgresql://db/siaga").kind(), DatabaseKind::Postgres);
     assert_eq!(db("sqlite::memory:").kind(), DatabaseKind::Sqlite);
-    let r = load(&with("media", "rtp_ports = \"40000-40000\"")).unwrap();
-    assert_eq!(r.media.rtp_ports.len(), 1);
+    let r = load(&with("media", "rtp_ports = \"40000-40001\"")).unwrap();
+    assert_eq!(r.media.rtp_ports.len(), 2);
 }
 
 #[test]
@@ -600,4 +600,17 @@ fn syntax_error_on_a_value_names_its_key() {
             .starts_with("sip.timers.t1_ms: TOML syntax error at line 4"),
         "{e}"
     );
+}
+
+#[test]
+fn listeners_must_not_share_a_port() {
+    let e = err(&with("http", "listen = \"127.0.0.1:5060\""));
+    assert_eq!(e.key(), Some("http.listen"), "{e}");
+    assert!(e.to_string().contains("clashes with sip.listen"), "{e}");
+    let e = err(&with("media", "rtp_ports = \"5050-5099\""));
+    assert_eq!(e.key(), Some("media.rtp_ports"), "{e}");
+    let e = err(&with("media", "rtp_ports = \"30000-30000\""));
+    assert!(e.to_string().contains("RTP/RTCP port pair"), "{e}");
+    // Another address is no clash.
+    assert!(load(&with("http", "listen = \"127.0.0.2:5060\"")).is_ok());
 }

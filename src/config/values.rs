@@ -213,6 +213,9 @@ impl PortRange {
         if low % 2 != 0 {
             return Err(Problem::OddLowPort);
         }
+        if low == high {
+            return Err(Problem::PortRangeTooSmall);
+        }
         let port = |p: u32| u16::try_from(p).map_err(|_| Problem::PortsOutOfRange);
         Ok(PortRange {
             low: port(low)?,

@@ -3,7 +3,7 @@
 //! malformed responses, and fires transaction timers.
 
 use super::sip::builder::response_to;
-use super::sip::{Malformed, Method, ParseError, SipMessage};
+use super::sip::{HeaderName, Malformed, Method, ParseError, SipMessage};
 use super::time::{MonoTime, Now};
 use super::transaction::{
     ClientKey, MergeKey, ResponseTarget, ServerKey, ServerTransactions, Termination, TimerConfig,
@@ -35,10 +35,10 @@ pub struct EngineConfig {
     pub advertised_port: u16,
     /// RFC 3261 T1, T2, T4 (`sip.timers.t1_ms`, `t2_ms`, `t4_ms`).
     pub timers: TimerConfig,
-    /// Bytes of responses non-INVITE server transactions may hold for retransmission
-    /// before further non-INVITE requests are answered statelessly (default
-    /// [`MAX_NON_INVITE_BYTES`]).
-    pub max_non_invite_bytes: usize,
+    /// Bytes of responses server transactions may hold for retransmission before siaga
+    /// answers further requests statelessly — all but the INVITEs it accepts, which are
+    /// emergency calls (default [`MAX_HELD_BYTES`]).
+    pub max_held_bytes: usize,
 }
 
 impl EngineConfig {
@@ -51,25 +51,24 @@ impl EngineConfig {
             advertised_host: addr.ip().to_string(),
             advertised_port: addr.port(),
             timers: TimerConfig::default(),
-            max_non_invite_bytes: MAX_NON_INVITE_BYTES,
+            max_held_bytes: MAX_HELD_BYTES,
         }
     }
 
     /// Whether `ip[:port]` is one of siaga's own addresses (no port means 5060,
     /// RFC 3261 §19.1.2); a wildcard listen address counts for any IP of its family.
     pub fn is_local_address(&self, ip: IpAddr, port: Option<u16>) -> bool {
+        use crate::engine::sip::view::via::parse_ip;
         let port = port.unwrap_or(5060);
         let advertised =
-            self.advertised_host.parse::<IpAddr>().ok() == Some(ip) && self.advertised_port == port;
+            parse_ip(&self.advertised_host) == Some(ip) && self.advertised_port == port;
         advertised
             || self.local_addresses.iter().any(|a| {
                 a.port() == port
                     && (a.ip() == ip || (a.ip().is_unspecified() && a.is_ipv4() == ip.is_ipv4()))
             })
-            || self
-                .domains
-                .iter()
-                .any(|d| d.parse::<IpAddr>().ok() == Some(ip))
+            // IPv6 domains are written in brackets (`[::1]`).
+            || self.domains.iter().any(|d| parse_ip(d) == Some(ip))
     }
 }
 
@@ -95,17 +94,17 @@ pub struct Stats {
     pub server_transactions: u64,
     /// INVITE server transactions whose final response was never ACKed (Timer H).
     pub ack_timeouts: u64,
-    /// Non-INVITE requests answered without a transaction because non-INVITE
-    /// transactions already held [`EngineConfig::max_non_invite_bytes`] of responses.
+    /// Requests answered without a transaction because transactions already held
+    /// [`EngineConfig::max_held_bytes`] of responses.
     pub stateless_answers: u64,
 }
 
-/// Default of [`EngineConfig::max_non_invite_bytes`]: 64 MiB of responses held by
-/// non-INVITE server transactions before further non-INVITE requests are answered
-/// statelessly. Each transaction holds its
-/// response for Timer J (64·T1 over UDP), so an OPTIONS flood would otherwise grow memory
-/// with rate × 32 s × size. INVITEs are never answered statelessly.
-pub const MAX_NON_INVITE_BYTES: usize = 64 * 1024 * 1024;
+/// Default of [`EngineConfig::max_held_bytes`]: 64 MiB of responses held by server
+/// transactions for retransmission. Each holds its response until Timer J (non-INVITE) or
+/// the ACK / Timer H (INVITE), 64·T1 over UDP, so a flood would otherwise grow memory with
+/// rate × 32 s × size; past the bound siaga answers statelessly all but the INVITEs it
+/// accepts.
+pub const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
 
 /// The sans-IO SIP engine. See the module docs of [`crate::engine`] for the call order.
 pub struct Engine {
@@ -242,9 +241,7 @@ impl Engine {
                 ref other => (400, format!("Bad Request - {other}")),
             };
             let tag = self.new_tag();
-            let bytes = response_to(&request, status, &reason, Some(&tag))
-                .header("Server", SERVER)
-                .build();
+            let bytes = Answer::reject(status, &reason).build(&request, source, &tag);
             self.outputs.push_back(Output::Transmit(Transmit {
                 transport: Transport::Tcp,
                 destination: source,
@@ -297,23 +294,22 @@ impl Engine {
             // Stateless (RFC 4475 §3.1.2): a 400 lacking To or Call-ID may never be ACKed.
             return self.reject_malformed(rx, msg, &error);
         }
-        let merge = merge_key(msg);
         let target = response_target(rx, msg);
-        let is_invite = msg.method() == Some(&Method::Invite);
-        let (status, bytes) = match merge.as_ref().and_then(|m| self.server.find_merged(m)) {
-            // §8.2.2.2: the same request reached siaga twice over different paths.
-            Some(_) => {
-                let r = Rejection {
-                    status: 482,
-                    reason: "Loop Detected".to_owned(),
-                    headers: Vec::new(),
-                };
-                (482, self.rejection_bytes(msg, r))
-            }
-            None => self.answer(msg),
+        // Every response of this transaction carries the same To tag (§8.2.6.2).
+        let tag = self.new_tag();
+        let merge = merge_key(msg);
+        let (answer, merge) = match merge.as_ref().and_then(|m| self.server.find_merged(m)) {
+            // §8.2.2.2: the same request reached siaga again over another path.
+            Some(_) => (Answer::reject(482, "Loop Detected"), None),
+            None => (self.answer(msg), merge),
         };
-        if !is_invite && self.server.non_invite_bytes() >= self.config.max_non_invite_bytes {
-            // Overload: answer without keeping state; a retransmission is answered anew.
+        let bytes = answer.build(msg, rx.source, &tag);
+        let status = answer.status;
+        // Holding responses for retransmission costs memory; past the bound, what siaga
+        // refuses (and every non-INVITE) is answered statelessly. An INVITE siaga accepts
+        // is an emergency call and always gets its transaction.
+        let accepted_invite = msg.method() == Some(&Method::Invite) && status < 300;
+        if !accepted_invite && self.server.held_bytes() >= self.config.max_held_bytes {
             self.stats.stateless_answers += 1;
             return self.outputs.push_back(Output::Transmit(Transmit {
                 transport: target.transport,
@@ -324,81 +320,54 @@ impl Engine {
         }
         let id = self
             .server
-            .create(now.mono, key, merge, target, &self.config.timers);
+            .create(now.mono, key, merge, target, tag, &self.config.timers);
         self.stats.server_transactions += 1;
         if let Err(error) = self.server.send_response(now.mono, id, status, bytes) {
             tracing::error!(%error, "transaction refused siaga's own response");
         }
     }
 
-    /// The final response to a new request (no dialogs or targets exist yet).
-    fn answer(&mut self, msg: &SipMessage) -> (u16, bytes::Bytes) {
+    /// The final response to a new, well-formed request (no dialogs or targets exist yet).
+    fn answer(&mut self, msg: &SipMessage) -> Answer {
         if msg.method() == Some(&Method::Cancel) {
             return self.answer_cancel(msg);
         }
-        let rejection = match uas::inspect_request(msg, &self.config) {
-            Verdict::Reject(r) => r,
-            Verdict::ToSiaga if msg.method() == Some(&Method::Options) => {
-                let tag = self.new_tag();
-                let mut b = response_to(msg, 200, "OK", Some(&tag)).header("Server", SERVER);
-                for (name, value) in uas::capabilities() {
-                    b = b.header(name, value);
-                }
-                return (200, b.build());
-            }
-            Verdict::ToSiaga | Verdict::ToTarget => match msg.method() {
-                Some(Method::Bye) => Rejection {
-                    status: 481,
-                    reason: "Call/Transaction Does Not Exist".to_owned(),
-                    headers: Vec::new(),
-                },
-                _ => Rejection {
-                    status: 404,
-                    reason: "Not Found".to_owned(),
-                    headers: Vec::new(),
-                },
+        match uas::inspect_request(msg, &self.config) {
+            Verdict::Reject(r) => Answer::from(r),
+            Verdict::ToSiaga if msg.method() == Some(&Method::Options) => Answer {
+                status: 200,
+                reason: "OK".to_owned(),
+                headers: uas::capabilities(),
+                to_tag: None,
             },
-        };
-        let status = rejection.status;
-        (status, self.rejection_bytes(msg, rejection))
+            Verdict::ToSiaga | Verdict::ToTarget => match msg.method() {
+                Some(Method::Bye) => Answer::reject(481, "Call/Transaction Does Not Exist"),
+                _ => Answer::reject(404, "Not Found"),
+            },
+        }
     }
 
-    /// RFC 3261 §9.2: a CANCEL that matches a pending INVITE draws 200 (the INVITE is then
-    /// ended with 487); one that matches nothing draws 481.
-    fn answer_cancel(&mut self, msg: &SipMessage) -> (u16, bytes::Bytes) {
+    /// RFC 3261 §9.2: a CANCEL that matches a live INVITE transaction draws 200, with the
+    /// To tag of the INVITE's response; one that matches nothing draws 481. (No INVITE is
+    /// pending yet — each is answered at once — so none is ended with 487 here.)
+    fn answer_cancel(&mut self, msg: &SipMessage) -> Answer {
         if let Verdict::Reject(r) = uas::inspect_request(msg, &self.config) {
             if r.status == 400 || r.status == 505 {
-                let status = r.status;
-                return (status, self.rejection_bytes(msg, r));
+                return Answer::from(r);
             }
         }
         let invite = ServerKey::cancelled_invite(msg)
             .ok()
             .and_then(|k| self.server.find(&k));
         match invite {
-            Some(_) => {
-                let tag = self.new_tag();
-                let b = response_to(msg, 200, "OK", Some(&tag)).header("Server", SERVER);
-                (200, b.build())
-            }
-            None => {
-                let r = Rejection {
-                    status: 481,
-                    reason: "Call/Transaction Does Not Exist".to_owned(),
-                    headers: Vec::new(),
-                };
-                (481, self.rejection_bytes(msg, r))
-            }
+            Some(id) => Answer {
+                status: 200,
+                reason: "OK".to_owned(),
+                headers: Vec::new(),
+                to_tag: self.server.local_tag(id).map(str::to_owned),
+            },
+            None => Answer::reject(481, "Call/Transaction Does Not Exist"),
         }
-    }
-
-    fn rejection_bytes(&mut self, msg: &SipMessage, r: Rejection) -> bytes::Bytes {
-        let tag = self.new_tag();
-        let mut b = response_to(msg, r.status, &r.reason, Some(&tag)).header("Server", SERVER);
-        for (name, value) in r.headers {
-            b = b.header(name, value);
-        }
-        b.build()
     }
 
     /// Answers a malformed request with 400 statelessly (RFC 4475 §3.1.2: "preferably
@@ -406,13 +375,13 @@ impl Engine {
     fn reject_malformed(&mut self, rx: &Received, msg: &SipMessage, error: &ParseError) {
         self.stats.malformed_requests += 1;
         tracing::info!(source = %rx.source, %error, "malformed request");
-        if msg.method() == Some(&Method::Ack) {
+        // Never answer an ACK; and without any Via no response can be formed (§8.2.6.2).
+        if msg.method() == Some(&Method::Ack) || msg.header(HeaderName::Via).is_none() {
             return;
         }
         let tag = self.new_tag();
-        let bytes = response_to(msg, 400, &format!("Bad Request - {error}"), Some(&tag))
-            .header("Server", SERVER)
-            .build();
+        let bytes =
+            Answer::reject(400, &format!("Bad Request - {error}")).build(msg, rx.source, &tag);
         let target = response_target(rx, msg);
         self.outputs.push_back(Output::Transmit(Transmit {
             transport: target.transport,
@@ -438,6 +407,51 @@ impl Engine {
     /// A fresh To tag (RFC 3261 §19.3: at least 32 bits of randomness).
     fn new_tag(&mut self) -> String {
         format!("{:016x}", self.rng.random::<u64>())
+    }
+}
+
+/// A final response the engine decided on, before it is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Answer {
+    status: u16,
+    reason: String,
+    headers: Vec<(&'static str, String)>,
+    /// A To tag to use instead of the transaction's own (the 200 to a CANCEL carries the
+    /// INVITE's, §9.2).
+    to_tag: Option<String>,
+}
+
+impl Answer {
+    fn reject(status: u16, reason: &str) -> Answer {
+        Answer {
+            status,
+            reason: reason.to_owned(),
+            headers: Vec::new(),
+            to_tag: None,
+        }
+    }
+
+    /// The response to `request` received from `source`, with To tag `tag` unless the
+    /// answer carries its own.
+    fn build(&self, request: &SipMessage, source: SocketAddr, tag: &str) -> bytes::Bytes {
+        let tag = self.to_tag.as_deref().unwrap_or(tag);
+        let mut b = response_to(request, Some(source), self.status, &self.reason, Some(tag))
+            .header("Server", SERVER);
+        for (name, value) in &self.headers {
+            b = b.header(name, value);
+        }
+        b.build()
+    }
+}
+
+impl From<Rejection> for Answer {
+    fn from(r: Rejection) -> Answer {
+        Answer {
+            status: r.status,
+            reason: r.reason,
+            headers: r.headers,
+            to_tag: None,
+        }
     }
 }
 

@@ -15,7 +15,7 @@ pub mod uas;
 
 mod driver;
 
-pub use driver::{Engine, EngineConfig, MAX_NON_INVITE_BYTES, Stats};
+pub use driver::{Engine, EngineConfig, MAX_HELD_BYTES, Stats};
 pub use time::{MonoTime, Now, UtcTime};
 
 use bytes::Bytes;

@@ -226,8 +226,14 @@ fn garbage_and_responses_are_dropped_and_counted() {
     assert!(drain(&mut e).0.is_empty());
     let s = e.stats();
     assert_eq!(
-        (s.unparseable, s.malformed_responses, s.stray_responses),
-        (2, 1, 1)
+        (
+            s.unparseable,
+            s.malformed_requests,
+            s.malformed_responses,
+            s.stray_responses
+        ),
+        (1, 1, 1, 1),
+        "the NUL garbage reads as a request without a Via: counted, not answered"
     );
 }
 
@@ -501,12 +507,12 @@ fn retransmission_on_a_new_connection_is_answered_there() {
     );
 }
 
-/// Beyond the memory bound for non-INVITE transactions, OPTIONS are still answered, but
-/// without keeping state; INVITE transactions are never refused.
+/// Beyond the memory bound for held responses, requests are still answered, but without
+/// keeping state — except INVITEs siaga accepts (emergency calls, from the next issue on).
 #[test]
-fn non_invite_overload_is_answered_statelessly() {
+fn overload_is_answered_statelessly() {
     let mut config = EngineConfig::for_tests(addr(SIAGA));
-    config.max_non_invite_bytes = 1;
+    config.max_held_bytes = 1;
     let mut e = Engine::with_seed(config, 3);
     for n in 0..3 {
         let text = request("OPTIONS", "sip:siaga.test", "")
@@ -514,15 +520,68 @@ fn non_invite_overload_is_answered_statelessly() {
             .replace("call-OPTIONS", &format!("call-{n}"));
         assert_eq!(one_response(&mut e, 0, udp(&text)).status(), Some(200));
     }
-    assert_eq!(
-        (e.server_transactions(), e.stats().stateless_answers),
-        (1, 2)
-    );
     for n in 0..3 {
         let text = request("INVITE", "sip:999@siaga.test", "")
             .replace("-INVITE-1", &format!("-INVITE-{n}"))
-            .replace("CSeq: 1 INVITE", &format!("CSeq: {} INVITE", n + 1));
+            .replace("call-INVITE", &format!("call-{n}"));
         assert_eq!(one_response(&mut e, 0, udp(&text)).status(), Some(404));
     }
-    assert_eq!(e.server_transactions(), 4);
+    assert_eq!(
+        (e.server_transactions(), e.stats().stateless_answers),
+        (1, 5)
+    );
+}
+
+/// RFC 3261 §18.2.1 and RFC 3581 §4: the top Via of a response says where the request
+/// really came from.
+#[test]
+fn responses_carry_received_and_rport() {
+    let mut e = engine();
+    let text = request("OPTIONS", "sip:siaga.test", "").replace(
+        "127.0.0.1:5099;branch=z9hG4bK-OPTIONS-1",
+        "192.0.2.7:5099;branch=z9hG4bK-OPTIONS-1;rport",
+    );
+    let r = one_response(&mut e, 0, udp(&text));
+    let via = r.top_via().expect("Via");
+    assert_eq!(via.received(), Some("127.0.0.1".parse().expect("literal")));
+    assert_eq!(via.rport(), Some(Some(5099)));
+    assert_eq!(via.host, "192.0.2.7");
+}
+
+/// RFC 3261 §9.2: the 200 to a CANCEL carries the To tag of the INVITE's response, and a
+/// third copy of a merged request is still refused.
+#[test]
+fn cancel_reuses_the_invite_tag_and_merges_stay_refused() {
+    let mut e = engine();
+    let invite = request("INVITE", "sip:999@siaga.test", "");
+    let first = one_response(&mut e, 0, udp(&invite));
+    let cancel = invite
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL");
+    let ok = one_response(&mut e, 1, udp(&cancel));
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(ok.to().expect("To").tag(), first.to().expect("To").tag());
+    for path in ["b", "c"] {
+        let copy = invite.replace("z9hG4bK-INVITE-1", &format!("z9hG4bK-INVITE-{path}"));
+        assert_eq!(
+            one_response(&mut e, 2, udp(&copy)).status(),
+            Some(482),
+            "copy {path}"
+        );
+    }
+}
+
+#[test]
+fn ipv6_domains_count_as_siaga_itself() {
+    let mut config = EngineConfig::for_tests(addr(SIAGA));
+    config.domains.push("[::1]".to_owned());
+    let mut e = Engine::with_seed(config, 5);
+    for ruri in ["sip:[::1]", "sip:[::1]:5060"] {
+        let text = request("OPTIONS", ruri, "").replace("call-OPTIONS", ruri);
+        assert_eq!(
+            one_response(&mut e, 0, udp(&text)).status(),
+            Some(200),
+            "{ruri}"
+        );
+    }
 }

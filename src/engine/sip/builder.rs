@@ -6,9 +6,12 @@
 use super::header::HeaderName;
 use super::message::{HeaderField, SipMessage};
 use super::method::Method;
+use super::view::Via;
+use super::view::scan::skip_quoted;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt::Display;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 
 /// Builds one SIP message. Start with [`MessageBuilder::request`],
 /// [`MessageBuilder::response`] or [`response_to`]; finish with [`MessageBuilder::build`].
@@ -102,18 +105,29 @@ impl MessageBuilder {
 
 /// A response to `request` (RFC 3261 §8.2.6.2): copies every Via in order, From, Call-ID
 /// and CSeq byte for byte, and To — adding `;tag=to_tag` when the request's To has no tag
-/// and a tag is given. Headers the request lacks are left out (a 400 to a request without
-/// To, From or Call-ID invents none, RFC 4475 §3.3.1). Content-Length excluded: add
-/// further headers and [`MessageBuilder::build`].
+/// and a tag is given. When `received` (the packet's source address) is given, the top
+/// Via gets `received` and a filled-in `rport` ([`Via::stamped`], RFC 3261 §18.2.1, RFC
+/// 3581 §4); a top Via that does not parse is copied as it is. Headers the request lacks
+/// are left out (a 400 to a request without To, From or Call-ID invents none, RFC 4475
+/// §3.3.1). Content-Length excluded: add further headers and [`MessageBuilder::build`].
 pub fn response_to(
     request: &SipMessage,
+    received: Option<SocketAddr>,
     status: u16,
     reason: &str,
     to_tag: Option<&str>,
 ) -> MessageBuilder {
-    let mut b = MessageBuilder::response(status, reason)
-        .copy_all(request, HeaderName::Via)
-        .copy_all(request, HeaderName::From);
+    let mut b = MessageBuilder::response(status, reason);
+    for (i, field) in request.headers_named(HeaderName::Via).enumerate() {
+        let stamped = received
+            .filter(|_| i == 0)
+            .and_then(|source| stamp_top_via(field.value_str().ok()?.as_ref(), source));
+        b = match stamped {
+            Some(value) => b.header(&String::from_utf8_lossy(field.raw_name()), value),
+            None => b.copy(field),
+        };
+    }
+    let mut b = b.copy_all(request, HeaderName::From);
     for field in request.headers_named(HeaderName::To) {
         let has_tag = request.to().ok().is_some_and(|to| to.tag().is_some());
         b = b.copy(field);
@@ -127,6 +141,29 @@ pub fn response_to(
     }
     b.copy_all(request, HeaderName::CallId)
         .copy_all(request, HeaderName::CSeq)
+}
+
+/// The first Via field's value with its first (top) value stamped; the values after it
+/// are kept as written. `None` when the top value does not parse.
+fn stamp_top_via(value: &str, source: SocketAddr) -> Option<String> {
+    let end = first_value_end(value);
+    let top = Via::parse_list(&value[..end]).ok()?.into_iter().next()?;
+    Some(format!("{}{}", top.stamped(source), &value[end..]))
+}
+
+/// Where the first comma-separated value of a header value ends (a comma outside quotes),
+/// or the value's length.
+fn first_value_end(value: &str) -> usize {
+    let bytes = value.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b',' => return i,
+            b'"' => i = skip_quoted(bytes, i).unwrap_or(bytes.len()),
+            _ => i += 1,
+        }
+    }
+    bytes.len()
 }
 
 /// Rebuilds `msg` from its index: same start line, every header copied, same body, a fresh

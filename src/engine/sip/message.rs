@@ -386,12 +386,26 @@ fn parse_start_line(
     // Request-Line = Method SP Request-URI SP SIP-Version (RFC 3261 §7.1). Runs of SP and
     // trailing SP are tolerated (RFC 4475 §3.1.2.9, §3.1.2.10).
     let tokens: Vec<(usize, usize)> = split_sp(line).map(|(s, e)| (from + s, from + e)).collect();
-    let (Some(&(ms, me)), Some(&(vs, ve))) = (tokens.first(), tokens.last()) else {
+    let Some(&(ms, me)) = tokens.first() else {
         return Err(ParseError::BadStartLine);
     };
     if tokens.len() < 3 {
-        return Err(ParseError::BadStartLine);
+        // Too few elements (or TAB separators): still a request, answered 400 by its Via.
+        let uri = tokens
+            .get(1)
+            .map_or(Span::new(end, end), |&(s, e)| Span::new(s, e));
+        let method = Method::from_token(&buf[ms..me])
+            .unwrap_or_else(|| Method::Extension(String::from_utf8_lossy(&buf[ms..me]).into()));
+        return Ok((
+            StartLine::Request {
+                method,
+                uri,
+                version: Span::new(end, end),
+            },
+            Some(ParseError::BadStartLine),
+        ));
     }
+    let (vs, ve) = tokens[tokens.len() - 1];
     // A malformed method, version or Request-URI is reported once the headers are indexed,
     // so the 400 can still be addressed by the Via.
     let (method, method_error) = match Method::from_token(&buf[ms..me]) {
@@ -538,9 +552,15 @@ pub fn content_length_of(head: &[u8]) -> Result<Option<usize>, ParseError> {
     Ok(found)
 }
 
-/// Parses a Content-Length value (`1*DIGIT`, RFC 3261 §20.14); at most 9 digits.
+/// Parses a Content-Length value (`1*DIGIT`, RFC 3261 §20.14): leading zeros allowed, at
+/// most 9 significant digits.
 pub(crate) fn parse_content_length(value: &[u8]) -> Result<usize, ParseError> {
-    if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return Err(ParseError::BadContentLength);
+    }
+    let zeros = value.iter().take_while(|&&d| d == b'0').count();
+    let value = &value[zeros..];
+    if value.len() > 9 {
         return Err(ParseError::BadContentLength);
     }
     Ok(value

@@ -62,6 +62,8 @@ struct Entry {
     machine: Machine,
     target: ResponseTarget,
     scheduled: Option<MonoTime>,
+    /// The To tag siaga gave this transaction's responses.
+    local_tag: String,
     /// Bytes of responses this transaction holds for retransmission.
     held: usize,
 }
@@ -84,9 +86,8 @@ pub struct ServerTransactions {
     entries: HashMap<TxId, Entry>,
     index: HashMap<ServerKey, TxId>,
     merged: HashMap<MergeKey, TxId>,
-    /// Bytes of responses held by non-INVITE transactions (see
-    /// [`ServerTransactions::non_invite_bytes`]).
-    non_invite_bytes: usize,
+    /// Bytes of responses held for retransmission (see [`ServerTransactions::held_bytes`]).
+    held_bytes: usize,
     timers: BTreeSet<(MonoTime, TxId)>,
     outbox: VecDeque<Transmit>,
     ended: VecDeque<Ended>,
@@ -115,12 +116,17 @@ impl ServerTransactions {
         self.merged.get(merge).copied()
     }
 
-    /// Bytes of responses that non-INVITE transactions hold for retransmission. The engine
-    /// answers non-INVITE requests statelessly above a limit, so a flood cannot grow this
-    /// without bound; INVITE transactions are never refused (an INVITE is an emergency
-    /// call).
-    pub fn non_invite_bytes(&self) -> usize {
-        self.non_invite_bytes
+    /// Bytes of responses live transactions hold for retransmission (each keeps its
+    /// latest). The engine answers statelessly above a limit, so a flood cannot grow this
+    /// without bound — except for the INVITEs it accepts: those are emergency calls.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// The To tag siaga gave the responses of `id` (RFC 3261 §9.2: the 200 to a CANCEL
+    /// reuses the INVITE's).
+    pub fn local_tag(&self, id: TxId) -> Option<&str> {
+        self.entries.get(&id).map(|e| e.local_tag.as_str())
     }
 
     /// Sends later responses of `id` along `target`: a retransmitted request arrived on
@@ -154,13 +160,14 @@ impl ServerTransactions {
     /// A new transaction for a request received at `now`. An INVITE (or an ACK's key)
     /// gets an INVITE machine, anything else a non-INVITE one.
     /// `merge` is the request's [`MergeKey`] when its To has no tag (§8.2.2.2 applies only
-    /// then).
+    /// then); `local_tag` the To tag siaga gives its responses.
     pub fn create(
         &mut self,
         now: MonoTime,
         key: ServerKey,
         merge: Option<MergeKey>,
         target: ResponseTarget,
+        local_tag: String,
         config: &TimerConfig,
     ) -> TxId {
         let id = TxId(self.next_id);
@@ -186,7 +193,9 @@ impl ServerTransactions {
         };
         self.index.insert(key.clone(), id);
         if let Some(m) = &merge {
-            self.merged.insert(m.clone(), id);
+            // The first request of a merged set keeps the entry: a later copy (answered
+            // 482) must not replace it, or a third copy would pass as new (§8.2.2.2).
+            self.merged.entry(m.clone()).or_insert(id);
         }
         self.entries.insert(
             id,
@@ -196,6 +205,7 @@ impl ServerTransactions {
                 machine,
                 target,
                 scheduled: None,
+                local_tag,
                 held: 0,
             },
         );
@@ -242,9 +252,9 @@ impl ServerTransactions {
                     Machine::Invite(m) => m.send_response(now, status, bytes),
                     Machine::NonInvite(m) => m.send_response(now, status, bytes),
                 };
-                if result.is_ok() && matches!(entry.machine, Machine::NonInvite(_)) {
+                if result.is_ok() {
                     // The machine keeps only its last response.
-                    self.non_invite_bytes = self.non_invite_bytes.saturating_sub(entry.held) + size;
+                    self.held_bytes = self.held_bytes.saturating_sub(entry.held) + size;
                     entry.held = size;
                 }
                 result
@@ -325,9 +335,7 @@ impl ServerTransactions {
                         self.merged.remove(m);
                     }
                 }
-                if matches!(entry.machine, Machine::NonInvite(_)) {
-                    self.non_invite_bytes = self.non_invite_bytes.saturating_sub(entry.held);
-                }
+                self.held_bytes = self.held_bytes.saturating_sub(entry.held);
                 self.ended.push_back(Ended {
                     key: entry.key,
                     why,
@@ -377,6 +385,7 @@ mod tests {
             key("z9hG4bK1", Method::Invite),
             None,
             tcp_target(5),
+            "t".into(),
             &config,
         );
         table.connection_closed(ConnectionId(4));
@@ -401,7 +410,7 @@ mod tests {
     }
 
     #[test]
-    fn non_invite_bytes_follow_live_transactions() {
+    fn held_bytes_follow_live_transactions() {
         let mut table = ServerTransactions::default();
         let config = TimerConfig::default();
         let merge = MergeKey {
@@ -415,6 +424,7 @@ mod tests {
             key("z9hG4bK2", Method::Options),
             Some(merge.clone()),
             tcp_target(1),
+            "t".into(),
             &config,
         );
         assert_eq!(table.find_merged(&merge), Some(id));
@@ -424,11 +434,7 @@ mod tests {
         );
         // Over TCP Timer J is zero: the transaction ended at once and holds nothing.
         assert_eq!(
-            (
-                table.len(),
-                table.non_invite_bytes(),
-                table.find_merged(&merge)
-            ),
+            (table.len(), table.held_bytes(), table.find_merged(&merge)),
             (0, 0, None)
         );
         let udp = ResponseTarget {
@@ -441,14 +447,15 @@ mod tests {
             key("z9hG4bK3", Method::Options),
             None,
             udp,
+            "t".into(),
             &config,
         );
         assert_eq!(
             table.send_response(MonoTime::ZERO, id, 200, Bytes::from_static(b"0123456789")),
             Ok(())
         );
-        assert_eq!(table.non_invite_bytes(), 10);
+        assert_eq!(table.held_bytes(), 10);
         table.handle_timeout(MonoTime::from_millis(32_000));
-        assert_eq!((table.len(), table.non_invite_bytes()), (0, 0));
+        assert_eq!((table.len(), table.held_bytes()), (0, 0));
     }
 }

@@ -167,6 +167,48 @@ impl Via {
     }
 }
 
+impl Via {
+    /// This value as a response must carry it (RFC 3261 §18.2.1, RFC 3581 §4): with
+    /// `received=<source IP>` when the sent-by host is not that IP (or when `rport` was
+    /// asked for), and `rport=<source port>` filled in when `rport` came without a value.
+    /// An IPv6 `received` is written without brackets (RFC 5118 §4.5).
+    pub fn stamped(&self, source: std::net::SocketAddr) -> Via {
+        let mut via = self.clone();
+        let asked_rport = matches!(via.rport(), Some(None));
+        if asked_rport {
+            for p in via.params.iter_mut().filter(|p| p.is("rport")) {
+                p.value = Some(source.port().to_string());
+            }
+        }
+        let host_is_source = via.host_ip() == Some(source.ip());
+        if (asked_rport || !host_is_source) && find_param(&via.params, "received").is_none() {
+            via.params.push(Param {
+                name: "received".to_owned(),
+                value: Some(source.ip().to_string()),
+            });
+        }
+        via
+    }
+}
+
+impl std::fmt::Display for Via {
+    /// `SIP/2.0/UDP host[:port];param[=value]…`, normalised (no LWS).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (name, version) = &self.protocol;
+        write!(f, "{name}/{version}/{} {}", self.transport, self.host)?;
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        for p in &self.params {
+            match &p.value {
+                Some(v) => write!(f, ";{}={v}", p.name)?,
+                None => write!(f, ";{}", p.name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where the via-params of a value end: at the comma starting the next value (outside
 /// quoted strings) or the end.
 fn param_section_end(b: &[u8], mut i: usize) -> usize {
@@ -247,6 +289,38 @@ mod tests {
         ] {
             assert!(Via::parse_list(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn stamped_adds_received_and_fills_rport() {
+        let src: std::net::SocketAddr = "127.0.0.1:40000".parse().expect("literal");
+        let v =
+            &Via::parse_list("SIP/2.0/UDP 192.0.2.1:5099;branch=z9hG4bKx;rport").expect("valid")[0];
+        assert_eq!(
+            v.stamped(src).to_string(),
+            "SIP/2.0/UDP 192.0.2.1:5099;branch=z9hG4bKx;rport=40000;received=127.0.0.1"
+        );
+        let same =
+            &Via::parse_list("SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bKx").expect("valid")[0];
+        assert_eq!(
+            same.stamped(src).to_string(),
+            "SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bKx"
+        );
+        let name =
+            &Via::parse_list("SIP/2.0/UDP pc.example.com;branch=z9hG4bKx").expect("valid")[0];
+        assert!(
+            name.stamped(src)
+                .to_string()
+                .ends_with(";received=127.0.0.1")
+        );
+        let v6: std::net::SocketAddr = "[2001:db8::9:255]:5060".parse().expect("literal");
+        let v =
+            &Via::parse_list("SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3").expect("valid")[0];
+        assert!(
+            v.stamped(v6)
+                .to_string()
+                .ends_with(";received=2001:db8::9:255")
+        );
     }
 
     #[test]
