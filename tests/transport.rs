@@ -1,10 +1,11 @@
-//! Transports and runtime over real 127.0.0.1 sockets, with the real engine (still a stub
-//! that outputs nothing): inputs are observed through `RunOptions::tap`, and the send side
-//! is driven through `Transports` directly. Timeouts here only guard against hangs.
+//! Transports and runtime over real 127.0.0.1 sockets, with the real engine: inputs are
+//! observed through `RunOptions::tap`, and the send side is driven through `Transports`
+//! directly. Timeouts here only guard against hangs.
 
 use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use siaga::engine::sip::framing::MAX_MESSAGE_SIZE;
 use siaga::engine::{ConnectionId, Engine, EngineConfig, Input, Received, Transmit, Transport};
 use siaga::runtime::{self, RunOptions};
 use siaga::transport::tcp::{Activity, ReadEnd, StreamSource, StreamTimeouts, read_stream};
@@ -260,10 +261,14 @@ async fn oversized_message_closes_only_its_connection() {
         big.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
     }
     let _ = endless.write_all(&big).await; // the server may close before all is written
-    assert!(matches!(
-        siaga.next_input().await,
-        Input::Unframeable { .. }
-    ));
+    match siaga.next_input().await {
+        // The first 64 KiB go to the engine, which can still answer 513.
+        Input::Unframeable { head, .. } => {
+            assert_eq!(head.len(), MAX_MESSAGE_SIZE);
+            assert!(head.starts_with(b"OPTIONS sip:siaga@127.0.0.1 SIP/2.0\r\n"));
+        }
+        other => panic!("expected Unframeable, got {other:?}"),
+    }
     assert!(matches!(
         siaga.next_input().await,
         Input::ConnectionClosed(_)
@@ -288,7 +293,7 @@ async fn oversized_message_closes_only_its_connection() {
 
 /// Reads one whole SIP message from a stream.
 async fn read_sip(stream: &mut TcpStream) -> Vec<u8> {
-    use siaga::engine::sip::framing::{MAX_MESSAGE_SIZE, StreamFrame, next_stream_frame};
+    use siaga::engine::sip::framing::{StreamFrame, next_stream_frame};
     let mut buf = Vec::new();
     loop {
         if let Ok(StreamFrame::Message { len }) = next_stream_frame(&buf, MAX_MESSAGE_SIZE) {
@@ -820,4 +825,217 @@ fn run_serves_and_stops_on_sigterm() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+// ---- peers that stop reading, half-close, or make siaga connect ---------------------
+
+/// Connects from 127.0.0.1 with a tiny receive buffer, sends one message and returns the
+/// stream with the connection's id.
+async fn small_window_client(shell: &mut Shell) -> (TcpStream, ConnectionId) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let mut client = within("a connection", socket.connect(shell.transports.tcp_addr()))
+        .await
+        .unwrap();
+    client.write_all(&message(1, "")).await.unwrap();
+    let id = shell.next_received().await.connection.unwrap();
+    (client, id)
+}
+
+/// Queues far more for `id` than the kernel buffers of a peer that does not read (16
+/// messages of 1 MiB, under the write queue's 64): siaga's writer blocks mid-write.
+fn flood(shell: &Shell, to: SocketAddr, id: ConnectionId) {
+    let big = Bytes::from(vec![b'x'; 1 << 20]);
+    for _ in 0..16 {
+        shell.transports.send(Transmit {
+            transport: Transport::Tcp,
+            destination: to,
+            connection: Some(id),
+            bytes: big.clone(),
+        });
+    }
+}
+
+async fn expect_closed_input(shell: &mut Shell, id: ConnectionId) {
+    loop {
+        match within("ConnectionClosed", shell.inputs.recv()).await {
+            Some(Input::ConnectionClosed(closed)) => {
+                assert_eq!(closed, id);
+                return;
+            }
+            Some(Input::Unframeable { .. }) => continue,
+            other => panic!("expected ConnectionClosed, got {other:?}"),
+        }
+    }
+}
+
+/// Retries until a connection from `ip` is accepted and answers a ping (a refused one is
+/// closed or reset at once).
+async fn reconnect_from(ip: &str, to: SocketAddr) -> TcpStream {
+    within("a place for the IP again", async {
+        loop {
+            let mut stream = connect_from(ip, to).await;
+            let _ = stream.write_all(b"\r\n\r\n").await;
+            let mut pong = [0u8; 2];
+            if stream.read_exact(&mut pong).await.is_ok() {
+                return stream;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// The slot of a peer that stops reading and half-closes is freed within the peer-closed
+/// linger plus the drain grace (4 s), though the message timeout (which bounds a stalled
+/// write) is far longer: the client never reads and stays open throughout.
+#[tokio::test]
+async fn non_reading_peer_that_half_closes_loses_its_slot() {
+    let limits = Limits {
+        max_tcp_connections_per_ip: 1,
+        ..quick(60_000, None)
+    };
+    let mut shell = Shell::start_with(limits).await;
+    let (mut client, id) = small_window_client(&mut shell).await;
+    let me = client.local_addr().unwrap();
+    flood(&shell, me, id);
+    client.shutdown().await.unwrap(); // SHUT_WR: siaga reads end of stream
+    expect_closed_input(&mut shell, id).await;
+    let mut again = reconnect_from("127.0.0.1", shell.transports.tcp_addr()).await;
+    ping_pong(&mut again).await;
+    drop(client);
+    shell.stop.cancel();
+}
+
+/// The same when the peer sends an unframeable message and the engine closes the
+/// connection after its answer, which the peer does not read.
+#[tokio::test]
+async fn non_reading_peer_that_sends_garbage_loses_its_slot() {
+    let limits = Limits {
+        max_tcp_connections_per_ip: 1,
+        ..quick(60_000, None)
+    };
+    let mut shell = Shell::start_with(limits).await;
+    let (mut client, id) = small_window_client(&mut shell).await;
+    let me = client.local_addr().unwrap();
+    flood(&shell, me, id);
+    client
+        .write_all(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: x\r\n\r\n")
+        .await
+        .unwrap();
+    match within("Unframeable", shell.inputs.recv()).await {
+        Some(Input::Unframeable { connection, .. }) => assert_eq!(connection, id),
+        other => panic!("expected Unframeable, got {other:?}"),
+    }
+    shell.transports.close(id); // as the engine does after its 400
+    expect_closed_input(&mut shell, id).await;
+    let mut again = reconnect_from("127.0.0.1", shell.transports.tcp_addr()).await;
+    ping_pong(&mut again).await;
+    drop(client);
+    shell.stop.cancel();
+}
+
+/// A peer that keeps its connection open but stops reading: the write that makes no
+/// progress for the message timeout closes the connection.
+#[tokio::test]
+async fn write_that_makes_no_progress_closes_the_connection() {
+    let limits = Limits {
+        max_tcp_connections_per_ip: 1,
+        ..quick(300, None)
+    };
+    let mut shell = Shell::start_with(limits).await;
+    let (client, id) = small_window_client(&mut shell).await;
+    let me = client.local_addr().unwrap();
+    flood(&shell, me, id);
+    expect_closed_input(&mut shell, id).await;
+    let mut again = reconnect_from("127.0.0.1", shell.transports.tcp_addr()).await;
+    ping_pong(&mut again).await;
+    drop(client);
+    shell.stop.cancel();
+}
+
+/// Connections siaga opens count toward their destination IP's cap: a peer cannot make
+/// siaga fill every slot with connections to its ports, and at its cap it cannot connect
+/// in either; other IPs are unaffected.
+#[tokio::test]
+async fn outbound_connections_count_toward_the_per_ip_cap() {
+    let limits = Limits {
+        max_tcp_connections_per_ip: 2,
+        ..Limits::default()
+    };
+    let shell = Shell::start_with(limits).await;
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        let listener = TcpListener::bind(localhost()).await.unwrap();
+        shell
+            .transports
+            .send(tcp(listener.local_addr().unwrap(), None, b"hi"));
+        listeners.push(listener);
+    }
+    // The third is refused before it is opened.
+    assert_eq!(shell.transports.tcp_connections(), 2);
+    for listener in &listeners[..2] {
+        let (mut stream, _) = within("siaga to connect", listener.accept()).await.unwrap();
+        assert_eq!(read_n(&mut stream, 2).await, b"hi");
+    }
+    let mut inbound = connect_from("127.0.0.1", shell.transports.tcp_addr()).await;
+    assert_closed(&mut inbound).await;
+
+    let other = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    shell
+        .transports
+        .send(tcp(other.local_addr().unwrap(), None, b"ok"));
+    let (mut stream, _) = within("siaga to connect", other.accept()).await.unwrap();
+    assert_eq!(read_n(&mut stream, 2).await, b"ok");
+    assert_eq!(shell.transports.tcp_connections(), 3);
+    shell.stop.cancel();
+}
+
+/// RFC 3261 §18.2.2: a response goes on the connection its request came on while that is
+/// open. A peer that half-closes right after its request can still read: what is queued
+/// for its connection within the linger reaches it, then the connection closes.
+#[tokio::test]
+async fn message_queued_after_the_peer_half_closes_is_delivered() {
+    let mut shell = Shell::start().await;
+    let mut client = TcpStream::connect(shell.transports.tcp_addr())
+        .await
+        .unwrap();
+    let me = client.local_addr().unwrap();
+    client.write_all(&message(1, "")).await.unwrap();
+    let id = shell.next_received().await.connection.unwrap();
+    client.shutdown().await.unwrap();
+    // Time for siaga to read the end of stream (if it has not, this test proves less, but
+    // does not fail).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    shell.transports.send(tcp(me, Some(id), b"answer"));
+    assert_eq!(read_n(&mut client, 6).await, b"answer");
+    expect_closed_input(&mut shell, id).await;
+    assert_closed(&mut client).await;
+    shell.stop.cancel();
+}
+
+/// A header section over 64 KiB: the engine gets the first 64 KiB and answers 513 (RFC
+/// 3261 §21.5.14) on the connection, which then closes.
+#[tokio::test]
+async fn header_section_over_64_kib_draws_513() {
+    let mut siaga = Siaga::start(Limits::default()).await;
+    let mut client = TcpStream::connect(siaga.tcp).await.unwrap();
+    let mut big = message(1, "");
+    big.truncate(big.len() - 2); // no empty line yet
+    while big.len() <= 70 * 1024 {
+        big.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
+    }
+    let _ = client.write_all(&big).await; // siaga may close before all is written
+    match siaga.next_input().await {
+        Input::Unframeable { head, .. } => assert_eq!(&head[..], &big[..MAX_MESSAGE_SIZE]),
+        other => panic!("expected Unframeable, got {other:?}"),
+    }
+    let response = read_sip(&mut client).await;
+    assert!(
+        response.starts_with(b"SIP/2.0 513 "),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    assert_closed(&mut client).await;
+    siaga.stop().await;
 }

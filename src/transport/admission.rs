@@ -1,17 +1,19 @@
 //! Who may hold a TCP connection: the global cap (`sip.max_tcp_connections`) and the
-//! per-source-IP cap (`sip.max_tcp_connections_per_ip`). RFC 3261 §18.3 leaves connection
+//! per-IP cap (`sip.max_tcp_connections_per_ip`). RFC 3261 §18.3 leaves connection
 //! management to the implementation; these caps keep one peer from taking every slot.
 //!
 //! A connection holds a [`Slot`] from before it is registered until its writer is done,
-//! so it counts until its socket is really closed; dropping the slot frees it. Inbound
-//! connections take a global permit and a place in their IP's count; connections siaga
-//! opens take only a global permit (siaga chooses where it connects, a peer chooses how
-//! often it connects).
+//! so it counts until its socket is really closed; dropping the slot frees it. Every
+//! connection takes a global permit and a place in its peer IP's count: inbound ones in
+//! their source IP's, and ones siaga opens in their destination IP's. The latter count
+//! because a peer decides where siaga connects too (the Via of a request sent over UDP,
+//! RFC 3261 §18.2.2, names the port a TCP response goes to), so without them one peer
+//! could make siaga fill every slot with connections to its own ports.
 //!
-//! Refusals of inbound connections are logged by the caller, at most once per
-//! [`REFUSAL_LOG_INTERVAL`] per IP (per-IP cap) or in all (global cap), each line with the
-//! number refused since the previous one: a peer that reconnects in a loop cannot flood
-//! the log.
+//! Refusals are logged by the caller, at most once per [`REFUSAL_LOG_INTERVAL`] per IP
+//! (per-IP cap) or in all (global cap), each line with the number refused since the
+//! previous one: a peer that reconnects in a loop, or makes siaga connect in a loop,
+//! cannot flood the log.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,8 +22,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// The shortest time between two log lines about refused inbound connections, per IP
-/// for the per-IP cap and in all for the global cap.
+/// The shortest time between two log lines about refused connections, per IP for the
+/// per-IP cap and in all for the global cap.
 pub(super) const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Per-IP entries kept before the first sweep of the ones without open connections.
@@ -36,7 +38,8 @@ pub(super) enum Refusal {
         /// previous line. `None`: do not log it (counted for the next line).
         log: Option<u64>,
     },
-    /// The peer's IP holds `sip.max_tcp_connections_per_ip` inbound connections.
+    /// The peer's IP holds `sip.max_tcp_connections_per_ip` connections (inbound and
+    /// outbound together).
     PerIp {
         /// As in [`Refusal::Global`], per IP.
         log: Option<u64>,
@@ -47,15 +50,14 @@ pub(super) enum Refusal {
 #[derive(Debug)]
 pub(super) struct Slot {
     _permit: OwnedSemaphorePermit,
-    /// The IP count this inbound connection is in.
-    ip: Option<(Arc<PerIp>, IpAddr)>,
+    /// The counts this connection is in, under `ip`.
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some((per_ip, ip)) = self.ip.take() {
-            per_ip.release(ip, Instant::now());
-        }
+        self.per_ip.release(self.ip, Instant::now());
     }
 }
 
@@ -69,8 +71,8 @@ pub(super) struct Admission {
 }
 
 impl Admission {
-    /// Caps of `max_global` connections and `max_per_ip` inbound connections per IP (both
-    /// at least 1: a 0 is taken as 1).
+    /// Caps of `max_global` connections and `max_per_ip` connections per peer IP (both at
+    /// least 1: a 0 is taken as 1).
     pub(super) fn new(max_global: usize, max_per_ip: usize) -> Admission {
         Admission {
             permits: Arc::new(Semaphore::new(max_global.max(1))),
@@ -85,9 +87,10 @@ impl Admission {
         }
     }
 
-    /// A slot for an inbound connection from `ip` (IPv4-mapped IPv6 addresses count as
-    /// their IPv4 address), or why not. `now` decides whether a refusal is logged.
-    pub(super) fn inbound(&self, ip: IpAddr, now: Instant) -> Result<Slot, Refusal> {
+    /// A slot for a connection with peer `ip`, accepted from it or opened to it
+    /// (IPv4-mapped IPv6 addresses count as their IPv4 address), or why not. `now` decides
+    /// whether a refusal is logged.
+    pub(super) fn admit(&self, ip: IpAddr, now: Instant) -> Result<Slot, Refusal> {
         let ip = ip.to_canonical();
         let mut table = lock(&self.per_ip.table);
         let entry = table.entry(ip, now);
@@ -101,7 +104,8 @@ impl Admission {
                 entry.open += 1;
                 Ok(Slot {
                     _permit: permit,
-                    ip: Some((Arc::clone(&self.per_ip), ip)),
+                    per_ip: Arc::clone(&self.per_ip),
+                    ip,
                 })
             }
             Err(_) => {
@@ -115,15 +119,6 @@ impl Admission {
             }
         }
     }
-
-    /// A slot for a connection siaga opens (global cap only), or `None` at the cap.
-    pub(super) fn outbound(&self) -> Option<Slot> {
-        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
-        Some(Slot {
-            _permit: permit,
-            ip: None,
-        })
-    }
 }
 
 /// Locks a mutex whose sections are each a few field or map updates: a panic inside one
@@ -134,7 +129,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Open inbound connections per IP.
+/// Open connections per peer IP.
 #[derive(Debug)]
 pub(super) struct PerIp {
     max: usize,
@@ -222,45 +217,43 @@ mod tests {
     }
 
     #[test]
-    fn per_ip_cap_counts_inbound_only_and_frees_on_drop() {
+    fn per_ip_cap_counts_every_connection_and_frees_on_drop() {
         let admission = Admission::new(10, 2);
         let now = Instant::now();
-        let a = admission.inbound(ip("192.0.2.1"), now).unwrap();
-        let _b = admission.inbound(ip("::ffff:192.0.2.1"), now).unwrap();
+        let a = admission.admit(ip("192.0.2.1"), now).unwrap();
+        let _b = admission.admit(ip("::ffff:192.0.2.1"), now).unwrap();
         assert_eq!(
-            admission.inbound(ip("192.0.2.1"), now).unwrap_err(),
+            admission.admit(ip("192.0.2.1"), now).unwrap_err(),
             Refusal::PerIp { log: Some(0) }
         );
         assert_eq!(
-            admission.inbound(ip("192.0.2.1"), now).unwrap_err(),
+            admission.admit(ip("192.0.2.1"), now).unwrap_err(),
             Refusal::PerIp { log: None },
             "logged at most once per interval"
         );
-        let _other = admission.inbound(ip("192.0.2.2"), now).unwrap();
-        let _outbound = admission.outbound().unwrap();
+        let _other = admission.admit(ip("192.0.2.2"), now).unwrap();
         drop(a);
-        let _again = admission.inbound(ip("192.0.2.1"), now).unwrap();
+        let _again = admission.admit(ip("192.0.2.1"), now).unwrap();
         let later = now + REFUSAL_LOG_INTERVAL;
         assert_eq!(
-            admission.inbound(ip("192.0.2.1"), later).unwrap_err(),
+            admission.admit(ip("192.0.2.1"), later).unwrap_err(),
             Refusal::PerIp { log: Some(1) },
             "the next line counts the refusals not logged"
         );
     }
 
     #[test]
-    fn global_cap_covers_outbound_and_logs_once_per_interval() {
+    fn global_cap_logs_once_per_interval() {
         let admission = Admission::new(2, 2);
         let now = Instant::now();
-        let _out = admission.outbound().unwrap();
-        let _in = admission.inbound(ip("192.0.2.1"), now).unwrap();
-        assert!(admission.outbound().is_none());
+        let _a = admission.admit(ip("192.0.2.1"), now).unwrap();
+        let _b = admission.admit(ip("192.0.2.2"), now).unwrap();
         assert_eq!(
-            admission.inbound(ip("192.0.2.9"), now).unwrap_err(),
+            admission.admit(ip("192.0.2.9"), now).unwrap_err(),
             Refusal::Global { log: Some(0) }
         );
         assert_eq!(
-            admission.inbound(ip("192.0.2.8"), now).unwrap_err(),
+            admission.admit(ip("192.0.2.8"), now).unwrap_err(),
             Refusal::Global { log: None }
         );
         assert!(
@@ -276,20 +269,20 @@ mod tests {
         let admission = Admission::new(100_000, 1);
         let now = Instant::now();
         for n in 0..1000u32 {
-            let slot = admission.inbound(IpAddr::from(n.to_be_bytes()), now);
+            let slot = admission.admit(IpAddr::from(n.to_be_bytes()), now);
             drop(slot);
         }
         assert!(lock(&admission.per_ip.table).by_ip.is_empty());
         // Refused IPs stay for the log interval, then are swept as the map grows.
         for n in 0..1000u32 {
             let ip = IpAddr::from(n.to_be_bytes());
-            let _held = admission.inbound(ip, now).unwrap();
-            assert!(admission.inbound(ip, now).is_err());
+            let _held = admission.admit(ip, now).unwrap();
+            assert!(admission.admit(ip, now).is_err());
         }
         assert_eq!(lock(&admission.per_ip.table).by_ip.len(), 1000);
         let later = now + REFUSAL_LOG_INTERVAL;
         let held: Vec<_> = (1000..1100u32)
-            .map(|n| admission.inbound(IpAddr::from(n.to_be_bytes()), later))
+            .map(|n| admission.admit(IpAddr::from(n.to_be_bytes()), later))
             .collect();
         assert!(held.iter().all(Result::is_ok));
         assert_eq!(lock(&admission.per_ip.table).by_ip.len(), 100);

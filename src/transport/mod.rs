@@ -3,7 +3,7 @@
 //! [`BoundSockets`] are bound before anything runs, so tests bind `127.0.0.1:0`.
 //! [`Transports::start`] spawns the receivers, which hand every datagram and every framed
 //! stream message to the engine's input channel with its source address, local address,
-//! transport and (TCP) [`ConnectionId`](crate::engine::ConnectionId).
+//! transport and (TCP) [`ConnectionId`].
 //! [`Transports::send`] carries out the engine's [`Transmit`]s; it never waits, so the
 //! engine task never blocks on a peer.
 //!
@@ -12,9 +12,10 @@
 //! retransmit, RFC 3261 §17), and TCP readers stop reading, so TCP flow control slows the
 //! peer. The shell itself never drops an input it has read.
 //!
-//! Holding connections: TCP connections are capped in all and per source IP, and a
-//! connection that stalls mid-message or goes idle is closed ([`Limits`]), so peers that
-//! open connections and send nothing cannot lock the trunk and the phones out.
+//! Holding connections: TCP connections are capped in all and per peer IP (whichever side
+//! opened them), and a connection that stalls mid-message, goes idle or stops taking the
+//! bytes siaga writes is closed ([`Limits`]), so peers that open connections and send or
+//! read nothing cannot lock the trunk and the phones out.
 //!
 //! The engine's routing decisions (which transport, which address: RFC 3261 §18.2.2, RFC
 //! 3581) are made in the engine; the shell sends where it is told.
@@ -63,27 +64,32 @@ impl BoundSockets {
 }
 
 /// Limits of the transports. Besides bounding memory, they bound what one peer can hold:
-/// at most `max_tcp_connections_per_ip` connections per source IP, each closed unless a
-/// message it starts arrives whole within `tcp_message_timeout` and a byte moves on it at
-/// least every `tcp_idle_timeout`.
+/// at most `max_tcp_connections_per_ip` connections with its IP, each closed unless a
+/// message it starts arrives whole within `tcp_message_timeout`, each write to it makes
+/// progress within `tcp_message_timeout`, and a byte moves on it at least every
+/// `tcp_idle_timeout`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Most TCP connections open at once, inbound and outbound (`sip.max_tcp_connections`,
-    /// default 1024). An inbound connection beyond it is closed as soon as it is accepted
-    /// (logged at warn, at most once per 10 s with a count of the others); an outbound one
-    /// is not opened and its message is dropped (logged at warn, each).
+    /// default 1024). An inbound connection beyond it is closed as soon as it is accepted;
+    /// an outbound one is not opened and its message is dropped (either logged at warn, at
+    /// most once per 10 s with a count of the others).
     pub max_tcp_connections: usize,
-    /// Most inbound TCP connections from one source IP address at once
-    /// (`sip.max_tcp_connections_per_ip`, default 256; 1 ..= `max_tcp_connections`).
-    /// Beyond it a connection is closed as soon as it is accepted (logged at warn, at most
-    /// once per IP per 10 s with a count of the others). Generous because operators'
-    /// softphones behind one office NAT share an IP. Connections siaga opens count toward
-    /// `max_tcp_connections` only. An IPv4-mapped IPv6 address counts as its IPv4 address.
+    /// Most TCP connections with one peer IP address at once, accepted from it and opened
+    /// to it together (`sip.max_tcp_connections_per_ip`, default 256; 1 ..=
+    /// `max_tcp_connections`). Beyond it an inbound connection is closed as soon as it is
+    /// accepted, and an outbound one is not opened and its message dropped (logged at
+    /// warn, at most once per IP per 10 s with a count of the others). Generous because
+    /// operators' softphones behind one office NAT share an IP. Outbound connections count
+    /// because a peer can choose them too (the Via port of a request sent over UDP names
+    /// where a TCP response goes). An IPv4-mapped IPv6 address counts as its IPv4 address.
     pub max_tcp_connections_per_ip: usize,
     /// How long a TCP message may take to arrive whole, from its first byte
     /// (`sip.tcp_message_timeout_s`, default 32 s = 64·T1, the longest a SIP transaction
     /// waits). A connection holding part of a message longer is closed (logged at info):
-    /// bytes trickling in do not extend it. CRLF keep-alives are not messages. Above zero.
+    /// bytes trickling in do not extend it. CRLF keep-alives are not messages. Also how
+    /// long a write may go without the peer taking a byte (it stopped reading) before the
+    /// connection is closed (logged at warn). Above zero.
     pub tcp_message_timeout: Duration,
     /// How long a TCP connection may go without a byte read or written
     /// (`sip.tcp_idle_timeout_s`, default 600 s; `None`, from 0, disables it). An idle

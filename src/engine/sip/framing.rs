@@ -1,5 +1,8 @@
 //! Stream framing for SIP over TCP (RFC 3261 §18.3): where one message ends in a byte
-//! stream. Pure: the tokio shell calls [`next_stream_frame`] on its read buffer.
+//! stream. Pure: [`next_stream_frame`] looks at a whole buffer; [`StreamFramer`] gives the
+//! same answers on a buffer that grows a read at a time, searching only the new bytes, so
+//! a header section trickled in a byte at a time costs linear, not quadratic, time. The
+//! tokio shell uses the latter on its read buffers.
 
 use super::error::ParseError;
 
@@ -76,4 +79,219 @@ pub fn find_header_end(buf: &[u8]) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+/// [`next_stream_frame`] for a read buffer that grows between calls: it remembers how far
+/// it searched for the end of the header section (and, once found, the message's length),
+/// so each call looks only at the bytes added since the previous one.
+///
+/// Contract: between calls the caller only appends to `buf`, except that after a
+/// [`StreamFrame::Message`] or [`StreamFrame::KeepAlive`] it may remove that frame's
+/// `len` bytes from the front (the framer forgets its state when it returns a frame, so
+/// keeping them is fine too). A buffer shorter than at the previous call also resets it.
+/// Breaking the contract otherwise gives wrong frames, never a panic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamFramer {
+    /// Offset in the buffer from which the header-end search resumes: everything before it
+    /// was searched with enough lookahead to rule out a header end starting there.
+    scanned: usize,
+    /// The whole message's length in bytes, once the header section was found and its
+    /// Content-Length read.
+    len: Option<usize>,
+    /// The buffer's length at the previous call, in bytes.
+    seen: usize,
+}
+
+impl StreamFramer {
+    /// A framer for a stream whose buffer is empty or starts at a frame boundary.
+    pub fn new() -> StreamFramer {
+        StreamFramer::default()
+    }
+
+    /// The first frame in `buf`, as [`next_stream_frame`]`(buf, max_len)` would answer,
+    /// with the same errors. See the type's contract on how `buf` may change between
+    /// calls.
+    pub fn next(&mut self, buf: &[u8], max_len: usize) -> Result<StreamFrame, ParseError> {
+        if buf.len() < self.seen {
+            *self = StreamFramer::default();
+        }
+        self.seen = buf.len();
+        if buf.first().is_some_and(|&b| b == b'\r' || b == b'\n') {
+            // Keep-alive CRLFs: counted afresh each time (they are consumed at once, or
+            // at most three are kept while a ping may be arriving).
+            *self = StreamFramer::default();
+            return next_stream_frame(buf, max_len);
+        }
+        let len = match self.len {
+            Some(len) => len,
+            None => {
+                let from = self.scanned.min(buf.len());
+                let Some(head_end) = find_header_end(&buf[from..]).map(|end| from + end) else {
+                    // A header end may start in the last bytes and complete with the next
+                    // read (CRLF|CRLF, LF|LF): the search resumes three bytes back.
+                    self.scanned = buf.len().saturating_sub(3);
+                    if buf.len() > max_len {
+                        return Err(ParseError::TooLarge { limit: max_len });
+                    }
+                    return Ok(StreamFrame::NeedMore);
+                };
+                let body_len = super::message::content_length_of(&buf[..head_end])?
+                    .ok_or(ParseError::MissingContentLength)?;
+                let len = head_end.saturating_add(body_len);
+                if len > max_len {
+                    return Err(ParseError::TooLarge { limit: max_len });
+                }
+                self.len = Some(len);
+                len
+            }
+        };
+        if buf.len() < len {
+            return Ok(StreamFrame::NeedMore);
+        }
+        *self = StreamFramer::default();
+        Ok(StreamFrame::Message { len })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Frames `stream` arriving in pieces cut at `cuts`, calling both framers after each
+    /// piece and consuming every frame, as the TCP reader does; asserts they agree at
+    /// every step. Returns the frames (and the error, if any) in order.
+    fn frame_in_pieces(
+        stream: &[u8],
+        cuts: &[usize],
+        max_len: usize,
+    ) -> Vec<Result<StreamFrame, ParseError>> {
+        let mut framer = StreamFramer::new();
+        let mut buf = Vec::new();
+        let mut frames = Vec::new();
+        let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(stream.len())).collect();
+        bounds.push(stream.len());
+        bounds.sort_unstable();
+        let mut at = 0;
+        for end in bounds {
+            buf.extend_from_slice(&stream[at..end]);
+            at = end;
+            loop {
+                let expected = next_stream_frame(&buf, max_len);
+                let got = framer.next(&buf, max_len);
+                assert_eq!(got, expected, "buffer {:?}", String::from_utf8_lossy(&buf));
+                match got {
+                    Ok(StreamFrame::Message { len }) => {
+                        buf.drain(..len);
+                    }
+                    // As the reader does: up to three CRLF octets alone are kept.
+                    Ok(StreamFrame::KeepAlive { len, ping }) => {
+                        if !ping && len == buf.len() && len < 4 {
+                            break;
+                        }
+                        buf.drain(..len);
+                    }
+                    Ok(StreamFrame::NeedMore) => break,
+                    Err(_) => {
+                        frames.push(got);
+                        return frames;
+                    }
+                }
+                frames.push(got);
+            }
+        }
+        frames
+    }
+
+    fn msg(body: &str, lf_only: bool) -> Vec<u8> {
+        let text = format!(
+            "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if lf_only {
+            text.replace("\r\n", "\n")
+        } else {
+            text
+        }
+        .into_bytes()
+    }
+
+    #[test]
+    fn header_end_split_across_reads_is_found() {
+        let m = msg("body", false);
+        let head_end = m.len() - 4;
+        for cut in head_end - 4..=head_end {
+            let frames = frame_in_pieces(&m, &[cut], MAX_MESSAGE_SIZE);
+            assert_eq!(
+                frames,
+                vec![Ok(StreamFrame::Message { len: m.len() })],
+                "cut at {cut}"
+            );
+        }
+        let lf = msg("", true);
+        for cut in lf.len() - 3..=lf.len() {
+            let frames = frame_in_pieces(&lf, &[cut], MAX_MESSAGE_SIZE);
+            assert_eq!(
+                frames,
+                vec![Ok(StreamFrame::Message { len: lf.len() })],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time_frames_every_message() {
+        let mut stream = msg("abc", false);
+        stream.extend_from_slice(b"\r\n\r\n");
+        stream.extend_from_slice(&msg("", true));
+        stream.extend_from_slice(b"\r\n");
+        stream.extend_from_slice(&msg("x", false));
+        let cuts: Vec<usize> = (1..stream.len()).collect();
+        let messages = frame_in_pieces(&stream, &cuts, MAX_MESSAGE_SIZE)
+            .into_iter()
+            .filter(|f| matches!(f, Ok(StreamFrame::Message { .. })))
+            .count();
+        assert_eq!(messages, 3);
+    }
+
+    #[test]
+    fn endless_header_section_is_too_large() {
+        let mut stream = b"OPTIONS sip:a@b SIP/2.0\r\n".to_vec();
+        while stream.len() <= 300 {
+            stream.extend_from_slice(b"X: 0123456789\r\n");
+        }
+        let cuts: Vec<usize> = (0..stream.len()).step_by(7).collect();
+        let frames = frame_in_pieces(&stream, &cuts, 256);
+        assert_eq!(
+            frames.last(),
+            Some(&Err(ParseError::TooLarge { limit: 256 }))
+        );
+    }
+
+    /// Pieces of SIP streams: messages (CRLF or LF line ends, bodies, broken or missing
+    /// Content-Length), keep-alives, stray bytes.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => ("[a-z\r\n]{0,12}", any::<bool>()).prop_map(|(body, lf)| msg(&body, lf)),
+            1 => Just(b"\r\n".to_vec()),
+            1 => Just(b"\r\n\r\n".to_vec()),
+            1 => Just(b"\n".to_vec()),
+            1 => Just(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: x\r\n\r\n".to_vec()),
+            1 => Just(b"OPTIONS sip:a@b SIP/2.0\r\nVia: v\r\n\r\n".to_vec()),
+            1 => proptest::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'x')], 0..8),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn same_frames_as_next_stream_frame_on_any_split(
+            pieces in proptest::collection::vec(piece(), 0..8),
+            cuts in proptest::collection::vec(0usize..600, 0..40),
+            max_len in prop_oneof![Just(MAX_MESSAGE_SIZE), 40usize..200],
+        ) {
+            let stream = pieces.concat();
+            // The assertions are inside: both framers agree after every read.
+            frame_in_pieces(&stream, &cuts, max_len);
+        }
+    }
 }

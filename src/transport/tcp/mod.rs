@@ -1,24 +1,31 @@
 //! SIP over TCP (RFC 3261 §18.3): connections, stream framing and keep-alives.
 //!
 //! Each connection has a [`ConnectionId`] (a counter, never reused), a reader task that
-//! frames the byte stream with [`next_stream_frame`] and hands each message to the engine,
-//! and a writer task fed by a bounded queue. A table maps ids (and peer addresses) to
-//! writer queues, so a [`Transmit`] goes out on the connection the engine names.
+//! frames the byte stream (a [`StreamFramer`](crate::engine::sip::framing::StreamFramer))
+//! and hands each message to the engine, and a writer task fed by a bounded queue. A table
+//! maps ids (and peer addresses) to writer queues, so a [`Transmit`] goes out on the
+//! connection the engine names.
 //!
 //! Lifecycle: the reader owns the connection. When it ends (peer closed, read error,
-//! framing error, full write queue, a timeout) it removes the connection from the table
-//! and reports [`Input::ConnectionClosed`]. After a framing error, an I/O error or a
-//! timeout the writer is stopped at once; after a clean close by the peer it first writes
-//! what is queued. At shutdown readers stop but connections stay in the table until the
-//! engine's last output is queued; then [`TcpTransport::close_all`] lets each writer
-//! finish and close.
+//! framing error, full write queue, a timeout, the engine's close) it removes the
+//! connection from the table and reports [`Input::ConnectionClosed`]. After an I/O error
+//! or a timeout the writer is stopped at once. After the peer closed its side (end of
+//! stream) the connection stays in the table, writable, for [`PEER_CLOSED_LINGER`], so
+//! responses to its last requests still go out on it (RFC 3261 §18.2.2); after a framing
+//! error it waits up to [`UNFRAMEABLE_GRACE`] for the engine's answer and close. Then the
+//! writer gets [`DRAIN_GRACE`] to write what is queued and close, and is stopped if it has
+//! not. At shutdown readers stop but connections stay in the table until the engine's
+//! last output is queued; then [`TcpTransport::close_all`] lets each writer finish and
+//! close (bounded by [`crate::runtime::SHUTDOWN_FLUSH`]).
 //!
 //! Holding a connection costs a peer something ([`super::Limits`]): the reader closes a
 //! connection whose partial message has been arriving for longer than
 //! `sip.tcp_message_timeout_s` (counted from the message's first byte, so trickling bytes
 //! do not help), or on which no byte has moved either way for `sip.tcp_idle_timeout_s`
-//! ([`StreamTimeouts`], [`Activity`]). The accept loop admits at most
-//! `sip.max_tcp_connections_per_ip` inbound connections per source IP (`admission.rs`).
+//! ([`StreamTimeouts`], [`Activity`]); the writer closes one whose peer takes no byte for
+//! `sip.tcp_message_timeout_s`. So a peer that stops reading, or closes its side, loses
+//! its connection's slot within a bound whatever it does next. At most `sip.max_tcp_connections_per_ip` connections,
+//! accepted and opened together, have the same peer IP (`admission.rs`).
 
 mod stream;
 
@@ -51,7 +58,23 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How long an unframeable connection waits for the engine's answer and
 /// [`crate::engine::Output::Close`] before it is closed anyway.
-const UNFRAMEABLE_GRACE: Duration = Duration::from_secs(2);
+pub const UNFRAMEABLE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a connection whose peer closed its sending side (end of stream) stays in the
+/// table and writable, so that responses to requests read just before the end still go
+/// out on it (RFC 3261 §18.2.2: a response goes on the connection its request came on
+/// while that is open; a half-closed peer can still read). The engine answers within
+/// milliseconds of reading a request, so 2 s covers a long input queue; a write error, or
+/// the engine closing the connection, ends the linger at once.
+pub const PEER_CLOSED_LINGER: Duration = Duration::from_secs(2);
+
+/// How long a connection's writer may take, once the connection is out of the table
+/// (other than at shutdown), to write what is still queued and close; then the
+/// connection is closed at once and its slot freed. A peer that reads takes a few queued
+/// responses in milliseconds; one that does not read would otherwise keep its slot for
+/// up to `sip.tcp_message_timeout_s` per stalled write. Same as
+/// [`crate::runtime::SHUTDOWN_FLUSH`].
+pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// One connection as the table knows it.
 #[derive(Debug)]
@@ -211,13 +234,12 @@ impl TcpTransport {
         if shared.stop.is_cancelled() {
             return;
         }
-        let Some(slot) = shared.admission.outbound() else {
-            warn!(
-                %destination,
-                limit = shared.limits.max_tcp_connections,
-                "tcp connection limit reached: not connecting, message dropped"
-            );
-            return;
+        let slot = match shared.admission.admit(destination.ip(), Instant::now()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                log_refusal(&refusal, destination, &shared.limits, Direction::Outbound);
+                return;
+            }
         };
         let id = shared.new_id();
         let (writer, queue) = mpsc::channel(shared.limits.tcp_write_queue.max(1));
@@ -287,7 +309,7 @@ impl TcpTransport {
 }
 
 /// Accepts connections until `stop`; each beyond `max_tcp_connections`, or beyond
-/// `max_tcp_connections_per_ip` from its IP, is closed at once (logged at warn, at most
+/// `max_tcp_connections_per_ip` with its IP, is closed at once (logged at warn, at most
 /// once per [`super::admission::REFUSAL_LOG_INTERVAL`]: per IP for the per-IP cap, in
 /// all for the global one).
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -304,11 +326,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let slot = match shared.admission.inbound(peer.ip(), Instant::now()) {
+        let slot = match shared.admission.admit(peer.ip(), Instant::now()) {
             Ok(slot) => slot,
             Err(refusal) => {
                 drop(stream);
-                log_refusal(&refusal, peer, &shared.limits);
+                log_refusal(&refusal, peer, &shared.limits, Direction::Inbound);
                 continue;
             }
         };
@@ -336,31 +358,47 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Logs a refused inbound connection, if [`Refusal`] says this one is to be logged.
-fn log_refusal(refusal: &Refusal, peer: SocketAddr, limits: &Limits) {
+/// Which way a refused connection would have gone.
+#[derive(Clone, Copy, Debug)]
+enum Direction {
+    /// Accepted from the peer (then closed).
+    Inbound,
+    /// To be opened by siaga (not opened; the message for it is dropped).
+    Outbound,
+}
+
+/// Logs a refused connection, if [`Refusal`] says this one is to be logged.
+fn log_refusal(refusal: &Refusal, peer: SocketAddr, limits: &Limits, direction: Direction) {
+    let outcome = match direction {
+        Direction::Inbound => "connection refused",
+        Direction::Outbound => "not connecting, message dropped",
+    };
     match *refusal {
         Refusal::Global {
             log: Some(unlogged),
         } => warn!(
             %peer,
+            ?direction,
             limit = limits.max_tcp_connections,
             also_refused_since_last_line = unlogged,
-            "tcp connection limit reached: connection refused"
+            "tcp connection limit reached: {outcome}"
         ),
         Refusal::PerIp {
             log: Some(unlogged),
         } => warn!(
             %peer,
+            ?direction,
             limit = limits.max_tcp_connections_per_ip,
             also_refused_since_last_line = unlogged,
-            "tcp connections per IP limit reached: connection refused"
+            "tcp connections per IP limit reached: {outcome}"
         ),
         Refusal::Global { log: None } | Refusal::PerIp { log: None } => {}
     }
 }
 
-/// Runs one registered connection: spawns its writer, reads until the end, then
-/// unregisters it and reports [`Input::ConnectionClosed`].
+/// Runs one registered connection: spawns its writer, reads until the end, then (after
+/// the linger or grace its end calls for) unregisters it, reports
+/// [`Input::ConnectionClosed`], and gives the writer [`DRAIN_GRACE`] before stopping it.
 #[allow(clippy::too_many_arguments)]
 async fn run_connection(
     shared: Arc<Shared>,
@@ -384,10 +422,11 @@ async fn run_connection(
         return; // closed (shutdown) before it started
     };
     let activity = Arc::new(Activity::new());
-    shared.tracker.spawn({
+    let stall = shared.limits.tcp_message_timeout;
+    let mut writer = shared.tracker.spawn({
         let (kill, stop, activity) = (kill.clone(), stop.clone(), Arc::clone(&activity));
         async move {
-            write_stream(write_half, queue, kill, stop, peer, activity).await;
+            write_stream(write_half, queue, kill, stop, peer, activity, stall).await;
             drop(slot); // the connection's slot frees when its writer is done
         }
     });
@@ -418,7 +457,20 @@ async fn run_connection(
         return;
     }
     match &end {
-        ReadEnd::PeerClosed => debug!(connection = id.0, %peer, "tcp connection closed by peer"),
+        ReadEnd::PeerClosed => {
+            debug!(connection = id.0, %peer, "tcp connection closed by peer: lingering");
+            // Still writable: answers to the last requests go out. Ends early when a write
+            // fails (`kill`) or the engine closes the connection (`stop`).
+            tokio::select! {
+                () = tokio::time::sleep(PEER_CLOSED_LINGER) => {}
+                () = kill.cancelled() => {}
+                () = stop.cancelled() => {}
+            }
+            if shared.stop.is_cancelled() && !kill.is_cancelled() {
+                // Shutdown began meanwhile: as above.
+                return;
+            }
+        }
         ReadEnd::Stopped => debug!(connection = id.0, %peer, "tcp connection closed by siaga"),
         ReadEnd::Unframeable(error) => {
             // The engine answers (400/513) and then asks to close: wait for that, so the
@@ -456,7 +508,20 @@ async fn run_connection(
             kill.cancel();
         }
     }
+    // Dropping the table's sender (the last one) lets the writer drain its queue and close.
     shared.unregister(id);
     // Ignored when the engine task has already stopped (shutdown).
     let _ = shared.inputs.send(Input::ConnectionClosed(id)).await;
+    if tokio::time::timeout(DRAIN_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        info!(
+            connection = id.0,
+            %peer,
+            grace_ms = DRAIN_GRACE.as_millis(),
+            "tcp peer did not take its last messages in time: dropping them"
+        );
+        kill.cancel();
+    }
 }

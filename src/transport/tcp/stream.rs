@@ -1,12 +1,11 @@
-//! One SIP-over-TCP byte stream (RFC 3261 §18.3): the reader that frames it with
-//! [`next_stream_frame`], answers RFC 5626 §4.4.1 keep-alive pings and enforces the
-//! message and idle timeouts, and the writer that drains a connection's queue. Socket-free:
-//! both work on any `AsyncRead`/`AsyncWrite`, so tests drive them over `tokio::io::duplex`.
+//! One SIP-over-TCP byte stream (RFC 3261 §18.3): the reader that frames it with a
+//! [`StreamFramer`], answers RFC 5626 §4.4.1 keep-alive pings and enforces the message and
+//! idle timeouts, and the writer that drains a connection's queue and gives up on a peer
+//! that stops taking bytes. Socket-free: both work on any `AsyncRead`/`AsyncWrite`, so
+//! tests drive them over `tokio::io::duplex`.
 
 use crate::engine::sip::ParseError;
-use crate::engine::sip::framing::{
-    MAX_MESSAGE_SIZE, StreamFrame, find_header_end, next_stream_frame,
-};
+use crate::engine::sip::framing::{MAX_MESSAGE_SIZE, StreamFrame, StreamFramer, find_header_end};
 use crate::engine::{ConnectionId, Input, Received, Transport};
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
@@ -79,10 +78,11 @@ impl Default for StreamTimeouts {
 }
 
 /// When a connection last moved bytes, either way: its reader touches it on every read,
-/// its writer after every completed write, and the reader's idle timer reads it. Writes
-/// count so that a connection siaga opened (to a phone, say) is not closed under a live
-/// transaction whose peer only listens; a write counts only once the kernel took it, so a
-/// peer that stops reading does not stay "active". Atomics, no lock: shared by two tasks.
+/// its writer on every write the kernel took (whole or part of a message), and the
+/// reader's idle timer reads it. Writes count so that a connection siaga opened (to a
+/// phone, say) is not closed under a live transaction whose peer only listens; a write
+/// counts only once the kernel took it, so a peer that stops reading does not stay
+/// "active". Atomics, no lock: shared by two tasks.
 #[derive(Debug)]
 pub struct Activity {
     origin: Instant,
@@ -134,8 +134,10 @@ fn holds_partial_message(buf: &[u8]) -> bool {
 /// [`Input::Received`] (several messages in one read and messages split over many reads
 /// alike). CRLF keep-alives are discarded; a double-CRLF ping (RFC 5626 §4.4.1) is answered
 /// by queueing a single CRLF on `pongs` (dropped if that queue is full). On a framing error
-/// it sends [`Input::Unframeable`] and returns [`ReadEnd::Unframeable`]. The read buffer
-/// never holds more than [`MAX_MESSAGE_SIZE`] plus one read.
+/// it sends [`Input::Unframeable`] (with the message's header section, or its first 64 KiB
+/// when the header section does not end within them) and returns [`ReadEnd::Unframeable`].
+/// The read buffer never holds more than [`MAX_MESSAGE_SIZE`] plus one read, and framing
+/// looks at each byte a bounded number of times however the stream is split into reads.
 ///
 /// Timeouts ([`StreamTimeouts`]): returns [`ReadEnd::MessageTimeout`] once a partial
 /// message has been buffered for `timeouts.message` since the read that brought its first
@@ -152,13 +154,16 @@ pub async fn read_stream<R: AsyncRead + Unpin>(
     activity: &Activity,
 ) -> ReadEnd {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // `buf` only grows at the end, and loses whole frames at the front: the framer's
+    // contract.
+    let mut framer = StreamFramer::new();
     // When the read that brought the first byte of the partial message in `buf` was.
     let mut message_since: Option<Instant> = None;
     let mut read_at = Instant::now();
     loop {
         let mut framed = false;
         loop {
-            match next_stream_frame(&buf, MAX_MESSAGE_SIZE) {
+            match framer.next(&buf, MAX_MESSAGE_SIZE) {
                 Ok(StreamFrame::Message { len }) => {
                     let input = Input::Received(Received {
                         transport: Transport::Tcp,
@@ -185,11 +190,7 @@ pub async fn read_stream<R: AsyncRead + Unpin>(
                 }
                 Ok(StreamFrame::NeedMore) => break,
                 Err(error) => {
-                    // The header section, when it arrived whole, lets the engine answer.
-                    let head = find_header_end(&buf)
-                        .filter(|&end| end <= MAX_MESSAGE_SIZE)
-                        .map(|end| Bytes::copy_from_slice(&buf[..end]))
-                        .unwrap_or_default();
+                    let head = unframeable_head(&buf);
                     let input = Input::Unframeable {
                         connection: source.connection,
                         source: source.peer,
@@ -247,6 +248,19 @@ pub async fn read_stream<R: AsyncRead + Unpin>(
     }
 }
 
+/// What [`Input::Unframeable`] carries as `head` for the unframeable message at the start
+/// of `buf`: its header section up to the empty line when that is within
+/// [`MAX_MESSAGE_SIZE`], else the first [`MAX_MESSAGE_SIZE`] bytes (a header section too
+/// large to end in them: the engine reads what it can, and answers 513 when that is a
+/// request with a usable Via). Empty only when `buf` is.
+fn unframeable_head(buf: &[u8]) -> Bytes {
+    let end = find_header_end(buf)
+        .unwrap_or(buf.len())
+        .min(MAX_MESSAGE_SIZE)
+        .min(buf.len());
+    Bytes::copy_from_slice(&buf[..end])
+}
+
 /// Sleeps until `deadline`, or forever when there is none.
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
@@ -255,9 +269,19 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Why [`write_message`] failed.
+enum WriteFailure {
+    Io(io::Error),
+    /// The peer took no byte for the stall limit.
+    Stalled,
+}
+
 /// Writes queued messages in order until the queue closes (then shuts the write side
-/// down) or `kill` is cancelled (then stops at once), touching `activity` after each
-/// write. A write error cancels `kill` and `stop_reader`, closing the whole connection.
+/// down) or `kill` is cancelled (then stops at once), touching `activity` whenever the
+/// kernel takes bytes. A write error, or a peer that takes no byte for `stall` (it stopped
+/// reading: its receive window and siaga's send buffer are full), cancels `kill` and
+/// `stop_reader`, closing the whole connection; so does a shutdown that does not complete
+/// within `stall`. Nothing here waits without a bound except for the next queued message.
 pub(super) async fn write_stream<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut queue: mpsc::Receiver<Bytes>,
@@ -265,27 +289,63 @@ pub(super) async fn write_stream<W: AsyncWrite + Unpin>(
     stop_reader: CancellationToken,
     peer: SocketAddr,
     activity: Arc<Activity>,
+    stall: Duration,
 ) {
-    loop {
+    let failure = loop {
         let bytes = tokio::select! {
             () = kill.cancelled() => return,
             bytes = queue.recv() => bytes,
         };
-        let Some(bytes) = bytes else { break };
+        let Some(bytes) = bytes else {
+            // Every sender is gone and the queue is drained: send FIN.
+            let shut = tokio::select! {
+                () = kill.cancelled() => return,
+                shut = tokio::time::timeout(stall, writer.shutdown()) => shut,
+            };
+            match shut {
+                Ok(_) => return,
+                Err(_elapsed) => break WriteFailure::Stalled,
+            }
+        };
         let written = tokio::select! {
             () = kill.cancelled() => return,
-            written = writer.write_all(&bytes) => written,
+            written = write_message(&mut writer, &bytes, stall, &activity) => written,
         };
-        if let Err(error) = written {
-            warn!(%error, %peer, "tcp write failed: closing connection");
-            kill.cancel();
-            stop_reader.cancel();
-            return;
+        if let Err(failure) = written {
+            break failure;
         }
-        activity.touch();
+    };
+    match failure {
+        WriteFailure::Io(error) => warn!(%error, %peer, "tcp write failed: closing connection"),
+        WriteFailure::Stalled => warn!(
+            %peer,
+            stall_ms = stall.as_millis(),
+            "tcp peer takes no bytes (not reading): closing connection"
+        ),
     }
-    tokio::select! {
-        () = kill.cancelled() => {}
-        _ = writer.shutdown() => {}
+    kill.cancel();
+    stop_reader.cancel();
+}
+
+/// Writes all of `bytes`; fails when a write errs or takes no byte for `stall`.
+async fn write_message<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    mut bytes: &[u8],
+    stall: Duration,
+    activity: &Activity,
+) -> Result<(), WriteFailure> {
+    while !bytes.is_empty() {
+        match tokio::time::timeout(stall, writer.write(bytes)).await {
+            Err(_elapsed) => return Err(WriteFailure::Stalled),
+            Ok(Err(error)) => return Err(WriteFailure::Io(error)),
+            Ok(Ok(0)) => return Err(WriteFailure::Io(io::ErrorKind::WriteZero.into())),
+            Ok(Ok(n)) => {
+                // `write` returns at most `bytes.len()`; `get` keeps a broken writer from
+                // panicking here.
+                bytes = bytes.get(n..).unwrap_or_default();
+                activity.touch();
+            }
+        }
     }
+    Ok(())
 }
