@@ -147,7 +147,17 @@ fn tcp_framing_errors_draw_400_or_513_and_close_only_that_connection() {
                 "OPTIONS sip:siaga.test SIP/2.0\r\n{}",
                 "X-Filler: 0123456789abcdef0123456789abcdef\r\n".repeat(2000)
             ),
+            // No Via in the first 64 KiB: nothing to address an answer to.
             None,
+        ),
+        (
+            format!(
+                "{}{}",
+                base.replace("Content-Length: 0\r\n\r\n", ""),
+                "X-Filler: 0123456789abcdef0123456789abcdef\r\n".repeat(2000)
+            ),
+            // A header section over 64 KiB whose Via came first: 513.
+            Some(513),
         ),
     ];
     for (n, (attack, status)) in attacks.into_iter().enumerate() {

@@ -77,8 +77,8 @@ pub struct SipConfig {
     /// and outbound together; more are closed as they are accepted.
     pub max_tcp_connections: usize,
     /// `sip.max_tcp_connections_per_ip` (default 256, or `max_tcp_connections` when that is
-    /// lower; 1 ..= `max_tcp_connections`): inbound TCP connections from one source IP;
-    /// more are closed as they are accepted.
+    /// lower; 1 ..= `max_tcp_connections`): TCP connections with one IP address, accepted
+    /// from it or opened to it; more are closed as they are accepted, or not opened.
     pub max_tcp_connections_per_ip: usize,
     /// `sip.tcp_message_timeout_s` (default 32 s = 64·T1, at least 1 s): how long a TCP
     /// message may take to arrive whole, from its first byte; then the connection is closed.

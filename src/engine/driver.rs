@@ -234,7 +234,12 @@ impl Engine {
             Ok(msg) => Some(msg),
             Err(Malformed { partial, .. }) => partial.map(|p| *p),
         }
-        .filter(|m| m.is_request() && m.method() != Some(&Method::Ack));
+        // A response needs the request's Via (§8.2.6.2); an ACK is never answered.
+        .filter(|m| {
+            m.is_request()
+                && m.method() != Some(&Method::Ack)
+                && m.header(HeaderName::Via).is_some()
+        });
         if let Some(request) = request {
             let (status, reason) = match error {
                 ParseError::TooLarge { .. } => (513, "Message Too Large".to_owned()),

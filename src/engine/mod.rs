@@ -81,8 +81,8 @@ pub enum Input {
         source: SocketAddr,
         /// Why framing failed.
         error: sip::ParseError,
-        /// The message's header section up to and including the empty line, when it
-        /// arrived whole (at most 64 KiB); empty otherwise.
+        /// The message's header section up to and including the empty line when it ended
+        /// within 64 KiB, else the first 64 KiB of it; empty when nothing arrived.
         head: Bytes,
     },
     /// A TCP connection closed (by the peer or the shell).
