@@ -9,7 +9,7 @@ use super::transaction::{
     ClientKey, MergeKey, ResponseTarget, ServerKey, ServerTransactions, Termination, TimerConfig,
     TimerName,
 };
-use super::uas::{self, Rejection, Verdict};
+use super::uas::{self, Rejection, RequestHead, Verdict};
 use super::{ConnectionId, Input, Output, Received, Transmit, Transport};
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
@@ -295,18 +295,19 @@ impl Engine {
             tracing::debug!(source = %rx.source, "ACK matching no transaction dropped");
             return;
         }
-        if let Err(error) = uas::check_well_formed(msg) {
+        let head = match RequestHead::parse(msg) {
+            Ok(head) => head,
             // Stateless (RFC 4475 §3.1.2): a 400 lacking To or Call-ID may never be ACKed.
-            return self.reject_malformed(rx, msg, &error);
-        }
+            Err(error) => return self.reject_malformed(rx, msg, &error),
+        };
         let target = response_target(rx, msg);
         // Every response of this transaction carries the same To tag (§8.2.6.2).
         let tag = self.new_tag();
-        let merge = merge_key(msg);
+        let merge = merge_key(&head);
         let (answer, merge) = match merge.as_ref().and_then(|m| self.server.find_merged(m)) {
             // §8.2.2.2: the same request reached siaga again over another path.
             Some(_) => (Answer::reject(482, "Loop Detected"), None),
-            None => (self.answer(msg), merge),
+            None => (self.answer(msg, &head), merge),
         };
         let bytes = answer.build(msg, rx.source, &tag);
         let status = answer.status;
@@ -333,11 +334,11 @@ impl Engine {
     }
 
     /// The final response to a new, well-formed request (no dialogs or targets exist yet).
-    fn answer(&mut self, msg: &SipMessage) -> Answer {
+    fn answer(&mut self, msg: &SipMessage, head: &RequestHead) -> Answer {
         if msg.method() == Some(&Method::Cancel) {
-            return self.answer_cancel(msg);
+            return self.answer_cancel(msg, head);
         }
-        match uas::inspect_request(msg, &self.config) {
+        match uas::inspect_request(msg, head, &self.config) {
             Verdict::Reject(r) => Answer::from(r),
             Verdict::ToSiaga if msg.method() == Some(&Method::Options) => Answer {
                 status: 200,
@@ -355,8 +356,8 @@ impl Engine {
     /// RFC 3261 §9.2: a CANCEL that matches a live INVITE transaction draws 200, with the
     /// To tag of the INVITE's response; one that matches nothing draws 481. (No INVITE is
     /// pending yet — each is answered at once — so none is ended with 487 here.)
-    fn answer_cancel(&mut self, msg: &SipMessage) -> Answer {
-        if let Verdict::Reject(r) = uas::inspect_request(msg, &self.config) {
+    fn answer_cancel(&mut self, msg: &SipMessage, head: &RequestHead) -> Answer {
+        if let Verdict::Reject(r) = uas::inspect_request(msg, head, &self.config) {
             if r.status == 400 || r.status == 505 {
                 return Answer::from(r);
             }
@@ -461,16 +462,15 @@ impl From<Rejection> for Answer {
 }
 
 /// The [`MergeKey`] of a request whose To has no tag (RFC 3261 §8.2.2.2).
-fn merge_key(msg: &SipMessage) -> Option<MergeKey> {
-    if msg.to().ok()?.tag().is_some() {
+fn merge_key(head: &RequestHead) -> Option<MergeKey> {
+    if head.to.tag().is_some() {
         return None;
     }
-    let cseq = msg.cseq().ok()?;
     Some(MergeKey {
-        from_tag: msg.from().ok()?.tag()?.to_owned(),
-        call_id: msg.call_id().ok()?.to_owned(),
-        cseq: cseq.seq,
-        method: cseq.method,
+        from_tag: head.from.tag()?.to_owned(),
+        call_id: head.call_id.clone(),
+        cseq: head.cseq.seq,
+        method: head.cseq.method.clone(),
     })
 }
 

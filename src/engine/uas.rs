@@ -6,6 +6,7 @@
 
 use super::driver::EngineConfig;
 use super::sip::uri::{Host, Uri};
+use super::sip::view::{CSeq, NameAddr};
 use super::sip::{HeaderName, Method, ParseError, SipMessage};
 
 /// Methods siaga implements (RFC 3261 §20.5 Allow). Grows as the registrar, dialogs and
@@ -91,43 +92,65 @@ pub fn capabilities() -> Vec<(&'static str, String)> {
 }
 
 /// Checks a request outside any dialog or transaction, in RFC 3261 §8.2's order:
-/// the mandatory headers ([`check_well_formed`], §8.1.1; 400), the version (505), the method (§8.2.1; 501/405
+/// the mandatory headers (parsed into `head` by [`RequestHead::parse`], §8.1.1), the version (505), the method (§8.2.1; 501/405
 /// with Allow), the CSeq method (400), an unknown To tag (§12.2.2; 481), the Request-URI
 /// scheme and target (§8.2.2.1; 416, 404), Require (§8.2.2.3; 420 with Unsupported), the
 /// body's type and encoding (§8.2.3; 415 with Accept/Accept-Encoding) and, for INVITE,
 /// whether the answer's SDP is acceptable to the caller (§8.2.3 via §21.4.7; 406).
 ///
 /// ACK never reaches here (it is never answered); CANCEL is matched before.
-pub fn inspect_request(msg: &SipMessage, config: &EngineConfig) -> Verdict {
-    match check(msg, config) {
+pub fn inspect_request(msg: &SipMessage, head: &RequestHead, config: &EngineConfig) -> Verdict {
+    match check(msg, head, config) {
         Ok(v) => v,
         Err(r) => Verdict::Reject(r),
     }
 }
 
-/// Whether `msg` has what every request needs, well formed (RFC 3261 §8.1.1): To, From,
-/// Call-ID, CSeq, every Via, a Request-URI that parses, and Max-Forwards unless absent
-/// (RFC 2543 peers omit it, RFC 4475 §3.4.1). The engine answers a failure with a
-/// stateless 400 whose reason is the error.
-pub fn check_well_formed(msg: &SipMessage) -> Result<(), ParseError> {
-    msg.to()?;
-    msg.from()?;
-    msg.call_id()?;
-    msg.cseq()?;
-    msg.vias()?;
-    msg.max_forwards()?;
-    match msg.request_uri() {
-        Some(Ok(_)) => Ok(()),
-        Some(Err(e)) => Err(e),
-        None => Err(ParseError::BadStartLine),
+/// What every request must carry, parsed once (RFC 3261 §8.1.1): To, From, Call-ID, CSeq,
+/// every Via, the Request-URI, and Max-Forwards unless absent (RFC 2543 peers omit it,
+/// RFC 4475 §3.4.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The To value.
+    pub to: NameAddr,
+    /// The From value.
+    pub from: NameAddr,
+    /// The Call-ID, verbatim.
+    pub call_id: String,
+    /// The CSeq.
+    pub cseq: CSeq,
+    /// Max-Forwards, if present.
+    pub max_forwards: Option<u8>,
+    /// The Request-URI.
+    pub request_uri: Uri,
+}
+
+impl RequestHead {
+    /// Parses and checks the mandatory headers of `msg`.
+    ///
+    /// Errors: the first missing, repeated or malformed one; the engine answers with a
+    /// stateless 400 whose reason is the error.
+    pub fn parse(msg: &SipMessage) -> Result<RequestHead, ParseError> {
+        let head = RequestHead {
+            to: msg.to()?,
+            from: msg.from()?,
+            call_id: msg.call_id()?.to_owned(),
+            cseq: msg.cseq()?,
+            max_forwards: msg.max_forwards()?,
+            request_uri: msg.request_uri().ok_or(ParseError::BadStartLine)??,
+        };
+        msg.vias()?;
+        Ok(head)
     }
 }
 
-fn check(msg: &SipMessage, config: &EngineConfig) -> Result<Verdict, Rejection> {
+fn check(
+    msg: &SipMessage,
+    head: &RequestHead,
+    config: &EngineConfig,
+) -> Result<Verdict, Rejection> {
     let bad = |e: ParseError| Rejection::bad_request(&e);
-    check_well_formed(msg).map_err(bad)?;
-    let to = msg.to().map_err(bad)?;
-    let cseq = msg.cseq().map_err(bad)?;
+    let (to, cseq) = (&head.to, &head.cseq);
     if !msg.is_sip_2_0() {
         return Err(Rejection::new(505, "Version Not Supported"));
     }
@@ -148,12 +171,7 @@ fn check(msg: &SipMessage, config: &EngineConfig) -> Result<Verdict, Rejection> 
     if to.tag().is_some() {
         return Err(Rejection::new(481, "Call/Transaction Does Not Exist"));
     }
-    let uri = match msg.request_uri() {
-        Some(Ok(uri)) => uri,
-        Some(Err(e)) => return Err(bad(e)),
-        None => return Err(bad(ParseError::BadStartLine)),
-    };
-    let verdict = match &uri {
+    let verdict = match &head.request_uri {
         Uri::Sip(sip) => {
             if !is_local_host(sip.host(), sip.port(), config) {
                 return Err(Rejection::new(404, "Not Found"));
