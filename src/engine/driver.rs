@@ -461,9 +461,11 @@ impl From<Rejection> for Answer {
     }
 }
 
-/// The [`MergeKey`] of a request whose To has no tag (RFC 3261 §8.2.2.2).
+/// The [`MergeKey`] of a request whose To has no tag (RFC 3261 §8.2.2.2). None for CANCEL:
+/// it targets a transaction by its own branch (§9.2), so two CANCELs for two merged
+/// INVITEs are not merged with each other.
 fn merge_key(head: &RequestHead) -> Option<MergeKey> {
-    if head.to.tag().is_some() {
+    if head.to.tag().is_some() || head.cseq.method == Method::Cancel {
         return None;
     }
     Some(MergeKey {

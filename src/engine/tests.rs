@@ -568,6 +568,28 @@ fn cancel_reuses_the_invite_tag_and_merges_stay_refused() {
             Some(482),
             "copy {path}"
         );
+        // A CANCEL for that copy's live transaction is not a merged request: 200.
+        let cancel = copy
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("1 INVITE", "1 CANCEL");
+        assert_eq!(
+            one_response(&mut e, 3, udp(&cancel)).status(),
+            Some(200),
+            "cancel {path}"
+        );
+    }
+}
+
+/// A To that already has a tag (even an empty one) gets no second tag (RFC 3261 §8.2.6.2).
+#[test]
+fn no_second_to_tag() {
+    for to in ["To: <sip:siaga.test>;tag", "To: <sip:siaga.test>;tag=abc"] {
+        let mut e = engine();
+        let text = request("OPTIONS", "sip:siaga.test", "").replace("To: <sip:siaga.test>", to);
+        let r = one_response(&mut e, 0, udp(&text));
+        let to_field = r.header(HeaderName::To).expect("To");
+        let raw = String::from_utf8_lossy(to_field.raw_value()).into_owned();
+        assert_eq!(raw.matches("tag").count(), 1, "{raw}");
     }
 }
 

@@ -6,8 +6,8 @@
 use super::header::HeaderName;
 use super::message::{HeaderField, SipMessage};
 use super::method::Method;
-use super::view::Via;
 use super::view::scan::skip_quoted;
+use super::view::{NameAddr, Via};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt::Display;
 use std::fmt::Write as _;
@@ -129,7 +129,7 @@ pub fn response_to(
     }
     let mut b = b.copy_all(request, HeaderName::From);
     for field in request.headers_named(HeaderName::To) {
-        let has_tag = request.to().ok().is_some_and(|to| to.tag().is_some());
+        let has_tag = to_has_tag(&field);
         b = b.copy(field);
         if let (Some(tag), false) = (to_tag, has_tag) {
             // Re-open the line just written to append the tag before its CRLF.
@@ -141,6 +141,18 @@ pub fn response_to(
     }
     b.copy_all(request, HeaderName::CallId)
         .copy_all(request, HeaderName::CSeq)
+}
+
+/// Whether a To field already carries a `tag` parameter (with a value or not): siaga then
+/// adds none (RFC 3261 §8.2.6.2). A To that does not parse is searched for `;tag` as text.
+fn to_has_tag(field: &HeaderField<'_>) -> bool {
+    let Ok(value) = field.value_str() else {
+        return true; // not text: add nothing to it
+    };
+    match NameAddr::parse(&value, HeaderName::To) {
+        Ok(to) => to.param("tag").is_some(),
+        Err(_) => value.to_ascii_lowercase().contains(";tag"),
+    }
 }
 
 /// The first Via field's value with its first (top) value stamped; the values after it

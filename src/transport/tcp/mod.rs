@@ -426,7 +426,26 @@ async fn run_connection(
     let mut writer = shared.tracker.spawn({
         let (kill, stop, activity) = (kill.clone(), stop.clone(), Arc::clone(&activity));
         async move {
-            write_stream(write_half, queue, kill, stop, peer, activity, stall).await;
+            let mut write_half = write_half;
+            write_stream(
+                &mut write_half,
+                queue,
+                kill.clone(),
+                stop,
+                peer,
+                activity,
+                stall,
+            )
+            .await;
+            if kill.is_cancelled() {
+                // Killed (peer not reading, timeout, framing lost): reset instead of a
+                // graceful FIN, so the kernel drops what is still queued for the peer
+                // rather than holding it in an orphaned socket.
+                if let Err(error) = write_half.as_ref().set_zero_linger() {
+                    debug!(%error, connection = id.0, "SO_LINGER 0 not set");
+                }
+            }
+            drop(write_half);
             drop(slot); // the connection's slot frees when its writer is done
         }
     });

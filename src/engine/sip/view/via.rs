@@ -181,7 +181,9 @@ impl Via {
             }
         }
         let host_is_source = via.host_ip() == Some(source.ip());
-        if (asked_rport || !host_is_source) && find_param(&via.params, "received").is_none() {
+        if asked_rport || !host_is_source {
+            // What the sender wrote as `received` is replaced: only siaga saw the source.
+            via.params.retain(|p| !p.is("received"));
             via.params.push(Param {
                 name: "received".to_owned(),
                 value: Some(source.ip().to_string()),
@@ -305,6 +307,12 @@ mod tests {
         assert_eq!(
             same.stamped(src).to_string(),
             "SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bKx"
+        );
+        let forged = &Via::parse_list("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx;Received=1.2.3.4")
+            .expect("valid")[0];
+        assert_eq!(
+            forged.stamped(src).to_string(),
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx;received=127.0.0.1"
         );
         let name =
             &Via::parse_list("SIP/2.0/UDP pc.example.com;branch=z9hG4bKx").expect("valid")[0];
