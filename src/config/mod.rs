@@ -640,10 +640,20 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
             .map_err(|e| Problem::BadLogFilter(e.to_string()))
     })?;
     // SIP listens on UDP and TCP: HTTP (TCP) and RTP (UDP) must keep off its port.
-    let overlaps = |a: IpAddr, b: IpAddr| a == b || a.is_unspecified() || b.is_unspecified();
+    // IPv4-mapped IPv6 (::ffff:127.0.0.1) is the IPv4 address it maps.
+    let overlaps = |a: IpAddr, b: IpAddr| {
+        let (a, b) = (a.to_canonical(), b.to_canonical());
+        a == b || a.is_unspecified() || b.is_unspecified()
+    };
+    // Name the environment variable when the SIP address came from it.
+    let sip_listen = if a.contains(&"SIAGA_SIP_LISTEN") {
+        "SIAGA_SIP_LISTEN (sip.listen)"
+    } else {
+        "sip.listen"
+    };
     if http.listen.port() == sip.listen.port() && overlaps(http.listen.ip(), sip.listen.ip()) {
         let problem = Problem::PortClash {
-            other: "sip.listen",
+            other: sip_listen,
             transport: "TCP",
             port: sip.listen.port(),
         };
@@ -652,7 +662,7 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
     let sip_port = sip.listen.port();
     if (media.rtp_ports.low..=media.rtp_ports.high).contains(&sip_port) {
         let problem = Problem::PortClash {
-            other: "sip.listen",
+            other: sip_listen,
             transport: "UDP",
             port: sip_port,
         };

@@ -611,6 +611,14 @@ fn listeners_must_not_share_a_port() {
     assert_eq!(e.key(), Some("media.rtp_ports"), "{e}");
     let e = err(&with("media", "rtp_ports = \"30000-30000\""));
     assert!(e.to_string().contains("RTP/RTCP port pair"), "{e}");
+    let e = err(&with("http", "listen = \"[::ffff:127.0.0.1]:5060\""));
+    assert_eq!(e.key(), Some("http.listen"), "{e}");
+    let e = load_env(
+        &with("http", "listen = \"127.0.0.1:8080\""),
+        &[("SIAGA_SIP_LISTEN", "127.0.0.1:8080")],
+    )
+    .expect_err("clash");
+    assert!(e.to_string().contains("SIAGA_SIP_LISTEN"), "{e}");
     // Another address is no clash.
     assert!(load(&with("http", "listen = \"127.0.0.2:5060\"")).is_ok());
 }
