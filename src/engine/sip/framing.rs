@@ -38,30 +38,31 @@ pub enum StreamFrame {
 /// [`ParseError::RepeatedContentLength`] when Content-Length is absent (required on
 /// streams, §18.3), negative, not a number, or given twice.
 pub fn next_stream_frame(buf: &[u8], max_len: usize) -> Result<StreamFrame, ParseError> {
-    let crlfs = buf
+    StreamFramer::new().next(buf, max_len)
+}
+
+/// The CRLFs at the front of `buf`, as a keep-alive frame, if there are any.
+fn keep_alive(buf: &[u8]) -> Option<StreamFrame> {
+    let len = buf
         .iter()
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
-    if crlfs > 0 {
-        let ping = buf[..crlfs].windows(4).any(|w| w == b"\r\n\r\n");
-        return Ok(StreamFrame::KeepAlive { len: crlfs, ping });
-    }
-    let Some(head_end) = find_header_end(buf) else {
-        if buf.len() > max_len {
-            return Err(ParseError::TooLarge { limit: max_len });
-        }
-        return Ok(StreamFrame::NeedMore);
-    };
-    let body_len = super::message::content_length_of(&buf[..head_end])?
-        .ok_or(ParseError::MissingContentLength)?;
-    let len = head_end.saturating_add(body_len);
+    (len > 0).then(|| StreamFrame::KeepAlive {
+        len,
+        ping: buf[..len].windows(4).any(|w| w == b"\r\n\r\n"),
+    })
+}
+
+/// The length of the message whose header section is `head` (up to and including the
+/// empty line): the header section plus Content-Length, at most `max_len`.
+fn message_len(head: &[u8], max_len: usize) -> Result<usize, ParseError> {
+    let body_len =
+        super::message::content_length_of(head)?.ok_or(ParseError::MissingContentLength)?;
+    let len = head.len().saturating_add(body_len);
     if len > max_len {
         return Err(ParseError::TooLarge { limit: max_len });
     }
-    if buf.len() < len {
-        return Ok(StreamFrame::NeedMore);
-    }
-    Ok(StreamFrame::Message { len })
+    Ok(len)
 }
 
 /// Offset just past the empty line ending the header section (CRLFCRLF, or a bare LFLF as
@@ -116,11 +117,11 @@ impl StreamFramer {
             *self = StreamFramer::default();
         }
         self.seen = buf.len();
-        if buf.first().is_some_and(|&b| b == b'\r' || b == b'\n') {
+        if let Some(frame) = keep_alive(buf) {
             // Keep-alive CRLFs: counted afresh each time (they are consumed at once, or
             // at most three are kept while a ping may be arriving).
             *self = StreamFramer::default();
-            return next_stream_frame(buf, max_len);
+            return Ok(frame);
         }
         let len = match self.len {
             Some(len) => len,
@@ -135,12 +136,7 @@ impl StreamFramer {
                     }
                     return Ok(StreamFrame::NeedMore);
                 };
-                let body_len = super::message::content_length_of(&buf[..head_end])?
-                    .ok_or(ParseError::MissingContentLength)?;
-                let len = head_end.saturating_add(body_len);
-                if len > max_len {
-                    return Err(ParseError::TooLarge { limit: max_len });
-                }
+                let len = message_len(&buf[..head_end], max_len)?;
                 self.len = Some(len);
                 len
             }

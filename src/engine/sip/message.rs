@@ -488,7 +488,7 @@ fn index_headers(buf: &[u8], from: usize, to: usize) -> (Vec<HeaderEntry>, Optio
                     let lead = line.iter().take_while(|b| b.is_ascii_whitespace()).count();
                     last.value = Span::new(pos + lead, content_end);
                 } else {
-                    last.value.end = Span::new(0, content_end).end;
+                    last.value = Span::new(last.value.range().start, content_end);
                     last.folded = true;
                 }
             }
