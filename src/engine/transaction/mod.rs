@@ -32,6 +32,7 @@
 
 mod client_invite;
 mod client_non_invite;
+mod client_table;
 mod key;
 mod server_invite;
 mod server_non_invite;
@@ -40,6 +41,7 @@ mod timer;
 
 pub use client_invite::{ClientInviteState, ClientInviteTransaction};
 pub use client_non_invite::{ClientNonInviteState, ClientNonInviteTransaction};
+pub use client_table::{ClientTransactions, ClientTxId, Destination};
 pub use key::{ClientKey, ServerKey};
 pub use server_invite::{ServerInviteState, ServerInviteTransaction};
 pub use server_non_invite::{ServerNonInviteState, ServerNonInviteTransaction};

@@ -1,0 +1,320 @@
+//! Dialogs (RFC 3261 §12): the state two user agents share after an INVITE succeeds —
+//! Call-ID, tags, CSeq numbers, the remote target and the route set — and the requests
+//! built within one (§12.2.1.1), including the ACK of a 2xx (§13.2.2.4).
+//!
+//! siaga is a B2BUA, so each call has two dialogs of its own: one as UAS with the trunk
+//! ([`Dialog::as_uas`], §12.1.1) and one as UAC with the operator ([`Dialog::as_uac`],
+//! §12.1.2). Header values siaga does not change (the peer's From/To with its tag, the
+//! Record-Route entries) are kept as received and copied byte for byte.
+//!
+//! Route sets are used for loose routing (`lr`, RFC 3261 §16.12): a Route header per entry
+//! and the remote target as Request-URI. A strict router (first route without `lr`,
+//! §12.2.1.1) is handled by the trunk-hardening work; until then its route is used as a
+//! loose one.
+
+use super::sip::builder::MessageBuilder;
+use super::sip::uri::{Host, Uri};
+use super::sip::view::NameAddr;
+use super::sip::{HeaderName, Method, ParseError, SipMessage};
+use super::transaction::Destination;
+use std::net::{IpAddr, SocketAddr};
+
+/// Identifies a dialog from siaga's side: the Call-ID and siaga's own tag (From tag of the
+/// requests siaga sends in it, To tag of the ones it receives).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DialogKey {
+    /// The Call-ID.
+    pub call_id: String,
+    /// siaga's tag.
+    pub local_tag: String,
+}
+
+/// One dialog's state (RFC 3261 §12.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dialog {
+    /// The Call-ID.
+    pub call_id: String,
+    /// siaga's tag.
+    pub local_tag: String,
+    /// The peer's tag.
+    pub remote_tag: String,
+    /// The From value of requests siaga sends (siaga's URI with its tag).
+    pub local: String,
+    /// The To value of requests siaga sends (the peer's URI with its tag), as received.
+    pub remote: String,
+    /// The CSeq number of siaga's last request in this dialog.
+    pub local_seq: u32,
+    /// The highest CSeq number the peer used, once it sent a request (§12.2.2).
+    pub remote_seq: Option<u32>,
+    /// The remote target: the URI of the peer's Contact (§12.1.1, §12.1.2).
+    pub remote_target: String,
+    /// Route header values, in the order they go into requests (§12.1.1: Record-Route as
+    /// received for a UAS; reversed for a UAC).
+    pub route_set: Vec<String>,
+    /// Where requests in this dialog are sent.
+    pub destination: Destination,
+}
+
+impl Dialog {
+    /// The dialog siaga creates as UAS by sending a 2xx to `invite` with To tag
+    /// `local_tag` (§12.1.1). `source` is where the INVITE came from; in-dialog requests
+    /// go to the first route's (or else the remote target's) address when it is an IP
+    /// literal, else to `source` — siaga resolves no names.
+    ///
+    /// Errors: the INVITE lacks a usable From tag, To, Call-ID, CSeq or Contact.
+    pub fn as_uas(
+        invite: &SipMessage,
+        local_tag: &str,
+        source: Destination,
+    ) -> Result<Dialog, ParseError> {
+        let from = invite.from()?;
+        let remote_tag = from
+            .tag()
+            .ok_or(ParseError::bad(HeaderName::From, "no tag"))?
+            .to_owned();
+        let to = invite.single(HeaderName::To)?.value_str()?.into_owned();
+        let remote = invite.single(HeaderName::From)?.value_str()?.into_owned();
+        let route_set = invite
+            .headers_named(HeaderName::RecordRoute)
+            .map(|f| f.value_str().map(|v| v.into_owned()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let remote_target = contact_uri(invite)?;
+        let destination = next_hop(&route_set, &remote_target, source);
+        Ok(Dialog {
+            call_id: invite.call_id()?.to_owned(),
+            local: format!("{to};tag={local_tag}"),
+            local_tag: local_tag.to_owned(),
+            remote_tag,
+            remote,
+            local_seq: 0,
+            remote_seq: Some(invite.cseq()?.seq),
+            remote_target,
+            route_set,
+            destination,
+        })
+    }
+
+    /// The dialog siaga creates as UAC when `response` (a 2xx, or a 1xx with a To tag) to
+    /// its own `request` arrives (§12.1.2). Requests in it go to `destination` (the
+    /// operator's registered flow, so phones behind NAT stay reachable).
+    ///
+    /// Errors: the response lacks a To tag, or the request lacks From/Call-ID/CSeq.
+    pub fn as_uac(
+        request: &SipMessage,
+        response: &SipMessage,
+        destination: Destination,
+    ) -> Result<Dialog, ParseError> {
+        let to = response.to()?;
+        let remote_tag = to
+            .tag()
+            .ok_or(ParseError::bad(HeaderName::To, "no tag"))?
+            .to_owned();
+        let local_tag = request
+            .from()?
+            .tag()
+            .ok_or(ParseError::bad(HeaderName::From, "no tag"))?
+            .to_owned();
+        let mut route_set = response
+            .headers_named(HeaderName::RecordRoute)
+            .map(|f| f.value_str().map(|v| v.into_owned()))
+            .collect::<Result<Vec<_>, _>>()?;
+        route_set.reverse();
+        // A 1xx may lack a Contact; the request's target stands in until a 2xx brings one.
+        let remote_target = contact_uri(response).or_else(|_| {
+            request
+                .request_uri_raw()
+                .map(str::to_owned)
+                .ok_or(ParseError::BadStartLine)
+        })?;
+        Ok(Dialog {
+            call_id: request.call_id()?.to_owned(),
+            local_tag,
+            remote_tag,
+            local: request.single(HeaderName::From)?.value_str()?.into_owned(),
+            remote: response.single(HeaderName::To)?.value_str()?.into_owned(),
+            local_seq: request.cseq()?.seq,
+            remote_seq: None,
+            remote_target,
+            route_set,
+            destination,
+        })
+    }
+
+    /// This dialog's key.
+    pub fn key(&self) -> DialogKey {
+        DialogKey {
+            call_id: self.call_id.clone(),
+            local_tag: self.local_tag.clone(),
+        }
+    }
+
+    /// A new request in this dialog (§12.2.1.1): the next local CSeq, Request-URI = remote
+    /// target, Route = route set, To/From/Call-ID of the dialog, and a Via with `branch`
+    /// at `via_host` (`host:port`) over the dialog's transport. Max-Forwards 70. Add
+    /// further headers and build.
+    pub fn request(&mut self, method: &Method, via_host: &str, branch: &str) -> MessageBuilder {
+        self.local_seq += 1;
+        let seq = self.local_seq;
+        self.request_with_seq(method, seq, via_host, branch)
+    }
+
+    /// The ACK of a 2xx to the INVITE with CSeq `invite_seq` (§13.2.2.4): like any request
+    /// in the dialog, but with the INVITE's CSeq number and its own branch.
+    pub fn ack(&self, invite_seq: u32, via_host: &str, branch: &str) -> MessageBuilder {
+        self.request_with_seq(&Method::Ack, invite_seq, via_host, branch)
+    }
+
+    fn request_with_seq(
+        &self,
+        method: &Method,
+        seq: u32,
+        via_host: &str,
+        branch: &str,
+    ) -> MessageBuilder {
+        let transport = self.destination.transport.via_token();
+        let mut b = MessageBuilder::request(method, &self.remote_target)
+            .header(
+                "Via",
+                format!("SIP/2.0/{transport} {via_host};branch={branch};rport"),
+            )
+            .header("Max-Forwards", 70);
+        for route in &self.route_set {
+            b = b.header("Route", route);
+        }
+        b.header("From", &self.local)
+            .header("To", &self.remote)
+            .header("Call-ID", &self.call_id)
+            .header("CSeq", format!("{seq} {}", method.as_str()))
+    }
+
+    /// Checks the CSeq of a request the peer sent in this dialog (§12.2.2): lower than the
+    /// last one is out of order (the caller answers 500); otherwise it is remembered.
+    pub fn accept_remote_seq(&mut self, seq: u32) -> bool {
+        match self.remote_seq {
+            Some(last) if seq < last => false,
+            _ => {
+                self.remote_seq = Some(seq);
+                true
+            }
+        }
+    }
+}
+
+/// The URI of the first Contact of `msg`, as written.
+///
+/// Errors: no Contact, or one that does not parse.
+fn contact_uri(msg: &SipMessage) -> Result<String, ParseError> {
+    let field = msg
+        .header(HeaderName::Contact)
+        .ok_or(ParseError::bad(HeaderName::Contact, "missing"))?;
+    let value = field.value_str()?;
+    let first = NameAddr::parse_list(&value, HeaderName::Contact)?
+        .into_iter()
+        .next()
+        .ok_or(ParseError::bad(HeaderName::Contact, "empty"))?;
+    Ok(first.uri.to_string())
+}
+
+/// Where a request with this route set and remote target goes: the host of the first
+/// route (else of the target) when it is an IP literal, at its port (default 5060,
+/// RFC 3261 §19.1.2); `fallback` otherwise.
+fn next_hop(route_set: &[String], remote_target: &str, fallback: Destination) -> Destination {
+    let uri_text = route_set
+        .first()
+        .and_then(|r| NameAddr::parse(r, HeaderName::Route).ok())
+        .map(|na| na.uri)
+        .or_else(|| Uri::parse(remote_target).ok());
+    let Some(Uri::Sip(sip)) = uri_text else {
+        return fallback;
+    };
+    let ip: IpAddr = match sip.host() {
+        Host::Ipv4(ip) => (*ip).into(),
+        Host::Ipv6(ip) => (*ip).into(),
+        Host::Domain(_) => return fallback,
+    };
+    let address = SocketAddr::new(ip, sip.port().unwrap_or(5060));
+    Destination {
+        transport: fallback.transport,
+        address,
+        connection: fallback.connection.filter(|_| address == fallback.address),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Transport;
+    use bytes::Bytes;
+
+    fn msg(s: &str) -> SipMessage {
+        built(Bytes::from(s.replace('\n', "\r\n")))
+    }
+
+    fn built(b: Bytes) -> SipMessage {
+        SipMessage::parse(b, Transport::Udp).expect("valid")
+    }
+
+    const INVITE: &str = "INVITE sip:112@siaga.test SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\nRecord-Route: <sip:sbc2.test;lr>\nRecord-Route: <sip:192.0.2.9:5070;lr>\nFrom: \"Caller\" <sip:+62811@trunk.test>;tag=abc\nTo: <sip:112@siaga.test>\nCall-ID: call-1\nCSeq: 7 INVITE\nContact: <sip:gw@192.0.2.1:5080>\nContent-Length: 0\n\n";
+
+    fn source() -> Destination {
+        Destination {
+            transport: Transport::Udp,
+            address: "192.0.2.1:5060".parse().expect("literal"),
+            connection: None,
+        }
+    }
+
+    #[test]
+    fn uas_dialog_takes_the_record_route_in_order_and_the_contact() {
+        let mut d = Dialog::as_uas(&msg(INVITE), "s1", source()).expect("dialog");
+        assert_eq!(d.remote_tag, "abc");
+        assert_eq!(d.remote_target, "sip:gw@192.0.2.1:5080");
+        assert_eq!(d.route_set.len(), 2);
+        // The first route is a name: siaga resolves none, so requests go to the source.
+        assert_eq!(d.destination, source());
+        let bye = built(
+            d.request(&Method::Bye, "siaga.test:5060", "z9hG4bKb")
+                .build(),
+        );
+        assert_eq!(bye.request_uri_raw(), Some("sip:gw@192.0.2.1:5080"));
+        assert_eq!(bye.cseq().expect("cseq").seq, 1);
+        assert_eq!(bye.to().expect("to").tag(), Some("abc"));
+        assert_eq!(bye.from().expect("from").tag(), Some("s1"));
+        let routes: Vec<_> = bye
+            .headers_named(HeaderName::Route)
+            .map(|f| f.value_str().expect("text").into_owned())
+            .collect();
+        assert_eq!(routes, ["<sip:sbc2.test;lr>", "<sip:192.0.2.9:5070;lr>"]);
+        assert!(!d.accept_remote_seq(6));
+        assert!(d.accept_remote_seq(8));
+    }
+
+    #[test]
+    fn uac_dialog_reverses_the_record_route_and_acks_with_the_invite_cseq() {
+        let request = msg(
+            "INVITE sip:op@10.0.0.5:5062 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK2\nFrom: <sip:siaga@siaga.test>;tag=me\nTo: <sip:1001@siaga.test>\nCall-ID: leg-1\nCSeq: 1 INVITE\nContact: <sip:siaga@127.0.0.1:5060>\nContent-Length: 0\n\n",
+        );
+        let ok = msg(
+            "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK2\nRecord-Route: <sip:a.test;lr>\nRecord-Route: <sip:b.test;lr>\nFrom: <sip:siaga@siaga.test>;tag=me\nTo: <sip:1001@siaga.test>;tag=op\nCall-ID: leg-1\nCSeq: 1 INVITE\nContact: <sip:1001@10.0.0.5:5062;ob>\nContent-Length: 0\n\n",
+        );
+        let d = Dialog::as_uac(&request, &ok, source()).expect("dialog");
+        assert_eq!(d.route_set, ["<sip:b.test;lr>", "<sip:a.test;lr>"]);
+        assert_eq!(d.remote_target, "sip:1001@10.0.0.5:5062;ob");
+        assert_eq!(d.key().local_tag, "me");
+        let ack = built(d.ack(1, "127.0.0.1:5060", "z9hG4bK3").build());
+        assert_eq!(ack.cseq().expect("cseq").seq, 1);
+        assert_eq!(ack.method(), Some(&Method::Ack));
+    }
+
+    #[test]
+    fn requests_go_to_an_ip_literal_target() {
+        let invite = INVITE
+            .replace("Record-Route: <sip:sbc2.test;lr>\n", "")
+            .replace("Record-Route: <sip:192.0.2.9:5070;lr>\n", "");
+        let d = Dialog::as_uas(&msg(&invite), "s1", source()).expect("dialog");
+        assert_eq!(
+            d.destination.address,
+            "192.0.2.1:5080".parse().expect("literal")
+        );
+    }
+}
