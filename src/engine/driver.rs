@@ -2,18 +2,26 @@
 //! requests to their server transaction or the UAS core (RFC 3261 §8.2), drops stray and
 //! malformed responses, and fires transaction timers.
 
+use super::call::CallTable;
+use super::dialog::DialogKey;
+use super::digest::Ha1;
+use super::media::{MediaCommand, MediaReport, PortPool};
+use super::record::{CallEvent, CallEventKind};
+use super::registrar::{BindingChange, RegisterSource, Registrar, RegistrarConfig};
 use super::sip::builder::response_to;
+use super::sip::uri::Uri;
 use super::sip::{HeaderName, Malformed, Method, ParseError, SipMessage};
 use super::time::{MonoTime, Now};
 use super::transaction::{
-    ClientKey, MergeKey, ResponseTarget, ServerKey, ServerTransactions, Termination, TimerConfig,
-    TimerName,
+    ClientKey, ClientTransactions, MergeKey, ResponseTarget, ServerKey, ServerTransactions,
+    Termination, TimerConfig, TimerName, TxId,
 };
 use super::uas::{self, Rejection, RequestHead, Verdict};
 use super::{ConnectionId, Input, Output, Received, Transmit, Transport};
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// The `Server` header siaga puts in its responses (RFC 3261 §20.35).
 pub const SERVER: &str = concat!("siaga/", env!("CARGO_PKG_VERSION"));
@@ -39,6 +47,62 @@ pub struct EngineConfig {
     /// answers further requests statelessly — all but the INVITEs it accepts, which are
     /// emergency calls (default [`MAX_HELD_BYTES`]).
     pub max_held_bytes: usize,
+    /// The trunk, the queue, the operators and the relay.
+    pub calls: CallSettings,
+}
+
+/// What the call model needs from the configuration (`[trunk]`, `[queue]`,
+/// `[[operators]]`, `[registrar]`, `[media]`).
+#[derive(Clone, Debug)]
+pub struct CallSettings {
+    /// `trunk.name`: recorded with each call.
+    pub trunk_name: String,
+    /// `trunk.sources`: who may place emergency calls.
+    pub trunk_sources: Vec<ipnet::IpNet>,
+    /// `trunk.emergency_numbers`: Request-URI users that make an INVITE an emergency call
+    /// (besides `urn:service:sos`, RFC 5031).
+    pub emergency_numbers: Vec<String>,
+    /// `trunk.other_sources = "accept"`: take emergency calls from any source; else 403.
+    pub accept_other_sources: bool,
+    /// `queue.ring_timeout_s`: how long an operator's phone rings before the next is tried.
+    pub ring_timeout: Duration,
+    /// `queue.reject_retry_delay_s`: how long an operator who rejected a call is not
+    /// offered it again.
+    pub reject_retry_delay: Duration,
+    /// `queue.ringing_refresh_s`: how often a waiting caller gets 180 again (≤ 60 s,
+    /// RFC 3261 §13.3.1.1).
+    pub ringing_refresh: Duration,
+    /// The IP written in SDP for the relay (`media.advertise`, else the SIP listen IP).
+    pub media_ip: IpAddr,
+    /// `media.rtp_ports`: the relay's port range, inclusive, low port even.
+    pub rtp_ports: (u16, u16),
+    /// `[[operators]]`: id and HA1 of each operator.
+    pub operators: Vec<(String, Ha1)>,
+    /// `[registrar]`.
+    pub registrar: RegistrarConfig,
+}
+
+impl CallSettings {
+    /// Settings for tests: the trunk is 127.0.0.0/8 and ::1, number 112, RFC-like timers
+    /// (ring timeout 15 s, reject delay 5 s, 180 every 30 s), no operators.
+    pub fn for_tests(media_ip: IpAddr, realm: &str) -> Self {
+        CallSettings {
+            trunk_name: "trunk".to_owned(),
+            trunk_sources: vec![
+                "127.0.0.0/8".parse().expect("literal"),
+                "::1/128".parse().expect("literal"),
+            ],
+            emergency_numbers: vec!["112".to_owned()],
+            accept_other_sources: false,
+            ring_timeout: Duration::from_secs(15),
+            reject_retry_delay: Duration::from_secs(5),
+            ringing_refresh: Duration::from_secs(30),
+            media_ip,
+            rtp_ports: (30000, 30999),
+            operators: Vec::new(),
+            registrar: RegistrarConfig::for_realm(realm),
+        }
+    }
 }
 
 impl EngineConfig {
@@ -52,6 +116,17 @@ impl EngineConfig {
             advertised_port: addr.port(),
             timers: TimerConfig::default(),
             max_held_bytes: MAX_HELD_BYTES,
+            calls: CallSettings::for_tests(addr.ip(), "siaga.test"),
+        }
+    }
+
+    /// The `host:port` siaga writes in Via and Contact (IPv6 in brackets).
+    pub fn via_host(&self) -> String {
+        let host = &self.advertised_host;
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{}", self.advertised_port)
+        } else {
+            format!("{host}:{}", self.advertised_port)
         }
     }
 
@@ -108,21 +183,37 @@ pub const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
 
 /// The sans-IO SIP engine. See the module docs of [`crate::engine`] for the call order.
 pub struct Engine {
-    config: EngineConfig,
-    rng: rand::rngs::StdRng,
-    server: ServerTransactions,
-    outputs: VecDeque<Output>,
+    pub(crate) config: EngineConfig,
+    pub(crate) rng: rand::rngs::StdRng,
+    pub(crate) server: ServerTransactions,
+    pub(crate) client: ClientTransactions,
+    pub(crate) calls: CallTable,
+    pub(crate) registrar: Registrar,
+    pub(crate) ports: PortPool,
+    pub(crate) outputs: VecDeque<Output>,
     stats: Stats,
 }
 
 impl Engine {
     /// A new engine. `rng` is the only source of randomness (tags, branches, Call-IDs,
     /// nonces); the shell seeds it from the OS, tests with a fixed seed.
-    pub fn new(config: EngineConfig, rng: rand::rngs::StdRng) -> Self {
+    pub fn new(config: EngineConfig, mut rng: rand::rngs::StdRng) -> Self {
+        let settings = &config.calls;
+        let registrar = Registrar::new(
+            settings.registrar.clone(),
+            settings.operators.clone(),
+            rng.random(),
+        );
+        let calls = CallTable::new(settings.operators.iter().map(|(id, _)| id.as_str()));
+        let ports = PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1);
         Engine {
             config,
             rng,
             server: ServerTransactions::default(),
+            client: ClientTransactions::default(),
+            calls,
+            registrar,
+            ports,
             outputs: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -150,6 +241,26 @@ impl Engine {
         self.server.len()
     }
 
+    /// Number of live client transactions.
+    pub fn client_transactions(&self) -> usize {
+        self.client.len()
+    }
+
+    /// Number of live calls.
+    pub fn live_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Calls waiting in the queue for an operator.
+    pub fn waiting_calls(&self) -> usize {
+        self.calls.acd.waiting()
+    }
+
+    /// The agent state of operator `id`.
+    pub fn agent_state(&self, id: &str) -> Option<super::acd::AgentState> {
+        self.calls.acd.state(id)
+    }
+
     // Input.
 
     /// Feed one input. Outputs are queued for [`Engine::poll_output`].
@@ -162,15 +273,22 @@ impl Engine {
                 error,
                 head,
             } => self.handle_unframeable(connection, source, error, head),
-            Input::ConnectionClosed(connection) => self.server.connection_closed(connection),
+            Input::ConnectionClosed(connection) => {
+                self.server.connection_closed(connection);
+                self.client.connection_closed(connection);
+            }
+            Input::MediaReport(report) => self.handle_media_report(now, report),
         }
-        self.collect();
+        self.collect(now);
     }
 
     /// Fire every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Now) {
         self.server.handle_timeout(now.mono);
-        self.collect();
+        self.client.handle_timeout(now.mono);
+        self.registrar.handle_timeout(now.mono);
+        self.handle_call_timers(now);
+        self.collect(now);
     }
 
     // Output.
@@ -183,7 +301,50 @@ impl Engine {
     }
 
     fn next_deadline(&self) -> Option<MonoTime> {
-        self.server.next_deadline()
+        [
+            self.server.next_deadline(),
+            self.client.next_deadline(),
+            self.registrar.next_deadline(),
+            self.calls.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The relay of a call closed and reported its counters: recorded with the call.
+    fn handle_media_report(&mut self, now: Now, report: MediaReport) {
+        if let Some(record) = self.calls.relays.remove(&report.relay) {
+            self.emit(
+                record,
+                now,
+                CallEventKind::MediaRelayed {
+                    caller_to_operator: report.caller_to_operator.packets,
+                    operator_to_caller: report.operator_to_caller.packets,
+                },
+            );
+        }
+    }
+
+    /// Queues a call event for the store.
+    pub(crate) fn emit(&mut self, call: uuid::Uuid, now: Now, kind: CallEventKind) {
+        let id = self.new_uuid();
+        self.outputs.push_back(Output::Event(CallEvent {
+            id,
+            call,
+            at: now.utc,
+            kind,
+        }));
+    }
+
+    /// Queues a command for the media relay.
+    pub(crate) fn media(&mut self, command: MediaCommand) {
+        self.outputs.push_back(Output::Media(command));
+    }
+
+    /// A random (version 4) UUID from the engine's RNG.
+    pub(crate) fn new_uuid(&mut self) -> uuid::Uuid {
+        uuid::Builder::from_random_bytes(self.rng.random()).into_uuid()
     }
 
     // Internals.
@@ -196,7 +357,7 @@ impl Engine {
             }
             Ok(msg) => {
                 self.stats.responses += 1;
-                self.handle_response(&rx, &msg);
+                self.handle_response(now, &rx, &msg);
             }
             Err(Malformed {
                 error,
@@ -257,18 +418,69 @@ impl Engine {
         self.outputs.push_back(Output::Close { connection });
     }
 
-    /// RFC 3261 §18.1.2, §17.1.3: a response goes to the client transaction it matches;
-    /// siaga sends no requests yet, so every response is a stray and is dropped.
-    fn handle_response(&mut self, rx: &Received, msg: &SipMessage) {
-        match ClientKey::of_response(msg) {
-            Ok(_key) => {
-                self.stats.stray_responses += 1;
-                tracing::debug!(source = %rx.source, status = ?msg.status(), "stray response dropped");
-            }
+    /// RFC 3261 §18.1.2, §17.1.3: a response goes to the client transaction it matches,
+    /// and on to the call model when the transaction passes it up. A 2xx to an INVITE
+    /// whose transaction is gone is a retransmission for a dialog: ACKed again
+    /// (§13.2.2.4). Anything else is a stray and is dropped.
+    fn handle_response(&mut self, now: Now, rx: &Received, msg: &SipMessage) {
+        let key = match ClientKey::of_response(msg) {
+            Ok(key) => key,
             Err(error) => {
                 self.stats.malformed_responses += 1;
                 tracing::debug!(source = %rx.source, %error, "malformed response dropped");
+                return;
             }
+        };
+        let Some(status) = msg.status() else {
+            return;
+        };
+        let Some(id) = self.client.find(&key) else {
+            if key.method == Method::Invite && (200..300).contains(&status) && self.reack(msg) {
+                return;
+            }
+            self.stats.stray_responses += 1;
+            tracing::debug!(source = %rx.source, status, "stray response dropped");
+            return;
+        };
+        let verdict = if self.client.is_invite(id) && status >= 300 {
+            match self.calls.invites.get(&id).map(|out| ack_of_failure(&out.request, msg)) {
+                Some(Some(ack)) => self.client.handle_failure_response(now.mono, id, status, ack),
+                _ => return,
+            }
+        } else {
+            self.client.handle_response(now.mono, id, status)
+        };
+        match verdict {
+            Ok(super::transaction::Verdict::PassToTu) if key.method == Method::Invite => {
+                self.on_invite_response(now, id, msg);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                self.stats.malformed_responses += 1;
+                tracing::debug!(source = %rx.source, %error, "response refused by its transaction");
+            }
+        }
+    }
+
+    /// A 2xx retransmitted after its INVITE transaction ended: ACK it again if it is one of
+    /// siaga's dialogs (§13.2.2.4).
+    fn reack(&mut self, msg: &SipMessage) -> bool {
+        let (Ok(from), Ok(call_id)) = (msg.from(), msg.call_id()) else {
+            return false;
+        };
+        let Some(tag) = from.tag() else {
+            return false;
+        };
+        let key = DialogKey {
+            call_id: call_id.to_owned(),
+            local_tag: tag.to_owned(),
+        };
+        match self.calls.by_dialog.get(&key) {
+            Some(&(handle, Some(leg))) => {
+                self.resend_ack(handle, leg);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -291,7 +503,13 @@ impl Engine {
             return;
         }
         if is_ack {
-            // The ACK of a 2xx for a dialog siaga does not have: never answered (§17.2.3).
+            // The ACK of siaga's 2xx (§13.3.1.4), or of a 2xx for a dialog siaga does not
+            // have: never answered (§17.2.3).
+            if let Some(key) = dialog_key(msg) {
+                if self.on_dialog_ack(&key) {
+                    return;
+                }
+            }
             tracing::debug!(source = %rx.source, "ACK matching no transaction dropped");
             return;
         }
@@ -304,18 +522,26 @@ impl Engine {
         // Every response of this transaction carries the same To tag (§8.2.6.2).
         let tag = self.new_tag();
         let merge = merge_key(&head);
-        let (answer, merge) = match merge.as_ref().and_then(|m| self.server.find_merged(m)) {
+        let (reply, merge) = match merge.as_ref().and_then(|m| self.server.find_merged(m)) {
             // §8.2.2.2: the same request reached siaga again over another path.
-            Some(_) => (Answer::reject(482, "Loop Detected"), None),
-            None => (self.answer(msg, &head), merge),
+            Some(_) => (Reply::Final(Answer::reject(482, "Loop Detected")), None),
+            None => (self.answer(now, rx, msg, &head), merge),
+        };
+        let (answer, cancelled) = match reply {
+            Reply::Final(answer) => (answer, None),
+            Reply::Cancel(answer, invite) => (answer, Some(invite)),
+            Reply::EmergencyCall { called } => {
+                // An emergency call always gets its transaction, whatever memory holds.
+                let id = self.server.create(now.mono, key, merge, target, tag.clone(), &self.config.timers);
+                self.stats.server_transactions += 1;
+                return self.start_call(now, rx, msg, id, tag, target, called);
+            }
         };
         let bytes = answer.build(msg, rx.source, &tag);
         let status = answer.status;
         // Holding responses for retransmission costs memory; past the bound, what siaga
-        // refuses (and every non-INVITE) is answered statelessly. An INVITE siaga accepts
-        // is an emergency call and always gets its transaction.
-        let accepted_invite = msg.method() == Some(&Method::Invite) && status < 300;
-        if !accepted_invite && self.server.held_bytes() >= self.config.max_held_bytes {
+        // refuses (and every non-INVITE) is answered statelessly.
+        if self.server.held_bytes() >= self.config.max_held_bytes {
             self.stats.stateless_answers += 1;
             return self.outputs.push_back(Output::Transmit(Transmit {
                 transport: target.transport,
@@ -331,14 +557,26 @@ impl Engine {
         if let Err(error) = self.server.send_response(now.mono, id, status, bytes) {
             tracing::error!(%error, "transaction refused siaga's own response");
         }
+        if let Some(invite) = cancelled {
+            self.on_trunk_cancel(now, invite);
+        }
     }
 
-    /// The final response to a new, well-formed request (no dialogs or targets exist yet).
-    fn answer(&mut self, msg: &SipMessage, head: &RequestHead) -> Answer {
+    /// What to do with a new, well-formed request.
+    fn answer(&mut self, now: Now, rx: &Received, msg: &SipMessage, head: &RequestHead) -> Reply {
         if msg.method() == Some(&Method::Cancel) {
             return self.answer_cancel(msg, head);
         }
-        match uas::inspect_request(msg, head, &self.config) {
+        let verdict = uas::inspect_request(msg, head, &self.config);
+        // §12.2.2: a request with a To tag belongs to a dialog; siaga's own are served here.
+        if let (Verdict::Reject(r), Some(key)) = (&verdict, dialog_key(msg)) {
+            if r.status == 481 {
+                if let Some((status, reason)) = self.on_dialog_request(now, &key, msg) {
+                    return Reply::Final(Answer::reject(status, reason));
+                }
+            }
+        }
+        let answer = match verdict {
             Verdict::Reject(r) => Answer::from(r),
             Verdict::ToSiaga if msg.method() == Some(&Method::Options) => Answer {
                 status: 200,
@@ -348,31 +586,78 @@ impl Engine {
             },
             Verdict::ToSiaga | Verdict::ToTarget => match msg.method() {
                 Some(Method::Bye) => Answer::reject(481, "Call/Transaction Does Not Exist"),
+                Some(Method::Register) => self.register(now, rx, msg),
+                Some(Method::Invite) => return self.route_invite(rx, head),
                 _ => Answer::reject(404, "Not Found"),
             },
+        };
+        Reply::Final(answer)
+    }
+
+    /// An INVITE outside any dialog: an emergency call when its Request-URI is an
+    /// emergency number or `urn:service:sos` — taken from the trunk, 403 from anywhere
+    /// else unless `trunk.other_sources = "accept"` — and 404 for any other target.
+    fn route_invite(&mut self, rx: &Received, head: &RequestHead) -> Reply {
+        let Some(called) = self.emergency_number(&head.request_uri) else {
+            return Reply::Final(Answer::reject(404, "Not Found"));
+        };
+        let ip = rx.source.ip().to_canonical();
+        let from_trunk = self.config.calls.trunk_sources.iter().any(|net| net.contains(&ip));
+        if !from_trunk && !self.config.calls.accept_other_sources {
+            tracing::warn!(source = %rx.source, %called, "emergency INVITE from a source that is not the trunk: 403");
+            return Reply::Final(Answer::reject(403, "Forbidden"));
+        }
+        Reply::EmergencyCall { called }
+    }
+
+    /// The emergency number an INVITE to `uri` dialled, if it is one.
+    fn emergency_number(&self, uri: &Uri) -> Option<String> {
+        let called = super::call::called_number(uri)?;
+        let sos = matches!(uri, Uri::Urn(urn) if urn.is_service_sos());
+        (sos || self.config.calls.emergency_numbers.contains(&called)).then_some(called)
+    }
+
+    /// REGISTER to siaga: the registrar answers (RFC 3261 §10.3).
+    fn register(&mut self, now: Now, rx: &Received, msg: &SipMessage) -> Answer {
+        let source = RegisterSource {
+            transport: rx.transport,
+            source: rx.source,
+            connection: rx.connection,
+        };
+        let outcome = self
+            .registrar
+            .handle_register(now, &mut self.rng, msg, source);
+        Answer {
+            status: outcome.status,
+            reason: outcome.reason,
+            headers: outcome.headers,
+            to_tag: None,
         }
     }
 
     /// RFC 3261 §9.2: a CANCEL that matches a live INVITE transaction draws 200, with the
-    /// To tag of the INVITE's response; one that matches nothing draws 481. (No INVITE is
-    /// pending yet — each is answered at once — so none is ended with 487 here.)
-    fn answer_cancel(&mut self, msg: &SipMessage, head: &RequestHead) -> Answer {
+    /// To tag of the INVITE's response; one that matches nothing draws 481. A pending
+    /// emergency call it matches is then ended with 487 (the caller hung up).
+    fn answer_cancel(&mut self, msg: &SipMessage, head: &RequestHead) -> Reply {
         if let Verdict::Reject(r) = uas::inspect_request(msg, head, &self.config) {
             if r.status == 400 || r.status == 505 {
-                return Answer::from(r);
+                return Reply::Final(Answer::from(r));
             }
         }
         let invite = ServerKey::cancelled_invite(msg)
             .ok()
             .and_then(|k| self.server.find(&k));
         match invite {
-            Some(id) => Answer {
-                status: 200,
-                reason: "OK".to_owned(),
-                headers: Vec::new(),
-                to_tag: self.server.local_tag(id).map(str::to_owned),
-            },
-            None => Answer::reject(481, "Call/Transaction Does Not Exist"),
+            Some(id) => Reply::Cancel(
+                Answer {
+                    status: 200,
+                    reason: "OK".to_owned(),
+                    headers: Vec::new(),
+                    to_tag: self.server.local_tag(id).map(str::to_owned),
+                },
+                id,
+            ),
+            None => Reply::Final(Answer::reject(481, "Call/Transaction Does Not Exist")),
         }
     }
 
@@ -397,8 +682,26 @@ impl Engine {
         }));
     }
 
-    /// Moves what the transactions produced into the output queue.
-    fn collect(&mut self) {
+    /// Moves what the transactions and the registrar produced into the output queue, and
+    /// lets the call model act on ended client transactions and registration changes.
+    fn collect(&mut self, now: Now) {
+        let mut changed = false;
+        while let Some(change) = self.registrar.poll_change() {
+            changed = true;
+            match change {
+                BindingChange::Registered { user } => self.calls.acd.registered(&user, now.mono),
+                BindingChange::Unregistered { user } => self.calls.acd.unregistered(&user),
+            }
+        }
+        if changed {
+            self.dispatch(now);
+        }
+        while let Some((id, why)) = self.client.poll_ended() {
+            self.on_client_ended(now, id, why);
+        }
+        while let Some(t) = self.client.poll_transmit() {
+            self.outputs.push_back(Output::Transmit(t));
+        }
         while let Some(t) = self.server.poll_transmit() {
             self.outputs.push_back(Output::Transmit(t));
         }
@@ -410,10 +713,57 @@ impl Engine {
         }
     }
 
-    /// A fresh To tag (RFC 3261 §19.3: at least 32 bits of randomness).
-    fn new_tag(&mut self) -> String {
+    /// A fresh tag (RFC 3261 §19.3: at least 32 bits of randomness).
+    pub(crate) fn new_tag(&mut self) -> String {
         format!("{:016x}", self.rng.random::<u64>())
     }
+
+    /// A fresh branch with the RFC 3261 magic cookie (§8.1.1.7).
+    pub(crate) fn new_branch(&mut self) -> String {
+        format!("z9hG4bK{:016x}", self.rng.random::<u64>())
+    }
+}
+
+/// What the UAS core decided for a new request.
+enum Reply {
+    /// Send this final response.
+    Final(Answer),
+    /// A CANCEL: send this 200, then end the cancelled INVITE `TxId`'s call.
+    Cancel(Answer, TxId),
+    /// An emergency call to `called`: the call model takes it.
+    EmergencyCall {
+        /// The number dialled.
+        called: String,
+    },
+}
+
+/// The dialog a request with a To tag names from siaga's side (§12.2.2).
+fn dialog_key(msg: &SipMessage) -> Option<DialogKey> {
+    let to = msg.to().ok()?;
+    Some(DialogKey {
+        call_id: msg.call_id().ok()?.to_owned(),
+        local_tag: to.tag()?.to_owned(),
+    })
+}
+
+/// The ACK of a 300–699 response to siaga's `invite` (RFC 3261 §17.1.1.3): the INVITE's
+/// Request-URI, top Via, From, Call-ID, CSeq number and Route; the response's To.
+fn ack_of_failure(invite: &SipMessage, response: &SipMessage) -> Option<bytes::Bytes> {
+    use super::sip::builder::MessageBuilder;
+    let uri = invite.request_uri_raw()?;
+    let via = invite.header(HeaderName::Via)?;
+    let seq = invite.cseq().ok()?.seq;
+    Some(
+        MessageBuilder::request(&Method::Ack, uri)
+            .copy(via)
+            .header("Max-Forwards", 70)
+            .copy_all(invite, HeaderName::From)
+            .copy_all(response, HeaderName::To)
+            .copy_all(invite, HeaderName::CallId)
+            .header("CSeq", format!("{seq} ACK"))
+            .copy_all(invite, HeaderName::Route)
+            .build(),
+    )
 }
 
 /// A final response the engine decided on, before it is written.

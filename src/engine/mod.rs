@@ -9,6 +9,7 @@
 //!    next time [`Engine::handle_timeout`] must be called.
 
 pub mod acd;
+pub mod call;
 pub mod dialog;
 pub mod sip;
 pub mod time;
@@ -17,7 +18,7 @@ pub mod uas;
 
 mod driver;
 
-pub use driver::{Engine, EngineConfig, MAX_HELD_BYTES, Stats};
+pub use driver::{CallSettings, Engine, EngineConfig, MAX_HELD_BYTES, Stats};
 pub use time::{MonoTime, Now, UtcTime};
 
 use bytes::Bytes;
@@ -89,6 +90,8 @@ pub enum Input {
     },
     /// A TCP connection closed (by the peer or the shell).
     ConnectionClosed(ConnectionId),
+    /// A relay the engine closed ([`media::MediaCommand::Close`]) reports what it relayed.
+    MediaReport(media::MediaReport),
 }
 
 /// Bytes for the shell to send.
@@ -114,6 +117,10 @@ pub enum Output {
         /// The connection.
         connection: ConnectionId,
     },
+    /// A step of a call for the durable record (the store writes it; never blocks).
+    Event(record::CallEvent),
+    /// A command for the media relay.
+    Media(media::MediaCommand),
     /// Nothing more to do now: call [`Engine::handle_timeout`] at `until`
     /// (`None`: no timer is running; wait for input).
     Wait {

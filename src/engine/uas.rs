@@ -17,6 +17,7 @@ pub const ALLOWED: &[Method] = &[
     Method::Cancel,
     Method::Bye,
     Method::Options,
+    Method::Register,
 ];
 
 /// The Allow header value for [`ALLOWED`].

@@ -1,0 +1,1023 @@
+//! The steps of an emergency call, as methods of the engine: the trunk's INVITE arrives
+//! and queues (100, then 180 repeated), the ACD offers it to an operator (an INVITE to
+//! each binding), the first 2xx is bridged (2xx to the trunk, ACKs, relay peers set), and
+//! CANCEL, BYE, ring timeouts, rejects and failures move it on.
+//!
+//! RFC 3261 sections: §9 (CANCEL), §12 (dialogs), §13.2.2.4 (ACK of 2xx, and again for
+//! each retransmitted 2xx), §13.3.1.1 (repeat the 180 at least once a minute), §13.3.1.4
+//! (resend the 2xx until the ACK, give up after 64·T1 with BYE), §15 (BYE), §17.1.1.3 (ACK
+//! of a failure), RFC 3264 (offer/answer).
+
+use super::{Call, CallState, CallTimer, LegState, OperatorLeg, OutboundInvite, Pii, TrunkLeg};
+use crate::engine::acd::CallHandle;
+use crate::engine::dialog::{Dialog, DialogKey};
+use crate::engine::driver::{Engine, SERVER};
+use crate::engine::media::{MediaCommand, Side};
+use crate::engine::record::{CallEventKind, Disposition, Party};
+use crate::engine::sdp::{self, SdpSession};
+use crate::engine::sip::builder::{MessageBuilder, response_to};
+use crate::engine::sip::{HeaderName, Method, SipMessage};
+use crate::engine::time::{MonoTime, Now};
+use crate::engine::transaction::{
+    ClientKey, ClientTxId, Destination, ResponseTarget, Termination, TxId,
+};
+use crate::engine::uas;
+use crate::engine::{Output, Received, Transmit, Transport};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Statuses siaga gives up an operator leg on without calling it a reject.
+fn is_reject(status: u16) -> bool {
+    matches!(status, 480 | 486 | 600 | 603)
+}
+
+impl Engine {
+    // ---- the trunk's INVITE -------------------------------------------------------------
+
+    /// A new emergency INVITE from the trunk, whose server transaction `tx` exists with
+    /// To tag `local_tag`: 100 Trying, 180 Ringing, a relay, the records, the queue.
+    pub(crate) fn start_call(
+        &mut self,
+        now: Now,
+        rx: &Received,
+        invite: &SipMessage,
+        tx: TxId,
+        local_tag: String,
+        target: ResponseTarget,
+        called: String,
+    ) {
+        let caller = super::caller_number(invite);
+        let trunk_offer = match invite.content_type() {
+            Ok(Some(t)) if t.is("application", "sdp") && !invite.body().is_empty() => {
+                match sdp::parse(invite.body()) {
+                    Ok(offer) => Some(offer),
+                    Err(error) => {
+                        tracing::info!(%error, "emergency INVITE with unreadable SDP");
+                        return self.refuse_call(now, tx, invite, &local_tag, 400, "Bad Request - SDP");
+                    }
+                }
+            }
+            _ => None,
+        };
+        // RFC 3264 §6: an offer siaga cannot take part in is answered 488 — the one refusal
+        // of an emergency call that the RFCs force here (siaga does not transcode).
+        if let Some(offer) = &trunk_offer {
+            let mut probe = SdpSession::new(1);
+            let relay = SocketAddr::new(self.config.calls.media_ip, 0);
+            if let Err(error) = sdp::offer_to_operator(offer, relay, &mut probe) {
+                tracing::warn!(%error, "emergency call offered no usable audio");
+                return self.refuse_call(now, tx, invite, &local_tag, 488, "Not Acceptable Here");
+            }
+        }
+        let handle = self.calls.new_call_handle();
+        let record = self.new_uuid();
+        let max_forwards = invite.max_forwards().ok().flatten().unwrap_or(70);
+        let source = Destination {
+            transport: rx.transport,
+            address: target.reconnect,
+            connection: rx.connection,
+        };
+        let source = match rx.transport {
+            Transport::Udp => Destination {
+                address: target.destination,
+                ..source
+            },
+            Transport::Tcp => source,
+        };
+        let relay = self.open_relay(record);
+        if let (Some((relay, _, _)), Some(rtp)) = (relay, trunk_offer.as_ref().and_then(|o| o.rtp)) {
+            self.media(MediaCommand::SetPeer {
+                relay,
+                side: Side::Caller,
+                rtp,
+            });
+        }
+        tracing::info!(
+            call = %record,
+            caller = %Pii(caller.as_deref().unwrap_or("unknown")),
+            %called,
+            source = %rx.source,
+            "emergency call received"
+        );
+        let trunk_call_id = invite.call_id().map(str::to_owned).unwrap_or_default();
+        self.emit(
+            record,
+            now,
+            CallEventKind::Received {
+                trunk_call_id,
+                caller,
+                called,
+                trunk: self.config.calls.trunk_name.clone(),
+            },
+        );
+        let sdp_session = SdpSession::random(&mut self.rng);
+        let position = handle.0;
+        self.calls.calls.insert(
+            handle,
+            Call {
+                record,
+                position,
+                state: CallState::Queued,
+                attempts: 0,
+                trunk: TrunkLeg {
+                    invite: invite.clone(),
+                    tx,
+                    target,
+                    source,
+                    local_tag,
+                    sdp: sdp_session,
+                    max_forwards,
+                    dialog: None,
+                    ok: None,
+                },
+                legs: Default::default(),
+                declined: Vec::new(),
+                relay,
+                trunk_offer,
+                received_at: now.mono,
+            },
+        );
+        self.calls.by_invite.insert(tx, handle);
+        self.send_provisional(now, handle, 100, "Trying");
+        self.send_provisional(now, handle, 180, "Ringing");
+        self.calls.schedule(
+            now.mono + self.config.calls.ringing_refresh,
+            CallTimer::RingingRefresh(handle),
+        );
+        self.emit(record, now, CallEventKind::Queued);
+        self.calls.acd.enqueue(handle, position);
+        self.dispatch(now);
+    }
+
+    /// Answers the INVITE on `tx` with a final failure and forgets it.
+    fn refuse_call(
+        &mut self,
+        now: Now,
+        tx: TxId,
+        invite: &SipMessage,
+        tag: &str,
+        status: u16,
+        reason: &str,
+    ) {
+        let bytes = response_to(invite, None, status, reason, Some(tag))
+            .header("Server", SERVER)
+            .build();
+        if let Err(error) = self.server.send_response(now.mono, tx, status, bytes) {
+            tracing::error!(%error, "transaction refused siaga's own response");
+        }
+    }
+
+    /// Opens a relay for a new call: two RTP ports (caller side, operator side). `None`
+    /// when the range is exhausted: the call goes on, with media sent to siaga's address
+    /// at port 0 refused by the peers — logged as an error, never a refusal of the call.
+    fn open_relay(&mut self, record: uuid::Uuid) -> Option<(crate::engine::media::RelayId, u16, u16)> {
+        let caller_port = self.ports.allocate()?;
+        let Some(operator_port) = self.ports.allocate() else {
+            self.ports.release(caller_port);
+            tracing::error!("RTP port range exhausted: a call goes on without media relay");
+            return None;
+        };
+        let relay = self.calls.new_relay();
+        self.calls.relays.insert(relay, record);
+        self.media(MediaCommand::Open {
+            relay,
+            caller_port,
+            operator_port,
+        });
+        Some((relay, caller_port, operator_port))
+    }
+
+    /// A provisional response to the trunk's INVITE (with a Contact when it carries a To
+    /// tag, so it may create an early dialog, §12.1.1).
+    fn send_provisional(&mut self, now: Now, handle: CallHandle, status: u16, reason: &str) {
+        let Some(call) = self.calls.calls.get(&handle) else {
+            return;
+        };
+        let tag = (status != 100).then_some(call.trunk.local_tag.as_str());
+        let mut b = response_to(&call.trunk.invite, None, status, reason, tag).header("Server", SERVER);
+        if status != 100 {
+            b = b.header("Contact", self.contact(call.trunk.target.transport));
+        }
+        let tx = call.trunk.tx;
+        if let Err(error) = self.server.send_response(now.mono, tx, status, b.build()) {
+            tracing::debug!(%error, "provisional response not sent");
+        }
+    }
+
+    // ---- the ACD's decisions ------------------------------------------------------------
+
+    /// Offers waiting calls to available operators while the ACD finds pairs.
+    pub(crate) fn dispatch(&mut self, now: Now) {
+        loop {
+            let calls = &self.calls.calls;
+            let registrar = &self.registrar;
+            let next = self.calls.acd.next_offer(|call, operator| {
+                registrar.bindings(operator).next().is_none()
+                    || calls.get(&call).is_none_or(|c| {
+                        c.declined
+                            .iter()
+                            .any(|(who, until)| who == operator && *until > now.mono)
+                    })
+            });
+            let Some((handle, operator)) = next else {
+                return;
+            };
+            if !self.calls.acd.offer(handle, &operator) {
+                return;
+            }
+            self.offer(now, handle, &operator);
+        }
+    }
+
+    /// Rings every binding of `operator` for call `handle` (RFC 3261 §13.2.1; parallel
+    /// forking done by siaga as the UAC of each leg).
+    fn offer(&mut self, now: Now, handle: CallHandle, operator: &str) {
+        let bindings: Vec<_> = self
+            .registrar
+            .bindings(operator)
+            .map(|b| {
+                (
+                    b.contact_uri.clone(),
+                    Destination {
+                        transport: b.transport,
+                        address: b.source,
+                        connection: b.connection,
+                    },
+                )
+            })
+            .collect();
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        call.attempts += 1;
+        let attempt = call.attempts;
+        call.state = CallState::Offering {
+            operator: operator.to_owned(),
+            attempt,
+        };
+        let record = call.record;
+        let body = match (&call.trunk_offer, call.relay) {
+            (Some(offer), Some((_, _, operator_port))) => {
+                let relay = SocketAddr::new(self.config.calls.media_ip, operator_port);
+                let mut session = SdpSession::random(&mut self.rng);
+                sdp::offer_to_operator(offer, relay, &mut session).ok()
+            }
+            _ => None,
+        };
+        let caller = super::caller_number(&call.trunk.invite);
+        let max_forwards = call.trunk.max_forwards.saturating_sub(1);
+        self.emit(
+            record,
+            now,
+            CallEventKind::Offered {
+                operator: operator.to_owned(),
+            },
+        );
+        tracing::info!(call = %record, operator, bindings = bindings.len(), "offering call");
+        for (contact, destination) in bindings {
+            let leg = self.calls.new_leg();
+            let branch = self.new_branch();
+            let from_tag = self.new_tag();
+            let call_id = format!("{}@{}", self.new_tag(), self.config.node_id);
+            let domain = self.config.domains.first().cloned().unwrap_or_default();
+            let from_user = caller
+                .as_deref()
+                .filter(|c| c.chars().all(|ch| ch.is_ascii_alphanumeric() || "+*#._-".contains(ch)))
+                .unwrap_or("anonymous");
+            let mut b = MessageBuilder::request(&Method::Invite, &contact)
+                .header(
+                    "Via",
+                    format!(
+                        "SIP/2.0/{} {};branch={branch};rport",
+                        destination.transport.via_token(),
+                        self.config.via_host()
+                    ),
+                )
+                .header("Max-Forwards", max_forwards)
+                .header("From", format!("\"112\" <sip:{from_user}@{domain}>;tag={from_tag}"))
+                .header("To", format!("<sip:{operator}@{domain}>"))
+                .header("Call-ID", &call_id)
+                .header("CSeq", "1 INVITE")
+                .header("Contact", self.contact(destination.transport))
+                .header("Allow", uas::allow_value())
+                .header("User-Agent", SERVER);
+            if let Some(body) = &body {
+                b = b.body("application/sdp", body.clone());
+            }
+            let bytes = b.build();
+            let request = match SipMessage::parse(bytes.clone(), destination.transport) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(error = %e.error, "siaga built an INVITE it cannot parse");
+                    continue;
+                }
+            };
+            let key = ClientKey {
+                branch,
+                method: Method::Invite,
+            };
+            let tx = self
+                .client
+                .send(now.mono, key, bytes, destination, &self.config.timers);
+            self.calls.invites.insert(
+                tx,
+                OutboundInvite {
+                    call: handle,
+                    leg,
+                    request,
+                    destination,
+                    cancel_sent: false,
+                },
+            );
+            if let Some(call) = self.calls.calls.get_mut(&handle) {
+                call.legs.insert(
+                    leg,
+                    OperatorLeg {
+                        operator: operator.to_owned(),
+                        attempt,
+                        tx,
+                        destination,
+                        state: LegState::Calling,
+                        dialog: None,
+                        ack: None,
+                    },
+                );
+            }
+        }
+        let no_legs = self
+            .calls
+            .calls
+            .get(&handle)
+            .is_none_or(|c| c.legs.values().all(|l| l.attempt != attempt));
+        if no_legs {
+            // Nothing could be sent (the bindings vanished): back to the queue.
+            self.offer_failed(now, handle, operator, None);
+            return;
+        }
+        self.calls.schedule(
+            now.mono + self.config.calls.ring_timeout,
+            CallTimer::RingTimeout(handle, attempt),
+        );
+    }
+
+    // ---- responses from operators -------------------------------------------------------
+
+    /// A response passed up by the client INVITE transaction `tx` (first 1xx/2xx/failure,
+    /// and every 2xx while Accepted).
+    pub(crate) fn on_invite_response(&mut self, now: Now, tx: ClientTxId, response: &SipMessage) {
+        let Some(status) = response.status() else {
+            return;
+        };
+        let Some(out) = self.calls.invites.get(&tx) else {
+            return;
+        };
+        let (handle, leg_no) = (out.call, out.leg);
+        let leg_state = self
+            .calls
+            .calls
+            .get(&handle)
+            .and_then(|c| c.legs.get(&leg_no))
+            .map(|l| l.state);
+        match status {
+            100..=199 => {
+                // A leg siaga gave up on before it rang: cancel it now (§9.1).
+                if matches!(leg_state, None | Some(LegState::CancelPending)) {
+                    self.send_cancel(now, tx);
+                } else if leg_state == Some(LegState::Calling) {
+                    self.set_leg_state(handle, leg_no, LegState::Early);
+                }
+            }
+            200..=299 => match leg_state {
+                Some(LegState::Calling | LegState::Early) if self.is_current_offer(handle, leg_no) => {
+                    self.bridge(now, tx, handle, leg_no, response);
+                }
+                Some(LegState::Answered) => self.resend_ack(handle, leg_no),
+                // Answered too late (another binding won, the ring timeout passed, or the
+                // caller hung up): ACK it and end it at once.
+                _ => self.ack_and_bye(now, tx, response),
+            },
+            _ => self.leg_failed(now, handle, leg_no, status),
+        }
+    }
+
+    fn is_current_offer(&self, handle: CallHandle, leg_no: u32) -> bool {
+        let Some(call) = self.calls.calls.get(&handle) else {
+            return false;
+        };
+        match (&call.state, call.legs.get(&leg_no)) {
+            (CallState::Offering { attempt, .. }, Some(leg)) => leg.attempt == *attempt,
+            _ => false,
+        }
+    }
+
+    fn leg_tx(&self, handle: CallHandle, leg_no: u32) -> Option<ClientTxId> {
+        self.calls
+            .calls
+            .get(&handle)
+            .and_then(|c| c.legs.get(&leg_no))
+            .map(|l| l.tx)
+    }
+
+    fn set_leg_state(&mut self, handle: CallHandle, leg_no: u32, state: LegState) {
+        if let Some(leg) = self
+            .calls
+            .calls
+            .get_mut(&handle)
+            .and_then(|c| c.legs.get_mut(&leg_no))
+        {
+            leg.state = state;
+        }
+    }
+
+    /// The first 2xx of the current offer: the operator answered. ACK it, answer the
+    /// trunk with siaga's SDP, point the relay at both sides, cancel the other bindings.
+    fn bridge(&mut self, now: Now, tx: ClientTxId, handle: CallHandle, leg_no: u32, response: &SipMessage) {
+        let Some(out) = self.calls.invites.get(&tx) else {
+            return;
+        };
+        let dialog = match Dialog::as_uac(&out.request, response, out.destination) {
+            Ok(d) => d,
+            Err(error) => {
+                tracing::info!(%error, "operator's 2xx cannot form a dialog");
+                return self.ack_and_bye(now, tx, response);
+            }
+        };
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        let operator = call.legs.get(&leg_no).map(|l| l.operator.clone()).unwrap_or_default();
+        let record = call.record;
+        // The trunk's answer (RFC 3264 §6), from the operator's.
+        let answer = match (&call.trunk_offer, call.relay) {
+            (Some(offer), Some((_, caller_port, _))) => {
+                let operator_answer = sdp::parse(response.body());
+                let relay = SocketAddr::new(self.config.calls.media_ip, caller_port);
+                match operator_answer {
+                    Ok(op) => match sdp::answer_to_trunk(offer, &op, relay, &mut call.trunk.sdp) {
+                        Ok(body) => Some((Some(body), op.rtp)),
+                        Err(error) => {
+                            tracing::info!(call = %record, operator, %error, "operator answered no common codec");
+                            None
+                        }
+                    },
+                    Err(error) => {
+                        tracing::info!(call = %record, operator, %error, "operator's SDP unreadable");
+                        None
+                    }
+                }
+            }
+            _ => Some((None, None)),
+        };
+        let Some((body, operator_rtp)) = answer else {
+            self.emit(
+                record,
+                now,
+                CallEventKind::LegFailed {
+                    operator: operator.clone(),
+                    reason: "no common codec".to_owned(),
+                },
+            );
+            self.ack_and_bye(now, tx, response);
+            if let Some(call) = self.calls.calls.get_mut(&handle) {
+                call.legs.remove(&leg_no);
+            }
+            return self.offer_failed(now, handle, &operator, None);
+        };
+        // ACK the operator's 2xx (§13.2.2.4).
+        let branch = self.new_branch();
+        let ack = dialog.ack(1, &self.config.via_host(), &branch).build();
+        self.transmit(dialog.destination, ack.clone());
+        self.calls
+            .by_dialog
+            .insert(dialog.key(), (handle, Some(leg_no)));
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        if let Some(leg) = call.legs.get_mut(&leg_no) {
+            leg.state = LegState::Answered;
+            leg.dialog = Some(dialog);
+            leg.ack = Some(ack);
+        }
+        call.state = CallState::Answered {
+            operator: operator.clone(),
+            leg: leg_no,
+        };
+        if let (Some((relay, _, _)), Some(rtp)) = (call.relay, operator_rtp) {
+            self.media(MediaCommand::SetPeer {
+                relay,
+                side: Side::Operator,
+                rtp,
+            });
+        }
+        // Cancel the other bindings still ringing (§9.1).
+        let others: Vec<u32> = self
+            .calls
+            .calls
+            .get(&handle)
+            .map(|c| c.legs.keys().copied().filter(|&l| l != leg_no).collect())
+            .unwrap_or_default();
+        for other in others {
+            self.cancel_leg(now, handle, other);
+        }
+        // The trunk's 2xx, resent until its ACK (§13.3.1.4).
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        let mut b = response_to(&call.trunk.invite, None, 200, "OK", Some(&call.trunk.local_tag))
+            .header("Server", SERVER)
+            .header("Contact", self.contact(call.trunk.target.transport))
+            .header("Allow", uas::allow_value());
+        if let Some(body) = body {
+            b = b.body("application/sdp", body);
+        }
+        let ok = b.build();
+        let trunk_tx = call.trunk.tx;
+        match Dialog::as_uas(&call.trunk.invite, &call.trunk.local_tag, call.trunk.source) {
+            Ok(d) => {
+                self.calls.by_dialog.insert(d.key(), (handle, None));
+                call.trunk.dialog = Some(d);
+            }
+            Err(error) => tracing::warn!(call = %record, %error, "trunk INVITE forms no dialog; BYE cannot reach it"),
+        }
+        call.trunk.ok = Some((ok.clone(), self.config.timers.t1));
+        if let Err(error) = self.server.send_response(now.mono, trunk_tx, 200, ok) {
+            tracing::error!(%error, "the trunk's INVITE transaction refused the 2xx");
+        }
+        self.calls.by_invite.remove(&trunk_tx);
+        self.calls
+            .schedule(now.mono + self.config.timers.t1, CallTimer::OkRetransmit(handle));
+        self.calls.schedule(
+            now.mono + self.config.timers.sixty_four_t1(),
+            CallTimer::OkTimeout(handle),
+        );
+        self.calls.acd.answered(handle, &operator);
+        tracing::info!(call = %record, operator, "call answered");
+        self.emit(record, now, CallEventKind::Answered { operator });
+    }
+
+    /// Resends the ACK of the winning leg: its 2xx came again (§13.2.2.4).
+    pub(crate) fn resend_ack(&mut self, handle: CallHandle, leg_no: u32) {
+        let Some(leg) = self
+            .calls
+            .calls
+            .get(&handle)
+            .and_then(|c| c.legs.get(&leg_no))
+        else {
+            return;
+        };
+        if let Some(ack) = leg.ack.clone() {
+            let destination = leg.destination;
+            self.transmit(destination, ack);
+        }
+    }
+
+    /// A 2xx siaga does not want (a losing binding, a late answer): ACK it, then BYE it
+    /// (RFC 3261 §15: the UAC must not leave a dialog it will not use).
+    fn ack_and_bye(&mut self, now: Now, tx: ClientTxId, response: &SipMessage) {
+        let Some(out) = self.calls.invites.get(&tx) else {
+            return;
+        };
+        let Ok(mut dialog) = Dialog::as_uac(&out.request, response, out.destination) else {
+            return;
+        };
+        let via = self.config.via_host();
+        let ack = dialog.ack(1, &via, &self.new_branch()).build();
+        self.transmit(dialog.destination, ack);
+        self.send_bye(now, &mut dialog);
+    }
+
+    /// A final failure (300–699) on a leg, or its transaction's end without one.
+    fn leg_failed(&mut self, now: Now, handle: CallHandle, leg_no: u32, status: u16) {
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        let Some(leg) = call.legs.remove(&leg_no) else {
+            return;
+        };
+        let CallState::Offering { attempt, .. } = call.state else {
+            return;
+        };
+        if leg.attempt != attempt || matches!(leg.state, LegState::Cancelled | LegState::CancelPending) {
+            return;
+        }
+        let still_ringing = call.legs.values().any(|l| l.attempt == attempt);
+        if still_ringing {
+            return;
+        }
+        let record = call.record;
+        let operator = leg.operator;
+        if is_reject(status) {
+            tracing::info!(call = %record, operator, status, "operator rejected the call");
+            self.emit(
+                record,
+                now,
+                CallEventKind::Rejected {
+                    operator: operator.clone(),
+                    status,
+                },
+            );
+            self.offer_failed(now, handle, &operator, Some(self.config.calls.reject_retry_delay));
+        } else {
+            let reason = match status {
+                0 => "no response".to_owned(),
+                s => format!("{s} response"),
+            };
+            tracing::info!(call = %record, operator, reason, "operator leg failed");
+            self.emit(
+                record,
+                now,
+                CallEventKind::LegFailed {
+                    operator: operator.clone(),
+                    reason,
+                },
+            );
+            self.offer_failed(now, handle, &operator, Some(self.config.calls.reject_retry_delay));
+        }
+    }
+
+    /// The current offer of `handle` to `operator` ended unanswered: the operator is free
+    /// again (excluded from this call for `delay`), the call goes back to its place in
+    /// the queue, and the ACD looks again.
+    fn offer_failed(&mut self, now: Now, handle: CallHandle, operator: &str, delay: Option<Duration>) {
+        self.calls.acd.offer_ended(handle, operator, now.mono);
+        if let Some(call) = self.calls.calls.get_mut(&handle) {
+            if let Some(delay) = delay.filter(|d| !d.is_zero()) {
+                call.declined.retain(|(_, until)| *until > now.mono);
+                call.declined.push((operator.to_owned(), now.mono + delay));
+                self.calls.schedule(now.mono + delay, CallTimer::Redispatch);
+            }
+            call.state = CallState::Queued;
+            let position = call.position;
+            self.calls.acd.enqueue(handle, position);
+        }
+        self.dispatch(now);
+    }
+
+    /// A client transaction ended. An INVITE that timed out or could not be sent fails its
+    /// leg (status 0: no response).
+    pub(crate) fn on_client_ended(&mut self, now: Now, tx: ClientTxId, why: Termination) {
+        let Some(out) = self.calls.invites.remove(&tx) else {
+            return;
+        };
+        if why != Termination::Normal {
+            let live = self
+                .calls
+                .calls
+                .get(&out.call)
+                .and_then(|c| c.legs.get(&out.leg))
+                .is_some_and(|l| l.tx == tx && l.state != LegState::Answered);
+            if live {
+                self.leg_failed(now, out.call, out.leg, 0);
+            }
+        }
+    }
+
+    // ---- cancelling legs ----------------------------------------------------------------
+
+    /// Stops a ringing leg: CANCEL now if a provisional response came, else as soon as
+    /// one does (§9.1).
+    fn cancel_leg(&mut self, now: Now, handle: CallHandle, leg_no: u32) {
+        let state = self
+            .calls
+            .calls
+            .get(&handle)
+            .and_then(|c| c.legs.get(&leg_no))
+            .map(|l| l.state);
+        match state {
+            Some(LegState::Early) => {
+                if let Some(tx) = self.leg_tx(handle, leg_no) {
+                    self.send_cancel(now, tx);
+                }
+            }
+            Some(LegState::Calling) => {
+                self.set_leg_state(handle, leg_no, LegState::CancelPending);
+                // If no provisional response ever comes, Timer B ends the INVITE.
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends the CANCEL of the INVITE of client transaction `tx`, once (§9.1: same
+    /// Request-URI, Call-ID, To, From, CSeq number and top Via branch as the INVITE).
+    fn send_cancel(&mut self, now: Now, tx: ClientTxId) {
+        let Some(out) = self.calls.invites.get_mut(&tx) else {
+            return;
+        };
+        if std::mem::replace(&mut out.cancel_sent, true) {
+            return;
+        }
+        if let Some(leg) = self
+            .calls
+            .calls
+            .get_mut(&out.call)
+            .and_then(|c| c.legs.get_mut(&out.leg))
+        {
+            leg.state = LegState::Cancelled;
+        }
+        let request = &out.request;
+        let (Some(uri), Ok(via)) = (request.request_uri_raw(), request.top_via()) else {
+            return;
+        };
+        let Some(branch) = via.branch().map(str::to_owned) else {
+            return;
+        };
+        let seq = request.cseq().map(|c| c.seq).unwrap_or(1);
+        let bytes = MessageBuilder::request(&Method::Cancel, uri)
+            .copy_all(request, HeaderName::Via)
+            .header("Max-Forwards", 70)
+            .copy_all(request, HeaderName::From)
+            .copy_all(request, HeaderName::To)
+            .copy_all(request, HeaderName::CallId)
+            .header("CSeq", format!("{seq} CANCEL"))
+            .copy_all(request, HeaderName::Route)
+            .build();
+        let destination = out.destination;
+        self.client.send(
+            now.mono,
+            ClientKey {
+                branch,
+                method: Method::Cancel,
+            },
+            bytes,
+            destination,
+            &self.config.timers,
+        );
+        self.calls.schedule(
+            now.mono + self.config.timers.sixty_four_t1(),
+            CallTimer::CancelGuard(tx),
+        );
+    }
+
+    // ---- the trunk's CANCEL, ACK and BYE, and the operator's BYE --------------------------
+
+    /// The trunk CANCELled INVITE transaction `tx` (its 200 is sent): 487 to the INVITE,
+    /// CANCEL to the ringing operator, and the call is recorded as abandoned.
+    pub(crate) fn on_trunk_cancel(&mut self, now: Now, tx: TxId) {
+        let Some(handle) = self.calls.by_invite.get(&tx).copied() else {
+            return;
+        };
+        let Some(call) = self.calls.calls.get(&handle) else {
+            return;
+        };
+        let invite = call.trunk.invite.clone();
+        let tag = call.trunk.local_tag.clone();
+        self.refuse_call(now, tx, &invite, &tag, 487, "Request Terminated");
+        let disposition = match call.state {
+            CallState::Queued => Disposition::AbandonedInQueue,
+            _ => Disposition::AbandonedWhileRinging,
+        };
+        self.end_call(now, handle, Party::Caller, disposition);
+    }
+
+    /// An ACK with a To tag arrived that no transaction took: the ACK of siaga's 2xx to
+    /// the trunk (§13.3.1.4: stop resending it), or a stray one (dropped, §17.2.3).
+    pub(crate) fn on_dialog_ack(&mut self, key: &DialogKey) -> bool {
+        let Some(&(handle, None)) = self.calls.by_dialog.get(key) else {
+            return false;
+        };
+        if let Some(call) = self.calls.calls.get_mut(&handle) {
+            call.trunk.ok = None;
+        }
+        true
+    }
+
+    /// A BYE (or other request) in one of siaga's dialogs. Returns the final response to
+    /// send, or `None` when the dialog is not siaga's.
+    pub(crate) fn on_dialog_request(
+        &mut self,
+        now: Now,
+        key: &DialogKey,
+        msg: &SipMessage,
+    ) -> Option<(u16, &'static str)> {
+        let &(handle, leg) = self.calls.by_dialog.get(key)?;
+        let seq = msg.cseq().ok()?.seq;
+        let call = self.calls.calls.get_mut(&handle)?;
+        let dialog = match leg {
+            None => call.trunk.dialog.as_mut(),
+            Some(l) => call.legs.get_mut(&l).and_then(|l| l.dialog.as_mut()),
+        }?;
+        if !dialog.accept_remote_seq(seq) {
+            return Some((500, "Server Internal Error"));
+        }
+        match msg.method() {
+            Some(Method::Bye) => {
+                let by = if leg.is_none() { Party::Caller } else { Party::Operator };
+                self.end_call(now, handle, by, Disposition::Answered);
+                Some((200, "OK"))
+            }
+            // Hold and session refresh arrive with the trunk-hardening work; until then
+            // a re-INVITE is refused and the session goes on unchanged (§14.1).
+            Some(Method::Invite) => Some((488, "Not Acceptable Here")),
+            _ => Some((200, "OK")),
+        }
+    }
+
+    // ---- ending a call ------------------------------------------------------------------
+
+    /// Ends call `handle`: BYE to every answered leg but the one `by` hung up on, CANCEL
+    /// to ringing legs, the relay closed, the operator freed, the record closed.
+    pub(crate) fn end_call(&mut self, now: Now, handle: CallHandle, by: Party, disposition: Disposition) {
+        self.calls.acd.dequeue(handle);
+        let ringing: Vec<u32> = self
+            .calls
+            .calls
+            .get(&handle)
+            .map(|c| {
+                c.legs
+                    .iter()
+                    .filter(|(_, l)| matches!(l.state, LegState::Calling | LegState::Early))
+                    .map(|(n, _)| *n)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for leg_no in ringing {
+            self.cancel_leg(now, handle, leg_no);
+        }
+        let Some(mut call) = self.calls.calls.remove(&handle) else {
+            return;
+        };
+        self.calls.by_invite.remove(&call.trunk.tx);
+        // The trunk side: BYE unless the caller hung up (a CANCELled INVITE has no dialog).
+        if let Some(mut dialog) = call.trunk.dialog.take() {
+            self.calls.by_dialog.remove(&dialog.key());
+            if by != Party::Caller {
+                self.send_bye(now, &mut dialog);
+            }
+        }
+        for leg in call.legs.values_mut() {
+            if let (LegState::Answered, Some(mut dialog)) = (leg.state, leg.dialog.take()) {
+                self.calls.by_dialog.remove(&dialog.key());
+                if by != Party::Operator {
+                    self.send_bye(now, &mut dialog);
+                }
+            }
+        }
+        match &call.state {
+            CallState::Offering { operator, .. } => {
+                self.calls.acd.offer_ended(handle, operator, now.mono);
+            }
+            CallState::Answered { operator, .. } => {
+                self.calls.acd.call_ended(handle, operator, now.mono);
+            }
+            CallState::Queued => {}
+        }
+        if let Some((relay, caller_port, operator_port)) = call.relay {
+            self.media(MediaCommand::Close { relay });
+            self.ports.release(caller_port);
+            self.ports.release(operator_port);
+        }
+        let waited = now.mono.saturating_since(call.received_at);
+        tracing::info!(
+            call = %call.record,
+            by = ?by,
+            disposition = ?disposition,
+            waited_ms = waited.as_millis() as u64,
+            "call ended"
+        );
+        self.emit(call.record, now, CallEventKind::Ended { by, disposition });
+        self.dispatch(now);
+    }
+
+    /// Sends a BYE in `dialog` (§15.1.1) on its own client transaction.
+    fn send_bye(&mut self, now: Now, dialog: &mut Dialog) {
+        let branch = self.new_branch();
+        let bytes = dialog
+            .request(&Method::Bye, &self.config.via_host(), &branch)
+            .header("User-Agent", SERVER)
+            .build();
+        self.client.send(
+            now.mono,
+            ClientKey {
+                branch,
+                method: Method::Bye,
+            },
+            bytes,
+            dialog.destination,
+            &self.config.timers,
+        );
+    }
+
+    // ---- timers -------------------------------------------------------------------------
+
+    /// Fires the call model's timers due at or before `now`.
+    pub(crate) fn handle_call_timers(&mut self, now: Now) {
+        while let Some(timer) = self.calls.pop_due(now.mono) {
+            match timer {
+                CallTimer::RingTimeout(handle, attempt) => self.ring_timeout(now, handle, attempt),
+                CallTimer::RingingRefresh(handle) => {
+                    let queued = self
+                        .calls
+                        .calls
+                        .get(&handle)
+                        .is_some_and(|c| !matches!(c.state, CallState::Answered { .. }));
+                    if queued {
+                        self.send_provisional(now, handle, 180, "Ringing");
+                        self.calls.schedule(
+                            now.mono + self.config.calls.ringing_refresh,
+                            CallTimer::RingingRefresh(handle),
+                        );
+                    }
+                }
+                CallTimer::OkRetransmit(handle) => self.resend_ok(now, handle),
+                CallTimer::OkTimeout(handle) => {
+                    let unacked = self
+                        .calls
+                        .calls
+                        .get(&handle)
+                        .is_some_and(|c| c.trunk.ok.is_some());
+                    if unacked {
+                        tracing::warn!("no ACK for the 2xx to the trunk within 64*T1: ending the call");
+                        self.end_call(now, handle, Party::Siaga, Disposition::Failed);
+                    }
+                }
+                CallTimer::CancelGuard(tx) => {
+                    if self.calls.invites.contains_key(&tx) {
+                        self.client.abandon(tx);
+                    }
+                }
+                CallTimer::Redispatch => self.dispatch(now),
+            }
+        }
+    }
+
+    fn ring_timeout(&mut self, now: Now, handle: CallHandle, attempt: u32) {
+        let Some(call) = self.calls.calls.get(&handle) else {
+            return;
+        };
+        let CallState::Offering {
+            operator,
+            attempt: current,
+        } = &call.state
+        else {
+            return;
+        };
+        if *current != attempt {
+            return;
+        }
+        let operator = operator.clone();
+        let record = call.record;
+        let legs: Vec<u32> = call
+            .legs
+            .iter()
+            .filter(|(_, l)| l.attempt == attempt)
+            .map(|(n, _)| *n)
+            .collect();
+        tracing::info!(call = %record, operator, "no answer within the ring timeout");
+        self.emit(
+            record,
+            now,
+            CallEventKind::NoAnswer {
+                operator: operator.clone(),
+            },
+        );
+        for leg in legs {
+            self.cancel_leg(now, handle, leg);
+        }
+        self.offer_failed(now, handle, &operator, None);
+    }
+
+    /// §13.3.1.4: the 2xx again, the interval doubled up to T2, until the ACK.
+    fn resend_ok(&mut self, now: Now, handle: CallHandle) {
+        let t2 = self.config.timers.t2;
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        let target = call.trunk.target;
+        let Some((ok, interval)) = call.trunk.ok.as_mut() else {
+            return;
+        };
+        let bytes = ok.clone();
+        *interval = (*interval * 2).min(t2);
+        let next = *interval;
+        self.outputs.push_back(Output::Transmit(Transmit {
+            transport: target.transport,
+            destination: target.destination,
+            connection: target.connection,
+            bytes,
+        }));
+        self.calls
+            .schedule(now.mono + next, CallTimer::OkRetransmit(handle));
+    }
+
+    // ---- small helpers ------------------------------------------------------------------
+
+    /// Sends `bytes` outside any transaction (an ACK of a 2xx, §17.1.1.3 note).
+    fn transmit(&mut self, destination: Destination, bytes: Bytes) {
+        self.outputs.push_back(Output::Transmit(Transmit {
+            transport: destination.transport,
+            destination: destination.address,
+            connection: destination.connection,
+            bytes,
+        }));
+    }
+
+    /// siaga's Contact for a leg over `transport`.
+    fn contact(&self, transport: Transport) -> String {
+        let param = match transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        format!("<sip:siaga@{}{param}>", self.config.via_host())
+    }
+}

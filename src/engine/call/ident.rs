@@ -1,0 +1,135 @@
+//! Who calls and what they dialled: the caller number (ANI) from P-Asserted-Identity
+//! (RFC 3325 §9.1) or else From, the called number from the Request-URI (an emergency
+//! number, or `urn:service:sos`, RFC 5031), and [`Pii`], which keeps such numbers out of
+//! logs unless `log.show_personal_data` is set.
+
+use crate::engine::sip::uri::Uri;
+use crate::engine::sip::{HeaderName, SipMessage};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static SHOW_PERSONAL_DATA: AtomicBool = AtomicBool::new(false);
+
+/// Sets whether [`Pii`] shows personal data in full (`log.show_personal_data`). Set once
+/// by the shell at start; false by default.
+pub fn set_show_personal_data(show: bool) {
+    SHOW_PERSONAL_DATA.store(show, Ordering::Relaxed);
+}
+
+/// Personal data (a caller number, a location, a name) as it goes into a log line:
+/// `[redacted]` unless `log.show_personal_data` is set.
+#[derive(Clone, Copy)]
+pub struct Pii<T>(pub T);
+
+impl<T: fmt::Display> fmt::Display for Pii<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if SHOW_PERSONAL_DATA.load(Ordering::Relaxed) {
+            self.0.fmt(f)
+        } else {
+            f.write_str("[redacted]")
+        }
+    }
+}
+
+impl<T: fmt::Display> fmt::Debug for Pii<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The caller number (ANI): the first P-Asserted-Identity the trunk sent (a `tel:` one
+/// preferred, RFC 3325 §9.1 allows one sip and one tel), else the From URI's user part.
+/// `None` when neither holds a user (an anonymous From, RFC 3323).
+pub fn caller_number(msg: &SipMessage) -> Option<String> {
+    let asserted = msg
+        .name_addrs(HeaderName::PAssertedIdentity)
+        .unwrap_or_default();
+    let from_pai = asserted
+        .iter()
+        .find_map(|na| tel_number(&na.uri))
+        .or_else(|| asserted.iter().find_map(|na| user_of(&na.uri)));
+    from_pai.or_else(|| {
+        msg.from()
+            .ok()
+            .and_then(|na| user_of(&na.uri))
+            .filter(|u| !u.eq_ignore_ascii_case("anonymous"))
+    })
+}
+
+/// What the caller dialled: the Request-URI's user part (or tel number), without visual
+/// separators (RFC 3966 §5.1.1); `urn:service:sos…` as written for an emergency URN.
+pub fn called_number(uri: &Uri) -> Option<String> {
+    match uri {
+        Uri::Urn(urn) if urn.is_service_sos() => Some(uri.to_string()),
+        _ => tel_number(uri).or_else(|| user_of(uri)),
+    }
+}
+
+fn tel_number(uri: &Uri) -> Option<String> {
+    uri.as_tel().map(|t| strip_separators(t.number()))
+}
+
+fn user_of(uri: &Uri) -> Option<String> {
+    match uri {
+        Uri::Sip(sip) => {
+            let user = sip.user_decoded()?;
+            let user = String::from_utf8_lossy(&user);
+            // `sip:+6281…;phone-context=…@host;user=phone`: the number ends at the first `;`.
+            let number = user.split(';').next().unwrap_or_default();
+            Some(strip_separators(number)).filter(|n| !n.is_empty())
+        }
+        Uri::Tel(_) => tel_number(uri),
+        _ => None,
+    }
+}
+
+/// Drops RFC 3966 visual separators (`-`, `.`, `(`, `)`).
+fn strip_separators(number: &str) -> String {
+    number
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Transport;
+    use bytes::Bytes;
+
+    fn msg(extra: &str, from: &str) -> SipMessage {
+        let text = format!(
+            "INVITE sip:112@siaga.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\nFrom: {from};tag=1\r\nTo: <sip:112@siaga.test>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        SipMessage::parse(Bytes::from(text), Transport::Udp).expect("valid")
+    }
+
+    #[test]
+    fn the_asserted_identity_beats_from_and_tel_beats_sip() {
+        let m = msg(
+            "P-Asserted-Identity: <sip:+62811111@trunk.test>, <tel:+62-812-2222>\r\n",
+            "<sip:anonymous@anonymous.invalid>",
+        );
+        assert_eq!(caller_number(&m).as_deref(), Some("+628122222"));
+        let m = msg("", "\"X\" <sip:0761-555@trunk.test>");
+        assert_eq!(caller_number(&m).as_deref(), Some("0761555"));
+        let m = msg("", "<sip:anonymous@anonymous.invalid>");
+        assert_eq!(caller_number(&m), None);
+    }
+
+    #[test]
+    fn the_called_number_comes_from_the_request_uri() {
+        let parse = |s| Uri::parse(s).expect("uri");
+        assert_eq!(called_number(&parse("sip:112@siaga.test")).as_deref(), Some("112"));
+        assert_eq!(called_number(&parse("tel:112")).as_deref(), Some("112"));
+        assert_eq!(
+            called_number(&parse("urn:service:sos.fire")).as_deref(),
+            Some("urn:service:sos.fire")
+        );
+    }
+
+    #[test]
+    fn personal_data_is_redacted_by_default() {
+        assert_eq!(Pii("+62811").to_string(), "[redacted]");
+    }
+}

@@ -1,0 +1,243 @@
+//! The B2BUA call model: an emergency call is one inbound leg from the trunk (siaga is
+//! its UAS) and the outbound legs siaga places to operators (siaga is their UAC, a new
+//! dialog each, RFC 3261 §12): all bindings of the operator being offered the call ring in
+//! parallel, the first 2xx wins, the others are CANCELled (§9.1). CANCEL and BYE propagate
+//! across. This module owns the calls' state and indexes; `flow` holds the steps.
+//!
+//! Every step emits [`CallEvent`]s (the call record) and [`MediaCommand`]s (the relay).
+
+mod flow;
+mod ident;
+
+pub use ident::{Pii, caller_number, called_number, set_show_personal_data};
+
+use super::acd::{Acd, CallHandle};
+use super::dialog::{Dialog, DialogKey};
+use super::media::RelayId;
+use super::sdp::{MediaOffer, SdpSession};
+use super::sip::SipMessage;
+use super::time::MonoTime;
+use super::transaction::{ClientTxId, Destination, ResponseTarget, TxId};
+use bytes::Bytes;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Where a call stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallState {
+    /// Waiting in the queue for an operator.
+    Queued,
+    /// Ringing `operator`'s bindings (offer number `attempt` of this call).
+    Offering {
+        /// The operator offered the call.
+        operator: String,
+        /// Counts the offers of this call; a ring timeout names the offer it belongs to.
+        attempt: u32,
+    },
+    /// `operator` answered on leg `leg`; the trunk has the 2xx.
+    Answered {
+        /// Who answered.
+        operator: String,
+        /// The winning leg.
+        leg: u32,
+    },
+}
+
+/// One emergency call.
+#[derive(Debug)]
+pub struct Call {
+    /// The record id (`calls.id`).
+    pub record: Uuid,
+    /// Queue position: FIFO order of arrival, kept when an offer fails.
+    pub position: u64,
+    /// Where the call stands.
+    pub state: CallState,
+    /// Offers made so far.
+    pub attempts: u32,
+    /// The trunk leg.
+    pub trunk: TrunkLeg,
+    /// Outbound legs still alive, by leg number.
+    pub legs: HashMap<u32, OperatorLeg>,
+    /// Operators who rejected this call, and until when they are not offered it again.
+    pub declined: Vec<(String, MonoTime)>,
+    /// The relay of this call and its ports (caller side, operator side); `None` when the
+    /// port range was exhausted (the call still goes on, without audio relay).
+    pub relay: Option<(RelayId, u16, u16)>,
+    /// The trunk's SDP offer.
+    pub trunk_offer: Option<MediaOffer>,
+    /// When the INVITE arrived.
+    pub received_at: MonoTime,
+}
+
+/// siaga's UAS side toward the trunk.
+#[derive(Debug)]
+pub struct TrunkLeg {
+    /// The INVITE as received.
+    pub invite: SipMessage,
+    /// Its server transaction.
+    pub tx: TxId,
+    /// Where responses go (§18.2.2).
+    pub target: ResponseTarget,
+    /// Where the INVITE came from, for requests in the dialog (see [`Dialog::as_uas`]).
+    pub source: Destination,
+    /// siaga's To tag.
+    pub local_tag: String,
+    /// The SDP origin of siaga's descriptions on this leg.
+    pub sdp: SdpSession,
+    /// Max-Forwards of the INVITE (70 when absent).
+    pub max_forwards: u8,
+    /// The dialog, once the 2xx is sent.
+    pub dialog: Option<Dialog>,
+    /// The 2xx, resent until the ACK arrives (§13.3.1.4), and the next interval.
+    pub ok: Option<(Bytes, Duration)>,
+}
+
+/// An outbound leg: one INVITE to one binding of an operator.
+#[derive(Debug)]
+pub struct OperatorLeg {
+    /// The operator.
+    pub operator: String,
+    /// The offer (attempt) this leg belongs to.
+    pub attempt: u32,
+    /// The INVITE's client transaction.
+    pub tx: ClientTxId,
+    /// Where it was sent.
+    pub destination: Destination,
+    /// What happened to it so far.
+    pub state: LegState,
+    /// The dialog, once answered.
+    pub dialog: Option<Dialog>,
+    /// The ACK of the winning 2xx, resent when the 2xx is (§13.2.2.4).
+    pub ack: Option<Bytes>,
+}
+
+/// The progress of an outbound leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegState {
+    /// INVITE sent, nothing heard.
+    Calling,
+    /// A provisional response arrived: a CANCEL may be sent (§9.1).
+    Early,
+    /// siaga wants it cancelled, but no provisional response came yet: the CANCEL goes out
+    /// when one does (§9.1).
+    CancelPending,
+    /// CANCEL sent; a 487 (or a late 2xx) will end it.
+    Cancelled,
+    /// The 2xx arrived and won the call.
+    Answered,
+}
+
+/// An outbound INVITE siaga sent, kept while its client transaction lives, so that a late
+/// 2xx can be ACKed and ended with BYE even after the call moved on.
+#[derive(Debug)]
+pub struct OutboundInvite {
+    /// The call and leg it belongs to.
+    pub call: CallHandle,
+    /// The leg number.
+    pub leg: u32,
+    /// The INVITE as sent (for the ACK of a failure, §17.1.1.3, and dialogs).
+    pub request: SipMessage,
+    /// Where it was sent.
+    pub destination: Destination,
+    /// Whether its CANCEL was sent.
+    pub cancel_sent: bool,
+}
+
+/// A call model timer. Each is checked against the call's state when it fires, so one
+/// that became moot (the call moved on) does nothing.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CallTimer {
+    /// The ring timeout of offer `attempt` of a call (`queue.ring_timeout_s`).
+    RingTimeout(CallHandle, u32),
+    /// Repeat the 180 to a waiting caller (RFC 3261 §13.3.1.1; `queue.ringing_refresh_s`).
+    RingingRefresh(CallHandle),
+    /// Resend the 2xx to the trunk: no ACK yet (§13.3.1.4).
+    OkRetransmit(CallHandle),
+    /// 64·T1 after the 2xx without an ACK: end the call with BYE (§13.3.1.4).
+    OkTimeout(CallHandle),
+    /// 64·T1 after a CANCEL: consider the INVITE cancelled (§9.1).
+    CancelGuard(ClientTxId),
+    /// An operator's reject delay ended: try to dispatch again.
+    Redispatch,
+}
+
+/// Every call and the indexes that route messages to it.
+#[derive(Debug, Default)]
+pub struct CallTable {
+    /// Live calls.
+    pub calls: HashMap<CallHandle, Call>,
+    /// Trunk INVITE server transaction → call.
+    pub by_invite: HashMap<TxId, CallHandle>,
+    /// Dialogs siaga holds (trunk side: its To tag; operator side: its From tag) → the
+    /// call and the leg (`None` for the trunk leg).
+    pub by_dialog: HashMap<DialogKey, (CallHandle, Option<u32>)>,
+    /// Outbound INVITEs by client transaction.
+    pub invites: HashMap<ClientTxId, OutboundInvite>,
+    /// Relays whose report has not come back yet → the call record.
+    pub relays: HashMap<RelayId, Uuid>,
+    /// Timers, earliest first.
+    pub timers: BTreeSet<(MonoTime, CallTimer)>,
+    /// Agents and the queue.
+    pub acd: Acd,
+    next_call: u64,
+    next_leg: u32,
+    next_relay: u64,
+}
+
+impl CallTable {
+    /// A table for these operators.
+    pub fn new<'a>(operators: impl IntoIterator<Item = &'a str>) -> Self {
+        CallTable {
+            acd: Acd::new(operators),
+            ..CallTable::default()
+        }
+    }
+
+    /// Number of live calls.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Whether no call is live.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// The earliest timer.
+    pub fn next_deadline(&self) -> Option<MonoTime> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Arms `timer` at `at`.
+    pub fn schedule(&mut self, at: MonoTime, timer: CallTimer) {
+        self.timers.insert((at, timer));
+    }
+
+    /// The next timer due at or before `now`, removed.
+    pub fn pop_due(&mut self, now: MonoTime) -> Option<CallTimer> {
+        let first = self.timers.first()?;
+        if first.0 > now {
+            return None;
+        }
+        self.timers.pop_first().map(|(_, t)| t)
+    }
+
+    fn new_call_handle(&mut self) -> CallHandle {
+        self.next_call += 1;
+        CallHandle(self.next_call)
+    }
+
+    fn new_leg(&mut self) -> u32 {
+        self.next_leg = self.next_leg.wrapping_add(1);
+        self.next_leg
+    }
+
+    fn new_relay(&mut self) -> RelayId {
+        self.next_relay += 1;
+        RelayId(self.next_relay)
+    }
+}
+
+#[cfg(test)]
+mod tests;
