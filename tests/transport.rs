@@ -645,7 +645,8 @@ async fn per_ip_cap_refuses_extra_connections_from_one_ip_only() {
 fn run_options_carry_the_tcp_limits_of_the_config() {
     let text = "[node]\nid = \"t\"\n[sip]\ndomains = [\"example.com\"]\n\
                 max_tcp_connections = 50\nmax_tcp_connections_per_ip = 5\n\
-                tcp_message_timeout_s = 7\ntcp_idle_timeout_s = 0\n";
+                tcp_message_timeout_s = 7\ntcp_idle_timeout_s = 0\n\
+                [trunk]\nsources = [\"127.0.0.1\"]\n";
     let config = siaga::config::Config::from_toml(text, |_| None).unwrap();
     let limits = RunOptions::from_config(&config).limits;
     assert_eq!(limits.max_tcp_connections, 50);
@@ -667,8 +668,8 @@ fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
     path
 }
 
-const GOOD: &str =
-    "[node]\nid = \"t1\"\n[sip]\nlisten = \"127.0.0.1:5060\"\ndomains = [\"example.com\"]\n";
+const GOOD: &str = "[node]\nid = \"t1\"\n[sip]\nlisten = \"127.0.0.1:5060\"\n\
+                    domains = [\"example.com\"]\n[trunk]\nsources = [\"127.0.0.1\"]\n";
 
 #[test]
 fn check_config_accepts_the_shipped_config() {

@@ -5,12 +5,15 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Where a configuration value came from: a key of the TOML file, or an environment
-/// variable that overrides one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a configuration value came from: a key of the TOML file, a key of one entry of
+/// an array of tables, or an environment variable that overrides a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// A key of the file, dotted (`sip.listen`).
     Key(&'static str),
+    /// A key of one entry of an array of tables, its index counted from 0 as in the shape
+    /// errors: `operators[2].id`.
+    Entry(String),
     /// An environment variable (`SIAGA_SIP_LISTEN`) overriding the file's `key`.
     Env {
         /// The variable's name.
@@ -22,9 +25,10 @@ pub enum Source {
 
 impl Source {
     /// The key of the file the value belongs to (also for an override).
-    pub const fn key(self) -> &'static str {
+    pub fn key(&self) -> &str {
         match self {
             Source::Key(key) | Source::Env { key, .. } => key,
+            Source::Entry(key) => key,
         }
     }
 }
@@ -33,6 +37,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Key(key) => f.write_str(key),
+            Source::Entry(key) => f.write_str(key),
             Source::Env { var, key } => write!(f, "{var} (overrides {key})"),
         }
     }
@@ -105,9 +110,17 @@ pub enum Problem {
     /// A list that must name at least one entry is empty.
     #[error("is empty; list at least one")]
     EmptyList,
-    /// `node.id` is not 1–32 characters of `[A-Za-z0-9._-]`.
+    /// `node.id`, `trunk.name` or `operators[].id` is not 1–32 characters of
+    /// `[A-Za-z0-9._-]`.
     #[error("must be 1 to 32 characters of A-Z a-z 0-9 . _ -")]
-    BadNodeId,
+    BadName,
+    /// An entry that repeats an earlier one of the same list (operator ids are compared
+    /// without case).
+    #[error("repeats {key}")]
+    Repeats {
+        /// The earlier entry's key, e.g. `operators[0].id`.
+        key: String,
+    },
     /// Not `LOW-HIGH`.
     #[error("is not a port range LOW-HIGH (e.g. 30000-30999)")]
     NotPortRange,
@@ -143,6 +156,61 @@ pub enum Problem {
     /// Not a `tracing_subscriber::EnvFilter` directive; the text is the filter's error.
     #[error("is not a tracing filter directive ({0})")]
     BadLogFilter(String),
+    /// Not an IP address or network (`trunk.sources`).
+    #[error("is not an IP address or network (e.g. 192.0.2.10, 127.0.0.0/8, ::1, 2001:db8::/32)")]
+    NotIpNet,
+    /// A network with bits set past its prefix length (`127.0.0.1/8`): probably a typo,
+    /// and in an address allowlist an ambiguity is not guessed at.
+    #[error("has bits set past its prefix length; write the network address ({network})")]
+    HostBitsSet {
+        /// The network it would be, e.g. `127.0.0.0/8`.
+        network: String,
+    },
+    /// `trunk.sources` is empty while `trunk.other_sources` is `reject`: no source could
+    /// place an emergency call.
+    #[error(
+        "is empty; list the trunk's addresses, or set trunk.other_sources = \"accept\" to \
+         take emergency calls from any source"
+    )]
+    NoTrunkSources,
+    /// An emergency number that is not 1–32 digits after an optional `+`.
+    #[error("must be 1 to 32 digits, optionally after a leading + (e.g. 112)")]
+    BadEmergencyNumber,
+    /// A word that is not one of the accepted ones.
+    #[error("must be one of {choices}")]
+    NotOneOf {
+        /// The accepted words, e.g. `"reject", "accept"`.
+        choices: &'static str,
+    },
+    /// `operators[].ha1` is not 32 hex digits.
+    #[error(
+        "must be 32 hex digits: MD5(id:realm:password), the realm being the first sip.domains \
+         entry"
+    )]
+    BadHa1,
+    /// `operators[].password` is empty.
+    #[error("is empty")]
+    EmptyPassword,
+    /// `operators[].name` is empty, longer than 64 characters or holds a control character.
+    #[error("must be 1 to 64 characters without control characters")]
+    BadDisplayName,
+    /// A number outside its range.
+    #[error("must be from {min} to {max}")]
+    OutOfRange {
+        /// The smallest accepted value.
+        min: u64,
+        /// The largest accepted value.
+        max: u64,
+    },
+    /// A number below the value of another key that bounds it (e.g.
+    /// `registrar.default_expires_s` below `registrar.min_expires_s`).
+    #[error("must be at least {key} ({min})")]
+    BelowKey {
+        /// The key whose value bounds this one.
+        key: &'static str,
+        /// Its value.
+        min: u64,
+    },
     /// A number below its minimum.
     #[error("must be at least {min}")]
     TooSmall {
@@ -239,6 +307,21 @@ pub enum ConfigError {
         /// Where it came from (`sip.listen` or `SIAGA_SIP_LISTEN`).
         listen_source: Source,
     },
+    /// An operator with neither `ha1` nor `password`.
+    #[error(
+        "{key}: missing; give ha1 = MD5(id:realm:password) (preferred) or password for \
+         this operator"
+    )]
+    MissingSecret {
+        /// The key of the operator's `ha1`, e.g. `operators[1].ha1`.
+        key: String,
+    },
+    /// An operator with both `ha1` and `password`: which one counts would be a guess.
+    #[error("{key}: given together with ha1; give only one of them (ha1 preferred)")]
+    TwoSecrets {
+        /// The key of the operator's `password`, e.g. `operators[1].password`.
+        key: String,
+    },
 }
 
 impl ConfigError {
@@ -250,7 +333,9 @@ impl ConfigError {
             ConfigError::Syntax { key, .. } => key.as_deref(),
             ConfigError::UnknownKey { key, .. }
             | ConfigError::MissingKey { key }
-            | ConfigError::WrongType { key, .. } => Some(key),
+            | ConfigError::WrongType { key, .. }
+            | ConfigError::MissingSecret { key }
+            | ConfigError::TwoSecrets { key } => Some(key),
             ConfigError::Invalid { origin, .. } => Some(origin.key()),
             ConfigError::AdvertiseRequired { .. } => Some("sip.advertise"),
         }

@@ -6,15 +6,22 @@
 //! `deny_unknown_fields`: a typo is an error naming the key), `apply_env` replaces the
 //! overridden keys, and validation turns the raw values into typed ones ([`Config`]). Every
 //! error names the key or the variable and the problem ([`ConfigError`]).
+//!
+//! The sections about calls and who answers them (`[trunk]`, `[[operators]]`, `[queue]`,
+//! `[registrar]`) are read and validated in `calls`.
 
+mod calls;
 mod error;
 mod values;
 
 #[cfg(test)]
 mod tests;
 
+pub use calls::{OperatorConfig, QueueConfig, RegistrarConfig, TrunkConfig};
 pub use error::{ConfigError, Position, Problem, Source};
-pub use values::{DatabaseKind, DatabaseUrl, Host, HostPort, NodeId, PortRange};
+pub use values::{
+    DatabaseKind, DatabaseUrl, Host, HostPort, NodeId, OperatorSecret, OtherSources, PortRange,
+};
 
 use crate::engine::EngineConfig;
 use crate::engine::transaction::TimerConfig;
@@ -50,6 +57,15 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[trunk]` (required).
+    pub trunk: TrunkConfig,
+    /// `[[operators]]`, in file order. May be empty: siaga then takes calls but no phone
+    /// can register to answer them (the shell warns at start).
+    pub operators: Vec<OperatorConfig>,
+    /// `[queue]`.
+    pub queue: QueueConfig,
+    /// `[registrar]`.
+    pub registrar: RegistrarConfig,
     /// The environment variables of [`ENV_OVERRIDES`] that were set and applied.
     pub env_overrides: Vec<&'static str>,
 }
@@ -151,6 +167,13 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     log: RawLog,
+    trunk: calls::RawTrunk,
+    #[serde(default)]
+    operators: Vec<calls::RawOperator>,
+    #[serde(default)]
+    queue: calls::RawQueue,
+    #[serde(default)]
+    registrar: calls::RawRegistrar,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,7 +322,8 @@ impl Config {
     ///
     /// Errors: [`ConfigError::Syntax`] (not TOML), [`ConfigError::UnknownKey`],
     /// [`ConfigError::MissingKey`] and [`ConfigError::WrongType`] (the file's shape), and
-    /// [`ConfigError::Invalid`] and [`ConfigError::AdvertiseRequired`] (its values).
+    /// [`ConfigError::Invalid`], [`ConfigError::AdvertiseRequired`],
+    /// [`ConfigError::MissingSecret`] and [`ConfigError::TwoSecrets`] (its values).
     pub fn from_toml(
         text: &str,
         env: impl Fn(&str) -> Option<String>,
@@ -349,20 +373,47 @@ impl Config {
         } else {
             format!("; from environment: {}", self.env_overrides.join(", "))
         };
+        let sources: Vec<String> = self.trunk.sources.iter().map(|n| n.to_string()).collect();
         format!(
             "node {}, sip {} (udp+tcp) advertised as {host}:{port}, domains {}, rtp {}, \
-             http {}, database {}{overrides}",
+             http {}, database {}, trunk {} from {} (others: {}) for {}, {} operators{overrides}",
             self.node.id,
             self.sip.listen,
             self.sip.domains.join(","),
             self.media.rtp_ports,
             self.http.listen,
             self.database.url,
+            self.trunk.name,
+            if sources.is_empty() {
+                "(no address)".to_owned()
+            } else {
+                sources.join(",")
+            },
+            self.trunk.other_sources,
+            self.trunk.emergency_numbers.join(","),
+            self.operators.len(),
         )
+    }
+
+    /// The ids of the operators configured with a plain `password` instead of an `ha1`,
+    /// in file order: the shell warns about them at start.
+    pub fn operators_with_plain_passwords(&self) -> Vec<&str> {
+        self.operators
+            .iter()
+            .filter(|o| o.secret.is_password())
+            .map(|o| o.id.as_str())
+            .collect()
     }
 }
 
 impl SipConfig {
+    /// The digest realm: the first `sip.domains` entry, lower-cased. Operators' `ha1`
+    /// values are MD5(`id:realm:password`) with this realm, so changing the first domain
+    /// invalidates them.
+    pub fn realm(&self) -> &str {
+        self.domains.first().map_or("", String::as_str)
+    }
+
     /// The host (as written in a SIP URI: IPv6 in brackets) and port siaga writes in Via
     /// and Contact: `advertise`, its port defaulting to the listen port; else the listen
     /// address.
@@ -683,6 +734,10 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
         database,
         http,
         log,
+        trunk: calls::validate_trunk(raw.trunk)?,
+        operators: calls::validate_operators(raw.operators)?,
+        queue: calls::validate_queue(&raw.queue)?,
+        registrar: calls::validate_registrar(&raw.registrar)?,
         env_overrides: applied,
     })
 }

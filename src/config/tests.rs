@@ -10,7 +10,12 @@ const MINIMAL: &str = r#"
 id = "n1"
 [sip]
 domains = ["Example.COM"]
+[trunk]
+sources = ["192.0.2.10"]
 "#;
+
+/// The smallest `[trunk]` table, for tests that write the whole file.
+const TRUNK: &str = "[trunk]\nsources = [\"127.0.0.1\"]\n";
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -81,7 +86,7 @@ fn shipped_config_file_on_disk_matches() {
 }
 
 #[test]
-fn defaults_fill_everything_but_node_id_and_domains() {
+fn defaults_fill_everything_but_node_id_domains_and_trunk_sources() {
     let c = load(MINIMAL).unwrap();
     let shipped = load(SHIPPED).unwrap();
     assert_eq!(c.sip.listen, shipped.sip.listen);
@@ -259,7 +264,7 @@ fn invalid_values_name_their_key() {
         "sip.max_tcp_connections",
         Problem::TooSmall { min: 1 },
     );
-    let domains = |d: &str| format!("[node]\nid = \"n\"\n[sip]\ndomains = {d}\n");
+    let domains = |d: &str| format!("[node]\nid = \"n\"\n[sip]\ndomains = {d}\n{TRUNK}");
     assert_invalid(&domains("[]"), "sip.domains", Problem::EmptyList);
     assert_invalid(
         &domains("[\"exa mple.com\"]"),
@@ -298,10 +303,10 @@ fn invalid_values_name_their_key() {
         "sip.timers.t4_ms",
         Problem::TooSmall { min: 1 },
     );
-    let node = |id: &str| format!("[node]\nid = \"{id}\"\n[sip]\ndomains = [\"a\"]\n");
-    assert_invalid(&node(""), "node.id", Problem::BadNodeId);
-    assert_invalid(&node("siaga 1"), "node.id", Problem::BadNodeId);
-    assert_invalid(&node(&"x".repeat(33)), "node.id", Problem::BadNodeId);
+    let node = |id: &str| format!("[node]\nid = \"{id}\"\n[sip]\ndomains = [\"a\"]\n{TRUNK}");
+    assert_invalid(&node(""), "node.id", Problem::BadName);
+    assert_invalid(&node("siaga 1"), "node.id", Problem::BadName);
+    assert_invalid(&node(&"x".repeat(33)), "node.id", Problem::BadName);
     let media = |line: &str| with("media", line);
     assert_invalid(
         &media("rtp_ports = \"30000\""),
@@ -450,7 +455,7 @@ fn accepted_values() {
     assert_eq!(adv("[2001:db8::1]"), "[2001:db8::1]");
     assert_eq!(adv("Siaga.Example.ID"), "siaga.example.id");
     assert_eq!(adv("198.51.100.7:5080"), "198.51.100.7:5080");
-    let domains = load("[node]\nid = \"n\"\n[sip]\ndomains = [\"112.Kota.go.id\", \"192.0.2.1\", \"::1\", \"[2001:db8::2]\"]\n")
+    let domains = load(&format!("[node]\nid = \"n\"\n[sip]\ndomains = [\"112.Kota.go.id\", \"192.0.2.1\", \"::1\", \"[2001:db8::2]\"]\n{TRUNK}"))
         .unwrap()
         .sip
         .domains;
@@ -621,4 +626,524 @@ fn listeners_must_not_share_a_port() {
     assert!(e.to_string().contains("SIAGA_SIP_LISTEN"), "{e}");
     // Another address is no clash.
     assert!(load(&with("http", "listen = \"127.0.0.2:5060\"")).is_ok());
+}
+
+// ---- [trunk], [[operators]], [queue], [registrar] ---------------------------------------
+
+/// `MINIMAL` with one `[[operators]]` table per entry of `tables` (each its lines).
+fn with_operators(tables: &[&str]) -> String {
+    let mut text = MINIMAL.to_owned();
+    for lines in tables {
+        text.push_str(&format!("[[operators]]\n{lines}\n"));
+    }
+    text
+}
+
+#[test]
+fn shipped_config_defines_trunk_demo_operators_queue_and_registrar() {
+    let c = load(SHIPPED).unwrap();
+    assert_eq!(c.trunk.name, "trunk");
+    let sources: Vec<String> = c.trunk.sources.iter().map(|n| n.to_string()).collect();
+    assert_eq!(sources, ["127.0.0.0/8", "::1/128"]);
+    assert_eq!(c.trunk.emergency_numbers, ["112"]);
+    assert_eq!(c.trunk.other_sources, OtherSources::Reject);
+    let ids: Vec<&str> = c.operators.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, ["1001", "1002"]);
+    assert_eq!(
+        c.operators[0].secret,
+        OperatorSecret::Password("demo-1001".into())
+    );
+    assert_eq!(
+        c.operators[1].secret,
+        OperatorSecret::Password("demo-1002".into())
+    );
+    assert_eq!(c.operators[0].name.as_deref(), Some("Demo operator 1001"));
+    assert_eq!(c.operators_with_plain_passwords(), ["1001", "1002"]);
+    assert_eq!(
+        c.queue,
+        QueueConfig {
+            ring_timeout: Duration::from_secs(15),
+            reject_retry_delay: Duration::from_secs(5),
+            ringing_refresh: Duration::from_secs(30),
+        }
+    );
+    assert_eq!(
+        c.registrar,
+        RegistrarConfig {
+            min_expires: Duration::from_secs(60),
+            max_expires: Duration::from_secs(3600),
+            default_expires: Duration::from_secs(3600),
+            nonce_ttl: Duration::from_secs(300),
+        }
+    );
+    assert_eq!(c.sip.realm(), "localhost");
+    // The demo credentials are marked as such in the file.
+    assert!(SHIPPED.contains("DEMO CREDENTIALS"));
+    assert!(SHIPPED.contains("printf '%s' '1001:localhost:secret' | md5sum"));
+}
+
+#[test]
+fn defaults_of_the_new_sections() {
+    let c = load(MINIMAL).unwrap();
+    let shipped = load(SHIPPED).unwrap();
+    assert_eq!(c.trunk.name, "trunk");
+    assert_eq!(c.trunk.emergency_numbers, ["112"]);
+    assert_eq!(c.trunk.other_sources, OtherSources::Reject);
+    assert!(c.operators.is_empty(), "zero operators is valid");
+    assert!(c.operators_with_plain_passwords().is_empty());
+    assert_eq!(c.queue, shipped.queue);
+    assert_eq!(c.registrar, shipped.registrar);
+}
+
+#[test]
+fn trunk_is_required_and_names_its_missing_key() {
+    let e = err("[node]\nid = \"n\"\n[sip]\ndomains = [\"a\"]\n");
+    assert!(
+        matches!(&e, ConfigError::MissingKey { key } if key == "trunk"),
+        "{e}"
+    );
+    let e = err("[node]\nid = \"n\"\n[sip]\ndomains = [\"a\"]\n[trunk]\nname = \"t\"\n");
+    assert!(
+        matches!(&e, ConfigError::MissingKey { key } if key == "trunk.sources"),
+        "{e}"
+    );
+    let e = err(&with("trunk", "source = [\"::1\"]"));
+    assert_eq!(e.key(), Some("trunk.source"), "{e}");
+    let e = err(&with("trunk", "emergency_numbers = [112]"));
+    assert!(matches!(e, ConfigError::WrongType { .. }), "{e:?}");
+    assert!(
+        e.key().unwrap().starts_with("trunk.emergency_numbers"),
+        "{e}"
+    );
+}
+
+#[test]
+fn trunk_values_are_validated_naming_their_key() {
+    let trunk =
+        |lines: &str| format!("[node]\nid = \"n\"\n[sip]\ndomains = [\"a\"]\n[trunk]\n{lines}\n");
+    let sources = |list: &str| trunk(&format!("sources = {list}"));
+    assert_invalid(
+        &trunk("sources = [\"::1\"]\nname = \"the trunk\""),
+        "trunk.name",
+        Problem::BadName,
+    );
+    assert_invalid(
+        &sources("[\"localhost\"]"),
+        "trunk.sources",
+        Problem::NotIpNet,
+    );
+    assert_invalid(
+        &sources("[\"10.0.0.0/33\"]"),
+        "trunk.sources",
+        Problem::NotIpNet,
+    );
+    assert_invalid(&sources("[\"[::1]\"]"), "trunk.sources", Problem::NotIpNet);
+    assert_invalid(
+        &sources("[\"127.0.0.1/8\"]"),
+        "trunk.sources",
+        Problem::HostBitsSet {
+            network: "127.0.0.0/8".into(),
+        },
+    );
+    assert_invalid(
+        &sources("[\"2001:db8::1/32\"]"),
+        "trunk.sources",
+        Problem::HostBitsSet {
+            network: "2001:db8::/32".into(),
+        },
+    );
+    assert_invalid(
+        &sources("[\"192.0.2.1\", \"192.0.2.1/32\"]"),
+        "trunk.sources",
+        Problem::Duplicate,
+    );
+    assert_invalid(&sources("[]"), "trunk.sources", Problem::NoTrunkSources);
+    let numbers = |list: &str| trunk(&format!("sources = [\"::1\"]\nemergency_numbers = {list}"));
+    assert_invalid(
+        &numbers("[]"),
+        "trunk.emergency_numbers",
+        Problem::EmptyList,
+    );
+    for bad in ["", "+", "11 2", "*112", "112#", "++112", "sos"] {
+        assert_invalid(
+            &numbers(&format!("[\"{bad}\"]")),
+            "trunk.emergency_numbers",
+            Problem::BadEmergencyNumber,
+        );
+    }
+    assert_invalid(
+        &numbers(&format!("[\"{}\"]", "1".repeat(33))),
+        "trunk.emergency_numbers",
+        Problem::BadEmergencyNumber,
+    );
+    assert_invalid(
+        &numbers("[\"112\", \"110\", \"112\"]"),
+        "trunk.emergency_numbers",
+        Problem::Duplicate,
+    );
+    for bad in ["Reject", "drop", ""] {
+        assert_invalid(
+            &trunk(&format!("sources = [\"::1\"]\nother_sources = \"{bad}\"")),
+            "trunk.other_sources",
+            Problem::NotOneOf {
+                choices: OtherSources::CHOICES,
+            },
+        );
+    }
+    let e = err(&sources("[]"));
+    assert_eq!(
+        e.to_string(),
+        "trunk.sources: [] is empty; list the trunk's addresses, or set \
+         trunk.other_sources = \"accept\" to take emergency calls from any source"
+    );
+    let e = err(&trunk("sources = [\"::1\"]\nother_sources = \"drop\""));
+    assert_eq!(
+        e.to_string(),
+        "trunk.other_sources: \"drop\" must be one of \"reject\", \"accept\""
+    );
+}
+
+#[test]
+fn trunk_accepted_values_and_matching() {
+    let trunk = |lines: &str| {
+        load(&format!(
+            "[node]\nid = \"n\"\n[sip]\ndomains = [\"a\"]\n[trunk]\n{lines}\n"
+        ))
+        .unwrap()
+        .trunk
+    };
+    let t = trunk(
+        "name = \"telkom-1\"\nsources = [\"127.0.0.0/8\", \"::1\", \"198.51.100.7\", \
+         \"2001:db8::/32\"]\nemergency_numbers = [\"112\", \"+62112\", \"110\"]",
+    );
+    assert_eq!(t.name, "telkom-1");
+    for ip in [
+        "127.0.0.1",
+        "127.255.0.9",
+        "::1",
+        "::ffff:127.0.0.1",
+        "198.51.100.7",
+        "2001:db8:5::7",
+    ] {
+        assert!(t.is_trunk_source(ip.parse().unwrap()), "{ip}");
+    }
+    for ip in [
+        "128.0.0.1",
+        "198.51.100.8",
+        "::2",
+        "2001:db9::1",
+        "10.0.0.1",
+    ] {
+        assert!(!t.is_trunk_source(ip.parse().unwrap()), "{ip}");
+    }
+    assert!(t.is_emergency_number("112"));
+    assert!(t.is_emergency_number("+62112"));
+    assert!(t.is_emergency_number("110"));
+    assert!(!t.is_emergency_number("1120"));
+    assert!(!t.is_emergency_number("62112"));
+    // Without a trunk address, only "accept" makes sense.
+    let t = trunk("sources = []\nother_sources = \"accept\"");
+    assert!(t.sources.is_empty());
+    assert_eq!(t.other_sources, OtherSources::Accept);
+    assert!(!t.is_trunk_source("127.0.0.1".parse().unwrap()));
+    let t = trunk("sources = [\"0.0.0.0/0\"]");
+    assert!(t.is_trunk_source("203.0.113.1".parse().unwrap()));
+}
+
+#[test]
+fn operators_with_ha1_or_password() {
+    let c = load(&with_operators(&[
+        "id = \"1001\"\nname = \"Siti\"\nha1 = \"cf0429477e1c8b4a06769b7ac6ce4d07\"",
+        "id = \"op.2_b-C\"\nha1 = \"CF0429477E1C8B4A06769B7AC6CE4D07\"",
+        "id = \"1003\"\npassword = \"s3cret pass\"",
+    ]))
+    .unwrap();
+    // printf '%s' '1001:localhost:secret' | md5sum
+    let expected = [
+        0xcf, 0x04, 0x29, 0x47, 0x7e, 0x1c, 0x8b, 0x4a, 0x06, 0x76, 0x9b, 0x7a, 0xc6, 0xce, 0x4d,
+        0x07,
+    ];
+    assert_eq!(c.operators.len(), 3);
+    assert_eq!(c.operators[0].id, "1001");
+    assert_eq!(c.operators[0].name.as_deref(), Some("Siti"));
+    assert_eq!(c.operators[0].secret, OperatorSecret::Ha1(expected));
+    assert_eq!(c.operators[1].id, "op.2_b-C");
+    assert_eq!(c.operators[1].name, None);
+    assert_eq!(c.operators[1].secret, OperatorSecret::Ha1(expected));
+    assert_eq!(
+        c.operators[2].secret,
+        OperatorSecret::Password("s3cret pass".into())
+    );
+    assert_eq!(c.operators_with_plain_passwords(), ["1003"]);
+    assert!(c.summary().contains("3 operators"), "{}", c.summary());
+}
+
+#[test]
+fn operator_secrets_are_never_displayed() {
+    let c = load(SHIPPED).unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("demo-100"), "{debug}");
+    assert!(debug.contains("Password(***)"), "{debug}");
+    assert!(!c.summary().contains("demo-100"), "{}", c.summary());
+    let c = load(&with_operators(&[
+        "id = \"a\"\nha1 = \"cf0429477e1c8b4a06769b7ac6ce4d07\"",
+    ]))
+    .unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("cf04"), "{debug}");
+    assert!(debug.contains("Ha1(***)"), "{debug}");
+    // A malformed ha1 is not echoed in the error either.
+    let e = err(&with_operators(&[
+        "id = \"a\"\nha1 = \"cf0429477e1c8b4a06769b7ac6ce4d0\"",
+    ]));
+    assert_eq!(
+        e.to_string(),
+        "operators[0].ha1: (31 characters, not shown) must be 32 hex digits: \
+         MD5(id:realm:password), the realm being the first sip.domains entry"
+    );
+    assert!(!format!("{e:?}").contains("cf04"), "{e:?}");
+}
+
+#[test]
+fn operator_values_are_validated_naming_the_entry() {
+    let pw = "password = \"x\"";
+    let one = |lines: &str| with_operators(&[lines]);
+    assert_invalid(
+        &one(&format!("id = \"\"\n{pw}")),
+        "operators[0].id",
+        Problem::BadName,
+    );
+    assert_invalid(
+        &one(&format!("id = \"sip:1001\"\n{pw}")),
+        "operators[0].id",
+        Problem::BadName,
+    );
+    assert_invalid(
+        &one(&format!("id = \"{}\"\n{pw}", "1".repeat(33))),
+        "operators[0].id",
+        Problem::BadName,
+    );
+    let three = with_operators(&[
+        &format!("id = \"ana\"\n{pw}"),
+        &format!("id = \"budi\"\n{pw}"),
+        &format!("id = \"Ana\"\n{pw}"),
+    ]);
+    assert_invalid(
+        &three,
+        "operators[2].id",
+        Problem::Repeats {
+            key: "operators[0].id".into(),
+        },
+    );
+    assert_eq!(
+        err(&three).to_string(),
+        "operators[2].id: \"Ana\" repeats operators[0].id"
+    );
+    for bad in [String::new(), "x".repeat(65), "a\tb".into(), "a\nb".into()] {
+        let text = one(&format!("id = \"a\"\nname = {bad:?}\n{pw}"));
+        assert_invalid(&text, "operators[0].name", Problem::BadDisplayName);
+    }
+    for bad in [
+        "cf0429477e1c8b4a06769b7ac6ce4d0",
+        "cf0429477e1c8b4a06769b7ac6ce4d077",
+        "cf0429477e1c8b4a06769b7ac6ce4d0g",
+        "",
+    ] {
+        assert_invalid(
+            &one(&format!("id = \"a\"\nha1 = \"{bad}\"")),
+            "operators[0].ha1",
+            Problem::BadHa1,
+        );
+    }
+    assert_invalid(
+        &one("id = \"a\"\npassword = \"\""),
+        "operators[0].password",
+        Problem::EmptyPassword,
+    );
+    let name_ok = one(&format!("id = \"a\"\nname = \"{}\"\n{pw}", "é".repeat(64)));
+    assert!(
+        load(&name_ok).is_ok(),
+        "64 characters, counted as characters"
+    );
+}
+
+#[test]
+fn an_operator_needs_exactly_one_secret() {
+    let e = err(&with_operators(&[
+        "id = \"a\"\npassword = \"x\"",
+        "id = \"b\"\nname = \"B\"",
+    ]));
+    assert!(matches!(e, ConfigError::MissingSecret { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("operators[1].ha1"));
+    assert_eq!(
+        e.to_string(),
+        "operators[1].ha1: missing; give ha1 = MD5(id:realm:password) (preferred) or \
+         password for this operator"
+    );
+    let e = err(&with_operators(&[
+        "id = \"a\"\npassword = \"x\"\nha1 = \"cf0429477e1c8b4a06769b7ac6ce4d07\"",
+    ]));
+    assert!(matches!(e, ConfigError::TwoSecrets { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("operators[0].password"));
+    assert!(!e.to_string().contains("cf04"), "{e}");
+}
+
+#[test]
+fn operator_shape_errors_name_the_entry() {
+    let e = err(&with_operators(&["id = \"a\"\npasword = \"x\""]));
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("operators[0].pasword"), "{e}");
+    let e = err(&with_operators(&[
+        "id = \"a\"\npassword = \"x\"",
+        "password = \"x\"",
+    ]));
+    assert!(matches!(e, ConfigError::MissingKey { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("operators[1].id"), "{e}");
+    let e = err(&with_operators(&["id = 1001\npassword = \"x\""]));
+    assert!(matches!(e, ConfigError::WrongType { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("operators[0].id"), "{e}");
+    let e = err(&format!("{MINIMAL}[operators]\nid = \"a\"\n"));
+    assert!(matches!(e, ConfigError::WrongType { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("operators"), "{e}");
+}
+
+#[test]
+fn queue_timers_are_validated_naming_their_key() {
+    let queue = |line: &str| with("queue", line);
+    let cases = [
+        ("ring_timeout_s = 0", "queue.ring_timeout_s", 1, 600),
+        ("ring_timeout_s = 601", "queue.ring_timeout_s", 1, 600),
+        (
+            "reject_retry_delay_s = 3601",
+            "queue.reject_retry_delay_s",
+            0,
+            3600,
+        ),
+        ("ringing_refresh_s = 0", "queue.ringing_refresh_s", 1, 60),
+        ("ringing_refresh_s = 61", "queue.ringing_refresh_s", 1, 60),
+    ];
+    for (line, key, min, max) in cases {
+        assert_invalid(&queue(line), key, Problem::OutOfRange { min, max });
+    }
+    assert_eq!(
+        err(&queue("ring_timeout_s = 601")).to_string(),
+        "queue.ring_timeout_s: 601 must be from 1 to 600"
+    );
+    let e = err(&queue("ring_timeout_s = -1"));
+    assert_eq!(e.key(), Some("queue.ring_timeout_s"), "{e}");
+    let e = err(&queue("ring_timeout_ms = 100"));
+    assert_eq!(e.key(), Some("queue.ring_timeout_ms"), "{e}");
+}
+
+#[test]
+fn queue_accepted_values() {
+    let q = load(&with(
+        "queue",
+        "ring_timeout_s = 1\nreject_retry_delay_s = 0\nringing_refresh_s = 1",
+    ))
+    .unwrap()
+    .queue;
+    assert_eq!(q.ring_timeout, Duration::from_secs(1));
+    assert_eq!(q.reject_retry_delay, Duration::ZERO);
+    assert_eq!(q.ringing_refresh, Duration::from_secs(1));
+    let q = load(&with(
+        "queue",
+        "ring_timeout_s = 600\nreject_retry_delay_s = 3600\nringing_refresh_s = 60",
+    ))
+    .unwrap()
+    .queue;
+    assert_eq!(q.ring_timeout, Duration::from_secs(600));
+    assert_eq!(q.reject_retry_delay, Duration::from_secs(3600));
+    assert_eq!(q.ringing_refresh, Duration::from_secs(60));
+}
+
+#[test]
+fn registrar_values_are_validated_naming_their_key() {
+    let registrar = |lines: &str| with("registrar", lines);
+    assert_invalid(
+        &registrar("min_expires_s = 0"),
+        "registrar.min_expires_s",
+        Problem::OutOfRange { min: 1, max: 86400 },
+    );
+    assert_invalid(
+        &registrar("min_expires_s = 86401"),
+        "registrar.min_expires_s",
+        Problem::OutOfRange { min: 1, max: 86400 },
+    );
+    assert_invalid(
+        &registrar("min_expires_s = 120\nmax_expires_s = 100"),
+        "registrar.max_expires_s",
+        Problem::BelowKey {
+            key: "registrar.min_expires_s",
+            min: 120,
+        },
+    );
+    assert_invalid(
+        &registrar("max_expires_s = 86401"),
+        "registrar.max_expires_s",
+        Problem::OutOfRange { min: 1, max: 86400 },
+    );
+    assert_invalid(
+        &registrar("default_expires_s = 30"),
+        "registrar.default_expires_s",
+        Problem::BelowKey {
+            key: "registrar.min_expires_s",
+            min: 60,
+        },
+    );
+    assert_invalid(
+        &registrar("max_expires_s = 600"),
+        "registrar.default_expires_s",
+        Problem::AboveKey {
+            key: "registrar.max_expires_s",
+            max: 600,
+        },
+    );
+    assert_invalid(
+        &registrar("nonce_ttl_s = 9"),
+        "registrar.nonce_ttl_s",
+        Problem::OutOfRange { min: 10, max: 3600 },
+    );
+    assert_invalid(
+        &registrar("nonce_ttl_s = 3601"),
+        "registrar.nonce_ttl_s",
+        Problem::OutOfRange { min: 10, max: 3600 },
+    );
+    assert_eq!(
+        err(&registrar("default_expires_s = 30")).to_string(),
+        "registrar.default_expires_s: 30 must be at least registrar.min_expires_s (60)"
+    );
+}
+
+#[test]
+fn registrar_accepted_values() {
+    let r = load(&with(
+        "registrar",
+        "min_expires_s = 60\nmax_expires_s = 60\ndefault_expires_s = 60\nnonce_ttl_s = 10",
+    ))
+    .unwrap()
+    .registrar;
+    assert_eq!(r.min_expires, Duration::from_secs(60));
+    assert_eq!(r.max_expires, Duration::from_secs(60));
+    assert_eq!(r.default_expires, Duration::from_secs(60));
+    assert_eq!(r.nonce_ttl, Duration::from_secs(10));
+    let r = load(&with(
+        "registrar",
+        "min_expires_s = 1\nmax_expires_s = 86400\ndefault_expires_s = 7200\nnonce_ttl_s = 3600",
+    ))
+    .unwrap()
+    .registrar;
+    assert_eq!(r.min_expires, Duration::from_secs(1));
+    assert_eq!(r.max_expires, Duration::from_secs(86400));
+    assert_eq!(r.default_expires, Duration::from_secs(7200));
+    assert_eq!(r.nonce_ttl, Duration::from_secs(3600));
+}
+
+#[test]
+fn summary_names_trunk_and_operators() {
+    let s = load(SHIPPED).unwrap().summary();
+    assert!(
+        s.contains("trunk trunk from 127.0.0.0/8,::1/128 (others: reject) for 112, 2 operators"),
+        "{s}"
+    );
 }

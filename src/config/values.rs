@@ -2,6 +2,7 @@
 //! exists is valid. Each parser returns the [`Problem`] that `check-config` reports.
 
 use super::error::Problem;
+use ipnet::IpNet;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
@@ -15,14 +16,9 @@ impl NodeId {
     /// Longest accepted id, in characters.
     pub const MAX_LEN: usize = 32;
 
-    /// Parses an id. Errors: [`Problem::BadNodeId`].
+    /// Parses an id. Errors: [`Problem::BadName`].
     pub fn parse(s: &str) -> Result<NodeId, Problem> {
-        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        if (1..=Self::MAX_LEN).contains(&s.len()) && s.chars().all(ok_char) {
-            Ok(NodeId(s.to_owned()))
-        } else {
-            Err(Problem::BadNodeId)
-        }
+        parse_name(s).map(NodeId)
     }
 
     /// The id.
@@ -34,6 +30,17 @@ impl NodeId {
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Parses a name of 1–32 characters of `[A-Za-z0-9._-]`: `node.id`, `trunk.name`,
+/// `operators[].id`. Errors: [`Problem::BadName`].
+pub fn parse_name(s: &str) -> Result<String, Problem> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if (1..=NodeId::MAX_LEN).contains(&s.len()) && s.chars().all(ok_char) {
+        Ok(s.to_owned())
+    } else {
+        Err(Problem::BadName)
     }
 }
 
@@ -334,5 +341,137 @@ impl fmt::Debug for DatabaseUrl {
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
+    }
+}
+
+/// Parses an entry of `trunk.sources`: an IP address (one host: /32 or /128) or a network
+/// `ADDRESS/PREFIX`, IPv4 or IPv6 (no brackets). Errors: [`Problem::NotIpNet`];
+/// [`Problem::HostBitsSet`] for a network with bits set past its prefix (`127.0.0.1/8`).
+pub fn parse_ip_net(s: &str) -> Result<IpNet, Problem> {
+    if let Ok(ip) = IpAddr::from_str(s) {
+        return Ok(IpNet::from(ip));
+    }
+    let net = IpNet::from_str(s).map_err(|_| Problem::NotIpNet)?;
+    if net.trunc() != net {
+        return Err(Problem::HostBitsSet {
+            network: net.trunc().to_string(),
+        });
+    }
+    Ok(net)
+}
+
+/// Longest accepted emergency number, in characters (the `+` included).
+pub const MAX_EMERGENCY_NUMBER_LEN: usize = 32;
+
+/// Parses an entry of `trunk.emergency_numbers`: 1–32 characters, ASCII digits after an
+/// optional leading `+` (`112`, `+62112`). Errors: [`Problem::BadEmergencyNumber`].
+pub fn parse_emergency_number(s: &str) -> Result<String, Problem> {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    if s.len() <= MAX_EMERGENCY_NUMBER_LEN
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(Problem::BadEmergencyNumber)
+    }
+}
+
+/// `trunk.other_sources`: what becomes of an INVITE to an emergency number from a source
+/// that is not in `trunk.sources`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtherSources {
+    /// `reject` (the default): answered 403 Forbidden, and logged.
+    Reject,
+    /// `accept`: taken as an emergency call anyway, for a centre without a fixed trunk
+    /// address. The shell warns at start.
+    Accept,
+}
+
+impl OtherSources {
+    /// The accepted words, as [`Problem::NotOneOf`] lists them.
+    pub const CHOICES: &'static str = "\"reject\", \"accept\"";
+
+    /// Parses `reject` or `accept` (exactly, lower case). Errors: [`Problem::NotOneOf`].
+    pub fn parse(s: &str) -> Result<OtherSources, Problem> {
+        match s {
+            "reject" => Ok(OtherSources::Reject),
+            "accept" => Ok(OtherSources::Accept),
+            _ => Err(Problem::NotOneOf {
+                choices: Self::CHOICES,
+            }),
+        }
+    }
+}
+
+impl fmt::Display for OtherSources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OtherSources::Reject => "reject",
+            OtherSources::Accept => "accept",
+        })
+    }
+}
+
+/// An operator's digest credential (`operators[].ha1` or `operators[].password`).
+///
+/// Its `Debug` never shows the secret (`Ha1(***)`, `Password(***)`), so a [`super::Config`]
+/// can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub enum OperatorSecret {
+    /// `ha1`: MD5(`id:realm:password`) (RFC 2617 §3.2.2.2, RFC 7616 §3.4.2), the realm
+    /// being the first `sip.domains` entry. Only MD5 digests can be verified with it.
+    Ha1([u8; 16]),
+    /// `password`: the plain password (accepted with a warning at start). Any digest
+    /// algorithm can be verified with it.
+    Password(String),
+}
+
+impl OperatorSecret {
+    /// Whether this is a plain password.
+    pub fn is_password(&self) -> bool {
+        matches!(self, OperatorSecret::Password(_))
+    }
+}
+
+impl fmt::Debug for OperatorSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OperatorSecret::Ha1(_) => "Ha1(***)",
+            OperatorSecret::Password(_) => "Password(***)",
+        })
+    }
+}
+
+/// Parses `operators[].ha1`: 32 hex digits, either case. Errors: [`Problem::BadHa1`].
+pub fn parse_ha1(s: &str) -> Result<[u8; 16], Problem> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 32 {
+        return Err(Problem::BadHa1);
+    }
+    let nibble = |b: u8| match b {
+        b'0'..=b'9' => Ok(b - b'0'),
+        b'a'..=b'f' => Ok(b - b'a' + 10),
+        b'A'..=b'F' => Ok(b - b'A' + 10),
+        _ => Err(Problem::BadHa1),
+    };
+    let mut ha1 = [0u8; 16];
+    for (byte, pair) in ha1.iter_mut().zip(bytes.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Ok(ha1)
+}
+
+/// Longest accepted operator display name, in characters.
+pub const MAX_DISPLAY_NAME_LEN: usize = 64;
+
+/// Parses `operators[].name`: 1–64 characters, none a control character. Errors:
+/// [`Problem::BadDisplayName`].
+pub fn parse_display_name(s: &str) -> Result<String, Problem> {
+    let len = s.chars().count();
+    if (1..=MAX_DISPLAY_NAME_LEN).contains(&len) && !s.chars().any(char::is_control) {
+        Ok(s.to_owned())
+    } else {
+        Err(Problem::BadDisplayName)
     }
 }

@@ -1,0 +1,369 @@
+//! The configuration of emergency calls and of who answers them: `[trunk]` (where 112 calls
+//! come from and which numbers they dial), `[[operators]]` (the agents and their digest
+//! credentials: RFC 7616 §3.4.2's HA1), `[queue]` (the ACD's timers; the 180 Ringing refresh
+//! of RFC 3261 §13.3.1.1) and `[registrar]` (RFC 3261 §10.3 binding lifetimes and the digest
+//! nonce lifetime).
+//!
+//! As in the rest of the module: raw serde structs (`deny_unknown_fields`), then validation
+//! into the typed sections, every error naming its key.
+
+use super::error::{ConfigError, Problem, Source};
+use super::values::{self, OperatorSecret, OtherSources};
+use super::{check, invalid};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// `[trunk]`: the telco trunk that delivers emergency calls.
+#[derive(Clone, Debug)]
+pub struct TrunkConfig {
+    /// `trunk.name` (default `trunk`; 1–32 characters of `A-Z a-z 0-9 . _ -`): recorded in
+    /// each call record's `trunk` column.
+    pub name: String,
+    /// `trunk.sources` (required): the IP addresses and networks, IPv4 or IPv6, allowed to
+    /// place emergency calls. Empty only when `other_sources` is [`OtherSources::Accept`].
+    /// A single address is a /32 or /128 network.
+    pub sources: Vec<IpNet>,
+    /// `trunk.emergency_numbers` (default `["112"]`, non-empty): the Request-URI user parts
+    /// that are emergency calls, each 1–32 digits after an optional `+`.
+    pub emergency_numbers: Vec<String>,
+    /// `trunk.other_sources` (default `reject`): what becomes of an INVITE to an emergency
+    /// number from a source not in `sources`.
+    pub other_sources: OtherSources,
+}
+
+impl TrunkConfig {
+    /// Whether `ip` lies in one of `sources`. An IPv4-mapped IPv6 address
+    /// (`::ffff:127.0.0.1`) also matches as the IPv4 address it maps.
+    pub fn is_trunk_source(&self, ip: IpAddr) -> bool {
+        let canonical = ip.to_canonical();
+        self.sources
+            .iter()
+            .any(|net| net.contains(&ip) || net.contains(&canonical))
+    }
+
+    /// Whether `user` (a Request-URI user part) is one of `emergency_numbers`, exactly.
+    pub fn is_emergency_number(&self, user: &str) -> bool {
+        self.emergency_numbers.iter().any(|n| n == user)
+    }
+}
+
+/// One entry of `[[operators]]`: an agent who answers calls from a softphone registered
+/// to siaga.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// `operators[].id` (required; 1–32 characters of `A-Z a-z 0-9 . _ -`; unique, compared
+    /// without case): the SIP user name the softphone registers as, and its digest
+    /// username.
+    pub id: String,
+    /// `operators[].name` (optional; 1–64 characters, no control characters): the name
+    /// shown to supervisors.
+    pub name: Option<String>,
+    /// `operators[].ha1` or `operators[].password` (exactly one): the digest credential.
+    /// Its `Debug` hides it.
+    pub secret: OperatorSecret,
+}
+
+/// `[queue]`: the ACD's timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// `queue.ring_timeout_s` (default 15 s; 1–600 s): how long an operator's phone rings
+    /// before the call is offered to another operator.
+    pub ring_timeout: Duration,
+    /// `queue.reject_retry_delay_s` (default 5 s; 0–3600 s): after an operator rejects a
+    /// call, how long before that operator is offered the same call again.
+    pub reject_retry_delay: Duration,
+    /// `queue.ringing_refresh_s` (default 30 s; 1–60 s): how often the 180 Ringing is
+    /// repeated to a queued caller (RFC 3261 §13.3.1.1: at least once a minute, so that
+    /// proxies keep the INVITE transaction alive).
+    pub ringing_refresh: Duration,
+}
+
+/// `[registrar]`: binding lifetimes (RFC 3261 §10.3) and digest nonces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegistrarConfig {
+    /// `registrar.min_expires_s` (default 60 s; 1–86400 s): a REGISTER asking for less
+    /// (but not 0) draws 423 Interval Too Brief with this as Min-Expires (§10.3 step 7).
+    pub min_expires: Duration,
+    /// `registrar.max_expires_s` (default 3600 s; `min_expires_s`–86400 s): longer
+    /// requests are shortened to it.
+    pub max_expires: Duration,
+    /// `registrar.default_expires_s` (default 3600 s; `min_expires_s`–`max_expires_s`):
+    /// the lifetime of a binding whose REGISTER gives no expiry.
+    pub default_expires: Duration,
+    /// `registrar.nonce_ttl_s` (default 300 s; 10–3600 s): how long a digest nonce is
+    /// accepted; an older one draws a new challenge with `stale=true` (RFC 7616 §3.3).
+    pub nonce_ttl: Duration,
+}
+
+// ---- raw form ----------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrunk {
+    #[serde(default = "default_trunk_name")]
+    name: String,
+    sources: Vec<String>,
+    #[serde(default = "default_emergency_numbers")]
+    emergency_numbers: Vec<String>,
+    #[serde(default = "default_other_sources")]
+    other_sources: String,
+}
+
+fn default_trunk_name() -> String {
+    "trunk".to_owned()
+}
+
+fn default_emergency_numbers() -> Vec<String> {
+    vec!["112".to_owned()]
+}
+
+fn default_other_sources() -> String {
+    "reject".to_owned()
+}
+
+/// `Debug` hides `ha1` and `password`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOperator {
+    id: String,
+    name: Option<String>,
+    ha1: Option<String>,
+    password: Option<String>,
+}
+
+impl fmt::Debug for RawOperator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawOperator")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("ha1", &self.ha1.as_ref().map(|_| "***"))
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawQueue {
+    ring_timeout_s: u32,
+    reject_retry_delay_s: u32,
+    ringing_refresh_s: u32,
+}
+
+impl Default for RawQueue {
+    fn default() -> Self {
+        RawQueue {
+            ring_timeout_s: 15,
+            reject_retry_delay_s: 5,
+            ringing_refresh_s: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawRegistrar {
+    min_expires_s: u32,
+    max_expires_s: u32,
+    default_expires_s: u32,
+    nonce_ttl_s: u32,
+}
+
+impl Default for RawRegistrar {
+    fn default() -> Self {
+        RawRegistrar {
+            min_expires_s: 60,
+            max_expires_s: 3600,
+            default_expires_s: 3600,
+            nonce_ttl_s: 300,
+        }
+    }
+}
+
+// ---- validation --------------------------------------------------------------------------
+
+pub(super) fn validate_trunk(raw: RawTrunk) -> Result<TrunkConfig, ConfigError> {
+    let name = check("trunk.name", &raw.name, &[], values::parse_name)?;
+    let other_sources = check(
+        "trunk.other_sources",
+        &raw.other_sources,
+        &[],
+        OtherSources::parse,
+    )?;
+    if raw.sources.is_empty() && other_sources == OtherSources::Reject {
+        return Err(invalid(
+            Source::Key("trunk.sources"),
+            Vec::<String>::new(),
+            Problem::NoTrunkSources,
+        ));
+    }
+    let mut sources: Vec<IpNet> = Vec::with_capacity(raw.sources.len());
+    for s in &raw.sources {
+        let net = check("trunk.sources", s, &[], values::parse_ip_net)?;
+        if sources.contains(&net) {
+            return Err(invalid(Source::Key("trunk.sources"), s, Problem::Duplicate));
+        }
+        sources.push(net);
+    }
+    if raw.emergency_numbers.is_empty() {
+        return Err(invalid(
+            Source::Key("trunk.emergency_numbers"),
+            Vec::<String>::new(),
+            Problem::EmptyList,
+        ));
+    }
+    let mut emergency_numbers: Vec<String> = Vec::with_capacity(raw.emergency_numbers.len());
+    for n in &raw.emergency_numbers {
+        let number = check(
+            "trunk.emergency_numbers",
+            n,
+            &[],
+            values::parse_emergency_number,
+        )?;
+        if emergency_numbers.contains(&number) {
+            return Err(invalid(
+                Source::Key("trunk.emergency_numbers"),
+                n,
+                Problem::Duplicate,
+            ));
+        }
+        emergency_numbers.push(number);
+    }
+    Ok(TrunkConfig {
+        name,
+        sources,
+        emergency_numbers,
+        other_sources,
+    })
+}
+
+/// Stands for a secret in an error: its length, never its text.
+struct Hidden(usize);
+
+impl fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({} characters, not shown)", self.0)
+    }
+}
+
+pub(super) fn validate_operators(
+    raw: Vec<RawOperator>,
+) -> Result<Vec<OperatorConfig>, ConfigError> {
+    let mut operators: Vec<OperatorConfig> = Vec::with_capacity(raw.len());
+    for (i, op) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("operators[{i}].{field}");
+        let entry_invalid = |field: &str, value: &dyn fmt::Debug, problem: Problem| {
+            invalid(Source::Entry(key(field)), value, problem)
+        };
+        let id = values::parse_name(&op.id).map_err(|p| entry_invalid("id", &op.id, p))?;
+        if let Some(j) = operators
+            .iter()
+            .position(|o| o.id.eq_ignore_ascii_case(&id))
+        {
+            let problem = Problem::Repeats {
+                key: format!("operators[{j}].id"),
+            };
+            return Err(entry_invalid("id", &op.id, problem));
+        }
+        let name = match &op.name {
+            Some(n) => {
+                Some(values::parse_display_name(n).map_err(|p| entry_invalid("name", n, p))?)
+            }
+            None => None,
+        };
+        let secret = match (&op.ha1, op.password) {
+            (Some(ha1), None) => OperatorSecret::Ha1(
+                values::parse_ha1(ha1)
+                    .map_err(|p| entry_invalid("ha1", &Hidden(ha1.chars().count()), p))?,
+            ),
+            (None, Some(password)) if password.is_empty() => {
+                return Err(entry_invalid("password", &password, Problem::EmptyPassword));
+            }
+            (None, Some(password)) => OperatorSecret::Password(password),
+            (None, None) => return Err(ConfigError::MissingSecret { key: key("ha1") }),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::TwoSecrets {
+                    key: key("password"),
+                });
+            }
+        };
+        operators.push(OperatorConfig { id, name, secret });
+    }
+    Ok(operators)
+}
+
+pub(super) fn validate_queue(raw: &RawQueue) -> Result<QueueConfig, ConfigError> {
+    Ok(QueueConfig {
+        ring_timeout: seconds("queue.ring_timeout_s", raw.ring_timeout_s, 1, 600)?,
+        reject_retry_delay: seconds(
+            "queue.reject_retry_delay_s",
+            raw.reject_retry_delay_s,
+            0,
+            3600,
+        )?,
+        ringing_refresh: seconds("queue.ringing_refresh_s", raw.ringing_refresh_s, 1, 60)?,
+    })
+}
+
+/// The longest binding lifetime accepted, in seconds (a day).
+const MAX_EXPIRES_CAP_S: u32 = 86_400;
+
+pub(super) fn validate_registrar(raw: &RawRegistrar) -> Result<RegistrarConfig, ConfigError> {
+    let min = raw.min_expires_s;
+    seconds("registrar.min_expires_s", min, 1, MAX_EXPIRES_CAP_S)?;
+    let bounded_below = |key: &'static str, value: u32| {
+        if value < min {
+            return Err(ConfigError::Invalid {
+                origin: Source::Key(key),
+                value: value.to_string(),
+                problem: Problem::BelowKey {
+                    key: "registrar.min_expires_s",
+                    min: min.into(),
+                },
+            });
+        }
+        Ok(())
+    };
+    bounded_below("registrar.max_expires_s", raw.max_expires_s)?;
+    seconds(
+        "registrar.max_expires_s",
+        raw.max_expires_s,
+        1,
+        MAX_EXPIRES_CAP_S,
+    )?;
+    bounded_below("registrar.default_expires_s", raw.default_expires_s)?;
+    if raw.default_expires_s > raw.max_expires_s {
+        return Err(ConfigError::Invalid {
+            origin: Source::Key("registrar.default_expires_s"),
+            value: raw.default_expires_s.to_string(),
+            problem: Problem::AboveKey {
+                key: "registrar.max_expires_s",
+                max: raw.max_expires_s.into(),
+            },
+        });
+    }
+    Ok(RegistrarConfig {
+        min_expires: Duration::from_secs(min.into()),
+        max_expires: Duration::from_secs(raw.max_expires_s.into()),
+        default_expires: Duration::from_secs(raw.default_expires_s.into()),
+        nonce_ttl: seconds("registrar.nonce_ttl_s", raw.nonce_ttl_s, 10, 3600)?,
+    })
+}
+
+/// `value` seconds as a `Duration`, if within `min..=max`. Errors: [`Problem::OutOfRange`].
+fn seconds(key: &'static str, value: u32, min: u32, max: u32) -> Result<Duration, ConfigError> {
+    if !(min..=max).contains(&value) {
+        return Err(ConfigError::Invalid {
+            origin: Source::Key(key),
+            value: value.to_string(),
+            problem: Problem::OutOfRange {
+                min: min.into(),
+                max: max.into(),
+            },
+        });
+    }
+    Ok(Duration::from_secs(value.into()))
+}
