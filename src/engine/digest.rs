@@ -587,11 +587,7 @@ fn parse_nc(s: &str) -> Option<u32> {
 /// without, MD5(HA1:nonce:HA2) (RFC 2069). HA2 = MD5(method:digest-uri). Hashes enter
 /// as lowercase hex; nc, cnonce and qop as the client wrote them.
 fn expected_response(ha1: &Ha1, method: &str, creds: &DigestCredentials) -> [u8; 16] {
-    let ha2 = hex::encode(md5_parts(&[
-        method.as_bytes(),
-        b":",
-        creds.uri.as_bytes(),
-    ]));
+    let ha2 = hex::encode(md5_parts(&[method.as_bytes(), b":", creds.uri.as_bytes()]));
     let ha1 = ha1.to_hex();
     match (&creds.qop, &creds.nc, &creds.cnonce) {
         (Some(qop), Some(nc), Some(cnonce)) => md5_parts(&[

@@ -119,7 +119,10 @@ fn nonce_life() {
     let nonces = auth.nonces();
     let n = nonces.issue(T0, &mut rng);
     assert_eq!(n.len(), 64);
-    assert!(n.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(
+        n.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     assert_ne!(n, nonces.issue(T0, &mut rng), "salted");
     let NonceState::Valid(id) = nonces.check(&n, T0) else {
         panic!("fresh nonce not valid");
@@ -201,7 +204,13 @@ fn stale_nonce_with_right_answer_draws_stale_true() {
     let nonce = auth.challenge(T0, &mut rng, false).nonce;
     let c = creds("1001", "secret", URI, &nonce, "00000001");
     assert_eq!(
-        auth.verify(T0 + TTL + Duration::from_secs(1), "REGISTER", URI, &c, users),
+        auth.verify(
+            T0 + TTL + Duration::from_secs(1),
+            "REGISTER",
+            URI,
+            &c,
+            users
+        ),
         AuthOutcome::Challenge { stale: true }
     );
 }
@@ -241,7 +250,13 @@ fn uri_is_compared_leniently_but_must_name_the_request_uri() {
     // Missing default port, other case in the host, URI parameters: the same target.
     let c = creds("1001", "secret", "sip:SIAGA.test", &nonce, "00000001");
     assert!(matches!(
-        auth.verify(T0, "REGISTER", "sip:siaga.test:5060;transport=udp", &c, users),
+        auth.verify(
+            T0,
+            "REGISTER",
+            "sip:siaga.test:5060;transport=udp",
+            &c,
+            users
+        ),
         AuthOutcome::Ok { .. }
     ));
     for (digest_uri, request_uri) in [
@@ -404,8 +419,8 @@ fn authenticate_picks_our_realm_from_the_request() {
          Authorization: Digest username=\"1001\", realm=\"siaga.test\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", qop=auth, nc=00000001, cnonce=\"cn\", algorithm=MD5\r\n\
          Content-Length: 0\r\n\r\n"
     );
-    let msg = SipMessage::parse(bytes::Bytes::from(text), crate::engine::Transport::Udp)
-        .expect("parses");
+    let msg =
+        SipMessage::parse(bytes::Bytes::from(text), crate::engine::Transport::Udp).expect("parses");
     assert_eq!(
         auth.authenticate(T0, &msg, HeaderName::Authorization, users),
         AuthOutcome::Ok {
