@@ -11,6 +11,8 @@
 pub mod acd;
 pub mod call;
 pub mod dialog;
+pub mod digest;
+pub mod registrar;
 pub mod sip;
 pub mod time;
 pub mod transaction;
