@@ -100,7 +100,7 @@ impl CallSettings {
             media_ip,
             rtp_ports: (30000, 30999),
             operators: Vec::new(),
-            registrar: RegistrarConfig::for_realm(realm),
+            registrar: RegistrarConfig::new(realm),
         }
     }
 }
@@ -276,6 +276,7 @@ impl Engine {
             Input::ConnectionClosed(connection) => {
                 self.server.connection_closed(connection);
                 self.client.connection_closed(connection);
+                self.registrar.handle_connection_closed(connection);
             }
             Input::MediaReport(report) => self.handle_media_report(now, report),
         }
@@ -691,6 +692,7 @@ impl Engine {
             match change {
                 BindingChange::Registered { user } => self.calls.acd.registered(&user, now.mono),
                 BindingChange::Unregistered { user } => self.calls.acd.unregistered(&user),
+                BindingChange::Added(_) | BindingChange::Removed { .. } => {}
             }
         }
         if changed {

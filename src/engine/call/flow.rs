@@ -238,7 +238,7 @@ impl Engine {
             .bindings(operator)
             .map(|b| {
                 (
-                    b.contact_uri.clone(),
+                    b.contact_uri.to_string(),
                     Destination {
                         transport: b.transport,
                         address: b.source,
