@@ -8,6 +8,8 @@
 //! 2. drain [`Engine::poll_output`] until it returns [`Output::Wait`], whose deadline is the
 //!    next time [`Engine::handle_timeout`] must be called.
 
+pub mod media;
+pub mod sdp;
 pub mod sip;
 pub mod time;
 pub mod transaction;
