@@ -90,7 +90,10 @@ fn reads_sipp_default_uac_offer() {
     assert_eq!(offer.formats[0].codec(), Some(Codec::Pcmu));
     assert_eq!(offer.direction, Direction::SendRecv);
     assert_eq!(offer.ptime, None);
-    assert_eq!((offer.session_id, offer.session_version), (53655765, 2353687637));
+    assert_eq!(
+        (offer.session_id, offer.session_version),
+        (53655765, 2353687637)
+    );
 }
 
 #[test]
@@ -104,7 +107,8 @@ fn reads_baresip_offer_and_drops_opus() {
     assert_eq!(offer.ptime, Some(20));
 
     let mut session = SdpSession::new(42);
-    let sdp = text(offer_to_operator(&offer, relay("10.0.0.1:30002"), &mut session).expect("G.711"));
+    let sdp =
+        text(offer_to_operator(&offer, relay("10.0.0.1:30002"), &mut session).expect("G.711"));
     assert!(sdp.contains("m=audio 30002 RTP/AVP 0 8 101\r\n"), "{sdp}");
     assert!(!sdp.contains("opus"), "{sdp}");
 }
@@ -157,7 +161,8 @@ fn static_payload_types_need_no_rtpmap() {
 fn writes_ipv6_relay_address() {
     let trunk = parsed(IPV6);
     let mut session = SdpSession::new(9);
-    let sdp = text(offer_to_operator(&trunk, relay("[2001:db8::1]:30000"), &mut session).expect("PCMA"));
+    let sdp =
+        text(offer_to_operator(&trunk, relay("[2001:db8::1]:30000"), &mut session).expect("PCMA"));
     assert!(sdp.contains("o=siaga 9 1 IN IP6 2001:db8::1\r\n"), "{sdp}");
     assert!(sdp.contains("c=IN IP6 2001:db8::1\r\n"), "{sdp}");
     assert!(sdp.contains("m=audio 30000 RTP/AVP 8\r\n"), "{sdp}");
@@ -190,7 +195,10 @@ m=audio 4000 RTP/AVP 97\na=rtpmap:97 pcma/8000\n";
 fn malformed_and_unusable_bodies_are_errors() {
     assert!(matches!(parse(b"hello"), Err(SdpError::Syntax(_))));
     assert!(matches!(parse(b""), Err(SdpError::Syntax(_))));
-    assert!(matches!(parse(&[0xff, 0xfe, b'=', 0x00]), Err(SdpError::Syntax(_))));
+    assert!(matches!(
+        parse(&[0xff, 0xfe, b'=', 0x00]),
+        Err(SdpError::Syntax(_))
+    ));
     let head = "v=0\r\no=- 1 1 IN IP4 10.0.0.9\r\ns=-\r\n";
     let no_c = format!("{head}t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n");
     assert_eq!(parse(no_c.as_bytes()), Err(SdpError::NoConnection));
@@ -204,7 +212,10 @@ fn malformed_and_unusable_bodies_are_errors() {
         Err(SdpError::BadAddress("media.example".to_owned()))
     );
     let multicast = format!("{head}c=IN IP4 224.2.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n");
-    assert!(matches!(parse(multicast.as_bytes()), Err(SdpError::BadAddress(_))));
+    assert!(matches!(
+        parse(multicast.as_bytes()),
+        Err(SdpError::BadAddress(_))
+    ));
 }
 
 #[test]
@@ -265,7 +276,9 @@ fn answer_with_other_event_number_drops_dtmf_only() {
         "a=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\n",
     );
     let mut session = SdpSession::new(1);
-    let sdp = text(answer_to_trunk(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"));
+    let sdp = text(
+        answer_to_trunk(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"),
+    );
     assert!(sdp.contains("m=audio 30000 RTP/AVP 8\r\n"), "{sdp}");
     assert!(!sdp.contains("telephone-event"), "{sdp}");
 }
@@ -276,7 +289,10 @@ fn answers_without_a_common_codec_fail_the_leg() {
     let mut session = SdpSession::new(1);
     let at = relay("10.0.0.1:30000");
     // Only telephone-event, at the offered number: no audio.
-    let events = operator_answer("m=audio 10942 RTP/AVP 101", "a=rtpmap:101 telephone-event/8000\r\n");
+    let events = operator_answer(
+        "m=audio 10942 RTP/AVP 101",
+        "a=rtpmap:101 telephone-event/8000\r\n",
+    );
     assert_eq!(
         answer_to_trunk(&trunk, &events, at, &mut session),
         Err(NoCommonCodec::NoneAnswered)
@@ -317,12 +333,15 @@ m=image 6000 udptl t38\r\n",
     assert_eq!(trunk.direction, Direction::SendOnly);
 
     let mut session = SdpSession::new(5);
-    let offer = text(offer_to_operator(&trunk, relay("10.0.0.1:30002"), &mut session).expect("PCMA"));
+    let offer =
+        text(offer_to_operator(&trunk, relay("10.0.0.1:30002"), &mut session).expect("PCMA"));
     assert_eq!(offer.matches("m=").count(), 1, "{offer}");
     assert!(offer.contains("a=sendonly\r\n"), "{offer}");
 
     let answer = operator_answer("m=audio 10942 RTP/AVP 8", "a=recvonly\r\n");
-    let sdp = text(answer_to_trunk(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"));
+    let sdp = text(
+        answer_to_trunk(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"),
+    );
     let m_lines: Vec<&str> = sdp.lines().filter(|l| l.starts_with("m=")).collect();
     assert_eq!(
         m_lines,
@@ -343,9 +362,7 @@ m=image 6000 udptl t38\r\n",
 
 #[test]
 fn disabled_trunk_audio_cannot_be_offered() {
-    let trunk = parsed(
-        "v=0\r\no=- 1 1 IN IP4 10.0.0.9\r\ns=-\r\nt=0 0\r\nm=audio 0 RTP/AVP 8\r\n",
-    );
+    let trunk = parsed("v=0\r\no=- 1 1 IN IP4 10.0.0.9\r\ns=-\r\nt=0 0\r\nm=audio 0 RTP/AVP 8\r\n");
     assert_eq!(trunk.rtp, None);
     let mut session = SdpSession::new(1);
     assert_eq!(
