@@ -5,10 +5,12 @@
 //!   reads or global RNG). Driven by `handle_*` calls and drained by `poll_*`.
 //! - [`transport`]: the tokio UDP/TCP shell that feeds the engine bytes and sends what it
 //!   outputs.
+//! - [`media`]: the tokio RTP relay that executes the engine's media commands.
 //! - [`runtime`]: owns the one engine task and wires transports, timers and shutdown.
 //! - [`config`]: the TOML configuration and its environment overrides.
 
 pub mod config;
 pub mod engine;
+pub mod media;
 pub mod runtime;
 pub mod transport;

@@ -13,6 +13,8 @@ pub mod call;
 pub mod dialog;
 pub mod digest;
 pub mod registrar;
+pub mod media;
+pub mod sdp;
 pub mod sip;
 pub mod time;
 pub mod transaction;

@@ -1,0 +1,254 @@
+//! Offer/answer across siaga's two legs (RFC 3264 §5, §6), with the relay's address written
+//! in place of each peer's (media anchoring).
+//!
+//! 1. The trunk's INVITE carries an offer. [`offer_to_operator`] writes siaga's offer to an
+//!    operator: the relay's operator-side address, and the trunk's supported formats
+//!    ([`Codec`]) in the trunk's order with the trunk's payload type numbers. Nothing else
+//!    is offered, so the relay can forward RTP unchanged on both legs.
+//! 2. The operator's 200 OK carries the answer. [`answer_to_trunk`] writes siaga's answer to
+//!    the trunk: the formats the operator chose, in its order, with the trunk's numbers, and
+//!    the relay's trunk-side address. Every other `m=` line of the trunk's offer is rejected
+//!    with port 0 (RFC 3264 §6).
+//!
+//! Payload type numbers: RFC 3264 §6.1 says an answerer SHOULD use the offer's numbers for
+//! dynamic payload types. Because payloads are relayed unchanged, siaga accepts an answered
+//! format only when its number was offered for the same codec; one answered with another
+//! number (say telephone-event as 96 when 101 was offered) counts as not in common. An
+//! answer with no G.711 codec left is [`NoCommonCodec`]: that operator leg fails and the
+//! next operator is tried.
+
+use super::{Codec, Direction, MediaOffer, PayloadFormat};
+use bytes::Bytes;
+use rand::Rng;
+use sdp::description::common::{Address, Attribute, ConnectionInformation};
+use sdp::description::media::{MediaDescription, MediaName, RangedPort};
+use sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
+use std::net::{IpAddr, SocketAddr};
+
+/// The SDP origin siaga writes on one leg (RFC 4566 §5.2): `o=siaga <id> <version> IN IP4
+/// <relay ip>`. One per dialog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SdpSession {
+    /// sess-id: fixed for the dialog.
+    pub id: u64,
+    /// sess-version the next description will carry; each description written increments
+    /// it (RFC 3264 §8: a changed description carries a higher version).
+    pub version: u64,
+}
+
+impl SdpSession {
+    /// A session with id `id`, whose first description carries version 1.
+    pub const fn new(id: u64) -> SdpSession {
+        SdpSession { id, version: 1 }
+    }
+
+    /// A session with a random id in 1‥2⁶², small enough for parsers that read it as a
+    /// signed 64-bit number. `rng` is the engine's.
+    pub fn random(rng: &mut impl Rng) -> SdpSession {
+        SdpSession::new(rng.random_range(1..1u64 << 62))
+    }
+
+    fn next_version(&mut self) -> u64 {
+        let version = self.version;
+        self.version = self.version.wrapping_add(1);
+        version
+    }
+}
+
+/// Why no audio can be set up on a leg: the trunk's offer (answer it 488, RFC 3264 §6) or an
+/// operator's answer (fail that leg, try the next operator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoCommonCodec {
+    /// The offer holds no PCMA or PCMU format.
+    #[error("No G.711 codec offered")]
+    NoneOffered,
+    /// The audio stream has port 0: disabled in the offer, or rejected by the answerer.
+    #[error("Audio stream rejected")]
+    Rejected,
+    /// The answer holds no offered G.711 format with its offered payload type number.
+    #[error("No offered G.711 codec in the answer")]
+    NoneAnswered,
+}
+
+/// siaga's offer to an operator for a call whose trunk offered `trunk` (RFC 3264 §5):
+/// one `m=audio` line at `relay` (the relay's operator-side RTP address) with the trunk's
+/// supported formats, the trunk's `a=ptime` and direction. Increments `session.version`.
+///
+/// Errors: [`NoCommonCodec::Rejected`] when the trunk's audio port is 0,
+/// [`NoCommonCodec::NoneOffered`] when no PCMA/PCMU is left (the trunk gets 488).
+pub fn offer_to_operator(
+    trunk: &MediaOffer,
+    relay: SocketAddr,
+    session: &mut SdpSession,
+) -> Result<Bytes, NoCommonCodec> {
+    if trunk.rtp.is_none() {
+        return Err(NoCommonCodec::Rejected);
+    }
+    let formats: Vec<&PayloadFormat> = trunk.supported_formats().map(|(f, _)| f).collect();
+    if !trunk.supported_formats().any(|(_, c)| c.is_audio()) {
+        return Err(NoCommonCodec::NoneOffered);
+    }
+    let audio = audio_description(relay.port(), &formats, trunk.ptime, trunk.direction);
+    Ok(write(relay.ip(), session, vec![audio]))
+}
+
+/// siaga's answer to the trunk once an operator answered `operator_answer` to the offer
+/// [`offer_to_operator`] made from `trunk_offer` (RFC 3264 §6): the operator's formats
+/// that line up with the offer (same payload type, same codec), in the operator's order,
+/// with `a=rtpmap` as the trunk wrote it and `a=fmtp`, `a=ptime` and the direction as the
+/// operator answered; the audio at `relay` (the relay's trunk-side RTP address); the
+/// trunk's other `m=` lines rejected with port 0. Increments `session.version`.
+///
+/// Errors: [`NoCommonCodec::Rejected`] when the operator answered port 0,
+/// [`NoCommonCodec::NoneAnswered`] when no offered G.711 format is in the answer (fail
+/// the operator leg), and the errors of [`offer_to_operator`] for the trunk's offer.
+pub fn answer_to_trunk(
+    trunk_offer: &MediaOffer,
+    operator_answer: &MediaOffer,
+    relay: SocketAddr,
+    session: &mut SdpSession,
+) -> Result<Bytes, NoCommonCodec> {
+    if trunk_offer.rtp.is_none() || operator_answer.rtp.is_none() {
+        return Err(NoCommonCodec::Rejected);
+    }
+    let mut chosen: Vec<PayloadFormat> = Vec::new();
+    for (answered, codec) in operator_answer.supported_formats() {
+        let offered = trunk_offer
+            .supported_formats()
+            .find(|(f, c)| f.payload_type == answered.payload_type && *c == codec);
+        if let Some((offered, _)) = offered {
+            chosen.push(PayloadFormat {
+                fmtp: answered.fmtp.clone(),
+                ..offered.clone()
+            });
+        }
+    }
+    if !chosen
+        .iter()
+        .any(|f| f.codec().is_some_and(Codec::is_audio))
+    {
+        return Err(NoCommonCodec::NoneAnswered);
+    }
+    let chosen: Vec<&PayloadFormat> = chosen.iter().collect();
+    let media = trunk_offer
+        .m_lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == trunk_offer.audio_index {
+                audio_description(
+                    relay.port(),
+                    &chosen,
+                    operator_answer.ptime,
+                    operator_answer.direction,
+                )
+            } else {
+                rejected(line)
+            }
+        })
+        .collect();
+    Ok(write(relay.ip(), session, media))
+}
+
+/// `m=audio <port> RTP/AVP <pts>` with an `a=rtpmap` per format (static ones too: common
+/// practice, and what SIPp and baresip write), `a=fmtp`, `a=ptime`, the direction.
+fn audio_description(
+    port: u16,
+    formats: &[&PayloadFormat],
+    ptime: Option<u32>,
+    direction: Direction,
+) -> MediaDescription {
+    let mut attributes = Vec::new();
+    for f in formats {
+        // Only supported formats reach here: they have an encoding and a rate.
+        if let (Some(encoding), Some(rate)) = (&f.encoding, f.clock_rate) {
+            let channels = f.channels.map(|c| format!("/{c}")).unwrap_or_default();
+            attributes.push(value_attr(
+                "rtpmap",
+                format!("{} {encoding}/{rate}{channels}", f.payload_type),
+            ));
+        }
+    }
+    for f in formats {
+        if let Some(fmtp) = &f.fmtp {
+            attributes.push(value_attr("fmtp", format!("{} {fmtp}", f.payload_type)));
+        }
+    }
+    if let Some(ptime) = ptime {
+        attributes.push(value_attr("ptime", ptime.to_string()));
+    }
+    attributes.push(Attribute::new(direction.attribute().to_owned(), None));
+    MediaDescription {
+        media_name: MediaName {
+            media: "audio".to_owned(),
+            port: RangedPort {
+                value: isize::try_from(port).expect("isize holds a u16 on 32/64-bit targets"),
+                range: None,
+            },
+            protos: vec!["RTP".to_owned(), "AVP".to_owned()],
+            formats: formats.iter().map(|f| f.payload_type.to_string()).collect(),
+        },
+        attributes,
+        ..MediaDescription::default()
+    }
+}
+
+/// A rejected stream: the offer's `m=` line with port 0 (RFC 3264 §6), no attributes.
+fn rejected(line: &super::MLine) -> MediaDescription {
+    MediaDescription {
+        media_name: MediaName {
+            media: line.media.clone(),
+            port: RangedPort {
+                value: 0,
+                range: None,
+            },
+            protos: line.proto.split('/').map(str::to_owned).collect(),
+            formats: line.formats.clone(),
+        },
+        ..MediaDescription::default()
+    }
+}
+
+fn value_attr(key: &str, value: String) -> Attribute {
+    Attribute::new(key.to_owned(), Some(value))
+}
+
+/// The whole description: `v=0`, `o=siaga …`, `s=siaga`, session-level `c=`, `t=0 0`, then
+/// `media` (RFC 4566 §5: the order the grammar requires).
+fn write(ip: IpAddr, session: &mut SdpSession, media: Vec<MediaDescription>) -> Bytes {
+    let address_type = match ip {
+        IpAddr::V4(_) => "IP4",
+        IpAddr::V6(_) => "IP6",
+    };
+    let description = SessionDescription {
+        version: 0,
+        origin: Origin {
+            username: "siaga".to_owned(),
+            session_id: session.id,
+            session_version: session.next_version(),
+            network_type: "IN".to_owned(),
+            address_type: address_type.to_owned(),
+            unicast_address: ip.to_string(),
+        },
+        session_name: "siaga".to_owned(),
+        connection_information: Some(ConnectionInformation {
+            network_type: "IN".to_owned(),
+            address_type: address_type.to_owned(),
+            address: Some(Address {
+                address: ip.to_string(),
+                ttl: None,
+                range: None,
+            }),
+        }),
+        time_descriptions: vec![TimeDescription {
+            timing: Timing {
+                start_time: 0,
+                stop_time: 0,
+            },
+            repeat_times: Vec::new(),
+        }],
+        media_descriptions: media,
+        ..SessionDescription::default()
+    };
+    Bytes::from(description.marshal())
+}
