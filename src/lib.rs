@@ -14,3 +14,4 @@ pub mod engine;
 pub mod media;
 pub mod runtime;
 pub mod transport;
+pub mod store;

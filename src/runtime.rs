@@ -17,10 +17,14 @@
 //! running in the engine are not waited for (draining live calls is a later issue).
 
 use crate::config::Config;
+use crate::engine::media::MediaReport;
+use crate::engine::record::CallEvent;
 use crate::engine::{Engine, Input, MonoTime, Now, Output, UtcTime};
+use crate::media::MediaRelays;
 use crate::transport::{BoundSockets, Limits, Transports};
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -45,6 +49,11 @@ pub struct RunOptions {
     /// tests and diagnostics). The engine task waits for room in it, so a slow observer
     /// slows the engine.
     pub tap: Option<mpsc::Sender<Input>>,
+    /// The IP the RTP relay binds (the SIP listen IP). Default 127.0.0.1.
+    pub media_bind: IpAddr,
+    /// Where call events go (the store's writer). `None`: they are logged at debug and
+    /// dropped — only for tests that do not look at records.
+    pub events: Option<crate::store::EventSink>,
 }
 
 impl Default for RunOptions {
@@ -53,6 +62,8 @@ impl Default for RunOptions {
             limits: Limits::default(),
             input_queue: 1024,
             tap: None,
+            media_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            events: None,
         }
     }
 }
@@ -71,6 +82,7 @@ impl RunOptions {
                 tcp_idle_timeout: sip.tcp_idle_timeout,
                 ..Limits::default()
             },
+            media_bind: sip.listen.ip(),
             ..RunOptions::default()
         }
     }
@@ -106,14 +118,29 @@ pub async fn run(
         "siaga started"
     );
 
-    let engine_task = drive(engine, inputs_rx, &transports, options.tap, stop.clone());
+    // Reports come back from relays that closed; bounded by the relays open (the port
+    // pool bounds those), so a relay waiting for room never holds more than its report.
+    let (reports_tx, reports_rx) = mpsc::channel(1024);
+    let shell = Shell {
+        transports: &transports,
+        relays: MediaRelays::new(options.media_bind, reports_tx),
+        events: options.events,
+    };
+    let engine_task = drive(engine, inputs_rx, reports_rx, shell, options.tap, stop.clone());
     tokio::pin!(engine_task);
-    tokio::select! {
-        () = &mut engine_task => {}
+    let shell = tokio::select! {
+        shell = &mut engine_task => shell,
         () = shutdown => {
             info!("shutting down");
             stop.cancel();
-            engine_task.await;
+            engine_task.await
+        }
+    };
+    shell.relays.shutdown().await;
+    if let Some(events) = shell.events {
+        let left = events.close().await;
+        if left > 0 {
+            warn!(events = left, "call events could not be handed to the store at shutdown");
         }
     }
 
@@ -205,19 +232,36 @@ impl Clock {
     }
 }
 
+/// What the engine's outputs go to.
+struct Shell<'a> {
+    transports: &'a Transports,
+    relays: MediaRelays,
+    events: Option<crate::store::EventSink>,
+}
+
+impl Shell<'_> {
+    fn event(&mut self, event: CallEvent) {
+        match &mut self.events {
+            Some(sink) => sink.push(event),
+            None => tracing::debug!(?event, "call event (no store)"),
+        }
+    }
+}
+
 /// The engine task: input in, outputs out, one sleep until the next deadline. Returns
-/// once the input queue is closed (at `stop`) and empty.
-async fn drive(
+/// the shell once the input queue is closed (at `stop`) and empty.
+async fn drive<'a>(
     mut engine: Engine,
     mut inputs: mpsc::Receiver<Input>,
-    transports: &Transports,
+    mut reports: mpsc::Receiver<MediaReport>,
+    mut shell: Shell<'a>,
     tap: Option<mpsc::Sender<Input>>,
     stop: CancellationToken,
-) {
+) -> Shell<'a> {
     let clock = Clock {
         start: Instant::now(),
     };
-    let mut deadline = drain(&mut engine, transports);
+    let mut deadline = drain(&mut engine, &mut shell);
     let mut stopping = false;
     loop {
         let timer = async {
@@ -239,18 +283,29 @@ async fn drive(
                 }
                 engine.handle_input(clock.now(), input);
             }
+            Some(report) = reports.recv() => {
+                engine.handle_input(clock.now(), Input::MediaReport(report));
+            }
             () = timer => engine.handle_timeout(clock.now()),
         }
-        deadline = drain(&mut engine, transports);
+        deadline = drain(&mut engine, &mut shell);
     }
+    // Reports of relays that closed already reach the record.
+    while let Ok(report) = reports.try_recv() {
+        engine.handle_input(clock.now(), Input::MediaReport(report));
+        drain(&mut engine, &mut shell);
+    }
+    shell
 }
 
-/// Sends every pending output; returns the next deadline.
-fn drain(engine: &mut Engine, transports: &Transports) -> Option<MonoTime> {
+/// Carries out every pending output; returns the next deadline.
+fn drain(engine: &mut Engine, shell: &mut Shell<'_>) -> Option<MonoTime> {
     loop {
         match engine.poll_output() {
-            Output::Transmit(transmit) => transports.send(transmit),
-            Output::Close { connection } => transports.close(connection),
+            Output::Transmit(transmit) => shell.transports.send(transmit),
+            Output::Close { connection } => shell.transports.close(connection),
+            Output::Media(command) => shell.relays.execute(command),
+            Output::Event(event) => shell.event(event),
             Output::Wait { until } => return until,
         }
     }

@@ -361,6 +361,61 @@ impl Config {
                 t4: self.sip.timers.t4,
             },
             max_held_bytes: crate::engine::MAX_HELD_BYTES,
+            calls: self.call_settings(),
+        }
+    }
+
+    /// The IP siaga writes in SDP for its relay: `media.advertise`, else the advertised
+    /// SIP host when it is an IP, else the listen IP.
+    pub fn media_ip(&self) -> IpAddr {
+        if let Some(ip) = self.media.advertise {
+            return ip;
+        }
+        match &self.sip.advertise {
+            Some(HostPort {
+                host: Host::Ip(ip), ..
+            }) => *ip,
+            _ => self.sip.listen.ip(),
+        }
+    }
+
+    /// What the call model needs: trunk, queue, operators (HA1 computed from a plain
+    /// password with the realm, the first `sip.domains` entry), registrar, media.
+    fn call_settings(&self) -> crate::engine::CallSettings {
+        use crate::engine::digest::Ha1;
+        let realm = self.sip.realm().to_owned();
+        let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        let operators = self
+            .operators
+            .iter()
+            .map(|op| {
+                let ha1 = match &op.secret {
+                    OperatorSecret::Ha1(bytes) => Ha1::from_bytes(*bytes),
+                    OperatorSecret::Password(password) => {
+                        Ha1::from_password(&op.id, &realm, password)
+                    }
+                };
+                (op.id.clone(), ha1)
+            })
+            .collect();
+        crate::engine::CallSettings {
+            trunk_name: self.trunk.name.clone(),
+            trunk_sources: self.trunk.sources.clone(),
+            emergency_numbers: self.trunk.emergency_numbers.clone(),
+            accept_other_sources: self.trunk.other_sources == OtherSources::Accept,
+            ring_timeout: self.queue.ring_timeout,
+            reject_retry_delay: self.queue.reject_retry_delay,
+            ringing_refresh: self.queue.ringing_refresh,
+            media_ip: self.media_ip(),
+            rtp_ports: (self.media.rtp_ports.low, self.media.rtp_ports.high),
+            operators,
+            registrar: crate::engine::registrar::RegistrarConfig {
+                realm: realm.clone(),
+                min_expires_s: secs(self.registrar.min_expires),
+                max_expires_s: secs(self.registrar.max_expires),
+                default_expires_s: secs(self.registrar.default_expires),
+                nonce_ttl_s: secs(self.registrar.nonce_ttl),
+            },
         }
     }
 

@@ -12,6 +12,7 @@ pub mod acd;
 pub mod call;
 pub mod dialog;
 pub mod digest;
+pub mod record;
 pub mod registrar;
 pub mod media;
 pub mod sdp;

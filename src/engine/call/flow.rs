@@ -17,7 +17,7 @@ use crate::engine::record::{CallEventKind, Disposition, Party};
 use crate::engine::sdp::{self, SdpSession};
 use crate::engine::sip::builder::{MessageBuilder, response_to};
 use crate::engine::sip::{HeaderName, Method, SipMessage};
-use crate::engine::time::{MonoTime, Now};
+use crate::engine::time::Now;
 use crate::engine::transaction::{
     ClientKey, ClientTxId, Destination, ResponseTarget, Termination, TxId,
 };
@@ -521,12 +521,16 @@ impl Engine {
             self.cancel_leg(now, handle, other);
         }
         // The trunk's 2xx, resent until its ACK (§13.3.1.4).
+        let Some(transport) = self.calls.calls.get(&handle).map(|c| c.trunk.target.transport) else {
+            return;
+        };
+        let contact = self.contact(transport);
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
         let mut b = response_to(&call.trunk.invite, None, 200, "OK", Some(&call.trunk.local_tag))
             .header("Server", SERVER)
-            .header("Contact", self.contact(call.trunk.target.transport))
+            .header("Contact", contact)
             .header("Allow", uas::allow_value());
         if let Some(body) = body {
             b = b.body("application/sdp", body);
@@ -641,15 +645,18 @@ impl Engine {
     /// the queue, and the ACD looks again.
     fn offer_failed(&mut self, now: Now, handle: CallHandle, operator: &str, delay: Option<Duration>) {
         self.calls.acd.offer_ended(handle, operator, now.mono);
+        let delay = delay.filter(|d| !d.is_zero());
         if let Some(call) = self.calls.calls.get_mut(&handle) {
-            if let Some(delay) = delay.filter(|d| !d.is_zero()) {
+            if let Some(delay) = delay {
                 call.declined.retain(|(_, until)| *until > now.mono);
                 call.declined.push((operator.to_owned(), now.mono + delay));
-                self.calls.schedule(now.mono + delay, CallTimer::Redispatch);
             }
             call.state = CallState::Queued;
             let position = call.position;
             self.calls.acd.enqueue(handle, position);
+            if let Some(delay) = delay {
+                self.calls.schedule(now.mono + delay, CallTimer::Redispatch);
+            }
         }
         self.dispatch(now);
     }
@@ -762,11 +769,11 @@ impl Engine {
         };
         let invite = call.trunk.invite.clone();
         let tag = call.trunk.local_tag.clone();
-        self.refuse_call(now, tx, &invite, &tag, 487, "Request Terminated");
         let disposition = match call.state {
             CallState::Queued => Disposition::AbandonedInQueue,
             _ => Disposition::AbandonedWhileRinging,
         };
+        self.refuse_call(now, tx, &invite, &tag, 487, "Request Terminated");
         self.end_call(now, handle, Party::Caller, disposition);
     }
 
