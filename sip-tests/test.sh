@@ -2,7 +2,9 @@
 # Runs all of siaga's tests. Installs what the tests need when it is missing (Debian):
 # SIPp (package sip-tester), iproute2 (ip) and util-linux (unshare) for the tests that run
 # in a loopback-only network namespace. Then runs `cargo test --all-targets`, whose
-# summary lines ("test result: ...") are what CI reads.
+# summary lines ("test result: ...") are what CI reads, and then the end-to-end test
+# (sip-tests/e2e.sh: SIPp trunk and operators against a running siaga; it ends with
+# "e2e: N passed, M failed" and installs tcpdump for its RTP capture when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,3 +20,6 @@ if ! command -v sipp >/dev/null || ! command -v ip >/dev/null || ! command -v un
 fi
 
 cargo test --all-targets "$@"
+
+# End-to-end 112 calls through siaga; run it alone with `bash sip-tests/e2e.sh`.
+bash sip-tests/e2e.sh

@@ -1,0 +1,516 @@
+#!/usr/bin/env bash
+# End-to-end test of siaga's 112 call path with SIPp, everything on 127.0.0.1:
+#
+#   trunk (SIPp UAC) --INVITE 112--> siaga --INVITE--> operator softphones (SIPp, registered
+#   with digest auth) ; RTP both ways through siaga's relay ; records in SQLite.
+#
+# Stage 1, scenario self-test: every scenario in sip-tests/scenarios runs against a SIPp
+#   peer standing in for siaga (fake-siaga-*.xml) and must load and complete.
+# Stage 2, siaga: builds siaga (cargo build, debug), writes a test config into a temp dir,
+#   starts siaga, and checks in order:
+#     plumbing        config accepted, UDP+TCP listening, OPTIONS answered over both
+#     cancel          a caller who cancels while queued (no operator registered yet)
+#                       -> record abandoned_in_queue
+#     ring timeout    operator 1001 never answers, 1002 registers meanwhile
+#                       -> 1002 answers after the ring timeout; timeline shows both offers
+#     reject          operator 1001 answers 486, 1002 registers meanwhile
+#                       -> 1002 answers; timeline shows the rejection
+#     20 calls        20 calls at 5 calls/s to 1001 and 1002 (both answer after 500 ms,
+#                       send RTP; the trunk hangs up after 2 s) -> all answered, all
+#                       recorded with operator and timestamps, RTP both ways through the
+#                       relay (relay counters in the records, and a capture on lo)
+#     operator bye    the operator hangs up -> siaga BYEs the trunk; ended_by operator
+#     shutdown        siaga still running, then stops on SIGTERM
+#
+# Usage: bash sip-tests/e2e.sh [--selftest-only | --no-selftest]
+# Env:   SIPTESTS_KEEP=1 keeps the log directory even when everything passed.
+#        E2E_LOG_LEVEL (default "info,siaga=debug") is siaga's log.level.
+# Exit:  0 all checks passed, 1 some failed, 2 could not run. Last line:
+#        "e2e: N passed, M failed". Logs are kept in /tmp/siaga-e2e.* on failure.
+# Needs: sipp (Debian sip-tester; installed when missing and root), python3, ss; root for
+#        play_pcap_audio (RTP) and the packet capture (tcpdump or dumpcap).
+set -uo pipefail
+
+# shellcheck source=sip-tests/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+SELFTEST=1
+SIAGA_CHECKS=1
+case "${1:-}" in
+    --selftest-only) SIAGA_CHECKS=0 ;;
+    --no-selftest) SELFTEST=0 ;;
+    "") ;;
+    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--selftest-only | --no-selftest]" >&2; exit 2 ;;
+esac
+
+lib_init e2e
+ensure_tools capture
+echo "e2e: work dir $WORK"
+if [ "$(id -u)" -ne 0 ]; then
+    note "not root: SIPp cannot send RTP (play_pcap_audio) and nothing is captured; RTP checks will fail"
+fi
+[ -f "$G711A_PCAP" ] || note "$G711A_PCAP is missing (SIPp's RTP source): RTP checks will fail"
+
+# ======================================================================= self-test
+
+# One block of ports for the self-test: SIP ports at +0, +2, +4, media at +10, +20, +30.
+selftest() {
+    local base
+    read -r base <<<"$(free_ports 40)"
+    local UAS=$base UAC=$((base + 2)) OP=$((base + 4))
+    local UAS_MP=$((base + 10)) UAC_MP=$((base + 20)) OP_MP=$((base + 30))
+    users_csv "$WORK/users.csv" 1001:demo-1001 1002:demo-1002 1003:demo-1003
+
+    # selftest_trunk NAME FAKE SCENARIO CALLS: a trunk scenario against a fake siaga UAS.
+    selftest_trunk() {
+        local name=$1 fake=$2 scn=$3 n=$4 rc_uas=0 rc_uac=0 pid
+        sipp_bg "st-$name-siaga" -sf "$SCENARIOS/$fake" -p "$UAS" -mp "$UAS_MP" -rtp_echo \
+            -m "$n" -deadcall_wait 1 -timeout 40s -timeout_error
+        pid=$SIPP_PID
+        sleep 0.3
+        sipp_fg "st-$name-trunk" "127.0.0.1:$UAS" -sf "$SCENARIOS/$scn" -s 112 -key ani_prefix +62811 \
+            -m "$n" -r 5 -p "$UAC" -mp "$UAC_MP" -timeout 30s -timeout_error || rc_uac=$?
+        wait_pid "$pid" 10 || rc_uas=$?
+        if [ $rc_uac -eq 0 ] && [ $rc_uas -eq 0 ]; then
+            pass "self-test: $scn ($n calls) against $fake"
+        else
+            fail "self-test: $scn against $fake (trunk exit $rc_uac, fake siaga exit $rc_uas)"
+            sipp_explain "st-$name-trunk"
+            sipp_explain "st-$name-siaga"
+        fi
+    }
+
+    # selftest_operator NAME OOCSF FAKE EXPECT [USERS]: operator-register.xml + OOCSF
+    # registers to a fake registrar, then a fake siaga offers it a call; EXPECT is a regex
+    # the operator's log must show. With USERS > 1 the process registers that many users
+    # (the benchmark's shape) and the call goes to the last one.
+    selftest_operator() {
+        local name=$1 oocsf=$2 fake=$3 expect=$4 users=${5:-1} rc_reg=0 rc_op=0 rc_offer=0 reg op
+        local log="$WORK/st-$name-operator.log"
+        sipp_bg "st-$name-registrar" -sf "$SCENARIOS/fake-siaga-registrar.xml" -inf users.csv \
+            -infindex users.csv 0 -p "$UAS" -m "$users" -timeout 20s -timeout_error
+        reg=$SIPP_PID
+        sleep 0.3
+        sipp_bg "st-$name-operator" "127.0.0.1:$UAS" -sf "$SCENARIOS/operator-register.xml" \
+            -oocsf "$SCENARIOS/$oocsf" -inf users.csv -m "$users" -r 50 -d 10000 -p "$OP" -mp "$OP_MP" \
+            -default_behaviors all,-bye -trace_logs -log_file "$log" -timeout 30s -timeout_error
+        op=$SIPP_PID
+        if ! wait_log "$log" "REGISTERED 100$users" 10 "$op"; then
+            fail "self-test: operator-register.xml ($users user(s)) against fake-siaga-registrar.xml"
+            sipp_explain "st-$name-operator"
+            sipp_explain "st-$name-registrar"
+            lib_stop "$op"
+            lib_stop "$reg"
+            return
+        fi
+        wait_pid "$reg" 5 || rc_reg=$?
+        sipp_fg "st-$name-siaga" "127.0.0.1:$OP" -sf "$SCENARIOS/$fake" -s "100$users" -m 1 \
+            -p "$UAC" -mp "$UAC_MP" -rtp_echo -timeout 20s -timeout_error || rc_offer=$?
+        wait_log "$log" "$expect" 5 || rc_op=1
+        lib_stop "$op"
+        if [ $rc_reg -eq 0 ] && [ $rc_offer -eq 0 ] && [ $rc_op -eq 0 ]; then
+            pass "self-test: operator-register.xml ($users user(s)) + $oocsf against $fake"
+        else
+            fail "self-test: operator-register.xml + $oocsf against $fake (registrar exit $rc_reg, fake siaga exit $rc_offer, operator log has /$expect/: $([ $rc_op -eq 0 ] && echo yes || echo no))"
+            sipp_explain "st-$name-siaga"
+            sipp_explain "st-$name-operator"
+            note "operator log: $(tr '\n' ' ' <"$log" 2>/dev/null)"
+        fi
+    }
+
+    section "scenario self-test (SIPp against SIPp standing in for siaga)"
+    selftest_trunk call fake-siaga-trunk-uas.xml trunk-call.xml 3
+    selftest_trunk waitbye fake-siaga-trunk-uas-bye.xml trunk-call-wait-bye.xml 2
+    selftest_trunk cancel fake-siaga-trunk-uas-cancel.xml trunk-cancel.xml 2
+    selftest_trunk bench fake-siaga-trunk-uas.xml bench-trunk-call.xml 3
+    selftest_operator answer-opbye operator-answer.xml fake-siaga-offer.xml 'HUNGUP_BY_OPERATOR'
+    selftest_operator answer-peerbye operator-answer.xml fake-siaga-offer-bye.xml 'HUNGUP_BY_PEER'
+    selftest_operator noanswer operator-noanswer.xml fake-siaga-offer-cancel.xml 'CANCELLED'
+    selftest_operator reject operator-reject.xml fake-siaga-offer-reject.xml 'REJECTED'
+    selftest_operator bench bench-operator-answer.xml fake-siaga-offer-bye.xml 'REGISTERED 1003' 3
+
+    # Unregistration (Contact: *) against the fake registrar.
+    local reg rc=0 rc_reg=0
+    sipp_bg st-unreg-registrar -sf "$SCENARIOS/fake-siaga-registrar.xml" -inf users.csv \
+        -infindex users.csv 0 -p "$UAS" -m 1 -timeout 20s -timeout_error
+    reg=$SIPP_PID
+    sleep 0.3
+    sipp_fg st-unreg "127.0.0.1:$UAS" -sf "$SCENARIOS/operator-unregister.xml" -inf users.csv -m 1 \
+        -p "$OP" -default_behaviors all,-bye -timeout 10s -timeout_error || rc=$?
+    wait_pid "$reg" 5 || rc_reg=$?
+    if [ $rc -eq 0 ] && [ $rc_reg -eq 0 ]; then
+        pass "self-test: operator-unregister.xml against fake-siaga-registrar.xml"
+    else
+        fail "self-test: operator-unregister.xml (exit $rc, registrar exit $rc_reg)"
+        sipp_explain st-unreg
+    fi
+
+    # A wrong password must not register (the fake registrar really checks the digest).
+    users_csv "$WORK/bad.csv" 1001:wrong
+    rc=0
+    sipp_bg st-badpw-registrar -sf "$SCENARIOS/fake-siaga-registrar.xml" -inf users.csv \
+        -infindex users.csv 0 -p "$UAS" -m 1 -timeout 20s -timeout_error
+    reg=$SIPP_PID
+    sleep 0.3
+    sipp_fg st-badpw "127.0.0.1:$UAS" -sf "$SCENARIOS/operator-register.xml" -inf bad.csv -m 1 -d 1 \
+        -p "$OP" -default_behaviors all,-bye -timeout 10s -timeout_error || rc=$?
+    wait_pid "$reg" 5 || true
+    if [ $rc -ne 0 ]; then
+        pass "self-test: a wrong digest password is refused by fake-siaga-registrar.xml"
+    else
+        fail "self-test: fake-siaga-registrar.xml accepted a wrong password"
+    fi
+}
+
+# ========================================================================== siaga
+
+# Ports: siaga SIP and HTTP, the trunk (SIP, media), 2 operators (SIP, media), one for
+# unregistering, and siaga's RTP relay range.
+setup_siaga() {
+    local ports
+    read -ra ports <<<"$(free_ports 2 2 2 4 2 4 2 4 2 200)"
+    [ ${#ports[@]} -eq 10 ] || return 1
+    SIP_PORT=${ports[0]}
+    HTTP_PORT=${ports[1]}
+    TRUNK_PORT=${ports[2]}
+    TRUNK_MP=${ports[3]}
+    OP1_PORT=${ports[4]}
+    OP1_MP=${ports[5]}
+    OP2_PORT=${ports[6]}
+    OP2_MP=${ports[7]}
+    UNREG_PORT=${ports[8]}
+    RTP_LO=${ports[9]}
+    RTP_HI=$((RTP_LO + 199))
+    CONF="$WORK/siaga.toml"
+    write_config "$CONF" "$SIP_PORT" "$RTP_LO" "$RTP_HI" "$HTTP_PORT" "${E2E_LOG_LEVEL:-info,siaga=debug}" \
+        "$(operators_toml 1001:demo-1001 1002:demo-1002 1003:demo-1003)"
+    RING_TIMEOUT_S=2
+    note "siaga sip 127.0.0.1:$SIP_PORT, rtp $RTP_LO-$RTP_HI, db $SIAGA_DB_PATH"
+    note "trunk 127.0.0.1:$TRUNK_PORT (media $TRUNK_MP), operators at $OP1_PORT (media $OP1_MP), $OP2_PORT (media $OP2_MP)"
+}
+
+CALLS_JSON=""
+# fetch_records PREFIX COUNT: `siaga calls --json` into $WORK/calls-PREFIX.json, polled
+# for up to 10 s until COUNT records of that trunk Call-ID prefix are there (the store
+# writes in batches). Sets CALLS_JSON.
+fetch_records() {
+    local prefix=$1 count=$2 i n
+    CALLS_JSON="$WORK/calls-${prefix%-}.json"
+    local rc
+    for i in $(seq 20); do
+        rc=0
+        "$SIAGA_BIN" calls --config "$CONF" --json --limit 200 >"$CALLS_JSON" 2>"$CALLS_JSON.err" || rc=$?
+        if [ $rc -eq 0 ]; then
+            n=$(python3 -c 'import json,sys
+d=json.load(open(sys.argv[1])); d=d.get("calls",[]) if isinstance(d,dict) else d
+print(sum(1 for r in d if str(r.get("trunk_call_id") or "").startswith(sys.argv[2])))' "$CALLS_JSON" "$prefix" 2>/dev/null || echo 0)
+            [ "$n" -ge "$count" ] && return 0
+        elif [ "$i" -ge 2 ]; then
+            fail "records: \`siaga calls --config FILE --json --limit 200\` failed (exit $rc)"
+            sed 's/^/     /' "$CALLS_JSON.err" | head -5
+            return 1
+        fi
+        sleep 0.5
+    done
+    return 0
+}
+
+# start_operator NAME USER OOCSF PORT MEDIA_PORT: one operator softphone (a SIPp process)
+# registering USER and answering with OOCSF. Sets OP_PIDS[NAME]; logs to $WORK/NAME.log.
+declare -A OP_PIDS=() OP_REGISTERED=()
+start_operator() {
+    local name=$1 user=$2 oocsf=$3 port=$4 mp=$5
+    users_csv "$WORK/$name.csv" "$user:demo-$user"
+    sipp_bg "$name" "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/operator-register.xml" \
+        -oocsf "$SCENARIOS/$oocsf" -inf "$name.csv" -m 1 -d 600000 -p "$port" -mp "$mp" \
+        -default_behaviors all,-bye -deadcall_wait 1 -trace_logs -log_file "$WORK/$name.log" \
+        -timeout 660s -timeout_error
+    OP_PIDS[$name]=$SIPP_PID
+    if wait_log "$WORK/$name.log" "REGISTERED $user" 10 "$SIPP_PID"; then
+        OP_REGISTERED[$name]=1
+        pass "operator $user registered with digest auth (401, then 200), answering with $oocsf"
+        return 0
+    fi
+    fail "operator $user did not register"
+    sipp_explain "$name"
+    return 1
+}
+
+# stop_operator NAME USER: unregisters USER (if it registered) and stops its process.
+stop_operator() {
+    local name=$1 user=$2 rc=0
+    if [ -z "${OP_REGISTERED[$name]:-}" ]; then
+        [ -n "${OP_PIDS[$name]:-}" ] && lib_stop "${OP_PIDS[$name]}"
+        return 0
+    fi
+    unset "OP_REGISTERED[$name]"
+    users_csv "$WORK/unreg-$name.csv" "$user:demo-$user"
+    sipp_fg "unreg-$name" "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/operator-unregister.xml" \
+        -inf "unreg-$name.csv" -m 1 -p "$UNREG_PORT" -default_behaviors all,-bye \
+        -timeout 10s -timeout_error || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "operator $user unregistered (Contact: *, Expires: 0)"
+    else
+        fail "operator $user could not unregister (SIPp exit $rc)"
+        sipp_explain "unreg-$name"
+    fi
+    [ -n "${OP_PIDS[$name]:-}" ] && lib_stop "${OP_PIDS[$name]}"
+}
+
+# trunk_call NAME SCENARIO CALLS RATE PREFIX [TIMEOUT_S] [background]: the trunk places
+# calls with Call-IDs PREFIX<n>-<pid>@127.0.0.1. In the foreground returns SIPp's exit
+# code; in the background sets TRUNK_PID.
+trunk_call() {
+    local name=$1 scn=$2 n=$3 rate=$4 prefix=$5 secs=${6:-60} bg=${7:-}
+    local args=("127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/$scn" -s 112 -key ani_prefix "+62812$((RANDOM % 9000 + 1000))"
+        -m "$n" -r "$rate" -l "$n" -p "$TRUNK_PORT" -mp "$TRUNK_MP" -cid_str "$prefix%u-%p@%s"
+        -timeout "${secs}s" -timeout_error -trace_stat -stf "$WORK/$name.stat.csv" -fd 1)
+    if [ "$bg" = background ]; then
+        sipp_bg "$name" "${args[@]}"
+        TRUNK_PID=$SIPP_PID
+        return 0
+    fi
+    sipp_fg "$name" "${args[@]}"
+}
+
+check_siaga_alive() {
+    if kill -0 "$SIAGA_PID" 2>/dev/null; then return 0; fi
+    fail "siaga is no longer running"
+    siaga_log_tail "$WORK/siaga.log" 40
+    return 1
+}
+
+siaga_checks() {
+    section "siaga: build and configuration"
+    build_siaga debug
+    note "binary $SIAGA_BIN"
+    setup_siaga || { fail "no free ports"; return; }
+
+    local out rc=0
+    out=$("$SIAGA_BIN" check-config --config "$CONF" 2>&1) || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "check-config accepts the e2e config ([trunk], [queue], [[operators]]): $out"
+    else
+        fail "check-config rejects the e2e config (exit $rc): the call-model keys are not there yet?"
+        printf '%s\n' "$out" | sed 's/^/     /'
+        note "going on with the configuration without [trunk], [queue] and [[operators]] to check the plumbing"
+        strip_call_model "$CONF"
+        out=$("$SIAGA_BIN" check-config --config "$CONF" 2>&1) ||
+            { fail "check-config rejects even the base config"; printf '%s\n' "$out" | sed 's/^/     /'; return; }
+    fi
+
+    section "siaga: start, listen, OPTIONS"
+    if start_siaga "$CONF" "$WORK/siaga.log"; then
+        pass "siaga listens on 127.0.0.1:$SIP_PORT (UDP and TCP), pid $SIAGA_PID"
+    else
+        fail "siaga does not listen on 127.0.0.1:$SIP_PORT"
+        siaga_log_tail "$WORK/siaga.log" 40
+        return
+    fi
+    rc=0
+    sipp_fg options-udp "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/options-ping.xml" -m 1 -p "$TRUNK_PORT" \
+        -timeout 10s -timeout_error || rc=$?
+    if [ $rc -eq 0 ]; then pass "OPTIONS over UDP answered 200"; else fail "OPTIONS over UDP (SIPp exit $rc)"; sipp_explain options-udp; fi
+    rc=0
+    sipp_fg options-tcp "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/options-ping.xml" -t t1 -m 1 -p "$TRUNK_PORT" \
+        -timeout 10s -timeout_error || rc=$?
+    if [ $rc -eq 0 ]; then pass "OPTIONS over TCP answered 200"; else fail "OPTIONS over TCP (SIPp exit $rc)"; sipp_explain options-tcp; fi
+
+    check_cancel_in_queue
+    check_alive_or_stop || return
+    check_ring_timeout
+    check_alive_or_stop || return
+    check_reject
+    check_alive_or_stop || return
+    check_twenty_calls
+    check_alive_or_stop || return
+    check_operator_hangs_up
+    check_alive_or_stop || return
+
+    section "siaga: shutdown"
+    kill -TERM "$SIAGA_PID" 2>/dev/null
+    rc=0
+    wait_pid "$SIAGA_PID" 15 || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "siaga stopped on SIGTERM with exit code 0"
+    else
+        fail "siaga on SIGTERM: exit code $rc (124: still running after 15 s)"
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+}
+
+check_alive_or_stop() {
+    check_siaga_alive && return 0
+    note "skipping the remaining checks"
+    return 1
+}
+
+check_cancel_in_queue() {
+    section "caller cancels while queued (no operator registered)"
+    local rc=0
+    trunk_call cancel trunk-cancel.xml 1 1 e2e-cancel- 30 || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "trunk: INVITE, 100, CANCEL after 1.5 s, 200, 487, ACK"
+    else
+        fail "trunk: cancelled call did not go INVITE, 100, CANCEL, 200, 487, ACK (SIPp exit $rc)"
+        sipp_explain cancel
+        siaga_log_tail "$WORK/siaga.log" 15
+    fi
+    fetch_records e2e-cancel- 1 || return
+    run_checks records --json "$CALLS_JSON" --prefix e2e-cancel- --count 1 --disposition abandoned_in_queue \
+        --operators "" --need-times received_at,queued_at,ended_at --null-times answered_at --show
+}
+
+check_ring_timeout() {
+    section "first operator never answers -> second answers after the ring timeout (${RING_TIMEOUT_S} s)"
+    local rc=0
+    start_operator op-noanswer 1001 operator-noanswer.xml "$OP1_PORT" "$OP1_MP" || return
+    trunk_call ringto trunk-call.xml 1 1 e2e-ringto- 60 background
+    if wait_log "$WORK/op-noanswer.log" "OFFERED" 10 "$TRUNK_PID"; then
+        pass "operator 1001 was offered the call (INVITE to its Contact, 180)"
+    else
+        fail "operator 1001 was not offered the call within 10 s"
+        sipp_explain ringto
+        sipp_explain op-noanswer
+        siaga_log_tail "$WORK/siaga.log" 20
+        wait_pid "$TRUNK_PID" 5 || true
+        stop_operator op-noanswer 1001
+        return
+    fi
+    start_operator op-answer 1002 operator-answer.xml "$OP2_PORT" "$OP2_MP"
+    wait_pid "$TRUNK_PID" 60 || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "trunk: call answered, RTP, caller hung up"
+    else
+        fail "trunk: call not completed (SIPp exit $rc)"
+        sipp_explain ringto
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    if grep -q CANCELLED "$WORK/op-noanswer.log"; then
+        pass "operator 1001 got CANCEL (answered 200 and 487, got ACK)"
+    else
+        fail "operator 1001 was never cancelled"
+        sipp_explain op-noanswer
+    fi
+    if grep -q ANSWERED "$WORK/op-answer.log" 2>/dev/null; then pass "operator 1002 answered"; else fail "operator 1002 did not answer"; sipp_explain op-answer; fi
+    if fetch_records e2e-ringto- 1; then
+        run_checks records --json "$CALLS_JSON" --prefix e2e-ringto- --count 1 --disposition answered \
+            --operators 1002 --need-times received_at,first_offered_at,answered_at,ended_at \
+            --min-wait-s "$(python3 -c "print($RING_TIMEOUT_S - 0.2)")"
+        run_checks timeline --json "$CALLS_JSON" --prefix e2e-ringto- --db "$SIAGA_DB_PATH" \
+            --expect received,offered:1001,no_answer:1001,offered:1002,answered:1002,ended
+    fi
+    stop_operator op-noanswer 1001
+    stop_operator op-answer 1002
+}
+
+check_reject() {
+    section "first operator rejects (486) -> second answers"
+    local rc=0
+    start_operator op-reject 1001 operator-reject.xml "$OP1_PORT" "$OP1_MP" || return
+    trunk_call reject trunk-call.xml 1 1 e2e-reject- 60 background
+    if wait_log "$WORK/op-reject.log" "REJECTED" 10 "$TRUNK_PID"; then
+        pass "operator 1001 was offered the call and rejected it (486, ACK)"
+    else
+        fail "operator 1001 did not reject an offer within 10 s"
+        sipp_explain reject
+        sipp_explain op-reject
+        siaga_log_tail "$WORK/siaga.log" 20
+        wait_pid "$TRUNK_PID" 5 || true
+        stop_operator op-reject 1001
+        return
+    fi
+    start_operator op-answer 1002 operator-answer.xml "$OP2_PORT" "$OP2_MP"
+    wait_pid "$TRUNK_PID" 60 || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "trunk: call answered, RTP, caller hung up"
+    else
+        fail "trunk: call not completed (SIPp exit $rc)"
+        sipp_explain reject
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    if fetch_records e2e-reject- 1; then
+        run_checks records --json "$CALLS_JSON" --prefix e2e-reject- --count 1 --disposition answered \
+            --operators 1002 --need-times received_at,first_offered_at,answered_at,ended_at
+        run_checks timeline --json "$CALLS_JSON" --prefix e2e-reject- --db "$SIAGA_DB_PATH" \
+            --expect received,offered:1001,rejected:1001,offered:1002,answered:1002,ended
+    fi
+    stop_operator op-reject 1001
+    stop_operator op-answer 1002
+}
+
+check_twenty_calls() {
+    section "20 calls at 5 calls/s to 2 operators, RTP both ways"
+    local rc=0 capturing=0
+    start_operator op-a 1001 operator-answer.xml "$OP1_PORT" "$OP1_MP" || return
+    start_operator op-b 1002 operator-answer.xml "$OP2_PORT" "$OP2_MP" || { stop_operator op-a 1001; return; }
+    if capture_start rtp "udp portrange $RTP_LO-$RTP_HI"; then
+        capturing=1
+    else
+        note "no packet capture (needs root and tcpdump or dumpcap): relay counters only"
+    fi
+    trunk_call main trunk-call.xml 20 5 e2e-main- 120 || rc=$?
+    capture_stop
+    if [ $rc -eq 0 ]; then
+        pass "trunk: 20/20 calls answered and completed (INVITE, 180, 200, ACK, RTP, BYE)"
+    else
+        fail "trunk: not all 20 calls completed (SIPp exit $rc)"
+        sipp_explain main
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    local answered
+    answered=$(cat "$WORK/op-a.log" "$WORK/op-b.log" 2>/dev/null | grep -c '^ANSWERED')
+    note "operators answered $answered call(s): 1001 $(grep -c '^ANSWERED' "$WORK/op-a.log"), 1002 $(grep -c '^ANSWERED' "$WORK/op-b.log")"
+    if fetch_records e2e-main- 20; then
+        run_checks records --json "$CALLS_JSON" --prefix e2e-main- --count 20 --disposition answered \
+            --operators 1001,1002 --all-operators 1001,1002 \
+            --need-times received_at,first_offered_at,answered_at,ended_at --min-packets 20
+    fi
+    if [ $capturing = 1 ]; then
+        # 20 calls x >= 2 s of 30 ms packets each way: at least 20 x 20 per direction.
+        run_checks rtp --pcap "$WORK/rtp.pcap" --relay "$RTP_LO-$RTP_HI" \
+            --group "trunk=$TRUNK_MP" --group "operators=$OP1_MP,$OP2_MP" --min 400
+    fi
+}
+
+check_operator_hangs_up() {
+    section "operator hangs up -> siaga hangs up the trunk"
+    local rc=0
+    if [ -z "${OP_REGISTERED[op-a]:-}" ] || [ -z "${OP_REGISTERED[op-b]:-}" ]; then
+        fail "skipped: operators 1001 and 1002 are not registered (see the 20-call check)"
+        return
+    fi
+    trunk_call opbye trunk-call-wait-bye.xml 1 1 e2e-opbye- 60 || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "trunk: call answered, then got BYE from siaga and answered 200"
+    else
+        fail "trunk: no BYE from siaga after the operator hung up (SIPp exit $rc)"
+        sipp_explain opbye
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    if cat "$WORK/op-a.log" "$WORK/op-b.log" 2>/dev/null | grep -q HUNGUP_BY_OPERATOR; then
+        pass "an operator hung up (BYE to siaga, 200)"
+    else
+        fail "no operator hung up"
+    fi
+    if fetch_records e2e-opbye- 1; then
+        run_checks records --json "$CALLS_JSON" --prefix e2e-opbye- --count 1 --disposition answered \
+            --operators 1001,1002 --need-times received_at,answered_at,ended_at --ended-by operator --min-packets 20
+    fi
+    stop_operator op-a 1001
+    stop_operator op-b 1002
+}
+
+# ========================================================================= main
+
+[ $SELFTEST = 1 ] && selftest
+[ $SIAGA_CHECKS = 1 ] && siaga_checks
+
+echo
+if [ "$FAILED" -gt 0 ]; then
+    echo "logs: $WORK"
+    [ -f "$WORK/siaga.log" ] && echo "      siaga log: $WORK/siaga.log"
+fi
+echo "e2e: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
