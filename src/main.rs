@@ -91,6 +91,8 @@ fn run(config: &Config) -> ExitCode {
             }
         };
         tracing::debug!(config = %config.summary(), "configuration");
+        warn_about(config);
+        siaga::engine::call::set_show_personal_data(config.log.show_personal_data);
         let engine = Engine::new(config.engine_config(), StdRng::from_os_rng());
         let options = runtime::RunOptions::from_config(config);
         match runtime::run(sockets, engine, options, runtime::shutdown_signal()).await {
@@ -101,6 +103,26 @@ fn run(config: &Config) -> ExitCode {
             }
         }
     })
+}
+
+/// Start-up warnings about settings that work but should not stay as they are.
+fn warn_about(config: &Config) {
+    let plain = config.operators_with_plain_passwords();
+    if !plain.is_empty() {
+        tracing::warn!(
+            operators = %plain.join(", "),
+            "operators configured with a plain password: prefer operators[].ha1 (see config/siaga.toml)"
+        );
+    }
+    if config.operators.is_empty() {
+        tracing::warn!("no [[operators]] configured: emergency calls will wait in the queue");
+    }
+    if config.trunk.other_sources == config::OtherSources::Accept {
+        tracing::warn!("trunk.other_sources = \"accept\": emergency calls are taken from any source");
+    }
+    if config.log.show_personal_data {
+        tracing::warn!("log.show_personal_data = true: caller numbers are logged in full");
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` when set, else by `log.level` (already
