@@ -27,6 +27,30 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Where requests to a binding go: the address the REGISTER came from (RFC 3581: phones
+/// behind NAT stay reachable), on its TCP connection while that is open. Once a phone's
+/// TCP connection closed, its source port was ephemeral: the Contact's address is used
+/// instead when it is an IP literal (RFC 3261 §18.1.1).
+fn binding_destination(b: &crate::engine::registrar::Binding) -> Destination {
+    use crate::engine::sip::uri::Host;
+    let mut address = b.source;
+    if b.transport == Transport::Tcp && b.connection.is_none() {
+        let ip: Option<std::net::IpAddr> = match b.contact_uri.host() {
+            Host::Ipv4(ip) => Some((*ip).into()),
+            Host::Ipv6(ip) => Some((*ip).into()),
+            Host::Domain(_) => None,
+        };
+        if let Some(ip) = ip {
+            address = SocketAddr::new(ip, b.contact_uri.port().unwrap_or(5060));
+        }
+    }
+    Destination {
+        transport: b.transport,
+        address,
+        connection: b.connection,
+    }
+}
+
 /// Statuses siaga gives up an operator leg on without calling it a reject.
 fn is_reject(status: u16) -> bool {
     matches!(status, 480 | 486 | 600 | 603)
@@ -236,16 +260,7 @@ impl Engine {
         let bindings: Vec<_> = self
             .registrar
             .bindings(operator)
-            .map(|b| {
-                (
-                    b.contact_uri.to_string(),
-                    Destination {
-                        transport: b.transport,
-                        address: b.source,
-                        connection: b.connection,
-                    },
-                )
-            })
+            .map(|b| (b.contact_uri.to_string(), binding_destination(b)))
             .collect();
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
