@@ -11,4 +11,5 @@
 pub mod config;
 pub mod engine;
 pub mod runtime;
+pub mod store;
 pub mod transport;

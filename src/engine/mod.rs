@@ -8,6 +8,7 @@
 //! 2. drain [`Engine::poll_output`] until it returns [`Output::Wait`], whose deadline is the
 //!    next time [`Engine::handle_timeout`] must be called.
 
+pub mod record;
 pub mod sip;
 pub mod time;
 pub mod transaction;
