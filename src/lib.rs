@@ -6,6 +6,7 @@
 //! - [`transport`]: the tokio UDP/TCP shell that feeds the engine bytes and sends what it
 //!   outputs.
 //! - [`runtime`]: owns the one engine task and wires transports, timers and shutdown.
+//! - [`store`]: the call records (SQLite via sqlx) and the writer task that feeds them.
 //! - [`config`]: the TOML configuration and its environment overrides.
 
 pub mod config;

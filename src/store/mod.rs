@@ -20,6 +20,27 @@
 //! journal file that keeps events across a restart while the database is down is a later
 //! issue; today they are held in memory.
 //!
+//! Wiring, in the runtime:
+//!
+//! ```no_run
+//! # async fn wire(config: &siaga::config::Config) -> Result<(), siaga::store::StoreError> {
+//! use siaga::store::{self, Store};
+//! let store = Store::open(&config.database.url).await?; // creates and migrates
+//! let (mut sink, writer) =
+//!     store::spawn_writer(store.clone(), config.node.id.to_string(), store::QUEUE_CAPACITY);
+//! // In the engine task: `sink.push(event)` for each call event the engine outputs, and
+//! // `sink.flush_pending()` on each turn of the loop.
+//! # let event: siaga::engine::record::CallEvent = todo!();
+//! sink.push(event);
+//! sink.flush_pending();
+//! // Graceful stop, after the engine task has finished:
+//! sink.close().await; // or drop(sink)
+//! let report = writer.shutdown().await; // everything handed over is written
+//! store.close().await;
+//! # let _ = report; Ok(())
+//! # }
+//! ```
+//!
 //! Backends: SQLite (`sqlite://PATH`, `sqlite::memory:`). PostgreSQL arrives in a later
 //! issue as a second backend behind this same [`Store`] type; the SQL here is kept to what
 //! both accept (`$N` parameters, `ON CONFLICT … DO NOTHING`, `CASE`, BIGINT and TEXT).
@@ -35,7 +56,9 @@ mod tests;
 
 pub use table::calls_table;
 pub use time_text::{SinceError, parse_since, rfc3339_millis, table_time};
-pub use writer::{EventSink, SHUTDOWN_GRACE, WriterHandle, WriterReport, spawn_writer};
+pub use writer::{
+    EventSink, QUEUE_CAPACITY, SHUTDOWN_GRACE, WriterHandle, WriterReport, spawn_writer,
+};
 
 use crate::config::{DatabaseKind, DatabaseUrl};
 use crate::engine::UtcTime;

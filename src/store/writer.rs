@@ -34,6 +34,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// A channel capacity that suits a node: about 400 calls' worth of events, far more than
+/// a city's calls make while the writer commits one batch.
+pub const QUEUE_CAPACITY: usize = 4096;
+
 /// How long [`WriterHandle::shutdown`] waits, from its call, for the sink to be dropped or
 /// closed and for a failing database to come back, before it gives up on the events it
 /// still holds.
@@ -47,8 +51,8 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Starts the writer task, which writes events as node `node_id`, behind a channel of
-/// `capacity` events (at least 1; 4096 suits a node). Returns the sink the engine task
-/// pushes into and the handle for shutdown.
+/// `capacity` events (at least 1; [`QUEUE_CAPACITY`] suits a node). Returns the sink the
+/// engine task pushes into and the handle for shutdown.
 ///
 /// Panics when called outside a Tokio runtime (it spawns the task).
 pub fn spawn_writer(store: Store, node_id: String, capacity: usize) -> (EventSink, WriterHandle) {
