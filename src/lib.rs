@@ -7,11 +7,12 @@
 //!   outputs.
 //! - [`media`]: the tokio RTP relay that executes the engine's media commands.
 //! - [`runtime`]: owns the one engine task and wires transports, timers and shutdown.
+//! - [`store`]: the call records (SQLite via sqlx) and the writer task that feeds them.
 //! - [`config`]: the TOML configuration and its environment overrides.
 
 pub mod config;
 pub mod engine;
 pub mod media;
 pub mod runtime;
-pub mod transport;
 pub mod store;
+pub mod transport;

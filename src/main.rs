@@ -1,16 +1,20 @@
 //! The `siaga` binary: `siaga run` starts the service, `siaga check-config` validates a
-//! configuration. Exit codes: 0 success, 1 start-up failure (e.g. the address is in use),
-//! 2 invalid configuration.
+//! configuration, `siaga calls` prints the latest call records. Exit codes: 0 success,
+//! 1 failure (the address is in use, no database yet, a bad `--since` …), 2 invalid
+//! configuration.
 
 use clap::{Parser, Subcommand};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use siaga::config::{self, Config};
 use siaga::engine::Engine;
+use siaga::engine::UtcTime;
 use siaga::runtime;
-use std::io::IsTerminal;
+use siaga::store::{self, Store};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
 use tracing_subscriber::EnvFilter;
 
 /// Backend of a city's 112 emergency call centre.
@@ -36,6 +40,25 @@ enum Command {
         #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Print the latest call records from the configured database (`database.url`, or
+    /// SIAGA_DATABASE_URL), newest first. Reads only: a missing SQLite file is reported,
+    /// not created.
+    Calls {
+        /// The configuration file.
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// How many calls to print.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: u32,
+        /// Only calls received at or after TIME: a UTC time (2026-11-29T12:00:00Z,
+        /// 2026-11-29 12:00, 2026-11-29) or a duration back from now (90m, 2h, 1day).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Print a JSON array of objects keyed by the `calls` columns (times RFC 3339 UTC)
+        /// instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Exit code for an invalid configuration.
@@ -55,7 +78,70 @@ fn main() -> ExitCode {
             Ok(c) => run(&c),
             Err(code) => code,
         },
+        Command::Calls {
+            config,
+            limit,
+            since,
+            json,
+        } => match load(&config) {
+            Ok(c) => match calls(&c, limit, since.as_deref(), json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("siaga calls: {message}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
     }
+}
+
+/// `siaga calls`: prints up to `limit` calls received since `since`, as a table or JSON.
+/// Errors are one-line messages.
+fn calls(config: &Config, limit: u32, since: Option<&str>, json: bool) -> Result<(), String> {
+    let since = match since {
+        Some(text) => {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let since = store::parse_since(text, UtcTime(now))
+                .map_err(|error| format!("--since {error}"))?;
+            Some(since)
+        }
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the tokio runtime: {error}"))?;
+    let rows = runtime.block_on(async {
+        let store = Store::open_existing(&config.database.url).await?;
+        let rows = store.recent_calls(limit, since).await;
+        store.close().await;
+        rows
+    });
+    let rows = rows.map_err(|error| error.to_string())?;
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(&rows)
+            .map_err(|error| format!("cannot write JSON: {error}"))?;
+        text.push('\n');
+        text
+    } else if rows.is_empty() {
+        match since {
+            Some(since) => format!("no calls since {}\n", store::rfc3339_millis(since)),
+            None => "no calls recorded\n".to_owned(),
+        }
+    } else {
+        store::calls_table(&rows)
+    };
+    // A closed pipe (`siaga calls | head`) is not an error.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(format!("cannot write to stdout: {error}"));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Loads the configuration, or prints the error naming key and problem and returns exit

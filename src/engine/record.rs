@@ -1,0 +1,271 @@
+//! Call events: what the B2BUA call model reports about each 112 call, for the call
+//! record store (`crate::store`). Sans-IO data only: the engine emits [`CallEvent`]s, the
+//! shell hands them to the store's writer, which appends them to the `call_events` log and
+//! keeps the `calls` summary row in step.
+//!
+//! Ids are UUID version 4 built from the engine's own RNG ([`CallEvent::new`],
+//! [`random_uuid`]), so several nodes can write one database without coordination
+//! (DESIGN.md, "Scale"). Times are [`UtcTime`]: milliseconds since the Unix epoch, UTC.
+//!
+//! No RFC governs the record itself; the disposition words follow NENA/EENA usage
+//! (DESIGN.md, "Words").
+
+use super::time::UtcTime;
+use rand::Rng;
+use std::fmt;
+use uuid::Uuid;
+
+/// A fresh random (version 4) UUID drawn from `rng`: a call's id, or an event's.
+pub fn random_uuid(rng: &mut impl Rng) -> Uuid {
+    uuid::Builder::from_random_bytes(rng.random()).into_uuid()
+}
+
+/// One thing that happened to one call.
+///
+/// Events of a call are emitted in the order they happened; [`CallEventKind::Ended`] is the
+/// last one of the signalling, though [`CallEventKind::MediaRelayed`] may follow it (the
+/// relay reports its counters when it closes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallEvent {
+    /// This event's id (UUID v4): the store ignores an event whose id it already holds, so
+    /// replaying events is safe.
+    pub id: Uuid,
+    /// The call's id (UUID v4), chosen when the trunk's INVITE was received.
+    pub call: Uuid,
+    /// When it happened (ms since the Unix epoch, UTC).
+    pub at: UtcTime,
+    /// What happened.
+    pub kind: CallEventKind,
+}
+
+impl CallEvent {
+    /// An event of `call` at `at`, with a fresh id drawn from `rng`.
+    pub fn new(rng: &mut impl Rng, call: Uuid, at: UtcTime, kind: CallEventKind) -> Self {
+        CallEvent {
+            id: random_uuid(rng),
+            call,
+            at,
+            kind,
+        }
+    }
+}
+
+/// What happened to a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallEventKind {
+    /// The trunk's INVITE arrived: the call exists from here on. Always a call's first
+    /// event.
+    Received {
+        /// The trunk leg's SIP Call-ID (RFC 3261 §8.1.1.4).
+        trunk_call_id: String,
+        /// The caller's number (ANI) from P-Asserted-Identity or From, `None` when withheld
+        /// or absent. Personal data: log it only through `Pii`.
+        caller: Option<String>,
+        /// The number or URN dialled (the Request-URI's user part, e.g. `112`, or
+        /// `urn:service:sos`).
+        called: String,
+        /// Which trunk delivered it (its configured name).
+        trunk: String,
+    },
+    /// The call entered the ACD queue.
+    Queued,
+    /// An operator's phone was rung (INVITE sent to a registered contact).
+    Offered {
+        /// The operator (agent) id.
+        operator: String,
+    },
+    /// The operator did not answer within the ring timeout; the leg was CANCELled.
+    NoAnswer {
+        /// The operator (agent) id.
+        operator: String,
+    },
+    /// The operator's phone declined the call with a final response (486, 480, 603 …).
+    Rejected {
+        /// The operator (agent) id.
+        operator: String,
+        /// The SIP status code of the final response (RFC 3261 §21).
+        status: u16,
+    },
+    /// The operator leg failed for another reason: no common codec, 408 timeout,
+    /// transport error …
+    LegFailed {
+        /// The operator (agent) id.
+        operator: String,
+        /// Why, in a few words (for the supervisor's timeline).
+        reason: String,
+    },
+    /// The operator answered (200 OK to the operator leg's INVITE) and the call was bridged.
+    Answered {
+        /// The operator (agent) id.
+        operator: String,
+    },
+    /// The call ended: the last signalling event of a call.
+    Ended {
+        /// Who ended it.
+        by: Party,
+        /// Its outcome.
+        disposition: Disposition,
+    },
+    /// The media relay's packet counters for the call. May come after [`Self::Ended`].
+    MediaRelayed {
+        /// RTP packets relayed from the caller (trunk) to the operator.
+        caller_to_operator: u64,
+        /// RTP packets relayed from the operator to the caller (trunk).
+        operator_to_caller: u64,
+    },
+}
+
+impl CallEventKind {
+    /// The kind's name as stored in `call_events.kind`: `received`, `queued`, `offered`,
+    /// `no_answer`, `rejected`, `leg_failed`, `answered`, `ended`, `media`.
+    pub const fn kind_name(&self) -> &'static str {
+        match self {
+            CallEventKind::Received { .. } => "received",
+            CallEventKind::Queued => "queued",
+            CallEventKind::Offered { .. } => "offered",
+            CallEventKind::NoAnswer { .. } => "no_answer",
+            CallEventKind::Rejected { .. } => "rejected",
+            CallEventKind::LegFailed { .. } => "leg_failed",
+            CallEventKind::Answered { .. } => "answered",
+            CallEventKind::Ended { .. } => "ended",
+            CallEventKind::MediaRelayed { .. } => "media",
+        }
+    }
+
+    /// The operator the event is about, for the kinds about one operator leg.
+    pub fn operator(&self) -> Option<&str> {
+        match self {
+            CallEventKind::Offered { operator }
+            | CallEventKind::NoAnswer { operator }
+            | CallEventKind::Rejected { operator, .. }
+            | CallEventKind::LegFailed { operator, .. }
+            | CallEventKind::Answered { operator } => Some(operator),
+            _ => None,
+        }
+    }
+}
+
+/// Who ended a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Party {
+    /// The caller hung up (BYE or CANCEL from the trunk).
+    Caller,
+    /// The operator hung up (BYE from the operator's phone).
+    Operator,
+    /// siaga ended it (a failure, shutdown, or policy).
+    Siaga,
+}
+
+impl Party {
+    /// As stored in `calls.ended_by`: `caller`, `operator`, `siaga`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Party::Caller => "caller",
+            Party::Operator => "operator",
+            Party::Siaga => "siaga",
+        }
+    }
+}
+
+impl fmt::Display for Party {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A call's outcome (NENA/EENA usage), not its incident category.
+///
+/// Stored as text in `calls.disposition`; the set grows in later issues (interrupted,
+/// overflowed), so readers of the database treat it as open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Disposition {
+    /// An operator answered.
+    Answered,
+    /// The caller hung up while queued, before any phone rang.
+    AbandonedInQueue,
+    /// The caller hung up while an operator's phone was ringing.
+    AbandonedWhileRinging,
+    /// siaga could not serve the call (no operator leg could be set up, an error).
+    Failed,
+}
+
+impl Disposition {
+    /// As stored in `calls.disposition`: `answered`, `abandoned_in_queue`,
+    /// `abandoned_while_ringing`, `failed`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Answered => "answered",
+            Disposition::AbandonedInQueue => "abandoned_in_queue",
+            Disposition::AbandonedWhileRinging => "abandoned_while_ringing",
+            Disposition::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Disposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    #[test]
+    fn ids_are_v4_and_follow_the_seed() {
+        let mut a = StdRng::seed_from_u64(7);
+        let mut b = StdRng::seed_from_u64(7);
+        let id = random_uuid(&mut a);
+        assert_eq!(id.get_version_num(), 4);
+        assert_eq!(id, random_uuid(&mut b));
+        let ev = CallEvent::new(&mut a, id, UtcTime(5), CallEventKind::Queued);
+        assert_ne!(ev.id, id);
+        assert_eq!(ev.id.get_version_num(), 4);
+    }
+
+    #[test]
+    fn names_are_the_stored_words() {
+        let op = || "op-1".to_owned();
+        let cases = [
+            (CallEventKind::Queued, "queued", None),
+            (
+                CallEventKind::Offered { operator: op() },
+                "offered",
+                Some("op-1"),
+            ),
+            (
+                CallEventKind::NoAnswer { operator: op() },
+                "no_answer",
+                Some("op-1"),
+            ),
+            (
+                CallEventKind::Rejected {
+                    operator: op(),
+                    status: 486,
+                },
+                "rejected",
+                Some("op-1"),
+            ),
+            (
+                CallEventKind::MediaRelayed {
+                    caller_to_operator: 1,
+                    operator_to_caller: 2,
+                },
+                "media",
+                None,
+            ),
+        ];
+        for (kind, name, operator) in cases {
+            assert_eq!(kind.kind_name(), name);
+            assert_eq!(kind.operator(), operator);
+        }
+        assert_eq!(Party::Siaga.as_str(), "siaga");
+        assert_eq!(
+            Disposition::AbandonedWhileRinging.to_string(),
+            "abandoned_while_ringing"
+        );
+    }
+}

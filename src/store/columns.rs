@@ -1,0 +1,254 @@
+//! How a [`CallEvent`] maps to stored columns, independent of the database: the
+//! `call_events` row it becomes ([`EventColumns`]) and the change it makes to its call's
+//! `calls` summary row ([`SummaryUpdate`]). A backend runs the SQL; this module decides
+//! what to write, and decodes a stored event back into its summary change so the summary
+//! can be completed when a call's `received` event is written after its other events.
+
+use crate::engine::record::{CallEvent, CallEventKind};
+use serde_json::{Value, json};
+
+/// The `call_events` columns an event fills besides its ids, `node_id`, `seq` and `at`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct EventColumns<'a> {
+    /// `kind`: [`CallEventKind::kind_name`].
+    pub kind: &'static str,
+    /// `operator`: the operator of an operator-leg event.
+    pub operator: Option<&'a str>,
+    /// `detail`: a JSON object of the kind's remaining fields, `None` when it has none.
+    pub detail: Option<String>,
+}
+
+impl<'a> EventColumns<'a> {
+    /// The columns of `event`.
+    pub fn of(event: &'a CallEvent) -> Self {
+        let detail = match &event.kind {
+            CallEventKind::Received {
+                trunk_call_id,
+                caller,
+                called,
+                trunk,
+            } => Some(json!({
+                "trunk_call_id": trunk_call_id,
+                "caller": caller,
+                "called": called,
+                "trunk": trunk,
+            })),
+            CallEventKind::Rejected { status, .. } => Some(json!({ "status": status })),
+            CallEventKind::LegFailed { reason, .. } => Some(json!({ "reason": reason })),
+            CallEventKind::Ended { by, disposition } => Some(json!({
+                "by": by.as_str(),
+                "disposition": disposition.as_str(),
+            })),
+            CallEventKind::MediaRelayed {
+                caller_to_operator,
+                operator_to_caller,
+            } => Some(json!({
+                "caller_to_operator": caller_to_operator,
+                "operator_to_caller": operator_to_caller,
+            })),
+            CallEventKind::Queued
+            | CallEventKind::Offered { .. }
+            | CallEventKind::NoAnswer { .. }
+            | CallEventKind::Answered { .. } => None,
+        };
+        EventColumns {
+            kind: event.kind.kind_name(),
+            operator: event.kind.operator(),
+            detail: detail.map(|d| d.to_string()),
+        }
+    }
+}
+
+/// What one event changes in its call's `calls` row (other than the row's creation by
+/// `received`). Each change is order-insensitive, so applying a call's events in any
+/// order gives the same row: the earliest time wins for `queued_at`, `first_offered_at`,
+/// `answered_at` (with its `operator`) and `ended_at` (with `ended_by` and
+/// `disposition`); the highest count wins for the packet counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SummaryUpdate {
+    /// No change (`offered` sets `first_offered_at`; `no_answer`, `rejected`, `leg_failed`
+    /// and kinds of later versions change nothing).
+    Nothing,
+    /// `queued_at`, when unset or later.
+    Queued { at: i64 },
+    /// `first_offered_at`, when unset or later.
+    Offered { at: i64 },
+    /// `answered_at` and `operator`, when unset or later.
+    Answered { at: i64, operator: String },
+    /// `ended_at`, `ended_by` and `disposition`, when unset or later.
+    Ended {
+        at: i64,
+        by: String,
+        disposition: String,
+    },
+    /// The packet counters, each when unset or lower.
+    Media {
+        caller_to_operator: i64,
+        operator_to_caller: i64,
+    },
+}
+
+impl SummaryUpdate {
+    /// The change `event` makes (`Nothing` for `received`, which inserts the row instead).
+    pub fn of(event: &CallEvent) -> Self {
+        let at = event.at.unix_millis();
+        match &event.kind {
+            CallEventKind::Queued => SummaryUpdate::Queued { at },
+            CallEventKind::Offered { .. } => SummaryUpdate::Offered { at },
+            CallEventKind::Answered { operator } => SummaryUpdate::Answered {
+                at,
+                operator: operator.clone(),
+            },
+            CallEventKind::Ended { by, disposition } => SummaryUpdate::Ended {
+                at,
+                by: by.as_str().to_owned(),
+                disposition: disposition.as_str().to_owned(),
+            },
+            CallEventKind::MediaRelayed {
+                caller_to_operator,
+                operator_to_caller,
+            } => SummaryUpdate::Media {
+                caller_to_operator: saturating_i64(*caller_to_operator),
+                operator_to_caller: saturating_i64(*operator_to_caller),
+            },
+            CallEventKind::Received { .. }
+            | CallEventKind::NoAnswer { .. }
+            | CallEventKind::Rejected { .. }
+            | CallEventKind::LegFailed { .. } => SummaryUpdate::Nothing,
+        }
+    }
+
+    /// The change a stored `call_events` row makes, decoded from its columns. A row this
+    /// version cannot read (an unknown kind, a detail without the expected fields) makes
+    /// no change.
+    pub fn of_stored(kind: &str, at: i64, operator: Option<String>, detail: Option<&str>) -> Self {
+        let detail: Value = detail
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or(Value::Null);
+        let text = |key: &str| detail.get(key).and_then(Value::as_str).map(str::to_owned);
+        let count = |key: &str| detail.get(key).and_then(Value::as_u64).map(saturating_i64);
+        match kind {
+            "queued" => SummaryUpdate::Queued { at },
+            "offered" => SummaryUpdate::Offered { at },
+            "answered" => match operator {
+                Some(operator) => SummaryUpdate::Answered { at, operator },
+                None => SummaryUpdate::Nothing,
+            },
+            "ended" => match (text("by"), text("disposition")) {
+                (Some(by), Some(disposition)) => SummaryUpdate::Ended {
+                    at,
+                    by,
+                    disposition,
+                },
+                _ => SummaryUpdate::Nothing,
+            },
+            "media" => match (count("caller_to_operator"), count("operator_to_caller")) {
+                (Some(caller_to_operator), Some(operator_to_caller)) => SummaryUpdate::Media {
+                    caller_to_operator,
+                    operator_to_caller,
+                },
+                _ => SummaryUpdate::Nothing,
+            },
+            _ => SummaryUpdate::Nothing,
+        }
+    }
+}
+
+/// A count as a BIGINT: counts beyond `i64::MAX` (never reached by RTP packet counts) are
+/// stored as `i64::MAX`.
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::UtcTime;
+    use crate::engine::record::{Disposition, Party};
+    use uuid::Uuid;
+
+    fn event(kind: CallEventKind) -> CallEvent {
+        CallEvent {
+            id: Uuid::from_u128(1),
+            call: Uuid::from_u128(2),
+            at: UtcTime(1_000),
+            kind,
+        }
+    }
+
+    /// Every kind's stored columns decode back to the summary change of the event itself.
+    #[test]
+    fn stored_columns_decode_to_the_same_summary_change() {
+        let op = || "op-7".to_owned();
+        let kinds = [
+            CallEventKind::Queued,
+            CallEventKind::Offered { operator: op() },
+            CallEventKind::NoAnswer { operator: op() },
+            CallEventKind::Rejected {
+                operator: op(),
+                status: 486,
+            },
+            CallEventKind::LegFailed {
+                operator: op(),
+                reason: "no common codec".to_owned(),
+            },
+            CallEventKind::Answered { operator: op() },
+            CallEventKind::Ended {
+                by: Party::Caller,
+                disposition: Disposition::Answered,
+            },
+            CallEventKind::MediaRelayed {
+                caller_to_operator: 10,
+                operator_to_caller: u64::MAX,
+            },
+        ];
+        for kind in kinds {
+            let ev = event(kind);
+            let cols = EventColumns::of(&ev);
+            let decoded = SummaryUpdate::of_stored(
+                cols.kind,
+                1_000,
+                cols.operator.map(str::to_owned),
+                cols.detail.as_deref(),
+            );
+            assert_eq!(decoded, SummaryUpdate::of(&ev), "{}", cols.kind);
+        }
+    }
+
+    #[test]
+    fn details_hold_the_remaining_fields() {
+        let ev = event(CallEventKind::Rejected {
+            operator: "op-1".to_owned(),
+            status: 603,
+        });
+        let cols = EventColumns::of(&ev);
+        assert_eq!(cols.operator, Some("op-1"));
+        assert_eq!(cols.detail.as_deref(), Some(r#"{"status":603}"#));
+        let ev = event(CallEventKind::Received {
+            trunk_call_id: "abc@trunk".to_owned(),
+            caller: None,
+            called: "112".to_owned(),
+            trunk: "telco".to_owned(),
+        });
+        let detail: Value = serde_json::from_str(&EventColumns::of(&ev).detail.unwrap()).unwrap();
+        assert_eq!(detail["caller"], Value::Null);
+        assert_eq!(detail["called"], "112");
+        assert_eq!(EventColumns::of(&event(CallEventKind::Queued)).detail, None);
+    }
+
+    #[test]
+    fn unreadable_rows_change_nothing() {
+        assert_eq!(
+            SummaryUpdate::of_stored("transferred", 5, None, None),
+            SummaryUpdate::Nothing
+        );
+        assert_eq!(
+            SummaryUpdate::of_stored("ended", 5, None, Some("not json")),
+            SummaryUpdate::Nothing
+        );
+        assert_eq!(
+            SummaryUpdate::of_stored("answered", 5, None, None),
+            SummaryUpdate::Nothing
+        );
+    }
+}

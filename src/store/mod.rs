@@ -1,0 +1,309 @@
+//! The call record store: siaga's durable record of every 112 call (DESIGN.md, "Store").
+//!
+//! It owns two tables (`migrations/sqlite/`, embedded in the binary and applied by
+//! [`Store::open`]):
+//! - `call_events`: the append-only log of [`CallEvent`]s, the source of truth. An event's
+//!   UUID is its primary key, so writing an event twice is a no-op.
+//! - `calls`: one summary row per call ([`CallRow`]), updated in the same transaction as
+//!   each event is appended. The update is order-insensitive (earliest time wins, highest
+//!   packet count wins), and a call's row is completed from the log when its `received`
+//!   event is written after its other events.
+//!
+//! Timestamps are stored as BIGINT milliseconds since the Unix epoch, UTC (the engine's
+//! [`UtcTime`]); ids as TEXT UUIDs; `node_id` is the writing node's `node.id`, so several
+//! nodes can share one database. Text output (JSON, tables) renders times as RFC 3339 UTC
+//! ([`rfc3339_millis`]).
+//!
+//! Writing never blocks the engine: [`spawn_writer`] gives the engine an [`EventSink`]
+//! (a bounded queue plus an in-memory backlog when it is full) and runs a writer task that
+//! batches events into transactions, retrying while the database is unavailable. A
+//! journal file that keeps events across a restart while the database is down is a later
+//! issue; today they are held in memory.
+//!
+//! Wiring, in the runtime:
+//!
+//! ```no_run
+//! # async fn wire(config: &siaga::config::Config) -> Result<(), siaga::store::StoreError> {
+//! use siaga::store::{self, Store};
+//! let store = Store::open(&config.database.url).await?; // creates and migrates
+//! let (mut sink, writer) =
+//!     store::spawn_writer(store.clone(), config.node.id.to_string(), store::QUEUE_CAPACITY);
+//! // In the engine task: `sink.push(event)` for each call event the engine outputs, and
+//! // `sink.flush_pending()` on each turn of the loop.
+//! # let event: siaga::engine::record::CallEvent = todo!();
+//! sink.push(event);
+//! sink.flush_pending();
+//! // Graceful stop, after the engine task has finished:
+//! sink.close().await; // or drop(sink)
+//! let report = writer.shutdown().await; // everything handed over is written
+//! store.close().await;
+//! # let _ = report; Ok(())
+//! # }
+//! ```
+//!
+//! Backends: SQLite (`sqlite://PATH`, `sqlite::memory:`). PostgreSQL arrives in a later
+//! issue as a second backend behind this same [`Store`] type; the SQL here is kept to what
+//! both accept (`$N` parameters, `ON CONFLICT … DO NOTHING`, `CASE`, BIGINT and TEXT).
+
+mod columns;
+mod sqlite;
+mod table;
+mod time_text;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use table::calls_table;
+pub use time_text::{SinceError, parse_since, rfc3339_millis, table_time};
+pub use writer::{
+    EventSink, QUEUE_CAPACITY, SHUTDOWN_GRACE, WriterHandle, WriterReport, spawn_writer,
+};
+
+use crate::config::{DatabaseKind, DatabaseUrl};
+use crate::engine::UtcTime;
+use crate::engine::record::CallEvent;
+use serde::{Serialize, Serializer};
+use std::path::PathBuf;
+use uuid::Uuid;
+
+/// Most events the writer puts in one transaction.
+pub const MAX_BATCH: usize = 256;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A `postgres://` or `postgresql://` `database.url`: not supported yet.
+    #[error(
+        "database.url {url}: PostgreSQL arrives in a later issue; use a sqlite://PATH URL for now"
+    )]
+    PostgresNotYet {
+        /// The URL, password hidden.
+        url: String,
+    },
+    /// [`Store::open_existing`] found no database file: nothing was recorded yet.
+    #[error("no call records yet at {} (siaga run creates the database)", path.display())]
+    NoDatabase {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The directory that should hold the database file could not be created.
+    #[error("cannot create the database directory {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error("cannot open the database {url}: {source}")]
+    Open {
+        /// The URL, password hidden.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// The embedded migrations could not be applied (e.g. the database was migrated by a
+    /// newer siaga).
+    #[error("cannot migrate the database {url}: {source}")]
+    Migrate {
+        /// The URL, password hidden.
+        url: String,
+        /// The migrator's error.
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A query failed (the database is unavailable, locked, full …).
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored value this version cannot read (e.g. an id that is not a UUID).
+    #[error("unreadable value in {column}: {value:?}")]
+    Corrupt {
+        /// `table.column`.
+        column: &'static str,
+        /// The value as stored.
+        value: String,
+    },
+}
+
+/// The call record store: a connection pool to one database. Cheap to clone (clones share
+/// the pool).
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl Store {
+    /// Opens the database `url` names, creating it when missing, and applies the embedded
+    /// migrations. For `sqlite://PATH` the parent directory and the file are created
+    /// (a relative PATH is relative to the working directory); the file is put in WAL
+    /// mode with `synchronous = FULL` (a committed record survives a power cut).
+    ///
+    /// Errors: [`StoreError::PostgresNotYet`] for a PostgreSQL URL;
+    /// [`StoreError::CreateDir`], [`StoreError::Open`], [`StoreError::Migrate`].
+    pub async fn open(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        Self::open_with(url, true).await
+    }
+
+    /// Opens an existing database to read it, creating and migrating nothing (for
+    /// `siaga calls`: reading records must not leave an empty database behind).
+    ///
+    /// Errors: [`StoreError::NoDatabase`] when the SQLite file does not exist; otherwise as
+    /// [`Store::open`].
+    pub async fn open_existing(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        Self::open_with(url, false).await
+    }
+
+    async fn open_with(url: &DatabaseUrl, create: bool) -> Result<Store, StoreError> {
+        match url.kind() {
+            DatabaseKind::Sqlite => Ok(Store {
+                backend: Backend::Sqlite(sqlite::SqliteStore::open(url, create).await?),
+            }),
+            DatabaseKind::Postgres => Err(StoreError::PostgresNotYet {
+                url: url.redacted(),
+            }),
+        }
+    }
+
+    /// Appends `events` to the log in one transaction, as written by node `node_id`, and
+    /// applies each newly written one to its call's summary row. An event whose id is
+    /// already stored is skipped (neither stored nor applied again). On error nothing of
+    /// the batch is written.
+    ///
+    /// Errors: [`StoreError::Database`].
+    pub async fn write_batch(&self, node_id: &str, events: &[CallEvent]) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.write_batch(node_id, events).await,
+        }
+    }
+
+    /// Up to `limit` calls, newest (`received_at`) first; only those received at or after
+    /// `since` when given.
+    ///
+    /// Errors: [`StoreError::Database`], [`StoreError::Corrupt`].
+    pub async fn recent_calls(
+        &self,
+        limit: u32,
+        since: Option<UtcTime>,
+    ) -> Result<Vec<CallRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.recent_calls(limit, since).await,
+        }
+    }
+
+    /// The stored events of `call`, in the order they happened (`at`, then `seq`). Empty
+    /// when the call is unknown.
+    ///
+    /// Errors: [`StoreError::Database`], [`StoreError::Corrupt`].
+    pub async fn call_events(&self, call: Uuid) -> Result<Vec<EventRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.call_events(call).await,
+        }
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(s) => s.close().await,
+        }
+    }
+}
+
+/// A row of `calls`: one call's summary. Serializes (serde) to an object whose keys are
+/// the column names, with times as RFC 3339 UTC strings with milliseconds
+/// (`"2026-11-29T12:01:05.123Z"`) and `null` for what is unset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CallRow {
+    /// `id`: the call's UUID.
+    pub id: Uuid,
+    /// `node_id`: the node that took the call.
+    pub node_id: String,
+    /// `trunk_call_id`: the trunk leg's SIP Call-ID.
+    pub trunk_call_id: String,
+    /// `caller`: the caller's number (ANI), `None` when withheld. Personal data.
+    pub caller: Option<String>,
+    /// `called`: the number or URN dialled.
+    pub called: String,
+    /// `trunk`: which trunk delivered the call.
+    pub trunk: String,
+    /// `received_at`: the trunk's INVITE arrived.
+    #[serde(serialize_with = "ser_time")]
+    pub received_at: UtcTime,
+    /// `queued_at`: first entered the ACD queue.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub queued_at: Option<UtcTime>,
+    /// `first_offered_at`: the first operator phone was rung.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub first_offered_at: Option<UtcTime>,
+    /// `answered_at`: an operator answered.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub answered_at: Option<UtcTime>,
+    /// `ended_at`: the call ended.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub ended_at: Option<UtcTime>,
+    /// `operator`: who answered.
+    pub operator: Option<String>,
+    /// `disposition`: the outcome (`answered`, `abandoned_in_queue`, … an open set: see
+    /// [`crate::engine::record::Disposition`]), set when the call ends.
+    pub disposition: Option<String>,
+    /// `ended_by`: `caller`, `operator` or `siaga`.
+    pub ended_by: Option<String>,
+    /// `caller_to_operator_packets`: RTP packets relayed from the caller.
+    pub caller_to_operator_packets: Option<u64>,
+    /// `operator_to_caller_packets`: RTP packets relayed to the caller.
+    pub operator_to_caller_packets: Option<u64>,
+}
+
+impl CallRow {
+    /// How long the caller waited, in ms: until answered, else until the end; `None` while
+    /// neither happened.
+    pub fn wait_ms(&self) -> Option<i64> {
+        let until = self.answered_at.or(self.ended_at)?;
+        Some(until.unix_millis() - self.received_at.unix_millis())
+    }
+
+    /// How long the caller talked with the operator, in ms (end minus answer); `None`
+    /// unless both happened.
+    pub fn talk_ms(&self) -> Option<i64> {
+        Some(self.ended_at?.unix_millis() - self.answered_at?.unix_millis())
+    }
+}
+
+/// A row of `call_events`: one stored event. Serializes like [`CallRow`] (column names,
+/// RFC 3339 time); `detail` as the JSON object it holds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventRow {
+    /// `id`: the event's UUID.
+    pub id: Uuid,
+    /// `call_id`: the call's UUID.
+    pub call_id: Uuid,
+    /// `node_id`: the node that wrote it.
+    pub node_id: String,
+    /// `seq`: 1, 2, 3 … in the order the call's events were written.
+    pub seq: i64,
+    /// `at`: when it happened.
+    #[serde(serialize_with = "ser_time")]
+    pub at: UtcTime,
+    /// `kind`: `received`, `queued`, `offered`, `no_answer`, `rejected`, `leg_failed`,
+    /// `answered`, `ended`, `media` (later versions may add kinds).
+    pub kind: String,
+    /// `operator`: the operator of an operator-leg event.
+    pub operator: Option<String>,
+    /// `detail`: the kind's other fields (`{"status":486}`), `None` when it has none.
+    pub detail: Option<serde_json::Value>,
+}
+
+fn ser_time<S: Serializer>(t: &UtcTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339_millis(*t))
+}
+
+fn ser_opt_time<S: Serializer>(t: &Option<UtcTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => ser_time(t, s),
+        None => s.serialize_none(),
+    }
+}

@@ -1,0 +1,130 @@
+//! `siaga calls`' table: call rows as aligned text columns for a supervisor's terminal.
+//! Times are UTC; the caller's number is shown in full (the supervisor's own tool reading
+//! its own records, not a log).
+
+use super::{CallRow, table_time};
+
+/// The column headings, left to right.
+pub const HEADINGS: [&str; 8] = [
+    "RECEIVED (UTC)",
+    "CALLER",
+    "CALLED",
+    "WAIT S",
+    "TALK S",
+    "OPERATOR",
+    "DISPOSITION",
+    "ENDED BY",
+];
+
+/// Columns aligned right (the numbers).
+const RIGHT: [bool; 8] = [false, false, false, true, true, false, false, false];
+
+/// Shown for a value that is not set (a call still ringing has no talk time …).
+const UNSET: &str = "-";
+
+/// The rows as a table: a heading line, then one line per row in the order given, columns
+/// separated by two spaces, no trailing spaces. Wait is until the answer, else until the
+/// end; talk is from answer to end; both in seconds with one decimal.
+pub fn calls_table(rows: &[CallRow]) -> String {
+    let cells: Vec<[String; 8]> = rows.iter().map(cells).collect();
+    let mut widths = HEADINGS.map(|h| h.chars().count());
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let headings = HEADINGS.map(str::to_owned);
+    for line in std::iter::once(&headings).chain(&cells) {
+        let mut text = String::new();
+        for (i, cell) in line.iter().enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if RIGHT[i] {
+                text.extend(std::iter::repeat_n(' ', pad));
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                text.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn cells(row: &CallRow) -> [String; 8] {
+    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| UNSET.to_owned());
+    let seconds = |ms: Option<i64>| match ms {
+        Some(ms) => format!("{:.1}", ms as f64 / 1000.0),
+        None => UNSET.to_owned(),
+    };
+    [
+        table_time(row.received_at),
+        text(&row.caller),
+        row.called.clone(),
+        seconds(row.wait_ms()),
+        seconds(row.talk_ms()),
+        text(&row.operator),
+        text(&row.disposition),
+        text(&row.ended_by),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::UtcTime;
+    use uuid::Uuid;
+
+    fn row(received_at: i64) -> CallRow {
+        CallRow {
+            id: Uuid::from_u128(1),
+            node_id: "n".to_owned(),
+            trunk_call_id: "t".to_owned(),
+            caller: None,
+            called: "112".to_owned(),
+            trunk: "telco".to_owned(),
+            received_at: UtcTime(received_at),
+            queued_at: None,
+            first_offered_at: None,
+            answered_at: None,
+            ended_at: None,
+            operator: None,
+            disposition: None,
+            ended_by: None,
+            caller_to_operator_packets: None,
+            operator_to_caller_packets: None,
+        }
+    }
+
+    #[test]
+    fn aligns_columns_and_marks_unset_values() {
+        let t = 1_795_953_665_123;
+        let answered = CallRow {
+            caller: Some("+6281234567890".to_owned()),
+            answered_at: Some(UtcTime(t + 12_340)),
+            ended_at: Some(UtcTime(t + 72_440)),
+            operator: Some("op-3".to_owned()),
+            disposition: Some("answered".to_owned()),
+            ended_by: Some("caller".to_owned()),
+            ..row(t)
+        };
+        let live = row(t + 100_000);
+        let table = calls_table(&[live, answered]);
+        let expected = "\
+RECEIVED (UTC)       CALLER          CALLED  WAIT S  TALK S  OPERATOR  DISPOSITION  ENDED BY
+2026-11-29 12:02:45  -               112          -       -  -         -            -
+2026-11-29 12:01:05  +6281234567890  112       12.3    60.1  op-3      answered     caller
+";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn no_rows_is_just_the_headings() {
+        assert_eq!(calls_table(&[]).lines().count(), 1);
+    }
+}

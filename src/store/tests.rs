@@ -1,0 +1,624 @@
+//! Store and writer tests against real SQLite files in temporary directories.
+
+use super::*;
+use crate::engine::record::{CallEventKind, Disposition, Party};
+use tempfile::TempDir;
+
+fn url_in(dir: &TempDir, name: &str) -> DatabaseUrl {
+    let path = dir.path().join(name);
+    DatabaseUrl::parse(&format!("sqlite://{}", path.display())).expect("a sqlite URL")
+}
+
+async fn open_temp() -> (TempDir, Store) {
+    let dir = TempDir::new().expect("a temporary directory");
+    let store = Store::open(&url_in(&dir, "db/siaga.db"))
+        .await
+        .expect("the store opens");
+    (dir, store)
+}
+
+/// Event ids that say which call and which event they are, for readable failures.
+fn ev(call: u128, n: u128, at: i64, kind: CallEventKind) -> CallEvent {
+    CallEvent {
+        id: Uuid::from_u128((call << 64) | n),
+        call: Uuid::from_u128(call),
+        at: UtcTime(at),
+        kind,
+    }
+}
+
+fn received(call: u128, at: i64, caller: Option<&str>) -> CallEvent {
+    ev(
+        call,
+        0,
+        at,
+        CallEventKind::Received {
+            trunk_call_id: format!("trunk-{call}@telco"),
+            caller: caller.map(str::to_owned),
+            called: "112".to_owned(),
+            trunk: "telco".to_owned(),
+        },
+    )
+}
+
+fn op(name: &str) -> String {
+    name.to_owned()
+}
+
+/// An answered call: received at `t`, queued +100 ms, op-1 rung +200 and not answering,
+/// op-2 rung +15 s rejecting 486, op-3 rung +16 s answering +20 s, ended by the caller
+/// +80 s, media counters after.
+fn answered_call(call: u128, t: i64) -> Vec<CallEvent> {
+    vec![
+        received(call, t, Some("+6281234567890")),
+        ev(call, 1, t + 100, CallEventKind::Queued),
+        ev(
+            call,
+            2,
+            t + 200,
+            CallEventKind::Offered {
+                operator: op("op-1"),
+            },
+        ),
+        ev(
+            call,
+            3,
+            t + 15_200,
+            CallEventKind::NoAnswer {
+                operator: op("op-1"),
+            },
+        ),
+        ev(
+            call,
+            4,
+            t + 15_300,
+            CallEventKind::Offered {
+                operator: op("op-2"),
+            },
+        ),
+        ev(
+            call,
+            5,
+            t + 15_400,
+            CallEventKind::Rejected {
+                operator: op("op-2"),
+                status: 486,
+            },
+        ),
+        ev(
+            call,
+            6,
+            t + 16_000,
+            CallEventKind::Offered {
+                operator: op("op-3"),
+            },
+        ),
+        ev(
+            call,
+            7,
+            t + 20_000,
+            CallEventKind::Answered {
+                operator: op("op-3"),
+            },
+        ),
+        ev(
+            call,
+            8,
+            t + 80_000,
+            CallEventKind::Ended {
+                by: Party::Caller,
+                disposition: Disposition::Answered,
+            },
+        ),
+        ev(
+            call,
+            9,
+            t + 80_050,
+            CallEventKind::MediaRelayed {
+                caller_to_operator: 3000,
+                operator_to_caller: 2990,
+            },
+        ),
+    ]
+}
+
+fn expected_answered_row(call: u128, t: i64) -> CallRow {
+    CallRow {
+        id: Uuid::from_u128(call),
+        node_id: "node-a".to_owned(),
+        trunk_call_id: format!("trunk-{call}@telco"),
+        caller: Some("+6281234567890".to_owned()),
+        called: "112".to_owned(),
+        trunk: "telco".to_owned(),
+        received_at: UtcTime(t),
+        queued_at: Some(UtcTime(t + 100)),
+        first_offered_at: Some(UtcTime(t + 200)),
+        answered_at: Some(UtcTime(t + 20_000)),
+        ended_at: Some(UtcTime(t + 80_000)),
+        operator: Some("op-3".to_owned()),
+        disposition: Some("answered".to_owned()),
+        ended_by: Some("caller".to_owned()),
+        caller_to_operator_packets: Some(3000),
+        operator_to_caller_packets: Some(2990),
+    }
+}
+
+async fn only_call(store: &Store) -> CallRow {
+    let mut rows = store.recent_calls(10, None).await.expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    rows.remove(0)
+}
+
+#[tokio::test]
+async fn opening_twice_migrates_once_and_keeps_records() {
+    let dir = TempDir::new().unwrap();
+    let url = url_in(&dir, "nested/dir/siaga.db");
+    let store = Store::open(&url).await.unwrap();
+    store
+        .write_batch("node-a", &answered_call(1, 1_000))
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(dir.path().join("nested/dir/siaga.db").exists());
+    let store = Store::open(&url).await.expect("a second open is fine");
+    assert_eq!(only_call(&store).await, expected_answered_row(1, 1_000));
+    let reader = Store::open_existing(&url).await.unwrap();
+    assert_eq!(reader.recent_calls(5, None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn open_existing_creates_nothing() {
+    let dir = TempDir::new().unwrap();
+    let url = url_in(&dir, "missing/siaga.db");
+    match Store::open_existing(&url).await {
+        Err(e @ StoreError::NoDatabase { .. }) => {
+            assert!(e.to_string().starts_with("no call records yet at "), "{e}");
+        }
+        other => panic!("expected NoDatabase, got {other:?}"),
+    }
+    assert!(!dir.path().join("missing").exists());
+}
+
+#[tokio::test]
+async fn postgres_is_a_clear_error() {
+    let url = DatabaseUrl::parse("postgres://siaga:secret@db/siaga").unwrap();
+    let error = Store::open(&url).await.unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, StoreError::PostgresNotYet { .. }));
+    assert!(
+        text.contains("PostgreSQL arrives in a later issue"),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "{text}");
+}
+
+#[tokio::test]
+async fn in_memory_database_works() {
+    let store = Store::open(&DatabaseUrl::parse("sqlite::memory:").unwrap())
+        .await
+        .unwrap();
+    store
+        .write_batch("node-a", &answered_call(1, 5))
+        .await
+        .unwrap();
+    assert_eq!(only_call(&store).await, expected_answered_row(1, 5));
+}
+
+#[tokio::test]
+async fn a_call_in_one_batch_gives_its_summary_and_timeline() {
+    let (_dir, store) = open_temp().await;
+    let events = answered_call(7, 1_795_953_665_123);
+    store.write_batch("node-a", &events).await.unwrap();
+    assert_eq!(
+        only_call(&store).await,
+        expected_answered_row(7, 1_795_953_665_123)
+    );
+
+    let timeline = store.call_events(Uuid::from_u128(7)).await.unwrap();
+    let ids: Vec<Uuid> = timeline.iter().map(|e| e.id).collect();
+    assert_eq!(ids, events.iter().map(|e| e.id).collect::<Vec<_>>());
+    let kinds: Vec<&str> = timeline.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "received",
+            "queued",
+            "offered",
+            "no_answer",
+            "offered",
+            "rejected",
+            "offered",
+            "answered",
+            "ended",
+            "media"
+        ]
+    );
+    let seqs: Vec<i64> = timeline.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    assert!(timeline.iter().all(|e| e.node_id == "node-a"));
+    let rejected = &timeline[5];
+    assert_eq!(rejected.operator.as_deref(), Some("op-2"));
+    assert_eq!(rejected.detail, Some(serde_json::json!({ "status": 486 })));
+    assert_eq!(
+        timeline[0].detail.as_ref().unwrap()["caller"],
+        "+6281234567890"
+    );
+    assert_eq!(timeline[1].detail, None);
+    assert!(
+        store
+            .call_events(Uuid::from_u128(8))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn events_split_over_batches_with_duplicates_give_the_same_row() {
+    let (_dir, store) = open_temp().await;
+    let events = answered_call(3, 10_000);
+    let other = answered_call(4, 11_000);
+    // Batches that split the call, interleave another, and repeat events across batches.
+    let batches: Vec<Vec<CallEvent>> = vec![
+        vec![events[0].clone(), other[0].clone(), events[1].clone()],
+        vec![events[1].clone(), events[2].clone(), other[1].clone()],
+        vec![
+            events[2].clone(),
+            events[3].clone(),
+            events[4].clone(),
+            events[5].clone(),
+        ],
+        vec![events[6].clone(), events[7].clone(), events[7].clone()],
+        other[2..].to_vec(),
+        vec![events[9].clone(), events[8].clone()], // media counters before the end
+        events.clone(),                             // a whole replay
+    ];
+    for batch in &batches {
+        store.write_batch("node-a", batch).await.unwrap();
+    }
+    let rows = store.recent_calls(10, None).await.unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            expected_answered_row(4, 11_000),
+            expected_answered_row(3, 10_000)
+        ]
+    );
+    let timeline = store.call_events(Uuid::from_u128(3)).await.unwrap();
+    assert_eq!(timeline.len(), 10, "each event stored once");
+    // Written order: media (seq 9) before ended (seq 10); the timeline follows `at`.
+    assert_eq!(timeline[8].kind, "ended");
+    assert_eq!(timeline[8].seq, 10);
+    assert_eq!(timeline[9].kind, "media");
+    assert_eq!(timeline[9].seq, 9);
+}
+
+#[tokio::test]
+async fn a_received_event_written_last_still_completes_the_row() {
+    let (_dir, store) = open_temp().await;
+    let mut events = answered_call(5, 2_000);
+    let received = events.remove(0);
+    events.reverse();
+    store.write_batch("node-a", &events).await.unwrap();
+    assert!(store.recent_calls(10, None).await.unwrap().is_empty());
+    store.write_batch("node-a", &[received]).await.unwrap();
+    assert_eq!(only_call(&store).await, expected_answered_row(5, 2_000));
+}
+
+#[tokio::test]
+async fn rewriting_an_event_does_not_apply_it_again() {
+    let (_dir, store) = open_temp().await;
+    let call = 9;
+    let media = |n, c2o, o2c| {
+        ev(
+            call,
+            n,
+            500,
+            CallEventKind::MediaRelayed {
+                caller_to_operator: c2o,
+                operator_to_caller: o2c,
+            },
+        )
+    };
+    store
+        .write_batch("node-a", &[received(call, 100, None), media(1, 50, 40)])
+        .await
+        .unwrap();
+    // The same event again, then under a new id: only new ids change the row, and
+    // counters only grow.
+    store
+        .write_batch("node-a", &[media(1, 50, 40)])
+        .await
+        .unwrap();
+    store
+        .write_batch("node-b", &[media(2, 10, 70)])
+        .await
+        .unwrap();
+    let row = only_call(&store).await;
+    assert_eq!(row.caller, None);
+    assert_eq!(row.caller_to_operator_packets, Some(50));
+    assert_eq!(row.operator_to_caller_packets, Some(70));
+    let timeline = store.call_events(Uuid::from_u128(call)).await.unwrap();
+    assert_eq!(timeline.len(), 3);
+    assert_eq!(timeline[2].node_id, "node-b");
+
+    // A second `received` under a new id is logged but leaves the row as it was.
+    let mut again = received(call, 999, Some("+62999"));
+    again.id = Uuid::from_u128(12345);
+    store.write_batch("node-a", &[again]).await.unwrap();
+    let row = only_call(&store).await;
+    assert_eq!((row.received_at, row.caller), (UtcTime(100), None));
+}
+
+#[tokio::test]
+async fn abandoned_calls_have_no_answer_fields() {
+    let (_dir, store) = open_temp().await;
+    let call = 11;
+    store
+        .write_batch(
+            "node-a",
+            &[
+                received(call, 1_000, Some("+62811")),
+                ev(call, 1, 1_050, CallEventKind::Queued),
+                ev(
+                    call,
+                    2,
+                    9_050,
+                    CallEventKind::Ended {
+                        by: Party::Caller,
+                        disposition: Disposition::AbandonedInQueue,
+                    },
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let row = only_call(&store).await;
+    assert_eq!(row.disposition.as_deref(), Some("abandoned_in_queue"));
+    assert_eq!((row.answered_at, row.operator.as_deref()), (None, None));
+    assert_eq!(row.wait_ms(), Some(8_050));
+    assert_eq!(row.talk_ms(), None);
+    assert_eq!(expected_answered_row(1, 0).wait_ms(), Some(20_000));
+    assert_eq!(expected_answered_row(1, 0).talk_ms(), Some(60_000));
+}
+
+#[tokio::test]
+async fn recent_calls_are_newest_first_limited_and_since() {
+    let (_dir, store) = open_temp().await;
+    let batch: Vec<CallEvent> = (1..=30)
+        .map(|c| received(c, c as i64 * 1_000, None))
+        .collect();
+    store.write_batch("node-a", &batch).await.unwrap();
+    let received_at = |rows: Vec<CallRow>| -> Vec<i64> {
+        rows.iter().map(|r| r.received_at.unix_millis()).collect()
+    };
+    let newest = store.recent_calls(3, None).await.unwrap();
+    assert_eq!(received_at(newest), [30_000, 29_000, 28_000]);
+    let since = store
+        .recent_calls(100, Some(UtcTime(27_000)))
+        .await
+        .unwrap();
+    assert_eq!(received_at(since), [30_000, 29_000, 28_000, 27_000]);
+    let since_limited = store.recent_calls(2, Some(UtcTime(5_500))).await.unwrap();
+    assert_eq!(received_at(since_limited), [30_000, 29_000]);
+    assert!(store.recent_calls(0, None).await.unwrap().is_empty());
+    assert!(
+        store
+            .recent_calls(5, Some(UtcTime(31_000)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn call_rows_serialize_with_column_names_and_rfc3339_times() {
+    let mut row = expected_answered_row(1, 1_795_953_665_123);
+    row.ended_at = None;
+    let json = serde_json::to_value(&row).unwrap();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = vec![
+        "id",
+        "node_id",
+        "trunk_call_id",
+        "caller",
+        "called",
+        "trunk",
+        "received_at",
+        "queued_at",
+        "first_offered_at",
+        "answered_at",
+        "ended_at",
+        "operator",
+        "disposition",
+        "ended_by",
+        "caller_to_operator_packets",
+        "operator_to_caller_packets",
+    ];
+    let mut keys = keys;
+    keys.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
+    assert_eq!(json["received_at"], "2026-11-29T12:01:05.123Z");
+    assert_eq!(json["ended_at"], serde_json::Value::Null);
+    assert_eq!(json["id"], "00000000-0000-0000-0000-000000000001");
+    assert_eq!(json["caller_to_operator_packets"], 3000);
+}
+
+// ---- the writer ---------------------------------------------------------------------
+
+/// `calls` calls of 10 events each; a call's events share one `at`, so its timeline is in
+/// written order.
+fn many_events(calls: u128) -> Vec<CallEvent> {
+    (1..=calls)
+        .flat_map(|call| {
+            answered_call(call, call as i64)
+                .into_iter()
+                .map(move |mut e| {
+                    e.at = UtcTime(call as i64);
+                    e
+                })
+        })
+        .collect()
+}
+
+async fn assert_all_written_in_order(store: &Store, events: &[CallEvent]) {
+    let n = events.len() / 10;
+    let calls = store.recent_calls(5000, None).await.unwrap();
+    assert_eq!(calls.len(), n);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.disposition.as_deref() == Some("answered"))
+    );
+    for call in [1, 2, n / 2, n - 1, n] {
+        let call = call as u128;
+        let stored: Vec<Uuid> = store
+            .call_events(Uuid::from_u128(call))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let pushed: Vec<Uuid> = events
+            .iter()
+            .filter(|e| e.call == Uuid::from_u128(call))
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(stored, pushed, "call {call}");
+    }
+}
+
+#[tokio::test]
+async fn the_writer_takes_10k_events_through_a_small_queue_without_loss() {
+    let (_dir, store) = open_temp().await;
+    let events = many_events(1000);
+    let (mut sink, handle) = spawn_writer(store.clone(), "node-a".to_owned(), 64);
+    // No await between pushes: the writer cannot run, so all but 8 wait in the backlog.
+    for event in &events {
+        sink.push(event.clone());
+    }
+    assert_eq!(sink.pending(), events.len() - 64);
+    assert_eq!(sink.close().await, 0);
+    let report = handle.shutdown().await;
+    assert_eq!(
+        report,
+        WriterReport {
+            written: 10_000,
+            unwritten: 0
+        }
+    );
+    assert_all_written_in_order(&store, &events).await;
+}
+
+#[tokio::test]
+async fn a_dropped_sink_hands_its_backlog_over_before_shutdown_returns() {
+    let (_dir, store) = open_temp().await;
+    let events = many_events(200);
+    let (mut sink, handle) = spawn_writer(store.clone(), "node-a".to_owned(), 4);
+    for (i, event) in events.iter().enumerate() {
+        sink.push(event.clone());
+        if i % 300 == 0 {
+            // Let the writer run now and then; the backlog drains on the next pushes.
+            tokio::task::yield_now().await;
+            sink.flush_pending();
+        }
+    }
+    drop(sink);
+    assert_eq!(handle.shutdown().await.unwritten, 0);
+    assert_all_written_in_order(&store, &events).await;
+}
+
+/// The raw pool behind a store, to break and mend the database under the writer.
+fn pool(store: &Store) -> &sqlx::SqlitePool {
+    match &store.backend {
+        Backend::Sqlite(s) => &s.pool,
+    }
+}
+
+async fn execute(store: &Store, sql: &'static str) {
+    sqlx::query(sql).execute(pool(store)).await.expect(sql);
+}
+
+#[tokio::test]
+async fn the_writer_holds_events_while_the_database_fails_and_writes_them_after() {
+    let (_dir, store) = open_temp().await;
+    execute(&store, "ALTER TABLE call_events RENAME TO call_events_away").await;
+    let events = answered_call(1, 1_000);
+    let (mut sink, handle) = spawn_writer(store.clone(), "node-a".to_owned(), 4);
+    for event in &events {
+        sink.push(event.clone());
+        tokio::task::yield_now().await;
+    }
+    // Let the writer fail and retry (100 ms, then 200 ms) before mending the table.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert!(
+        sink.flush_pending() > 0,
+        "the writer is stuck, so events wait in the sink"
+    );
+    execute(&store, "ALTER TABLE call_events_away RENAME TO call_events").await;
+    assert_eq!(sink.close().await, 0);
+    let report = handle.shutdown().await;
+    assert_eq!((report.written, report.unwritten), (10, 0));
+    assert_eq!(only_call(&store).await, expected_answered_row(1, 1_000));
+    let stored: Vec<Uuid> = store
+        .call_events(Uuid::from_u128(1))
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(stored, events.iter().map(|e| e.id).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn shutdown_gives_up_on_a_dead_database_after_the_grace_period() {
+    let (_dir, store) = open_temp().await;
+    execute(&store, "DROP TABLE call_events").await;
+    let grace = std::time::Duration::from_millis(150);
+    let (mut sink, handle) = writer::spawn_with_grace(store.clone(), "node-a".to_owned(), 4, grace);
+    let events = answered_call(1, 1_000);
+    sink.push(events[0].clone());
+    sink.push(events[1].clone());
+    assert_eq!(sink.pending(), 0);
+    drop(sink);
+    let report = handle.shutdown().await;
+    assert_eq!(
+        report,
+        WriterReport {
+            written: 0,
+            unwritten: 2
+        }
+    );
+}
+
+#[tokio::test]
+async fn shutdown_gives_up_on_a_sink_never_closed_after_the_grace_period() {
+    let store = Store::open(&DatabaseUrl::parse("sqlite::memory:").unwrap())
+        .await
+        .unwrap();
+    let grace = std::time::Duration::from_millis(50);
+    let (mut sink, handle) =
+        writer::spawn_with_grace(store.clone(), "node-a".to_owned(), 16, grace);
+    sink.push(received(1, 1, None));
+    // The sink stays alive: shutdown waits the grace period, then writes what it was
+    // handed and returns.
+    let report = handle.shutdown().await;
+    assert_eq!(
+        report,
+        WriterReport {
+            written: 1,
+            unwritten: 0
+        }
+    );
+    assert_eq!(only_call(&store).await.id, Uuid::from_u128(1));
+    // Later pushes are held, not dropped, and counted as such.
+    sink.push(received(2, 2, None));
+    assert_eq!(sink.pending(), 1);
+    assert_eq!(sink.close().await, 1);
+}

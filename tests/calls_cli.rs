@@ -1,0 +1,264 @@
+//! `siaga calls` end to end: the built binary against a SQLite database prepared with the
+//! store's own writer API.
+
+use siaga::config::DatabaseUrl;
+use siaga::engine::UtcTime;
+use siaga::engine::record::{CallEvent, CallEventKind, Disposition, Party};
+use siaga::store::Store;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+const SIAGA: &str = env!("CARGO_BIN_EXE_siaga");
+
+/// 2026-11-29T12:01:05.123Z
+const T: i64 = 1_795_953_665_123;
+
+fn ev(call: u128, n: u128, at: i64, kind: CallEventKind) -> CallEvent {
+    CallEvent {
+        id: Uuid::from_u128((call << 64) | n),
+        call: Uuid::from_u128(call),
+        at: UtcTime(at),
+        kind,
+    }
+}
+
+fn received(call: u128, at: i64, caller: Option<&str>) -> CallEvent {
+    ev(
+        call,
+        0,
+        at,
+        CallEventKind::Received {
+            trunk_call_id: format!("c{call}@telco"),
+            caller: caller.map(str::to_owned),
+            called: "112".to_owned(),
+            trunk: "telco".to_owned(),
+        },
+    )
+}
+
+/// A database at `path` with two calls: one answered (received at T), and one abandoned
+/// in the queue an hour later.
+fn prepare(path: &Path) {
+    let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
+    let events = vec![
+        received(1, T, Some("+6281234567890")),
+        ev(1, 1, T + 100, CallEventKind::Queued),
+        ev(
+            1,
+            2,
+            T + 200,
+            CallEventKind::Offered {
+                operator: "op-3".to_owned(),
+            },
+        ),
+        ev(
+            1,
+            3,
+            T + 12_340,
+            CallEventKind::Answered {
+                operator: "op-3".to_owned(),
+            },
+        ),
+        ev(
+            1,
+            4,
+            T + 72_440,
+            CallEventKind::Ended {
+                by: Party::Operator,
+                disposition: Disposition::Answered,
+            },
+        ),
+        received(2, T + 3_600_000, None),
+        ev(2, 1, T + 3_600_100, CallEventKind::Queued),
+        ev(
+            2,
+            2,
+            T + 3_608_000,
+            CallEventKind::Ended {
+                by: Party::Caller,
+                disposition: Disposition::AbandonedInQueue,
+            },
+        ),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        store.write_batch("node-a", &events).await.unwrap();
+        store.close().await;
+    });
+}
+
+/// A config file naming `database` (a sqlite path) in `dir`.
+fn config(dir: &TempDir, database: &Path) -> PathBuf {
+    let text = format!(
+        "[node]\nid = \"t1\"\n[sip]\ndomains = [\"example.com\"]\n[database]\nurl = \"sqlite://{}\"\n",
+        database.display()
+    );
+    let path = dir.path().join("siaga.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn calls(config: &Path, args: &[&str]) -> Output {
+    Command::new(SIAGA)
+        .arg("calls")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("SIAGA_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn prints_a_table_newest_first() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("siaga.db");
+    prepare(&db);
+    let text = stdout(&calls(&config(&dir, &db), &[]));
+    let expected = "\
+RECEIVED (UTC)       CALLER          CALLED  WAIT S  TALK S  OPERATOR  DISPOSITION         ENDED BY
+2026-11-29 13:01:05  -               112        8.0       -  -         abandoned_in_queue  caller
+2026-11-29 12:01:05  +6281234567890  112       12.3    60.1  op-3      answered            operator
+";
+    assert_eq!(text, expected);
+
+    let limited = stdout(&calls(&config(&dir, &db), &["--limit", "1"]));
+    assert_eq!(limited.lines().count(), 2, "{limited}");
+    assert!(limited.contains("abandoned_in_queue"), "{limited}");
+}
+
+#[test]
+fn prints_json_keyed_by_column_names() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("siaga.db");
+    prepare(&db);
+    let text = stdout(&calls(
+        &config(&dir, &db),
+        &["--json", "--since", "2026-11-29T12:00:00Z"],
+    ));
+    let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = rows.as_array().expect("a JSON array");
+    assert_eq!(rows.len(), 2);
+    let mut keys: Vec<&str> = rows[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    let mut columns = [
+        "id",
+        "node_id",
+        "trunk_call_id",
+        "caller",
+        "called",
+        "trunk",
+        "received_at",
+        "queued_at",
+        "first_offered_at",
+        "answered_at",
+        "ended_at",
+        "operator",
+        "disposition",
+        "ended_by",
+        "caller_to_operator_packets",
+        "operator_to_caller_packets",
+    ];
+    columns.sort_unstable();
+    assert_eq!(keys, columns);
+    let answered = &rows[1];
+    assert_eq!(answered["id"], Uuid::from_u128(1).to_string());
+    assert_eq!(answered["received_at"], "2026-11-29T12:01:05.123Z");
+    assert_eq!(answered["answered_at"], "2026-11-29T12:01:17.463Z");
+    assert_eq!(answered["caller"], "+6281234567890");
+    assert_eq!(
+        answered["caller_to_operator_packets"],
+        serde_json::Value::Null
+    );
+    assert_eq!(rows[0]["caller"], serde_json::Value::Null);
+
+    // --since filters: only the later call is at or after 13:00.
+    let later = stdout(&calls(
+        &config(&dir, &db),
+        &["--json", "--since", "2026-11-29 13:00"],
+    ));
+    let later: serde_json::Value = serde_json::from_str(&later).unwrap();
+    assert_eq!(later.as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn follows_siaga_database_url_and_reports_what_is_missing() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("siaga.db");
+    prepare(&db);
+    let missing = dir.path().join("nothing/here.db");
+    let config = config(&dir, &missing);
+
+    // The configured file does not exist: a one-line error, exit 1, nothing created.
+    let out = calls(&config, &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no call records yet at"), "{stderr}");
+    assert!(!missing.parent().unwrap().exists());
+
+    // SIAGA_DATABASE_URL overrides the file, as for `siaga run`.
+    let out = Command::new(SIAGA)
+        .args(["calls", "--json", "--config"])
+        .arg(&config)
+        .env("SIAGA_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(2));
+
+    // Not yet supported, and not understood: one line each, exit 1.
+    for (env, args, needle) in [
+        (
+            "postgres://u:pw@db/siaga",
+            vec![],
+            "PostgreSQL arrives in a later issue",
+        ),
+        ("sqlite://x.db", vec!["--since", "last week"], "--since"),
+    ] {
+        let out = Command::new(SIAGA)
+            .args(["calls", "--config"])
+            .arg(&config)
+            .args(&args)
+            .env("SIAGA_DATABASE_URL", env)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(!stderr.contains("pw"), "{stderr}");
+    }
+}
+
+#[test]
+fn an_empty_database_says_so() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("empty.db");
+    let url = DatabaseUrl::parse(&format!("sqlite://{}", db.display())).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { Store::open(&url).await.unwrap().close().await });
+    let config = config(&dir, &db);
+    assert_eq!(stdout(&calls(&config, &[])), "no calls recorded\n");
+    assert_eq!(stdout(&calls(&config, &["--json"])), "[]\n");
+}
