@@ -179,9 +179,34 @@ fn run(config: &Config) -> ExitCode {
         tracing::debug!(config = %config.summary(), "configuration");
         warn_about(config);
         siaga::engine::call::set_show_personal_data(config.log.show_personal_data);
+        // The store is created and migrated before any call can arrive.
+        let store = match Store::open(&config.database.url).await {
+            Ok(store) => store,
+            Err(error) => {
+                tracing::error!(%error, "cannot open the call record database");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (events, writer) = store::spawn_writer(
+            store.clone(),
+            config.node.id.to_string(),
+            store::QUEUE_CAPACITY,
+        );
         let engine = Engine::new(config.engine_config(), StdRng::from_os_rng());
-        let options = runtime::RunOptions::from_config(config);
-        match runtime::run(sockets, engine, options, runtime::shutdown_signal()).await {
+        let mut options = runtime::RunOptions::from_config(config);
+        options.events = Some(events);
+        let result = runtime::run(sockets, engine, options, runtime::shutdown_signal()).await;
+        // The sink was closed by run(): the writer drains what is queued, then stops.
+        let report = writer.shutdown().await;
+        store.close().await;
+        if report.unwritten > 0 {
+            tracing::error!(
+                unwritten = report.unwritten,
+                "call events could not be stored"
+            );
+        }
+        tracing::info!(written = report.written, "call records flushed");
+        match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 tracing::error!(%error, "siaga failed");
@@ -204,7 +229,9 @@ fn warn_about(config: &Config) {
         tracing::warn!("no [[operators]] configured: emergency calls will wait in the queue");
     }
     if config.trunk.other_sources == config::OtherSources::Accept {
-        tracing::warn!("trunk.other_sources = \"accept\": emergency calls are taken from any source");
+        tracing::warn!(
+            "trunk.other_sources = \"accept\": emergency calls are taken from any source"
+        );
     }
     if config.log.show_personal_data {
         tracing::warn!("log.show_personal_data = true: caller numbers are logged in full");

@@ -126,7 +126,14 @@ pub async fn run(
         relays: MediaRelays::new(options.media_bind, reports_tx),
         events: options.events,
     };
-    let engine_task = drive(engine, inputs_rx, reports_rx, shell, options.tap, stop.clone());
+    let engine_task = drive(
+        engine,
+        inputs_rx,
+        reports_rx,
+        shell,
+        options.tap,
+        stop.clone(),
+    );
     tokio::pin!(engine_task);
     let shell = tokio::select! {
         shell = &mut engine_task => shell,
@@ -140,7 +147,10 @@ pub async fn run(
     if let Some(events) = shell.events {
         let left = events.close().await;
         if left > 0 {
-            warn!(events = left, "call events could not be handed to the store at shutdown");
+            warn!(
+                events = left,
+                "call events could not be handed to the store at shutdown"
+            );
         }
     }
 
@@ -300,6 +310,10 @@ async fn drive<'a>(
 
 /// Carries out every pending output; returns the next deadline.
 fn drain(engine: &mut Engine, shell: &mut Shell<'_>) -> Option<MonoTime> {
+    // Events held back while the writer's queue was full go first, in order.
+    if let Some(sink) = shell.events.as_mut().filter(|s| s.pending() > 0) {
+        sink.flush_pending();
+    }
     loop {
         match engine.poll_output() {
             Output::Transmit(transmit) => shell.transports.send(transmit),

@@ -185,10 +185,10 @@ impl Acd {
 
     /// Operator `id` answered `call`: ringing → on call.
     pub fn answered(&mut self, call: CallHandle, id: &str) {
-        if let Some(agent) = self.agents.get_mut(id) {
-            if agent.state == (AgentState::Ringing { call }) {
-                agent.state = AgentState::OnCall { call };
-            }
+        if let Some(agent) = self.agents.get_mut(id)
+            && agent.state == (AgentState::Ringing { call })
+        {
+            agent.state = AgentState::OnCall { call };
         }
     }
 
@@ -199,14 +199,14 @@ impl Acd {
     }
 
     fn release_if(&mut self, id: &str, expected: AgentState, now: MonoTime) {
-        if let Some(agent) = self.agents.get_mut(id) {
-            if agent.state == expected {
-                agent.state = if agent.registered {
-                    AgentState::Available { since: now }
-                } else {
-                    AgentState::LoggedOut
-                };
-            }
+        if let Some(agent) = self.agents.get_mut(id)
+            && agent.state == expected
+        {
+            agent.state = if agent.registered {
+                AgentState::Available { since: now }
+            } else {
+                AgentState::LoggedOut
+            };
         }
     }
 }
@@ -227,9 +227,15 @@ mod tests {
         acd.registered("1001", t(20));
         acd.enqueue(CallHandle(2), 2);
         acd.enqueue(CallHandle(1), 1);
-        assert_eq!(acd.next_offer(|_, _| false), Some((CallHandle(1), "1002".into())));
+        assert_eq!(
+            acd.next_offer(|_, _| false),
+            Some((CallHandle(1), "1002".into()))
+        );
         assert!(acd.offer(CallHandle(1), "1002"));
-        assert_eq!(acd.next_offer(|_, _| false), Some((CallHandle(2), "1001".into())));
+        assert_eq!(
+            acd.next_offer(|_, _| false),
+            Some((CallHandle(2), "1001".into()))
+        );
         // An excluded operator (rejected this call moments ago) is skipped.
         assert_eq!(acd.next_offer(|_, id| id == "1001"), None);
     }
@@ -243,7 +249,10 @@ mod tests {
         assert!(acd.offer(CallHandle(1), "1001"));
         acd.offer_ended(CallHandle(1), "1001", t(5));
         acd.enqueue(CallHandle(1), 1);
-        assert_eq!(acd.next_offer(|_, _| false), Some((CallHandle(1), "1001".into())));
+        assert_eq!(
+            acd.next_offer(|_, _| false),
+            Some((CallHandle(1), "1001".into()))
+        );
     }
 
     #[test]
@@ -253,11 +262,19 @@ mod tests {
         assert!(acd.offer(CallHandle(1), "1001"));
         acd.answered(CallHandle(1), "1001");
         acd.unregistered("1001");
-        assert_eq!(acd.state("1001"), Some(AgentState::OnCall { call: CallHandle(1) }));
+        assert_eq!(
+            acd.state("1001"),
+            Some(AgentState::OnCall {
+                call: CallHandle(1)
+            })
+        );
         acd.call_ended(CallHandle(1), "1001", t(9));
         assert_eq!(acd.state("1001"), Some(AgentState::LoggedOut));
         acd.registered("1001", t(10));
-        assert_eq!(acd.state("1001"), Some(AgentState::Available { since: t(10) }));
+        assert_eq!(
+            acd.state("1001"),
+            Some(AgentState::Available { since: t(10) })
+        );
     }
 
     proptest! {

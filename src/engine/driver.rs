@@ -444,8 +444,15 @@ impl Engine {
             return;
         };
         let verdict = if self.client.is_invite(id) && status >= 300 {
-            match self.calls.invites.get(&id).map(|out| ack_of_failure(&out.request, msg)) {
-                Some(Some(ack)) => self.client.handle_failure_response(now.mono, id, status, ack),
+            match self
+                .calls
+                .invites
+                .get(&id)
+                .map(|out| ack_of_failure(&out.request, msg))
+            {
+                Some(Some(ack)) => self
+                    .client
+                    .handle_failure_response(now.mono, id, status, ack),
                 _ => return,
             }
         } else {
@@ -506,10 +513,10 @@ impl Engine {
         if is_ack {
             // The ACK of siaga's 2xx (§13.3.1.4), or of a 2xx for a dialog siaga does not
             // have: never answered (§17.2.3).
-            if let Some(key) = dialog_key(msg) {
-                if self.on_dialog_ack(&key) {
-                    return;
-                }
+            if let Some(key) = dialog_key(msg)
+                && self.on_dialog_ack(&key)
+            {
+                return;
             }
             tracing::debug!(source = %rx.source, "ACK matching no transaction dropped");
             return;
@@ -533,9 +540,26 @@ impl Engine {
             Reply::Cancel(answer, invite) => (answer, Some(invite)),
             Reply::EmergencyCall { called } => {
                 // An emergency call always gets its transaction, whatever memory holds.
-                let id = self.server.create(now.mono, key, merge, target, tag.clone(), &self.config.timers);
+                let id = self.server.create(
+                    now.mono,
+                    key,
+                    merge,
+                    target,
+                    tag.clone(),
+                    &self.config.timers,
+                );
                 self.stats.server_transactions += 1;
-                return self.start_call(now, rx, msg, id, tag, target, called);
+                return self.start_call(
+                    now,
+                    rx,
+                    msg,
+                    super::call::NewCall {
+                        tx: id,
+                        local_tag: tag,
+                        target,
+                        called,
+                    },
+                );
             }
         };
         let bytes = answer.build(msg, rx.source, &tag);
@@ -570,12 +594,11 @@ impl Engine {
         }
         let verdict = uas::inspect_request(msg, head, &self.config);
         // §12.2.2: a request with a To tag belongs to a dialog; siaga's own are served here.
-        if let (Verdict::Reject(r), Some(key)) = (&verdict, dialog_key(msg)) {
-            if r.status == 481 {
-                if let Some((status, reason)) = self.on_dialog_request(now, &key, msg) {
-                    return Reply::Final(Answer::reject(status, reason));
-                }
-            }
+        if let (Verdict::Reject(r), Some(key)) = (&verdict, dialog_key(msg))
+            && r.status == 481
+            && let Some((status, reason)) = self.on_dialog_request(now, &key, msg)
+        {
+            return Reply::Final(Answer::reject(status, reason));
         }
         let answer = match verdict {
             Verdict::Reject(r) => Answer::from(r),
@@ -603,7 +626,12 @@ impl Engine {
             return Reply::Final(Answer::reject(404, "Not Found"));
         };
         let ip = rx.source.ip().to_canonical();
-        let from_trunk = self.config.calls.trunk_sources.iter().any(|net| net.contains(&ip));
+        let from_trunk = self
+            .config
+            .calls
+            .trunk_sources
+            .iter()
+            .any(|net| net.contains(&ip));
         if !from_trunk && !self.config.calls.accept_other_sources {
             tracing::warn!(source = %rx.source, %called, "emergency INVITE from a source that is not the trunk: 403");
             return Reply::Final(Answer::reject(403, "Forbidden"));
@@ -640,10 +668,10 @@ impl Engine {
     /// To tag of the INVITE's response; one that matches nothing draws 481. A pending
     /// emergency call it matches is then ended with 487 (the caller hung up).
     fn answer_cancel(&mut self, msg: &SipMessage, head: &RequestHead) -> Reply {
-        if let Verdict::Reject(r) = uas::inspect_request(msg, head, &self.config) {
-            if r.status == 400 || r.status == 505 {
-                return Reply::Final(Answer::from(r));
-            }
+        if let Verdict::Reject(r) = uas::inspect_request(msg, head, &self.config)
+            && (r.status == 400 || r.status == 505)
+        {
+            return Reply::Final(Answer::from(r));
         }
         let invite = ServerKey::cancelled_invite(msg)
             .ok()

@@ -324,7 +324,7 @@ impl Writer {
                 }
                 Err(error) => {
                     failures += 1;
-                    if failures == 1 || failures % 10 == 0 {
+                    if failures == 1 || failures.is_multiple_of(10) {
                         tracing::warn!(
                             %error, failures, batch = batch.len(),
                             "cannot write call events; holding them and retrying"

@@ -51,6 +51,15 @@ fn binding_destination(b: &crate::engine::registrar::Binding) -> Destination {
     }
 }
 
+/// An emergency INVITE the UAS core accepted: its server transaction, the To tag of its
+/// responses, where they go, and the number dialled.
+pub(crate) struct NewCall {
+    pub tx: TxId,
+    pub local_tag: String,
+    pub target: ResponseTarget,
+    pub called: String,
+}
+
 /// Statuses siaga gives up an operator leg on without calling it a reject.
 fn is_reject(status: u16) -> bool {
     matches!(status, 480 | 486 | 600 | 603)
@@ -66,11 +75,14 @@ impl Engine {
         now: Now,
         rx: &Received,
         invite: &SipMessage,
-        tx: TxId,
-        local_tag: String,
-        target: ResponseTarget,
-        called: String,
+        new: NewCall,
     ) {
+        let NewCall {
+            tx,
+            local_tag,
+            target,
+            called,
+        } = new;
         let caller = super::caller_number(invite);
         let trunk_offer = match invite.content_type() {
             Ok(Some(t)) if t.is("application", "sdp") && !invite.body().is_empty() => {
@@ -78,7 +90,14 @@ impl Engine {
                     Ok(offer) => Some(offer),
                     Err(error) => {
                         tracing::info!(%error, "emergency INVITE with unreadable SDP");
-                        return self.refuse_call(now, tx, invite, &local_tag, 400, "Bad Request - SDP");
+                        return self.refuse_call(
+                            now,
+                            tx,
+                            invite,
+                            &local_tag,
+                            400,
+                            "Bad Request - SDP",
+                        );
                     }
                 }
             }
@@ -110,7 +129,8 @@ impl Engine {
             Transport::Tcp => source,
         };
         let relay = self.open_relay(record);
-        if let (Some((relay, _, _)), Some(rtp)) = (relay, trunk_offer.as_ref().and_then(|o| o.rtp)) {
+        if let (Some((relay, _, _)), Some(rtp)) = (relay, trunk_offer.as_ref().and_then(|o| o.rtp))
+        {
             self.media(MediaCommand::SetPeer {
                 relay,
                 side: Side::Caller,
@@ -195,7 +215,10 @@ impl Engine {
     /// Opens a relay for a new call: two RTP ports (caller side, operator side). `None`
     /// when the range is exhausted: the call goes on, with media sent to siaga's address
     /// at port 0 refused by the peers — logged as an error, never a refusal of the call.
-    fn open_relay(&mut self, record: uuid::Uuid) -> Option<(crate::engine::media::RelayId, u16, u16)> {
+    fn open_relay(
+        &mut self,
+        record: uuid::Uuid,
+    ) -> Option<(crate::engine::media::RelayId, u16, u16)> {
         let caller_port = self.ports.allocate()?;
         let Some(operator_port) = self.ports.allocate() else {
             self.ports.release(caller_port);
@@ -219,7 +242,8 @@ impl Engine {
             return;
         };
         let tag = (status != 100).then_some(call.trunk.local_tag.as_str());
-        let mut b = response_to(&call.trunk.invite, None, status, reason, tag).header("Server", SERVER);
+        let mut b =
+            response_to(&call.trunk.invite, None, status, reason, tag).header("Server", SERVER);
         if status != 100 {
             b = b.header("Contact", self.contact(call.trunk.target.transport));
         }
@@ -298,7 +322,10 @@ impl Engine {
             let domain = self.config.domains.first().cloned().unwrap_or_default();
             let from_user = caller
                 .as_deref()
-                .filter(|c| c.chars().all(|ch| ch.is_ascii_alphanumeric() || "+*#._-".contains(ch)))
+                .filter(|c| {
+                    c.chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "+*#._-".contains(ch))
+                })
                 .unwrap_or("anonymous");
             let mut b = MessageBuilder::request(&Method::Invite, &contact)
                 .header(
@@ -310,7 +337,10 @@ impl Engine {
                     ),
                 )
                 .header("Max-Forwards", max_forwards)
-                .header("From", format!("\"112\" <sip:{from_user}@{domain}>;tag={from_tag}"))
+                .header(
+                    "From",
+                    format!("\"112\" <sip:{from_user}@{domain}>;tag={from_tag}"),
+                )
                 .header("To", format!("<sip:{operator}@{domain}>"))
                 .header("Call-ID", &call_id)
                 .header("CSeq", "1 INVITE")
@@ -404,7 +434,9 @@ impl Engine {
                 }
             }
             200..=299 => match leg_state {
-                Some(LegState::Calling | LegState::Early) if self.is_current_offer(handle, leg_no) => {
+                Some(LegState::Calling | LegState::Early)
+                    if self.is_current_offer(handle, leg_no) =>
+                {
                     self.bridge(now, tx, handle, leg_no, response);
                 }
                 Some(LegState::Answered) => self.resend_ack(handle, leg_no),
@@ -447,7 +479,14 @@ impl Engine {
 
     /// The first 2xx of the current offer: the operator answered. ACK it, answer the
     /// trunk with siaga's SDP, point the relay at both sides, cancel the other bindings.
-    fn bridge(&mut self, now: Now, tx: ClientTxId, handle: CallHandle, leg_no: u32, response: &SipMessage) {
+    fn bridge(
+        &mut self,
+        now: Now,
+        tx: ClientTxId,
+        handle: CallHandle,
+        leg_no: u32,
+        response: &SipMessage,
+    ) {
         let Some(out) = self.calls.invites.get(&tx) else {
             return;
         };
@@ -461,7 +500,11 @@ impl Engine {
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
-        let operator = call.legs.get(&leg_no).map(|l| l.operator.clone()).unwrap_or_default();
+        let operator = call
+            .legs
+            .get(&leg_no)
+            .map(|l| l.operator.clone())
+            .unwrap_or_default();
         let record = call.record;
         // The trunk's answer (RFC 3264 §6), from the operator's.
         let answer = match (&call.trunk_offer, call.relay) {
@@ -536,17 +579,28 @@ impl Engine {
             self.cancel_leg(now, handle, other);
         }
         // The trunk's 2xx, resent until its ACK (§13.3.1.4).
-        let Some(transport) = self.calls.calls.get(&handle).map(|c| c.trunk.target.transport) else {
+        let Some(transport) = self
+            .calls
+            .calls
+            .get(&handle)
+            .map(|c| c.trunk.target.transport)
+        else {
             return;
         };
         let contact = self.contact(transport);
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
-        let mut b = response_to(&call.trunk.invite, None, 200, "OK", Some(&call.trunk.local_tag))
-            .header("Server", SERVER)
-            .header("Contact", contact)
-            .header("Allow", uas::allow_value());
+        let mut b = response_to(
+            &call.trunk.invite,
+            None,
+            200,
+            "OK",
+            Some(&call.trunk.local_tag),
+        )
+        .header("Server", SERVER)
+        .header("Contact", contact)
+        .header("Allow", uas::allow_value());
         if let Some(body) = body {
             b = b.body("application/sdp", body);
         }
@@ -557,15 +611,19 @@ impl Engine {
                 self.calls.by_dialog.insert(d.key(), (handle, None));
                 call.trunk.dialog = Some(d);
             }
-            Err(error) => tracing::warn!(call = %record, %error, "trunk INVITE forms no dialog; BYE cannot reach it"),
+            Err(error) => {
+                tracing::warn!(call = %record, %error, "trunk INVITE forms no dialog; BYE cannot reach it")
+            }
         }
         call.trunk.ok = Some((ok.clone(), self.config.timers.t1));
         if let Err(error) = self.server.send_response(now.mono, trunk_tx, 200, ok) {
             tracing::error!(%error, "the trunk's INVITE transaction refused the 2xx");
         }
         self.calls.by_invite.remove(&trunk_tx);
-        self.calls
-            .schedule(now.mono + self.config.timers.t1, CallTimer::OkRetransmit(handle));
+        self.calls.schedule(
+            now.mono + self.config.timers.t1,
+            CallTimer::OkRetransmit(handle),
+        );
         self.calls.schedule(
             now.mono + self.config.timers.sixty_four_t1(),
             CallTimer::OkTimeout(handle),
@@ -617,7 +675,9 @@ impl Engine {
         let CallState::Offering { attempt, .. } = call.state else {
             return;
         };
-        if leg.attempt != attempt || matches!(leg.state, LegState::Cancelled | LegState::CancelPending) {
+        if leg.attempt != attempt
+            || matches!(leg.state, LegState::Cancelled | LegState::CancelPending)
+        {
             return;
         }
         let still_ringing = call.legs.values().any(|l| l.attempt == attempt);
@@ -636,7 +696,12 @@ impl Engine {
                     status,
                 },
             );
-            self.offer_failed(now, handle, &operator, Some(self.config.calls.reject_retry_delay));
+            self.offer_failed(
+                now,
+                handle,
+                &operator,
+                Some(self.config.calls.reject_retry_delay),
+            );
         } else {
             let reason = match status {
                 0 => "no response".to_owned(),
@@ -651,14 +716,25 @@ impl Engine {
                     reason,
                 },
             );
-            self.offer_failed(now, handle, &operator, Some(self.config.calls.reject_retry_delay));
+            self.offer_failed(
+                now,
+                handle,
+                &operator,
+                Some(self.config.calls.reject_retry_delay),
+            );
         }
     }
 
     /// The current offer of `handle` to `operator` ended unanswered: the operator is free
     /// again (excluded from this call for `delay`), the call goes back to its place in
     /// the queue, and the ACD looks again.
-    fn offer_failed(&mut self, now: Now, handle: CallHandle, operator: &str, delay: Option<Duration>) {
+    fn offer_failed(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        operator: &str,
+        delay: Option<Duration>,
+    ) {
         self.calls.acd.offer_ended(handle, operator, now.mono);
         let delay = delay.filter(|d| !d.is_zero());
         if let Some(call) = self.calls.calls.get_mut(&handle) {
@@ -824,7 +900,11 @@ impl Engine {
         }
         match msg.method() {
             Some(Method::Bye) => {
-                let by = if leg.is_none() { Party::Caller } else { Party::Operator };
+                let by = if leg.is_none() {
+                    Party::Caller
+                } else {
+                    Party::Operator
+                };
                 self.end_call(now, handle, by, Disposition::Answered);
                 Some((200, "OK"))
             }
@@ -839,7 +919,13 @@ impl Engine {
 
     /// Ends call `handle`: BYE to every answered leg but the one `by` hung up on, CANCEL
     /// to ringing legs, the relay closed, the operator freed, the record closed.
-    pub(crate) fn end_call(&mut self, now: Now, handle: CallHandle, by: Party, disposition: Disposition) {
+    pub(crate) fn end_call(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        by: Party,
+        disposition: Disposition,
+    ) {
         self.calls.acd.dequeue(handle);
         let ringing: Vec<u32> = self
             .calls
@@ -949,7 +1035,9 @@ impl Engine {
                         .get(&handle)
                         .is_some_and(|c| c.trunk.ok.is_some());
                     if unacked {
-                        tracing::warn!("no ACK for the 2xx to the trunk within 64*T1: ending the call");
+                        tracing::warn!(
+                            "no ACK for the 2xx to the trunk within 64*T1: ending the call"
+                        );
                         self.end_call(now, handle, Party::Siaga, Disposition::Failed);
                     }
                 }

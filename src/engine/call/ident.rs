@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn the_called_number_comes_from_the_request_uri() {
         let parse = |s| Uri::parse(s).expect("uri");
-        assert_eq!(called_number(&parse("sip:112@siaga.test")).as_deref(), Some("112"));
+        assert_eq!(
+            called_number(&parse("sip:112@siaga.test")).as_deref(),
+            Some("112")
+        );
         assert_eq!(called_number(&parse("tel:112")).as_deref(), Some("112"));
         assert_eq!(
             called_number(&parse("urn:service:sos.fire")).as_deref(),

@@ -9,7 +9,8 @@
 mod flow;
 mod ident;
 
-pub use ident::{Pii, caller_number, called_number, set_show_personal_data};
+pub(crate) use flow::NewCall;
+pub use ident::{Pii, called_number, caller_number, set_show_personal_data};
 
 use super::acd::{Acd, CallHandle};
 use super::dialog::{Dialog, DialogKey};

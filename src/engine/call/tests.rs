@@ -64,7 +64,10 @@ impl Harness {
             .iter()
             .map(|id| {
                 let password = format!("demo-{id}");
-                (id.to_string(), Ha1::from_password(id, "siaga.test", &password))
+                (
+                    id.to_string(),
+                    Ha1::from_password(id, "siaga.test", &password),
+                )
             })
             .collect();
         config.calls.ring_timeout = Duration::from_secs(ring_timeout_s);
@@ -190,7 +193,8 @@ fn trunk_invite(call_id: &str) -> String {
 /// The trunk's request in the dialog siaga answered (`ok` is siaga's 2xx).
 fn trunk_in_dialog(method: &str, ok: &SipMessage, seq: u32, branch: &str) -> String {
     let to = String::from_utf8_lossy(&ok.header(HeaderName::To).expect("to").value()).into_owned();
-    let from = String::from_utf8_lossy(&ok.header(HeaderName::From).expect("from").value()).into_owned();
+    let from =
+        String::from_utf8_lossy(&ok.header(HeaderName::From).expect("from").value()).into_owned();
     let call_id = ok.call_id().expect("call-id");
     format!(
         "{method} sip:siaga@{SIAGA} SIP/2.0\r\nVia: SIP/2.0/UDP {TRUNK};branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {seq} {method}\r\nContent-Length: 0\r\n\r\n"
@@ -198,14 +202,30 @@ fn trunk_in_dialog(method: &str, ok: &SipMessage, seq: u32, branch: &str) -> Str
 }
 
 /// An operator phone's response to siaga's `request`, with To tag `tag`.
-fn phone_response(request: &SipMessage, status: u16, reason: &str, tag: &str, sdp: Option<&str>) -> String {
+fn phone_response(
+    request: &SipMessage,
+    status: u16,
+    reason: &str,
+    tag: &str,
+    sdp: Option<&str>,
+) -> String {
     let mut text = format!("SIP/2.0 {status} {reason}\r\n");
-    for name in [HeaderName::Via, HeaderName::From, HeaderName::CallId, HeaderName::CSeq] {
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ] {
         for field in request.headers_named(name) {
-            text.push_str(&format!("{}: {}\r\n", name.canonical(), String::from_utf8_lossy(&field.value())));
+            text.push_str(&format!(
+                "{}: {}\r\n",
+                name.canonical(),
+                String::from_utf8_lossy(&field.value())
+            ));
         }
     }
-    let to = String::from_utf8_lossy(&request.header(HeaderName::To).expect("to").value()).into_owned();
+    let to =
+        String::from_utf8_lossy(&request.header(HeaderName::To).expect("to").value()).into_owned();
     if status > 100 && !to.contains("tag=") {
         text.push_str(&format!("To: {to};tag={tag}\r\n"));
     } else {
@@ -226,31 +246,66 @@ fn phone_response(request: &SipMessage, status: u16, reason: &str, tag: &str, sd
 fn a_call_is_answered_bridged_and_ended_by_the_caller() {
     let mut h = Harness::new(15);
     h.register("1001", OP1);
-    assert!(matches!(h.engine.agent_state("1001"), Some(AgentState::Available { .. })));
+    assert!(matches!(
+        h.engine.agent_state("1001"),
+        Some(AgentState::Available { .. })
+    ));
 
     let out = h.input(TRUNK, &trunk_invite("c1"));
     assert_eq!(out.statuses_to(TRUNK), [100, 180]);
-    assert!(matches!(out.events[..], [CallEventKind::Received { .. }, CallEventKind::Queued, CallEventKind::Offered { .. }]));
-    let CallEventKind::Received { caller, called, .. } = &out.events[0] else { unreachable!() };
-    assert_eq!((caller.as_deref(), called.as_str()), (Some("+628115550001"), "112"));
+    assert!(matches!(
+        out.events[..],
+        [
+            CallEventKind::Received { .. },
+            CallEventKind::Queued,
+            CallEventKind::Offered { .. }
+        ]
+    ));
+    let CallEventKind::Received { caller, called, .. } = &out.events[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (caller.as_deref(), called.as_str()),
+        (Some("+628115550001"), "112")
+    );
     assert!(matches!(out.media[0], MediaCommand::Open { .. }));
-    let invite = out.requests_to(OP1, Method::Invite).pop().expect("the operator is rung");
+    let invite = out
+        .requests_to(OP1, Method::Invite)
+        .pop()
+        .expect("the operator is rung");
     assert_eq!(invite.request_uri_raw(), Some("sip:1001@127.0.0.1:5071"));
     assert_eq!(invite.max_forwards().ok().flatten(), Some(69));
     assert!(String::from_utf8_lossy(invite.body()).contains("m=audio"));
 
     h.input(OP1, &phone_response(&invite, 180, "Ringing", "op1", None));
-    let out = h.input(OP1, &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)));
-    assert_eq!(out.requests_to(OP1, Method::Ack).len(), 1, "the operator's 2xx is ACKed");
+    let out = h.input(
+        OP1,
+        &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
+    assert_eq!(
+        out.requests_to(OP1, Method::Ack).len(),
+        1,
+        "the operator's 2xx is ACKed"
+    );
     let ok = out.to(TRUNK).pop().expect("the trunk is answered");
     assert_eq!(ok.status(), Some(200));
     let answer = String::from_utf8_lossy(ok.body()).into_owned();
-    assert!(answer.contains("RTP/AVP 8 101"), "the operator's codecs: {answer}");
+    assert!(
+        answer.contains("RTP/AVP 8 101"),
+        "the operator's codecs: {answer}"
+    );
     assert!(matches!(out.events[..], [CallEventKind::Answered { .. }]));
-    assert!(out.media.iter().any(|m| matches!(m, MediaCommand::SetPeer { .. })));
+    assert!(
+        out.media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::SetPeer { .. }))
+    );
 
     // The operator's 2xx again: ACKed again (§13.2.2.4).
-    let out = h.input(OP1, &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    let out = h.input(
+        OP1,
+        &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
     assert_eq!(out.requests_to(OP1, Method::Ack).len(), 1);
 
     // No ACK from the trunk yet: the 2xx is resent at T1, then 2·T1 (§13.3.1.4).
@@ -262,15 +317,28 @@ fn a_call_is_answered_bridged_and_ended_by_the_caller() {
 
     let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 2, "bye1"));
     assert_eq!(out.statuses_to(TRUNK), [200]);
-    let bye = out.requests_to(OP1, Method::Bye).pop().expect("BYE to the operator");
+    let bye = out
+        .requests_to(OP1, Method::Bye)
+        .pop()
+        .expect("BYE to the operator");
     assert_eq!(bye.to().expect("to").tag(), Some("op1"));
     assert!(matches!(
         out.events[..],
-        [CallEventKind::Ended { by: Party::Caller, disposition: Disposition::Answered }]
+        [CallEventKind::Ended {
+            by: Party::Caller,
+            disposition: Disposition::Answered
+        }]
     ));
-    assert!(out.media.iter().any(|m| matches!(m, MediaCommand::Close { .. })));
+    assert!(
+        out.media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::Close { .. }))
+    );
     h.input(OP1, &phone_response(&bye, 200, "OK", "op1", None));
-    assert!(matches!(h.engine.agent_state("1001"), Some(AgentState::Available { .. })));
+    assert!(matches!(
+        h.engine.agent_state("1001"),
+        Some(AgentState::Available { .. })
+    ));
     assert_eq!(h.engine.live_calls(), 0);
 }
 
@@ -280,7 +348,10 @@ fn the_operator_hanging_up_ends_the_trunk_leg_with_bye() {
     h.register("1001", OP1);
     let out = h.input(TRUNK, &trunk_invite("c2"));
     let invite = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
-    let out = h.input(OP1, &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    let out = h.input(
+        OP1,
+        &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
     let ok = out.to(TRUNK).pop().expect("2xx");
     h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "ack2"));
     let ack = out.requests_to(OP1, Method::Ack).pop().expect("ACK");
@@ -293,12 +364,18 @@ fn the_operator_hanging_up_ends_the_trunk_leg_with_bye() {
     );
     let out = h.input(OP1, &bye);
     assert_eq!(out.statuses_to(OP1), [200]);
-    let trunk_bye = out.requests_to(TRUNK, Method::Bye).pop().expect("BYE to the trunk");
+    let trunk_bye = out
+        .requests_to(TRUNK, Method::Bye)
+        .pop()
+        .expect("BYE to the trunk");
     assert_eq!(trunk_bye.request_uri_raw(), Some("sip:gw@127.0.0.1:5099"));
     assert_eq!(trunk_bye.to().expect("to").tag(), Some("trc2"));
     assert!(matches!(
         out.events[..],
-        [CallEventKind::Ended { by: Party::Operator, disposition: Disposition::Answered }]
+        [CallEventKind::Ended {
+            by: Party::Operator,
+            disposition: Disposition::Answered
+        }]
     ));
 }
 
@@ -310,21 +387,42 @@ fn no_answer_moves_the_call_to_the_next_operator_and_the_late_2xx_is_ended() {
     h.register("1002", OP2);
     let out = h.input(TRUNK, &trunk_invite("c3"));
     // 1001 has been idle longest.
-    let first = out.requests_to(OP1, Method::Invite).pop().expect("1001 rung first");
+    let first = out
+        .requests_to(OP1, Method::Invite)
+        .pop()
+        .expect("1001 rung first");
     assert!(out.requests_to(OP2, Method::Invite).is_empty());
     h.input(OP1, &phone_response(&first, 180, "Ringing", "op1", None));
     let out = h.advance(2_000);
-    let cancel = out.requests_to(OP1, Method::Cancel).pop().expect("CANCEL after the ring timeout");
+    let cancel = out
+        .requests_to(OP1, Method::Cancel)
+        .pop()
+        .expect("CANCEL after the ring timeout");
     assert_eq!(cancel.cseq().expect("cseq").seq, 1);
-    assert!(out.events.contains(&CallEventKind::NoAnswer { operator: "1001".into() }));
-    assert!(out.events.contains(&CallEventKind::Offered { operator: "1002".into() }));
-    let second = out.requests_to(OP2, Method::Invite).pop().expect("1002 rung next");
+    assert!(out.events.contains(&CallEventKind::NoAnswer {
+        operator: "1001".into()
+    }));
+    assert!(out.events.contains(&CallEventKind::Offered {
+        operator: "1002".into()
+    }));
+    let second = out
+        .requests_to(OP2, Method::Invite)
+        .pop()
+        .expect("1002 rung next");
     // 1001 answers the CANCEL and then the INVITE with 487, which siaga ACKs.
     h.input(OP1, &phone_response(&cancel, 200, "OK", "op1", None));
-    let out = h.input(OP1, &phone_response(&first, 487, "Request Terminated", "op1", None));
+    let out = h.input(
+        OP1,
+        &phone_response(&first, 487, "Request Terminated", "op1", None),
+    );
     assert_eq!(out.requests_to(OP1, Method::Ack).len(), 1);
-    let out = h.input(OP2, &phone_response(&second, 200, "OK", "op2", Some(SDP_OPERATOR)));
-    assert!(out.events.contains(&CallEventKind::Answered { operator: "1002".into() }));
+    let out = h.input(
+        OP2,
+        &phone_response(&second, 200, "OK", "op2", Some(SDP_OPERATOR)),
+    );
+    assert!(out.events.contains(&CallEventKind::Answered {
+        operator: "1002".into()
+    }));
     assert_eq!(out.statuses_to(TRUNK), [200]);
 }
 
@@ -335,17 +433,34 @@ fn a_reject_tries_the_next_operator_and_keeps_the_rejecting_one_away() {
     h.advance(10);
     h.register("1002", OP2);
     let out = h.input(TRUNK, &trunk_invite("c4"));
-    let first = out.requests_to(OP1, Method::Invite).pop().expect("1001 first");
+    let first = out
+        .requests_to(OP1, Method::Invite)
+        .pop()
+        .expect("1001 first");
     let out = h.input(OP1, &phone_response(&first, 486, "Busy Here", "op1", None));
-    assert_eq!(out.requests_to(OP1, Method::Ack).len(), 1, "the 486 is ACKed");
-    assert!(out.events.contains(&CallEventKind::Rejected { operator: "1001".into(), status: 486 }));
-    let second = out.requests_to(OP2, Method::Invite).pop().expect("1002 next");
+    assert_eq!(
+        out.requests_to(OP1, Method::Ack).len(),
+        1,
+        "the 486 is ACKed"
+    );
+    assert!(out.events.contains(&CallEventKind::Rejected {
+        operator: "1001".into(),
+        status: 486
+    }));
+    let second = out
+        .requests_to(OP2, Method::Invite)
+        .pop()
+        .expect("1002 next");
     let out = h.input(OP2, &phone_response(&second, 603, "Decline", "op2", None));
     // Both declined: the call waits until the reject delay (5 s) passes.
     assert!(out.requests_to(OP1, Method::Invite).is_empty());
     assert_eq!(h.engine.waiting_calls(), 1);
     let out = h.advance(5_000);
-    assert_eq!(out.requests_to(OP1, Method::Invite).len(), 1, "offered again after the delay");
+    assert_eq!(
+        out.requests_to(OP1, Method::Invite).len(),
+        1,
+        "offered again after the delay"
+    );
 }
 
 #[test]
@@ -361,12 +476,18 @@ fn a_caller_who_cancels_while_queued_is_recorded_as_abandoned() {
         .replacen("INVITE sip", "CANCEL sip", 1)
         .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
         .replace("Content-Type: application/sdp\r\n", "");
-    let cancel = format!("{}Content-Length: 0\r\n\r\n", &cancel[..cancel.find("Content-Length").expect("cl")]);
+    let cancel = format!(
+        "{}Content-Length: 0\r\n\r\n",
+        &cancel[..cancel.find("Content-Length").expect("cl")]
+    );
     let out = h.input(TRUNK, &cancel);
     assert_eq!(out.statuses_to(TRUNK), [200, 487]);
     assert!(matches!(
         out.events[..],
-        [CallEventKind::Ended { by: Party::Caller, disposition: Disposition::AbandonedInQueue }]
+        [CallEventKind::Ended {
+            by: Party::Caller,
+            disposition: Disposition::AbandonedInQueue
+        }]
     ));
     assert_eq!(h.engine.live_calls(), 0);
 }
@@ -374,7 +495,10 @@ fn a_caller_who_cancels_while_queued_is_recorded_as_abandoned() {
 #[test]
 fn emergency_calls_from_outside_the_trunk_get_403_and_other_targets_404() {
     let mut h = Harness::new(15);
-    let out = h.input("192.0.2.7:5060", &trunk_invite("c6").replace(TRUNK, "192.0.2.7:5060"));
+    let out = h.input(
+        "192.0.2.7:5060",
+        &trunk_invite("c6").replace(TRUNK, "192.0.2.7:5060"),
+    );
     assert_eq!(out.statuses_to("192.0.2.7:5060"), [403]);
     let out = h.input(TRUNK, &trunk_invite("c7").replace("sip:112@", "sip:999@"));
     assert_eq!(out.statuses_to(TRUNK), [404]);
@@ -387,11 +511,24 @@ fn an_unacked_2xx_ends_the_call_with_bye_after_64_t1() {
     h.register("1001", OP1);
     let out = h.input(TRUNK, &trunk_invite("c8"));
     let invite = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
-    h.input(OP1, &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    h.input(
+        OP1,
+        &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
     let out = h.advance(32_000);
     // Resent at 0.5, 1.5, 3.5, 7.5, 11.5 … s: T1 doubling up to T2 = 4 s.
-    assert!(out.statuses_to(TRUNK).len() >= 8, "{:?}", out.statuses_to(TRUNK));
+    assert!(
+        out.statuses_to(TRUNK).len() >= 8,
+        "{:?}",
+        out.statuses_to(TRUNK)
+    );
     assert_eq!(out.requests_to(TRUNK, Method::Bye).len(), 1);
     assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1);
-    assert!(out.events.iter().any(|e| matches!(e, CallEventKind::Ended { by: Party::Siaga, .. })));
+    assert!(out.events.iter().any(|e| matches!(
+        e,
+        CallEventKind::Ended {
+            by: Party::Siaga,
+            ..
+        }
+    )));
 }

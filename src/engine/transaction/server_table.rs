@@ -330,10 +330,10 @@ impl ServerTransactions {
         if let Some(why) = termination {
             if let Some(entry) = self.entries.remove(&id) {
                 self.index.remove(&entry.key);
-                if let Some(m) = &entry.merge {
-                    if self.merged.get(m) == Some(&id) {
-                        self.merged.remove(m);
-                    }
+                if let Some(m) = &entry.merge
+                    && self.merged.get(m) == Some(&id)
+                {
+                    self.merged.remove(m);
                 }
                 self.held_bytes = self.held_bytes.saturating_sub(entry.held);
                 self.ended.push_back(Ended {

@@ -139,10 +139,10 @@ impl Shared {
 
     fn unregister(&self, id: ConnectionId) {
         let mut table = self.table();
-        if let Some(conn) = table.by_id.remove(&id) {
-            if table.by_peer.get(&conn.peer) == Some(&id) {
-                table.by_peer.remove(&conn.peer);
-            }
+        if let Some(conn) = table.by_id.remove(&id)
+            && table.by_peer.get(&conn.peer) == Some(&id)
+        {
+            table.by_peer.remove(&conn.peer);
         }
     }
 }

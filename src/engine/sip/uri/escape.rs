@@ -151,11 +151,11 @@ impl Iterator for Decoded<'_> {
 
     fn next(&mut self) -> Option<u8> {
         let b = *self.bytes.get(self.pos)?;
-        if b == b'%' {
-            if let Some(octet) = escape_at(self.bytes, self.pos) {
-                self.pos += 3;
-                return Some(octet);
-            }
+        if b == b'%'
+            && let Some(octet) = escape_at(self.bytes, self.pos)
+        {
+            self.pos += 3;
+            return Some(octet);
         }
         self.pos += 1;
         Some(b)

@@ -113,20 +113,20 @@ impl Via {
     }
 
     fn check_params(&self) -> Result<(), ParseError> {
-        if let Some(branch) = find_param(&self.params, "branch") {
-            if !branch.is_some_and(is_token) {
-                return Err(ParseError::bad(H, "malformed branch"));
-            }
+        if let Some(branch) = find_param(&self.params, "branch")
+            && !branch.is_some_and(is_token)
+        {
+            return Err(ParseError::bad(H, "malformed branch"));
         }
-        if let Some(received) = find_param(&self.params, "received") {
-            if received.and_then(parse_ip).is_none() {
-                return Err(ParseError::bad(H, "malformed received"));
-            }
+        if let Some(received) = find_param(&self.params, "received")
+            && received.and_then(parse_ip).is_none()
+        {
+            return Err(ParseError::bad(H, "malformed received"));
         }
-        if let Some(Some(rport)) = find_param(&self.params, "rport") {
-            if rport.parse::<u16>().is_err() {
-                return Err(ParseError::bad(H, "malformed rport"));
-            }
+        if let Some(Some(rport)) = find_param(&self.params, "rport")
+            && rport.parse::<u16>().is_err()
+        {
+            return Err(ParseError::bad(H, "malformed rport"));
         }
         Ok(())
     }
