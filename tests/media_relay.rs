@@ -364,3 +364,37 @@ async fn shutdown_closes_every_relay_and_reports_each() {
     assert_eq!(reader.await.expect("reader"), [RelayId(5), RelayId(6)]);
     assert_ports_free(&[a, b, c, d]);
 }
+
+#[tokio::test]
+async fn relays_run_on_a_media_thread() {
+    let thread = siaga::media::MediaThread::start().expect("media thread");
+    let (report_tx, mut reports) = mpsc::channel(4);
+    let mut relays = MediaRelays::with_handle(LOCALHOST, report_tx, thread.handle());
+    let (caller_port, operator_port) = two_pairs();
+    let relay = RelayId(7);
+    relays.execute(MediaCommand::Open {
+        relay,
+        caller_port,
+        operator_port,
+    });
+    let caller = phone().await;
+    let operator = phone().await;
+    relays.execute(MediaCommand::SetPeer {
+        relay,
+        side: Side::Operator,
+        rtp: addr(&operator),
+    });
+    let packet = rtp(1, &[9; 160]);
+    let at_caller = SocketAddr::new(LOCALHOST, caller_port);
+    caller.send_to(&packet, at_caller).await.expect("send");
+    assert_eq!(
+        recv(&operator).await,
+        (packet, SocketAddr::new(LOCALHOST, operator_port))
+    );
+    timeout(WAIT, relays.shutdown())
+        .await
+        .expect("shutdown completes");
+    assert_eq!(report(&mut reports).await.caller_to_operator.packets, 1);
+    drop(thread);
+    assert_ports_free(&[caller_port, operator_port]);
+}
