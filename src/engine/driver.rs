@@ -315,7 +315,12 @@ impl Engine {
 
     /// The relay of a call closed and reported its counters: recorded with the call.
     fn handle_media_report(&mut self, now: Now, report: MediaReport) {
+        if !report.bind_failed.is_empty() {
+            tracing::error!(ports = ?report.bind_failed, "relay could not bind its ports");
+        }
         if let Some(record) = self.calls.relays.remove(&report.relay) {
+            self.ports.release(report.caller_port);
+            self.ports.release(report.operator_port);
             self.emit(
                 record,
                 now,

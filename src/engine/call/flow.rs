@@ -84,35 +84,35 @@ impl Engine {
             called,
         } = new;
         let caller = super::caller_number(invite);
-        let trunk_offer = match invite.content_type() {
-            Ok(Some(t)) if t.is("application", "sdp") && !invite.body().is_empty() => {
-                match sdp::parse(invite.body()) {
-                    Ok(offer) => Some(offer),
-                    Err(error) => {
-                        tracing::info!(%error, "emergency INVITE with unreadable SDP");
-                        return self.refuse_call(
-                            now,
-                            tx,
-                            invite,
-                            &local_tag,
-                            400,
-                            "Bad Request - SDP",
-                        );
-                    }
-                }
-            }
-            _ => None,
-        };
-        // RFC 3264 §6: an offer siaga cannot take part in is answered 488 — the one refusal
-        // of an emergency call that the RFCs force here (siaga does not transcode).
-        if let Some(offer) = &trunk_offer {
-            let mut probe = SdpSession::new(1);
-            let relay = SocketAddr::new(self.config.calls.media_ip, 0);
-            if let Err(error) = sdp::offer_to_operator(offer, relay, &mut probe) {
-                tracing::warn!(%error, "emergency call offered no usable audio");
+        // RFC 3264 §6 (via RFC 3261 §13.3.1.3): an offer siaga cannot read, or one without
+        // G.711 (siaga does not transcode), is answered 488 — the one refusal of an
+        // emergency call the RFCs force here. It is logged and recorded as failed.
+        let trunk_offer = match self.read_trunk_offer(invite) {
+            Ok(offer) => offer,
+            Err(why) => {
+                tracing::warn!(why, %called, "emergency call refused with 488");
+                let record = self.new_uuid();
+                self.emit(
+                    record,
+                    now,
+                    CallEventKind::Received {
+                        trunk_call_id: invite.call_id().map(str::to_owned).unwrap_or_default(),
+                        caller,
+                        called,
+                        trunk: self.config.calls.trunk_name.clone(),
+                    },
+                );
+                self.emit(
+                    record,
+                    now,
+                    CallEventKind::Ended {
+                        by: Party::Siaga,
+                        disposition: Disposition::Failed,
+                    },
+                );
                 return self.refuse_call(now, tx, invite, &local_tag, 488, "Not Acceptable Here");
             }
-        }
+        };
         let handle = self.calls.new_call_handle();
         let record = self.new_uuid();
         let max_forwards = invite.max_forwards().ok().flatten().unwrap_or(70);
@@ -192,6 +192,23 @@ impl Engine {
         self.emit(record, now, CallEventKind::Queued);
         self.calls.acd.enqueue(handle, position);
         self.dispatch(now);
+    }
+
+    /// The trunk's SDP offer: `None` without one; an error naming why when siaga cannot
+    /// take part in it.
+    fn read_trunk_offer(
+        &self,
+        invite: &SipMessage,
+    ) -> Result<Option<crate::engine::sdp::MediaOffer>, String> {
+        let is_sdp = matches!(invite.content_type(), Ok(Some(t)) if t.is("application", "sdp"));
+        if !is_sdp || invite.body().is_empty() {
+            return Ok(None);
+        }
+        let offer = sdp::parse(invite.body()).map_err(|e| e.to_string())?;
+        let relay = SocketAddr::new(self.config.calls.media_ip, 0);
+        sdp::offer_to_operator(&offer, relay, &mut SdpSession::new(1))
+            .map_err(|e| e.to_string())?;
+        Ok(Some(offer))
     }
 
     /// Answers the INVITE on `tx` with a final failure and forgets it.
@@ -970,10 +987,10 @@ impl Engine {
             }
             CallState::Queued => {}
         }
-        if let Some((relay, caller_port, operator_port)) = call.relay {
+        // The ports go back to the pool when the relay reports it closed its sockets
+        // (`Engine::handle_media_report`), so a new call can bind them at once.
+        if let Some((relay, _, _)) = call.relay {
             self.media(MediaCommand::Close { relay });
-            self.ports.release(caller_port);
-            self.ports.release(operator_port);
         }
         let waited = now.mono.saturating_since(call.received_at);
         tracing::info!(

@@ -532,3 +532,61 @@ fn an_unacked_2xx_ends_the_call_with_bye_after_64_t1() {
         }
     )));
 }
+
+#[test]
+fn an_offer_without_g711_draws_488_and_is_recorded_as_failed() {
+    let mut h = Harness::new(15);
+    let g729 = "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    let invite = trunk_invite("c9").replace(SDP_TRUNK, g729).replace(
+        &format!("Content-Length: {}", SDP_TRUNK.len()),
+        &format!("Content-Length: {}", g729.len()),
+    );
+    let out = h.input(TRUNK, &invite);
+    assert_eq!(out.statuses_to(TRUNK), [488]);
+    assert!(matches!(
+        out.events[..],
+        [
+            CallEventKind::Received { .. },
+            CallEventKind::Ended {
+                by: Party::Siaga,
+                disposition: Disposition::Failed
+            }
+        ]
+    ));
+    assert_eq!(h.engine.live_calls(), 0);
+}
+
+#[test]
+fn a_caller_who_hangs_up_while_an_operator_rings_cancels_that_operator() {
+    let mut h = Harness::new(15);
+    h.register("1001", OP1);
+    let invite = trunk_invite("c10");
+    let out = h.input(TRUNK, &invite);
+    let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
+    h.input(OP1, &phone_response(&offer, 180, "Ringing", "op1", None));
+    let cancel = invite
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let cancel = format!(
+        "{}Content-Length: 0\r\n\r\n",
+        &cancel[..cancel.find("Content-Type").expect("ct")]
+    );
+    let out = h.input(TRUNK, &cancel);
+    assert_eq!(out.statuses_to(TRUNK), [200, 487]);
+    assert_eq!(out.requests_to(OP1, Method::Cancel).len(), 1);
+    assert!(out.events.contains(&CallEventKind::Ended {
+        by: Party::Caller,
+        disposition: Disposition::AbandonedWhileRinging
+    }));
+    // The operator answers anyway, crossing the CANCEL: ACKed and ended with BYE.
+    let out = h.input(
+        OP1,
+        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
+    assert_eq!(out.requests_to(OP1, Method::Ack).len(), 1);
+    assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1);
+    assert!(matches!(
+        h.engine.agent_state("1001"),
+        Some(AgentState::Available { .. })
+    ));
+}
