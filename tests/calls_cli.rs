@@ -96,7 +96,7 @@ fn prepare(path: &Path) {
 /// A config file naming `database` (a sqlite path) in `dir`.
 fn config(dir: &TempDir, database: &Path) -> PathBuf {
     let text = format!(
-        "[node]\nid = \"t1\"\n[sip]\ndomains = [\"example.com\"]\n[database]\nurl = \"sqlite://{}\"\n",
+        "[node]\nid = \"t1\"\n[sip]\ndomains = [\"example.com\"]\n[trunk]\nsources = [\"127.0.0.1\"]\n[database]\nurl = \"sqlite://{}\"\n",
         database.display()
     );
     let path = dir.path().join("siaga.toml");
