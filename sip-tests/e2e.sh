@@ -24,6 +24,7 @@
 #
 # Usage: bash sip-tests/e2e.sh [--selftest-only | --no-selftest]
 # Env:   SIPTESTS_KEEP=1 keeps the log directory even when everything passed.
+#        SIAGA_BIN=PATH uses that siaga binary instead of building one.
 #        E2E_LOG_LEVEL (default "info,siaga=debug") is siaga's log.level.
 # Exit:  0 all checks passed, 1 some failed, 2 could not run. Last line:
 #        "e2e: N passed, M failed". Logs are kept in /tmp/siaga-e2e.* on failure.

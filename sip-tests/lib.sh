@@ -62,6 +62,13 @@ lib_init() {
 
 lib_track() { LIB_PIDS+=("$1"); }
 
+# Forgets a process that has ended (so that its pid, once reused, is left alone).
+lib_untrack() {
+    local pid kept=()
+    for pid in "${LIB_PIDS[@]}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
+    LIB_PIDS=("${kept[@]}")
+}
+
 # Stops one tracked process: TERM, up to 5 s, then KILL.
 lib_stop() {
     local pid=$1 i
@@ -72,6 +79,7 @@ lib_stop() {
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    lib_untrack "$pid"
 }
 
 lib_cleanup() {
@@ -171,9 +179,14 @@ wait_listening() {
 
 # ---------------------------------------------------------------------------- siaga
 
-# Builds siaga (debug unless $1 is "release") and sets SIAGA_BIN.
+# Builds siaga (debug unless $1 is "release") and sets SIAGA_BIN; a SIAGA_BIN already
+# set in the environment is used as it is, without building.
 build_siaga() {
     local profile=${1:-debug}
+    if [ -n "${SIAGA_BIN:-}" ]; then
+        [ -x "$SIAGA_BIN" ] || die "SIAGA_BIN=$SIAGA_BIN is not an executable"
+        return 0
+    fi
     local args=(build --quiet)
     [ "$profile" = release ] && args+=(--release)
     (cd "$REPO_ROOT" && cargo "${args[@]}") >"$WORK/cargo-build.log" 2>&1 ||
@@ -284,12 +297,18 @@ proc_status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/de
 # Common SIPp options: loopback only, bounded, no stdin, errors traced.
 SIPP_COMMON=(-i 127.0.0.1 -mi 127.0.0.1 -nostdin -trace_err)
 
-# sipp_fg NAME ARGS...: runs SIPp in the foreground in $WORK (screen to NAME.out, errors
-# to NAME.err); returns its exit code.
+# sipp_fg NAME ARGS...: runs SIPp in $WORK (screen to NAME.out, errors to NAME.err) and
+# waits for it; returns its exit code. (Started in the background and waited for, so that
+# a SIGTERM or SIGINT to the script stops everything at once, not after SIPp ends.)
 sipp_fg() {
-    local name=$1
+    local name=$1 pid rc=0
     shift
-    (cd "$WORK" && exec sipp "${SIPP_COMMON[@]}" -error_file "$WORK/$name.err" "$@") >"$WORK/$name.out" 2>&1
+    (cd "$WORK" && exec sipp "${SIPP_COMMON[@]}" -error_file "$WORK/$name.err" "$@") >"$WORK/$name.out" 2>&1 &
+    pid=$!
+    lib_track "$pid"
+    wait "$pid" || rc=$?
+    lib_untrack "$pid"
+    return $rc
 }
 
 # sipp_bg NAME ARGS...: the same in the background; sets SIPP_PID (tracked).
@@ -342,6 +361,7 @@ wait_pid() {
         if ! kill -0 "$pid" 2>/dev/null; then
             rc=0
             wait "$pid" || rc=$?
+            lib_untrack "$pid"
             return $rc
         fi
         sleep 0.1
