@@ -449,6 +449,7 @@ impl Engine {
                 } else if leg_state == Some(LegState::Calling) {
                     self.set_leg_state(handle, leg_no, LegState::Early);
                 }
+                self.early_dialog(tx, handle, leg_no, response);
             }
             200..=299 => match leg_state {
                 Some(LegState::Calling | LegState::Early)
@@ -462,6 +463,34 @@ impl Engine {
                 _ => self.ack_and_bye(now, tx, response),
             },
             _ => self.leg_failed(now, handle, leg_no, status),
+        }
+    }
+
+    /// §12.1.2: a provisional response with a To tag creates an early dialog on the leg
+    /// (replaced by the confirmed one when the 2xx comes). siaga sends nothing in it yet
+    /// (PRACK and UPDATE arrive with the trunk-hardening work).
+    fn early_dialog(
+        &mut self,
+        tx: ClientTxId,
+        handle: CallHandle,
+        leg_no: u32,
+        response: &SipMessage,
+    ) {
+        let has_tag = response.to().is_ok_and(|to| to.tag().is_some());
+        let Some(out) = self.calls.invites.get(&tx).filter(|_| has_tag) else {
+            return;
+        };
+        let Ok(dialog) = Dialog::as_uac(&out.request, response, out.destination) else {
+            return;
+        };
+        if let Some(leg) = self
+            .calls
+            .calls
+            .get_mut(&handle)
+            .and_then(|c| c.legs.get_mut(&leg_no))
+            .filter(|l| l.dialog.is_none())
+        {
+            leg.dialog = Some(dialog);
         }
     }
 

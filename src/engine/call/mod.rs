@@ -107,7 +107,8 @@ pub struct OperatorLeg {
     pub destination: Destination,
     /// What happened to it so far.
     pub state: LegState,
-    /// The dialog, once answered.
+    /// The dialog: early after a provisional response with a To tag, confirmed by the
+    /// 2xx (§12.1.2).
     pub dialog: Option<Dialog>,
     /// The ACK of the winning 2xx, resent when the 2xx is (§13.2.2.4).
     pub ack: Option<Bytes>,
