@@ -14,7 +14,8 @@
 //! them until the database returns. (A journal file that also survives a restart while the
 //! database is down is a later issue.)
 //!
-//! The writer task takes what is queued (up to [`super::MAX_BATCH`] events), writes it in
+//! The writer task takes what is queued and what arrives within [`GATHER`] of it (up to
+//! [`super::MAX_BATCH`] events: one commit and fsync per batch, not per event), writes it in
 //! one transaction ([`super::Store::write_batch`]) and, when that fails, retries the same
 //! batch with exponential backoff (100 ms doubling to 5 s) until it succeeds, so events
 //! reach the database in the order they were pushed.
@@ -261,15 +262,26 @@ struct Writer {
     written: u64,
 }
 
+/// How long the writer waits after an event for more to join its batch. Bounds how late
+/// an event is written (and so what a crash can lose) by this plus the write itself.
+pub const GATHER: Duration = Duration::from_millis(10);
+
 impl Writer {
     async fn run(mut self) -> WriterReport {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(event) = self.next_event().await {
             batch.push(event);
+            // Gather what arrives within GATHER of the first event: one commit (and one
+            // fsync) per batch, not per event, when calls come fast.
+            let until = Instant::now() + GATHER;
             while batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
                     Ok(event) => batch.push(event),
-                    Err(_) => break,
+                    Err(_) if self.deadline.is_some() => break,
+                    Err(_) => match tokio::time::timeout_at(until, self.rx.recv()).await {
+                        Ok(Some(event)) => batch.push(event),
+                        Ok(None) | Err(_) => break,
+                    },
                 }
             }
             if !self.write(&batch).await {
