@@ -82,13 +82,18 @@ impl Harness {
     }
 
     fn input(&mut self, from: &str, text: &str) -> Out {
+        self.input_on(Transport::Udp, from, text)
+    }
+
+    fn input_on(&mut self, transport: Transport, from: &str, text: &str) -> Out {
+        let connection = (transport == Transport::Tcp).then_some(crate::engine::ConnectionId(9));
         self.engine.handle_input(
             self.at(),
             Input::Received(Received {
-                transport: Transport::Udp,
+                transport,
                 source: addr(from),
                 local: addr(SIAGA),
-                connection: None,
+                connection,
                 bytes: Bytes::from(text.to_owned()),
             }),
         );
@@ -589,4 +594,39 @@ fn a_caller_who_hangs_up_while_an_operator_rings_cancels_that_operator() {
         h.engine.agent_state("1001"),
         Some(AgentState::Available { .. })
     ));
+}
+
+/// §13.3.1.4: the 2xx is resent until the ACK even over TCP (a proxy on the way may use
+/// UDP), on the trunk's connection.
+#[test]
+fn the_2xx_to_a_tcp_trunk_is_resent_until_the_ack() {
+    let mut h = Harness::new(15);
+    h.register("1001", OP1);
+    let invite = trunk_invite("c11").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let out = h.input_on(Transport::Tcp, TRUNK, &invite);
+    assert_eq!(out.statuses_to(TRUNK), [100, 180]);
+    assert!(
+        out.sent
+            .iter()
+            .filter(|t| t.destination == addr(TRUNK))
+            .all(|t| t.connection.is_some())
+    );
+    let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
+    let out = h.input(
+        OP1,
+        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    let out = h.advance(1_500);
+    assert_eq!(
+        out.statuses_to(TRUNK),
+        [200, 200],
+        "resent at T1 and 2*T1 later"
+    );
+    h.input_on(
+        Transport::Tcp,
+        TRUNK,
+        &trunk_in_dialog("ACK", &ok, 1, "ack11"),
+    );
+    assert!(h.advance(10_000).statuses_to(TRUNK).is_empty());
 }
