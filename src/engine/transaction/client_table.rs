@@ -7,6 +7,7 @@
 //! then drain [`ClientTransactions::poll_transmit`] and [`ClientTransactions::poll_ended`];
 //! [`ClientTransactions::next_deadline`] is when to call `handle_timeout` next.
 
+use super::drive::{self, Deadlines};
 use super::key::ClientKey;
 use super::{
     ClientInviteTransaction, ClientNonInviteTransaction, Termination, TimerConfig,
@@ -16,7 +17,7 @@ use crate::engine::sip::Method;
 use crate::engine::time::MonoTime;
 use crate::engine::{ConnectionId, Transmit, Transport};
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 /// Where a request goes: the next hop's address and transport, and the TCP connection to
@@ -41,6 +42,15 @@ enum Machine {
     NonInvite(ClientNonInviteTransaction),
 }
 
+impl Machine {
+    fn drive(&mut self) -> &mut dyn drive::Machine {
+        match self {
+            Machine::Invite(m) => m,
+            Machine::NonInvite(m) => m,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     key: ClientKey,
@@ -54,7 +64,7 @@ struct Entry {
 pub struct ClientTransactions {
     entries: HashMap<ClientTxId, Entry>,
     index: HashMap<ClientKey, ClientTxId>,
-    timers: BTreeSet<(MonoTime, ClientTxId)>,
+    timers: Deadlines<ClientTxId>,
     outbox: VecDeque<Transmit>,
     ended: VecDeque<(ClientTxId, Termination)>,
     next_id: u64,
@@ -167,9 +177,8 @@ impl ClientTransactions {
     pub fn abandon(&mut self, id: ClientTxId) {
         if let Some(entry) = self.entries.remove(&id) {
             self.index.remove(&entry.key);
-            if let Some(at) = entry.scheduled {
-                self.timers.remove(&(at, id));
-            }
+            let mut scheduled = entry.scheduled;
+            self.timers.reschedule(id, &mut scheduled, None);
             self.ended
                 .push_back((id, Termination::TimedOut(super::TimerName::B)));
         }
@@ -187,17 +196,10 @@ impl ClientTransactions {
 
     /// Fires every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: MonoTime) {
-        while let Some(&(at, id)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, id));
+        while let Some(id) = self.timers.pop_due(now) {
             if let Some(entry) = self.entries.get_mut(&id) {
                 entry.scheduled = None;
-                match &mut entry.machine {
-                    Machine::Invite(m) => m.handle_timeout(now),
-                    Machine::NonInvite(m) => m.handle_timeout(now),
-                }
+                entry.machine.drive().handle_timeout(now);
             }
             self.settle(id);
         }
@@ -216,7 +218,7 @@ impl ClientTransactions {
 
     /// The earliest timer of any transaction.
     pub fn next_deadline(&self) -> Option<MonoTime> {
-        self.timers.first().map(|&(at, _)| at)
+        self.timers.first()
     }
 
     /// Collects what `id` sends, reschedules its timer, and removes it once terminated.
@@ -225,39 +227,20 @@ impl ClientTransactions {
             return;
         };
         let dest = entry.destination;
-        let (termination, deadline) = loop {
-            let next = match &mut entry.machine {
-                Machine::Invite(m) => m.poll_transmit(),
-                Machine::NonInvite(m) => m.poll_transmit(),
-            };
-            match next {
-                Some(bytes) => self.outbox.push_back(Transmit {
-                    transport: dest.transport,
-                    destination: dest.address,
-                    connection: dest.connection,
-                    bytes,
-                }),
-                None => {
-                    break match &entry.machine {
-                        Machine::Invite(m) => (m.termination(), m.poll_timeout()),
-                        Machine::NonInvite(m) => (m.termination(), m.poll_timeout()),
-                    };
-                }
-            }
-        };
-        if let Some(old) = entry.scheduled.take() {
-            self.timers.remove(&(old, id));
-        }
-        if let Some(why) = termination {
-            if let Some(entry) = self.entries.remove(&id) {
-                self.index.remove(&entry.key);
-                self.ended.push_back((id, why));
-            }
-            return;
-        }
-        if let Some((at, _timer)) = deadline {
-            entry.scheduled = Some(at);
-            self.timers.insert((at, id));
+        let (termination, deadline) = drive::drain(
+            entry.machine.drive(),
+            dest.transport,
+            dest.address,
+            dest.connection,
+            &mut self.outbox,
+        );
+        let next = deadline.filter(|_| termination.is_none());
+        self.timers.reschedule(id, &mut entry.scheduled, next);
+        if let Some(why) = termination
+            && let Some(entry) = self.entries.remove(&id)
+        {
+            self.index.remove(&entry.key);
+            self.ended.push_back((id, why));
         }
     }
 }

@@ -33,6 +33,7 @@
 mod client_invite;
 mod client_non_invite;
 mod client_table;
+mod drive;
 mod key;
 mod server_invite;
 mod server_non_invite;

@@ -5,6 +5,7 @@
 //! Timers are kept in one ordered set of `(deadline, id)`, so the engine's next deadline
 //! is the first element and firing due timers costs O(log n) each.
 
+use super::drive::{self, Deadlines};
 use super::key::ServerKey;
 use super::{
     ServerInviteState, ServerInviteTransaction, ServerNonInviteTransaction, Termination,
@@ -13,7 +14,7 @@ use super::{
 use crate::engine::time::MonoTime;
 use crate::engine::{ConnectionId, Transmit, Transport};
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 /// Where a server transaction's responses go (RFC 3261 §18.2.2, RFC 3581).
@@ -55,6 +56,15 @@ enum Machine {
     NonInvite(ServerNonInviteTransaction),
 }
 
+impl Machine {
+    fn drive(&mut self) -> &mut dyn drive::Machine {
+        match self {
+            Machine::Invite(m) => m,
+            Machine::NonInvite(m) => m,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     key: ServerKey,
@@ -88,7 +98,7 @@ pub struct ServerTransactions {
     merged: HashMap<MergeKey, TxId>,
     /// Bytes of responses held for retransmission (see [`ServerTransactions::held_bytes`]).
     held_bytes: usize,
-    timers: BTreeSet<(MonoTime, TxId)>,
+    timers: Deadlines<TxId>,
     outbox: VecDeque<Transmit>,
     ended: VecDeque<Ended>,
     next_id: u64,
@@ -267,17 +277,10 @@ impl ServerTransactions {
 
     /// Fires every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: MonoTime) {
-        while let Some(&(at, id)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, id));
+        while let Some(id) = self.timers.pop_due(now) {
             if let Some(entry) = self.entries.get_mut(&id) {
                 entry.scheduled = None;
-                match &mut entry.machine {
-                    Machine::Invite(m) => m.handle_timeout(now),
-                    Machine::NonInvite(m) => m.handle_timeout(now),
-                }
+                entry.machine.drive().handle_timeout(now);
             }
             self.settle(id);
         }
@@ -295,7 +298,7 @@ impl ServerTransactions {
 
     /// The earliest timer of any transaction.
     pub fn next_deadline(&self) -> Option<MonoTime> {
-        self.timers.first().map(|&(at, _)| at)
+        self.timers.first()
     }
 
     /// Collects what `id` sends, reschedules its timer, and removes it once terminated.
@@ -304,48 +307,29 @@ impl ServerTransactions {
             return;
         };
         let target = entry.target;
-        let (termination, deadline) = loop {
-            let next = match &mut entry.machine {
-                Machine::Invite(m) => m.poll_transmit(),
-                Machine::NonInvite(m) => m.poll_transmit(),
-            };
-            match next {
-                Some(bytes) => self.outbox.push_back(Transmit {
-                    transport: target.transport,
-                    destination: target.destination,
-                    connection: target.connection,
-                    bytes,
-                }),
-                None => {
-                    break match &entry.machine {
-                        Machine::Invite(m) => (m.termination(), m.poll_timeout()),
-                        Machine::NonInvite(m) => (m.termination(), m.poll_timeout()),
-                    };
-                }
+        let (termination, deadline) = drive::drain(
+            entry.machine.drive(),
+            target.transport,
+            target.destination,
+            target.connection,
+            &mut self.outbox,
+        );
+        let next = deadline.filter(|_| termination.is_none());
+        self.timers.reschedule(id, &mut entry.scheduled, next);
+        if let Some(why) = termination
+            && let Some(entry) = self.entries.remove(&id)
+        {
+            self.index.remove(&entry.key);
+            if let Some(m) = &entry.merge
+                && self.merged.get(m) == Some(&id)
+            {
+                self.merged.remove(m);
             }
-        };
-        if let Some(old) = entry.scheduled.take() {
-            self.timers.remove(&(old, id));
-        }
-        if let Some(why) = termination {
-            if let Some(entry) = self.entries.remove(&id) {
-                self.index.remove(&entry.key);
-                if let Some(m) = &entry.merge
-                    && self.merged.get(m) == Some(&id)
-                {
-                    self.merged.remove(m);
-                }
-                self.held_bytes = self.held_bytes.saturating_sub(entry.held);
-                self.ended.push_back(Ended {
-                    key: entry.key,
-                    why,
-                });
-            }
-            return;
-        }
-        if let Some((at, _timer)) = deadline {
-            entry.scheduled = Some(at);
-            self.timers.insert((at, id));
+            self.held_bytes = self.held_bytes.saturating_sub(entry.held);
+            self.ended.push_back(Ended {
+                key: entry.key,
+                why,
+            });
         }
     }
 }
