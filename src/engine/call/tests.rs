@@ -596,6 +596,773 @@ fn a_caller_who_hangs_up_while_an_operator_rings_cancels_that_operator() {
     ));
 }
 
+// ---- hostile tests (break2) ---------------------------------------------------------------
+
+impl Harness {
+    /// Like `new`, with the relay's port range given (inclusive).
+    fn with_ports(ring_timeout_s: u64, low: u16, high: u16) -> Harness {
+        let mut h = Harness::new(ring_timeout_s);
+        let mut config = h.engine.config().clone();
+        config.calls.rtp_ports = (low, high);
+        h.engine = Engine::with_seed(config, 11);
+        h
+    }
+
+    /// Registers `user` with Contact `<sip:user@from>` under its own Call-ID (a second
+    /// binding when `from` differs).
+    fn register_binding(&mut self, user: &str, from: &str) {
+        let call_id = format!("reg-{user}-{from}");
+        let register = |auth: &str| {
+            format!(
+                "REGISTER sip:{SIAGA} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKreg{}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@siaga.test>;tag=r{user}{}\r\nTo: <sip:{user}@siaga.test>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{from}>\r\nExpires: 3600\r\n{auth}Content-Length: 0\r\n\r\n",
+                auth.len(),
+                from.len(),
+                if auth.is_empty() { 1 } else { 2 }
+            )
+        };
+        let out = self.input(from, &register(""));
+        let challenge = out.to(from).pop().expect("a 401");
+        assert_eq!(challenge.status(), Some(401));
+        let www = String::from_utf8_lossy(
+            &challenge
+                .header(HeaderName::WwwAuthenticate)
+                .expect("challenge")
+                .value(),
+        )
+        .into_owned();
+        let nonce = www
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("nonce");
+        let uri = format!("sip:{SIAGA}");
+        let ha1 = hex(&Md5::digest(format!("{user}:siaga.test:demo-{user}")));
+        let ha2 = hex(&Md5::digest(format!("REGISTER:{uri}")));
+        let response = hex(&Md5::digest(format!(
+            "{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"
+        )));
+        let auth = format!(
+            "Authorization: Digest username=\"{user}\", realm=\"siaga.test\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
+        );
+        let out = self.input(from, &register(&auth));
+        assert_eq!(out.statuses_to(from), [200], "registered");
+    }
+
+    /// `register_binding` over TCP connection `conn`.
+    fn register_tcp(&mut self, user: &str, from: &str, conn: u64) {
+        let call_id = format!("reg-{user}-{from}");
+        let register = |auth: &str| {
+            format!(
+                "REGISTER sip:{SIAGA} SIP/2.0\r\nVia: SIP/2.0/TCP {from};branch=z9hG4bKreg{}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@siaga.test>;tag=r{user}{}\r\nTo: <sip:{user}@siaga.test>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{from};transport=tcp>\r\nExpires: 3600\r\n{auth}Content-Length: 0\r\n\r\n",
+                auth.len(),
+                from.len(),
+                if auth.is_empty() { 1 } else { 2 }
+            )
+        };
+        let out = self.input_tcp(from, conn, &register(""));
+        let challenge = out.to(from).pop().expect("a 401");
+        assert_eq!(challenge.status(), Some(401));
+        let www = String::from_utf8_lossy(
+            &challenge
+                .header(HeaderName::WwwAuthenticate)
+                .expect("challenge")
+                .value(),
+        )
+        .into_owned();
+        let nonce = www
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("nonce");
+        let uri = format!("sip:{SIAGA}");
+        let ha1 = hex(&Md5::digest(format!("{user}:siaga.test:demo-{user}")));
+        let ha2 = hex(&Md5::digest(format!("REGISTER:{uri}")));
+        let response = hex(&Md5::digest(format!(
+            "{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"
+        )));
+        let auth = format!(
+            "Authorization: Digest username=\"{user}\", realm=\"siaga.test\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
+        );
+        let out = self.input_tcp(from, conn, &register(&auth));
+        assert_eq!(out.statuses_to(from), [200], "registered");
+    }
+}
+
+fn without_body(invite: &str) -> String {
+    let head = &invite[..invite.find("Content-Type").expect("ct")];
+    format!("{head}Content-Length: 0\r\n\r\n")
+}
+
+fn cancel_of(invite: &str) -> String {
+    let cancel = invite
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    format!(
+        "{}Content-Length: 0\r\n\r\n",
+        &cancel[..cancel.find("Content-Type").expect("ct")]
+    )
+}
+
+/// B1. RFC 3261 §13.2.1 / RFC 3264 §5: an INVITE without an offer (late offer, common
+/// from SBCs and ISUP interworking) must get an offer in the 2xx, and the operator's
+/// offer in its 2xx must be answered in the ACK. siaga sends neither: no audio at all.
+#[test]
+fn b1_late_offer_gets_an_offer_in_the_2xx_and_an_answer_in_the_ack() {
+    let mut h = Harness::new(15);
+    h.register("1001", OP1);
+    let out = h.input(TRUNK, &without_body(&trunk_invite("b1")));
+    let invite = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
+    let out = h.input(
+        OP1,
+        &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    let ack = out.requests_to(OP1, Method::Ack).pop().expect("ACK");
+    assert!(
+        !ack.body().is_empty() || !invite.body().is_empty(),
+        "the operator's offer (in its 2xx) is never answered: ACK without SDP (RFC 3264 §5)"
+    );
+    assert!(
+        String::from_utf8_lossy(ok.body()).contains("m=audio"),
+        "the 2xx to an INVITE without offer must carry an offer (RFC 3261 §13.2.1)"
+    );
+}
+
+/// B2. RFC 3261 §15, §15.1.2: the caller may BYE an early dialog (siaga's 180 carried a
+/// To tag and a Contact); the pending INVITE should then get 487 and the call end. siaga
+/// answers 481 and keeps the call queued: it is offered and answered after the caller left.
+#[test]
+fn b2_a_bye_in_the_early_dialog_ends_the_queued_call() {
+    let mut h = Harness::new(15);
+    let out = h.input(TRUNK, &trunk_invite("b2"));
+    let ringing = out.to(TRUNK).pop().expect("180");
+    assert_eq!(ringing.status(), Some(180));
+    let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ringing, 2, "b2bye"));
+    assert_eq!(out.statuses_to(TRUNK), [200, 487], "BYE in the early dialog");
+    assert_eq!(h.engine.live_calls(), 0, "the caller hung up");
+}
+
+/// B3. A trunk INVITE without Contact (RFC 3261 §8.1.1.8 says it MUST have one, but siaga
+/// takes it): siaga answers it, then cannot match the trunk's ACK (no dialog was
+/// indexed), resends the 2xx for 64·T1 and cuts the answered emergency call (BYE to the
+/// operator, record `failed`). Either refuse it up front (400) or keep the call.
+#[test]
+fn b3_an_answered_call_from_an_invite_without_contact_is_not_cut() {
+    let mut h = Harness::new(15);
+    h.register("1001", OP1);
+    let invite = trunk_invite("b3").replace(&format!("Contact: <sip:gw@{TRUNK}>\r\n"), "");
+    let out = h.input(TRUNK, &invite);
+    if out.statuses_to(TRUNK).iter().any(|s| *s >= 400) {
+        return; // refused up front: fine
+    }
+    let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
+    let out = h.input(
+        OP1,
+        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    assert_eq!(ok.status(), Some(200));
+    h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "b3ack"));
+    let out = h.advance(40_000);
+    assert!(
+        out.statuses_to(TRUNK).is_empty(),
+        "the 2xx was ACKed, yet resent: {:?}",
+        out.statuses_to(TRUNK)
+    );
+    assert!(
+        out.requests_to(OP1, Method::Bye).is_empty(),
+        "the ACKed call was cut after 64*T1"
+    );
+    assert_eq!(h.engine.live_calls(), 1);
+}
+
+/// B4. An ACK of the 2xx that reuses the INVITE's branch matches the INVITE server
+/// transaction in its Accepted state; RFC 6026 §7.1 passes it to the TU, but the driver
+/// drops the transaction's PassToTu verdict: the 2xx is resent and the call cut at 64·T1.
+#[test]
+fn b4_an_ack_reusing_the_invite_branch_stops_the_2xx() {
+    let mut h = Harness::new(15);
+    h.register("1001", OP1);
+    let out = h.input(TRUNK, &trunk_invite("b4"));
+    let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
+    let out = h.input(
+        OP1,
+        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    // branch "b4" → "z9hG4bKb4", the INVITE's own.
+    h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "b4"));
+    let out = h.advance(40_000);
+    assert!(
+        out.requests_to(OP1, Method::Bye).is_empty(),
+        "the ACKed call was cut: {:?}",
+        out.statuses_to(TRUNK)
+    );
+    assert_eq!(h.engine.live_calls(), 1);
+}
+
+/// B5. RTP port range exhausted: the call is taken (good) but offered without SDP and the
+/// trunk's offer is then "answered" by a 2xx without SDP (RFC 3264 §6 / RFC 3261 §13.2.1:
+/// the answer must be in the 2xx). The ACK to the operator's offer has no answer either.
+#[test]
+fn b5_without_relay_ports_the_2xx_still_answers_the_trunks_offer() {
+    // One port pair per leg, two per call: room for exactly one call.
+    let mut h = Harness::with_ports(15, 30000, 30003);
+    h.register("1001", OP1);
+    h.register("1002", OP2);
+    let out = h.input(TRUNK, &trunk_invite("b5a"));
+    assert!(out.requests_to(OP1, Method::Invite).len() == 1);
+    let out = h.input(TRUNK, &trunk_invite("b5b"));
+    let offer = out.requests_to(OP2, Method::Invite).pop().expect("INVITE");
+    let out = h.input(
+        OP2,
+        &phone_response(&offer, 200, "OK", "op2", Some(SDP_OPERATOR)),
+    );
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    assert_eq!(ok.status(), Some(200));
+    assert!(
+        String::from_utf8_lossy(ok.body()).contains("m=audio"),
+        "the trunk's offer is left unanswered: 2xx without SDP"
+    );
+}
+
+/// B6. An operator with two bindings: one answers with no common codec. siaga ACKs+BYEs it
+/// and re-offers the call at once (no delay) — but never CANCELs the other binding of the
+/// first offer, which goes on ringing (no ring timeout any more) next to the new INVITE.
+#[test]
+fn b6_no_common_codec_on_one_binding_cancels_the_others() {
+    let mut h = Harness::new(15);
+    h.register_binding("1001", OP1);
+    h.register_binding("1001", OP2);
+    let out = h.input(TRUNK, &trunk_invite("b6"));
+    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
+    let b = out.requests_to(OP2, Method::Invite).pop().expect("INVITE b");
+    h.input(OP2, &phone_response(&b, 180, "Ringing", "b1", None));
+    let g729 = "v=0\r\no=op 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    let out = h.input(OP1, &phone_response(&a, 200, "OK", "a1", Some(g729)));
+    let b_call_id = b.call_id().expect("cid").to_owned();
+    let cancels_b = out
+        .requests_to(OP2, Method::Cancel)
+        .iter()
+        .filter(|m| m.call_id().ok() == Some(b_call_id.as_str()))
+        .count();
+    let new_invites = out.requests_to(OP2, Method::Invite).len();
+    assert_eq!(
+        cancels_b, 1,
+        "binding b of the failed offer is not cancelled (new INVITEs to it meanwhile: {new_invites})"
+    );
+}
+
+/// Probe: two bindings of one operator answer at once; then 486+200.
+#[test]
+fn p1_two_bindings_answer_at_once() {
+    let mut h = Harness::new(15);
+    h.register_binding("1001", OP1);
+    h.register_binding("1001", OP2);
+    let out = h.input(TRUNK, &trunk_invite("p1"));
+    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
+    let b = out.requests_to(OP2, Method::Invite).pop().expect("INVITE b");
+    h.input(OP1, &phone_response(&a, 180, "Ringing", "a1", None));
+    h.input(OP2, &phone_response(&b, 180, "Ringing", "b1", None));
+    let out1 = h.input(OP1, &phone_response(&a, 200, "OK", "a1", Some(SDP_OPERATOR)));
+    assert_eq!(out1.statuses_to(TRUNK), [200]);
+    assert_eq!(out1.requests_to(OP2, Method::Cancel).len(), 1);
+    let out2 = h.input(OP2, &phone_response(&b, 200, "OK", "b1", Some(SDP_OPERATOR)));
+    assert!(out2.statuses_to(TRUNK).is_empty());
+    assert_eq!(out2.requests_to(OP2, Method::Ack).len(), 1);
+    assert_eq!(out2.requests_to(OP2, Method::Bye).len(), 1);
+    assert!(matches!(h.engine.agent_state("1001"), Some(AgentState::OnCall { .. })));
+    assert_eq!(h.engine.live_calls(), 1);
+}
+
+#[test]
+fn p2_486_from_one_binding_and_200_from_the_other() {
+    let mut h = Harness::new(15);
+    h.register_binding("1001", OP1);
+    h.register_binding("1001", OP2);
+    let out = h.input(TRUNK, &trunk_invite("p2"));
+    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
+    let b = out.requests_to(OP2, Method::Invite).pop().expect("INVITE b");
+    let out = h.input(OP1, &phone_response(&a, 486, "Busy Here", "a1", None));
+    assert!(out.events.is_empty(), "{:?}", out.events);
+    let out = h.input(OP2, &phone_response(&b, 200, "OK", "b1", Some(SDP_OPERATOR)));
+    assert_eq!(out.statuses_to(TRUNK), [200]);
+}
+
+/// Probe: unregistering while ringing, then the ring timeout: operator logged out.
+#[test]
+fn p3_unregister_while_ringing() {
+    let mut h = Harness::new(3);
+    h.register("1001", OP1);
+    let out = h.input(TRUNK, &trunk_invite("p3"));
+    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
+    h.input(OP1, &phone_response(&a, 180, "Ringing", "a1", None));
+    // Binding expiry: advance past 3600 s while the call is answered instead? Here: expiry
+    // during ringing is equivalent to Expires: 0.
+    let out = h.advance(3_000);
+    assert_eq!(out.requests_to(OP1, Method::Cancel).len(), 1);
+    // re-offered to the same (only) operator at once
+    assert_eq!(out.requests_to(OP1, Method::Invite).len(), 1, "re-offer");
+}
+
+/// B7. RFC 3261 §13.2.2.4: every 2xx with a new To tag is a new dialog to ACK (and BYE, if
+/// unwanted). A second 2xx on the winning leg with another To tag (a forking proxy in
+/// front of the phone) gets the ACK of the first dialog instead, and is never ended.
+#[test]
+fn b7_a_second_2xx_with_another_to_tag_is_acked_and_byed() {
+    let mut h = Harness::new(15);
+    h.register("1001", OP1);
+    let out = h.input(TRUNK, &trunk_invite("p4"));
+    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
+    h.input(OP1, &phone_response(&a, 200, "OK", "a1", Some(SDP_OPERATOR)));
+    let out = h.input(OP1, &phone_response(&a, 200, "OK", "a2", Some(SDP_OPERATOR)));
+    let acks = out.requests_to(OP1, Method::Ack);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].to().expect("to").tag(), Some("a2"), "ACK goes to the a1 dialog instead");
+    assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1, "the second dialog is not ended");
+}
+
+/// B8 (design). The ring-timeout CANCEL crosses the operator's 200: the call is still
+/// waiting (re-offered to the same operator at once), yet the answer is thrown away with
+/// ACK+BYE and the operator's phone rings again with a new INVITE. RFC 3261 §9.1 allows
+/// either; for a 112 queue, taking the answer connects the caller seconds sooner.
+#[test]
+fn b8_an_answer_crossing_the_ring_timeout_cancel_is_kept_while_the_call_waits() {
+    let mut h = Harness::new(3);
+    h.register("1001", OP1);
+    let out = h.input(TRUNK, &trunk_invite("p5"));
+    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
+    h.input(OP1, &phone_response(&a, 180, "Ringing", "a1", None));
+    let out = h.advance(3_000);
+    assert_eq!(out.requests_to(OP1, Method::Cancel).len(), 1);
+    let out = h.input(OP1, &phone_response(&a, 200, "OK", "a1", Some(SDP_OPERATOR)));
+    assert_eq!(out.statuses_to(TRUNK), [200], "the operator who picked up is hung up on: {:?}",
+        out.sent.iter().map(|t| String::from_utf8_lossy(&t.bytes).lines().next().unwrap_or("").to_owned()).collect::<Vec<_>>());
+}
+
+/// Probe: operator BYE before the trunk ACKed the 2xx; then the trunk's late ACK.
+#[test]
+fn p6_operator_bye_before_trunk_ack() {
+    let mut h = Harness::new(15);
+    h.register("1001", OP1);
+    let out = h.input(TRUNK, &trunk_invite("p6"));
+    let invite = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
+    let out = h.input(OP1, &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    let ack = out.requests_to(OP1, Method::Ack).pop().expect("ACK");
+    let bye = format!(
+        "BYE sip:siaga@{SIAGA} SIP/2.0\r\nVia: SIP/2.0/UDP {OP1};branch=z9hG4bKopbye\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n",
+        String::from_utf8_lossy(&ack.header(HeaderName::To).expect("to").value()),
+        String::from_utf8_lossy(&ack.header(HeaderName::From).expect("from").value()),
+        ack.call_id().expect("call-id"),
+    );
+    let out = h.input(OP1, &bye);
+    assert_eq!(out.statuses_to(OP1), [200]);
+    assert_eq!(out.requests_to(TRUNK, Method::Bye).len(), 1);
+    h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "p6ack"));
+    let out = h.advance(40_000);
+    assert!(out.statuses_to(TRUNK).is_empty(), "2xx still resent: {:?}", out.statuses_to(TRUNK));
+    assert_eq!(h.engine.live_calls(), 0);
+    assert!(matches!(h.engine.agent_state("1001"), Some(AgentState::Available { .. })));
+}
+
+const SBC: &str = "127.0.0.1:5098";
+
+/// Answers the trunk call `id` (with `extra` headers in its INVITE) through operator 1001
+/// and returns (siaga's 2xx to the trunk, the operator's ACK).
+fn answered_call(h: &mut Harness, id: &str, extra: &str) -> (SipMessage, SipMessage) {
+    h.register("1001", OP1);
+    let invite = trunk_invite(id).replace("Max-Forwards: 70\r\n", &format!("Max-Forwards: 70\r\n{extra}"));
+    let out = h.input(TRUNK, &invite);
+    let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
+    let out = h.input(OP1, &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    let ack = out.requests_to(OP1, Method::Ack).pop().expect("ACK");
+    h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, &format!("{id}ack")));
+    (ok, ack)
+}
+
+fn operator_bye(ack: &SipMessage) -> String {
+    format!(
+        "BYE sip:siaga@{SIAGA} SIP/2.0\r\nVia: SIP/2.0/UDP {OP1};branch=z9hG4bKopbye\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n",
+        String::from_utf8_lossy(&ack.header(HeaderName::To).expect("to").value()),
+        String::from_utf8_lossy(&ack.header(HeaderName::From).expect("from").value()),
+        ack.call_id().expect("call-id"),
+    )
+}
+
+/// B9. RFC 3261 §12.1.1: the UAS MUST copy every Record-Route of the request into the
+/// response that establishes the dialog (the 2xx, and 1xx with a To tag). siaga copies
+/// none, so the trunk side builds an empty route set and its ACK/BYE bypass the proxies.
+#[test]
+fn b9_the_2xx_to_the_trunk_copies_record_route() {
+    let mut h = Harness::new(15);
+    let (ok, _) = answered_call(
+        &mut h,
+        "b9",
+        &format!("Record-Route: <sip:{SBC};lr>\r\nRecord-Route: <sip:192.0.2.9:5070;lr>\r\n"),
+    );
+    assert_eq!(
+        ok.headers_named(HeaderName::RecordRoute).count(),
+        2,
+        "no Record-Route in siaga's 2xx"
+    );
+}
+
+/// B10. Record-Route values combined in one header line (RFC 3261 §7.3.1, common) end up
+/// as one route-set entry "<a>, <b>": the next hop cannot be parsed, so siaga's BYE goes
+/// straight to the trunk's Contact instead of the first record-routed proxy (§12.2.1.1).
+#[test]
+fn b10_a_comma_joined_record_route_still_routes_the_bye_via_the_first_hop() {
+    let mut h = Harness::new(15);
+    let (_, ack) = answered_call(
+        &mut h,
+        "b10",
+        &format!("Record-Route: <sip:{SBC};lr>, <sip:192.0.2.9:5070;lr>\r\n"),
+    );
+    let out = h.input(OP1, &operator_bye(&ack));
+    assert_eq!(
+        out.requests_to(TRUNK, Method::Bye).len(),
+        0,
+        "BYE bypassed the record-routed proxy"
+    );
+    let bye = out.requests_to(SBC, Method::Bye).pop().expect("BYE via the first hop");
+    assert_eq!(bye.headers_named(HeaderName::Route).count(), 2);
+}
+
+impl Harness {
+    /// `text` received over TCP connection `conn` from `from`.
+    fn input_tcp(&mut self, from: &str, conn: u64, text: &str) -> Out {
+        self.engine.handle_input(
+            self.at(),
+            Input::Received(Received {
+                transport: Transport::Tcp,
+                source: addr(from),
+                local: addr(SIAGA),
+                connection: Some(crate::engine::ConnectionId(conn)),
+                bytes: Bytes::from(text.to_owned()),
+            }),
+        );
+        self.drain()
+    }
+
+    fn connection_closed(&mut self, conn: u64) -> Out {
+        self.engine.handle_input(
+            self.at(),
+            Input::ConnectionClosed(crate::engine::ConnectionId(conn)),
+        );
+        self.drain()
+    }
+}
+
+/// B11. A trunk over TCP: its connection closes during an answered call (siaga's own
+/// `tcp_idle_timeout_s`, 600 s by default, or the SBC's). The trunk dialog keeps the dead
+/// connection id, so siaga's BYE is handed to a connection that is gone and the shell
+/// drops it ("tcp connection gone: message dropped"): the caller's leg is never hung up.
+/// It should go out with no connection, so the shell opens one to the trunk (§18.1.1).
+#[test]
+fn b11_after_the_trunks_tcp_connection_closed_the_bye_still_goes_out() {
+    let mut h = Harness::new(15);
+    h.register("1001", OP1);
+    let invite = trunk_invite("b11")
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        .replace(&format!("<sip:gw@{TRUNK}>"), &format!("<sip:gw@{TRUNK};transport=tcp>"));
+    // The SBC's connection comes from an ephemeral port; Via and Contact name its listener.
+    let out = h.input_tcp("127.0.0.1:40001", 7, &invite);
+    let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
+    let out = h.input(OP1, &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    let ack = out.requests_to(OP1, Method::Ack).pop().expect("ACK");
+    let ok = out
+        .sent
+        .iter()
+        .find(|t| t.connection == Some(crate::engine::ConnectionId(7)))
+        .map(|t| SipMessage::parse(t.bytes.clone(), Transport::Tcp).expect("2xx"))
+        .expect("2xx on the trunk's connection");
+    h.input_tcp(
+        "127.0.0.1:40001",
+        7,
+        &trunk_in_dialog("ACK", &ok, 1, "b11ack").replace("SIP/2.0/UDP", "SIP/2.0/TCP"),
+    );
+    h.advance(600_000);
+    h.connection_closed(7);
+    let out = h.input(OP1, &operator_bye(&ack));
+    let bye = out
+        .sent
+        .iter()
+        .find(|t| String::from_utf8_lossy(&t.bytes).starts_with("BYE "))
+        .expect("a BYE to the trunk");
+    assert_eq!(bye.transport, Transport::Tcp);
+    assert_eq!(
+        bye.connection, None,
+        "BYE handed to closed connection {:?}: the shell drops it",
+        bye.connection
+    );
+}
+
+/// B12. Same on the operator side: a softphone registered over TCP whose connection drops
+/// mid-call (its re-REGISTER comes on a new connection). siaga's BYE goes to the dead
+/// connection id and is dropped: the operator's phone stays in a call that no longer
+/// exists, while the ACD marks the operator available again.
+#[test]
+fn b12_after_the_operators_tcp_connection_closed_the_bye_still_goes_out() {
+    let mut h = Harness::new(15);
+    h.register_tcp("1001", OP1, 9);
+    let out = h.input(TRUNK, &trunk_invite("b12"));
+    let offer = out
+        .sent
+        .iter()
+        .find(|t| t.connection == Some(crate::engine::ConnectionId(9)))
+        .map(|t| SipMessage::parse(t.bytes.clone(), Transport::Tcp).expect("INVITE"))
+        .expect("INVITE on the phone's connection");
+    let out = h.input_tcp(OP1, 9, &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "b12ack"));
+    h.connection_closed(9);
+    let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 2, "b12bye"));
+    let bye = out
+        .sent
+        .iter()
+        .find(|t| String::from_utf8_lossy(&t.bytes).starts_with("BYE "))
+        .expect("a BYE to the operator");
+    assert_eq!(
+        bye.connection, None,
+        "BYE handed to closed connection {:?}: the shell drops it",
+        bye.connection
+    );
+}
+
+/// Random interleavings of trunk and phone behaviour; at the end everyone hangs up and
+/// every call must be ended once, every operator available.
+#[test]
+fn f1_random_interleavings_leave_nothing_stuck() {
+    for seed in 1..=300u64 {
+        f1_run(seed);
+    }
+}
+
+fn hdr(m: &SipMessage, name: HeaderName) -> String {
+    String::from_utf8_lossy(&m.header(name).expect("header").value()).into_owned()
+}
+
+fn f1_run(seed: u64) {
+    let mut rng = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut next = move |n: u64| {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (rng >> 33) % n
+    };
+    const OP3: &str = "127.0.0.1:5073";
+    let mut h = Harness::new(3);
+    h.register_binding("1001", OP1);
+    h.register_binding("1001", OP2);
+    h.register_binding("1002", OP3);
+    let phones = [OP1, OP2, OP3];
+    // phone state: INVITEs pending (not answered), and dialogs answered (INVITE, tag)
+    let mut pending: Vec<(usize, SipMessage)> = Vec::new();
+    let mut talking: Vec<(usize, SipMessage, String)> = Vec::new();
+    // trunk state
+    let mut trunk_calls: Vec<String> = Vec::new(); // invites text by id
+    let mut trunk_answered: Vec<(String, SipMessage)> = Vec::new();
+    let mut received = 0usize;
+    let mut ended = 0usize;
+    let mut n = 0;
+    let mut log: Vec<String> = Vec::new();
+    let mut handle = |h: &mut Harness,
+                      out: Out,
+                      pending: &mut Vec<(usize, SipMessage)>,
+                      talking: &mut Vec<(usize, SipMessage, String)>,
+                      trunk_answered: &mut Vec<(String, SipMessage)>,
+                      received: &mut usize,
+                      ended: &mut usize,
+                      log: &mut Vec<String>| {
+        let mut queue = vec![out];
+        while let Some(out) = queue.pop() {
+            for e in &out.events {
+                match e {
+                    CallEventKind::Received { .. } => *received += 1,
+                    CallEventKind::Ended { .. } => *ended += 1,
+                    _ => {}
+                }
+            }
+            for (i, p) in phones.iter().enumerate() {
+                for m in out.to(p) {
+                    match m.method() {
+                        Some(Method::Invite) => pending.push((i, m)),
+                        Some(Method::Cancel) => {
+                            let cid = m.call_id().expect("cid").to_owned();
+                            queue.push(h.input(p, &phone_response(&m, 200, "OK", "x", None)));
+                            if let Some(k) = pending
+                                .iter()
+                                .position(|(j, inv)| *j == i && inv.call_id().ok() == Some(cid.as_str()))
+                            {
+                                let (_, inv) = pending.remove(k);
+                                queue.push(h.input(p, &phone_response(&inv, 487, "Request Terminated", "x", None)));
+                            }
+                        }
+                        Some(Method::Bye) => {
+                            let cid = m.call_id().expect("cid").to_owned();
+                            talking.retain(|(j, inv, _)| !(*j == i && inv.call_id().ok() == Some(cid.as_str())));
+                            queue.push(h.input(p, &phone_response(&m, 200, "OK", "x", None)));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for m in out.to(TRUNK) {
+                match (m.method(), m.status()) {
+                    (Some(Method::Bye), _) => {
+                        let cid = m.call_id().expect("cid").to_owned();
+                        trunk_answered.retain(|(c, _)| *c != cid);
+                        // 200 to siaga's BYE
+                        let resp = format!(
+                            "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+                            hdr(&m, HeaderName::Via), hdr(&m, HeaderName::From), hdr(&m, HeaderName::To), cid, hdr(&m, HeaderName::CSeq));
+                        queue.push(h.input(TRUNK, &resp));
+                    }
+                    (None, Some(200)) if m.cseq().expect("cseq").method == Method::Invite => {
+                        let cid = m.call_id().expect("cid").to_owned();
+                        if !trunk_answered.iter().any(|(c, _)| *c == cid) {
+                            log.push(format!("trunk answered {cid}"));
+                            queue.push(h.input(TRUNK, &trunk_in_dialog("ACK", &m, 1, &format!("ack{cid}"))));
+                            trunk_answered.push((cid, m));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    for _step in 0..120 {
+        let action = next(10);
+        let out = match action {
+            0 | 1 => {
+                n += 1;
+                let id = format!("s{seed}c{n}");
+                let inv = trunk_invite(&id);
+                trunk_calls.push(inv.clone());
+                log.push(format!("new call {id}"));
+                h.input(TRUNK, &inv)
+            }
+            2 if !trunk_calls.is_empty() && next(2) == 0 => {
+                let inv = trunk_calls[trunk_calls.len() - 1 - next(trunk_calls.len().min(3) as u64) as usize].clone();
+                log.push("trunk CANCEL".into());
+                h.input(TRUNK, &cancel_of(&inv))
+            }
+            3 if !trunk_answered.is_empty() => {
+                let (cid, ok) = trunk_answered.remove(next(trunk_answered.len() as u64) as usize);
+                log.push(format!("trunk BYE {cid}"));
+                h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 2, &format!("bye{cid}")))
+            }
+            4 | 5 | 6 | 8 if !pending.is_empty() => {
+                let k = pending.len() - 1 - next(pending.len().min(2) as u64) as usize;
+                let (i, inv) = pending[k].clone();
+                let p = phones[i];
+                let tag = format!("t{i}{}", inv.call_id().expect("cid").replace('@', "x"));
+                match next(5) {
+                    0 => { log.push(format!("phone {i} 180")); h.input(p, &phone_response(&inv, 180, "Ringing", &tag, None)) }
+                    1 | 2 => {
+                        pending.remove(k);
+                        talking.push((i, inv.clone(), tag.clone()));
+                        let o = h.input(p, &phone_response(&inv, 200, "OK", &tag, Some(SDP_OPERATOR)));
+                        log.push(format!("phone {i} 200 {} -> trunk {:?} phone {:?}", inv.call_id().expect("c"), o.statuses_to(TRUNK), o.to(p).iter().map(|m| m.method().map(|x| x.as_str().to_owned())).collect::<Vec<_>>()));
+                        o
+                    }
+                    3 => { pending.remove(k); log.push(format!("phone {i} 486")); h.input(p, &phone_response(&inv, 486, "Busy Here", &tag, None)) }
+                    _ => { pending.remove(k); log.push(format!("phone {i} 200 again/dup")); talking.push((i, inv.clone(), tag.clone())); let o = h.input(p, &phone_response(&inv, 200, "OK", &tag, Some(SDP_OPERATOR))); o }
+                }
+            }
+            7 if !talking.is_empty() => {
+                let (i, inv, tag) = talking.remove(next(talking.len() as u64) as usize);
+                log.push(format!("phone {i} BYE"));
+                let bye = format!(
+                    "BYE sip:siaga@{SIAGA} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKpb{}\r\nMax-Forwards: 70\r\nFrom: {};tag={tag}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
+                    phones[i], tag, hdr(&inv, HeaderName::To), hdr(&inv, HeaderName::From), inv.call_id().expect("cid"));
+                h.input(phones[i], &bye)
+            }
+            _ => {
+                let ms = next(5000);
+                log.push(format!("advance {ms}"));
+                h.advance(ms)
+            }
+        };
+        handle(&mut h, out, &mut pending, &mut talking, &mut trunk_answered, &mut received, &mut ended, &mut log);
+    }
+    // Everyone hangs up.
+    for _ in 0..20 {
+        for inv in trunk_calls.clone() {
+            let out = h.input(TRUNK, &cancel_of(&inv));
+            handle(&mut h, out, &mut pending, &mut talking, &mut trunk_answered, &mut received, &mut ended, &mut log);
+        }
+        for (_, ok) in trunk_answered.clone() {
+            let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 3, &format!("fbye{}", ok.call_id().expect("cid"))));
+            handle(&mut h, out, &mut pending, &mut talking, &mut trunk_answered, &mut received, &mut ended, &mut log);
+        }
+        trunk_answered.clear();
+        for (i, inv) in pending.clone() {
+            let out = h.input(phones[i], &phone_response(&inv, 480, "Unavailable", "z", None));
+            handle(&mut h, out, &mut pending, &mut talking, &mut trunk_answered, &mut received, &mut ended, &mut log);
+        }
+        pending.clear();
+        let out = h.advance(40_000);
+        handle(&mut h, out, &mut pending, &mut talking, &mut trunk_answered, &mut received, &mut ended, &mut log);
+    }
+    let stuck = |id: &str| !matches!(h.engine.agent_state(id), Some(AgentState::Available { .. }));
+    assert!(
+        h.engine.live_calls() == 0 && received == ended && !stuck("1001") && !stuck("1002"),
+        "seed {seed}: live {} received {received} ended {ended} 1001 {:?} 1002 {:?}\n{}",
+        h.engine.live_calls(),
+        h.engine.agent_state("1001"),
+        h.engine.agent_state("1002"),
+        log.join("\n")
+    );
+}
+
+/// B13. NG112 / RFC 6442 location conveyance: an emergency INVITE whose body is
+/// multipart/mixed (the SDP offer plus a PIDF-LO, with a Geolocation header) is refused
+/// 415 by the generic UAS checks. The caller is never queued, and nothing is recorded.
+#[test]
+fn b13_an_emergency_invite_with_sdp_and_pidf_lo_is_taken() {
+    let mut h = Harness::new(15);
+    let pidf = "<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"pres:caller@trunk.test\"/>";
+    let body = format!(
+        "--b1\r\nContent-Type: application/sdp\r\n\r\n{SDP_TRUNK}\r\n--b1\r\nContent-Type: application/pidf+xml\r\nContent-ID: <loc@trunk.test>\r\n\r\n{pidf}\r\n--b1--\r\n"
+    );
+    let invite = trunk_invite("b13")
+        .replace(
+            "Content-Type: application/sdp",
+            "Geolocation: <cid:loc@trunk.test>\r\nContent-Type: multipart/mixed;boundary=b1",
+        )
+        .replace(SDP_TRUNK, &body)
+        .replace(
+            &format!("Content-Length: {}", SDP_TRUNK.len()),
+            &format!("Content-Length: {}", body.len()),
+        );
+    let out = h.input(TRUNK, &invite);
+    assert_eq!(out.statuses_to(TRUNK), [100, 180], "emergency call refused");
+}
+
+/// B14. Every emergency INVITE siaga refuses should leave a record (as the 488 path does,
+/// `Received` + `Ended{failed}`): the 420 (Require: 100rel), 406 (Accept) and 415
+/// refusals of INVITEs to 112 from the trunk leave neither a record nor a log line above
+/// debug.
+#[test]
+fn b14_refused_emergency_invites_are_recorded() {
+    let mut h = Harness::new(15);
+    for (i, extra) in ["Require: 100rel\r\n", "Accept: application/isup\r\n"]
+        .iter()
+        .enumerate()
+    {
+        let invite = trunk_invite(&format!("b14-{i}"))
+            .replace("Max-Forwards: 70\r\n", &format!("Max-Forwards: 70\r\n{extra}"));
+        let out = h.input(TRUNK, &invite);
+        assert!(out.statuses_to(TRUNK)[0] >= 400);
+        assert!(
+            !out.events.is_empty(),
+            "{extra:?}: 112 call refused {:?} with no record",
+            out.statuses_to(TRUNK)
+        );
+    }
+}
+
 /// §13.3.1.4: the 2xx is resent until the ACK even over TCP (a proxy on the way may use
 /// UDP), on the trunk's connection.
 #[test]
@@ -605,28 +1372,12 @@ fn the_2xx_to_a_tcp_trunk_is_resent_until_the_ack() {
     let invite = trunk_invite("c11").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
     let out = h.input_on(Transport::Tcp, TRUNK, &invite);
     assert_eq!(out.statuses_to(TRUNK), [100, 180]);
-    assert!(
-        out.sent
-            .iter()
-            .filter(|t| t.destination == addr(TRUNK))
-            .all(|t| t.connection.is_some())
-    );
+    assert!(out.sent.iter().filter(|t| t.destination == addr(TRUNK)).all(|t| t.connection.is_some()));
     let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
-    let out = h.input(
-        OP1,
-        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
-    );
+    let out = h.input(OP1, &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)));
     let ok = out.to(TRUNK).pop().expect("2xx");
     let out = h.advance(1_500);
-    assert_eq!(
-        out.statuses_to(TRUNK),
-        [200, 200],
-        "resent at T1 and 2*T1 later"
-    );
-    h.input_on(
-        Transport::Tcp,
-        TRUNK,
-        &trunk_in_dialog("ACK", &ok, 1, "ack11"),
-    );
+    assert_eq!(out.statuses_to(TRUNK), [200, 200], "resent at T1 and 2*T1 later");
+    h.input_on(Transport::Tcp, TRUNK, &trunk_in_dialog("ACK", &ok, 1, "ack11"));
     assert!(h.advance(10_000).statuses_to(TRUNK).is_empty());
 }
