@@ -15,6 +15,7 @@
 use super::sip::builder::MessageBuilder;
 use super::sip::uri::{Host, Uri};
 use super::sip::view::NameAddr;
+use super::sip::view::scan::split_commas;
 use super::sip::{HeaderName, Method, ParseError, SipMessage};
 use super::transaction::Destination;
 use std::net::{IpAddr, SocketAddr};
@@ -74,11 +75,11 @@ impl Dialog {
             .to_owned();
         let to = invite.single(HeaderName::To)?.value_str()?.into_owned();
         let remote = invite.single(HeaderName::From)?.value_str()?.into_owned();
-        let route_set = invite
-            .headers_named(HeaderName::RecordRoute)
-            .map(|f| f.value_str().map(|v| v.into_owned()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let remote_target = contact_uri(invite)?;
+        let route_set = record_route(invite)?;
+        // §8.1.1.8 makes Contact mandatory in an INVITE; a trunk that leaves it out is
+        // still reached, at the address its INVITE came from.
+        let remote_target =
+            contact_uri(invite).unwrap_or_else(|_| format!("sip:{}", source.address));
         let destination = next_hop(&route_set, &remote_target, source);
         Ok(Dialog {
             call_id: invite.call_id()?.to_owned(),
@@ -114,10 +115,7 @@ impl Dialog {
             .tag()
             .ok_or(ParseError::bad(HeaderName::From, "no tag"))?
             .to_owned();
-        let mut route_set = response
-            .headers_named(HeaderName::RecordRoute)
-            .map(|f| f.value_str().map(|v| v.into_owned()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut route_set = record_route(response)?;
         route_set.reverse();
         // A 1xx may lack a Contact; the request's target stands in until a 2xx brings one.
         let remote_target = contact_uri(response).or_else(|_| {
@@ -198,6 +196,21 @@ impl Dialog {
             }
         }
     }
+}
+
+/// Every Record-Route entry of `msg`, in order: one per header line or comma-separated
+/// value (§7.3.1), each as written.
+///
+/// Errors: a value that is not text, or whose quotes or brackets do not close.
+fn record_route(msg: &SipMessage) -> Result<Vec<String>, ParseError> {
+    let mut routes = Vec::new();
+    for field in msg.headers_named(HeaderName::RecordRoute) {
+        let value = field.value_str()?;
+        for entry in split_commas(&value, HeaderName::RecordRoute)? {
+            routes.push(entry.trim().to_owned());
+        }
+    }
+    Ok(routes)
 }
 
 /// The URI of the first Contact of `msg`, as written.

@@ -506,20 +506,27 @@ impl Engine {
         let is_ack = msg.method() == Some(&Method::Ack);
         if let Some(id) = self.server.find(&key) {
             // A retransmission, or the ACK of a non-2xx final (§17.2.1, §17.2.3).
-            let _verdict = if is_ack {
-                self.server.handle_ack(now.mono, id)
+            if is_ack {
+                // RFC 6026 §7.1: an ACK of a 2xx that reuses the INVITE's branch matches
+                // the Accepted transaction, which passes it up to the dialog.
+                let verdict = self.server.handle_ack(now.mono, id);
+                if verdict == super::transaction::Verdict::PassToTu {
+                    if let Some(key) = dialog_key(msg) {
+                        self.on_dialog_ack(&key, msg);
+                    }
+                }
             } else {
                 // Answer on the connection this copy came on (§18.2.2).
                 self.server.retarget(id, response_target(rx, msg));
-                self.server.handle_request(now.mono, id)
-            };
+                let _absorbed = self.server.handle_request(now.mono, id);
+            }
             return;
         }
         if is_ack {
             // The ACK of siaga's 2xx (§13.3.1.4), or of a 2xx for a dialog siaga does not
             // have: never answered (§17.2.3).
             if let Some(key) = dialog_key(msg)
-                && self.on_dialog_ack(&key)
+                && self.on_dialog_ack(&key, msg)
             {
                 return;
             }
@@ -601,9 +608,22 @@ impl Engine {
         // §12.2.2: a request with a To tag belongs to a dialog; siaga's own are served here.
         if let (Verdict::Reject(r), Some(key)) = (&verdict, dialog_key(msg))
             && r.status == 481
-            && let Some((status, reason)) = self.on_dialog_request(now, &key, msg)
+            && let Some((status, reason, ended)) = self.on_dialog_request(now, &key, msg)
         {
-            return Reply::Final(Answer::reject(status, reason));
+            let answer = match msg.method() {
+                // In-dialog OPTIONS: siaga's capabilities, as out of dialog (§11.2).
+                Some(Method::Options) if status == 200 => Answer {
+                    status,
+                    reason: reason.to_owned(),
+                    headers: uas::capabilities(),
+                    to_tag: None,
+                },
+                _ => Answer::reject(status, reason),
+            };
+            return match ended {
+                Some(invite) => Reply::Cancel(answer, invite),
+                None => Reply::Final(answer),
+            };
         }
         let answer = match verdict {
             Verdict::Reject(r) => Answer::from(r),

@@ -60,6 +60,17 @@ pub(crate) struct NewCall {
     pub called: String,
 }
 
+/// What siaga can relay, as an offer: PCMA, PCMU and telephone-event (RFC 4733) at
+/// `ip`. Stands in for the trunk's offer when its INVITE had none (late offer): the
+/// operator is offered this, and the trunk gets siaga's offer in the 2xx (§13.2.1).
+fn capability_offer(ip: std::net::IpAddr) -> Option<crate::engine::sdp::MediaOffer> {
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let text = format!(
+        "v=0\r\no=siaga 0 0 IN {family} {ip}\r\ns=siaga\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio 9 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n"
+    );
+    sdp::parse(text.as_bytes()).ok()
+}
+
 /// Statuses siaga gives up an operator leg on without calling it a reject.
 fn is_reject(status: u16) -> bool {
     matches!(status, 480 | 486 | 600 | 603)
@@ -113,6 +124,8 @@ impl Engine {
                 return self.refuse_call(now, tx, invite, &local_tag, 488, "Not Acceptable Here");
             }
         };
+        let late_offer = trunk_offer.is_none();
+        let trunk_offer = trunk_offer.or_else(|| capability_offer(self.config.calls.media_ip));
         let handle = self.calls.new_call_handle();
         let record = self.new_uuid();
         let max_forwards = invite.max_forwards().ok().flatten().unwrap_or(70);
@@ -129,8 +142,11 @@ impl Engine {
             Transport::Tcp => source,
         };
         let relay = self.open_relay(record);
-        if let (Some((relay, _, _)), Some(rtp)) = (relay, trunk_offer.as_ref().and_then(|o| o.rtp))
-        {
+        let trunk_rtp = trunk_offer
+            .as_ref()
+            .and_then(|o| o.rtp)
+            .filter(|_| !late_offer);
+        if let (Some((relay, _, _)), Some(rtp)) = (relay, trunk_rtp) {
             self.media(MediaCommand::SetPeer {
                 relay,
                 side: Side::Caller,
@@ -179,10 +195,19 @@ impl Engine {
                 declined: Vec::new(),
                 relay,
                 trunk_offer,
+                late_offer,
                 received_at: now.mono,
             },
         );
         self.calls.by_invite.insert(tx, handle);
+        // The 180 creates an early dialog (§12.1.1): a BYE in it ends the call.
+        if let Some(call) = self.calls.calls.get(&handle) {
+            let key = DialogKey {
+                call_id: call.trunk.invite.call_id().unwrap_or_default().to_owned(),
+                local_tag: call.trunk.local_tag.clone(),
+            };
+            self.calls.by_dialog.insert(key, (handle, None));
+        }
         self.send_provisional(now, handle, 100, "Trying");
         self.send_provisional(now, handle, 180, "Ringing");
         self.calls.schedule(
@@ -262,7 +287,10 @@ impl Engine {
         let mut b =
             response_to(&call.trunk.invite, None, status, reason, tag).header("Server", SERVER);
         if status != 100 {
-            b = b.header("Contact", self.contact(call.trunk.target.transport));
+            // §12.1.1: a response that creates a dialog copies the Record-Route.
+            b = b
+                .copy_all(&call.trunk.invite, HeaderName::RecordRoute)
+                .header("Contact", self.contact(call.trunk.target.transport));
         }
         let tx = call.trunk.tx;
         if let Err(error) = self.server.send_response(now.mono, tx, status, b.build()) {
@@ -645,6 +673,7 @@ impl Engine {
             Some(&call.trunk.local_tag),
         )
         .header("Server", SERVER)
+        .copy_all(&call.trunk.invite, HeaderName::RecordRoute)
         .header("Contact", contact)
         .header("Allow", uas::allow_value());
         if let Some(body) = body {
@@ -916,33 +945,62 @@ impl Engine {
 
     /// An ACK with a To tag arrived that no transaction took: the ACK of siaga's 2xx to
     /// the trunk (§13.3.1.4: stop resending it), or a stray one (dropped, §17.2.3).
-    pub(crate) fn on_dialog_ack(&mut self, key: &DialogKey) -> bool {
+    pub(crate) fn on_dialog_ack(&mut self, key: &DialogKey, ack: &SipMessage) -> bool {
         let Some(&(handle, None)) = self.calls.by_dialog.get(key) else {
             return false;
         };
-        if let Some(call) = self.calls.calls.get_mut(&handle) {
-            call.trunk.ok = None;
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return true;
+        };
+        let first = call.trunk.ok.take().is_some();
+        // Late offer: the ACK carries the trunk's answer to siaga's offer (RFC 3264 §5).
+        if first && call.late_offer && !ack.body().is_empty() {
+            match sdp::parse(ack.body()) {
+                Ok(answer) => {
+                    if let (Some((relay, _, _)), Some(rtp)) = (call.relay, answer.rtp) {
+                        self.media(MediaCommand::SetPeer {
+                            relay,
+                            side: Side::Caller,
+                            rtp,
+                        });
+                    }
+                }
+                Err(error) => {
+                    tracing::info!(%error, "trunk's answer in the ACK unreadable; relying on latching");
+                }
+            }
         }
         true
     }
 
-    /// A BYE (or other request) in one of siaga's dialogs. Returns the final response to
-    /// send, or `None` when the dialog is not siaga's.
+    /// A BYE (or other request) in one of siaga's dialogs, early or confirmed. Returns the
+    /// final response to send and, for a BYE in the early dialog, the INVITE transaction to
+    /// end once it is sent (the caller hung up); `None` when the dialog is not siaga's.
     pub(crate) fn on_dialog_request(
         &mut self,
         now: Now,
         key: &DialogKey,
         msg: &SipMessage,
-    ) -> Option<(u16, &'static str)> {
+    ) -> Option<(u16, &'static str, Option<TxId>)> {
         let &(handle, leg) = self.calls.by_dialog.get(key)?;
         let seq = msg.cseq().ok()?.seq;
         let call = self.calls.calls.get_mut(&handle)?;
+        // §15: a BYE in the early dialog of siaga's 180 — the caller hung up before an
+        // operator answered: 200 to the BYE, 487 to the INVITE, recorded as abandoned.
+        if leg.is_none() && call.trunk.dialog.is_none() {
+            let tx = call.trunk.tx;
+            return match msg.method() {
+                Some(Method::Bye) => Some((200, "OK", Some(tx))),
+                Some(Method::Invite) => Some((488, "Not Acceptable Here", None)),
+                _ => Some((200, "OK", None)),
+            };
+        }
         let dialog = match leg {
             None => call.trunk.dialog.as_mut(),
             Some(l) => call.legs.get_mut(&l).and_then(|l| l.dialog.as_mut()),
         }?;
         if !dialog.accept_remote_seq(seq) {
-            return Some((500, "Server Internal Error"));
+            return Some((500, "Server Internal Error", None));
         }
         match msg.method() {
             Some(Method::Bye) => {
@@ -952,12 +1010,12 @@ impl Engine {
                     Party::Operator
                 };
                 self.end_call(now, handle, by, Disposition::Answered);
-                Some((200, "OK"))
+                Some((200, "OK", None))
             }
             // Hold and session refresh arrive with the trunk-hardening work; until then
             // a re-INVITE is refused and the session goes on unchanged (§14.1).
-            Some(Method::Invite) => Some((488, "Not Acceptable Here")),
-            _ => Some((200, "OK")),
+            Some(Method::Invite) => Some((488, "Not Acceptable Here", None)),
+            _ => Some((200, "OK", None)),
         }
     }
 
@@ -992,6 +1050,10 @@ impl Engine {
             return;
         };
         self.calls.by_invite.remove(&call.trunk.tx);
+        self.calls.by_dialog.remove(&DialogKey {
+            call_id: call.trunk.invite.call_id().unwrap_or_default().to_owned(),
+            local_tag: call.trunk.local_tag.clone(),
+        });
         // The trunk side: BYE unless the caller hung up (a CANCELled INVITE has no dialog).
         if let Some(mut dialog) = call.trunk.dialog.take() {
             self.calls.by_dialog.remove(&dialog.key());

@@ -65,8 +65,11 @@ pub struct Call {
     /// The relay of this call and its ports (caller side, operator side); `None` when the
     /// port range was exhausted (the call still goes on, without audio relay).
     pub relay: Option<(RelayId, u16, u16)>,
-    /// The trunk's SDP offer.
+    /// The trunk's SDP offer; for an INVITE without one (late offer, RFC 3261 §13.2.1),
+    /// siaga's own capabilities, offered to the trunk in the 2xx.
     pub trunk_offer: Option<MediaOffer>,
+    /// The INVITE had no offer: the 2xx carries siaga's and the trunk's ACK the answer.
+    pub late_offer: bool,
     /// When the INVITE arrived.
     pub received_at: MonoTime,
 }

@@ -738,7 +738,11 @@ fn b2_a_bye_in_the_early_dialog_ends_the_queued_call() {
     let ringing = out.to(TRUNK).pop().expect("180");
     assert_eq!(ringing.status(), Some(180));
     let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ringing, 2, "b2bye"));
-    assert_eq!(out.statuses_to(TRUNK), [200, 487], "BYE in the early dialog");
+    assert_eq!(
+        out.statuses_to(TRUNK),
+        [200, 487],
+        "BYE in the early dialog"
+    );
     assert_eq!(h.engine.live_calls(), 0, "the caller hung up");
 }
 
@@ -835,8 +839,14 @@ fn b6_no_common_codec_on_one_binding_cancels_the_others() {
     h.register_binding("1001", OP1);
     h.register_binding("1001", OP2);
     let out = h.input(TRUNK, &trunk_invite("b6"));
-    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
-    let b = out.requests_to(OP2, Method::Invite).pop().expect("INVITE b");
+    let a = out
+        .requests_to(OP1, Method::Invite)
+        .pop()
+        .expect("INVITE a");
+    let b = out
+        .requests_to(OP2, Method::Invite)
+        .pop()
+        .expect("INVITE b");
     h.input(OP2, &phone_response(&b, 180, "Ringing", "b1", None));
     let g729 = "v=0\r\no=op 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
     let out = h.input(OP1, &phone_response(&a, 200, "OK", "a1", Some(g729)));
@@ -860,18 +870,33 @@ fn p1_two_bindings_answer_at_once() {
     h.register_binding("1001", OP1);
     h.register_binding("1001", OP2);
     let out = h.input(TRUNK, &trunk_invite("p1"));
-    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
-    let b = out.requests_to(OP2, Method::Invite).pop().expect("INVITE b");
+    let a = out
+        .requests_to(OP1, Method::Invite)
+        .pop()
+        .expect("INVITE a");
+    let b = out
+        .requests_to(OP2, Method::Invite)
+        .pop()
+        .expect("INVITE b");
     h.input(OP1, &phone_response(&a, 180, "Ringing", "a1", None));
     h.input(OP2, &phone_response(&b, 180, "Ringing", "b1", None));
-    let out1 = h.input(OP1, &phone_response(&a, 200, "OK", "a1", Some(SDP_OPERATOR)));
+    let out1 = h.input(
+        OP1,
+        &phone_response(&a, 200, "OK", "a1", Some(SDP_OPERATOR)),
+    );
     assert_eq!(out1.statuses_to(TRUNK), [200]);
     assert_eq!(out1.requests_to(OP2, Method::Cancel).len(), 1);
-    let out2 = h.input(OP2, &phone_response(&b, 200, "OK", "b1", Some(SDP_OPERATOR)));
+    let out2 = h.input(
+        OP2,
+        &phone_response(&b, 200, "OK", "b1", Some(SDP_OPERATOR)),
+    );
     assert!(out2.statuses_to(TRUNK).is_empty());
     assert_eq!(out2.requests_to(OP2, Method::Ack).len(), 1);
     assert_eq!(out2.requests_to(OP2, Method::Bye).len(), 1);
-    assert!(matches!(h.engine.agent_state("1001"), Some(AgentState::OnCall { .. })));
+    assert!(matches!(
+        h.engine.agent_state("1001"),
+        Some(AgentState::OnCall { .. })
+    ));
     assert_eq!(h.engine.live_calls(), 1);
 }
 
@@ -881,11 +906,20 @@ fn p2_486_from_one_binding_and_200_from_the_other() {
     h.register_binding("1001", OP1);
     h.register_binding("1001", OP2);
     let out = h.input(TRUNK, &trunk_invite("p2"));
-    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
-    let b = out.requests_to(OP2, Method::Invite).pop().expect("INVITE b");
+    let a = out
+        .requests_to(OP1, Method::Invite)
+        .pop()
+        .expect("INVITE a");
+    let b = out
+        .requests_to(OP2, Method::Invite)
+        .pop()
+        .expect("INVITE b");
     let out = h.input(OP1, &phone_response(&a, 486, "Busy Here", "a1", None));
     assert!(out.events.is_empty(), "{:?}", out.events);
-    let out = h.input(OP2, &phone_response(&b, 200, "OK", "b1", Some(SDP_OPERATOR)));
+    let out = h.input(
+        OP2,
+        &phone_response(&b, 200, "OK", "b1", Some(SDP_OPERATOR)),
+    );
     assert_eq!(out.statuses_to(TRUNK), [200]);
 }
 
@@ -895,7 +929,10 @@ fn p3_unregister_while_ringing() {
     let mut h = Harness::new(3);
     h.register("1001", OP1);
     let out = h.input(TRUNK, &trunk_invite("p3"));
-    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
+    let a = out
+        .requests_to(OP1, Method::Invite)
+        .pop()
+        .expect("INVITE a");
     h.input(OP1, &phone_response(&a, 180, "Ringing", "a1", None));
     // Binding expiry: advance past 3600 s while the call is answered instead? Here: expiry
     // during ringing is equivalent to Expires: 0.
@@ -913,13 +950,30 @@ fn b7_a_second_2xx_with_another_to_tag_is_acked_and_byed() {
     let mut h = Harness::new(15);
     h.register("1001", OP1);
     let out = h.input(TRUNK, &trunk_invite("p4"));
-    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
-    h.input(OP1, &phone_response(&a, 200, "OK", "a1", Some(SDP_OPERATOR)));
-    let out = h.input(OP1, &phone_response(&a, 200, "OK", "a2", Some(SDP_OPERATOR)));
+    let a = out
+        .requests_to(OP1, Method::Invite)
+        .pop()
+        .expect("INVITE a");
+    h.input(
+        OP1,
+        &phone_response(&a, 200, "OK", "a1", Some(SDP_OPERATOR)),
+    );
+    let out = h.input(
+        OP1,
+        &phone_response(&a, 200, "OK", "a2", Some(SDP_OPERATOR)),
+    );
     let acks = out.requests_to(OP1, Method::Ack);
     assert_eq!(acks.len(), 1);
-    assert_eq!(acks[0].to().expect("to").tag(), Some("a2"), "ACK goes to the a1 dialog instead");
-    assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1, "the second dialog is not ended");
+    assert_eq!(
+        acks[0].to().expect("to").tag(),
+        Some("a2"),
+        "ACK goes to the a1 dialog instead"
+    );
+    assert_eq!(
+        out.requests_to(OP1, Method::Bye).len(),
+        1,
+        "the second dialog is not ended"
+    );
 }
 
 /// B8 (design). The ring-timeout CANCEL crosses the operator's 200: the call is still
@@ -931,13 +985,30 @@ fn b8_an_answer_crossing_the_ring_timeout_cancel_is_kept_while_the_call_waits() 
     let mut h = Harness::new(3);
     h.register("1001", OP1);
     let out = h.input(TRUNK, &trunk_invite("p5"));
-    let a = out.requests_to(OP1, Method::Invite).pop().expect("INVITE a");
+    let a = out
+        .requests_to(OP1, Method::Invite)
+        .pop()
+        .expect("INVITE a");
     h.input(OP1, &phone_response(&a, 180, "Ringing", "a1", None));
     let out = h.advance(3_000);
     assert_eq!(out.requests_to(OP1, Method::Cancel).len(), 1);
-    let out = h.input(OP1, &phone_response(&a, 200, "OK", "a1", Some(SDP_OPERATOR)));
-    assert_eq!(out.statuses_to(TRUNK), [200], "the operator who picked up is hung up on: {:?}",
-        out.sent.iter().map(|t| String::from_utf8_lossy(&t.bytes).lines().next().unwrap_or("").to_owned()).collect::<Vec<_>>());
+    let out = h.input(
+        OP1,
+        &phone_response(&a, 200, "OK", "a1", Some(SDP_OPERATOR)),
+    );
+    assert_eq!(
+        out.statuses_to(TRUNK),
+        [200],
+        "the operator who picked up is hung up on: {:?}",
+        out.sent
+            .iter()
+            .map(|t| String::from_utf8_lossy(&t.bytes)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned())
+            .collect::<Vec<_>>()
+    );
 }
 
 /// Probe: operator BYE before the trunk ACKed the 2xx; then the trunk's late ACK.
@@ -947,7 +1018,10 @@ fn p6_operator_bye_before_trunk_ack() {
     h.register("1001", OP1);
     let out = h.input(TRUNK, &trunk_invite("p6"));
     let invite = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
-    let out = h.input(OP1, &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    let out = h.input(
+        OP1,
+        &phone_response(&invite, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
     let ok = out.to(TRUNK).pop().expect("2xx");
     let ack = out.requests_to(OP1, Method::Ack).pop().expect("ACK");
     let bye = format!(
@@ -961,9 +1035,16 @@ fn p6_operator_bye_before_trunk_ack() {
     assert_eq!(out.requests_to(TRUNK, Method::Bye).len(), 1);
     h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "p6ack"));
     let out = h.advance(40_000);
-    assert!(out.statuses_to(TRUNK).is_empty(), "2xx still resent: {:?}", out.statuses_to(TRUNK));
+    assert!(
+        out.statuses_to(TRUNK).is_empty(),
+        "2xx still resent: {:?}",
+        out.statuses_to(TRUNK)
+    );
     assert_eq!(h.engine.live_calls(), 0);
-    assert!(matches!(h.engine.agent_state("1001"), Some(AgentState::Available { .. })));
+    assert!(matches!(
+        h.engine.agent_state("1001"),
+        Some(AgentState::Available { .. })
+    ));
 }
 
 const SBC: &str = "127.0.0.1:5098";
@@ -972,10 +1053,16 @@ const SBC: &str = "127.0.0.1:5098";
 /// and returns (siaga's 2xx to the trunk, the operator's ACK).
 fn answered_call(h: &mut Harness, id: &str, extra: &str) -> (SipMessage, SipMessage) {
     h.register("1001", OP1);
-    let invite = trunk_invite(id).replace("Max-Forwards: 70\r\n", &format!("Max-Forwards: 70\r\n{extra}"));
+    let invite = trunk_invite(id).replace(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\n{extra}"),
+    );
     let out = h.input(TRUNK, &invite);
     let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
-    let out = h.input(OP1, &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    let out = h.input(
+        OP1,
+        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
     let ok = out.to(TRUNK).pop().expect("2xx");
     let ack = out.requests_to(OP1, Method::Ack).pop().expect("ACK");
     h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, &format!("{id}ack")));
@@ -1026,7 +1113,10 @@ fn b10_a_comma_joined_record_route_still_routes_the_bye_via_the_first_hop() {
         0,
         "BYE bypassed the record-routed proxy"
     );
-    let bye = out.requests_to(SBC, Method::Bye).pop().expect("BYE via the first hop");
+    let bye = out
+        .requests_to(SBC, Method::Bye)
+        .pop()
+        .expect("BYE via the first hop");
     assert_eq!(bye.headers_named(HeaderName::Route).count(), 2);
 }
 
@@ -1066,11 +1156,17 @@ fn b11_after_the_trunks_tcp_connection_closed_the_bye_still_goes_out() {
     h.register("1001", OP1);
     let invite = trunk_invite("b11")
         .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
-        .replace(&format!("<sip:gw@{TRUNK}>"), &format!("<sip:gw@{TRUNK};transport=tcp>"));
+        .replace(
+            &format!("<sip:gw@{TRUNK}>"),
+            &format!("<sip:gw@{TRUNK};transport=tcp>"),
+        );
     // The SBC's connection comes from an ephemeral port; Via and Contact name its listener.
     let out = h.input_tcp("127.0.0.1:40001", 7, &invite);
     let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
-    let out = h.input(OP1, &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    let out = h.input(
+        OP1,
+        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
     let ack = out.requests_to(OP1, Method::Ack).pop().expect("ACK");
     let ok = out
         .sent
@@ -1114,7 +1210,11 @@ fn b12_after_the_operators_tcp_connection_closed_the_bye_still_goes_out() {
         .find(|t| t.connection == Some(crate::engine::ConnectionId(9)))
         .map(|t| SipMessage::parse(t.bytes.clone(), Transport::Tcp).expect("INVITE"))
         .expect("INVITE on the phone's connection");
-    let out = h.input_tcp(OP1, 9, &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    let out = h.input_tcp(
+        OP1,
+        9,
+        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
     let ok = out.to(TRUNK).pop().expect("2xx");
     h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "b12ack"));
     h.connection_closed(9);
@@ -1145,9 +1245,13 @@ fn hdr(m: &SipMessage, name: HeaderName) -> String {
 }
 
 fn f1_run(seed: u64) {
-    let mut rng = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut rng = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = move |n: u64| {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (rng >> 33) % n
     };
     const OP3: &str = "127.0.0.1:5073";
@@ -1190,17 +1294,21 @@ fn f1_run(seed: u64) {
                         Some(Method::Cancel) => {
                             let cid = m.call_id().expect("cid").to_owned();
                             queue.push(h.input(p, &phone_response(&m, 200, "OK", "x", None)));
-                            if let Some(k) = pending
-                                .iter()
-                                .position(|(j, inv)| *j == i && inv.call_id().ok() == Some(cid.as_str()))
-                            {
+                            if let Some(k) = pending.iter().position(|(j, inv)| {
+                                *j == i && inv.call_id().ok() == Some(cid.as_str())
+                            }) {
                                 let (_, inv) = pending.remove(k);
-                                queue.push(h.input(p, &phone_response(&inv, 487, "Request Terminated", "x", None)));
+                                queue.push(h.input(
+                                    p,
+                                    &phone_response(&inv, 487, "Request Terminated", "x", None),
+                                ));
                             }
                         }
                         Some(Method::Bye) => {
                             let cid = m.call_id().expect("cid").to_owned();
-                            talking.retain(|(j, inv, _)| !(*j == i && inv.call_id().ok() == Some(cid.as_str())));
+                            talking.retain(|(j, inv, _)| {
+                                !(*j == i && inv.call_id().ok() == Some(cid.as_str()))
+                            });
                             queue.push(h.input(p, &phone_response(&m, 200, "OK", "x", None)));
                         }
                         _ => {}
@@ -1215,14 +1323,22 @@ fn f1_run(seed: u64) {
                         // 200 to siaga's BYE
                         let resp = format!(
                             "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-                            hdr(&m, HeaderName::Via), hdr(&m, HeaderName::From), hdr(&m, HeaderName::To), cid, hdr(&m, HeaderName::CSeq));
+                            hdr(&m, HeaderName::Via),
+                            hdr(&m, HeaderName::From),
+                            hdr(&m, HeaderName::To),
+                            cid,
+                            hdr(&m, HeaderName::CSeq)
+                        );
                         queue.push(h.input(TRUNK, &resp));
                     }
                     (None, Some(200)) if m.cseq().expect("cseq").method == Method::Invite => {
                         let cid = m.call_id().expect("cid").to_owned();
                         if !trunk_answered.iter().any(|(c, _)| *c == cid) {
                             log.push(format!("trunk answered {cid}"));
-                            queue.push(h.input(TRUNK, &trunk_in_dialog("ACK", &m, 1, &format!("ack{cid}"))));
+                            queue.push(h.input(
+                                TRUNK,
+                                &trunk_in_dialog("ACK", &m, 1, &format!("ack{cid}")),
+                            ));
                             trunk_answered.push((cid, m));
                         }
                     }
@@ -1243,7 +1359,9 @@ fn f1_run(seed: u64) {
                 h.input(TRUNK, &inv)
             }
             2 if !trunk_calls.is_empty() && next(2) == 0 => {
-                let inv = trunk_calls[trunk_calls.len() - 1 - next(trunk_calls.len().min(3) as u64) as usize].clone();
+                let inv = trunk_calls
+                    [trunk_calls.len() - 1 - next(trunk_calls.len().min(3) as u64) as usize]
+                    .clone();
                 log.push("trunk CANCEL".into());
                 h.input(TRUNK, &cancel_of(&inv))
             }
@@ -1258,16 +1376,43 @@ fn f1_run(seed: u64) {
                 let p = phones[i];
                 let tag = format!("t{i}{}", inv.call_id().expect("cid").replace('@', "x"));
                 match next(5) {
-                    0 => { log.push(format!("phone {i} 180")); h.input(p, &phone_response(&inv, 180, "Ringing", &tag, None)) }
+                    0 => {
+                        log.push(format!("phone {i} 180"));
+                        h.input(p, &phone_response(&inv, 180, "Ringing", &tag, None))
+                    }
                     1 | 2 => {
                         pending.remove(k);
                         talking.push((i, inv.clone(), tag.clone()));
-                        let o = h.input(p, &phone_response(&inv, 200, "OK", &tag, Some(SDP_OPERATOR)));
-                        log.push(format!("phone {i} 200 {} -> trunk {:?} phone {:?}", inv.call_id().expect("c"), o.statuses_to(TRUNK), o.to(p).iter().map(|m| m.method().map(|x| x.as_str().to_owned())).collect::<Vec<_>>()));
+                        let o = h.input(
+                            p,
+                            &phone_response(&inv, 200, "OK", &tag, Some(SDP_OPERATOR)),
+                        );
+                        log.push(format!(
+                            "phone {i} 200 {} -> trunk {:?} phone {:?}",
+                            inv.call_id().expect("c"),
+                            o.statuses_to(TRUNK),
+                            o.to(p)
+                                .iter()
+                                .map(|m| m.method().map(|x| x.as_str().to_owned()))
+                                .collect::<Vec<_>>()
+                        ));
                         o
                     }
-                    3 => { pending.remove(k); log.push(format!("phone {i} 486")); h.input(p, &phone_response(&inv, 486, "Busy Here", &tag, None)) }
-                    _ => { pending.remove(k); log.push(format!("phone {i} 200 again/dup")); talking.push((i, inv.clone(), tag.clone())); let o = h.input(p, &phone_response(&inv, 200, "OK", &tag, Some(SDP_OPERATOR))); o }
+                    3 => {
+                        pending.remove(k);
+                        log.push(format!("phone {i} 486"));
+                        h.input(p, &phone_response(&inv, 486, "Busy Here", &tag, None))
+                    }
+                    _ => {
+                        pending.remove(k);
+                        log.push(format!("phone {i} 200 again/dup"));
+                        talking.push((i, inv.clone(), tag.clone()));
+                        let o = h.input(
+                            p,
+                            &phone_response(&inv, 200, "OK", &tag, Some(SDP_OPERATOR)),
+                        );
+                        o
+                    }
                 }
             }
             7 if !talking.is_empty() => {
@@ -1275,7 +1420,12 @@ fn f1_run(seed: u64) {
                 log.push(format!("phone {i} BYE"));
                 let bye = format!(
                     "BYE sip:siaga@{SIAGA} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKpb{}\r\nMax-Forwards: 70\r\nFrom: {};tag={tag}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
-                    phones[i], tag, hdr(&inv, HeaderName::To), hdr(&inv, HeaderName::From), inv.call_id().expect("cid"));
+                    phones[i],
+                    tag,
+                    hdr(&inv, HeaderName::To),
+                    hdr(&inv, HeaderName::From),
+                    inv.call_id().expect("cid")
+                );
                 h.input(phones[i], &bye)
             }
             _ => {
@@ -1284,26 +1434,82 @@ fn f1_run(seed: u64) {
                 h.advance(ms)
             }
         };
-        handle(&mut h, out, &mut pending, &mut talking, &mut trunk_answered, &mut received, &mut ended, &mut log);
+        handle(
+            &mut h,
+            out,
+            &mut pending,
+            &mut talking,
+            &mut trunk_answered,
+            &mut received,
+            &mut ended,
+            &mut log,
+        );
     }
     // Everyone hangs up.
     for _ in 0..20 {
         for inv in trunk_calls.clone() {
             let out = h.input(TRUNK, &cancel_of(&inv));
-            handle(&mut h, out, &mut pending, &mut talking, &mut trunk_answered, &mut received, &mut ended, &mut log);
+            handle(
+                &mut h,
+                out,
+                &mut pending,
+                &mut talking,
+                &mut trunk_answered,
+                &mut received,
+                &mut ended,
+                &mut log,
+            );
         }
         for (_, ok) in trunk_answered.clone() {
-            let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 3, &format!("fbye{}", ok.call_id().expect("cid"))));
-            handle(&mut h, out, &mut pending, &mut talking, &mut trunk_answered, &mut received, &mut ended, &mut log);
+            let out = h.input(
+                TRUNK,
+                &trunk_in_dialog(
+                    "BYE",
+                    &ok,
+                    3,
+                    &format!("fbye{}", ok.call_id().expect("cid")),
+                ),
+            );
+            handle(
+                &mut h,
+                out,
+                &mut pending,
+                &mut talking,
+                &mut trunk_answered,
+                &mut received,
+                &mut ended,
+                &mut log,
+            );
         }
         trunk_answered.clear();
         for (i, inv) in pending.clone() {
-            let out = h.input(phones[i], &phone_response(&inv, 480, "Unavailable", "z", None));
-            handle(&mut h, out, &mut pending, &mut talking, &mut trunk_answered, &mut received, &mut ended, &mut log);
+            let out = h.input(
+                phones[i],
+                &phone_response(&inv, 480, "Unavailable", "z", None),
+            );
+            handle(
+                &mut h,
+                out,
+                &mut pending,
+                &mut talking,
+                &mut trunk_answered,
+                &mut received,
+                &mut ended,
+                &mut log,
+            );
         }
         pending.clear();
         let out = h.advance(40_000);
-        handle(&mut h, out, &mut pending, &mut talking, &mut trunk_answered, &mut received, &mut ended, &mut log);
+        handle(
+            &mut h,
+            out,
+            &mut pending,
+            &mut talking,
+            &mut trunk_answered,
+            &mut received,
+            &mut ended,
+            &mut log,
+        );
     }
     let stuck = |id: &str| !matches!(h.engine.agent_state(id), Some(AgentState::Available { .. }));
     assert!(
@@ -1351,8 +1557,10 @@ fn b14_refused_emergency_invites_are_recorded() {
         .iter()
         .enumerate()
     {
-        let invite = trunk_invite(&format!("b14-{i}"))
-            .replace("Max-Forwards: 70\r\n", &format!("Max-Forwards: 70\r\n{extra}"));
+        let invite = trunk_invite(&format!("b14-{i}")).replace(
+            "Max-Forwards: 70\r\n",
+            &format!("Max-Forwards: 70\r\n{extra}"),
+        );
         let out = h.input(TRUNK, &invite);
         assert!(out.statuses_to(TRUNK)[0] >= 400);
         assert!(
@@ -1372,12 +1580,28 @@ fn the_2xx_to_a_tcp_trunk_is_resent_until_the_ack() {
     let invite = trunk_invite("c11").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
     let out = h.input_on(Transport::Tcp, TRUNK, &invite);
     assert_eq!(out.statuses_to(TRUNK), [100, 180]);
-    assert!(out.sent.iter().filter(|t| t.destination == addr(TRUNK)).all(|t| t.connection.is_some()));
+    assert!(
+        out.sent
+            .iter()
+            .filter(|t| t.destination == addr(TRUNK))
+            .all(|t| t.connection.is_some())
+    );
     let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
-    let out = h.input(OP1, &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)));
+    let out = h.input(
+        OP1,
+        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
     let ok = out.to(TRUNK).pop().expect("2xx");
     let out = h.advance(1_500);
-    assert_eq!(out.statuses_to(TRUNK), [200, 200], "resent at T1 and 2*T1 later");
-    h.input_on(Transport::Tcp, TRUNK, &trunk_in_dialog("ACK", &ok, 1, "ack11"));
+    assert_eq!(
+        out.statuses_to(TRUNK),
+        [200, 200],
+        "resent at T1 and 2*T1 later"
+    );
+    h.input_on(
+        Transport::Tcp,
+        TRUNK,
+        &trunk_in_dialog("ACK", &ok, 1, "ack11"),
+    );
     assert!(h.advance(10_000).statuses_to(TRUNK).is_empty());
 }
