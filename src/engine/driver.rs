@@ -277,6 +277,7 @@ impl Engine {
                 self.server.connection_closed(connection);
                 self.client.connection_closed(connection);
                 self.registrar.handle_connection_closed(connection);
+                self.calls_connection_closed(connection);
             }
             Input::MediaReport(report) => self.handle_media_report(now, report),
         }

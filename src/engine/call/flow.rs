@@ -71,6 +71,20 @@ fn capability_offer(ip: std::net::IpAddr) -> Option<crate::engine::sdp::MediaOff
     sdp::parse(text.as_bytes()).ok()
 }
 
+/// The `ip:port` of a SIP URI whose host is an IP literal (port 5060 when absent).
+fn ip_literal_address(uri: &str) -> Option<SocketAddr> {
+    use crate::engine::sip::uri::{Host, Uri};
+    let Ok(Uri::Sip(sip)) = Uri::parse(uri) else {
+        return None;
+    };
+    let ip: std::net::IpAddr = match sip.host() {
+        Host::Ipv4(ip) => (*ip).into(),
+        Host::Ipv6(ip) => (*ip).into(),
+        Host::Domain(_) => return None,
+    };
+    Some(SocketAddr::new(ip, sip.port().unwrap_or(5060)))
+}
+
 /// Statuses siaga gives up an operator leg on without calling it a reject.
 fn is_reject(status: u16) -> bool {
     matches!(status, 480 | 486 | 600 | 603)
@@ -1216,6 +1230,49 @@ impl Engine {
         }));
         self.calls
             .schedule(now.mono + next, CallTimer::OkRetransmit(handle));
+    }
+
+    // ---- connections ----------------------------------------------------------------------
+
+    /// TCP connection `connection` closed: requests in dialogs that used it go out on a
+    /// new connection — to the trunk's Contact (or the address the INVITE came from), and
+    /// to an operator's Contact (its closed connection's source port was ephemeral),
+    /// RFC 3261 §18.1.1.
+    pub(crate) fn calls_connection_closed(&mut self, connection: crate::engine::ConnectionId) {
+        fn reroute(d: &mut Destination, connection: crate::engine::ConnectionId, target: &str) {
+            if d.connection != Some(connection) {
+                return;
+            }
+            d.connection = None;
+            if let Some(address) = ip_literal_address(target) {
+                d.address = address;
+            }
+        }
+        for call in self.calls.calls.values_mut() {
+            if call.trunk.source.connection == Some(connection) {
+                call.trunk.source.connection = None;
+            }
+            if let Some(d) = call.trunk.dialog.as_mut() {
+                if d.destination.connection == Some(connection) {
+                    d.destination.connection = None;
+                }
+            }
+            for leg in call.legs.values_mut() {
+                let target = leg.dialog.as_ref().map(|d| d.remote_target.clone());
+                if let Some(target) = &target {
+                    reroute(&mut leg.destination, connection, target);
+                    if let Some(d) = leg.dialog.as_mut() {
+                        reroute(&mut d.destination, connection, target);
+                    }
+                } else if leg.destination.connection == Some(connection) {
+                    leg.destination.connection = None;
+                }
+            }
+        }
+        for out in self.calls.invites.values_mut() {
+            let target = out.request.request_uri_raw().unwrap_or_default().to_owned();
+            reroute(&mut out.destination, connection, &target);
+        }
     }
 
     // ---- small helpers ------------------------------------------------------------------
