@@ -549,7 +549,10 @@ impl Engine {
             None => (self.answer(now, rx, msg, &head), merge),
         };
         let (answer, cancelled) = match reply {
-            Reply::Final(answer) => (answer, None),
+            Reply::Final(answer) => {
+                self.record_if_emergency(now, msg, &head, answer.status);
+                (answer, None)
+            }
             Reply::Cancel(answer, invite) => (answer, Some(invite)),
             Reply::EmergencyCall { called } => {
                 // An emergency call always gets its transaction, whatever memory holds.
@@ -663,6 +666,22 @@ impl Engine {
             return Reply::Final(Answer::reject(403, "Forbidden"));
         }
         Reply::EmergencyCall { called }
+    }
+
+    /// An emergency INVITE (new, to an emergency number) refused with `status`: recorded
+    /// as a failed call. Not a 403 to a source outside the trunk (logged; anyone could
+    /// fill the records with those) nor a 482 (a copy of a call siaga already has).
+    fn record_if_emergency(&mut self, now: Now, msg: &SipMessage, head: &RequestHead, status: u16) {
+        if msg.method() != Some(&Method::Invite)
+            || status < 300
+            || matches!(status, 403 | 482)
+            || head.to.tag().is_some()
+        {
+            return;
+        }
+        if let Some(called) = self.emergency_number(&head.request_uri) {
+            self.record_refused_call(now, msg, called, status);
+        }
     }
 
     /// The emergency number an INVITE to `uri` dialled, if it is one.

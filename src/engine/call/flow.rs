@@ -116,25 +116,7 @@ impl Engine {
             Ok(offer) => offer,
             Err(why) => {
                 tracing::warn!(why, %called, "emergency call refused with 488");
-                let record = self.new_uuid();
-                self.emit(
-                    record,
-                    now,
-                    CallEventKind::Received {
-                        trunk_call_id: invite.call_id().map(str::to_owned).unwrap_or_default(),
-                        caller,
-                        called,
-                        trunk: self.config.calls.trunk_name.clone(),
-                    },
-                );
-                self.emit(
-                    record,
-                    now,
-                    CallEventKind::Ended {
-                        by: Party::Siaga,
-                        disposition: Disposition::Failed,
-                    },
-                );
+                self.record_refused_call(now, invite, called, 488);
                 return self.refuse_call(now, tx, invite, &local_tag, 488, "Not Acceptable Here");
             }
         };
@@ -233,17 +215,48 @@ impl Engine {
         self.dispatch(now);
     }
 
+    /// Records an emergency INVITE siaga refused with `status` (only what the RFCs force:
+    /// an offer it cannot take part in, an extension it lacks …): received and ended as
+    /// `failed` at once, with a warning in the log.
+    pub(crate) fn record_refused_call(
+        &mut self,
+        now: Now,
+        invite: &SipMessage,
+        called: String,
+        status: u16,
+    ) {
+        let record = self.new_uuid();
+        tracing::warn!(call = %record, status, %called, "emergency call refused");
+        self.emit(
+            record,
+            now,
+            CallEventKind::Received {
+                trunk_call_id: invite.call_id().map(str::to_owned).unwrap_or_default(),
+                caller: super::caller_number(invite),
+                called,
+                trunk: self.config.calls.trunk_name.clone(),
+            },
+        );
+        self.emit(
+            record,
+            now,
+            CallEventKind::Ended {
+                by: Party::Siaga,
+                disposition: Disposition::Failed,
+            },
+        );
+    }
+
     /// The trunk's SDP offer: `None` without one; an error naming why when siaga cannot
     /// take part in it.
     fn read_trunk_offer(
         &self,
         invite: &SipMessage,
     ) -> Result<Option<crate::engine::sdp::MediaOffer>, String> {
-        let is_sdp = matches!(invite.content_type(), Ok(Some(t)) if t.is("application", "sdp"));
-        if !is_sdp || invite.body().is_empty() {
+        let Some(body) = crate::engine::sip::body::sdp_of(invite) else {
             return Ok(None);
-        }
-        let offer = sdp::parse(invite.body()).map_err(|e| e.to_string())?;
+        };
+        let offer = sdp::parse(body).map_err(|e| e.to_string())?;
         let relay = SocketAddr::new(self.config.calls.media_ip, 0);
         sdp::offer_to_operator(&offer, relay, &mut SdpSession::new(1))
             .map_err(|e| e.to_string())?;
@@ -268,17 +281,27 @@ impl Engine {
         }
     }
 
-    /// Opens a relay for a new call: two RTP ports (caller side, operator side). `None`
-    /// when the range is exhausted: the call goes on, with media sent to siaga's address
-    /// at port 0 refused by the peers — logged as an error, never a refusal of the call.
+    /// Opens a relay for a call: two RTP ports (caller side, operator side). `None` when
+    /// the range is exhausted (logged as an error): the call goes on, never refused — the
+    /// next offer tries again, and without a relay the SDP passes through unchanged so the
+    /// phones exchange media directly.
     fn open_relay(
         &mut self,
         record: uuid::Uuid,
     ) -> Option<(crate::engine::media::RelayId, u16, u16)> {
-        let caller_port = self.ports.allocate()?;
+        let exhausted = || {
+            tracing::error!(
+                "RTP port range (media.rtp_ports) exhausted: the call's media goes directly \
+                 between trunk and operator until ports are free"
+            );
+        };
+        let Some(caller_port) = self.ports.allocate() else {
+            exhausted();
+            return None;
+        };
         let Some(operator_port) = self.ports.allocate() else {
             self.ports.release(caller_port);
-            tracing::error!("RTP port range exhausted: a call goes on without media relay");
+            exhausted();
             return None;
         };
         let relay = self.calls.new_relay();
@@ -355,11 +378,34 @@ impl Engine {
             attempt,
         };
         let record = call.record;
+        // A call taken while the port range was exhausted gets its relay now, if it can.
+        if call.relay.is_none() {
+            let relay = self.open_relay(record);
+            let Some(call) = self.calls.calls.get_mut(&handle) else {
+                return;
+            };
+            call.relay = relay;
+            let trunk_rtp = call.trunk_offer.as_ref().and_then(|o| o.rtp);
+            if let (Some((relay, _, _)), Some(rtp), false) = (relay, trunk_rtp, call.late_offer) {
+                self.media(MediaCommand::SetPeer {
+                    relay,
+                    side: Side::Caller,
+                    rtp,
+                });
+            }
+        }
+        let Some(call) = self.calls.calls.get(&handle) else {
+            return;
+        };
         let body = match (&call.trunk_offer, call.relay) {
             (Some(offer), Some((_, _, operator_port))) => {
                 let relay = SocketAddr::new(self.config.calls.media_ip, operator_port);
                 let mut session = SdpSession::random(&mut self.rng);
                 sdp::offer_to_operator(offer, relay, &mut session).ok()
+            }
+            // No relay: the trunk's offer as it came (direct media).
+            (Some(_), None) if !call.late_offer => {
+                crate::engine::sip::body::sdp_of(&call.trunk.invite).map(Bytes::copy_from_slice)
             }
             _ => None,
         };
@@ -499,7 +545,11 @@ impl Engine {
                 {
                     self.bridge(now, tx, handle, leg_no, response);
                 }
-                Some(LegState::Answered) => self.resend_ack(handle, leg_no),
+                // The same 2xx again: ACK it again (§13.2.2.4); a 2xx with another To tag
+                // is another dialog (a forking proxy before the phone): ACK and end it.
+                Some(LegState::Answered) if self.is_leg_dialog(handle, leg_no, response) => {
+                    self.resend_ack(handle, leg_no)
+                }
                 // Answered too late (another binding won, the ring timeout passed, or the
                 // caller hung up): ACK it and end it at once.
                 _ => self.ack_and_bye(now, tx, response),
@@ -544,6 +594,19 @@ impl Engine {
             (CallState::Offering { attempt, .. }, Some(leg)) => leg.attempt == *attempt,
             _ => false,
         }
+    }
+
+    /// Whether `response` belongs to the dialog of leg `leg_no` (its To tag).
+    fn is_leg_dialog(&self, handle: CallHandle, leg_no: u32, response: &SipMessage) -> bool {
+        let remote = self
+            .calls
+            .calls
+            .get(&handle)
+            .and_then(|c| c.legs.get(&leg_no))
+            .and_then(|l| l.dialog.as_ref())
+            .map(|d| d.remote_tag.clone());
+        let to = response.to().ok();
+        remote.is_some() && remote.as_deref() == to.as_ref().and_then(|t| t.tag())
     }
 
     fn leg_tx(&self, handle: CallHandle, leg_no: u32) -> Option<ClientTxId> {
@@ -613,6 +676,10 @@ impl Engine {
                     }
                 }
             }
+            // No relay: the operator's answer as it came (direct media).
+            (Some(_), None) if !response.body().is_empty() => {
+                Some((Some(Bytes::copy_from_slice(response.body())), None))
+            }
             _ => Some((None, None)),
         };
         let Some((body, operator_rtp)) = answer else {
@@ -625,10 +692,23 @@ impl Engine {
                 },
             );
             self.ack_and_bye(now, tx, response);
-            if let Some(call) = self.calls.calls.get_mut(&handle) {
-                call.legs.remove(&leg_no);
+            // The operator's other phones of this offer stop ringing; the operator is not
+            // offered the call again before the reject delay (a phone that answers at once
+            // with a codec siaga cannot relay would otherwise loop).
+            let others: Vec<u32> = self
+                .calls
+                .calls
+                .get_mut(&handle)
+                .map(|c| {
+                    c.legs.remove(&leg_no);
+                    c.legs.keys().copied().collect()
+                })
+                .unwrap_or_default();
+            for other in others {
+                self.cancel_leg(now, handle, other);
             }
-            return self.offer_failed(now, handle, &operator, None);
+            let delay = self.config.calls.reject_retry_delay;
+            return self.offer_failed(now, handle, &operator, Some(delay));
         };
         // ACK the operator's 2xx (§13.2.2.4).
         let branch = self.new_branch();

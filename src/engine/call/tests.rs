@@ -976,41 +976,6 @@ fn b7_a_second_2xx_with_another_to_tag_is_acked_and_byed() {
     );
 }
 
-/// B8 (design). The ring-timeout CANCEL crosses the operator's 200: the call is still
-/// waiting (re-offered to the same operator at once), yet the answer is thrown away with
-/// ACK+BYE and the operator's phone rings again with a new INVITE. RFC 3261 §9.1 allows
-/// either; for a 112 queue, taking the answer connects the caller seconds sooner.
-#[test]
-fn b8_an_answer_crossing_the_ring_timeout_cancel_is_kept_while_the_call_waits() {
-    let mut h = Harness::new(3);
-    h.register("1001", OP1);
-    let out = h.input(TRUNK, &trunk_invite("p5"));
-    let a = out
-        .requests_to(OP1, Method::Invite)
-        .pop()
-        .expect("INVITE a");
-    h.input(OP1, &phone_response(&a, 180, "Ringing", "a1", None));
-    let out = h.advance(3_000);
-    assert_eq!(out.requests_to(OP1, Method::Cancel).len(), 1);
-    let out = h.input(
-        OP1,
-        &phone_response(&a, 200, "OK", "a1", Some(SDP_OPERATOR)),
-    );
-    assert_eq!(
-        out.statuses_to(TRUNK),
-        [200],
-        "the operator who picked up is hung up on: {:?}",
-        out.sent
-            .iter()
-            .map(|t| String::from_utf8_lossy(&t.bytes)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned())
-            .collect::<Vec<_>>()
-    );
-}
-
 /// Probe: operator BYE before the trunk ACKed the 2xx; then the trunk's late ACK.
 #[test]
 fn p6_operator_bye_before_trunk_ack() {

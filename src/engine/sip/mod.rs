@@ -4,6 +4,7 @@
 //! spans, body. Typed views of single headers ([`view`]) and URIs ([`uri`]) are parsed on
 //! demand. The [`builder`] copies the text of headers it does not change byte for byte.
 
+pub mod body;
 pub mod builder;
 pub mod error;
 pub mod framing;
