@@ -511,10 +511,10 @@ impl Engine {
                 // RFC 6026 §7.1: an ACK of a 2xx that reuses the INVITE's branch matches
                 // the Accepted transaction, which passes it up to the dialog.
                 let verdict = self.server.handle_ack(now.mono, id);
-                if verdict == super::transaction::Verdict::PassToTu {
-                    if let Some(key) = dialog_key(msg) {
-                        self.on_dialog_ack(&key, msg);
-                    }
+                if verdict == super::transaction::Verdict::PassToTu
+                    && let Some(key) = dialog_key(msg)
+                {
+                    self.on_dialog_ack(&key, msg);
                 }
             } else {
                 // Answer on the connection this copy came on (§18.2.2).

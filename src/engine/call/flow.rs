@@ -1332,10 +1332,10 @@ impl Engine {
             if call.trunk.source.connection == Some(connection) {
                 call.trunk.source.connection = None;
             }
-            if let Some(d) = call.trunk.dialog.as_mut() {
-                if d.destination.connection == Some(connection) {
-                    d.destination.connection = None;
-                }
+            if let Some(d) = call.trunk.dialog.as_mut()
+                && d.destination.connection == Some(connection)
+            {
+                d.destination.connection = None;
             }
             for leg in call.legs.values_mut() {
                 let target = leg.dialog.as_ref().map(|d| d.remote_target.clone());

@@ -1200,7 +1200,8 @@ fn b12_after_the_operators_tcp_connection_closed_the_bye_still_goes_out() {
 /// every call must be ended once, every operator available.
 #[test]
 fn f1_random_interleavings_leave_nothing_stuck() {
-    for seed in 1..=300u64 {
+    // 40 seeds keep the debug-build suite quick; raise locally when hunting a race.
+    for seed in 1..=40u64 {
         f1_run(seed);
     }
 }
@@ -1235,14 +1236,14 @@ fn f1_run(seed: u64) {
     let mut ended = 0usize;
     let mut n = 0;
     let mut log: Vec<String> = Vec::new();
-    let mut handle = |h: &mut Harness,
-                      out: Out,
-                      pending: &mut Vec<(usize, SipMessage)>,
-                      talking: &mut Vec<(usize, SipMessage, String)>,
-                      trunk_answered: &mut Vec<(String, SipMessage)>,
-                      received: &mut usize,
-                      ended: &mut usize,
-                      log: &mut Vec<String>| {
+    let handle = |h: &mut Harness,
+                  out: Out,
+                  pending: &mut Vec<(usize, SipMessage)>,
+                  talking: &mut Vec<(usize, SipMessage, String)>,
+                  trunk_answered: &mut Vec<(String, SipMessage)>,
+                  received: &mut usize,
+                  ended: &mut usize,
+                  log: &mut Vec<String>| {
         let mut queue = vec![out];
         while let Some(out) = queue.pop() {
             for e in &out.events {
@@ -1372,11 +1373,11 @@ fn f1_run(seed: u64) {
                         pending.remove(k);
                         log.push(format!("phone {i} 200 again/dup"));
                         talking.push((i, inv.clone(), tag.clone()));
-                        let o = h.input(
+
+                        h.input(
                             p,
                             &phone_response(&inv, 200, "OK", &tag, Some(SDP_OPERATOR)),
-                        );
-                        o
+                        )
                     }
                 }
             }
