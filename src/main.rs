@@ -222,7 +222,7 @@ fn warn_about(config: &Config) {
     if !plain.is_empty() {
         tracing::warn!(
             operators = %plain.join(", "),
-            "operators configured with a plain password: prefer operators[].ha1 (see config/siaga.toml)"
+            "operators configured with a plain password: prefer operators[].ha1 (see config/siaga.toml); if these are the shipped demo operators (passwords demo-1001, demo-1002), replace them before any real use"
         );
     }
     if config.operators.is_empty() {

@@ -285,6 +285,8 @@ async fn drive<'a>(
                 // Refuse new input, keep what is queued: recv() yields it, then None.
                 stopping = true;
                 inputs.close();
+                // Live calls end now, hung up on both sides and recorded as interrupted.
+                engine.shutdown(clock.now());
             }
             input = inputs.recv() => {
                 let Some(input) = input else { break };

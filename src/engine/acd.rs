@@ -90,6 +90,14 @@ impl Acd {
         self.waiting.len()
     }
 
+    /// Operators logged in (any state but logged out).
+    pub fn logged_in(&self) -> usize {
+        self.agents
+            .values()
+            .filter(|a| a.state != AgentState::LoggedOut)
+            .count()
+    }
+
     /// Whether `call` is waiting in the queue.
     pub fn is_waiting(&self, call: CallHandle) -> bool {
         self.positions.contains_key(&call)

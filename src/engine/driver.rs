@@ -191,6 +191,8 @@ pub struct Engine {
     pub(crate) registrar: Registrar,
     pub(crate) ports: PortPool,
     pub(crate) outputs: VecDeque<Output>,
+    /// Set by [`Engine::shutdown`]: no call is offered or taken any more.
+    pub(crate) stopping: bool,
     stats: Stats,
 }
 
@@ -215,6 +217,7 @@ impl Engine {
             registrar,
             ports,
             outputs: VecDeque::new(),
+            stopping: false,
             stats: Stats::default(),
         }
     }
@@ -281,6 +284,16 @@ impl Engine {
             }
             Input::MediaReport(report) => self.handle_media_report(now, report),
         }
+        self.collect(now);
+    }
+
+    /// siaga is stopping: every live call is ended (BYE to both legs of an answered call,
+    /// 503 to a caller still waiting, CANCEL to ringing phones) and recorded as
+    /// `interrupted`; emergency INVITEs arriving from now on draw 503 so the telco routes
+    /// them elsewhere. Drain [`Engine::poll_output`] afterwards as usual.
+    pub fn shutdown(&mut self, now: Now) {
+        self.stopping = true;
+        self.interrupt_calls(now);
         self.collect(now);
     }
 
@@ -654,6 +667,10 @@ impl Engine {
         let Some(called) = self.emergency_number(&head.request_uri) else {
             return Reply::Final(Answer::reject(404, "Not Found"));
         };
+        if self.stopping {
+            tracing::warn!(%called, "emergency INVITE while siaga stops: 503");
+            return Reply::Final(Answer::reject(503, "Service Unavailable"));
+        }
         let ip = rx.source.ip().to_canonical();
         let from_trunk = self
             .config
@@ -763,8 +780,14 @@ impl Engine {
         while let Some(change) = self.registrar.poll_change() {
             changed = true;
             match change {
-                BindingChange::Registered { user } => self.calls.acd.registered(&user, now.mono),
-                BindingChange::Unregistered { user } => self.calls.acd.unregistered(&user),
+                BindingChange::Registered { user } => {
+                    tracing::info!(operator = %user, "operator registered: logged in");
+                    self.calls.acd.registered(&user, now.mono);
+                }
+                BindingChange::Unregistered { user } => {
+                    tracing::info!(operator = %user, "operator's last binding gone: logged out");
+                    self.calls.acd.unregistered(&user);
+                }
                 BindingChange::Added(_) | BindingChange::Removed { .. } => {}
             }
         }

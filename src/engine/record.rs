@@ -187,17 +187,21 @@ pub enum Disposition {
     AbandonedWhileRinging,
     /// siaga could not serve the call (no operator leg could be set up, an error).
     Failed,
+    /// siaga stopped while the call was live: both sides were hung up (BYE, or 503 to a
+    /// caller still waiting, so the telco can route the call elsewhere).
+    Interrupted,
 }
 
 impl Disposition {
     /// As stored in `calls.disposition`: `answered`, `abandoned_in_queue`,
-    /// `abandoned_while_ringing`, `failed`.
+    /// `abandoned_while_ringing`, `failed`, `interrupted`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Disposition::Answered => "answered",
             Disposition::AbandonedInQueue => "abandoned_in_queue",
             Disposition::AbandonedWhileRinging => "abandoned_while_ringing",
             Disposition::Failed => "failed",
+            Disposition::Interrupted => "interrupted",
         }
     }
 }

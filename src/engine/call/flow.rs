@@ -117,7 +117,14 @@ impl Engine {
             Err(why) => {
                 tracing::warn!(why, %called, "emergency call refused with 488");
                 self.record_refused_call(now, invite, called, 488);
-                return self.refuse_call(now, tx, invite, &local_tag, 488, "Not Acceptable Here");
+                return self.refuse_call(
+                    now,
+                    tx,
+                    invite,
+                    (&local_tag, rx.source),
+                    488,
+                    "Not Acceptable Here",
+                );
             }
         };
         let late_offer = trunk_offer.is_none();
@@ -180,6 +187,7 @@ impl Engine {
                     invite: invite.clone(),
                     tx,
                     target,
+                    received_from: rx.source,
                     source,
                     local_tag,
                     sdp: sdp_session,
@@ -213,6 +221,9 @@ impl Engine {
         self.emit(record, now, CallEventKind::Queued);
         self.calls.acd.enqueue(handle, position);
         self.dispatch(now);
+        if self.calls.acd.logged_in() == 0 {
+            tracing::warn!(call = %record, waiting = self.calls.acd.waiting(), "emergency call queued with no operator logged in");
+        }
     }
 
     /// Records an emergency INVITE siaga refused with `status` (only what the RFCs force:
@@ -269,11 +280,11 @@ impl Engine {
         now: Now,
         tx: TxId,
         invite: &SipMessage,
-        tag: &str,
+        (tag, received): (&str, SocketAddr),
         status: u16,
         reason: &str,
     ) {
-        let bytes = response_to(invite, None, status, reason, Some(tag))
+        let bytes = response_to(invite, Some(received), status, reason, Some(tag))
             .header("Server", SERVER)
             .build();
         if let Err(error) = self.server.send_response(now.mono, tx, status, bytes) {
@@ -321,8 +332,14 @@ impl Engine {
             return;
         };
         let tag = (status != 100).then_some(call.trunk.local_tag.as_str());
-        let mut b =
-            response_to(&call.trunk.invite, None, status, reason, tag).header("Server", SERVER);
+        let mut b = response_to(
+            &call.trunk.invite,
+            Some(call.trunk.received_from),
+            status,
+            reason,
+            tag,
+        )
+        .header("Server", SERVER);
         if status != 100 {
             // §12.1.1: a response that creates a dialog copies the Record-Route.
             b = b
@@ -337,8 +354,12 @@ impl Engine {
 
     // ---- the ACD's decisions ------------------------------------------------------------
 
-    /// Offers waiting calls to available operators while the ACD finds pairs.
+    /// Offers waiting calls to available operators while the ACD finds pairs (not while
+    /// siaga stops).
     pub(crate) fn dispatch(&mut self, now: Now) {
+        if self.stopping {
+            return;
+        }
         loop {
             let calls = &self.calls.calls;
             let registrar = &self.registrar;
@@ -761,7 +782,7 @@ impl Engine {
         };
         let mut b = response_to(
             &call.trunk.invite,
-            None,
+            Some(call.trunk.received_from),
             200,
             "OK",
             Some(&call.trunk.local_tag),
@@ -1029,11 +1050,19 @@ impl Engine {
         };
         let invite = call.trunk.invite.clone();
         let tag = call.trunk.local_tag.clone();
+        let received = call.trunk.received_from;
         let disposition = match call.state {
             CallState::Queued => Disposition::AbandonedInQueue,
             _ => Disposition::AbandonedWhileRinging,
         };
-        self.refuse_call(now, tx, &invite, &tag, 487, "Request Terminated");
+        self.refuse_call(
+            now,
+            tx,
+            &invite,
+            (&tag, received),
+            487,
+            "Request Terminated",
+        );
         self.end_call(now, handle, Party::Caller, disposition);
     }
 
@@ -1115,6 +1144,32 @@ impl Engine {
 
     // ---- ending a call ------------------------------------------------------------------
 
+    /// siaga stops: every live call ends, recorded as `interrupted`. An answered call gets
+    /// BYE on both legs; a caller still waiting gets 503 (RFC 3261 §21.5.4: the telco can
+    /// route the call to another centre), and ringing operators get CANCEL.
+    pub(crate) fn interrupt_calls(&mut self, now: Now) {
+        let handles: Vec<CallHandle> = self.calls.calls.keys().copied().collect();
+        for handle in handles {
+            let Some(call) = self.calls.calls.get(&handle) else {
+                continue;
+            };
+            if call.trunk.dialog.is_none() {
+                let invite = call.trunk.invite.clone();
+                let tag = call.trunk.local_tag.clone();
+                let (tx, received) = (call.trunk.tx, call.trunk.received_from);
+                self.refuse_call(
+                    now,
+                    tx,
+                    &invite,
+                    (&tag, received),
+                    503,
+                    "Service Unavailable",
+                );
+            }
+            self.end_call(now, handle, Party::Siaga, Disposition::Interrupted);
+        }
+    }
+
     /// Ends call `handle`: BYE to every answered leg but the one `by` hung up on, CANCEL
     /// to ringing legs, the relay closed, the operator freed, the record closed.
     pub(crate) fn end_call(
@@ -1177,12 +1232,12 @@ impl Engine {
         if let Some((relay, _, _)) = call.relay {
             self.media(MediaCommand::Close { relay });
         }
-        let waited = now.mono.saturating_since(call.received_at);
+        let duration = now.mono.saturating_since(call.received_at);
         tracing::info!(
             call = %call.record,
-            by = ?by,
-            disposition = ?disposition,
-            waited_ms = waited.as_millis() as u64,
+            %by,
+            %disposition,
+            duration_ms = duration.as_millis() as u64,
             "call ended"
         );
         self.emit(call.record, now, CallEventKind::Ended { by, disposition });

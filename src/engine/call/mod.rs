@@ -83,6 +83,9 @@ pub struct TrunkLeg {
     pub tx: TxId,
     /// Where responses go (§18.2.2).
     pub target: ResponseTarget,
+    /// The INVITE's source address, stamped in the top Via of every response as
+    /// `received`/`rport` (§18.2.1, RFC 3581).
+    pub received_from: std::net::SocketAddr,
     /// Where the INVITE came from, for requests in the dialog (see [`Dialog::as_uas`]).
     pub source: Destination,
     /// siaga's To tag.

@@ -1571,3 +1571,44 @@ fn the_2xx_to_a_tcp_trunk_is_resent_until_the_ack() {
     );
     assert!(h.advance(10_000).statuses_to(TRUNK).is_empty());
 }
+
+/// Stopping siaga ends every live call: BYE to both legs of an answered call, 503 to a
+/// caller still waiting (the telco can route it elsewhere), and both recorded as
+/// interrupted; a new emergency INVITE then draws 503.
+#[test]
+fn shutdown_hangs_up_live_calls_and_records_them_as_interrupted() {
+    let mut h = Harness::new(15);
+    h.register("1001", OP1);
+    let out = h.input(TRUNK, &trunk_invite("s1"));
+    let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
+    let out = h.input(
+        OP1,
+        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "s1ack"));
+    h.input(TRUNK, &trunk_invite("s2"));
+    assert_eq!(h.engine.waiting_calls(), 1);
+    h.engine.shutdown(h.at());
+    let out = h.drain();
+    assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1);
+    assert_eq!(out.requests_to(TRUNK, Method::Bye).len(), 1);
+    assert_eq!(out.statuses_to(TRUNK), [503]);
+    let interrupted = out
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                CallEventKind::Ended {
+                    by: Party::Siaga,
+                    disposition: Disposition::Interrupted
+                }
+            )
+        })
+        .count();
+    assert_eq!(interrupted, 2);
+    assert_eq!(h.engine.live_calls(), 0);
+    let out = h.input(TRUNK, &trunk_invite("s3"));
+    assert_eq!(out.statuses_to(TRUNK), [503]);
+}
