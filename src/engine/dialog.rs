@@ -62,17 +62,14 @@ impl Dialog {
     /// go to the first route's (or else the remote target's) address when it is an IP
     /// literal, else to `source` — siaga resolves no names.
     ///
-    /// Errors: the INVITE lacks a usable From tag, To, Call-ID, CSeq or Contact.
+    /// Errors: the INVITE lacks a usable From, To, Call-ID or CSeq.
     pub fn as_uas(
         invite: &SipMessage,
         local_tag: &str,
         source: Destination,
     ) -> Result<Dialog, ParseError> {
-        let from = invite.from()?;
-        let remote_tag = from
-            .tag()
-            .ok_or(ParseError::bad(HeaderName::From, "no tag"))?
-            .to_owned();
+        // §12.1.1: a From without a tag (an RFC 2543 peer) is a null remote tag.
+        let remote_tag = invite.from()?.tag().unwrap_or_default().to_owned();
         let to = invite.single(HeaderName::To)?.value_str()?.into_owned();
         let remote = invite.single(HeaderName::From)?.value_str()?.into_owned();
         let route_set = record_route(invite)?;

@@ -643,6 +643,18 @@ impl Engine {
             };
         }
         let answer = match verdict {
+            // An emergency number at a host siaga does not list (an SBC configured with
+            // another name for the PSAP) from the trunk is still an emergency call: a 404
+            // would lose it.
+            Verdict::Reject(r)
+                if r.status == 404
+                    && msg.method() == Some(&Method::Invite)
+                    && self.is_trunk_source(rx.source.ip())
+                    && self.emergency_number(&head.request_uri).is_some() =>
+            {
+                tracing::warn!(uri = %head.request_uri, "emergency INVITE to a host not in sip.domains: taken");
+                return self.route_invite(rx, head);
+            }
             Verdict::Reject(r) => Answer::from(r),
             Verdict::ToSiaga if msg.method() == Some(&Method::Options) => Answer {
                 status: 200,
@@ -671,13 +683,7 @@ impl Engine {
             tracing::warn!(%called, "emergency INVITE while siaga stops: 503");
             return Reply::Final(Answer::reject(503, "Service Unavailable"));
         }
-        let ip = rx.source.ip().to_canonical();
-        let from_trunk = self
-            .config
-            .calls
-            .trunk_sources
-            .iter()
-            .any(|net| net.contains(&ip));
+        let from_trunk = self.is_trunk_source(rx.source.ip());
         if !from_trunk && !self.config.calls.accept_other_sources {
             tracing::warn!(source = %rx.source, %called, "emergency INVITE from a source that is not the trunk: 403");
             return Reply::Final(Answer::reject(403, "Forbidden"));
@@ -699,6 +705,16 @@ impl Engine {
         if let Some(called) = self.emergency_number(&head.request_uri) {
             self.record_refused_call(now, msg, called, status);
         }
+    }
+
+    /// Whether `ip` is one of `trunk.sources` (IPv4-mapped IPv6 counts as IPv4).
+    fn is_trunk_source(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.config
+            .calls
+            .trunk_sources
+            .iter()
+            .any(|net| net.contains(&ip))
     }
 
     /// The emergency number an INVITE to `uri` dialled, if it is one.

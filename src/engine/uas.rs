@@ -234,7 +234,10 @@ fn check_body(msg: &SipMessage) -> Result<(), Rejection> {
         Some(t) if t.is("application", "sdp") => Ok(()),
         // RFC 5621: an INVITE may carry its SDP beside other parts (an NG112 trunk adds a
         // PIDF-LO location, RFC 6442); the SDP part is used, the others are ignored.
-        Some(t) if t.is("multipart", "mixed") && super::sip::body::sdp_of(msg).is_some() => Ok(()),
+        // Without an SDP part, an INVITE is a late offer (the SDP comes in the ACK).
+        Some(t) if super::sip::body::is_multipart(&t) && msg.method() == Some(&Method::Invite) => {
+            Ok(())
+        }
         _ => Err(Rejection::new(415, "Unsupported Media Type").with("Accept", ACCEPT.to_owned())),
     }
 }

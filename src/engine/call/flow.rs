@@ -681,7 +681,21 @@ impl Engine {
         // The trunk's answer (RFC 3264 §6), from the operator's.
         let answer = match (&call.trunk_offer, call.relay) {
             (Some(offer), Some((_, caller_port, _))) => {
-                let operator_answer = sdp::parse(response.body());
+                let late_offer = call.late_offer;
+                // Late offer: siaga's offer to the trunk holds only the codec the operator
+                // will send (its first), plus telephone-event, so whatever the trunk picks
+                // is what it receives (RFC 3264 §5.1: media uses a format of the answer).
+                let operator_answer = sdp::parse(response.body()).map(|mut op| {
+                    if late_offer {
+                        let mut audio_seen = false;
+                        op.formats.retain(|f| match f.codec() {
+                            Some(c) if c.is_audio() => !std::mem::replace(&mut audio_seen, true),
+                            Some(_) => true,
+                            None => false,
+                        });
+                    }
+                    op
+                });
                 let relay = SocketAddr::new(self.config.calls.media_ip, caller_port);
                 match operator_answer {
                     Ok(op) => match sdp::answer_to_trunk(offer, &op, relay, &mut call.trunk.sdp) {
@@ -926,7 +940,9 @@ impl Engine {
         delay: Option<Duration>,
     ) {
         self.calls.acd.offer_ended(handle, operator, now.mono);
-        let delay = delay.filter(|d| !d.is_zero());
+        // At least 1 s: a phone that refuses at once (do-not-disturb) must not be offered
+        // the call in a tight loop, whatever `queue.reject_retry_delay_s` says.
+        let delay = delay.map(|d| d.max(Duration::from_secs(1)));
         if let Some(call) = self.calls.calls.get_mut(&handle) {
             if let Some(delay) = delay {
                 call.declined.retain(|(_, until)| *until > now.mono);
@@ -1110,7 +1126,7 @@ impl Engine {
         let call = self.calls.calls.get_mut(&handle)?;
         // §15: a BYE in the early dialog of siaga's 180 — the caller hung up before an
         // operator answered: 200 to the BYE, 487 to the INVITE, recorded as abandoned.
-        if leg.is_none() && call.trunk.dialog.is_none() {
+        if leg.is_none() && !matches!(call.state, CallState::Answered { .. }) {
             let tx = call.trunk.tx;
             return match msg.method() {
                 Some(Method::Bye) => Some((200, "OK", Some(tx))),
@@ -1386,6 +1402,12 @@ impl Engine {
         for call in self.calls.calls.values_mut() {
             if call.trunk.source.connection == Some(connection) {
                 call.trunk.source.connection = None;
+            }
+            // The 2xx resent until the ACK goes on a new connection (§18.2.2).
+            let target = &mut call.trunk.target;
+            if target.connection == Some(connection) {
+                target.connection = None;
+                target.destination = target.reconnect;
             }
             if let Some(d) = call.trunk.dialog.as_mut()
                 && d.destination.connection == Some(connection)

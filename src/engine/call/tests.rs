@@ -1612,3 +1612,38 @@ fn shutdown_hangs_up_live_calls_and_records_them_as_interrupted() {
     let out = h.input(TRUNK, &trunk_invite("s3"));
     assert_eq!(out.statuses_to(TRUNK), [503]);
 }
+
+/// RFC 3261 §12.1.1: a From without a tag (an RFC 2543 trunk) is a null tag; the call
+/// still forms a dialog, and the trunk's BYE ends both legs.
+#[test]
+fn a_trunk_without_from_tag_still_hangs_up_both_legs() {
+    let mut h = Harness::new(15);
+    h.register("1001", OP1);
+    let invite = trunk_invite("t1").replace(";tag=trt1", "");
+    let out = h.input(TRUNK, &invite);
+    let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
+    let out = h.input(
+        OP1,
+        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "t1ack"));
+    let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 2, "t1bye"));
+    assert_eq!(out.statuses_to(TRUNK), [200]);
+    assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1);
+    assert_eq!(h.engine.live_calls(), 0);
+}
+
+/// An SBC may address the PSAP by a name siaga does not list: an emergency number from
+/// the trunk is still taken, not 404.
+#[test]
+fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
+    let mut h = Harness::new(15);
+    let invite = trunk_invite("t2").replace(
+        "INVITE sip:112@127.0.0.1:5060",
+        "INVITE sip:112@psap.example.id",
+    );
+    let out = h.input(TRUNK, &invite);
+    assert_eq!(out.statuses_to(TRUNK), [100, 180]);
+    assert_eq!(h.engine.waiting_calls(), 1);
+}

@@ -1,5 +1,6 @@
 //! The session description in a message body: the body itself when it is
-//! `application/sdp`, or the `application/sdp` part of a `multipart/mixed` body (RFC 5621),
+//! `application/sdp`, or the `application/sdp` part of a `multipart/mixed` or
+//! `multipart/related` body (RFC 5621),
 //! as an NG112 trunk sends with a PIDF-LO location (RFC 6442) beside the SDP.
 
 use super::SipMessage;
@@ -16,7 +17,7 @@ pub fn sdp_of(msg: &SipMessage) -> Option<&[u8]> {
     if content_type.is("application", "sdp") {
         return Some(body);
     }
-    if !content_type.is("multipart", "mixed") {
+    if !is_multipart(&content_type) {
         return None;
     }
     let boundary = content_type
@@ -25,6 +26,12 @@ pub fn sdp_of(msg: &SipMessage) -> Option<&[u8]> {
         .find(|p| p.name.eq_ignore_ascii_case("boundary"))?
         .unquoted_value()?;
     multipart_sdp(body, boundary.as_bytes())
+}
+
+/// Whether a body of this type may carry an SDP part: `multipart/mixed` (RFC 5621) or
+/// `multipart/related` (as some NG112 trunks send SDP with a PIDF-LO).
+pub fn is_multipart(content_type: &super::view::MediaType) -> bool {
+    content_type.is("multipart", "mixed") || content_type.is("multipart", "related")
 }
 
 /// The first `application/sdp` part of a multipart body with `boundary` (RFC 2046 §5.1.1:
