@@ -11,10 +11,12 @@
 //! Input queue: bounded ([`RunOptions::input_queue`]). When the engine falls behind,
 //! receivers wait instead of dropping (see [`crate::transport`] for where the overload goes).
 //!
-//! Shutdown: when `shutdown` resolves, receivers stop reading and the input queue is
-//! closed; the engine task handles the inputs already queued and sends their outputs, then
-//! TCP writers write what is queued (up to [`SHUTDOWN_FLUSH`]) and close. Timers still
-//! running in the engine are not waited for (draining live calls is a later issue).
+//! Shutdown: when `shutdown` resolves, the engine ends every live call
+//! ([`Engine::shutdown`]: BYE, 503, CANCEL; records `interrupted`) and siaga keeps reading
+//! until each request it sent has its final response, at most [`SHUTDOWN_GRACE`]. Then
+//! receivers stop reading and the input queue is closed; the engine task handles the
+//! inputs already queued and sends their outputs, then TCP writers write what is queued (up
+//! to [`SHUTDOWN_FLUSH`]) and close.
 
 use crate::config::Config;
 use crate::engine::media::MediaReport;
@@ -34,6 +36,11 @@ use tracing::{info, warn};
 
 /// How long TCP writers may take to write their last messages at shutdown.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// How long siaga keeps reading after a stop was requested, while the BYEs, CANCELs and
+/// 503s that end live calls are answered (and retransmitted over UDP until they are).
+/// Reading stops earlier once every request siaga sent has its final response.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
 /// Options of [`run`].
 #[derive(Debug)]
@@ -108,7 +115,16 @@ pub async fn run(
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (inputs_tx, inputs_rx) = mpsc::channel(options.input_queue.max(1));
-    let transports = Transports::start(sockets, inputs_tx, options.limits, stop.clone(), &tracker)?;
+    // Transports stop reading only once live calls have been hung up (or the grace
+    // period passed), so the answers to siaga's last BYEs and CANCELs still arrive.
+    let transport_stop = CancellationToken::new();
+    let transports = Transports::start(
+        sockets,
+        inputs_tx,
+        options.limits,
+        transport_stop.clone(),
+        &tracker,
+    )?;
     let config = engine.config();
     info!(
         node = %config.node_id,
@@ -128,11 +144,10 @@ pub async fn run(
     };
     let engine_task = drive(
         engine,
-        inputs_rx,
-        reports_rx,
+        (inputs_rx, reports_rx),
         shell,
         options.tap,
-        stop.clone(),
+        (stop.clone(), transport_stop),
     );
     tokio::pin!(engine_task);
     let shell = tokio::select! {
@@ -262,17 +277,19 @@ impl Shell<'_> {
 /// the shell once the input queue is closed (at `stop`) and empty.
 async fn drive<'a>(
     mut engine: Engine,
-    mut inputs: mpsc::Receiver<Input>,
-    mut reports: mpsc::Receiver<MediaReport>,
+    (mut inputs, mut reports): (mpsc::Receiver<Input>, mpsc::Receiver<MediaReport>),
     mut shell: Shell<'a>,
     tap: Option<mpsc::Sender<Input>>,
-    stop: CancellationToken,
+    (stop, transport_stop): (CancellationToken, CancellationToken),
 ) -> Shell<'a> {
     let clock = Clock {
         start: Instant::now(),
     };
     let mut deadline = drain(&mut engine, &mut shell);
-    let mut stopping = false;
+    // Set when `stop` fires: until then siaga keeps reading, so its last requests are
+    // answered and retransmitted (Timers E, G) while calls are hung up.
+    let mut grace: Option<Instant> = None;
+    let mut closed = false;
     loop {
         let timer = async {
             match deadline {
@@ -280,13 +297,22 @@ async fn drive<'a>(
                 None => std::future::pending().await,
             }
         };
+        let grace_over = async {
+            match grace {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            () = stop.cancelled(), if !stopping => {
-                // Refuse new input, keep what is queued: recv() yields it, then None.
-                stopping = true;
-                inputs.close();
-                // Live calls end now, hung up on both sides and recorded as interrupted.
+            () = stop.cancelled(), if grace.is_none() => {
+                grace = Some(Instant::now() + SHUTDOWN_GRACE);
+                // Live calls end now, hung up on both sides and recorded as interrupted;
+                // emergency INVITEs arriving from now on draw 503.
                 engine.shutdown(clock.now());
+            }
+            () = grace_over, if !closed => {
+                warn!("shutdown grace period over with requests unanswered");
+                closed = true;
             }
             input = inputs.recv() => {
                 let Some(input) = input else { break };
@@ -301,6 +327,14 @@ async fn drive<'a>(
             () = timer => engine.handle_timeout(clock.now()),
         }
         deadline = drain(&mut engine, &mut shell);
+        if grace.is_some() && engine.client_transactions() == 0 {
+            closed = true;
+        }
+        if closed && !transport_stop.is_cancelled() {
+            // Refuse new input, keep what is queued: recv() yields it, then None.
+            transport_stop.cancel();
+            inputs.close();
+        }
     }
     // Reports of relays that closed already reach the record.
     while let Ok(report) = reports.try_recv() {
