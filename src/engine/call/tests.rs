@@ -86,14 +86,18 @@ impl Harness {
     }
 
     fn input_on(&mut self, transport: Transport, from: &str, text: &str) -> Out {
-        let connection = (transport == Transport::Tcp).then_some(crate::engine::ConnectionId(9));
+        let connection = (transport == Transport::Tcp).then_some(9);
+        self.receive(transport, connection, from, text)
+    }
+
+    fn receive(&mut self, transport: Transport, conn: Option<u64>, from: &str, text: &str) -> Out {
         self.engine.handle_input(
             self.at(),
             Input::Received(Received {
                 transport,
                 source: addr(from),
                 local: addr(SIAGA),
-                connection,
+                connection: conn.map(crate::engine::ConnectionId),
                 bytes: Bytes::from(text.to_owned()),
             }),
         );
@@ -134,16 +138,28 @@ impl Harness {
         }
     }
 
-    /// Registers `user` from `contact_addr` with digest authentication, as SIPp does.
-    fn register(&mut self, user: &str, from: &str) {
+    /// Registers `user` from `from` with digest authentication, as SIPp does, under Call-ID
+    /// `reg-USER-FROM` (a second binding when `from` differs); over TCP on connection
+    /// `tcp` when given.
+    fn register_on(&mut self, user: &str, from: &str, tcp: Option<u64>) {
+        let call_id = format!("reg-{user}-{from}");
+        let (via, contact_param) = match tcp {
+            Some(_) => ("TCP", ";transport=tcp"),
+            None => ("UDP", ""),
+        };
         let register = |auth: &str| {
             format!(
-                "REGISTER sip:{SIAGA} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKreg{}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@siaga.test>;tag=r{user}\r\nTo: <sip:{user}@siaga.test>\r\nCall-ID: reg-{user}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{from}>\r\nExpires: 3600\r\n{auth}Content-Length: 0\r\n\r\n",
+                "REGISTER sip:{SIAGA} SIP/2.0\r\nVia: SIP/2.0/{via} {from};branch=z9hG4bKreg{}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@siaga.test>;tag=r{user}{}\r\nTo: <sip:{user}@siaga.test>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{from}{contact_param}>\r\nExpires: 3600\r\n{auth}Content-Length: 0\r\n\r\n",
                 auth.len(),
+                from.len(),
                 if auth.is_empty() { 1 } else { 2 }
             )
         };
-        let out = self.input(from, &register(""));
+        let send = |h: &mut Harness, text: &str| match tcp {
+            Some(conn) => h.input_tcp(from, conn, text),
+            None => h.input(from, text),
+        };
+        let out = send(self, &register(""));
         let challenge = out.to(from).pop().expect("a 401");
         assert_eq!(challenge.status(), Some(401));
         let www = String::from_utf8_lossy(
@@ -167,8 +183,20 @@ impl Harness {
         let auth = format!(
             "Authorization: Digest username=\"{user}\", realm=\"siaga.test\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
         );
-        let out = self.input(from, &register(&auth));
+        let out = send(self, &register(&auth));
         assert_eq!(out.statuses_to(from), [200], "registered");
+    }
+
+    fn register(&mut self, user: &str, from: &str) {
+        self.register_on(user, from, None);
+    }
+
+    fn register_binding(&mut self, user: &str, from: &str) {
+        self.register_on(user, from, None);
+    }
+
+    fn register_tcp(&mut self, user: &str, from: &str, conn: u64) {
+        self.register_on(user, from, Some(conn));
     }
 }
 
@@ -607,85 +635,6 @@ impl Harness {
         h.engine = Engine::with_seed(config, 11);
         h
     }
-
-    /// Registers `user` with Contact `<sip:user@from>` under its own Call-ID (a second
-    /// binding when `from` differs).
-    fn register_binding(&mut self, user: &str, from: &str) {
-        let call_id = format!("reg-{user}-{from}");
-        let register = |auth: &str| {
-            format!(
-                "REGISTER sip:{SIAGA} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKreg{}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@siaga.test>;tag=r{user}{}\r\nTo: <sip:{user}@siaga.test>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{from}>\r\nExpires: 3600\r\n{auth}Content-Length: 0\r\n\r\n",
-                auth.len(),
-                from.len(),
-                if auth.is_empty() { 1 } else { 2 }
-            )
-        };
-        let out = self.input(from, &register(""));
-        let challenge = out.to(from).pop().expect("a 401");
-        assert_eq!(challenge.status(), Some(401));
-        let www = String::from_utf8_lossy(
-            &challenge
-                .header(HeaderName::WwwAuthenticate)
-                .expect("challenge")
-                .value(),
-        )
-        .into_owned();
-        let nonce = www
-            .split("nonce=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .expect("nonce");
-        let uri = format!("sip:{SIAGA}");
-        let ha1 = hex(&Md5::digest(format!("{user}:siaga.test:demo-{user}")));
-        let ha2 = hex(&Md5::digest(format!("REGISTER:{uri}")));
-        let response = hex(&Md5::digest(format!(
-            "{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"
-        )));
-        let auth = format!(
-            "Authorization: Digest username=\"{user}\", realm=\"siaga.test\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
-        );
-        let out = self.input(from, &register(&auth));
-        assert_eq!(out.statuses_to(from), [200], "registered");
-    }
-
-    /// `register_binding` over TCP connection `conn`.
-    fn register_tcp(&mut self, user: &str, from: &str, conn: u64) {
-        let call_id = format!("reg-{user}-{from}");
-        let register = |auth: &str| {
-            format!(
-                "REGISTER sip:{SIAGA} SIP/2.0\r\nVia: SIP/2.0/TCP {from};branch=z9hG4bKreg{}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@siaga.test>;tag=r{user}{}\r\nTo: <sip:{user}@siaga.test>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{from};transport=tcp>\r\nExpires: 3600\r\n{auth}Content-Length: 0\r\n\r\n",
-                auth.len(),
-                from.len(),
-                if auth.is_empty() { 1 } else { 2 }
-            )
-        };
-        let out = self.input_tcp(from, conn, &register(""));
-        let challenge = out.to(from).pop().expect("a 401");
-        assert_eq!(challenge.status(), Some(401));
-        let www = String::from_utf8_lossy(
-            &challenge
-                .header(HeaderName::WwwAuthenticate)
-                .expect("challenge")
-                .value(),
-        )
-        .into_owned();
-        let nonce = www
-            .split("nonce=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .expect("nonce");
-        let uri = format!("sip:{SIAGA}");
-        let ha1 = hex(&Md5::digest(format!("{user}:siaga.test:demo-{user}")));
-        let ha2 = hex(&Md5::digest(format!("REGISTER:{uri}")));
-        let response = hex(&Md5::digest(format!(
-            "{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"
-        )));
-        let auth = format!(
-            "Authorization: Digest username=\"{user}\", realm=\"siaga.test\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
-        );
-        let out = self.input_tcp(from, conn, &register(&auth));
-        assert_eq!(out.statuses_to(from), [200], "registered");
-    }
 }
 
 fn without_body(invite: &str) -> String {
@@ -1088,17 +1037,7 @@ fn b10_a_comma_joined_record_route_still_routes_the_bye_via_the_first_hop() {
 impl Harness {
     /// `text` received over TCP connection `conn` from `from`.
     fn input_tcp(&mut self, from: &str, conn: u64, text: &str) -> Out {
-        self.engine.handle_input(
-            self.at(),
-            Input::Received(Received {
-                transport: Transport::Tcp,
-                source: addr(from),
-                local: addr(SIAGA),
-                connection: Some(crate::engine::ConnectionId(conn)),
-                bytes: Bytes::from(text.to_owned()),
-            }),
-        );
-        self.drain()
+        self.receive(Transport::Tcp, Some(conn), from, text)
     }
 
     fn connection_closed(&mut self, conn: u64) -> Out {
