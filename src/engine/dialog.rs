@@ -13,12 +13,11 @@
 //! loose one.
 
 use super::sip::builder::MessageBuilder;
-use super::sip::uri::{Host, Uri};
+use super::sip::uri::Uri;
 use super::sip::view::NameAddr;
 use super::sip::view::scan::split_commas;
 use super::sip::{HeaderName, Method, ParseError, SipMessage};
 use super::transaction::Destination;
-use std::net::{IpAddr, SocketAddr};
 
 /// Identifies a dialog from siaga's side: the Call-ID and siaga's own tag (From tag of the
 /// requests siaga sends in it, To tag of the ones it receives).
@@ -234,15 +233,13 @@ fn next_hop(route_set: &[String], remote_target: &str, fallback: Destination) ->
         .and_then(|r| NameAddr::parse(r, HeaderName::Route).ok())
         .map(|na| na.uri)
         .or_else(|| Uri::parse(remote_target).ok());
-    let Some(Uri::Sip(sip)) = uri_text else {
+    let Some(address) = uri_text
+        .as_ref()
+        .and_then(Uri::as_sip)
+        .and_then(|sip| sip.socket_addr())
+    else {
         return fallback;
     };
-    let ip: IpAddr = match sip.host() {
-        Host::Ipv4(ip) => (*ip).into(),
-        Host::Ipv6(ip) => (*ip).into(),
-        Host::Domain(_) => return fallback,
-    };
-    let address = SocketAddr::new(ip, sip.port().unwrap_or(5060));
     Destination {
         transport: fallback.transport,
         address,

@@ -563,7 +563,7 @@ impl Engine {
         };
         let (answer, cancelled) = match reply {
             Reply::Final(answer) => {
-                self.record_if_emergency(now, msg, &head, answer.status);
+                self.record_if_emergency(now, msg, &head, &answer);
                 (answer, None)
             }
             Reply::Cancel(answer, invite) => (answer, Some(invite)),
@@ -694,7 +694,14 @@ impl Engine {
     /// An emergency INVITE (new, to an emergency number) refused with `status`: recorded
     /// as a failed call. Not a 403 to a source outside the trunk (logged; anyone could
     /// fill the records with those) nor a 482 (a copy of a call siaga already has).
-    fn record_if_emergency(&mut self, now: Now, msg: &SipMessage, head: &RequestHead, status: u16) {
+    fn record_if_emergency(
+        &mut self,
+        now: Now,
+        msg: &SipMessage,
+        head: &RequestHead,
+        answer: &Answer,
+    ) {
+        let status = answer.status;
         if msg.method() != Some(&Method::Invite)
             || status < 300
             || matches!(status, 403 | 482)
@@ -703,7 +710,7 @@ impl Engine {
             return;
         }
         if let Some(called) = self.emergency_number(&head.request_uri) {
-            self.record_refused_call(now, msg, called, status);
+            self.record_refused_call(now, msg, called, status, &answer.reason);
         }
     }
 

@@ -32,18 +32,10 @@ use std::time::Duration;
 /// TCP connection closed, its source port was ephemeral: the Contact's address is used
 /// instead when it is an IP literal (RFC 3261 §18.1.1).
 fn binding_destination(b: &crate::engine::registrar::Binding) -> Destination {
-    use crate::engine::sip::uri::Host;
-    let mut address = b.source;
-    if b.transport == Transport::Tcp && b.connection.is_none() {
-        let ip: Option<std::net::IpAddr> = match b.contact_uri.host() {
-            Host::Ipv4(ip) => Some((*ip).into()),
-            Host::Ipv6(ip) => Some((*ip).into()),
-            Host::Domain(_) => None,
-        };
-        if let Some(ip) = ip {
-            address = SocketAddr::new(ip, b.contact_uri.port().unwrap_or(5060));
-        }
-    }
+    let reconnect = (b.transport == Transport::Tcp && b.connection.is_none())
+        .then(|| b.contact_uri.socket_addr())
+        .flatten();
+    let address = reconnect.unwrap_or(b.source);
     Destination {
         transport: b.transport,
         address,
@@ -73,16 +65,10 @@ fn capability_offer(ip: std::net::IpAddr) -> Option<crate::engine::sdp::MediaOff
 
 /// The `ip:port` of a SIP URI whose host is an IP literal (port 5060 when absent).
 fn ip_literal_address(uri: &str) -> Option<SocketAddr> {
-    use crate::engine::sip::uri::{Host, Uri};
-    let Ok(Uri::Sip(sip)) = Uri::parse(uri) else {
-        return None;
-    };
-    let ip: std::net::IpAddr = match sip.host() {
-        Host::Ipv4(ip) => (*ip).into(),
-        Host::Ipv6(ip) => (*ip).into(),
-        Host::Domain(_) => return None,
-    };
-    Some(SocketAddr::new(ip, sip.port().unwrap_or(5060)))
+    crate::engine::sip::uri::Uri::parse(uri)
+        .ok()?
+        .as_sip()?
+        .socket_addr()
 }
 
 /// Statuses siaga gives up an operator leg on without calling it a reject.
@@ -115,8 +101,7 @@ impl Engine {
         let trunk_offer = match self.read_trunk_offer(invite) {
             Ok(offer) => offer,
             Err(why) => {
-                tracing::warn!(why, %called, "emergency call refused with 488");
-                self.record_refused_call(now, invite, called, 488);
+                self.record_refused_call(now, invite, called, 488, &why);
                 return self.refuse_call(
                     now,
                     tx,
@@ -132,17 +117,16 @@ impl Engine {
         let handle = self.calls.new_call_handle();
         let record = self.new_uuid();
         let max_forwards = invite.max_forwards().ok().flatten().unwrap_or(70);
+        // In-dialog requests go back where the INVITE came from when no Contact or route
+        // names an IP (see `Dialog::as_uas`): over UDP the response address, over TCP its
+        // connection (or a new one to the Via's sent-by).
         let source = Destination {
             transport: rx.transport,
-            address: target.reconnect,
-            connection: rx.connection,
-        };
-        let source = match rx.transport {
-            Transport::Udp => Destination {
-                address: target.destination,
-                ..source
+            address: match rx.transport {
+                Transport::Udp => target.destination,
+                Transport::Tcp => target.reconnect,
             },
-            Transport::Tcp => source,
+            connection: rx.connection,
         };
         let relay = self.open_relay(record);
         let trunk_rtp = trunk_offer
@@ -206,11 +190,9 @@ impl Engine {
         self.calls.by_invite.insert(tx, handle);
         // The 180 creates an early dialog (§12.1.1): a BYE in it ends the call.
         if let Some(call) = self.calls.calls.get(&handle) {
-            let key = DialogKey {
-                call_id: call.trunk.invite.call_id().unwrap_or_default().to_owned(),
-                local_tag: call.trunk.local_tag.clone(),
-            };
-            self.calls.by_dialog.insert(key, (handle, None));
+            self.calls
+                .by_dialog
+                .insert(call.trunk.dialog_key(), (handle, None));
         }
         self.send_provisional(now, handle, 100, "Trying");
         self.send_provisional(now, handle, 180, "Ringing");
@@ -228,16 +210,17 @@ impl Engine {
 
     /// Records an emergency INVITE siaga refused with `status` (only what the RFCs force:
     /// an offer it cannot take part in, an extension it lacks …): received and ended as
-    /// `failed` at once, with a warning in the log.
+    /// `failed` at once, with a warning naming `why`.
     pub(crate) fn record_refused_call(
         &mut self,
         now: Now,
         invite: &SipMessage,
         called: String,
         status: u16,
+        why: &str,
     ) {
         let record = self.new_uuid();
-        tracing::warn!(call = %record, status, %called, "emergency call refused");
+        tracing::warn!(call = %record, status, why, %called, "emergency call refused");
         self.emit(
             record,
             now,
@@ -811,10 +794,8 @@ impl Engine {
         let ok = b.build();
         let trunk_tx = call.trunk.tx;
         match Dialog::as_uas(&call.trunk.invite, &call.trunk.local_tag, call.trunk.source) {
-            Ok(d) => {
-                self.calls.by_dialog.insert(d.key(), (handle, None));
-                call.trunk.dialog = Some(d);
-            }
+            // Indexed since the 180 under the same key (`TrunkLeg::dialog_key`).
+            Ok(d) => call.trunk.dialog = Some(d),
             Err(error) => {
                 tracing::warn!(call = %record, %error, "trunk INVITE forms no dialog; BYE cannot reach it")
             }
@@ -1215,16 +1196,12 @@ impl Engine {
             return;
         };
         self.calls.by_invite.remove(&call.trunk.tx);
-        self.calls.by_dialog.remove(&DialogKey {
-            call_id: call.trunk.invite.call_id().unwrap_or_default().to_owned(),
-            local_tag: call.trunk.local_tag.clone(),
-        });
+        self.calls.by_dialog.remove(&call.trunk.dialog_key());
         // The trunk side: BYE unless the caller hung up (a CANCELled INVITE has no dialog).
-        if let Some(mut dialog) = call.trunk.dialog.take() {
-            self.calls.by_dialog.remove(&dialog.key());
-            if by != Party::Caller {
-                self.send_bye(now, &mut dialog);
-            }
+        if let Some(mut dialog) = call.trunk.dialog.take()
+            && by != Party::Caller
+        {
+            self.send_bye(now, &mut dialog);
         }
         for leg in call.legs.values_mut() {
             if let (LegState::Answered, Some(mut dialog)) = (leg.state, leg.dialog.take()) {

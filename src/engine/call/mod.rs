@@ -100,6 +100,17 @@ pub struct TrunkLeg {
     pub ok: Option<(Bytes, Duration)>,
 }
 
+impl TrunkLeg {
+    /// The key of siaga's dialog with the trunk: early from the 180 on (§12.1.1), the
+    /// same once confirmed by the 2xx.
+    pub fn dialog_key(&self) -> DialogKey {
+        DialogKey {
+            call_id: self.invite.call_id().unwrap_or_default().to_owned(),
+            local_tag: self.local_tag.clone(),
+        }
+    }
+}
+
 /// An outbound leg: one INVITE to one binding of an operator.
 #[derive(Debug)]
 pub struct OperatorLeg {

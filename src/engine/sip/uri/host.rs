@@ -51,6 +51,15 @@ impl Host {
         }
     }
 
+    /// The address of an IP-literal host; `None` for a name (siaga resolves none).
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Host::Ipv4(ip) => Some((*ip).into()),
+            Host::Ipv6(ip) => Some((*ip).into()),
+            Host::Domain(_) => None,
+        }
+    }
+
     /// Checks that a `Domain` holds a valid host name (the address variants always do).
     pub(super) fn check(&self) -> Result<(), UriError> {
         match self {

@@ -172,6 +172,14 @@ impl SipUri {
         self.port
     }
 
+    /// Where a request to this URI goes when its host is an IP literal: that address at the
+    /// port, 5060 when none is given (RFC 3261 §19.1.2). `None` for a host name (siaga
+    /// resolves none).
+    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+        let ip = self.host.ip()?;
+        Some(std::net::SocketAddr::new(ip, self.port.unwrap_or(5060)))
+    }
+
     /// Sets or removes the explicit port.
     pub fn set_port(&mut self, port: Option<u16>) {
         self.port = port;
