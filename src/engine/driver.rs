@@ -575,22 +575,11 @@ impl Engine {
             }
             Reply::Cancel(answer, invite) => (answer, Some(invite)),
             Reply::MidCall(handle, side) => {
-                let id = self.server.create(
-                    now.mono,
-                    key,
-                    merge,
-                    target,
-                    tag,
-                    &self.config.timers,
-                );
+                let id = self
+                    .server
+                    .create(now.mono, key, merge, target, tag, &self.config.timers);
                 self.stats.server_transactions += 1;
-                return self.on_mid_call_request(
-                    now,
-                    (handle, side),
-                    id,
-                    msg,
-                    (target, rx.source),
-                );
+                return self.on_mid_call_request(now, (handle, side), id, msg, (target, rx.source));
             }
             Reply::EmergencyCall { called } => {
                 // An emergency call always gets its transaction, whatever memory holds.

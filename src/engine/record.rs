@@ -248,6 +248,15 @@ mod tests {
         let op = || "op-1".to_owned();
         let cases = [
             (CallEventKind::Queued, "queued", None),
+            (CallEventKind::SessionExpired, "session_expired", None),
+            (
+                CallEventKind::Renegotiated {
+                    by: Party::Caller,
+                    direction: "sendonly".to_owned(),
+                },
+                "renegotiated",
+                None,
+            ),
             (
                 CallEventKind::Offered { operator: op() },
                 "offered",

@@ -76,7 +76,8 @@ fn ip_literal_address(uri: &str) -> Option<SocketAddr> {
 
 /// Whether `msg` lists UPDATE in its Allow (RFC 3311 §5.1).
 fn allows_update(msg: &SipMessage) -> bool {
-    msg.allow().is_ok_and(|methods| methods.contains(&Method::Update))
+    msg.allow()
+        .is_ok_and(|methods| methods.contains(&Method::Update))
 }
 
 /// Statuses siaga gives up an operator leg on without calling it a reject.
@@ -122,26 +123,24 @@ impl Engine {
         };
         // RFC 4028 §9: an interval below siaga's Min-SE from a trunk that supports
         // session timers is refused with 422 (the trunk retries at once with a larger one).
-        let session_timer = match SessionTimer::negotiate(
-            invite,
-            self.config.calls.min_session_expires_s,
-        ) {
-            Negotiation::TooSmall { min_se } => {
-                let why = format!("Session-Expires below Min-SE {min_se} s");
-                self.record_refused_call(now, invite, called, 422, &why);
-                let min_se = [("Min-SE", min_se.to_string())];
-                return self.refuse_call(
-                    now,
-                    tx,
-                    invite,
-                    (&local_tag, rx.source),
-                    (422, "Session Interval Too Small"),
-                    &min_se,
-                );
-            }
-            Negotiation::Off => None,
-            Negotiation::On(timer) => Some(timer),
-        };
+        let session_timer =
+            match SessionTimer::negotiate(invite, self.config.calls.min_session_expires_s) {
+                Negotiation::TooSmall { min_se } => {
+                    let why = format!("Session-Expires below Min-SE {min_se} s");
+                    self.record_refused_call(now, invite, called, 422, &why);
+                    let min_se = [("Min-SE", min_se.to_string())];
+                    return self.refuse_call(
+                        now,
+                        tx,
+                        invite,
+                        (&local_tag, rx.source),
+                        (422, "Session Interval Too Small"),
+                        &min_se,
+                    );
+                }
+                Negotiation::Off => None,
+                Negotiation::On(timer) => Some(timer),
+            };
         let late_offer = trunk_offer.is_none();
         let trunk_remote_version = trunk_offer.as_ref().map(|o| o.session_version);
         let trunk_offer = trunk_offer.or_else(|| capability_offer(self.config.calls.media_ip));
@@ -287,8 +286,7 @@ impl Engine {
         };
         let offer = sdp::parse(body).map_err(|e| e.to_string())?;
         let relay = SocketAddr::new(self.config.calls.media_ip, 0);
-        sdp::offer_across(&offer, relay, &mut SdpSession::new(1))
-            .map_err(|e| e.to_string())?;
+        sdp::offer_across(&offer, relay, &mut SdpSession::new(1)).map_err(|e| e.to_string())?;
         Ok(Some(offer))
     }
 
@@ -302,8 +300,8 @@ impl Engine {
         (status, reason): (u16, &str),
         headers: &[(&str, String)],
     ) {
-        let mut b = response_to(invite, Some(received), status, reason, Some(tag))
-            .header("Server", SERVER);
+        let mut b =
+            response_to(invite, Some(received), status, reason, Some(tag)).header("Server", SERVER);
         for (name, value) in headers {
             b = b.header(name, value);
         }
@@ -723,13 +721,15 @@ impl Engine {
                 });
                 let relay = SocketAddr::new(self.config.calls.media_ip, caller_port);
                 match operator_answer {
-                    Ok(op) => match sdp::answer_across(offer, &op, relay, &mut call.trunk.media.sdp) {
-                        Ok(body) => Some((Some(body), op.rtp, Some(op.session_version))),
-                        Err(error) => {
-                            tracing::info!(call = %record, operator, %error, "operator answered no common codec");
-                            None
+                    Ok(op) => {
+                        match sdp::answer_across(offer, &op, relay, &mut call.trunk.media.sdp) {
+                            Ok(body) => Some((Some(body), op.rtp, Some(op.session_version))),
+                            Err(error) => {
+                                tracing::info!(call = %record, operator, %error, "operator answered no common codec");
+                                None
+                            }
                         }
-                    },
+                    }
                     Err(error) => {
                         tracing::info!(call = %record, operator, %error, "operator's SDP unreadable");
                         None

@@ -275,8 +275,11 @@ impl Engine {
         let Some((dialog, session)) = call.dialog_and_sdp(to) else {
             return;
         };
-        let body = match sdp::offer_across(&exchange.offer, SocketAddr::new(media_ip, port), session)
-        {
+        let body = match sdp::offer_across(
+            &exchange.offer,
+            SocketAddr::new(media_ip, port),
+            session,
+        ) {
             Ok(body) => body,
             Err(error) => {
                 tracing::info!(call = %record, %error, "mid-call offer siaga cannot relay: 488");
@@ -311,8 +314,13 @@ impl Engine {
             .build();
         let destination = dialog.destination;
         call.set_local_sdp(to, body);
-        let Some(tx) = self.send_in_dialog(now, (handle, to, Purpose::Relay), branch, bytes, destination)
-        else {
+        let Some(tx) = self.send_in_dialog(
+            now,
+            (handle, to, Purpose::Relay),
+            branch,
+            bytes,
+            destination,
+        ) else {
             return;
         };
         exchange.out = Some(tx);
@@ -445,7 +453,8 @@ impl Engine {
         } = exchange;
         let respond = (server_tx, &request, target, received_from);
         if status >= 300 {
-            let reason = String::from_utf8_lossy(response.reason().unwrap_or_default()).into_owned();
+            let reason =
+                String::from_utf8_lossy(response.reason().unwrap_or_default()).into_owned();
             tracing::info!(call = %record, status, "the other side refused the mid-call offer");
             self.respond_in_dialog(now, respond, status, &reason, &[]);
             if matches!(status, 408 | 481) {
@@ -463,8 +472,13 @@ impl Engine {
         let answer = sdp::parse(response.body()).map_err(|e| e.to_string());
         let body = answer.as_ref().map_err(Clone::clone).and_then(|answer| {
             let session = call.sdp_session(from);
-            sdp::answer_across(&offer, answer, SocketAddr::new(media_ip, relay_port), session)
-                .map_err(|e| e.to_string())
+            sdp::answer_across(
+                &offer,
+                answer,
+                SocketAddr::new(media_ip, relay_port),
+                session,
+            )
+            .map_err(|e| e.to_string())
         });
         let (body, answer) = match (body, answer) {
             (Ok(body), Ok(answer)) => (body, answer),
@@ -755,7 +769,10 @@ impl Engine {
                 self.send_refresh(now, handle, timer);
             }
             408 | 481 => {
-                tracing::warn!(status, "the trunk refused siaga's session refresh: ending the call");
+                tracing::warn!(
+                    status,
+                    "the trunk refused siaga's session refresh: ending the call"
+                );
                 self.end_call(now, handle, Party::Siaga, Disposition::Answered);
             }
             _ => {}
@@ -819,7 +836,13 @@ impl Engine {
         handle: CallHandle,
         side: Side,
     ) -> Option<crate::engine::transaction::Destination> {
-        Some(self.calls.calls.get_mut(&handle)?.dialog_mut(side)?.destination)
+        Some(
+            self.calls
+                .calls
+                .get_mut(&handle)?
+                .dialog_mut(side)?
+                .destination,
+        )
     }
 }
 

@@ -12,10 +12,10 @@ mod midcall;
 mod session_timer;
 
 pub(crate) use flow::NewCall;
+pub use ident::{Pii, called_number, caller_number, set_show_personal_data};
 pub(crate) use midcall::DialogReply;
 pub use midcall::{Exchange, InDialogRequest, Purpose};
 pub use session_timer::{Refresher, SessionTimer};
-pub use ident::{Pii, called_number, caller_number, set_show_personal_data};
 
 use super::acd::{Acd, CallHandle};
 use super::dialog::{Dialog, DialogKey};
@@ -24,9 +24,9 @@ use super::sdp::{MediaOffer, SdpSession};
 use super::sip::SipMessage;
 use super::time::MonoTime;
 use super::transaction::{ClientTxId, Destination, ResponseTarget, TxId};
-use std::net::SocketAddr;
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::time::Duration;
 use uuid::Uuid;
 

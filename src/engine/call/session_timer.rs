@@ -41,7 +41,11 @@ impl SessionExpires {
         let Some(field) = msg.header(HeaderName::SessionExpires) else {
             return Ok(None);
         };
-        if msg.headers_named(HeaderName::SessionExpires).nth(1).is_some() {
+        if msg
+            .headers_named(HeaderName::SessionExpires)
+            .nth(1)
+            .is_some()
+        {
             return Err(ParseError::bad(HeaderName::SessionExpires, "repeated"));
         }
         let value = field.value_str()?;
@@ -200,9 +204,7 @@ impl SessionTimer {
         let interval = Duration::from_secs(u64::from(self.interval));
         let at = match self.refresher {
             Refresher::Siaga => now + interval / 2,
-            Refresher::Trunk => {
-                now + (interval - Duration::from_secs(32).min(interval / 3))
-            }
+            Refresher::Trunk => now + (interval - Duration::from_secs(32).min(interval / 3)),
         };
         self.deadline = Some(at);
         at

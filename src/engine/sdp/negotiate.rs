@@ -151,12 +151,7 @@ pub fn answer_across(
         .enumerate()
         .map(|(i, line)| {
             if i == offer.audio_index {
-                audio_description(
-                    relay.port(),
-                    &chosen,
-                    answer.ptime,
-                    answer.direction,
-                )
+                audio_description(relay.port(), &chosen, answer.ptime, answer.direction)
             } else {
                 rejected(line)
             }

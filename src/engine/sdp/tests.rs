@@ -107,8 +107,7 @@ fn reads_baresip_offer_and_drops_opus() {
     assert_eq!(offer.ptime, Some(20));
 
     let mut session = SdpSession::new(42);
-    let sdp =
-        text(offer_across(&offer, relay("10.0.0.1:30002"), &mut session).expect("G.711"));
+    let sdp = text(offer_across(&offer, relay("10.0.0.1:30002"), &mut session).expect("G.711"));
     assert!(sdp.contains("m=audio 30002 RTP/AVP 0 8 101\r\n"), "{sdp}");
     assert!(!sdp.contains("opus"), "{sdp}");
 }
@@ -161,8 +160,7 @@ fn static_payload_types_need_no_rtpmap() {
 fn writes_ipv6_relay_address() {
     let trunk = parsed(IPV6);
     let mut session = SdpSession::new(9);
-    let sdp =
-        text(offer_across(&trunk, relay("[2001:db8::1]:30000"), &mut session).expect("PCMA"));
+    let sdp = text(offer_across(&trunk, relay("[2001:db8::1]:30000"), &mut session).expect("PCMA"));
     assert!(sdp.contains("o=siaga 9 1 IN IP6 2001:db8::1\r\n"), "{sdp}");
     assert!(sdp.contains("c=IN IP6 2001:db8::1\r\n"), "{sdp}");
     assert!(sdp.contains("m=audio 30000 RTP/AVP 8\r\n"), "{sdp}");
@@ -276,9 +274,8 @@ fn answer_with_other_event_number_drops_dtmf_only() {
         "a=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\n",
     );
     let mut session = SdpSession::new(1);
-    let sdp = text(
-        answer_across(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"),
-    );
+    let sdp =
+        text(answer_across(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"));
     assert!(sdp.contains("m=audio 30000 RTP/AVP 8\r\n"), "{sdp}");
     assert!(!sdp.contains("telephone-event"), "{sdp}");
 }
@@ -333,15 +330,13 @@ m=image 6000 udptl t38\r\n",
     assert_eq!(trunk.direction, Direction::SendOnly);
 
     let mut session = SdpSession::new(5);
-    let offer =
-        text(offer_across(&trunk, relay("10.0.0.1:30002"), &mut session).expect("PCMA"));
+    let offer = text(offer_across(&trunk, relay("10.0.0.1:30002"), &mut session).expect("PCMA"));
     assert_eq!(offer.matches("m=").count(), 1, "{offer}");
     assert!(offer.contains("a=sendonly\r\n"), "{offer}");
 
     let answer = operator_answer("m=audio 10942 RTP/AVP 8", "a=recvonly\r\n");
-    let sdp = text(
-        answer_across(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"),
-    );
+    let sdp =
+        text(answer_across(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"));
     let m_lines: Vec<&str> = sdp.lines().filter(|l| l.starts_with("m=")).collect();
     assert_eq!(
         m_lines,
