@@ -219,7 +219,12 @@ impl Engine {
             } else {
                 None
             };
-            return self.answer_mid_call(now, (tx, msg, target, received_from), handle, offer);
+            return self.answer_mid_call(
+                now,
+                (tx, msg, target, received_from),
+                (handle, side),
+                offer,
+            );
         };
         let offer = match sdp::parse(body) {
             Ok(offer) => offer,
@@ -236,7 +241,12 @@ impl Engine {
                 tracing::info!(call = %call.record, "mid-call offer without a relay: answered unchanged");
             }
             let answer = call.local_sdp(side);
-            return self.answer_mid_call(now, (tx, msg, target, received_from), handle, answer);
+            return self.answer_mid_call(
+                now,
+                (tx, msg, target, received_from),
+                (handle, side),
+                answer,
+            );
         }
         self.carry_offer(
             now,
@@ -512,27 +522,22 @@ impl Engine {
                 direction: direction.attribute().to_owned(),
             },
         );
-        self.answer_mid_call(now, respond, handle, Some(body));
+        self.answer_mid_call(now, respond, (handle, from), Some(body));
     }
 
-    /// siaga's 2xx to a re-INVITE or UPDATE from the peer (with `body` as SDP, and the
+    /// siaga's 2xx to a re-INVITE or UPDATE from the peer on `side` (with `body` as SDP, and the
     /// session-timer headers toward the trunk); a 2xx to an INVITE is resent until the ACK
     /// (§13.3.1.4).
     fn answer_mid_call(
         &mut self,
         now: Now,
         respond: (TxId, &SipMessage, ResponseTarget, SocketAddr),
-        handle: CallHandle,
+        (handle, side): (CallHandle, Side),
         body: Option<Bytes>,
     ) {
         let (tx, request, target, received_from) = respond;
         let Some(call) = self.calls.calls.get(&handle) else {
             return;
-        };
-        let side = if call.trunk.dialog_key().call_id == request.call_id().unwrap_or_default() {
-            Side::Caller
-        } else {
-            Side::Operator
         };
         let mut b = response_to(request, Some(received_from), 200, "OK", None)
             .header("Server", SERVER)
@@ -735,7 +740,8 @@ impl Engine {
 
     /// The trunk's final response to siaga's refresh: a 2xx restarts the interval with the
     /// terms it carries (§7.2); 422 raises the interval to its Min-SE and refreshes again
-    /// at once (§7.3); 408 and 481 end the call (§10); another failure leaves the session
+    /// at once (§7.3); 491 retries after 0–2 s (RFC 3261 §14.1); 408 and 481 end the call
+    /// (§10); another failure leaves the session
     /// as it was (the peer answered, so it is alive) until the next refresh.
     fn refresh_answered(
         &mut self,
@@ -767,6 +773,18 @@ impl Engine {
                 let min_se = super::session_timer::min_se_of(response).ok().flatten();
                 timer.interval = timer.interval.max(min_se.unwrap_or(timer.interval));
                 self.send_refresh(now, handle, timer);
+            }
+            491 => {
+                // §14.1: the trunk's own request crossed the refresh; siaga does not own
+                // the trunk's Call-ID, so it retries after 0–2 s.
+                use rand::Rng;
+                let delay = std::time::Duration::from_millis(self.rng.random_range(0..=2000));
+                let at = now.mono + delay;
+                timer.deadline = Some(at);
+                if let Some(call) = self.calls.calls.get_mut(&handle) {
+                    call.session_timer = Some(timer);
+                }
+                self.calls.schedule(at, CallTimer::Session(handle));
             }
             408 | 481 => {
                 tracing::warn!(

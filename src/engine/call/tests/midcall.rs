@@ -530,3 +530,31 @@ fn a_trunk_without_update_is_refreshed_by_re_invite_and_silence_ends_the_call() 
     assert!(!out.requests_to(OP1, Method::Bye).is_empty());
     assert_eq!(h.engine.live_calls(), 0);
 }
+
+#[test]
+fn a_refresh_that_meets_glare_is_retried_within_two_seconds() {
+    let mut h = Harness::new(15);
+    answered_call(
+        &mut h,
+        "st6",
+        "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\nAllow: INVITE, ACK, BYE, UPDATE\r\n",
+    );
+    let out = h.advance(45_000);
+    let update = out
+        .requests_to(TRUNK, Method::Update)
+        .pop()
+        .expect("refresh");
+    let out = h.input(
+        TRUNK,
+        &phone_response(&update, 491, "Request Pending", "x", None),
+    );
+    assert!(out.requests_to(TRUNK, Method::Update).is_empty());
+    let out = h.advance(2_001);
+    let retry = out.requests_to(TRUNK, Method::Update);
+    assert_eq!(retry.len(), 1, "one retry after the back-off");
+    assert!(
+        retry[0].cseq().expect("cseq").seq > update.cseq().expect("cseq").seq,
+        "a new request"
+    );
+    assert_eq!(h.engine.live_calls(), 1);
+}
