@@ -7,13 +7,15 @@
 //! §12.1.2). Header values siaga does not change (the peer's From/To with its tag, the
 //! Record-Route entries) are kept as received and copied byte for byte.
 //!
-//! Route sets are used for loose routing (`lr`, RFC 3261 §16.12): a Route header per entry
-//! and the remote target as Request-URI. A strict router (first route without `lr`,
-//! §12.2.1.1) is handled by the trunk-hardening work; until then its route is used as a
-//! loose one.
+//! Route sets (§12.2.1.1): with a loose router first (`lr`, RFC 3261 §16.12), a Route
+//! header per entry and the remote target as Request-URI; with a strict router first (no
+//! `lr`), that router's URI as Request-URI, the other entries as Route, and the remote
+//! target appended as the last Route. Either way the request goes to the first route's
+//! address when it is an IP literal; siaga resolves no names, so a first route naming a
+//! host sends requests where the dialog's requests came from instead (logged).
 
 use super::sip::builder::MessageBuilder;
-use super::sip::uri::Uri;
+use super::sip::uri::{SipUri, Uri};
 use super::sip::view::NameAddr;
 use super::sip::view::scan::split_commas;
 use super::sip::{HeaderName, Method, ParseError, SipMessage};
@@ -76,7 +78,7 @@ impl Dialog {
         // still reached, at the address its INVITE came from.
         let remote_target =
             contact_uri(invite).unwrap_or_else(|_| format!("sip:{}", source.address));
-        let destination = next_hop(&route_set, &remote_target, source);
+        let destination = next_hop(&route_set, Some(&remote_target), source);
         Ok(Dialog {
             call_id: invite.call_id()?.to_owned(),
             local: format!("{to};tag={local_tag}"),
@@ -92,8 +94,10 @@ impl Dialog {
     }
 
     /// The dialog siaga creates as UAC when `response` (a 2xx, or a 1xx with a To tag) to
-    /// its own `request` arrives (§12.1.2). Requests in it go to `destination` (the
-    /// operator's registered flow, so phones behind NAT stay reachable).
+    /// its own `request` arrives (§12.1.2). Requests in it go to the first route's address
+    /// when the response was record-routed through a proxy named by an IP literal, else
+    /// to `destination` (the operator's registered flow, so phones behind NAT stay
+    /// reachable; the Contact is not used for that).
     ///
     /// Errors: the response lacks a To tag, or the request lacks From/Call-ID/CSeq.
     pub fn as_uac(
@@ -120,6 +124,7 @@ impl Dialog {
                 .map(str::to_owned)
                 .ok_or(ParseError::BadStartLine)
         })?;
+        let destination = next_hop(&route_set, None, destination);
         Ok(Dialog {
             call_id: request.call_id()?.to_owned(),
             local_tag,
@@ -142,10 +147,11 @@ impl Dialog {
         }
     }
 
-    /// A new request in this dialog (§12.2.1.1): the next local CSeq, Request-URI = remote
-    /// target, Route = route set, To/From/Call-ID of the dialog, and a Via with `branch`
-    /// at `via_host` (`host:port`) over the dialog's transport. Max-Forwards 70. Add
-    /// further headers and build.
+    /// A new request in this dialog (§12.2.1.1): the next local CSeq, Request-URI and Route
+    /// from the route set and remote target ([`Dialog::request_uri_and_routes`]),
+    /// To/From/Call-ID of the dialog, and a Via with `branch` at `via_host` (`host:port`)
+    /// over the dialog's transport. Max-Forwards 70. Send it to [`Dialog::destination`];
+    /// add further headers and build.
     pub fn request(&mut self, method: &Method, via_host: &str, branch: &str) -> MessageBuilder {
         self.local_seq += 1;
         let seq = self.local_seq;
@@ -166,19 +172,45 @@ impl Dialog {
         branch: &str,
     ) -> MessageBuilder {
         let transport = self.destination.transport.via_token();
-        let mut b = MessageBuilder::request(method, &self.remote_target)
+        let (request_uri, routes) = self.request_uri_and_routes();
+        let mut b = MessageBuilder::request(method, request_uri)
             .header(
                 "Via",
                 format!("SIP/2.0/{transport} {via_host};branch={branch};rport"),
             )
             .header("Max-Forwards", 70);
-        for route in &self.route_set {
+        for route in routes {
             b = b.header("Route", route);
         }
         b.header("From", &self.local)
             .header("To", &self.remote)
             .header("Call-ID", &self.call_id)
             .header("CSeq", format!("{seq} {}", method.as_str()))
+    }
+
+    /// The Request-URI and Route values of a request in this dialog (RFC 3261 §12.2.1.1):
+    /// - no route set: the remote target, no Route;
+    /// - the first route is a loose router (`lr`, or a value siaga cannot read): the
+    ///   remote target, and every route in order;
+    /// - the first route is a strict router (no `lr`): its URI without the parameters and
+    ///   headers a Request-URI may not carry (`method`, `?headers`: §19.1.1's table), then
+    ///   the other routes, then `<remote target>` as the last Route.
+    pub fn request_uri_and_routes(&self) -> (String, Vec<String>) {
+        let Some((first, rest)) = self.route_set.split_first() else {
+            return (self.remote_target.clone(), Vec::new());
+        };
+        let strict = NameAddr::parse(first, HeaderName::Route)
+            .ok()
+            .and_then(|na| na.uri.as_sip().cloned())
+            .filter(|uri| !uri.has_param("lr"));
+        let Some(mut uri) = strict else {
+            return (self.remote_target.clone(), self.route_set.clone());
+        };
+        uri.remove_param("method");
+        uri.clear_headers();
+        let mut routes = rest.to_vec();
+        routes.push(format!("<{}>", self.remote_target));
+        (uri.to_string(), routes)
     }
 
     /// Checks the CSeq of a request the peer sent in this dialog (§12.2.2): lower than the
@@ -224,20 +256,36 @@ fn contact_uri(msg: &SipMessage) -> Result<String, ParseError> {
     Ok(first.uri.to_string())
 }
 
-/// Where a request with this route set and remote target goes: the host of the first
-/// route (else of the target) when it is an IP literal, at its port (default 5060,
-/// RFC 3261 §19.1.2); `fallback` otherwise.
-fn next_hop(route_set: &[String], remote_target: &str, fallback: Destination) -> Destination {
-    let uri_text = route_set
-        .first()
-        .and_then(|r| NameAddr::parse(r, HeaderName::Route).ok())
-        .map(|na| na.uri)
-        .or_else(|| Uri::parse(remote_target).ok());
-    let Some(address) = uri_text
+/// Where requests with this route set go (RFC 3261 §12.2.1.1, §8.1.2): the first route's
+/// host when it is an IP literal, at its port (default 5060, §19.1.2). Without a route set,
+/// the remote target's when given and an IP literal. `fallback` otherwise — the address
+/// the dialog's requests came from, or an operator's registered flow. A first route that
+/// names a host is logged: siaga resolves no names, so an SBC that record-routes with its
+/// name is reached only when it is also where the requests came from.
+fn next_hop(
+    route_set: &[String],
+    remote_target: Option<&str>,
+    fallback: Destination,
+) -> Destination {
+    let uri = match route_set.first() {
+        Some(route) => NameAddr::parse(route, HeaderName::Route)
+            .ok()
+            .map(|na| na.uri),
+        None => remote_target.and_then(|t| Uri::parse(t).ok()),
+    };
+    let Some(address) = uri
         .as_ref()
         .and_then(Uri::as_sip)
-        .and_then(|sip| sip.socket_addr())
+        .and_then(SipUri::socket_addr)
     else {
+        if let Some(route) = route_set.first() {
+            tracing::warn!(
+                %route,
+                fallback = %fallback.address,
+                "first route of a dialog is not an IP address (siaga resolves no names): \
+                 its requests go to the address they came from"
+            );
+        }
         return fallback;
     };
     Destination {
@@ -311,6 +359,92 @@ mod tests {
         let ack = built(d.ack(1, "127.0.0.1:5060", "z9hG4bK3").build());
         assert_eq!(ack.cseq().expect("cseq").seq, 1);
         assert_eq!(ack.method(), Some(&Method::Ack));
+    }
+
+    fn routes_of(request: &SipMessage) -> Vec<String> {
+        request
+            .headers_named(HeaderName::Route)
+            .map(|f| f.value_str().expect("text").into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_strict_router_first_takes_the_request_uri_and_the_target_goes_last() {
+        let invite = INVITE
+            .replace(
+                "<sip:sbc2.test;lr>",
+                "<sip:192.0.2.9:5070;transport=udp;method=INVITE?Priority=urgent>",
+            )
+            .replace("<sip:192.0.2.9:5070;lr>", "<sip:192.0.2.10;lr>");
+        let mut d = Dialog::as_uas(&msg(&invite), "s1", source()).expect("dialog");
+        assert_eq!(
+            d.destination.address,
+            "192.0.2.9:5070".parse().expect("literal"),
+            "the strict router is the next hop"
+        );
+        let bye = built(
+            d.request(&Method::Bye, "siaga.test:5060", "z9hG4bKs")
+                .build(),
+        );
+        // §12.2.1.1: Request-URI = first route without `method` and headers; the remote
+        // target is appended as the last Route.
+        assert_eq!(
+            bye.request_uri_raw(),
+            Some("sip:192.0.2.9:5070;transport=udp")
+        );
+        assert_eq!(
+            routes_of(&bye),
+            ["<sip:192.0.2.10;lr>", "<sip:gw@192.0.2.1:5080>"]
+        );
+    }
+
+    #[test]
+    fn a_loose_router_first_keeps_the_target_and_every_route() {
+        let invite = INVITE.replace("<sip:sbc2.test;lr>", "<sip:192.0.2.8;lr>");
+        let mut d = Dialog::as_uas(&msg(&invite), "s1", source()).expect("dialog");
+        assert_eq!(
+            d.destination.address,
+            "192.0.2.8:5060".parse().expect("literal")
+        );
+        let bye = built(d.request(&Method::Bye, "siaga.test", "z9hG4bKl").build());
+        assert_eq!(bye.request_uri_raw(), Some("sip:gw@192.0.2.1:5080"));
+        assert_eq!(
+            routes_of(&bye),
+            ["<sip:192.0.2.8;lr>", "<sip:192.0.2.9:5070;lr>"]
+        );
+    }
+
+    #[test]
+    fn an_operator_dialog_follows_a_record_routing_proxy_else_the_registered_flow() {
+        let request = msg(
+            "INVITE sip:op@10.0.0.5:5062 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK2\nFrom: <sip:siaga@siaga.test>;tag=me\nTo: <sip:1001@siaga.test>\nCall-ID: leg-1\nCSeq: 1 INVITE\nContent-Length: 0\n\n",
+        );
+        let ok = |rr: &str| {
+            msg(&format!(
+                "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK2\n{rr}From: <sip:siaga@siaga.test>;tag=me\nTo: <sip:1001@siaga.test>;tag=op\nCall-ID: leg-1\nCSeq: 1 INVITE\nContact: <sip:1001@10.0.0.5:5062>\nContent-Length: 0\n\n"
+            ))
+        };
+        let flow = source();
+        // No route set: the registered flow, not the Contact (NAT).
+        let d = Dialog::as_uac(&request, &ok(""), flow).expect("dialog");
+        assert_eq!(d.destination, flow);
+        // A proxy record-routed the leg: requests go to it (the last entry, reversed first).
+        let rr = "Record-Route: <sip:192.0.2.30:5090;lr>\nRecord-Route: <sip:192.0.2.31;lr>\n";
+        let d = Dialog::as_uac(&request, &ok(rr), flow).expect("dialog");
+        assert_eq!(
+            d.destination.address,
+            "192.0.2.31:5060".parse().expect("literal")
+        );
+        let ack = built(d.ack(1, "127.0.0.1:5060", "z9hG4bKa").build());
+        assert_eq!(ack.request_uri_raw(), Some("sip:1001@10.0.0.5:5062"));
+        assert_eq!(
+            routes_of(&ack),
+            ["<sip:192.0.2.31;lr>", "<sip:192.0.2.30:5090;lr>"]
+        );
+        // A proxy named by a host name: the flow.
+        let d = Dialog::as_uac(&request, &ok("Record-Route: <sip:proxy.test;lr>\n"), flow)
+            .expect("dialog");
+        assert_eq!(d.destination, flow);
     }
 
     #[test]

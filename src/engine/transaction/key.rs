@@ -17,7 +17,8 @@ pub enum ServerKey {
     Rfc3261 {
         /// The branch parameter, verbatim (case-sensitive).
         branch: String,
-        /// sent-by host (lower-cased) and port (default filled in).
+        /// sent-by host (lower-cased; an IP address in its canonical text, so
+        /// `[2001:DB8:0::1]` is `2001:db8::1`, RFC 5118) and port (default filled in).
         sent_by: (String, u16),
         /// The method (ACK mapped to INVITE).
         method: Method,
@@ -37,7 +38,8 @@ pub enum ServerKey {
         call_id: String,
         /// The CSeq number.
         cseq: u32,
-        /// The top Via value as written.
+        /// The top Via value, normalised ([`Via`](crate::engine::sip::view::Via)'s `Display`: no LWS, names as parsed),
+        /// or as written when it does not parse.
         top_via: String,
         /// The method (ACK mapped to INVITE).
         method: Method,
@@ -63,28 +65,24 @@ impl ServerKey {
         Self::with_method(cancel, Method::Invite)
     }
 
+    /// The Via is read from the header written `Via` or `v` alike (RFC 3261 §7.3.3), in any
+    /// letter case and with any LWS, so a retransmission that an SBC rewrote in another
+    /// form still matches.
     fn with_method(request: &SipMessage, method: Method) -> Result<ServerKey, ParseError> {
         let via = request.top_via()?;
         if via.has_rfc3261_branch() {
+            let host = via
+                .host_ip()
+                .map_or_else(|| via.host.to_ascii_lowercase(), |ip| ip.to_string());
             return Ok(ServerKey::Rfc3261 {
                 branch: via.branch().unwrap_or_default().to_owned(),
-                sent_by: (via.host.to_ascii_lowercase(), via.port_or_default()),
+                sent_by: (host, via.port_or_default()),
                 method,
                 call_id: request.call_id()?.to_owned(),
                 cseq: request.cseq()?.seq,
             });
         }
-        let top_via = request
-            .header(crate::engine::sip::HeaderName::Via)
-            .map(|f| {
-                String::from_utf8_lossy(&f.value())
-                    .split(',')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_owned()
-            })
-            .unwrap_or_default();
+        let top_via = via.to_string();
         Ok(ServerKey::Rfc2543 {
             request_uri: request.request_uri_raw().unwrap_or_default().to_owned(),
             from_tag: request.from()?.tag().map(str::to_owned),
@@ -159,6 +157,43 @@ mod tests {
         assert_ne!(ServerKey::of_request(&reused).expect("key"), invite);
         let next_cseq = msg(&INVITE.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE"));
         assert_ne!(ServerKey::of_request(&next_cseq).expect("key"), invite);
+    }
+
+    /// RFC 3261 §7.3.3: `v` is `Via`, in any case, with any LWS and folding; the key of a
+    /// retransmission so rewritten is the key of the original (RFC 5118: IPv6 sent-by
+    /// compared as addresses).
+    #[test]
+    fn compact_and_long_via_give_one_key() {
+        let invite = ServerKey::of_request(&msg(INVITE)).expect("key");
+        for via in [
+            "v: SIP/2.0/UDP Trunk.Example:5060;branch=z9hG4bKabc",
+            "VIA : SIP / 2.0 / udp\n  trunk.example : 5060 ;branch=z9hG4bKabc",
+            "V:SIP/2.0/UDP trunk.example:5060;branch=z9hG4bKabc, SIP/2.0/UDP 192.0.2.7",
+        ] {
+            let rewritten =
+                msg(&INVITE.replace("Via: SIP/2.0/UDP Trunk.Example:5060;branch=z9hG4bKabc", via));
+            assert_eq!(
+                ServerKey::of_request(&rewritten).expect("key"),
+                invite,
+                "{via}"
+            );
+        }
+        let v6 = |host: &str| {
+            ServerKey::of_request(&msg(&INVITE.replace("Trunk.Example", host))).expect("key")
+        };
+        assert_eq!(v6("[2001:DB8:0::9:1]"), v6("[2001:db8::9:1]"));
+        assert_ne!(v6("[2001:db8::9:1]"), v6("[2001:db8::9:2]"));
+    }
+
+    #[test]
+    fn rfc2543_keys_ignore_the_via_header_form() {
+        let old = INVITE.replace(";branch=z9hG4bKabc", "");
+        let key = ServerKey::of_request(&msg(&old)).expect("key");
+        let rewritten = old.replace(
+            "Via: SIP/2.0/UDP Trunk.Example:5060",
+            "v:  SIP/2.0/UDP\n Trunk.Example:5060",
+        );
+        assert_eq!(ServerKey::of_request(&msg(&rewritten)).expect("key"), key);
     }
 
     #[test]
