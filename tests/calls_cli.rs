@@ -33,13 +33,14 @@ fn received(call: u128, at: i64, caller: Option<&str>) -> CallEvent {
             trunk_call_id: format!("c{call}@telco"),
             caller: caller.map(str::to_owned),
             called: "112".to_owned(),
+            original_called: (call == 1).then(|| "110".to_owned()),
             trunk: "telco".to_owned(),
         },
     )
 }
 
-/// A database at `path` with two calls: one answered (received at T), and one abandoned
-/// in the queue an hour later.
+/// A database at `path` with two calls: one answered (received at T, diverted from 110),
+/// and one abandoned in the queue an hour later.
 fn prepare(path: &Path) {
     let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
     let events = vec![
@@ -127,9 +128,9 @@ fn prints_a_table_newest_first() {
     prepare(&db);
     let text = stdout(&calls(&config(&dir, &db), &[]));
     let expected = "\
-RECEIVED (UTC)       CALLER          CALLED  WAIT S  TALK S  OPERATOR  DISPOSITION         ENDED BY
-2026-11-29 13:01:05  -               112        8.0       -  -         abandoned_in_queue  caller
-2026-11-29 12:01:05  +6281234567890  112       12.3    60.1  op-3      answered            operator
+RECEIVED (UTC)       CALLER          CALLED  FIRST DIALLED  WAIT S  TALK S  OPERATOR  DISPOSITION         ENDED BY
+2026-11-29 13:01:05  -               112     -                 8.0       -  -         abandoned_in_queue  caller
+2026-11-29 12:01:05  +6281234567890  112     110              12.3    60.1  op-3      answered            operator
 ";
     assert_eq!(text, expected);
 
@@ -163,6 +164,7 @@ fn prints_json_keyed_by_column_names() {
         "trunk_call_id",
         "caller",
         "called",
+        "original_called",
         "trunk",
         "received_at",
         "queued_at",
@@ -182,6 +184,8 @@ fn prints_json_keyed_by_column_names() {
     assert_eq!(answered["received_at"], "2026-11-29T12:01:05.123Z");
     assert_eq!(answered["answered_at"], "2026-11-29T12:01:17.463Z");
     assert_eq!(answered["caller"], "+6281234567890");
+    assert_eq!(answered["original_called"], "110");
+    assert_eq!(rows[0]["original_called"], serde_json::Value::Null);
     assert_eq!(
         answered["caller_to_operator_packets"],
         serde_json::Value::Null

@@ -37,6 +37,12 @@ pub struct TrunkConfig {
     /// `Session-Expires` draws 422 with this Min-SE when the trunk supports session
     /// timers, and is raised to it otherwise (RFC 4028 §9).
     pub min_session_expires: Duration,
+    /// `trunk.trust_domain` (default empty): networks of SIP elements inside siaga's trust
+    /// domain besides `sources` (RFC 3325 §2.3, RFC 3324), e.g. the agencies calls are handed
+    /// to. P-Asserted-Identity is believed only from the trust domain and sent only into it;
+    /// a leg to anywhere else carries no asserted identity, and an anonymous From when the
+    /// caller asked for privacy (RFC 3323). Operators' registered phones are always inside.
+    pub trust_domain: Vec<IpNet>,
 }
 
 impl TrunkConfig {
@@ -117,6 +123,8 @@ pub(super) struct RawTrunk {
     other_sources: String,
     #[serde(default = "default_min_session_expires_s")]
     min_session_expires_s: u32,
+    #[serde(default)]
+    trust_domain: Vec<String>,
 }
 
 fn default_min_session_expires_s() -> u32 {
@@ -211,14 +219,8 @@ pub(super) fn validate_trunk(raw: RawTrunk) -> Result<TrunkConfig, ConfigError> 
             Problem::NoTrunkSources,
         ));
     }
-    let mut sources: Vec<IpNet> = Vec::with_capacity(raw.sources.len());
-    for s in &raw.sources {
-        let net = check("trunk.sources", s, &[], values::parse_ip_net)?;
-        if sources.contains(&net) {
-            return Err(invalid(Source::Key("trunk.sources"), s, Problem::Duplicate));
-        }
-        sources.push(net);
-    }
+    let sources = networks("trunk.sources", &raw.sources)?;
+    let trust_domain = networks("trunk.trust_domain", &raw.trust_domain)?;
     if raw.emergency_numbers.is_empty() {
         return Err(invalid(
             Source::Key("trunk.emergency_numbers"),
@@ -255,7 +257,22 @@ pub(super) fn validate_trunk(raw: RawTrunk) -> Result<TrunkConfig, ConfigError> 
         emergency_numbers,
         other_sources,
         min_session_expires,
+        trust_domain,
     })
+}
+
+/// The networks (CIDR, or single addresses) of list `key`. Errors: a malformed entry, or
+/// one written twice ([`Problem::Duplicate`]).
+fn networks(key: &'static str, raw: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    let mut nets: Vec<IpNet> = Vec::with_capacity(raw.len());
+    for s in raw {
+        let net = check(key, s, &[], values::parse_ip_net)?;
+        if nets.contains(&net) {
+            return Err(invalid(Source::Key(key), s, Problem::Duplicate));
+        }
+        nets.push(net);
+    }
+    Ok(nets)
 }
 
 /// Stands for a secret in an error: its length, never its text.

@@ -848,6 +848,50 @@ fn trunk_accepted_values_and_matching() {
     assert!(!t.is_trunk_source("127.0.0.1".parse().unwrap()));
     let t = trunk("sources = [\"0.0.0.0/0\"]");
     assert!(t.is_trunk_source("203.0.113.1".parse().unwrap()));
+    assert!(
+        t.trust_domain.is_empty(),
+        "the trust domain defaults to the trunk"
+    );
+}
+
+#[test]
+fn trunk_trust_domain_is_a_list_of_networks_given_to_the_engine() {
+    let text = |list: &str| {
+        format!(
+            "[node]\nid = \"n\"\n[sip]\ndomains = [\"a\"]\n[trunk]\nsources = [\"::1\"]\ntrust_domain = {list}\n"
+        )
+    };
+    let c = load(&text(
+        "[\"10.20.0.0/16\", \"2001:db8:112::/48\", \"192.0.2.9\"]",
+    ))
+    .unwrap();
+    let nets: Vec<String> = c.trunk.trust_domain.iter().map(|n| n.to_string()).collect();
+    assert_eq!(nets, ["10.20.0.0/16", "2001:db8:112::/48", "192.0.2.9/32"]);
+    let settings = c.engine_config().calls;
+    assert_eq!(settings.trust_domain, c.trunk.trust_domain);
+    assert!(settings.is_trusted("10.20.3.4".parse().unwrap()));
+    assert!(
+        settings.is_trusted("::1".parse().unwrap()),
+        "the trunk is inside"
+    );
+    assert!(!settings.is_trusted("10.21.0.1".parse().unwrap()));
+    assert_invalid(
+        &text("[\"agency.example\"]"),
+        "trunk.trust_domain",
+        Problem::NotIpNet,
+    );
+    assert_invalid(
+        &text("[\"10.0.0.1/8\"]"),
+        "trunk.trust_domain",
+        Problem::HostBitsSet {
+            network: "10.0.0.0/8".into(),
+        },
+    );
+    assert_invalid(
+        &text("[\"192.0.2.9\", \"192.0.2.9/32\"]"),
+        "trunk.trust_domain",
+        Problem::Duplicate,
+    );
 }
 
 #[test]

@@ -65,6 +65,9 @@ pub struct CallSettings {
     pub emergency_numbers: Vec<String>,
     /// `trunk.other_sources = "accept"`: take emergency calls from any source; else 403.
     pub accept_other_sources: bool,
+    /// `trunk.trust_domain`: networks inside siaga's trust domain besides `trunk_sources`
+    /// (RFC 3325 §2.3): P-Asserted-Identity is believed from them and passed to them.
+    pub trust_domain: Vec<ipnet::IpNet>,
     /// `queue.ring_timeout_s`: how long an operator's phone rings before the next is tried.
     pub ring_timeout: Duration,
     /// `queue.reject_retry_delay_s`: how long an operator who rejected a call is not
@@ -98,6 +101,7 @@ impl CallSettings {
             ],
             emergency_numbers: vec!["112".to_owned()],
             accept_other_sources: false,
+            trust_domain: Vec::new(),
             ring_timeout: Duration::from_secs(15),
             reject_retry_delay: Duration::from_secs(5),
             ringing_refresh: Duration::from_secs(30),

@@ -64,6 +64,9 @@ pub enum CallEventKind {
         /// The number or URN dialled (the Request-URI's user part, e.g. `112`, or
         /// `urn:service:sos`).
         called: String,
+        /// The number first dialled when the call arrived retargeted or diverted
+        /// (History-Info, RFC 7044; Diversion, RFC 5806), `None` when it carried neither.
+        original_called: Option<String>,
         /// Which trunk delivered it (its configured name).
         trunk: String,
     },

@@ -26,11 +26,13 @@ impl<'a> EventColumns<'a> {
                 trunk_call_id,
                 caller,
                 called,
+                original_called,
                 trunk,
             } => Some(json!({
                 "trunk_call_id": trunk_call_id,
                 "caller": caller,
                 "called": called,
+                "original_called": original_called,
                 "trunk": trunk,
             })),
             CallEventKind::Rejected { status, .. } => Some(json!({ "status": status })),
@@ -235,11 +237,13 @@ mod tests {
             trunk_call_id: "abc@trunk".to_owned(),
             caller: None,
             called: "112".to_owned(),
+            original_called: Some("110".to_owned()),
             trunk: "telco".to_owned(),
         });
         let detail: Value = serde_json::from_str(&EventColumns::of(&ev).detail.unwrap()).unwrap();
         assert_eq!(detail["caller"], Value::Null);
         assert_eq!(detail["called"], "112");
+        assert_eq!(detail["original_called"], "110");
         assert_eq!(EventColumns::of(&event(CallEventKind::Queued)).detail, None);
     }
 

@@ -228,6 +228,9 @@ pub struct CallRow {
     pub caller: Option<String>,
     /// `called`: the number or URN dialled.
     pub called: String,
+    /// `original_called`: the number first dialled, when the call arrived diverted or
+    /// retargeted (History-Info, Diversion); `None` otherwise.
+    pub original_called: Option<String>,
     /// `trunk`: which trunk delivered the call.
     pub trunk: String,
     /// `received_at`: the trunk's INVITE arrived.

@@ -192,8 +192,9 @@ const INSERT_EVENT: &str = "\
     ON CONFLICT (id) DO NOTHING";
 
 const INSERT_CALL: &str = "\
-    INSERT INTO calls (id, node_id, trunk_call_id, caller, called, trunk, received_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7) \
+    INSERT INTO calls (id, node_id, trunk_call_id, caller, called, trunk, received_at, \
+    original_called) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
     ON CONFLICT (id) DO NOTHING";
 
 /// The call's other stored events, to complete a summary row created after them.
@@ -252,6 +253,7 @@ async fn write_event(
         trunk_call_id,
         caller,
         called,
+        original_called,
         trunk,
     } = &event.kind
     {
@@ -263,6 +265,7 @@ async fn write_event(
             .bind(called)
             .bind(trunk)
             .bind(event.at.unix_millis())
+            .bind(original_called.as_deref())
             .execute(&mut *conn)
             .await?;
         let earlier = sqlx::query(EARLIER_EVENTS)
@@ -325,7 +328,7 @@ macro_rules! call_columns {
     () => {
         "id, node_id, trunk_call_id, caller, called, trunk, received_at, queued_at, \
          first_offered_at, answered_at, ended_at, operator, disposition, ended_by, \
-         caller_to_operator_packets, operator_to_caller_packets"
+         caller_to_operator_packets, operator_to_caller_packets, original_called"
     };
 }
 
@@ -374,6 +377,7 @@ fn call_row(row: &SqliteRow) -> Result<CallRow, StoreError> {
         trunk_call_id: row.try_get("trunk_call_id")?,
         caller: row.try_get("caller")?,
         called: row.try_get("called")?,
+        original_called: row.try_get("original_called")?,
         trunk: row.try_get("trunk")?,
         received_at: UtcTime(row.try_get("received_at")?),
         queued_at: time(row, "queued_at")?,

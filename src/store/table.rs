@@ -5,10 +5,11 @@
 use super::{CallRow, table_time};
 
 /// The column headings, left to right.
-pub const HEADINGS: [&str; 8] = [
+pub const HEADINGS: [&str; 9] = [
     "RECEIVED (UTC)",
     "CALLER",
     "CALLED",
+    "FIRST DIALLED",
     "WAIT S",
     "TALK S",
     "OPERATOR",
@@ -17,16 +18,17 @@ pub const HEADINGS: [&str; 8] = [
 ];
 
 /// Columns aligned right (the numbers).
-const RIGHT: [bool; 8] = [false, false, false, true, true, false, false, false];
+const RIGHT: [bool; 9] = [false, false, false, false, true, true, false, false, false];
 
 /// Shown for a value that is not set (a call still ringing has no talk time …).
 const UNSET: &str = "-";
 
 /// The rows as a table: a heading line, then one line per row in the order given, columns
-/// separated by two spaces, no trailing spaces. Wait is until the answer, else until the
-/// end; talk is from answer to end; both in seconds with one decimal.
+/// separated by two spaces, no trailing spaces. First dialled is the number dialled before
+/// the call was diverted to siaga (History-Info, Diversion). Wait is until the answer, else
+/// until the end; talk is from answer to end; both in seconds with one decimal.
 pub fn calls_table(rows: &[CallRow]) -> String {
-    let cells: Vec<[String; 8]> = rows.iter().map(cells).collect();
+    let cells: Vec<[String; 9]> = rows.iter().map(cells).collect();
     let mut widths = HEADINGS.map(|h| h.chars().count());
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -56,7 +58,7 @@ pub fn calls_table(rows: &[CallRow]) -> String {
     out
 }
 
-fn cells(row: &CallRow) -> [String; 8] {
+fn cells(row: &CallRow) -> [String; 9] {
     let text = |v: &Option<String>| v.clone().unwrap_or_else(|| UNSET.to_owned());
     let seconds = |ms: Option<i64>| match ms {
         Some(ms) => format!("{:.1}", ms as f64 / 1000.0),
@@ -66,6 +68,7 @@ fn cells(row: &CallRow) -> [String; 8] {
         table_time(row.received_at),
         text(&row.caller),
         row.called.clone(),
+        text(&row.original_called),
         seconds(row.wait_ms()),
         seconds(row.talk_ms()),
         text(&row.operator),
@@ -87,6 +90,7 @@ mod tests {
             trunk_call_id: "t".to_owned(),
             caller: None,
             called: "112".to_owned(),
+            original_called: None,
             trunk: "telco".to_owned(),
             received_at: UtcTime(received_at),
             queued_at: None,
@@ -106,6 +110,7 @@ mod tests {
         let t = 1_795_953_665_123;
         let answered = CallRow {
             caller: Some("+6281234567890".to_owned()),
+            original_called: Some("110".to_owned()),
             answered_at: Some(UtcTime(t + 12_340)),
             ended_at: Some(UtcTime(t + 72_440)),
             operator: Some("op-3".to_owned()),
@@ -116,9 +121,9 @@ mod tests {
         let live = row(t + 100_000);
         let table = calls_table(&[live, answered]);
         let expected = "\
-RECEIVED (UTC)       CALLER          CALLED  WAIT S  TALK S  OPERATOR  DISPOSITION  ENDED BY
-2026-11-29 12:02:45  -               112          -       -  -         -            -
-2026-11-29 12:01:05  +6281234567890  112       12.3    60.1  op-3      answered     caller
+RECEIVED (UTC)       CALLER          CALLED  FIRST DIALLED  WAIT S  TALK S  OPERATOR  DISPOSITION  ENDED BY
+2026-11-29 12:02:45  -               112     -                   -       -  -         -            -
+2026-11-29 12:01:05  +6281234567890  112     110              12.3    60.1  op-3      answered     caller
 ";
         assert_eq!(table, expected);
     }

@@ -36,21 +36,34 @@ fn received(call: u128, at: i64, caller: Option<&str>) -> CallEvent {
             trunk_call_id: format!("trunk-{call}@telco"),
             caller: caller.map(str::to_owned),
             called: "112".to_owned(),
+            original_called: None,
             trunk: "telco".to_owned(),
         },
     )
+}
+
+/// `received`, for a call diverted to siaga from `first` (History-Info or Diversion).
+fn received_diverted(call: u128, at: i64, caller: Option<&str>, first: &str) -> CallEvent {
+    let mut event = received(call, at, caller);
+    if let CallEventKind::Received {
+        original_called, ..
+    } = &mut event.kind
+    {
+        *original_called = Some(first.to_owned());
+    }
+    event
 }
 
 fn op(name: &str) -> String {
     name.to_owned()
 }
 
-/// An answered call: received at `t`, queued +100 ms, op-1 rung +200 and not answering,
+/// An answered call, diverted to siaga from 110: received at `t`, queued +100 ms, op-1 rung +200 and not answering,
 /// op-2 rung +15 s rejecting 486, op-3 rung +16 s answering +20 s, ended by the caller
 /// +80 s, media counters after.
 fn answered_call(call: u128, t: i64) -> Vec<CallEvent> {
     vec![
-        received(call, t, Some("+6281234567890")),
+        received_diverted(call, t, Some("+6281234567890"), "110"),
         ev(call, 1, t + 100, CallEventKind::Queued),
         ev(
             call,
@@ -129,6 +142,7 @@ fn expected_answered_row(call: u128, t: i64) -> CallRow {
         trunk_call_id: format!("trunk-{call}@telco"),
         caller: Some("+6281234567890".to_owned()),
         called: "112".to_owned(),
+        original_called: Some("110".to_owned()),
         trunk: "telco".to_owned(),
         received_at: UtcTime(t),
         queued_at: Some(UtcTime(t + 100)),
@@ -164,6 +178,56 @@ async fn opening_twice_migrates_once_and_keeps_records() {
     assert_eq!(only_call(&store).await, expected_answered_row(1, 1_000));
     let reader = Store::open_existing(&url).await.unwrap();
     assert_eq!(reader.recent_calls(5, None).await.unwrap().len(), 1);
+}
+
+/// A database written by a siaga with schema 1 only (before `original_called`) is
+/// migrated in place: its calls stay, with no first-dialled number, and new calls get one.
+#[tokio::test]
+async fn a_schema_1_database_gains_original_called() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("old.db");
+    let schema_1 = dir.path().join("schema-1");
+    std::fs::create_dir(&schema_1).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite/0001_call_records.sql"
+        ),
+        schema_1.join("0001_call_records.sql"),
+    )
+    .unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(schema_1.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO calls (id, node_id, trunk_call_id, called, trunk, received_at) \
+         VALUES ('00000000-0000-0000-0000-000000000007', 'old', 't7', '112', 'telco', 5)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
+    let store = Store::open(&url).await.expect("schema 1 is migrated");
+    let old = only_call(&store).await;
+    assert_eq!(
+        (old.trunk_call_id.as_str(), old.original_called),
+        ("t7", None)
+    );
+    store
+        .write_batch("node-a", &answered_call(1, 1_000))
+        .await
+        .unwrap();
+    let rows = store.recent_calls(10, None).await.unwrap();
+    assert_eq!(rows[0], expected_answered_row(1, 1_000));
 }
 
 #[tokio::test]
@@ -428,6 +492,7 @@ fn call_rows_serialize_with_column_names_and_rfc3339_times() {
         "trunk_call_id",
         "caller",
         "called",
+        "original_called",
         "trunk",
         "received_at",
         "queued_at",

@@ -103,21 +103,27 @@ impl Engine {
             target,
             called,
         } = new;
-        let caller = super::caller_number(invite);
-        // RFC 3264 §6 (via RFC 3261 §13.3.1.3): an offer siaga cannot read, or one without
-        // G.711 (siaga does not transcode), is answered 488 — the one refusal of an
-        // emergency call the RFCs force here. It is logged and recorded as failed.
+        let trusted = self.config.calls.is_trusted(rx.source.ip());
+        let caller = super::CallerIdentity::of_invite(invite, trusted).number;
+        let original_called = super::original_called(invite);
+        // RFC 3264 §6 (via RFC 3261 §13.3.1.3): an offer siaga cannot read, one without
+        // G.711 (siaga does not transcode), or one the relay cannot reach (another address
+        // family) is answered 488 with a Warning saying which (§21.4.26) — the one refusal
+        // of an emergency call the RFCs force here. It is logged and recorded as failed.
         let trunk_offer = match self.read_trunk_offer(invite) {
             Ok(offer) => offer,
-            Err(why) => {
+            Err((code, why)) => {
                 self.record_refused_call(now, invite, called, 488, &why);
+                // warn-text is a quoted-string: no quote or backslash of the error's text.
+                let text = why.replace(['"', '\\'], "'");
+                let warning = format!("{code} {} \"{text}\"", self.config.via_host());
                 return self.refuse_call(
                     now,
                     tx,
                     invite,
                     (&local_tag, rx.source),
                     (488, "Not Acceptable Here"),
-                    &[],
+                    &[("Warning", warning)],
                 );
             }
         };
@@ -185,6 +191,7 @@ impl Engine {
                 trunk_call_id,
                 caller,
                 called,
+                original_called,
                 trunk: self.config.calls.trunk_name.clone(),
             },
         );
@@ -235,6 +242,11 @@ impl Engine {
             CallTimer::RingingRefresh(handle),
         );
         self.emit(record, now, CallEventKind::Queued);
+        if max_forwards == 0 {
+            // RFC 7332 §3: a leg would need Max-Forwards -1. The call is still taken (an
+            // emergency call is never turned away for it) and waits for the caller to hang up.
+            tracing::warn!(call = %record, "emergency INVITE with Max-Forwards 0: no operator leg can be placed (RFC 7332); the call stays queued");
+        }
         self.calls.acd.enqueue(handle, position);
         self.dispatch(now);
         if self.calls.acd.logged_in() == 0 {
@@ -262,6 +274,7 @@ impl Engine {
                 trunk_call_id: invite.call_id().map(str::to_owned).unwrap_or_default(),
                 caller: super::caller_number(invite),
                 called,
+                original_called: super::original_called(invite),
                 trunk: self.config.calls.trunk_name.clone(),
             },
         );
@@ -275,18 +288,35 @@ impl Engine {
         );
     }
 
-    /// The trunk's SDP offer: `None` without one; an error naming why when siaga cannot
-    /// take part in it.
+    /// The trunk's SDP offer: `None` without one. When siaga cannot take part in it, the
+    /// RFC 3261 §20.43 warn-code and text saying why: 305 (Incompatible media format: no
+    /// readable audio, no G.711), or 301 (Incompatible network address formats: the
+    /// trunk's media address is IPv6 and the relay's IPv4, or the reverse — one relay
+    /// socket cannot send to the other family; RFC 5118 §4.9's IPv4-mapped IPv6 addresses
+    /// count as IPv4).
     fn read_trunk_offer(
         &self,
         invite: &SipMessage,
-    ) -> Result<Option<crate::engine::sdp::MediaOffer>, String> {
+    ) -> Result<Option<crate::engine::sdp::MediaOffer>, (u16, String)> {
         let Some(body) = crate::engine::sip::body::sdp_of(invite) else {
             return Ok(None);
         };
-        let offer = sdp::parse(body).map_err(|e| e.to_string())?;
-        let relay = SocketAddr::new(self.config.calls.media_ip, 0);
-        sdp::offer_across(&offer, relay, &mut SdpSession::new(1)).map_err(|e| e.to_string())?;
+        let incompatible = |e: &dyn std::fmt::Display| (305, e.to_string());
+        let offer = sdp::parse(body).map_err(|e| incompatible(&e))?;
+        let media_ip = self.config.calls.media_ip;
+        if let Some(rtp) = offer.rtp
+            && !rtp.ip().is_unspecified()
+            && rtp.ip().to_canonical().is_ipv4() != media_ip.to_canonical().is_ipv4()
+        {
+            return Err((
+                301,
+                format!(
+                    "Incompatible network address formats: media at {rtp}, relay at {media_ip}"
+                ),
+            ));
+        }
+        let relay = SocketAddr::new(media_ip, 0);
+        sdp::offer_across(&offer, relay, &mut SdpSession::new(1)).map_err(|e| incompatible(&e))?;
         Ok(Some(offer))
     }
 
@@ -385,9 +415,10 @@ impl Engine {
             let next = self.calls.acd.next_offer(|call, operator| {
                 registrar.bindings(operator).next().is_none()
                     || calls.get(&call).is_none_or(|c| {
-                        c.declined
-                            .iter()
-                            .any(|(who, until)| who == operator && *until > now.mono)
+                        c.trunk.outbound_max_forwards().is_none()
+                            || c.declined
+                                .iter()
+                                .any(|(who, until)| who == operator && *until > now.mono)
                     })
             });
             let Some((handle, operator)) = next else {
@@ -449,8 +480,14 @@ impl Engine {
             }
             _ => None,
         };
-        let caller = super::caller_number(&call.trunk.invite);
-        let max_forwards = call.trunk.max_forwards.saturating_sub(1);
+        // The operator sees who calls, whatever privacy the caller asked of the public
+        // network: operators are inside the trust domain (RFC 3325 §5).
+        let trusted = self.config.calls.is_trusted(call.trunk.received_from.ip());
+        let caller = super::CallerIdentity::of_invite(&call.trunk.invite, trusted);
+        // `dispatch` offers no call whose legs would need a Max-Forwards below 0.
+        let Some(max_forwards) = call.trunk.outbound_max_forwards() else {
+            return self.offer_failed(now, handle, operator, None);
+        };
         self.emit(
             record,
             now,
@@ -465,13 +502,6 @@ impl Engine {
             let from_tag = self.new_tag();
             let call_id = format!("{}@{}", self.new_tag(), self.config.node_id);
             let domain = self.config.domains.first().cloned().unwrap_or_default();
-            let from_user = caller
-                .as_deref()
-                .filter(|c| {
-                    c.chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || "+*#._-".contains(ch))
-                })
-                .unwrap_or("anonymous");
             let mut b = MessageBuilder::request(&Method::Invite, &contact)
                 .header(
                     "Via",
@@ -481,11 +511,11 @@ impl Engine {
                         self.config.via_host()
                     ),
                 )
-                .header("Max-Forwards", max_forwards)
-                .header(
-                    "From",
-                    format!("\"112\" <sip:{from_user}@{domain}>;tag={from_tag}"),
-                )
+                .header("Max-Forwards", max_forwards);
+            for (name, value) in caller.outbound_headers(super::Trust::Inside, &domain, &from_tag) {
+                b = b.header(name, value);
+            }
+            let mut b = b
                 .header("To", format!("<sip:{operator}@{domain}>"))
                 .header("Call-ID", &call_id)
                 .header("CSeq", "1 INVITE")
@@ -890,7 +920,11 @@ impl Engine {
             return;
         };
         if let Some(ack) = leg.ack.clone() {
-            let destination = leg.destination;
+            // The ACK goes where the first one went: through the leg's route set (§12.2.1.1).
+            let destination = leg
+                .dialog
+                .as_ref()
+                .map_or(leg.destination, |d| d.destination);
             self.transmit(destination, ack);
         }
     }

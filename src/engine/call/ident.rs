@@ -1,7 +1,10 @@
 //! Who calls and what they dialled: the caller number (ANI) from P-Asserted-Identity
 //! (RFC 3325 §9.1) or else From, the called number from the Request-URI (an emergency
-//! number, or `urn:service:sos`, RFC 5031), and [`Pii`], which keeps such numbers out of
-//! logs unless `log.show_personal_data` is set.
+//! number, or `urn:service:sos`, RFC 5031), the number first dialled from History-Info
+//! (RFC 7044) or Diversion (RFC 5806), and [`Pii`], which keeps such numbers out of logs
+//! unless `log.show_personal_data` is set. Numbers are read alike from `sip:` user parts
+//! (`sip:+62-21-112;phone-context=+62@host;user=phone`) and `tel:` URIs (RFC 3966), without
+//! the visual separators `-.()` (RFC 3966 §5.1.1).
 
 use crate::engine::sip::uri::Uri;
 use crate::engine::sip::{HeaderName, SipMessage};
@@ -39,7 +42,9 @@ impl<T: fmt::Display> fmt::Debug for Pii<T> {
 
 /// The caller number (ANI): the first P-Asserted-Identity the trunk sent (a `tel:` one
 /// preferred, RFC 3325 §9.1 allows one sip and one tel), else the From URI's user part.
-/// `None` when neither holds a user (an anonymous From, RFC 3323).
+/// `None` when neither holds a user (an anonymous From, RFC 3323). The assertion is taken
+/// as true: see [`super::privacy::CallerIdentity`] for an INVITE from outside the trust
+/// domain.
 pub fn caller_number(msg: &SipMessage) -> Option<String> {
     let asserted = msg
         .name_addrs(HeaderName::PAssertedIdentity)
@@ -48,12 +53,48 @@ pub fn caller_number(msg: &SipMessage) -> Option<String> {
         .iter()
         .find_map(|na| tel_number(&na.uri))
         .or_else(|| asserted.iter().find_map(|na| user_of(&na.uri)));
-    from_pai.or_else(|| {
-        msg.from()
-            .ok()
-            .and_then(|na| user_of(&na.uri))
-            .filter(|u| !u.eq_ignore_ascii_case("anonymous"))
-    })
+    from_pai.or_else(|| from_number(msg))
+}
+
+/// The number of the From URI (a `tel:` number or a SIP user part, without visual
+/// separators), unless it is `anonymous` (RFC 3323 §4.1.1.3).
+pub(super) fn from_number(msg: &SipMessage) -> Option<String> {
+    msg.from()
+        .ok()
+        .and_then(|na| user_of(&na.uri))
+        .filter(|u| !u.eq_ignore_ascii_case("anonymous"))
+}
+
+/// The number the caller first dialled when the call reached siaga retargeted or
+/// diverted on its way (a call forwarded from another PSAP, a number mapped to 112):
+/// - History-Info (RFC 7044 §4): the target of the entry with the shortest `index` (`1`
+///   is the request as first sent; `1.1`, `1.1.1` … its retargets), the first on a tie or
+///   when no entry has an index;
+/// - else Diversion (RFC 5806 §4): the last entry, as each diverting proxy adds its own
+///   on top, so the bottom one names the number first called.
+///
+/// Read as [`called_number`] reads a Request-URI. `None` without either header, or when
+/// the header does not parse (it is informational: the call is taken regardless).
+pub fn original_called(msg: &SipMessage) -> Option<String> {
+    let history = msg.name_addrs(HeaderName::HistoryInfo).unwrap_or_default();
+    let depth = |na: &crate::engine::sip::view::NameAddr| {
+        na.param("index")
+            .flatten()
+            .map_or(usize::MAX, |i| i.split('.').count())
+    };
+    let first = history
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, na)| (depth(na), *i))
+        .map(|(_, na)| na);
+    match first {
+        Some(entry) => called_number(&entry.uri),
+        None => msg
+            .name_addrs(HeaderName::Diversion)
+            .unwrap_or_default()
+            .last()
+            .and_then(|na| called_number(&na.uri)),
+    }
 }
 
 /// What the caller dialled: the Request-URI's user part (or tel number), without visual
@@ -129,6 +170,61 @@ mod tests {
             called_number(&parse("urn:service:sos.fire")).as_deref(),
             Some("urn:service:sos.fire")
         );
+    }
+
+    #[test]
+    fn the_number_first_dialled_comes_from_history_info_then_diversion() {
+        let first = |extra: &str| original_called(&msg(extra, "<sip:a@trunk.test>"));
+        // RFC 7044: the shortest index is the request as first sent, wherever it stands.
+        assert_eq!(
+            first(
+                "History-Info: <sip:112@psap.test>;index=1.1.1\r\nHistory-Info: <tel:1-1-0>;index=1, <sip:113@x.test;user=phone?Reason=SIP%3Bcause%3D302>;index=1.1\r\n"
+            )
+            .as_deref(),
+            Some("110")
+        );
+        assert_eq!(
+            first("History-Info: <sip:+62-21-110@telco.test>, <sip:112@psap.test>\r\n").as_deref(),
+            Some("+6221110")
+        );
+        // RFC 5806: the bottom Diversion names the number first called.
+        assert_eq!(
+            first(
+                "Diversion: <sip:113@a.test>;reason=unconditional, <tel:110>;reason=no-answer\r\n"
+            )
+            .as_deref(),
+            Some("110")
+        );
+        // History-Info wins over Diversion; the sos URN is read as written.
+        assert_eq!(
+            first("Diversion: <tel:113>\r\nHistory-Info: <urn:service:sos.fire>;index=1\r\n")
+                .as_deref(),
+            Some("urn:service:sos.fire")
+        );
+        assert_eq!(first(""), None);
+        assert_eq!(
+            first("History-Info: <sip:110@a.test\r\n"),
+            None,
+            "unparseable"
+        );
+    }
+
+    #[test]
+    fn tel_and_sip_numbers_lose_their_visual_separators() {
+        let parse = |s| Uri::parse(s).expect("uri");
+        for (uri, number) in [
+            ("tel:+62-(21)-555.0100", "+62215550100"),
+            ("sip:1-1-2@siaga.test;user=phone", "112"),
+            (
+                "sip:+62.21.112;phone-context=+62@siaga.test;user=phone",
+                "+6221112",
+            ),
+            ("tel:112;phone-context=example.com", "112"),
+        ] {
+            assert_eq!(called_number(&parse(uri)).as_deref(), Some(number), "{uri}");
+        }
+        let m = msg("", "<tel:+62-812-555-0002>");
+        assert_eq!(caller_number(&m).as_deref(), Some("+628125550002"));
     }
 
     #[test]

@@ -9,12 +9,14 @@
 mod flow;
 mod ident;
 mod midcall;
+mod privacy;
 mod session_timer;
 
 pub(crate) use flow::NewCall;
-pub use ident::{Pii, called_number, caller_number, set_show_personal_data};
+pub use ident::{Pii, called_number, caller_number, original_called, set_show_personal_data};
 pub(crate) use midcall::DialogReply;
 pub use midcall::{Exchange, InDialogRequest, Purpose};
+pub use privacy::{CallerIdentity, Trust};
 pub use session_timer::{Refresher, SessionTimer};
 
 use super::acd::{Acd, CallHandle};
@@ -155,6 +157,14 @@ pub struct TrunkLeg {
 }
 
 impl TrunkLeg {
+    /// The Max-Forwards of the legs siaga places for this call: the INVITE's minus one
+    /// (RFC 7332 §3: a B2BUA decrements it like a proxy, so loops through B2BUAs end).
+    /// `None` when the INVITE arrived with 0: no leg may be placed for the call, which is
+    /// still taken and stays queued (README, known limits).
+    pub fn outbound_max_forwards(&self) -> Option<u8> {
+        self.max_forwards.checked_sub(1)
+    }
+
     /// The key of siaga's dialog with the trunk: early from the 180 on (§12.1.1), the
     /// same once confirmed by the 2xx.
     pub fn dialog_key(&self) -> DialogKey {

@@ -170,7 +170,8 @@ pub struct MediaOffer {
     /// `o=` sess-version: a changed version means a changed description (RFC 3264 §8).
     pub session_version: u64,
     /// Where the peer receives RTP: the `c=` address (media level, else session level) and
-    /// the `m=` port. `None` when the port is 0: the stream is disabled (in an offer) or
+    /// the `m=` port (an IPv4-mapped IPv6 address as its IPv4 address). `None` when the
+    /// port is 0: the stream is disabled (in an offer) or
     /// rejected (in an answer). The address may be unspecified (`0.0.0.0`, the old hold
     /// form, RFC 3264 §8.4): the relay sends nothing there.
     pub rtp: Option<SocketAddr>,
@@ -240,7 +241,9 @@ pub fn parse(body: &[u8]) -> Result<MediaOffer, SdpError> {
         if ip.is_multicast() {
             return Err(SdpError::BadAddress(connection.address.clone()));
         }
-        Some(SocketAddr::new(ip, port))
+        // `c=IN IP6 ::ffff:192.0.2.2` (RFC 5118 §4.9) is reached as the IPv4 address it
+        // maps: that is where an IPv4 relay can send.
+        Some(SocketAddr::new(ip.to_canonical(), port))
     };
 
     let ptime = media_attr(media, "ptime")
