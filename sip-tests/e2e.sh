@@ -20,6 +20,9 @@
 #                       recorded with operator and timestamps, RTP both ways through the
 #                       relay (relay counters in the records, and a capture on lo)
 #     operator bye    the operator hangs up -> siaga BYEs the trunk; ended_by operator
+#     route set       the trunk's SBC record-routes (a second SIPp on its own port): the
+#                       operator hangs up -> siaga's BYE reaches the SBC, loose-routed
+#                       (Route: the SBC, Request-URI: the trunk's Contact), not the trunk
 #     shutdown        siaga still running, then stops on SIGTERM
 #
 # Usage: bash sip-tests/e2e.sh [--selftest-only | --no-selftest]
@@ -130,6 +133,29 @@ selftest() {
     selftest_operator noanswer operator-noanswer.xml fake-siaga-offer-cancel.xml 'CANCELLED'
     selftest_operator reject operator-reject.xml fake-siaga-offer-reject.xml 'REJECTED'
     selftest_operator bench bench-operator-answer.xml fake-siaga-offer-bye.xml 'REGISTERED 1003' 3
+
+    # A trunk record-routed by an SBC: the fake siaga BYEs via the SBC (sbc-bye.xml).
+    local sbc rc_sbc=0 rc_fake=0 rc_trunk=0 fake SBC=$((base + 6))
+    sipp_bg st-sbc-siaga -sf "$SCENARIOS/fake-siaga-trunk-uas-sbc.xml" -p "$UAS" -mp "$UAS_MP" \
+        -m 1 -timeout 30s -timeout_error
+    fake=$SIPP_PID
+    sipp_bg st-sbc-sbc -sf "$SCENARIOS/sbc-bye.xml" -p "$SBC" -m 1 -trace_logs \
+        -log_file "$WORK/st-sbc.log" -timeout 30s -timeout_error
+    sbc=$SIPP_PID
+    sleep 0.3
+    sipp_fg st-sbc-trunk "127.0.0.1:$UAS" -sf "$SCENARIOS/trunk-call-sbc.xml" -s 112 \
+        -key ani_prefix +62811 -key sbc "127.0.0.1:$SBC" -m 1 -p "$UAC" -mp "$UAC_MP" \
+        -timeout 30s -timeout_error || rc_trunk=$?
+    wait_pid "$fake" 10 || rc_fake=$?
+    wait_pid "$sbc" 10 || rc_sbc=$?
+    if [ $rc_trunk -eq 0 ] && [ $rc_fake -eq 0 ] && [ $rc_sbc -eq 0 ] && grep -q BYE_VIA_SBC "$WORK/st-sbc.log"; then
+        pass "self-test: trunk-call-sbc.xml + sbc-bye.xml against fake-siaga-trunk-uas-sbc.xml"
+    else
+        fail "self-test: trunk-call-sbc.xml + sbc-bye.xml (trunk exit $rc_trunk, fake siaga exit $rc_fake, SBC exit $rc_sbc)"
+        sipp_explain st-sbc-trunk
+        sipp_explain st-sbc-siaga
+        sipp_explain st-sbc-sbc
+    fi
 
     # Unregistration (Contact: *) against the fake registrar.
     local reg rc=0 rc_reg=0
@@ -331,6 +357,8 @@ siaga_checks() {
     check_alive_or_stop || return
     check_hold_and_resume
     check_alive_or_stop || return
+    check_bye_through_sbc
+    check_alive_or_stop || return
 
     section "siaga: shutdown"
     kill -TERM "$SIAGA_PID" 2>/dev/null
@@ -528,6 +556,48 @@ check_hold_and_resume() {
             --operators 1001 --need-times received_at,answered_at,ended_at --ended-by caller
     fi
     stop_operator op-hold 1001
+}
+
+check_bye_through_sbc() {
+    section "trunk SBC record-routes -> siaga's BYE goes through it (RFC 3261 §12.2.1.1)"
+    local rc=0 rc_sbc=0 sbc_port sbc_pid line
+    read -r sbc_port <<<"$(free_ports 2)" || { fail "no free port for the SBC"; return; }
+    start_operator op-sbc 1001 operator-answer.xml "$OP1_PORT" "$OP1_MP" || return
+    sipp_bg sbc -sf "$SCENARIOS/sbc-bye.xml" -p "$sbc_port" -m 1 -trace_logs \
+        -log_file "$WORK/sbc.log" -timeout 40s -timeout_error
+    sbc_pid=$SIPP_PID
+    sleep 0.3
+    sipp_fg sbc-trunk "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/trunk-call-sbc.xml" -s 112 \
+        -key ani_prefix "+62813$((RANDOM % 9000 + 1000))" -key sbc "127.0.0.1:$sbc_port" -m 1 \
+        -p "$TRUNK_PORT" -mp "$TRUNK_MP" -cid_str "e2e-sbc-%u-%p@%s" -trace_logs \
+        -log_file "$WORK/sbc-trunk.log" -timeout 40s -timeout_error || rc=$?
+    if [ $rc -eq 0 ] && grep -q "Record-Route <sip:127.0.0.1:$sbc_port;lr>" "$WORK/sbc-trunk.log"; then
+        pass "trunk: call answered, siaga's 2xx copied the SBC's Record-Route, no BYE came to the trunk itself"
+    else
+        fail "trunk: record-routed call not completed as expected (SIPp exit $rc)"
+        sipp_explain sbc-trunk
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    wait_pid "$sbc_pid" 15 || rc_sbc=$?
+    line=$(grep -m1 BYE_VIA_SBC "$WORK/sbc.log" 2>/dev/null)
+    if [ $rc_sbc -eq 0 ] && [[ "$line" == *"R-URI sip:+62813"*"@127.0.0.1:$TRUNK_PORT Route <sip:127.0.0.1:$sbc_port;lr>"* ]]; then
+        pass "SBC got siaga's BYE, loose-routed: ${line#BYE_VIA_SBC }"
+    else
+        fail "SBC did not get a loose-routed BYE (SIPp exit $rc_sbc): ${line:-nothing}"
+        sipp_explain sbc
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    if grep -q HUNGUP_BY_OPERATOR "$WORK/op-sbc.log"; then
+        pass "the operator hung up (BYE to siaga, 200)"
+    else
+        fail "the operator did not hang up"
+        sipp_explain op-sbc
+    fi
+    if fetch_records e2e-sbc- 1; then
+        run_checks records --json "$CALLS_JSON" --prefix e2e-sbc- --count 1 --disposition answered \
+            --operators 1001 --need-times received_at,answered_at,ended_at --ended-by operator
+    fi
+    stop_operator op-sbc 1001
 }
 
 # ========================================================================= main

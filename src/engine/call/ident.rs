@@ -133,12 +133,13 @@ fn strip_separators(number: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::engine::Transport;
     use bytes::Bytes;
 
-    fn msg(extra: &str, from: &str) -> SipMessage {
+    /// An INVITE to 112 with From `from` (a tag appended) and `extra` header lines.
+    pub(in crate::engine::call) fn msg(extra: &str, from: &str) -> SipMessage {
         let text = format!(
             "INVITE sip:112@siaga.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\nFrom: {from};tag=1\r\nTo: <sip:112@siaga.test>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
         );
@@ -225,6 +226,9 @@ mod tests {
         }
         let m = msg("", "<tel:+62-812-555-0002>");
         assert_eq!(caller_number(&m).as_deref(), Some("+628125550002"));
+        // addr-spec form: `;tag` after a bare tel URI is From's parameter (RFC 3261 §20).
+        let m = msg("", "tel:+62-812-555-0003");
+        assert_eq!(caller_number(&m).as_deref(), Some("+628125550003"));
     }
 
     #[test]

@@ -148,16 +148,8 @@ impl CallSettings {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ident::tests::msg as invite;
     use super::*;
-    use crate::engine::Transport;
-    use bytes::Bytes;
-
-    fn invite(extra: &str, from: &str) -> SipMessage {
-        let text = format!(
-            "INVITE sip:112@siaga.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\nFrom: {from};tag=1\r\nTo: <sip:112@siaga.test>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
-        );
-        SipMessage::parse(Bytes::from(text), Transport::Udp).expect("valid")
-    }
 
     const ANON: &str = "\"Anonymous\" <sip:anonymous@anonymous.invalid>";
     const PRIVATE: &str = "Privacy: id\r\nP-Asserted-Identity: <tel:+62-811-555-0001>, <sip:+628115550001@trunk.test;user=phone>\r\n";

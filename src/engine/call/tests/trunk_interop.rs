@@ -342,37 +342,37 @@ fn unknown_headers_are_ignored() {
 /// `received`/`rport`; the other Vias are copied unchanged.
 #[test]
 fn several_vias_answer_the_top_one_with_received_and_rport() {
-    let second = "Via: SIP/2.0/UDP [2001:db8::9:1]:5070;branch=z9hG4bKup;received=192.0.2.99\r\nVia: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKfirst\r\n";
-    let mut h = Harness::new(15);
-    let invite = trunk_invite("via1")
-        .replace(";rport\r\n", &format!(";rport\r\n{second}"))
-        .replace(
-            &format!("SIP/2.0/UDP {TRUNK}"),
-            "SIP/2.0/UDP 127.0.0.1:5096",
-        );
-    let out = h.input(TRUNK, &invite);
-    assert_eq!(out.statuses_to(TRUNK), [100, 180], "to the source port");
-    let ringing = out.to(TRUNK).pop().expect("180");
-    let vias = values(&ringing, HeaderName::Via);
+    let below = "Via: SIP/2.0/UDP [2001:db8::9:1]:5070;branch=z9hG4bKup;received=192.0.2.99\r\nVia: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKfirst\r\n";
+    // The trunk's INVITE from 127.0.0.1:5099 with top Via `sent_by` (`;rport` when
+    // `rport`) above `below`: returns what siaga sent to `to` and the first Via of the last.
+    let top_via = |id: &str, sent_by: &str, rport: bool, to: &str| {
+        let mut h = Harness::new(15);
+        let top = if rport { ";rport\r\n" } else { "\r\n" };
+        let invite = trunk_invite(id)
+            .replace(";rport\r\n", &format!("{top}{below}"))
+            .replace(
+                &format!("SIP/2.0/UDP {TRUNK}"),
+                &format!("SIP/2.0/UDP {sent_by}"),
+            );
+        let sent = h.input(TRUNK, &invite).to(to);
+        let vias = sent
+            .last()
+            .map(|m| values(m, HeaderName::Via))
+            .unwrap_or_default();
+        (sent.len(), vias)
+    };
+    let (count, vias) = top_via("via1", "127.0.0.1:5096", true, TRUNK);
+    assert_eq!(count, 2, "100 and 180 to the source port");
     assert_eq!(
         vias[0],
         "SIP/2.0/UDP 127.0.0.1:5096;branch=z9hG4bKvia1;rport=5099;received=127.0.0.1"
     );
-    assert_eq!(vias[1..].join("\r\n") + "\r\n", second.replace("Via: ", ""));
-
+    assert_eq!(vias[1..].join("\r\n") + "\r\n", below.replace("Via: ", ""));
     // Without rport: the sent-by port of the top Via, at the source IP.
-    let mut h = Harness::new(15);
-    let invite = trunk_invite("via2")
-        .replace(";rport\r\n", &format!("\r\n{second}"))
-        .replace(
-            &format!("SIP/2.0/UDP {TRUNK}"),
-            "SIP/2.0/UDP trunk.test:5096",
-        );
-    let out = h.input(TRUNK, &invite);
-    let ringing = out.to("127.0.0.1:5096");
-    assert_eq!(ringing.len(), 2, "100 and 180 to the Via's port");
+    let (count, vias) = top_via("via2", "trunk.test:5096", false, "127.0.0.1:5096");
+    assert_eq!(count, 2, "100 and 180 to the Via's port");
     assert_eq!(
-        values(&ringing[1], HeaderName::Via)[0],
+        vias[0],
         "SIP/2.0/UDP trunk.test:5096;branch=z9hG4bKvia2;received=127.0.0.1"
     );
 }
