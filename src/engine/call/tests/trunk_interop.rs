@@ -147,6 +147,56 @@ fn a_record_route_host_name_falls_back_to_the_packet_source() {
     assert_eq!(values(&bye, HeaderName::Route), ["<sip:sbc.trunk.test;lr>"]);
 }
 
+/// Not only the BYE: siaga's session refresh (UPDATE, RFC 4028), the re-INVITE carrying
+/// the operator's hold, and the ACK of the trunk's 2xx to it go through the SBC too.
+#[test]
+fn every_request_to_the_trunk_follows_its_route_set() {
+    let mut h = Harness::new(15);
+    let extra = format!(
+        "Record-Route: <sip:{SBC};lr>\r\nSupported: timer\r\nSession-Expires: 120;refresher=uas\r\nAllow: INVITE, ACK, BYE, UPDATE\r\n"
+    );
+    let (_, ack) = answered_call(&mut h, "rr5", &extra);
+    let via_sbc = |m: &SipMessage| {
+        assert_eq!(m.request_uri_raw(), Some("sip:gw@127.0.0.1:5099"));
+        assert_eq!(values(m, HeaderName::Route), [format!("<sip:{SBC};lr>")]);
+    };
+    let out = h.advance(60_000);
+    assert!(out.requests_to(TRUNK, Method::Update).is_empty());
+    let update = out
+        .requests_to(SBC, Method::Update)
+        .pop()
+        .expect("refresh via the SBC");
+    via_sbc(&update);
+    h.input(SBC, &phone_response(&update, 200, "OK", "x", None));
+
+    let hold = SDP_OPERATOR.replace("o=op 1 1", "o=op 1 2") + "a=sendonly\r\n";
+    let reinvite = operator_bye(&ack)
+        .replace("BYE sip:", "INVITE sip:")
+        .replace("CSeq: 5 BYE", "CSeq: 6 INVITE")
+        .replace("z9hG4bKopbye", "z9hG4bKophold")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{hold}",
+                hold.len()
+            ),
+        );
+    let out = h.input(OP1, &reinvite);
+    let to_trunk = out
+        .requests_to(SBC, Method::Invite)
+        .pop()
+        .expect("re-INVITE via the SBC");
+    via_sbc(&to_trunk);
+    let held = SDP_TRUNK.replace("o=trunk 1 1", "o=trunk 1 2") + "a=recvonly\r\n";
+    let out = h.input(SBC, &phone_response(&to_trunk, 200, "OK", "x", Some(&held)));
+    let ack_trunk = out
+        .requests_to(SBC, Method::Ack)
+        .pop()
+        .expect("ACK via the SBC");
+    via_sbc(&ack_trunk);
+    assert!(out.to(TRUNK).is_empty());
+}
+
 /// An operator's phone behind record-routing proxies: the ACK, the ACK of a retransmitted
 /// 2xx and the BYE all go to the proxy nearest siaga — the last Record-Route, as the UAC's
 /// route set is the Record-Route reversed (§12.1.2).
