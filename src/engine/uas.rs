@@ -18,6 +18,7 @@ pub const ALLOWED: &[Method] = &[
     Method::Bye,
     Method::Options,
     Method::Register,
+    Method::Prack,
 ];
 
 /// The Allow header value for [`ALLOWED`].
@@ -32,9 +33,9 @@ pub fn allow_value() -> String {
 /// Body types siaga understands (RFC 3261 §20.1 Accept).
 pub const ACCEPT: &str = "application/sdp";
 
-/// Option tags siaga supports (RFC 3261 §20.37 Supported). None yet: PRACK and session
-/// timers arrive with the trunk-hardening work.
-pub const SUPPORTED: &[&str] = &[];
+/// Option tags siaga supports (RFC 3261 §20.37 Supported): `100rel` (RFC 3262, reliable
+/// provisional responses to the trunk, `call::prack`).
+pub const SUPPORTED: &[&str] = &["100rel"];
 
 /// What to do with a request.
 #[derive(Clone, Debug, PartialEq, Eq)]

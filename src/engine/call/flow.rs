@@ -159,6 +159,7 @@ impl Engine {
             },
         );
         let sdp_session = SdpSession::random(&mut self.rng);
+        let reliable = super::Reliable::for_invite(invite, late_offer, &mut self.rng);
         let position = handle.0;
         self.calls.calls.insert(
             handle,
@@ -178,6 +179,7 @@ impl Engine {
                     max_forwards,
                     dialog: None,
                     ok: None,
+                    reliable,
                 },
                 legs: Default::default(),
                 declined: Vec::new(),
@@ -329,6 +331,10 @@ impl Engine {
                 .copy_all(&call.trunk.invite, HeaderName::RecordRoute)
                 .header("Contact", self.contact(call.trunk.target.transport));
         }
+        // RFC 3262 §3: reliably when the INVITE asked for it (never the 100).
+        if status != 100 && call.trunk.reliable.is_some() {
+            return self.send_reliable(now, handle, status, b);
+        }
         let tx = call.trunk.tx;
         if let Err(error) = self.server.send_response(now.mono, tx, status, b.build()) {
             tracing::debug!(%error, "provisional response not sent");
@@ -349,9 +355,10 @@ impl Engine {
             let next = self.calls.acd.next_offer(|call, operator| {
                 registrar.bindings(operator).next().is_none()
                     || calls.get(&call).is_none_or(|c| {
-                        c.declined
-                            .iter()
-                            .any(|(who, until)| who == operator && *until > now.mono)
+                        c.awaits_early_answer()
+                            || c.declined
+                                .iter()
+                                .any(|(who, until)| who == operator && *until > now.mono)
                     })
             });
             let Some((handle, operator)) = next else {
@@ -482,6 +489,7 @@ impl Engine {
                     request,
                     destination,
                     cancel_sent: false,
+                    unwanted: Vec::new(),
                 },
             );
             if let Some(call) = self.calls.calls.get_mut(&handle) {
@@ -788,7 +796,8 @@ impl Engine {
         .copy_all(&call.trunk.invite, HeaderName::RecordRoute)
         .header("Contact", contact)
         .header("Allow", uas::allow_value());
-        if let Some(body) = body {
+        // RFC 3262 §5: an offer/answer done in a reliable 180 and its PRACK is not redone.
+        if let Some(body) = body.filter(|_| !call.answered_early()) {
             b = b.body("application/sdp", body);
         }
         let ok = b.build();
@@ -843,8 +852,15 @@ impl Engine {
         let Ok(mut dialog) = Dialog::as_uac(&out.request, response, out.destination) else {
             return;
         };
+        // That 2xx again (its ACK was lost): the same ACK again, and no second BYE.
+        if let Some((_, ack)) = out.unwanted.iter().find(|(t, _)| *t == dialog.remote_tag) {
+            return self.transmit(dialog.destination, ack.clone());
+        }
         let via = self.config.via_host();
         let ack = dialog.ack(1, &via, &self.new_branch()).build();
+        if let Some(out) = self.calls.invites.get_mut(&tx) {
+            out.unwanted.push((dialog.remote_tag.clone(), ack.clone()));
+        }
         self.transmit(dialog.destination, ack);
         self.send_bye(now, &mut dialog);
     }
@@ -942,6 +958,7 @@ impl Engine {
     /// A client transaction ended. An INVITE that timed out or could not be sent fails its
     /// leg (status 0: no response).
     pub(crate) fn on_client_ended(&mut self, now: Now, tx: ClientTxId, why: Termination) {
+        self.bye_ended(tx);
         let Some(out) = self.calls.invites.remove(&tx) else {
             return;
         };
@@ -1102,7 +1119,15 @@ impl Engine {
         key: &DialogKey,
         msg: &SipMessage,
     ) -> Option<(u16, &'static str, Option<TxId>)> {
-        let &(handle, leg) = self.calls.by_dialog.get(key)?;
+        let Some(&(handle, leg)) = self.calls.by_dialog.get(key) else {
+            return self
+                .on_ending_dialog_request(key, msg)
+                .map(|(status, reason)| (status, reason, None));
+        };
+        if msg.method() == Some(&Method::Prack) {
+            let (status, reason) = self.on_prack(now, handle, leg, msg);
+            return Some((status, reason, None));
+        }
         let seq = msg.cseq().ok()?.seq;
         let call = self.calls.calls.get_mut(&handle)?;
         // §15: a BYE in the early dialog of siaga's 180 — the caller hung up before an
@@ -1244,7 +1269,7 @@ impl Engine {
             .request(&Method::Bye, &self.config.via_host(), &branch)
             .header("User-Agent", SERVER)
             .build();
-        self.client.send(
+        let tx = self.client.send(
             now.mono,
             ClientKey {
                 branch,
@@ -1254,6 +1279,7 @@ impl Engine {
             dialog.destination,
             &self.config.timers,
         );
+        self.bye_sent(dialog.key(), tx);
     }
 
     // ---- timers -------------------------------------------------------------------------
@@ -1278,6 +1304,7 @@ impl Engine {
                     }
                 }
                 CallTimer::OkRetransmit(handle) => self.resend_ok(now, handle),
+                CallTimer::ReliableRetransmit(handle) => self.resend_reliable(now, handle),
                 CallTimer::OkTimeout(handle) => {
                     let unacked = self
                         .calls

@@ -6,11 +6,14 @@
 //!
 //! Every step emits [`CallEvent`]s (the call record) and [`MediaCommand`]s (the relay).
 
+mod ending;
 mod flow;
 mod ident;
+mod prack;
 
 pub(crate) use flow::NewCall;
 pub use ident::{Pii, called_number, caller_number, set_show_personal_data};
+pub use prack::{EarlyOffer, Reliable};
 
 use super::acd::{Acd, CallHandle};
 use super::dialog::{Dialog, DialogKey};
@@ -98,6 +101,8 @@ pub struct TrunkLeg {
     pub dialog: Option<Dialog>,
     /// The 2xx, resent until the ACK arrives (§13.3.1.4), and the next interval.
     pub ok: Option<(Bytes, Duration)>,
+    /// Reliable provisional responses (RFC 3262), when the INVITE asked for them.
+    pub reliable: Option<Reliable>,
 }
 
 impl TrunkLeg {
@@ -161,6 +166,10 @@ pub struct OutboundInvite {
     pub destination: Destination,
     /// Whether its CANCEL was sent.
     pub cancel_sent: bool,
+    /// Dialogs its 2xx responses created that siaga did not want (a late answer, a losing
+    /// binding) and ended with ACK and BYE: the To tag and the ACK, resent alone when that
+    /// 2xx comes again (§13.2.2.4) — the BYE is not repeated.
+    pub unwanted: Vec<(String, Bytes)>,
 }
 
 /// A call model timer. Each is checked against the call's state when it fires, so one
@@ -173,6 +182,8 @@ pub enum CallTimer {
     RingingRefresh(CallHandle),
     /// Resend the 2xx to the trunk: no ACK yet (§13.3.1.4).
     OkRetransmit(CallHandle),
+    /// Resend the reliable 180 to the trunk: no PRACK yet (RFC 3262 §3).
+    ReliableRetransmit(CallHandle),
     /// 64·T1 after the 2xx without an ACK: end the call with BYE (§13.3.1.4).
     OkTimeout(CallHandle),
     /// 64·T1 after a CANCEL: consider the INVITE cancelled (§9.1).
@@ -193,6 +204,9 @@ pub struct CallTable {
     pub by_dialog: HashMap<DialogKey, (CallHandle, Option<u32>)>,
     /// Outbound INVITEs by client transaction.
     pub invites: HashMap<ClientTxId, OutboundInvite>,
+    /// siaga's BYEs under way → the dialog each ends (see `ending`): a BYE that crosses
+    /// one draws 200.
+    pub byes: HashMap<ClientTxId, DialogKey>,
     /// Relays whose report has not come back yet → the call record.
     pub relays: HashMap<RelayId, Uuid>,
     /// Timers, earliest first.
