@@ -214,10 +214,7 @@ impl Engine {
                 _ => None,
             };
             match offer {
-                Some(body) => {
-                    b = b.body("application/sdp", body);
-                    reliable.early_offer = EarlyOffer::AwaitingAnswer;
-                }
+                Some(body) => b = b.body("application/sdp", body),
                 None => {
                     tracing::warn!(call = %call.record, "no relay port for siaga's offer in the reliable 180 (RFC 3262 §5): sent without SDP, the 2xx carries the offer");
                     reliable.early_offer = EarlyOffer::NotUsed;
@@ -232,6 +229,9 @@ impl Engine {
         {
             tracing::debug!(%error, "reliable provisional response not sent");
             return;
+        }
+        if reliable.early_offer == EarlyOffer::Due {
+            reliable.early_offer = EarlyOffer::AwaitingAnswer;
         }
         reliable.unacked = Some(Unacked {
             rseq,

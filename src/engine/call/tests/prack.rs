@@ -5,14 +5,6 @@
 
 use super::*;
 
-/// The INVITE of `trunk_invite(id)` with `extra` headers.
-fn invite_with(id: &str, extra: &str) -> String {
-    trunk_invite(id).replace(
-        "Max-Forwards: 70\r\n",
-        &format!("Max-Forwards: 70\r\n{extra}"),
-    )
-}
-
 /// The trunk's PRACK of `provisional` (siaga's reliable 1xx) with RAck `rack`, CSeq `seq`.
 fn prack(provisional: &SipMessage, seq: u32, rack: &str, branch: &str) -> String {
     trunk_in_dialog("PRACK", provisional, seq, branch).replace(
@@ -64,7 +56,7 @@ const SDP_OPERATOR_PCMU: &str = "v=0\r\no=op 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN
 #[test]
 fn a_reliable_180_is_resent_with_t1_doubling_then_given_up_without_rejecting() {
     let mut h = Harness::new(15);
-    let out = h.input(TRUNK, &invite_with("r1", "Require: 100rel\r\n"));
+    let out = h.input(TRUNK, &trunk_invite_with("r1", "Require: 100rel\r\n"));
     assert_eq!(out.statuses_to(TRUNK), [100, 180], "no 420");
     let first = ringing(&out);
     assert!(requires_100rel(&first));
@@ -109,7 +101,7 @@ fn a_reliable_180_is_resent_with_t1_doubling_then_given_up_without_rejecting() {
 #[test]
 fn a_matching_prack_draws_200_and_the_next_180_takes_the_next_rseq() {
     let mut h = Harness::new(15);
-    let out = h.input(TRUNK, &invite_with("r2", "Supported: 100rel\r\n"));
+    let out = h.input(TRUNK, &trunk_invite_with("r2", "Supported: 100rel\r\n"));
     let first = ringing(&out);
     assert!(requires_100rel(&first));
     let n = rseq(&first);
@@ -136,7 +128,7 @@ fn a_matching_prack_draws_200_and_the_next_180_takes_the_next_rseq() {
 #[test]
 fn a_prack_with_an_unknown_rack_draws_481() {
     let mut h = Harness::new(15);
-    let out = h.input(TRUNK, &invite_with("r3", "Require: 100rel\r\n"));
+    let out = h.input(TRUNK, &trunk_invite_with("r3", "Require: 100rel\r\n"));
     let first = ringing(&out);
     let n = rseq(&first);
     for (i, rack) in [
@@ -195,7 +187,7 @@ fn options_list_100rel_and_prack_and_plain_180s_stay_unreliable() {
     // Late offer with only `Supported: 100rel`: unreliable too (RFC 3262 §3 MAY, §5).
     let out = h.input(
         TRUNK,
-        &without_body(&invite_with("r5", "Supported: 100rel\r\n")),
+        &without_body(&trunk_invite_with("r5", "Supported: 100rel\r\n")),
     );
     let late = ringing(&out);
     assert!(late.header(HeaderName::RSeq).is_none() && late.body().is_empty());
@@ -206,18 +198,8 @@ fn options_list_100rel_and_prack_and_plain_180s_stay_unreliable() {
 #[test]
 fn the_2xx_stops_the_resends_and_a_late_prack_still_gets_200() {
     let mut h = Harness::new(15);
-    h.register("1001", OP1);
-    let out = h.input(TRUNK, &invite_with("r6", "Require: 100rel\r\n"));
+    let (out, ok, _) = answer_through_1001(&mut h, &trunk_invite_with("r6", "Require: 100rel\r\n"));
     let first = ringing(&out);
-    let offer = out
-        .requests_to(OP1, Method::Invite)
-        .pop()
-        .expect("operator rung at once");
-    let out = h.input(
-        OP1,
-        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
-    );
-    let ok = out.to(TRUNK).pop().expect("2xx");
     assert_eq!(ok.status(), Some(200));
     assert!(
         String::from_utf8_lossy(ok.body()).contains("m=audio"),
@@ -248,7 +230,7 @@ fn a_late_offer_requiring_100rel_gets_the_offer_in_the_180_and_the_answer_in_the
     h.register("1001", OP1);
     let out = h.input(
         TRUNK,
-        &without_body(&invite_with("r7", "Require: 100rel\r\n")),
+        &without_body(&trunk_invite_with("r7", "Require: 100rel\r\n")),
     );
     let first = ringing(&out);
     let offer = String::from_utf8_lossy(first.body()).into_owned();
@@ -302,7 +284,7 @@ fn a_late_offer_whose_180_is_never_pracked_is_still_offered_after_64_t1() {
     h.register("1001", OP1);
     let out = h.input(
         TRUNK,
-        &without_body(&invite_with("r8", "Require: 100rel\r\n")),
+        &without_body(&trunk_invite_with("r8", "Require: 100rel\r\n")),
     );
     assert!(out.requests_to(OP1, Method::Invite).is_empty());
     let out = h.advance(31_999);

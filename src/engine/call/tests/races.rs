@@ -18,15 +18,8 @@ fn is_idle(h: &Harness, operator: &str) -> bool {
 #[test]
 fn a_cancel_after_the_2xx_draws_200_and_no_487_and_the_call_goes_on() {
     let mut h = Harness::new(15);
-    h.register("1001", OP1);
     let invite = trunk_invite("x1");
-    let out = h.input(TRUNK, &invite);
-    let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
-    let out = h.input(
-        OP1,
-        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
-    );
-    let ok = out.to(TRUNK).pop().expect("2xx");
+    let (_, ok, _) = answer_through_1001(&mut h, &invite);
     let out = h.input(TRUNK, &cancel_of(&invite));
     let replies = out.to(TRUNK);
     assert_eq!(replies.len(), 1, "{:?}", out.statuses_to(TRUNK));
@@ -57,17 +50,7 @@ fn a_cancel_after_the_2xx_draws_200_and_no_487_and_the_call_goes_on() {
 /// second BYE (§13.2.2.4).
 #[test]
 fn an_operators_200_after_siagas_cancel_is_acked_and_byed_and_the_operator_stays_free() {
-    let mut h = Harness::new(2);
-    h.register("1001", OP1);
-    h.advance(10);
-    h.register("1002", OP2);
-    let out = h.input(TRUNK, &trunk_invite("x2"));
-    let first = out
-        .requests_to(OP1, Method::Invite)
-        .pop()
-        .expect("1001 first");
-    h.input(OP1, &phone_response(&first, 180, "Ringing", "op1", None));
-    let out = h.advance(2_000);
+    let (mut h, first, out) = first_offer_times_out("x2");
     let cancel = out.requests_to(OP1, Method::Cancel).pop().expect("CANCEL");
     assert!(
         out.requests_to(OP2, Method::Invite).len() == 1,
