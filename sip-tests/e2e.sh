@@ -196,8 +196,9 @@ setup_siaga() {
 
 CALLS_JSON=""
 # fetch_records PREFIX COUNT: `siaga calls --json` into $WORK/calls-PREFIX.json, polled
-# for up to 10 s until COUNT records of that trunk Call-ID prefix are there (the store
-# writes in batches). Sets CALLS_JSON.
+# for up to 10 s until COUNT records of that trunk Call-ID prefix are there and ended (the
+# store writes in batches, and the last event may follow the last SIP message). Sets
+# CALLS_JSON.
 fetch_records() {
     local prefix=$1 count=$2 i n
     CALLS_JSON="$WORK/calls-${prefix%-}.json"
@@ -208,7 +209,7 @@ fetch_records() {
         if [ $rc -eq 0 ]; then
             n=$(python3 -c 'import json,sys
 d=json.load(open(sys.argv[1])); d=d.get("calls",[]) if isinstance(d,dict) else d
-print(sum(1 for r in d if str(r.get("trunk_call_id") or "").startswith(sys.argv[2])))' "$CALLS_JSON" "$prefix" 2>/dev/null || echo 0)
+print(sum(1 for r in d if str(r.get("trunk_call_id") or "").startswith(sys.argv[2]) and r.get("ended_at")))' "$CALLS_JSON" "$prefix" 2>/dev/null || echo 0)
             [ "$n" -ge "$count" ] && return 0
         elif [ "$i" -ge 2 ]; then
             fail "records: \`siaga calls --config FILE --json --limit 200\` failed (exit $rc)"
@@ -332,6 +333,8 @@ siaga_checks() {
     check_twenty_calls
     check_alive_or_stop || return
     check_operator_hangs_up
+    check_alive_or_stop || return
+    check_hold_and_resume
     check_alive_or_stop || return
 
     section "siaga: shutdown"
@@ -525,6 +528,30 @@ check_operator_hangs_up() {
     fi
     stop_operator op-a 1001
     stop_operator op-b 1002
+}
+
+check_hold_and_resume() {
+    section "the caller is put on hold and resumed (re-INVITE across siaga)"
+    local rc=0
+    start_operator op-hold 1001 operator-answer-hold.xml "$OP1_PORT" "$OP1_MP" || return
+    trunk_call hold trunk-hold.xml 1 1 e2e-hold- 60 || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "trunk: re-INVITE sendonly answered recvonly, re-INVITE sendrecv answered sendrecv, BYE"
+    else
+        fail "trunk: hold or resume did not cross siaga (SIPp exit $rc)"
+        sipp_explain hold
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    if grep -q '^HELD' "$WORK/op-hold.log" && grep -q '^RESUMED' "$WORK/op-hold.log"; then
+        pass "operator: got the hold (a=sendonly) and the resume (a=sendrecv) as re-INVITEs"
+    else
+        fail "operator: the hold and resume offers did not arrive"
+    fi
+    if fetch_records e2e-hold- 1; then
+        run_checks records --json "$CALLS_JSON" --prefix e2e-hold- --count 1 --disposition answered \
+            --operators 1001 --need-times received_at,answered_at,ended_at --ended-by caller
+    fi
+    stop_operator op-hold 1001
 }
 
 # ========================================================================= main

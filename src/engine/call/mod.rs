@@ -9,21 +9,27 @@
 mod ending;
 mod flow;
 mod ident;
+mod midcall;
 mod prack;
+mod session_timer;
 
 pub(crate) use flow::NewCall;
 pub use ident::{Pii, called_number, caller_number, set_show_personal_data};
+pub(crate) use midcall::DialogReply;
+pub use midcall::{Exchange, InDialogRequest, Purpose};
 pub use prack::{EarlyOffer, Reliable};
+pub use session_timer::{Refresher, SessionTimer};
 
 use super::acd::{Acd, CallHandle};
 use super::dialog::{Dialog, DialogKey};
-use super::media::RelayId;
+use super::media::{RelayId, Side};
 use super::sdp::{MediaOffer, SdpSession};
 use super::sip::SipMessage;
 use super::time::MonoTime;
 use super::transaction::{ClientTxId, Destination, ResponseTarget, TxId};
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -75,6 +81,55 @@ pub struct Call {
     pub late_offer: bool,
     /// When the INVITE arrived.
     pub received_at: MonoTime,
+    /// A re-INVITE or UPDATE crossing the call, answered once the other side answers.
+    pub exchange: Option<Exchange>,
+    /// The trunk leg's session timer (RFC 4028): negotiated on the INVITE, running from
+    /// the 2xx.
+    pub session_timer: Option<SessionTimer>,
+    /// siaga's session refresh to the trunk, while unanswered.
+    pub pending_refresh: Option<ClientTxId>,
+}
+
+/// The offer/answer state of one leg's session (RFC 3264 §8) and siaga's 2xx resent on it.
+#[derive(Debug)]
+pub struct LegMedia {
+    /// The SDP origin of siaga's descriptions on this leg.
+    pub sdp: SdpSession,
+    /// The SDP siaga last sent on this leg: its answer, or its offer.
+    pub local: Option<Bytes>,
+    /// The `o=` session version the peer's last SDP carried; an offer with the same
+    /// version changes nothing (RFC 3264 §8).
+    pub remote_version: Option<u64>,
+    /// Whether the peer lists UPDATE in its Allow (RFC 3311 §5.1).
+    pub allows_update: bool,
+    /// siaga's 2xx to the peer's INVITE or re-INVITE, resent until the ACK (§13.3.1.4).
+    pub ok: Option<PendingOk>,
+}
+
+impl LegMedia {
+    /// A leg whose descriptions carry origin `sdp` and nothing exchanged yet.
+    pub fn new(sdp: SdpSession) -> LegMedia {
+        LegMedia {
+            sdp,
+            local: None,
+            remote_version: None,
+            allows_update: false,
+            ok: None,
+        }
+    }
+}
+
+/// A 2xx to an INVITE, resent until its ACK (RFC 3261 §13.3.1.4).
+#[derive(Debug)]
+pub struct PendingOk {
+    /// The response.
+    pub bytes: Bytes,
+    /// The next retransmission interval: T1, doubled up to T2.
+    pub interval: Duration,
+    /// Where it goes.
+    pub target: ResponseTarget,
+    /// Whether it is the 2xx to the call's first INVITE (no ACK ever confirmed the call).
+    pub first: bool,
 }
 
 /// siaga's UAS side toward the trunk.
@@ -88,19 +143,18 @@ pub struct TrunkLeg {
     pub target: ResponseTarget,
     /// The INVITE's source address, stamped in the top Via of every response as
     /// `received`/`rport` (§18.2.1, RFC 3581).
-    pub received_from: std::net::SocketAddr,
+    pub received_from: SocketAddr,
     /// Where the INVITE came from, for requests in the dialog (see [`Dialog::as_uas`]).
     pub source: Destination,
     /// siaga's To tag.
     pub local_tag: String,
-    /// The SDP origin of siaga's descriptions on this leg.
-    pub sdp: SdpSession,
+    /// The session on this leg (siaga's SDP origin, the last descriptions, the 2xx
+    /// resent until the ACK).
+    pub media: LegMedia,
     /// Max-Forwards of the INVITE (70 when absent).
     pub max_forwards: u8,
     /// The dialog, once the 2xx is sent.
     pub dialog: Option<Dialog>,
-    /// The 2xx, resent until the ACK arrives (§13.3.1.4), and the next interval.
-    pub ok: Option<(Bytes, Duration)>,
     /// Reliable provisional responses (RFC 3262), when the INVITE asked for them.
     pub reliable: Option<Reliable>,
 }
@@ -134,6 +188,8 @@ pub struct OperatorLeg {
     pub dialog: Option<Dialog>,
     /// The ACK of the winning 2xx, resent when the 2xx is (§13.2.2.4).
     pub ack: Option<Bytes>,
+    /// The session on this leg once answered.
+    pub media: LegMedia,
 }
 
 /// The progress of an outbound leg.
@@ -180,12 +236,14 @@ pub enum CallTimer {
     RingTimeout(CallHandle, u32),
     /// Repeat the 180 to a waiting caller (RFC 3261 §13.3.1.1; `queue.ringing_refresh_s`).
     RingingRefresh(CallHandle),
-    /// Resend the 2xx to the trunk: no ACK yet (§13.3.1.4).
-    OkRetransmit(CallHandle),
+    /// Resend siaga's 2xx to an INVITE or re-INVITE on a side: no ACK yet (§13.3.1.4).
+    OkRetransmit(CallHandle, Side),
+    /// 64·T1 after that 2xx without an ACK: end the call with BYE (§13.3.1.4).
+    OkTimeout(CallHandle, Side),
     /// Resend the reliable 180 to the trunk: no PRACK yet (RFC 3262 §3).
     ReliableRetransmit(CallHandle),
-    /// 64·T1 after the 2xx without an ACK: end the call with BYE (§13.3.1.4).
-    OkTimeout(CallHandle),
+    /// The trunk leg's session timer: refresh, or end the expired session (RFC 4028 §10).
+    Session(CallHandle),
     /// 64·T1 after a CANCEL: consider the INVITE cancelled (§9.1).
     CancelGuard(ClientTxId),
     /// An operator's reject delay ended: try to dispatch again.
@@ -204,6 +262,8 @@ pub struct CallTable {
     pub by_dialog: HashMap<DialogKey, (CallHandle, Option<u32>)>,
     /// Outbound INVITEs by client transaction.
     pub invites: HashMap<ClientTxId, OutboundInvite>,
+    /// re-INVITEs and UPDATEs siaga sent in its dialogs, by client transaction.
+    pub in_dialog: HashMap<ClientTxId, InDialogRequest>,
     /// siaga's BYEs under way → the dialog each ends (see `ending`): a BYE that crosses
     /// one draws 200.
     pub byes: HashMap<ClientTxId, DialogKey>,

@@ -205,16 +205,20 @@ impl Engine {
             // the relay can take (`Call::trunk_offer` holds siaga's capabilities here) at its
             // caller-side port.
             let offer = match (&call.trunk_offer, call.relay) {
-                (Some(capabilities), Some((_, caller_port, _))) => sdp::offer_to_operator(
+                (Some(capabilities), Some((_, caller_port, _))) => sdp::offer_across(
                     capabilities,
                     SocketAddr::new(media_ip, caller_port),
-                    &mut call.trunk.sdp,
+                    &mut call.trunk.media.sdp,
                 )
                 .ok(),
                 _ => None,
             };
             match offer {
-                Some(body) => b = b.body("application/sdp", body),
+                Some(body) => {
+                    // The description siaga last sent on this leg (RFC 3264 §8).
+                    call.trunk.media.local = Some(body.clone());
+                    b = b.body("application/sdp", body);
+                }
                 None => {
                     tracing::warn!(call = %call.record, "no relay port for siaga's offer in the reliable 180 (RFC 3262 §5): sent without SDP, the 2xx carries the offer");
                     reliable.early_offer = EarlyOffer::NotUsed;
@@ -360,6 +364,7 @@ impl Engine {
                 // The operator is offered what the trunk chose, so that whatever the
                 // operator answers is what the trunk sends and receives.
                 if let Some(call) = self.calls.calls.get_mut(&handle) {
+                    call.trunk.media.remote_version = Some(answer.session_version);
                     call.trunk_offer = Some(answer);
                     call.late_offer = false;
                 }

@@ -1611,5 +1611,6 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
     assert_eq!(h.engine.waiting_calls(), 1);
 }
 
+mod midcall;
 mod prack;
 mod races;
