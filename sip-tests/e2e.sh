@@ -15,6 +15,8 @@
 #                       -> 1002 answers after the ring timeout; timeline shows both offers
 #     reject          operator 1001 answers 486, 1002 registers meanwhile
 #                       -> 1002 answers; timeline shows the rejection
+#     100rel          the trunk requires 100rel (RFC 3262): reliable 180 with RSeq, the
+#                       trunk's PRACK gets 200, 1002 answers -> record answered
 #     20 calls        20 calls at 5 calls/s to 1001 and 1002 (both answer after 500 ms,
 #                       send RTP; the trunk hangs up after 2 s) -> all answered, all
 #                       recorded with operator and timestamps, RTP both ways through the
@@ -127,6 +129,7 @@ selftest() {
     selftest_trunk call fake-siaga-trunk-uas.xml trunk-call.xml 3
     selftest_trunk waitbye fake-siaga-trunk-uas-bye.xml trunk-call-wait-bye.xml 2
     selftest_trunk cancel fake-siaga-trunk-uas-cancel.xml trunk-cancel.xml 2
+    selftest_trunk prack fake-siaga-trunk-uas-100rel.xml trunk-call-100rel.xml 2
     selftest_trunk bench fake-siaga-trunk-uas.xml bench-trunk-call.xml 3
     selftest_operator answer-opbye operator-answer.xml fake-siaga-offer.xml 'HUNGUP_BY_OPERATOR'
     selftest_operator answer-peerbye operator-answer.xml fake-siaga-offer-bye.xml 'HUNGUP_BY_PEER'
@@ -351,6 +354,8 @@ siaga_checks() {
     check_alive_or_stop || return
     check_reject
     check_alive_or_stop || return
+    check_100rel
+    check_alive_or_stop || return
     check_twenty_calls
     check_alive_or_stop || return
     check_operator_hangs_up
@@ -469,6 +474,25 @@ check_reject() {
             --expect received,offered:1001,rejected:1001,offered:1002,answered:1002,ended
     fi
     stop_operator op-reject 1001
+    stop_operator op-answer 1002
+}
+
+check_100rel() {
+    section "trunk requires 100rel -> reliable 180 (Require, RSeq), PRACK, 200; operator answers"
+    local rc=0
+    start_operator op-answer 1002 operator-answer.xml "$OP2_PORT" "$OP2_MP" || return
+    trunk_call prack trunk-call-100rel.xml 1 1 e2e-prack- 60 || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "trunk: no 420; 180 with Require: 100rel and RSeq, PRACK with RAck answered 200, then 200, ACK, BYE"
+    else
+        fail "trunk: the 100rel call did not go INVITE, reliable 180, PRACK/200, 200, ACK, BYE (SIPp exit $rc)"
+        sipp_explain prack
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    if fetch_records e2e-prack- 1; then
+        run_checks records --json "$CALLS_JSON" --prefix e2e-prack- --count 1 --disposition answered \
+            --operators 1002 --need-times received_at,first_offered_at,answered_at,ended_at
+    fi
     stop_operator op-answer 1002
 }
 

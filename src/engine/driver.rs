@@ -685,7 +685,10 @@ impl Engine {
                 to_tag: None,
             },
             Verdict::ToSiaga | Verdict::ToTarget => match msg.method() {
-                Some(Method::Bye) => Answer::reject(481, "Call/Transaction Does Not Exist"),
+                // BYE and PRACK only exist within a dialog (RFC 3262 §3: no match is 481).
+                Some(Method::Bye | Method::Prack) => {
+                    Answer::reject(481, "Call/Transaction Does Not Exist")
+                }
                 Some(Method::Register) => self.register(now, rx, msg),
                 Some(Method::Invite) => return self.route_invite(rx, head),
                 _ => Answer::reject(404, "Not Found"),

@@ -20,6 +20,7 @@ pub const ALLOWED: &[Method] = &[
     Method::Register,
     Method::Update,
     Method::Info,
+    Method::Prack,
 ];
 
 /// The Allow header value for [`ALLOWED`].
@@ -35,8 +36,9 @@ pub fn allow_value() -> String {
 pub const ACCEPT: &str = "application/sdp";
 
 /// Option tags siaga supports (RFC 3261 §20.37 Supported): `timer`, session timers on the
-/// trunk leg (RFC 4028).
-pub const SUPPORTED: &[&str] = &["timer"];
+/// trunk leg (RFC 4028); `100rel`, reliable provisional responses to the trunk (RFC 3262,
+/// `call::prack`).
+pub const SUPPORTED: &[&str] = &["timer", "100rel"];
 
 /// What to do with a request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -198,6 +198,7 @@ impl Engine {
         let mut media = LegMedia::new(SdpSession::random(&mut self.rng));
         media.remote_version = trunk_remote_version;
         media.allows_update = allows_update(invite);
+        let reliable = super::Reliable::for_invite(invite, late_offer, &mut self.rng);
         let position = handle.0;
         self.calls.calls.insert(
             handle,
@@ -216,6 +217,7 @@ impl Engine {
                     media,
                     max_forwards,
                     dialog: None,
+                    reliable,
                 },
                 legs: Default::default(),
                 declined: Vec::new(),
@@ -395,6 +397,10 @@ impl Engine {
                 .copy_all(&call.trunk.invite, HeaderName::RecordRoute)
                 .header("Contact", self.contact(call.trunk.target.transport));
         }
+        // RFC 3262 §3: reliably when the INVITE asked for it (never the 100).
+        if status != 100 && call.trunk.reliable.is_some() {
+            return self.send_reliable(now, handle, status, b);
+        }
         let tx = call.trunk.tx;
         if let Err(error) = self.server.send_response(now.mono, tx, status, b.build()) {
             tracing::debug!(%error, "provisional response not sent");
@@ -416,6 +422,7 @@ impl Engine {
                 registrar.bindings(operator).next().is_none()
                     || calls.get(&call).is_none_or(|c| {
                         c.trunk.outbound_max_forwards().is_none()
+                            || c.awaits_early_answer()
                             || c.declined
                                 .iter()
                                 .any(|(who, until)| who == operator && *until > now.mono)
@@ -548,6 +555,7 @@ impl Engine {
                     request,
                     destination,
                     cancel_sent: false,
+                    unwanted: Vec::new(),
                 },
             );
             if let Some(call) = self.calls.calls.get_mut(&handle) {
@@ -869,7 +877,8 @@ impl Engine {
                 b = b.header(name, value);
             }
         }
-        if let Some(body) = &body {
+        // RFC 3262 §5: an offer/answer done in a reliable 180 and its PRACK is not redone.
+        if let Some(body) = body.as_ref().filter(|_| !call.answered_early()) {
             b = b.body("application/sdp", body.clone());
             call.trunk.media.local = Some(body.clone());
         }
@@ -938,8 +947,15 @@ impl Engine {
         let Ok(mut dialog) = Dialog::as_uac(&out.request, response, out.destination) else {
             return;
         };
+        // That 2xx again (its ACK was lost): the same ACK again, and no second BYE.
+        if let Some((_, ack)) = out.unwanted.iter().find(|(t, _)| *t == dialog.remote_tag) {
+            return self.transmit(dialog.destination, ack.clone());
+        }
         let via = self.config.via_host();
         let ack = dialog.ack(1, &via, &self.new_branch()).build();
+        if let Some(out) = self.calls.invites.get_mut(&tx) {
+            out.unwanted.push((dialog.remote_tag.clone(), ack.clone()));
+        }
         self.transmit(dialog.destination, ack);
         self.send_bye(now, &mut dialog);
     }
@@ -1037,6 +1053,7 @@ impl Engine {
     /// A client transaction ended. An INVITE that timed out or could not be sent fails its
     /// leg (status 0: no response).
     pub(crate) fn on_client_ended(&mut self, now: Now, tx: ClientTxId, why: Termination) {
+        self.bye_ended(tx);
         let Some(out) = self.calls.invites.remove(&tx) else {
             return;
         };
@@ -1294,7 +1311,7 @@ impl Engine {
             .request(&Method::Bye, &self.config.via_host(), &branch)
             .header("User-Agent", SERVER)
             .build();
-        self.client.send(
+        let tx = self.client.send(
             now.mono,
             ClientKey {
                 branch,
@@ -1304,6 +1321,7 @@ impl Engine {
             dialog.destination,
             &self.config.timers,
         );
+        self.bye_sent(dialog.key(), tx);
     }
 
     // ---- timers -------------------------------------------------------------------------
@@ -1328,6 +1346,7 @@ impl Engine {
                     }
                 }
                 CallTimer::OkRetransmit(handle, side) => self.resend_ok(now, handle, side),
+                CallTimer::ReliableRetransmit(handle) => self.resend_reliable(now, handle),
                 CallTimer::OkTimeout(handle, side) => {
                     let unacked = self
                         .calls

@@ -102,7 +102,17 @@ impl Engine {
         key: &DialogKey,
         msg: &SipMessage,
     ) -> Option<DialogReply> {
-        let &(handle, leg) = self.calls.by_dialog.get(key)?;
+        let Some(&(handle, leg)) = self.calls.by_dialog.get(key) else {
+            // A dialog siaga is ending with its own BYE (see `ending`).
+            return self
+                .on_ending_dialog_request(key, msg)
+                .map(|(status, reason)| DialogReply::Final(status, reason, None));
+        };
+        // RFC 3262: a PRACK, early or after the 2xx, is matched by its RAck (`prack`).
+        if msg.method() == Some(&Method::Prack) {
+            let (status, reason) = self.on_prack(now, handle, leg, msg);
+            return Some(DialogReply::Final(status, reason, None));
+        }
         let seq = msg.cseq().ok()?.seq;
         let call = self.calls.calls.get_mut(&handle)?;
         let answered_leg = match call.state {

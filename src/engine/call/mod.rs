@@ -6,10 +6,12 @@
 //!
 //! Every step emits [`CallEvent`]s (the call record) and [`MediaCommand`]s (the relay).
 
+mod ending;
 mod flow;
 mod ident;
 mod midcall;
 mod privacy;
+mod prack;
 mod session_timer;
 
 pub(crate) use flow::NewCall;
@@ -17,6 +19,7 @@ pub use ident::{Pii, called_number, caller_number, original_called, set_show_per
 pub(crate) use midcall::DialogReply;
 pub use midcall::{Exchange, InDialogRequest, Purpose};
 pub use privacy::{CallerIdentity, Trust};
+pub use prack::{EarlyOffer, Reliable};
 pub use session_timer::{Refresher, SessionTimer};
 
 use super::acd::{Acd, CallHandle};
@@ -154,6 +157,8 @@ pub struct TrunkLeg {
     pub max_forwards: u8,
     /// The dialog, once the 2xx is sent.
     pub dialog: Option<Dialog>,
+    /// Reliable provisional responses (RFC 3262), when the INVITE asked for them.
+    pub reliable: Option<Reliable>,
 }
 
 impl TrunkLeg {
@@ -227,6 +232,10 @@ pub struct OutboundInvite {
     pub destination: Destination,
     /// Whether its CANCEL was sent.
     pub cancel_sent: bool,
+    /// Dialogs its 2xx responses created that siaga did not want (a late answer, a losing
+    /// binding) and ended with ACK and BYE: the To tag and the ACK, resent alone when that
+    /// 2xx comes again (§13.2.2.4) — the BYE is not repeated.
+    pub unwanted: Vec<(String, Bytes)>,
 }
 
 /// A call model timer. Each is checked against the call's state when it fires, so one
@@ -241,6 +250,8 @@ pub enum CallTimer {
     OkRetransmit(CallHandle, Side),
     /// 64·T1 after that 2xx without an ACK: end the call with BYE (§13.3.1.4).
     OkTimeout(CallHandle, Side),
+    /// Resend the reliable 180 to the trunk: no PRACK yet (RFC 3262 §3).
+    ReliableRetransmit(CallHandle),
     /// The trunk leg's session timer: refresh, or end the expired session (RFC 4028 §10).
     Session(CallHandle),
     /// 64·T1 after a CANCEL: consider the INVITE cancelled (§9.1).
@@ -263,6 +274,9 @@ pub struct CallTable {
     pub invites: HashMap<ClientTxId, OutboundInvite>,
     /// re-INVITEs and UPDATEs siaga sent in its dialogs, by client transaction.
     pub in_dialog: HashMap<ClientTxId, InDialogRequest>,
+    /// siaga's BYEs under way → the dialog each ends (see `ending`): a BYE that crosses
+    /// one draws 200.
+    pub byes: HashMap<ClientTxId, DialogKey>,
     /// Relays whose report has not come back yet → the call record.
     pub relays: HashMap<RelayId, Uuid>,
     /// Timers, earliest first.
