@@ -193,6 +193,8 @@ pub struct Engine {
     pub(crate) outputs: VecDeque<Output>,
     /// Set by [`Engine::shutdown`]: no call is offered or taken any more.
     pub(crate) stopping: bool,
+    /// Addresses that refused TCP for a large request (RFC 3261 §18.1.1).
+    pub(crate) tcp_refusals: super::delivery::TcpRefusals,
     stats: Stats,
 }
 
@@ -218,6 +220,7 @@ impl Engine {
             ports,
             outputs: VecDeque::new(),
             stopping: false,
+            tcp_refusals: super::delivery::TcpRefusals::default(),
             stats: Stats::default(),
         }
     }
@@ -276,15 +279,22 @@ impl Engine {
                 error,
                 head,
             } => self.handle_unframeable(connection, source, error, head),
-            Input::ConnectionClosed(connection) => {
-                self.server.connection_closed(connection);
-                self.client.connection_closed(connection);
-                self.registrar.handle_connection_closed(connection);
-                self.calls_connection_closed(connection);
+            Input::ConnectionClosed(connection) => self.handle_connection_closed(connection),
+            Input::TransmitFailed { transmit, error } => {
+                self.handle_transmit_failed(now, transmit, error);
             }
             Input::MediaReport(report) => self.handle_media_report(now, report),
         }
         self.collect(now);
+    }
+
+    /// TCP connection `connection` is gone: nothing names it any more (responses go to a
+    /// new connection, §18.2.2; requests to the Contact, or nowhere for an RFC 5626 flow).
+    pub(crate) fn handle_connection_closed(&mut self, connection: ConnectionId) {
+        self.server.connection_closed(connection);
+        self.client.connection_closed(connection);
+        self.registrar.handle_connection_closed(connection);
+        self.calls_connection_closed(connection);
     }
 
     /// siaga is stopping: every live call is ended (BYE to both legs of an answered call,
