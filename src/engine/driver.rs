@@ -821,7 +821,9 @@ impl Engine {
                     tracing::info!(operator = %user, "operator's last binding gone: logged out");
                     self.calls.acd.unregistered(&user);
                 }
-                BindingChange::Added(_) | BindingChange::Removed { .. } => {}
+                BindingChange::Added(_)
+                | BindingChange::Removed { .. }
+                | BindingChange::Reachable(_) => {}
             }
         }
         if changed {
@@ -830,10 +832,13 @@ impl Engine {
         while let Some((id, why)) = self.client.poll_ended() {
             self.on_client_ended(now, id, why);
         }
-        while let Some(t) = self.client.poll_transmit() {
+        // Responses first: the answer to the request that set things off (a REGISTER's
+        // 200) goes out before the requests it caused (the INVITE of a waiting call to the
+        // flow just registered, RFC 5626).
+        while let Some(t) = self.server.poll_transmit() {
             self.outputs.push_back(Output::Transmit(t));
         }
-        while let Some(t) = self.server.poll_transmit() {
+        while let Some(t) = self.client.poll_transmit() {
             self.outputs.push_back(Output::Transmit(t));
         }
         while let Some(ended) = self.server.poll_ended() {

@@ -246,6 +246,9 @@ pub enum BindingChange {
         /// The operator id.
         user: String,
     },
+    /// A binding that could not be reached (a failed RFC 5626 flow) can be again: the
+    /// phone registered a new flow (§4.5). Calls waiting for the operator can be offered.
+    Reachable(Binding),
 }
 
 /// The final response to a REGISTER, for the driver to build with `response_to`
@@ -676,8 +679,12 @@ impl Registrar {
         }
         for b in &next {
             self.deadlines.insert((b.expires_at, b.id), user.to_owned());
-            if !old.iter().any(|o| o.id == b.id) {
-                self.changes.push_back(BindingChange::Added(b.clone()));
+            match old.iter().find(|o| o.id == b.id) {
+                None => self.changes.push_back(BindingChange::Added(b.clone())),
+                Some(o) if !o.is_reachable() && b.is_reachable() => {
+                    self.changes.push_back(BindingChange::Reachable(b.clone()));
+                }
+                Some(_) => {}
             }
         }
         for binding in old {
