@@ -46,8 +46,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 #[derive(Debug)]
 pub struct RunOptions {
     /// Transport limits (`sip.max_tcp_connections`, `sip.max_tcp_connections_per_ip`,
-    /// `sip.tcp_message_timeout_s`, `sip.tcp_idle_timeout_s`, the per-connection write
-    /// queue).
+    /// `sip.tcp_message_timeout_s`, `sip.tcp_idle_timeout_s`, `sip.tcp_connect_timeout_s`,
+    /// the per-connection write queue).
     pub limits: Limits,
     /// Capacity of the engine's input queue, in inputs (datagrams, stream messages,
     /// connection events). Default 1024.
@@ -78,7 +78,7 @@ impl Default for RunOptions {
 impl RunOptions {
     /// The options `config` sets (`sip.max_tcp_connections`,
     /// `sip.max_tcp_connections_per_ip`, `sip.tcp_message_timeout_s`,
-    /// `sip.tcp_idle_timeout_s`); the rest default.
+    /// `sip.tcp_idle_timeout_s`, `sip.tcp_connect_timeout_s`); the rest default.
     pub fn from_config(config: &Config) -> RunOptions {
         let sip = &config.sip;
         RunOptions {
@@ -87,6 +87,7 @@ impl RunOptions {
                 max_tcp_connections_per_ip: sip.max_tcp_connections_per_ip,
                 tcp_message_timeout: sip.tcp_message_timeout,
                 tcp_idle_timeout: sip.tcp_idle_timeout,
+                tcp_connect_timeout: sip.tcp_connect_timeout,
                 ..Limits::default()
             },
             media_bind: sip.listen.ip(),

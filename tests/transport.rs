@@ -664,7 +664,7 @@ async fn per_ip_cap_refuses_extra_connections_from_one_ip_only() {
 fn run_options_carry_the_tcp_limits_of_the_config() {
     let text = "[node]\nid = \"t\"\n[sip]\ndomains = [\"example.com\"]\n\
                 max_tcp_connections = 50\nmax_tcp_connections_per_ip = 5\n\
-                tcp_message_timeout_s = 7\ntcp_idle_timeout_s = 0\n\
+                tcp_message_timeout_s = 7\ntcp_idle_timeout_s = 0\ntcp_connect_timeout_s = 2\n\
                 [trunk]\nsources = [\"127.0.0.1\"]\n";
     let config = siaga::config::Config::from_toml(text, |_| None).unwrap();
     let limits = RunOptions::from_config(&config).limits;
@@ -672,6 +672,7 @@ fn run_options_carry_the_tcp_limits_of_the_config() {
     assert_eq!(limits.max_tcp_connections_per_ip, 5);
     assert_eq!(limits.tcp_message_timeout, Duration::from_secs(7));
     assert_eq!(limits.tcp_idle_timeout, None);
+    assert_eq!(limits.tcp_connect_timeout, Duration::from_secs(2));
     let defaults =
         RunOptions::from_config(&siaga::config::Config::from_toml(GOOD, |_| None).unwrap()).limits;
     assert_eq!(defaults, Limits::default());
@@ -1072,6 +1073,42 @@ async fn failed_connect_reports_every_queued_message() {
         }
     }
     assert_eq!(shell.transports.tcp_connections(), 0);
+    shell.stop.cancel();
+}
+
+/// A connect that hangs (a listener whose accept queue is full drops the SYN) is given
+/// up after `sip.tcp_connect_timeout_s`, and its message reported, long before the OS
+/// would give up (minutes).
+#[tokio::test]
+async fn a_connect_that_hangs_fails_after_the_connect_timeout() {
+    let mut shell = Shell::start_with(Limits {
+        tcp_connect_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    })
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(localhost()).unwrap();
+    let full = socket.listen(1).unwrap(); // never accepts
+    let addr = full.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        // Some of these hang themselves once the queue is full: do not wait for them.
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
+            fillers.push(s);
+        }
+    }
+    let hanging = tcp(addr, None, b"waits");
+    shell.transports.send(hanging.clone()).unwrap();
+    match within("TransmitFailed", shell.inputs.recv()).await {
+        Some(Input::TransmitFailed { transmit, error }) => {
+            assert_eq!(transmit, hanging);
+            assert_eq!(error, TransmitError::ConnectFailed);
+        }
+        other => panic!("expected TransmitFailed, got {other:?}"),
+    }
+    drop(fillers);
     shell.stop.cancel();
 }
 

@@ -99,6 +99,10 @@ pub struct Limits {
     /// opened is not closed while it still sends on it; a write counts once the kernel
     /// has taken it.
     pub tcp_idle_timeout: Option<Duration>,
+    /// How long opening a TCP connection may take (`sip.tcp_connect_timeout_s`, default
+    /// 5 s). Then every message queued for it is reported to the engine as failed
+    /// ([`Input::TransmitFailed`]), like a refused connect.
+    pub tcp_connect_timeout: Duration,
     /// Messages queued for one TCP connection's writer. When a peer stops reading and the
     /// queue fills, the connection is closed (logged at warn): a peer that does not read
     /// cannot be served, and waiting for it would stall the engine.
@@ -112,6 +116,7 @@ impl Default for Limits {
             max_tcp_connections_per_ip: 256,
             tcp_message_timeout: Duration::from_secs(32),
             tcp_idle_timeout: Some(Duration::from_secs(600)),
+            tcp_connect_timeout: Duration::from_secs(5),
             tcp_write_queue: 64,
         }
     }

@@ -59,9 +59,6 @@ use tracing::{debug, info, warn};
 use super::Limits;
 use super::admission::{Admission, Refusal, Slot};
 
-/// How long opening an outbound connection may take before it is given up (logged).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop cannot spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -300,11 +297,12 @@ impl TcpTransport {
         let (stop, kill) = (conn.stop.clone(), conn.kill.clone());
         shared.register(id, conn);
         let task_shared = Arc::clone(shared);
+        let connect_timeout = shared.limits.tcp_connect_timeout;
         shared.tracker.spawn(async move {
             let connected = tokio::select! {
                 () = stop.cancelled() => None,
                 () = kill.cancelled() => None,
-                r = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(destination)) => Some(r),
+                r = tokio::time::timeout(connect_timeout, TcpStream::connect(destination)) => Some(r),
             };
             let failed = match connected {
                 Some(Ok(Ok(stream))) => {
