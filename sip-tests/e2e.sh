@@ -20,6 +20,9 @@
 #                       recorded with operator and timestamps, RTP both ways through the
 #                       relay (relay counters in the records, and a capture on lo)
 #     operator bye    the operator hangs up -> siaga BYEs the trunk; ended_by operator
+#     tcp             operator 1001 registers over TCP, the trunk calls over TCP -> answered,
+#                       every request reaches the phone on its own connection (siaga opens
+#                       no connection), recorded as answered by 1001
 #     shutdown        siaga still running, then stops on SIGTERM
 #
 # Usage: bash sip-tests/e2e.sh [--selftest-only | --no-selftest]
@@ -222,11 +225,12 @@ print(sum(1 for r in d if str(r.get("trunk_call_id") or "").startswith(sys.argv[
 declare -A OP_PIDS=() OP_REGISTERED=()
 start_operator() {
     local name=$1 user=$2 oocsf=$3 port=$4 mp=$5
+    shift 5 # the rest are extra SIPp arguments (-t t1: over TCP)
     users_csv "$WORK/$name.csv" "$user:demo-$user"
     sipp_bg "$name" "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/operator-register.xml" \
         -oocsf "$SCENARIOS/$oocsf" -inf "$name.csv" -m 1 -d 600000 -p "$port" -mp "$mp" \
         -default_behaviors all,-bye -deadcall_wait 1 -trace_logs -log_file "$WORK/$name.log" \
-        -timeout 660s -timeout_error
+        -timeout 660s -timeout_error "$@"
     OP_PIDS[$name]=$SIPP_PID
     if wait_log "$WORK/$name.log" "REGISTERED $user" 10 "$SIPP_PID"; then
         OP_REGISTERED[$name]=1
@@ -259,6 +263,9 @@ stop_operator() {
     [ -n "${OP_PIDS[$name]:-}" ] && lib_stop "${OP_PIDS[$name]}"
 }
 
+# Extra SIPp arguments of trunk_call (-t t1: over TCP).
+TRUNK_ARGS=()
+
 # trunk_call NAME SCENARIO CALLS RATE PREFIX [TIMEOUT_S] [background]: the trunk places
 # calls with Call-IDs PREFIX<n>-<pid>@127.0.0.1. In the foreground returns SIPp's exit
 # code; in the background sets TRUNK_PID.
@@ -266,7 +273,8 @@ trunk_call() {
     local name=$1 scn=$2 n=$3 rate=$4 prefix=$5 secs=${6:-60} bg=${7:-}
     local args=("127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/$scn" -s 112 -key ani_prefix "+62812$((RANDOM % 9000 + 1000))"
         -m "$n" -r "$rate" -l "$n" -p "$TRUNK_PORT" -mp "$TRUNK_MP" -cid_str "$prefix%u-%p@%s"
-        -timeout "${secs}s" -timeout_error -trace_stat -stf "$WORK/$name.stat.csv" -fd 1)
+        -timeout "${secs}s" -timeout_error -trace_stat -stf "$WORK/$name.stat.csv" -fd 1
+        "${TRUNK_ARGS[@]}")
     if [ "$bg" = background ]; then
         sipp_bg "$name" "${args[@]}"
         TRUNK_PID=$SIPP_PID
@@ -327,6 +335,8 @@ siaga_checks() {
     check_twenty_calls
     check_alive_or_stop || return
     check_operator_hangs_up
+    check_alive_or_stop || return
+    check_tcp
     check_alive_or_stop || return
 
     section "siaga: shutdown"
@@ -501,6 +511,41 @@ check_operator_hangs_up() {
     fi
     stop_operator op-a 1001
     stop_operator op-b 1002
+}
+
+check_tcp() {
+    section "over TCP: operator registered over TCP, trunk over TCP"
+    local rc=0 opened
+    opened=$(grep -c "tcp connection opened" "$WORK/siaga.log" || true)
+    start_operator op-tcp 1001 operator-answer.xml "$OP1_PORT" "$OP1_MP" -t t1 || return
+    TRUNK_ARGS=(-t t1)
+    trunk_call tcp trunk-call.xml 1 1 e2e-tcp- 60 || rc=$?
+    TRUNK_ARGS=()
+    if [ $rc -eq 0 ]; then
+        pass "trunk over TCP: call answered, caller hung up"
+    else
+        fail "trunk over TCP: call not completed (SIPp exit $rc)"
+        sipp_explain tcp
+        sipp_explain op-tcp
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    if grep -q ANSWERED "$WORK/op-tcp.log" 2>/dev/null; then
+        pass "operator 1001 answered over TCP"
+    else
+        fail "operator 1001 did not answer over TCP"
+        sipp_explain op-tcp
+    fi
+    if [ "$(grep -c "tcp connection opened" "$WORK/siaga.log" || true)" -eq "$opened" ]; then
+        pass "siaga reached the phone and the trunk on their own connections (opened none)"
+    else
+        fail "siaga opened a TCP connection instead of using the phone's or the trunk's"
+        grep "tcp connection opened" "$WORK/siaga.log" | tail -3 | sed 's/^/     /'
+    fi
+    if fetch_records e2e-tcp- 1; then
+        run_checks records --json "$CALLS_JSON" --prefix e2e-tcp- --count 1 --disposition answered \
+            --operators 1001 --need-times received_at,answered_at,ended_at
+    fi
+    stop_operator op-tcp 1001
 }
 
 # ========================================================================= main

@@ -225,16 +225,10 @@ fn run_in_namespace() {
         let bytes = std::fs::read(format!("{dir}/{name}.dat")).expect("data file");
         over_tcp(&siaga, name, &bytes, expected);
         let mut fresh = TcpPeer::connect(siaga.tcp);
-        let alive = format!("tcp-alive-{n}");
-        let port = fresh.port();
-        fresh.write(common::options(&alive, port, "TCP").as_bytes());
-        let m = fresh
-            .read_sip()
-            .unwrap_or_else(|| panic!("after {name} over TCP: OPTIONS unanswered"));
-        assert_eq!(
-            (m.status(), first_call_id(&m).as_deref()),
-            (Some(200), Some(alive.as_str())),
-            "after {name} over TCP"
+        assert_options_answered(
+            &mut fresh,
+            &format!("tcp-alive-{n}"),
+            &format!("after {name} over TCP"),
         );
     }
     drop(siaga);
@@ -258,17 +252,8 @@ fn over_tcp(siaga: &Siaga, name: &str, bytes: &[u8], expected: OnTcp) {
         OnTcp::Replies(statuses) => {
             replies(&mut peer, statuses);
             // Nothing else came, and the connection still serves.
-            let probe = format!("{name}-same-connection");
-            let port = peer.port();
-            peer.write(common::options(&probe, port, "TCP").as_bytes());
-            let m = peer
-                .read_sip()
-                .unwrap_or_else(|| panic!("{name} over TCP: connection no longer serves"));
-            assert_eq!(
-                (m.status(), first_call_id(&m)),
-                (Some(200), Some(probe)),
-                "{name} over TCP: the next reply is the OPTIONS'"
-            );
+            let what = format!("{name} over TCP, the same connection");
+            assert_options_answered(&mut peer, &format!("{name}-same-connection"), &what);
         }
         OnTcp::RepliesThenClose(statuses) => {
             replies(&mut peer, statuses);
@@ -281,6 +266,20 @@ fn over_tcp(siaga: &Siaga, name: &str, bytes: &[u8], expected: OnTcp) {
             assert_closed_by_siaga(&mut peer.stream, name);
         }
     }
+}
+
+/// Sends an OPTIONS with Call-ID `call_id` on `peer`: the next message must be its 200.
+fn assert_options_answered(peer: &mut TcpPeer, call_id: &str, what: &str) {
+    let port = peer.port();
+    peer.write(common::options(call_id, port, "TCP").as_bytes());
+    let m = peer
+        .read_sip()
+        .unwrap_or_else(|| panic!("{what}: OPTIONS unanswered"));
+    assert_eq!(
+        (m.status(), first_call_id(&m).as_deref()),
+        (Some(200), Some(call_id)),
+        "{what}"
+    );
 }
 
 /// Reads until siaga closes the connection (end of stream within the guard), asserting
