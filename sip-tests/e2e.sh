@@ -196,8 +196,9 @@ setup_siaga() {
 
 CALLS_JSON=""
 # fetch_records PREFIX COUNT: `siaga calls --json` into $WORK/calls-PREFIX.json, polled
-# for up to 10 s until COUNT records of that trunk Call-ID prefix are there and ended (the
-# store writes in batches, and a call's end may land just after the peer's last message).
+# for up to 10 s until COUNT records of that trunk Call-ID prefix are there and ended, with
+# the relay's counters for answered ones (the store writes in batches, and a call's end and
+# its relay report may land just after the peer's last message).
 # Sets CALLS_JSON.
 fetch_records() {
     local prefix=$1 count=$2 i n
@@ -209,7 +210,7 @@ fetch_records() {
         if [ $rc -eq 0 ]; then
             n=$(python3 -c 'import json,sys
 d=json.load(open(sys.argv[1])); d=d.get("calls",[]) if isinstance(d,dict) else d
-print(sum(1 for r in d if str(r.get("trunk_call_id") or "").startswith(sys.argv[2]) and r.get("ended_at")))' "$CALLS_JSON" "$prefix" 2>/dev/null || echo 0)
+print(sum(1 for r in d if str(r.get("trunk_call_id") or "").startswith(sys.argv[2]) and r.get("ended_at") and (r.get("disposition") != "answered" or r.get("caller_to_operator_packets") is not None)))' "$CALLS_JSON" "$prefix" 2>/dev/null || echo 0)
             [ "$n" -ge "$count" ] && return 0
         elif [ "$i" -ge 2 ]; then
             fail "records: \`siaga calls --config FILE --json --limit 200\` failed (exit $rc)"
