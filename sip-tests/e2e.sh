@@ -338,6 +338,8 @@ siaga_checks() {
     check_alive_or_stop || return
     check_operator_hangs_up
     check_alive_or_stop || return
+    check_hold_and_resume
+    check_alive_or_stop || return
     check_tcp
     check_alive_or_stop || return
 
@@ -513,6 +515,30 @@ check_operator_hangs_up() {
     fi
     stop_operator op-a 1001
     stop_operator op-b 1002
+}
+
+check_hold_and_resume() {
+    section "the caller is put on hold and resumed (re-INVITE across siaga)"
+    local rc=0
+    start_operator op-hold 1001 operator-answer-hold.xml "$OP1_PORT" "$OP1_MP" || return
+    trunk_call hold trunk-hold.xml 1 1 e2e-hold- 60 || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "trunk: re-INVITE sendonly answered recvonly, re-INVITE sendrecv answered sendrecv, BYE"
+    else
+        fail "trunk: hold or resume did not cross siaga (SIPp exit $rc)"
+        sipp_explain hold
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    if grep -q '^HELD' "$WORK/op-hold.log" && grep -q '^RESUMED' "$WORK/op-hold.log"; then
+        pass "operator: got the hold (a=sendonly) and the resume (a=sendrecv) as re-INVITEs"
+    else
+        fail "operator: the hold and resume offers did not arrive"
+    fi
+    if fetch_records e2e-hold- 1; then
+        run_checks records --json "$CALLS_JSON" --prefix e2e-hold- --count 1 --disposition answered \
+            --operators 1001 --need-times received_at,answered_at,ended_at --ended-by caller
+    fi
+    stop_operator op-hold 1001
 }
 
 check_tcp() {

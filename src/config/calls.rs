@@ -32,6 +32,11 @@ pub struct TrunkConfig {
     /// `trunk.other_sources` (default `reject`): what becomes of an INVITE to an emergency
     /// number from a source not in `sources`.
     pub other_sources: OtherSources,
+    /// `trunk.min_session_expires_s` (default 90 s, RFC 4028's floor; 90–86400 s): the
+    /// smallest session interval siaga accepts from the trunk (its Min-SE): a smaller
+    /// `Session-Expires` draws 422 with this Min-SE when the trunk supports session
+    /// timers, and is raised to it otherwise (RFC 4028 §9).
+    pub min_session_expires: Duration,
 }
 
 impl TrunkConfig {
@@ -110,6 +115,12 @@ pub(super) struct RawTrunk {
     emergency_numbers: Vec<String>,
     #[serde(default = "default_other_sources")]
     other_sources: String,
+    #[serde(default = "default_min_session_expires_s")]
+    min_session_expires_s: u32,
+}
+
+fn default_min_session_expires_s() -> u32 {
+    90
 }
 
 fn default_trunk_name() -> String {
@@ -232,11 +243,18 @@ pub(super) fn validate_trunk(raw: RawTrunk) -> Result<TrunkConfig, ConfigError> 
         }
         emergency_numbers.push(number);
     }
+    let min_session_expires = seconds(
+        "trunk.min_session_expires_s",
+        raw.min_session_expires_s,
+        90,
+        86_400,
+    )?;
     Ok(TrunkConfig {
         name,
         sources,
         emergency_numbers,
         other_sources,
+        min_session_expires,
     })
 }
 

@@ -422,6 +422,7 @@ impl Config {
             ring_timeout: self.queue.ring_timeout,
             reject_retry_delay: self.queue.reject_retry_delay,
             ringing_refresh: self.queue.ringing_refresh,
+            min_session_expires_s: secs(self.trunk.min_session_expires),
             media_ip: self.media_ip(),
             rtp_ports: (self.media.rtp_ports.low, self.media.rtp_ports.high),
             operators,

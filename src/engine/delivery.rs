@@ -241,21 +241,28 @@ impl Engine {
         }
     }
 
-    /// The INVITE of client transaction `tx` now travels as `request` to `destination`:
-    /// its CANCEL, ACK and dialog follow it there.
+    /// The request of client transaction `tx` now travels as `request` to `destination`:
+    /// what the call model built from it (an INVITE's CANCEL, ACK and dialog; the ACK of a
+    /// failed re-INVITE) follows it there.
     fn request_fell_back(
         &mut self,
         tx: super::transaction::ClientTxId,
         request: Bytes,
         destination: Destination,
     ) {
+        let parsed = match SipMessage::parse(request, destination.transport) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                return tracing::error!(error = %e.error, "siaga's fallback request does not parse");
+            }
+        };
+        if let Some(in_dialog) = self.calls.in_dialog.get_mut(&tx) {
+            in_dialog.request = parsed.clone();
+        }
         let Some(out) = self.calls.invites.get_mut(&tx) else {
             return;
         };
-        match SipMessage::parse(request, destination.transport) {
-            Ok(parsed) => out.request = parsed,
-            Err(e) => tracing::error!(error = %e.error, "siaga's fallback request does not parse"),
-        }
+        out.request = parsed;
         out.destination = destination;
         if let Some(leg) = self
             .calls

@@ -2,10 +2,11 @@
 //! requests to their server transaction or the UAS core (RFC 3261 §8.2), drops stray and
 //! malformed responses, and fires transaction timers.
 
-use super::call::CallTable;
+use super::acd::CallHandle;
+use super::call::{CallTable, DialogReply};
 use super::dialog::DialogKey;
 use super::digest::Ha1;
-use super::media::{MediaCommand, MediaReport, PortPool};
+use super::media::{MediaCommand, MediaReport, PortPool, Side};
 use super::record::{CallEvent, CallEventKind};
 use super::registrar::{BindingChange, RegisterSource, Registrar, RegistrarConfig};
 use super::sip::builder::response_to;
@@ -72,6 +73,9 @@ pub struct CallSettings {
     /// `queue.ringing_refresh_s`: how often a waiting caller gets 180 again (≤ 60 s,
     /// RFC 3261 §13.3.1.1).
     pub ringing_refresh: Duration,
+    /// `trunk.min_session_expires_s`: siaga's Min-SE toward the trunk, in seconds (RFC
+    /// 4028 §5; at least 90).
+    pub min_session_expires_s: u32,
     /// The IP written in SDP for the relay (`media.advertise`, else the SIP listen IP).
     pub media_ip: IpAddr,
     /// `media.rtp_ports`: the relay's port range, inclusive, low port even.
@@ -97,6 +101,7 @@ impl CallSettings {
             ring_timeout: Duration::from_secs(15),
             reject_retry_delay: Duration::from_secs(5),
             ringing_refresh: Duration::from_secs(30),
+            min_session_expires_s: 90,
             media_ip,
             rtp_ports: (30000, 30999),
             operators: Vec::new(),
@@ -473,12 +478,11 @@ impl Engine {
             return;
         };
         let verdict = if self.client.is_invite(id) && status >= 300 {
-            match self
-                .calls
-                .invites
-                .get(&id)
-                .map(|out| ack_of_failure(&out.request, msg))
-            {
+            let request = match self.calls.invites.get(&id) {
+                Some(out) => Some(&out.request),
+                None => self.calls.in_dialog.get(&id).map(|out| &out.request),
+            };
+            match request.map(|request| ack_of_failure(request, msg)) {
                 Some(Some(ack)) => self
                     .client
                     .handle_failure_response(now.mono, id, status, ack),
@@ -488,6 +492,9 @@ impl Engine {
             self.client.handle_response(now.mono, id, status)
         };
         match verdict {
+            Ok(super::transaction::Verdict::PassToTu) if self.calls.in_dialog.contains_key(&id) => {
+                self.on_in_dialog_response(now, id, msg);
+            }
             Ok(super::transaction::Verdict::PassToTu) if key.method == Method::Invite => {
                 self.on_invite_response(now, id, msg);
             }
@@ -577,6 +584,13 @@ impl Engine {
                 (answer, None)
             }
             Reply::Cancel(answer, invite) => (answer, Some(invite)),
+            Reply::MidCall(handle, side) => {
+                let id = self
+                    .server
+                    .create(now.mono, key, merge, target, tag, &self.config.timers);
+                self.stats.server_transactions += 1;
+                return self.on_mid_call_request(now, (handle, side), id, msg, (target, rx.source));
+            }
             Reply::EmergencyCall { called } => {
                 // An emergency call always gets its transaction, whatever memory holds.
                 let id = self.server.create(
@@ -635,8 +649,12 @@ impl Engine {
         // §12.2.2: a request with a To tag belongs to a dialog; siaga's own are served here.
         if let (Verdict::Reject(r), Some(key)) = (&verdict, dialog_key(msg))
             && r.status == 481
-            && let Some((status, reason, ended)) = self.on_dialog_request(now, &key, msg)
+            && let Some(reply) = self.on_dialog_request(now, &key, msg)
         {
+            let (status, reason, ended) = match reply {
+                DialogReply::MidCall(handle, side) => return Reply::MidCall(handle, side),
+                DialogReply::Final(status, reason, ended) => (status, reason, ended),
+            };
             let answer = match msg.method() {
                 // In-dialog OPTIONS: siaga's capabilities, as out of dialog (§11.2).
                 Some(Method::Options) if status == 200 => Answer {
@@ -830,6 +848,7 @@ impl Engine {
             self.dispatch(now);
         }
         while let Some((id, why)) = self.client.poll_ended() {
+            self.on_in_dialog_ended(now, id, why == Termination::Normal);
             self.on_client_ended(now, id, why);
         }
         // Responses first: the answer to the request that set things off (a REGISTER's
@@ -871,6 +890,9 @@ enum Reply {
         /// The number dialled.
         called: String,
     },
+    /// A re-INVITE or UPDATE in an answered call: the call model answers it on its
+    /// transaction.
+    MidCall(CallHandle, Side),
 }
 
 /// The dialog a request with a To tag names from siaga's side (§12.2.2).

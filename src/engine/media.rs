@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 pub struct RelayId(pub u64);
 
 /// One side of a relay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Side {
     /// The trunk side: the caller's media (via the telco's SBC).
     Caller,

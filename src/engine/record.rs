@@ -99,6 +99,17 @@ pub enum CallEventKind {
         /// The operator (agent) id.
         operator: String,
     },
+    /// The session was changed mid-call by a re-INVITE or UPDATE that crossed the call
+    /// (hold, resume, another codec: RFC 3261 §14, RFC 3264 §8).
+    Renegotiated {
+        /// Who made the offer.
+        by: Party,
+        /// The direction the offer asked for (`sendrecv`, `sendonly`, `recvonly`,
+        /// `inactive`, RFC 3264 §8.4): `sendonly` or `inactive` is a hold.
+        direction: String,
+    },
+    /// The trunk did not refresh the session in time (RFC 4028 §10): siaga ends the call.
+    SessionExpired,
     /// The call ended: the last signalling event of a call.
     Ended {
         /// Who ended it.
@@ -127,6 +138,8 @@ impl CallEventKind {
             CallEventKind::Rejected { .. } => "rejected",
             CallEventKind::LegFailed { .. } => "leg_failed",
             CallEventKind::Answered { .. } => "answered",
+            CallEventKind::Renegotiated { .. } => "renegotiated",
+            CallEventKind::SessionExpired => "session_expired",
             CallEventKind::Ended { .. } => "ended",
             CallEventKind::MediaRelayed { .. } => "media",
         }
@@ -235,6 +248,15 @@ mod tests {
         let op = || "op-1".to_owned();
         let cases = [
             (CallEventKind::Queued, "queued", None),
+            (CallEventKind::SessionExpired, "session_expired", None),
+            (
+                CallEventKind::Renegotiated {
+                    by: Party::Caller,
+                    direction: "sendonly".to_owned(),
+                },
+                "renegotiated",
+                None,
+            ),
             (
                 CallEventKind::Offered { operator: op() },
                 "offered",

@@ -9,8 +9,8 @@ use super::sip::uri::{Host, Uri};
 use super::sip::view::{CSeq, NameAddr};
 use super::sip::{HeaderName, Method, ParseError, SipMessage};
 
-/// Methods siaga implements (RFC 3261 §20.5 Allow). Grows as the registrar, dialogs and
-/// PRACK land.
+/// Methods siaga implements (RFC 3261 §20.5 Allow): UPDATE (RFC 3311) and INFO (RFC
+/// 6086, answered 200 inside a call's dialogs) among them.
 pub const ALLOWED: &[Method] = &[
     Method::Invite,
     Method::Ack,
@@ -18,6 +18,8 @@ pub const ALLOWED: &[Method] = &[
     Method::Bye,
     Method::Options,
     Method::Register,
+    Method::Update,
+    Method::Info,
 ];
 
 /// The Allow header value for [`ALLOWED`].
@@ -32,9 +34,9 @@ pub fn allow_value() -> String {
 /// Body types siaga understands (RFC 3261 §20.1 Accept).
 pub const ACCEPT: &str = "application/sdp";
 
-/// Option tags siaga supports (RFC 3261 §20.37 Supported). None yet: PRACK and session
-/// timers arrive with the trunk-hardening work.
-pub const SUPPORTED: &[&str] = &[];
+/// Option tags siaga supports (RFC 3261 §20.37 Supported): `timer`, session timers on the
+/// trunk leg (RFC 4028).
+pub const SUPPORTED: &[&str] = &["timer"];
 
 /// What to do with a request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -46,7 +46,12 @@ impl<'a> EventColumns<'a> {
                 "caller_to_operator": caller_to_operator,
                 "operator_to_caller": operator_to_caller,
             })),
+            CallEventKind::Renegotiated { by, direction } => Some(json!({
+                "by": by.as_str(),
+                "direction": direction,
+            })),
             CallEventKind::Queued
+            | CallEventKind::SessionExpired
             | CallEventKind::Offered { .. }
             | CallEventKind::NoAnswer { .. }
             | CallEventKind::Answered { .. } => None,
@@ -114,7 +119,9 @@ impl SummaryUpdate {
             CallEventKind::Received { .. }
             | CallEventKind::NoAnswer { .. }
             | CallEventKind::Rejected { .. }
-            | CallEventKind::LegFailed { .. } => SummaryUpdate::Nothing,
+            | CallEventKind::LegFailed { .. }
+            | CallEventKind::Renegotiated { .. }
+            | CallEventKind::SessionExpired => SummaryUpdate::Nothing,
         }
     }
 

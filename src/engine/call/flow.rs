@@ -8,7 +8,10 @@
 //! (resend the 2xx until the ACK, give up after 64·T1 with BYE), §15 (BYE), §17.1.1.3 (ACK
 //! of a failure), RFC 3264 (offer/answer).
 
-use super::{Call, CallState, CallTimer, LegState, OperatorLeg, OutboundInvite, Pii, TrunkLeg};
+use super::session_timer::{Negotiation, SessionTimer};
+use super::{
+    Call, CallState, CallTimer, LegMedia, LegState, OperatorLeg, OutboundInvite, Pii, TrunkLeg,
+};
 use crate::engine::acd::CallHandle;
 use crate::engine::dialog::{Dialog, DialogKey};
 use crate::engine::driver::{Engine, SERVER};
@@ -71,6 +74,12 @@ fn ip_literal_address(uri: &str) -> Option<SocketAddr> {
         .socket_addr()
 }
 
+/// Whether `msg` lists UPDATE in its Allow (RFC 3311 §5.1).
+fn allows_update(msg: &SipMessage) -> bool {
+    msg.allow()
+        .is_ok_and(|methods| methods.contains(&Method::Update))
+}
+
 /// Statuses siaga gives up an operator leg on without calling it a reject.
 fn is_reject(status: u16) -> bool {
     matches!(status, 480 | 486 | 600 | 603)
@@ -107,12 +116,33 @@ impl Engine {
                     tx,
                     invite,
                     (&local_tag, rx.source),
-                    488,
-                    "Not Acceptable Here",
+                    (488, "Not Acceptable Here"),
+                    &[],
                 );
             }
         };
+        // RFC 4028 §9: an interval below siaga's Min-SE from a trunk that supports
+        // session timers is refused with 422 (the trunk retries at once with a larger one).
+        let session_timer =
+            match SessionTimer::negotiate(invite, self.config.calls.min_session_expires_s) {
+                Negotiation::TooSmall { min_se } => {
+                    let why = format!("Session-Expires below Min-SE {min_se} s");
+                    self.record_refused_call(now, invite, called, 422, &why);
+                    let min_se = [("Min-SE", min_se.to_string())];
+                    return self.refuse_call(
+                        now,
+                        tx,
+                        invite,
+                        (&local_tag, rx.source),
+                        (422, "Session Interval Too Small"),
+                        &min_se,
+                    );
+                }
+                Negotiation::Off => None,
+                Negotiation::On(timer) => Some(timer),
+            };
         let late_offer = trunk_offer.is_none();
+        let trunk_remote_version = trunk_offer.as_ref().map(|o| o.session_version);
         let trunk_offer = trunk_offer.or_else(|| capability_offer(self.config.calls.media_ip));
         let handle = self.calls.new_call_handle();
         let record = self.new_uuid();
@@ -158,7 +188,9 @@ impl Engine {
                 trunk: self.config.calls.trunk_name.clone(),
             },
         );
-        let sdp_session = SdpSession::random(&mut self.rng);
+        let mut media = LegMedia::new(SdpSession::random(&mut self.rng));
+        media.remote_version = trunk_remote_version;
+        media.allows_update = allows_update(invite);
         let position = handle.0;
         self.calls.calls.insert(
             handle,
@@ -174,10 +206,9 @@ impl Engine {
                     received_from: rx.source,
                     source,
                     local_tag,
-                    sdp: sdp_session,
+                    media,
                     max_forwards,
                     dialog: None,
-                    ok: None,
                 },
                 legs: Default::default(),
                 declined: Vec::new(),
@@ -185,6 +216,9 @@ impl Engine {
                 trunk_offer,
                 late_offer,
                 received_at: now.mono,
+                exchange: None,
+                session_timer,
+                pending_refresh: None,
             },
         );
         self.calls.by_invite.insert(tx, handle);
@@ -252,8 +286,7 @@ impl Engine {
         };
         let offer = sdp::parse(body).map_err(|e| e.to_string())?;
         let relay = SocketAddr::new(self.config.calls.media_ip, 0);
-        sdp::offer_to_operator(&offer, relay, &mut SdpSession::new(1))
-            .map_err(|e| e.to_string())?;
+        sdp::offer_across(&offer, relay, &mut SdpSession::new(1)).map_err(|e| e.to_string())?;
         Ok(Some(offer))
     }
 
@@ -264,12 +297,15 @@ impl Engine {
         tx: TxId,
         invite: &SipMessage,
         (tag, received): (&str, SocketAddr),
-        status: u16,
-        reason: &str,
+        (status, reason): (u16, &str),
+        headers: &[(&str, String)],
     ) {
-        let bytes = response_to(invite, Some(received), status, reason, Some(tag))
-            .header("Server", SERVER)
-            .build();
+        let mut b =
+            response_to(invite, Some(received), status, reason, Some(tag)).header("Server", SERVER);
+        for (name, value) in headers {
+            b = b.header(name, value);
+        }
+        let bytes = b.build();
         if let Err(error) = self.server.send_response(now.mono, tx, status, bytes) {
             tracing::error!(%error, "transaction refused siaga's own response");
         }
@@ -402,11 +438,11 @@ impl Engine {
         let Some(call) = self.calls.calls.get(&handle) else {
             return;
         };
+        let mut session = SdpSession::random(&mut self.rng);
         let body = match (&call.trunk_offer, call.relay) {
             (Some(offer), Some((_, _, operator_port))) => {
                 let relay = SocketAddr::new(self.config.calls.media_ip, operator_port);
-                let mut session = SdpSession::random(&mut self.rng);
-                sdp::offer_to_operator(offer, relay, &mut session).ok()
+                sdp::offer_across(offer, relay, &mut session).ok()
             }
             // No relay: the trunk's offer as it came (direct media).
             (Some(_), None) if !call.late_offer => {
@@ -501,6 +537,10 @@ impl Engine {
                         state: LegState::Calling,
                         dialog: None,
                         ack: None,
+                        media: LegMedia {
+                            local: body.clone(),
+                            ..LegMedia::new(session)
+                        },
                     },
                 );
             }
@@ -687,13 +727,15 @@ impl Engine {
                 });
                 let relay = SocketAddr::new(self.config.calls.media_ip, caller_port);
                 match operator_answer {
-                    Ok(op) => match sdp::answer_to_trunk(offer, &op, relay, &mut call.trunk.sdp) {
-                        Ok(body) => Some((Some(body), op.rtp)),
-                        Err(error) => {
-                            tracing::info!(call = %record, operator, %error, "operator answered no common codec");
-                            None
+                    Ok(op) => {
+                        match sdp::answer_across(offer, &op, relay, &mut call.trunk.media.sdp) {
+                            Ok(body) => Some((Some(body), op.rtp, Some(op.session_version))),
+                            Err(error) => {
+                                tracing::info!(call = %record, operator, %error, "operator answered no common codec");
+                                None
+                            }
                         }
-                    },
+                    }
                     Err(error) => {
                         tracing::info!(call = %record, operator, %error, "operator's SDP unreadable");
                         None
@@ -702,11 +744,11 @@ impl Engine {
             }
             // No relay: the operator's answer as it came (direct media).
             (Some(_), None) if !response.body().is_empty() => {
-                Some((Some(Bytes::copy_from_slice(response.body())), None))
+                Some((Some(Bytes::copy_from_slice(response.body())), None, None))
             }
-            _ => Some((None, None)),
+            _ => Some((None, None, None)),
         };
-        let Some((body, operator_rtp)) = answer else {
+        let Some((body, operator_rtp, operator_version)) = answer else {
             self.emit(
                 record,
                 now,
@@ -748,6 +790,8 @@ impl Engine {
             leg.state = LegState::Answered;
             leg.dialog = Some(dialog);
             leg.ack = Some(ack);
+            leg.media.remote_version = operator_version;
+            leg.media.allows_update = allows_update(response);
         }
         call.state = CallState::Answered {
             operator: operator.clone(),
@@ -794,11 +838,20 @@ impl Engine {
         .copy_all(&call.trunk.invite, HeaderName::RecordRoute)
         .header("Contact", contact)
         .header("Allow", uas::allow_value());
-        if let Some(body) = body {
-            b = b.body("application/sdp", body);
+        // RFC 4028 §9: the session timer's terms, when the trunk asked for one.
+        if let Some(timer) = call.session_timer {
+            b = b.header("Supported", "timer");
+            for (name, value) in timer.response_headers() {
+                b = b.header(name, value);
+            }
+        }
+        if let Some(body) = &body {
+            b = b.body("application/sdp", body.clone());
+            call.trunk.media.local = Some(body.clone());
         }
         let ok = b.build();
         let trunk_tx = call.trunk.tx;
+        let session_timer = call.session_timer;
         match Dialog::as_uas(&call.trunk.invite, &call.trunk.local_tag, call.trunk.source) {
             // Indexed since the 180 under the same key (`TrunkLeg::dialog_key`).
             Ok(d) => call.trunk.dialog = Some(d),
@@ -806,19 +859,27 @@ impl Engine {
                 tracing::warn!(call = %record, %error, "trunk INVITE forms no dialog; BYE cannot reach it")
             }
         }
-        call.trunk.ok = Some((ok.clone(), self.config.timers.t1));
+        call.trunk.media.ok = Some(super::PendingOk {
+            bytes: ok.clone(),
+            interval: self.config.timers.t1,
+            target: call.trunk.target,
+            first: true,
+        });
         if let Err(error) = self.server.send_response(now.mono, trunk_tx, 200, ok) {
             tracing::error!(%error, "the trunk's INVITE transaction refused the 2xx");
         }
         self.calls.by_invite.remove(&trunk_tx);
         self.calls.schedule(
             now.mono + self.config.timers.t1,
-            CallTimer::OkRetransmit(handle),
+            CallTimer::OkRetransmit(handle, Side::Caller),
         );
         self.calls.schedule(
             now.mono + self.config.timers.sixty_four_t1(),
-            CallTimer::OkTimeout(handle),
+            CallTimer::OkTimeout(handle, Side::Caller),
         );
+        if let Some(timer) = session_timer {
+            self.start_session_timer(now, handle, timer);
+        }
         self.calls.acd.answered(handle, &operator);
         tracing::info!(call = %record, operator, "call answered");
         self.emit(record, now, CallEventKind::Answered { operator });
@@ -1068,86 +1129,26 @@ impl Engine {
             tx,
             &invite,
             (&tag, received),
-            487,
-            "Request Terminated",
+            (487, "Request Terminated"),
+            &[],
         );
         self.end_call(now, handle, Party::Caller, disposition);
     }
 
     /// An ACK with a To tag arrived that no transaction took: the ACK of siaga's 2xx to
-    /// the trunk (§13.3.1.4: stop resending it), or a stray one (dropped, §17.2.3).
+    /// an INVITE or re-INVITE (§13.3.1.4: stop resending it), or a stray one (dropped,
+    /// §17.2.3).
     pub(crate) fn on_dialog_ack(&mut self, key: &DialogKey, ack: &SipMessage) -> bool {
-        let Some(&(handle, None)) = self.calls.by_dialog.get(key) else {
+        let Some(&(handle, leg)) = self.calls.by_dialog.get(key) else {
             return false;
         };
-        let Some(call) = self.calls.calls.get_mut(&handle) else {
-            return true;
+        let side = if leg.is_none() {
+            Side::Caller
+        } else {
+            Side::Operator
         };
-        let first = call.trunk.ok.take().is_some();
-        // Late offer: the ACK carries the trunk's answer to siaga's offer (RFC 3264 §5).
-        if first && call.late_offer && !ack.body().is_empty() {
-            match sdp::parse(ack.body()) {
-                Ok(answer) => {
-                    if let (Some((relay, _, _)), Some(rtp)) = (call.relay, answer.rtp) {
-                        self.media(MediaCommand::SetPeer {
-                            relay,
-                            side: Side::Caller,
-                            rtp,
-                        });
-                    }
-                }
-                Err(error) => {
-                    tracing::info!(%error, "trunk's answer in the ACK unreadable; relying on latching");
-                }
-            }
-        }
+        self.mid_call_ack(handle, side, ack);
         true
-    }
-
-    /// A BYE (or other request) in one of siaga's dialogs, early or confirmed. Returns the
-    /// final response to send and, for a BYE in the early dialog, the INVITE transaction to
-    /// end once it is sent (the caller hung up); `None` when the dialog is not siaga's.
-    pub(crate) fn on_dialog_request(
-        &mut self,
-        now: Now,
-        key: &DialogKey,
-        msg: &SipMessage,
-    ) -> Option<(u16, &'static str, Option<TxId>)> {
-        let &(handle, leg) = self.calls.by_dialog.get(key)?;
-        let seq = msg.cseq().ok()?.seq;
-        let call = self.calls.calls.get_mut(&handle)?;
-        // §15: a BYE in the early dialog of siaga's 180 — the caller hung up before an
-        // operator answered: 200 to the BYE, 487 to the INVITE, recorded as abandoned.
-        if leg.is_none() && !matches!(call.state, CallState::Answered { .. }) {
-            let tx = call.trunk.tx;
-            return match msg.method() {
-                Some(Method::Bye) => Some((200, "OK", Some(tx))),
-                Some(Method::Invite) => Some((488, "Not Acceptable Here", None)),
-                _ => Some((200, "OK", None)),
-            };
-        }
-        let dialog = match leg {
-            None => call.trunk.dialog.as_mut(),
-            Some(l) => call.legs.get_mut(&l).and_then(|l| l.dialog.as_mut()),
-        }?;
-        if !dialog.accept_remote_seq(seq) {
-            return Some((500, "Server Internal Error", None));
-        }
-        match msg.method() {
-            Some(Method::Bye) => {
-                let by = if leg.is_none() {
-                    Party::Caller
-                } else {
-                    Party::Operator
-                };
-                self.end_call(now, handle, by, Disposition::Answered);
-                Some((200, "OK", None))
-            }
-            // Hold and session refresh arrive with the trunk-hardening work; until then
-            // a re-INVITE is refused and the session goes on unchanged (§14.1).
-            Some(Method::Invite) => Some((488, "Not Acceptable Here", None)),
-            _ => Some((200, "OK", None)),
-        }
     }
 
     // ---- ending a call ------------------------------------------------------------------
@@ -1170,8 +1171,8 @@ impl Engine {
                     tx,
                     &invite,
                     (&tag, received),
-                    503,
-                    "Service Unavailable",
+                    (503, "Service Unavailable"),
+                    &[],
                 );
             }
             self.end_call(now, handle, Party::Siaga, Disposition::Interrupted);
@@ -1206,6 +1207,21 @@ impl Engine {
         let Some(mut call) = self.calls.calls.remove(&handle) else {
             return;
         };
+        // §15.1.2: a request still pending in a dialog that ends is answered 487.
+        if let Some(exchange) = call.exchange.take() {
+            self.respond_in_dialog(
+                now,
+                (
+                    exchange.tx,
+                    &exchange.request,
+                    exchange.target,
+                    exchange.received_from,
+                ),
+                487,
+                "Request Terminated",
+                &[],
+            );
+        }
         self.calls.by_invite.remove(&call.trunk.tx);
         self.calls.by_dialog.remove(&call.trunk.dialog_key());
         // The trunk side: BYE unless the caller hung up (a CANCELled INVITE has no dialog).
@@ -1292,20 +1308,29 @@ impl Engine {
                         );
                     }
                 }
-                CallTimer::OkRetransmit(handle) => self.resend_ok(now, handle),
-                CallTimer::OkTimeout(handle) => {
+                CallTimer::OkRetransmit(handle, side) => self.resend_ok(now, handle, side),
+                CallTimer::OkTimeout(handle, side) => {
                     let unacked = self
                         .calls
                         .calls
-                        .get(&handle)
-                        .is_some_and(|c| c.trunk.ok.is_some());
-                    if unacked {
+                        .get_mut(&handle)
+                        .and_then(|c| c.take_pending_ok(side));
+                    if let Some(ok) = unacked {
                         tracing::warn!(
-                            "no ACK for the 2xx to the trunk within 64*T1: ending the call"
+                            ?side,
+                            "no ACK for siaga's 2xx within 64*T1: ending the call"
                         );
-                        self.end_call(now, handle, Party::Siaga, Disposition::Failed);
+                        // The first 2xx never confirmed the call; a later one (a
+                        // re-INVITE's) ends a call that was answered.
+                        let disposition = if ok.first {
+                            Disposition::Failed
+                        } else {
+                            Disposition::Answered
+                        };
+                        self.end_call(now, handle, Party::Siaga, disposition);
                     }
                 }
+                CallTimer::Session(handle) => self.session_timer_fired(now, handle),
                 CallTimer::CancelGuard(tx) => {
                     if self.calls.invites.contains_key(&tx) {
                         self.client.abandon(tx);
@@ -1350,29 +1375,6 @@ impl Engine {
             self.cancel_leg(now, handle, leg);
         }
         self.offer_failed(now, handle, &operator, None);
-    }
-
-    /// §13.3.1.4: the 2xx again, the interval doubled up to T2, until the ACK.
-    fn resend_ok(&mut self, now: Now, handle: CallHandle) {
-        let t2 = self.config.timers.t2;
-        let Some(call) = self.calls.calls.get_mut(&handle) else {
-            return;
-        };
-        let target = call.trunk.target;
-        let Some((ok, interval)) = call.trunk.ok.as_mut() else {
-            return;
-        };
-        let bytes = ok.clone();
-        *interval = (*interval * 2).min(t2);
-        let next = *interval;
-        self.outputs.push_back(Output::Transmit(Transmit {
-            transport: target.transport,
-            destination: target.destination,
-            connection: target.connection,
-            bytes,
-        }));
-        self.calls
-            .schedule(now.mono + next, CallTimer::OkRetransmit(handle));
     }
 
     // ---- connections ----------------------------------------------------------------------
@@ -1427,7 +1429,7 @@ impl Engine {
     // ---- small helpers ------------------------------------------------------------------
 
     /// Sends `bytes` outside any transaction (an ACK of a 2xx, §17.1.1.3 note).
-    fn transmit(&mut self, destination: Destination, bytes: Bytes) {
+    pub(crate) fn transmit(&mut self, destination: Destination, bytes: Bytes) {
         self.outputs.push_back(Output::Transmit(Transmit {
             transport: destination.transport,
             destination: destination.address,
@@ -1437,7 +1439,7 @@ impl Engine {
     }
 
     /// siaga's Contact for a leg over `transport`.
-    fn contact(&self, transport: Transport) -> String {
+    pub(crate) fn contact(&self, transport: Transport) -> String {
         let param = match transport {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",

@@ -8,19 +8,25 @@
 
 mod flow;
 mod ident;
+mod midcall;
+mod session_timer;
 
 pub(crate) use flow::NewCall;
 pub use ident::{Pii, called_number, caller_number, set_show_personal_data};
+pub(crate) use midcall::DialogReply;
+pub use midcall::{Exchange, InDialogRequest, Purpose};
+pub use session_timer::{Refresher, SessionTimer};
 
 use super::acd::{Acd, CallHandle};
 use super::dialog::{Dialog, DialogKey};
-use super::media::RelayId;
+use super::media::{RelayId, Side};
 use super::sdp::{MediaOffer, SdpSession};
 use super::sip::SipMessage;
 use super::time::MonoTime;
 use super::transaction::{ClientTxId, Destination, ResponseTarget, TxId};
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -72,6 +78,55 @@ pub struct Call {
     pub late_offer: bool,
     /// When the INVITE arrived.
     pub received_at: MonoTime,
+    /// A re-INVITE or UPDATE crossing the call, answered once the other side answers.
+    pub exchange: Option<Exchange>,
+    /// The trunk leg's session timer (RFC 4028): negotiated on the INVITE, running from
+    /// the 2xx.
+    pub session_timer: Option<SessionTimer>,
+    /// siaga's session refresh to the trunk, while unanswered.
+    pub pending_refresh: Option<ClientTxId>,
+}
+
+/// The offer/answer state of one leg's session (RFC 3264 §8) and siaga's 2xx resent on it.
+#[derive(Debug)]
+pub struct LegMedia {
+    /// The SDP origin of siaga's descriptions on this leg.
+    pub sdp: SdpSession,
+    /// The SDP siaga last sent on this leg: its answer, or its offer.
+    pub local: Option<Bytes>,
+    /// The `o=` session version the peer's last SDP carried; an offer with the same
+    /// version changes nothing (RFC 3264 §8).
+    pub remote_version: Option<u64>,
+    /// Whether the peer lists UPDATE in its Allow (RFC 3311 §5.1).
+    pub allows_update: bool,
+    /// siaga's 2xx to the peer's INVITE or re-INVITE, resent until the ACK (§13.3.1.4).
+    pub ok: Option<PendingOk>,
+}
+
+impl LegMedia {
+    /// A leg whose descriptions carry origin `sdp` and nothing exchanged yet.
+    pub fn new(sdp: SdpSession) -> LegMedia {
+        LegMedia {
+            sdp,
+            local: None,
+            remote_version: None,
+            allows_update: false,
+            ok: None,
+        }
+    }
+}
+
+/// A 2xx to an INVITE, resent until its ACK (RFC 3261 §13.3.1.4).
+#[derive(Debug)]
+pub struct PendingOk {
+    /// The response.
+    pub bytes: Bytes,
+    /// The next retransmission interval: T1, doubled up to T2.
+    pub interval: Duration,
+    /// Where it goes.
+    pub target: ResponseTarget,
+    /// Whether it is the 2xx to the call's first INVITE (no ACK ever confirmed the call).
+    pub first: bool,
 }
 
 /// siaga's UAS side toward the trunk.
@@ -85,19 +140,18 @@ pub struct TrunkLeg {
     pub target: ResponseTarget,
     /// The INVITE's source address, stamped in the top Via of every response as
     /// `received`/`rport` (§18.2.1, RFC 3581).
-    pub received_from: std::net::SocketAddr,
+    pub received_from: SocketAddr,
     /// Where the INVITE came from, for requests in the dialog (see [`Dialog::as_uas`]).
     pub source: Destination,
     /// siaga's To tag.
     pub local_tag: String,
-    /// The SDP origin of siaga's descriptions on this leg.
-    pub sdp: SdpSession,
+    /// The session on this leg (siaga's SDP origin, the last descriptions, the 2xx
+    /// resent until the ACK).
+    pub media: LegMedia,
     /// Max-Forwards of the INVITE (70 when absent).
     pub max_forwards: u8,
     /// The dialog, once the 2xx is sent.
     pub dialog: Option<Dialog>,
-    /// The 2xx, resent until the ACK arrives (§13.3.1.4), and the next interval.
-    pub ok: Option<(Bytes, Duration)>,
 }
 
 impl TrunkLeg {
@@ -129,6 +183,8 @@ pub struct OperatorLeg {
     pub dialog: Option<Dialog>,
     /// The ACK of the winning 2xx, resent when the 2xx is (§13.2.2.4).
     pub ack: Option<Bytes>,
+    /// The session on this leg once answered.
+    pub media: LegMedia,
 }
 
 /// The progress of an outbound leg.
@@ -171,10 +227,12 @@ pub enum CallTimer {
     RingTimeout(CallHandle, u32),
     /// Repeat the 180 to a waiting caller (RFC 3261 §13.3.1.1; `queue.ringing_refresh_s`).
     RingingRefresh(CallHandle),
-    /// Resend the 2xx to the trunk: no ACK yet (§13.3.1.4).
-    OkRetransmit(CallHandle),
-    /// 64·T1 after the 2xx without an ACK: end the call with BYE (§13.3.1.4).
-    OkTimeout(CallHandle),
+    /// Resend siaga's 2xx to an INVITE or re-INVITE on a side: no ACK yet (§13.3.1.4).
+    OkRetransmit(CallHandle, Side),
+    /// 64·T1 after that 2xx without an ACK: end the call with BYE (§13.3.1.4).
+    OkTimeout(CallHandle, Side),
+    /// The trunk leg's session timer: refresh, or end the expired session (RFC 4028 §10).
+    Session(CallHandle),
     /// 64·T1 after a CANCEL: consider the INVITE cancelled (§9.1).
     CancelGuard(ClientTxId),
     /// An operator's reject delay ended: try to dispatch again.
@@ -193,6 +251,8 @@ pub struct CallTable {
     pub by_dialog: HashMap<DialogKey, (CallHandle, Option<u32>)>,
     /// Outbound INVITEs by client transaction.
     pub invites: HashMap<ClientTxId, OutboundInvite>,
+    /// re-INVITEs and UPDATEs siaga sent in its dialogs, by client transaction.
+    pub in_dialog: HashMap<ClientTxId, InDialogRequest>,
     /// Relays whose report has not come back yet → the call record.
     pub relays: HashMap<RelayId, Uuid>,
     /// Timers, earliest first.

@@ -1601,3 +1601,5 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
     assert_eq!(out.statuses_to(TRUNK), [100, 180]);
     assert_eq!(h.engine.waiting_calls(), 1);
 }
+
+mod midcall;

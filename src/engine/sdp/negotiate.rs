@@ -1,21 +1,30 @@
-//! Offer/answer across siaga's two legs (RFC 3264 §5, §6), with the relay's address written
-//! in place of each peer's (media anchoring).
+//! Offer/answer across siaga's two legs (RFC 3264 §5, §6, §8), with the relay's address
+//! written in place of each peer's (media anchoring). The same two steps serve the initial
+//! call and every later offer, from either side (a hold or resume re-INVITE or UPDATE):
 //!
-//! 1. The trunk's INVITE carries an offer. [`offer_to_operator`] writes siaga's offer to an
-//!    operator: the relay's operator-side address, and the trunk's supported formats
-//!    ([`Codec`]) in the trunk's order with the trunk's payload type numbers. Nothing else
-//!    is offered, so the relay can forward RTP unchanged on both legs.
-//! 2. The operator's 200 OK carries the answer. [`answer_to_trunk`] writes siaga's answer to
-//!    the trunk: the formats the operator chose, in its order, with the trunk's numbers, and
-//!    the relay's trunk-side address. Every other `m=` line of the trunk's offer is rejected
-//!    with port 0 (RFC 3264 §6).
+//! 1. One side's offer arrives (the trunk's INVITE; later a re-INVITE/UPDATE from either
+//!    side). [`offer_across`] writes siaga's offer to the other side: the relay's address
+//!    on that side, and the offerer's supported formats ([`Codec`]) in its order with its
+//!    payload type numbers. Nothing else is offered, so the relay can forward RTP
+//!    unchanged on both legs.
+//! 2. The other side's answer arrives. [`answer_across`] writes siaga's answer to the
+//!    offerer: the formats the answerer chose, in its order, with the offerer's numbers,
+//!    and the relay's address on the offerer's side. Every other `m=` line of the offer is
+//!    rejected with port 0 (RFC 3264 §6).
+//!
+//! Hold (RFC 3264 §8.4): the direction attribute crosses unchanged (`sendonly`,
+//! `recvonly`, `inactive`). The legacy hold form — an offer with connection address
+//! `0.0.0.0` — cannot cross as written, since siaga writes the relay's address: it
+//! becomes the direction it means (the offerer receives nothing: `sendrecv` becomes
+//! `sendonly`, `recvonly` becomes `inactive`).
 //!
 //! Payload type numbers: RFC 3264 §6.1 says an answerer SHOULD use the offer's numbers for
 //! dynamic payload types. Because payloads are relayed unchanged, siaga accepts an answered
 //! format only when its number was offered for the same codec; one answered with another
 //! number (say telephone-event as 96 when 101 was offered) counts as not in common. An
-//! answer with no G.711 codec left is [`NoCommonCodec`]: that operator leg fails and the
-//! next operator is tried.
+//! answer with no G.711 codec left is [`NoCommonCodec`]: for the first answer that operator
+//! leg fails and the next operator is tried; for a later offer the offerer gets 488 and the
+//! session goes on as it was (RFC 3264 §8).
 
 use super::{Codec, Direction, MediaOffer, PayloadFormat};
 use bytes::Bytes;
@@ -70,50 +79,56 @@ pub enum NoCommonCodec {
     NoneAnswered,
 }
 
-/// siaga's offer to an operator for a call whose trunk offered `trunk` (RFC 3264 §5):
-/// one `m=audio` line at `relay` (the relay's operator-side RTP address) with the trunk's
-/// supported formats, the trunk's `a=ptime` and direction. Increments `session.version`.
+/// siaga's offer to the other side for `offer`, one side's offer (RFC 3264 §5): one
+/// `m=audio` line at `relay` (the relay's address on the other side) with the offer's
+/// supported formats, its `a=ptime` and its direction (the legacy hold form mapped, see
+/// the module doc). Increments `session.version`.
 ///
-/// Errors: [`NoCommonCodec::Rejected`] when the trunk's audio port is 0,
-/// [`NoCommonCodec::NoneOffered`] when no PCMA/PCMU is left (the trunk gets 488).
-pub fn offer_to_operator(
-    trunk: &MediaOffer,
+/// Errors: [`NoCommonCodec::Rejected`] when the offer's audio port is 0,
+/// [`NoCommonCodec::NoneOffered`] when no PCMA/PCMU is left (the offerer gets 488).
+pub fn offer_across(
+    offer: &MediaOffer,
     relay: SocketAddr,
     session: &mut SdpSession,
 ) -> Result<Bytes, NoCommonCodec> {
-    if trunk.rtp.is_none() {
+    if offer.rtp.is_none() {
         return Err(NoCommonCodec::Rejected);
     }
-    let formats: Vec<&PayloadFormat> = trunk.supported_formats().map(|(f, _)| f).collect();
-    if !trunk.supported_formats().any(|(_, c)| c.is_audio()) {
+    let formats: Vec<&PayloadFormat> = offer.supported_formats().map(|(f, _)| f).collect();
+    if !offer.supported_formats().any(|(_, c)| c.is_audio()) {
         return Err(NoCommonCodec::NoneOffered);
     }
-    let audio = audio_description(relay.port(), &formats, trunk.ptime, trunk.direction);
+    let direction = match (offer.rtp.map(|a| a.ip().is_unspecified()), offer.direction) {
+        (Some(true), Direction::SendRecv) => Direction::SendOnly,
+        (Some(true), Direction::RecvOnly) => Direction::Inactive,
+        (_, direction) => direction,
+    };
+    let audio = audio_description(relay.port(), &formats, offer.ptime, direction);
     Ok(write(relay.ip(), session, vec![audio]))
 }
 
-/// siaga's answer to the trunk once an operator answered `operator_answer` to the offer
-/// [`offer_to_operator`] made from `trunk_offer` (RFC 3264 §6): the operator's formats
-/// that line up with the offer (same payload type, same codec), in the operator's order,
-/// with `a=rtpmap` as the trunk wrote it and `a=fmtp`, `a=ptime` and the direction as the
-/// operator answered; the audio at `relay` (the relay's trunk-side RTP address); the
-/// trunk's other `m=` lines rejected with port 0. Increments `session.version`.
+/// siaga's answer to the offerer once the other side answered `answer` to the offer
+/// [`offer_across`] made from `offer` (RFC 3264 §6): the answerer's formats that line up
+/// with the offer (same payload type, same codec), in the answerer's order, with
+/// `a=rtpmap` as the offerer wrote it and `a=fmtp`, `a=ptime` and the direction as
+/// answered; the audio at `relay` (the relay's address on the offerer's side); the offer's
+/// other `m=` lines rejected with port 0. Increments `session.version`.
 ///
-/// Errors: [`NoCommonCodec::Rejected`] when the operator answered port 0,
-/// [`NoCommonCodec::NoneAnswered`] when no offered G.711 format is in the answer (fail
-/// the operator leg), and the errors of [`offer_to_operator`] for the trunk's offer.
-pub fn answer_to_trunk(
-    trunk_offer: &MediaOffer,
-    operator_answer: &MediaOffer,
+/// Errors: [`NoCommonCodec::Rejected`] when the answerer answered port 0,
+/// [`NoCommonCodec::NoneAnswered`] when no offered G.711 format is in the answer, and the
+/// errors of [`offer_across`] for the offer.
+pub fn answer_across(
+    offer: &MediaOffer,
+    answer: &MediaOffer,
     relay: SocketAddr,
     session: &mut SdpSession,
 ) -> Result<Bytes, NoCommonCodec> {
-    if trunk_offer.rtp.is_none() || operator_answer.rtp.is_none() {
+    if offer.rtp.is_none() || answer.rtp.is_none() {
         return Err(NoCommonCodec::Rejected);
     }
     let mut chosen: Vec<PayloadFormat> = Vec::new();
-    for (answered, codec) in operator_answer.supported_formats() {
-        let offered = trunk_offer
+    for (answered, codec) in answer.supported_formats() {
+        let offered = offer
             .supported_formats()
             .find(|(f, c)| f.payload_type == answered.payload_type && *c == codec);
         if let Some((offered, _)) = offered {
@@ -130,18 +145,13 @@ pub fn answer_to_trunk(
         return Err(NoCommonCodec::NoneAnswered);
     }
     let chosen: Vec<&PayloadFormat> = chosen.iter().collect();
-    let media = trunk_offer
+    let media = offer
         .m_lines
         .iter()
         .enumerate()
         .map(|(i, line)| {
-            if i == trunk_offer.audio_index {
-                audio_description(
-                    relay.port(),
-                    &chosen,
-                    operator_answer.ptime,
-                    operator_answer.direction,
-                )
+            if i == offer.audio_index {
+                audio_description(relay.port(), &chosen, answer.ptime, answer.direction)
             } else {
                 rejected(line)
             }

@@ -107,17 +107,16 @@ fn reads_baresip_offer_and_drops_opus() {
     assert_eq!(offer.ptime, Some(20));
 
     let mut session = SdpSession::new(42);
-    let sdp =
-        text(offer_to_operator(&offer, relay("10.0.0.1:30002"), &mut session).expect("G.711"));
+    let sdp = text(offer_across(&offer, relay("10.0.0.1:30002"), &mut session).expect("G.711"));
     assert!(sdp.contains("m=audio 30002 RTP/AVP 0 8 101\r\n"), "{sdp}");
     assert!(!sdp.contains("opus"), "{sdp}");
 }
 
 #[test]
-fn offer_to_operator_keeps_trunk_order_and_numbers() {
+fn offer_across_keeps_trunk_order_and_numbers() {
     let trunk = parsed(TRUNK);
     let mut session = SdpSession::new(1234);
-    let sdp = offer_to_operator(&trunk, relay("10.0.0.1:30002"), &mut session).expect("G.711");
+    let sdp = offer_across(&trunk, relay("10.0.0.1:30002"), &mut session).expect("G.711");
     assert_eq!(
         text(sdp),
         "v=0\r\n\
@@ -143,7 +142,7 @@ fn g729_only_has_no_common_codec() {
     assert_eq!(trunk.formats[0].encoding.as_deref(), Some("G729"));
     let mut session = SdpSession::new(1);
     assert_eq!(
-        offer_to_operator(&trunk, relay("10.0.0.1:30002"), &mut session),
+        offer_across(&trunk, relay("10.0.0.1:30002"), &mut session),
         Err(NoCommonCodec::NoneOffered)
     );
     assert_eq!(session.version, 1, "no description was sent");
@@ -161,8 +160,7 @@ fn static_payload_types_need_no_rtpmap() {
 fn writes_ipv6_relay_address() {
     let trunk = parsed(IPV6);
     let mut session = SdpSession::new(9);
-    let sdp =
-        text(offer_to_operator(&trunk, relay("[2001:db8::1]:30000"), &mut session).expect("PCMA"));
+    let sdp = text(offer_across(&trunk, relay("[2001:db8::1]:30000"), &mut session).expect("PCMA"));
     assert!(sdp.contains("o=siaga 9 1 IN IP6 2001:db8::1\r\n"), "{sdp}");
     assert!(sdp.contains("c=IN IP6 2001:db8::1\r\n"), "{sdp}");
     assert!(sdp.contains("m=audio 30000 RTP/AVP 8\r\n"), "{sdp}");
@@ -239,7 +237,7 @@ fn operator_answer(m_line: &str, extra: &str) -> MediaOffer {
 }
 
 #[test]
-fn answer_to_trunk_takes_operator_choice_with_trunk_numbers() {
+fn answer_across_takes_operator_choice_with_trunk_numbers() {
     let trunk = parsed(TRUNK);
     let answer = operator_answer(
         "m=audio 10942 RTP/AVP 0 101",
@@ -249,7 +247,7 @@ a=ptime:20\r\na=sendrecv\r\n",
     assert_eq!(answer.rtp, Some(relay("192.168.1.20:10942")));
     let mut session = SdpSession::new(77);
     session.version = 5;
-    let sdp = answer_to_trunk(&trunk, &answer, relay("10.0.0.1:30000"), &mut session)
+    let sdp = answer_across(&trunk, &answer, relay("10.0.0.1:30000"), &mut session)
         .expect("PCMU in common");
     assert_eq!(
         text(sdp),
@@ -276,9 +274,8 @@ fn answer_with_other_event_number_drops_dtmf_only() {
         "a=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\n",
     );
     let mut session = SdpSession::new(1);
-    let sdp = text(
-        answer_to_trunk(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"),
-    );
+    let sdp =
+        text(answer_across(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"));
     assert!(sdp.contains("m=audio 30000 RTP/AVP 8\r\n"), "{sdp}");
     assert!(!sdp.contains("telephone-event"), "{sdp}");
 }
@@ -294,26 +291,26 @@ fn answers_without_a_common_codec_fail_the_leg() {
         "a=rtpmap:101 telephone-event/8000\r\n",
     );
     assert_eq!(
-        answer_to_trunk(&trunk, &events, at, &mut session),
+        answer_across(&trunk, &events, at, &mut session),
         Err(NoCommonCodec::NoneAnswered)
     );
     // A codec that was never offered.
     let g729 = operator_answer("m=audio 10942 RTP/AVP 18", "");
     assert_eq!(
-        answer_to_trunk(&trunk, &g729, at, &mut session),
+        answer_across(&trunk, &g729, at, &mut session),
         Err(NoCommonCodec::NoneAnswered)
     );
     // An offered number reused for another codec.
     let remapped = operator_answer("m=audio 10942 RTP/AVP 8", "a=rtpmap:8 PCMU/8000\r\n");
     assert_eq!(
-        answer_to_trunk(&trunk, &remapped, at, &mut session),
+        answer_across(&trunk, &remapped, at, &mut session),
         Err(NoCommonCodec::NoneAnswered)
     );
     // The stream rejected.
     let rejected = operator_answer("m=audio 0 RTP/AVP 8", "");
     assert_eq!(rejected.rtp, None);
     assert_eq!(
-        answer_to_trunk(&trunk, &rejected, at, &mut session),
+        answer_across(&trunk, &rejected, at, &mut session),
         Err(NoCommonCodec::Rejected)
     );
     assert_eq!(session.version, 1, "no description was sent");
@@ -333,15 +330,13 @@ m=image 6000 udptl t38\r\n",
     assert_eq!(trunk.direction, Direction::SendOnly);
 
     let mut session = SdpSession::new(5);
-    let offer =
-        text(offer_to_operator(&trunk, relay("10.0.0.1:30002"), &mut session).expect("PCMA"));
+    let offer = text(offer_across(&trunk, relay("10.0.0.1:30002"), &mut session).expect("PCMA"));
     assert_eq!(offer.matches("m=").count(), 1, "{offer}");
     assert!(offer.contains("a=sendonly\r\n"), "{offer}");
 
     let answer = operator_answer("m=audio 10942 RTP/AVP 8", "a=recvonly\r\n");
-    let sdp = text(
-        answer_to_trunk(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"),
-    );
+    let sdp =
+        text(answer_across(&trunk, &answer, relay("10.0.0.1:30000"), &mut session).expect("PCMA"));
     let m_lines: Vec<&str> = sdp.lines().filter(|l| l.starts_with("m=")).collect();
     assert_eq!(
         m_lines,
@@ -366,7 +361,7 @@ fn disabled_trunk_audio_cannot_be_offered() {
     assert_eq!(trunk.rtp, None);
     let mut session = SdpSession::new(1);
     assert_eq!(
-        offer_to_operator(&trunk, relay("10.0.0.1:30002"), &mut session),
+        offer_across(&trunk, relay("10.0.0.1:30002"), &mut session),
         Err(NoCommonCodec::Rejected)
     );
 }
@@ -402,11 +397,11 @@ proptest! {
         if let Ok(offer) = parse(edited.as_bytes()) {
             let mut session = SdpSession::new(1);
             let at = SocketAddr::from(([10, 0, 0, 1], 30000));
-            if let Ok(sdp) = offer_to_operator(&offer, at, &mut session) {
+            if let Ok(sdp) = offer_across(&offer, at, &mut session) {
                 // What siaga writes always reads back.
                 prop_assert!(parse(&sdp).is_ok(), "{:?}", sdp);
             }
-            let _ = answer_to_trunk(&offer, &offer, at, &mut session);
+            let _ = answer_across(&offer, &offer, at, &mut session);
         }
     }
 }

@@ -1,0 +1,982 @@
+//! Requests inside siaga's dialogs once a call is answered, and the session timer that
+//! keeps the trunk leg alive (RFC 3261 §12.2.2, §14, §15; RFC 3311 UPDATE; RFC 3264 §8;
+//! RFC 4028).
+//!
+//! A re-INVITE or UPDATE with a new SDP offer (hold, resume, a codec change) from either
+//! side crosses the B2BUA: siaga answers the request only once the other side answered
+//! its own re-INVITE/UPDATE carrying the offer rewritten to the relay (`sdp::offer_across`
+//! and `sdp::answer_across`). What changes nothing crosses nothing and is answered here:
+//! an offer with the session version last seen (RFC 3264 §8: the session is unchanged — a
+//! session refresh), and a re-INVITE without an offer, which gets siaga's current
+//! description as the offer in the 2xx and the answer in the ACK (§14.2, RFC 3264 §8);
+//! likewise an UPDATE without a body. In-dialog OPTIONS and INFO draw 200.
+//!
+//! One offer at a time per call (§14.1, RFC 3311 §5.2): a request from the side siaga is
+//! sending a request to draws 491 (glare; the peer retries after its §14.1 back-off), and
+//! a second one from the same side while the first is unanswered draws 500 with
+//! Retry-After (§14.2). A failure of siaga's request crosses back with its status code, so
+//! a 491 reaches the offerer and its retry works; 408 or 481 end the call (§14.1: the
+//! dialog is gone).
+
+use super::session_timer::{Negotiation, Refresher, SessionTimer, is_refresh_method};
+use super::{CallState, CallTimer, PendingOk};
+use crate::engine::acd::CallHandle;
+use crate::engine::dialog::{Dialog, DialogKey};
+use crate::engine::driver::{Engine, SERVER};
+use crate::engine::media::{MediaCommand, Side};
+use crate::engine::record::{CallEventKind, Disposition, Party};
+use crate::engine::sdp::{self, MediaOffer, SdpSession};
+use crate::engine::sip::builder::response_to;
+use crate::engine::sip::{Method, SipMessage};
+use crate::engine::time::Now;
+use crate::engine::transaction::{ClientKey, ClientTxId, ResponseTarget, TxId};
+use crate::engine::uas;
+use bytes::Bytes;
+use std::net::SocketAddr;
+
+/// A request from one side of an answered call that siaga answers once the other side
+/// answered the request siaga sent it (RFC 3261 §14, RFC 3311).
+#[derive(Debug)]
+pub struct Exchange {
+    /// The side the request came from.
+    pub from: Side,
+    /// Its server transaction.
+    pub tx: TxId,
+    /// The request.
+    pub request: SipMessage,
+    /// Where its responses go, and the source to stamp in Via (§18.2.1).
+    pub target: ResponseTarget,
+    /// Its source address.
+    pub received_from: SocketAddr,
+    /// The offer it carries.
+    pub offer: MediaOffer,
+    /// siaga's request to the other side, once sent.
+    pub out: Option<ClientTxId>,
+}
+
+/// Why siaga sent a request inside a dialog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// It carries an offer from the other side ([`Exchange`]).
+    Relay,
+    /// A session refresh (RFC 4028 §7.4).
+    Refresh,
+}
+
+/// A re-INVITE or UPDATE siaga sent in one of a call's dialogs, kept while its client
+/// transaction lives.
+#[derive(Debug)]
+pub struct InDialogRequest {
+    /// The call.
+    pub call: CallHandle,
+    /// The side it went to.
+    pub to: Side,
+    /// Why.
+    pub purpose: Purpose,
+    /// The request as sent (for the ACK of a failure, §17.1.1.3).
+    pub request: SipMessage,
+    /// Its method.
+    pub method: Method,
+    /// The CSeq number (for the ACK of a 2xx, §13.2.2.4).
+    pub seq: u32,
+    /// The ACK of its 2xx, once sent: resent for each retransmitted 2xx.
+    pub ack: Option<Bytes>,
+}
+
+/// What siaga does with a request in one of its dialogs.
+pub(crate) enum DialogReply {
+    /// Answer with this status at once; for a BYE in the early dialog, also end the
+    /// INVITE transaction named (the caller hung up).
+    Final(u16, &'static str, Option<TxId>),
+    /// A re-INVITE or UPDATE in the answered call: the engine creates its server
+    /// transaction and hands it to [`Engine::on_mid_call_request`].
+    MidCall(CallHandle, Side),
+}
+
+impl Engine {
+    /// A request with a To tag naming one of siaga's dialogs (§12.2.2). `None` when the
+    /// dialog is not siaga's (the UAS core answers 481).
+    pub(crate) fn on_dialog_request(
+        &mut self,
+        now: Now,
+        key: &DialogKey,
+        msg: &SipMessage,
+    ) -> Option<DialogReply> {
+        let &(handle, leg) = self.calls.by_dialog.get(key)?;
+        let seq = msg.cseq().ok()?.seq;
+        let call = self.calls.calls.get_mut(&handle)?;
+        let answered_leg = match call.state {
+            CallState::Answered { leg, .. } => Some(leg),
+            _ => None,
+        };
+        // §15: a BYE in the early dialog of siaga's 180 — the caller hung up before an
+        // operator answered: 200 to the BYE, 487 to the INVITE, recorded as abandoned.
+        // An offer cannot be taken there yet (siaga has no answer to give): 488.
+        if leg.is_none() && answered_leg.is_none() {
+            let tx = call.trunk.tx;
+            return Some(match msg.method() {
+                Some(Method::Bye) => DialogReply::Final(200, "OK", Some(tx)),
+                Some(Method::Invite | Method::Update) => {
+                    DialogReply::Final(488, "Not Acceptable Here", None)
+                }
+                _ => DialogReply::Final(200, "OK", None),
+            });
+        }
+        let side = match leg {
+            None => Side::Caller,
+            // Only the answered leg has a dialog in the table.
+            Some(l) if Some(l) == answered_leg => Side::Operator,
+            Some(_) => return None,
+        };
+        let dialog = match side {
+            Side::Caller => call.trunk.dialog.as_mut(),
+            Side::Operator => leg
+                .and_then(|l| call.legs.get_mut(&l))
+                .and_then(|l| l.dialog.as_mut()),
+        }?;
+        // §12.2.2: a CSeq lower than the last one is out of order.
+        if !dialog.accept_remote_seq(seq) {
+            return Some(DialogReply::Final(500, "Server Internal Error", None));
+        }
+        Some(match msg.method() {
+            Some(Method::Bye) => {
+                let by = match side {
+                    Side::Caller => Party::Caller,
+                    Side::Operator => Party::Operator,
+                };
+                self.end_call(now, handle, by, Disposition::Answered);
+                DialogReply::Final(200, "OK", None)
+            }
+            Some(Method::Invite | Method::Update) => DialogReply::MidCall(handle, side),
+            _ => DialogReply::Final(200, "OK", None),
+        })
+    }
+
+    /// A re-INVITE or UPDATE from `side` of answered call `handle`, on server transaction
+    /// `tx`: answered here, or carried to the other side (see the module doc).
+    pub(crate) fn on_mid_call_request(
+        &mut self,
+        now: Now,
+        (handle, side): (CallHandle, Side),
+        tx: TxId,
+        msg: &SipMessage,
+        (target, received_from): (ResponseTarget, SocketAddr),
+    ) {
+        let reply = |engine: &mut Engine, status: u16, reason: &str| {
+            engine.respond_in_dialog(now, (tx, msg, target, received_from), status, reason, &[]);
+        };
+        let Some(call) = self.calls.calls.get(&handle) else {
+            return reply(self, 481, "Call/Transaction Does Not Exist");
+        };
+        if let Some(exchange) = &call.exchange {
+            // §14.2 / RFC 3311 §5.2: one offer at a time.
+            return if exchange.from == side {
+                let retry_after = self.rng_retry_after().to_string();
+                self.respond_in_dialog(
+                    now,
+                    (tx, msg, target, received_from),
+                    500,
+                    "Server Internal Error",
+                    &[("Retry-After", retry_after)],
+                )
+            } else {
+                reply(self, 491, "Request Pending")
+            };
+        }
+        if call.pending_refresh.is_some() && side == Side::Caller {
+            return reply(self, 491, "Request Pending");
+        }
+        // RFC 4028 §9: a refresh from the trunk restarts (or changes) the session timer.
+        if side == Side::Caller && is_refresh_method(msg.method().unwrap_or(&Method::Ack)) {
+            let min_se = self.config.calls.min_session_expires_s;
+            match SessionTimer::negotiate(msg, min_se) {
+                Negotiation::TooSmall { min_se } => {
+                    return self.respond_in_dialog(
+                        now,
+                        (tx, msg, target, received_from),
+                        422,
+                        "Session Interval Too Small",
+                        &[("Min-SE", min_se.to_string())],
+                    );
+                }
+                Negotiation::Off => {
+                    if let Some(call) = self.calls.calls.get_mut(&handle) {
+                        call.session_timer = None;
+                    }
+                }
+                Negotiation::On(timer) => self.start_session_timer(now, handle, timer),
+            }
+        }
+        let Some(call) = self.calls.calls.get(&handle) else {
+            return;
+        };
+        let is_invite = msg.method() == Some(&Method::Invite);
+        let Some(body) = crate::engine::sip::body::sdp_of(msg) else {
+            // No offer: a re-INVITE gets siaga's description as the offer (the answer
+            // comes in the ACK); an UPDATE without a body changes nothing.
+            let offer = if is_invite {
+                call.local_sdp(side)
+            } else {
+                None
+            };
+            return self.answer_mid_call(
+                now,
+                (tx, msg, target, received_from),
+                (handle, side),
+                offer,
+            );
+        };
+        let offer = match sdp::parse(body) {
+            Ok(offer) => offer,
+            Err(error) => {
+                tracing::info!(call = %call.record, %error, "mid-call offer unreadable: 488");
+                return reply(self, 488, "Not Acceptable Here");
+            }
+        };
+        // RFC 3264 §8: the same version is the same session (a refresh): answer it as
+        // before.
+        let unchanged = call.remote_version(side) == Some(offer.session_version);
+        if unchanged || call.relay.is_none() {
+            if call.relay.is_none() {
+                tracing::info!(call = %call.record, "mid-call offer without a relay: answered unchanged");
+            }
+            let answer = call.local_sdp(side);
+            return self.answer_mid_call(
+                now,
+                (tx, msg, target, received_from),
+                (handle, side),
+                answer,
+            );
+        }
+        self.carry_offer(
+            now,
+            handle,
+            Exchange {
+                from: side,
+                tx,
+                request: msg.clone(),
+                target,
+                received_from,
+                offer,
+                out: None,
+            },
+        );
+    }
+
+    /// Sends siaga's offer for `exchange` to the other side, or answers 488 when the offer
+    /// has nothing siaga can relay (the session goes on unchanged, RFC 3264 §8).
+    fn carry_offer(&mut self, now: Now, handle: CallHandle, mut exchange: Exchange) {
+        let to = exchange.from.other();
+        let media_ip = self.config.calls.media_ip;
+        let via = self.config.via_host();
+        let branch = self.new_branch();
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        let Some((_, caller_port, operator_port)) = call.relay else {
+            return;
+        };
+        let port = match to {
+            Side::Caller => caller_port,
+            Side::Operator => operator_port,
+        };
+        let record = call.record;
+        let allows_update = call.peer_allows_update(to);
+        let Some((dialog, session)) = call.dialog_and_sdp(to) else {
+            return;
+        };
+        let body = match sdp::offer_across(
+            &exchange.offer,
+            SocketAddr::new(media_ip, port),
+            session,
+        ) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::info!(call = %record, %error, "mid-call offer siaga cannot relay: 488");
+                let Exchange {
+                    tx,
+                    request,
+                    target,
+                    received_from,
+                    ..
+                } = exchange;
+                return self.respond_in_dialog(
+                    now,
+                    (tx, &request, target, received_from),
+                    488,
+                    "Not Acceptable Here",
+                    &[],
+                );
+            }
+        };
+        // RFC 3311: an UPDATE crosses as an UPDATE when the other side allows it; else
+        // (and for every re-INVITE) as a re-INVITE.
+        let method = match exchange.request.method() {
+            Some(Method::Update) if allows_update => Method::Update,
+            _ => Method::Invite,
+        };
+        let bytes = dialog
+            .request(&method, &via, &branch)
+            .header("Contact", format!("<sip:siaga@{via}>"))
+            .header("Allow", uas::allow_value())
+            .header("User-Agent", SERVER)
+            .body("application/sdp", body.clone())
+            .build();
+        let destination = dialog.destination;
+        call.set_local_sdp(to, body);
+        let Some(tx) = self.send_in_dialog(
+            now,
+            (handle, to, Purpose::Relay),
+            branch,
+            bytes,
+            destination,
+        ) else {
+            return;
+        };
+        exchange.out = Some(tx);
+        if let Some(call) = self.calls.calls.get_mut(&handle) {
+            call.exchange = Some(exchange);
+        }
+    }
+
+    /// Sends `bytes` (siaga's re-INVITE or UPDATE on `to` of `handle`, top Via branch
+    /// `branch`) on a client transaction of its own, remembered for its responses.
+    fn send_in_dialog(
+        &mut self,
+        now: Now,
+        (handle, to, purpose): (CallHandle, Side, Purpose),
+        branch: String,
+        bytes: Bytes,
+        destination: crate::engine::transaction::Destination,
+    ) -> Option<ClientTxId> {
+        // RFC 3261 §18.1.1: a large re-INVITE (an SDP relayed across) to a UDP peer goes
+        // over TCP.
+        let routed = self.route_request(now, bytes, destination);
+        let (bytes, destination) = (routed.bytes, routed.destination);
+        let request = match SipMessage::parse(bytes.clone(), destination.transport) {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::error!(error = %e.error, "siaga built an in-dialog request it cannot parse");
+                return None;
+            }
+        };
+        let method = request.method()?.clone();
+        let seq = request.cseq().ok()?.seq;
+        let tx = self.client.send(
+            now.mono,
+            ClientKey {
+                branch,
+                method: method.clone(),
+            },
+            bytes,
+            destination,
+            &self.config.timers,
+        );
+        if let Some((udp, to)) = routed.fallback {
+            self.client.set_fallback(tx, udp, to);
+        }
+        self.calls.in_dialog.insert(
+            tx,
+            InDialogRequest {
+                call: handle,
+                to,
+                purpose,
+                request,
+                method,
+                seq,
+                ack: None,
+            },
+        );
+        Some(tx)
+    }
+
+    /// A response to a re-INVITE or UPDATE siaga sent inside a dialog, passed up by its
+    /// client transaction (each 2xx of an INVITE while Accepted). Returns `false` when
+    /// `tx` is not one of those.
+    pub(crate) fn on_in_dialog_response(
+        &mut self,
+        now: Now,
+        tx: ClientTxId,
+        response: &SipMessage,
+    ) -> bool {
+        let Some(out) = self.calls.in_dialog.get(&tx) else {
+            return false;
+        };
+        let Some(status) = response.status() else {
+            return true;
+        };
+        if status < 200 {
+            return true;
+        }
+        let (handle, to, purpose, method, seq) =
+            (out.call, out.to, out.purpose, out.method.clone(), out.seq);
+        if (200..300).contains(&status) && method == Method::Invite {
+            // §13.2.2.4: every 2xx is ACKed, the retransmissions with the same ACK.
+            if let Some(ack) = out.ack.clone() {
+                if let Some(destination) = self.dialog_destination(handle, to) {
+                    self.transmit(destination, ack);
+                }
+                return true;
+            }
+            let via = self.config.via_host();
+            let branch = self.new_branch();
+            let ack = self.calls.calls.get_mut(&handle).and_then(|call| {
+                let dialog = call.dialog_mut(to)?;
+                Some((dialog.ack(seq, &via, &branch).build(), dialog.destination))
+            });
+            if let Some((ack, destination)) = ack {
+                self.transmit(destination, ack.clone());
+                if let Some(out) = self.calls.in_dialog.get_mut(&tx) {
+                    out.ack = Some(ack);
+                }
+            }
+        }
+        match purpose {
+            Purpose::Relay => self.relay_answer(now, handle, tx, status, response),
+            Purpose::Refresh => self.refresh_answered(now, handle, tx, status, response),
+        }
+        true
+    }
+
+    /// The other side's final response to siaga's request for an [`Exchange`]: the answer
+    /// crosses back to the offerer (§14.1, RFC 3264 §8), or the failure does.
+    fn relay_answer(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        tx: ClientTxId,
+        status: u16,
+        response: &SipMessage,
+    ) {
+        let media_ip = self.config.calls.media_ip;
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        if call.exchange.as_ref().and_then(|e| e.out) != Some(tx) {
+            return;
+        }
+        let Some(exchange) = call.exchange.take() else {
+            return;
+        };
+        let record = call.record;
+        let Exchange {
+            from,
+            tx: server_tx,
+            request,
+            target,
+            received_from,
+            offer,
+            ..
+        } = exchange;
+        let respond = (server_tx, &request, target, received_from);
+        if status >= 300 {
+            let reason =
+                String::from_utf8_lossy(response.reason().unwrap_or_default()).into_owned();
+            tracing::info!(call = %record, status, "the other side refused the mid-call offer");
+            self.respond_in_dialog(now, respond, status, &reason, &[]);
+            if matches!(status, 408 | 481) {
+                // §14.1: the other side's dialog is gone.
+                self.end_call(now, handle, Party::Siaga, Disposition::Answered);
+            }
+            return;
+        }
+        let relay_port = match (call.relay, from) {
+            (Some((_, port, _)), Side::Caller) => port,
+            (Some((_, _, port)), Side::Operator) => port,
+            (None, _) => return,
+        };
+        let relay = call.relay.map(|(r, _, _)| r);
+        let answer = sdp::parse(response.body()).map_err(|e| e.to_string());
+        let body = answer.as_ref().map_err(Clone::clone).and_then(|answer| {
+            let session = call.sdp_session(from);
+            sdp::answer_across(
+                &offer,
+                answer,
+                SocketAddr::new(media_ip, relay_port),
+                session,
+            )
+            .map_err(|e| e.to_string())
+        });
+        let (body, answer) = match (body, answer) {
+            (Ok(body), Ok(answer)) => (body, answer),
+            (Err(error), _) | (_, Err(error)) => {
+                // The other side took an offer whose answer siaga cannot relay: the
+                // offerer is refused and keeps its session (RFC 3264 §8).
+                tracing::warn!(call = %record, %error, "mid-call answer unusable: 488 to the offerer");
+                return self.respond_in_dialog(now, respond, 488, "Not Acceptable Here", &[]);
+            }
+        };
+        call.set_remote_version(from, offer.session_version);
+        call.set_remote_version(from.other(), answer.session_version);
+        call.set_local_sdp(from, body.clone());
+        let direction = offer.direction;
+        let peers = [(from, offer.rtp), (from.other(), answer.rtp)];
+        for (side, rtp) in peers {
+            if let (Some(relay), Some(rtp)) = (relay, rtp.filter(|a| !a.ip().is_unspecified())) {
+                self.media(MediaCommand::SetPeer { relay, side, rtp });
+            }
+        }
+        let by = match from {
+            Side::Caller => Party::Caller,
+            Side::Operator => Party::Operator,
+        };
+        tracing::info!(call = %record, %by, direction = direction.attribute(), "session changed");
+        self.emit(
+            record,
+            now,
+            CallEventKind::Renegotiated {
+                by,
+                direction: direction.attribute().to_owned(),
+            },
+        );
+        self.answer_mid_call(now, respond, (handle, from), Some(body));
+    }
+
+    /// siaga's 2xx to a re-INVITE or UPDATE from the peer on `side` (with `body` as SDP, and the
+    /// session-timer headers toward the trunk); a 2xx to an INVITE is resent until the ACK
+    /// (§13.3.1.4).
+    fn answer_mid_call(
+        &mut self,
+        now: Now,
+        respond: (TxId, &SipMessage, ResponseTarget, SocketAddr),
+        (handle, side): (CallHandle, Side),
+        body: Option<Bytes>,
+    ) {
+        let (tx, request, target, received_from) = respond;
+        let Some(call) = self.calls.calls.get(&handle) else {
+            return;
+        };
+        let mut b = response_to(request, Some(received_from), 200, "OK", None)
+            .header("Server", SERVER)
+            .header("Contact", self.contact(target.transport))
+            .header("Allow", uas::allow_value());
+        if side == Side::Caller
+            && let Some(timer) = call.session_timer
+        {
+            b = b.header("Supported", "timer");
+            for (name, value) in timer.response_headers() {
+                b = b.header(name, value);
+            }
+        }
+        if let Some(body) = body {
+            b = b.body("application/sdp", body);
+        }
+        let ok = b.build();
+        if let Err(error) = self.server.send_response(now.mono, tx, 200, ok.clone()) {
+            tracing::debug!(%error, "mid-call 2xx not sent");
+        }
+        if request.method() != Some(&Method::Invite) {
+            return;
+        }
+        let t1 = self.config.timers.t1;
+        if let Some(call) = self.calls.calls.get_mut(&handle) {
+            call.set_pending_ok(
+                side,
+                PendingOk {
+                    bytes: ok,
+                    interval: t1,
+                    target,
+                    first: false,
+                },
+            );
+        }
+        self.calls
+            .schedule(now.mono + t1, CallTimer::OkRetransmit(handle, side));
+        self.calls.schedule(
+            now.mono + self.config.timers.sixty_four_t1(),
+            CallTimer::OkTimeout(handle, side),
+        );
+    }
+
+    /// A final response of siaga's own to a request in a dialog (`status` ≥ 300, or a 2xx
+    /// without body), with `headers` beside the usual ones.
+    pub(crate) fn respond_in_dialog(
+        &mut self,
+        now: Now,
+        (tx, request, _target, received_from): (TxId, &SipMessage, ResponseTarget, SocketAddr),
+        status: u16,
+        reason: &str,
+        headers: &[(&str, String)],
+    ) {
+        let mut b = response_to(request, Some(received_from), status, reason, None)
+            .header("Server", SERVER);
+        for (name, value) in headers {
+            b = b.header(name, value);
+        }
+        if let Err(error) = self.server.send_response(now.mono, tx, status, b.build()) {
+            tracing::debug!(%error, "in-dialog response not sent");
+        }
+    }
+
+    /// A Retry-After for a 500 to a request that overlaps another: 0–10 s (§14.2).
+    fn rng_retry_after(&mut self) -> u32 {
+        use rand::Rng;
+        self.rng.random_range(0..=10)
+    }
+
+    /// A client transaction siaga started in a dialog ended. Without a final response
+    /// (Timer B/F, a transport error) the peer is gone: the call ends (§14.1, RFC 4028
+    /// §10), and an [`Exchange`] waiting on it is answered 408 first.
+    pub(crate) fn on_in_dialog_ended(&mut self, now: Now, tx: ClientTxId, answered: bool) {
+        let Some(out) = self.calls.in_dialog.remove(&tx) else {
+            return;
+        };
+        if answered {
+            return;
+        }
+        let handle = out.call;
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        if call.pending_refresh == Some(tx) {
+            call.pending_refresh = None;
+        }
+        if call.exchange.as_ref().and_then(|e| e.out) == Some(tx)
+            && let Some(exchange) = call.exchange.take()
+        {
+            self.respond_in_dialog(
+                now,
+                (
+                    exchange.tx,
+                    &exchange.request,
+                    exchange.target,
+                    exchange.received_from,
+                ),
+                408,
+                "Request Timeout",
+                &[],
+            );
+        }
+        tracing::warn!(side = ?out.to, method = %out.method, "no response to siaga's request in the dialog: ending the call");
+        self.end_call(now, handle, Party::Siaga, Disposition::Answered);
+    }
+
+    // ---- session timer (RFC 4028) ---------------------------------------------------------
+
+    /// Arms `timer` on the trunk leg of `handle` from now on (the 2xx that set its terms
+    /// is being sent).
+    pub(crate) fn start_session_timer(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        mut timer: SessionTimer,
+    ) {
+        let at = timer.restart(now.mono);
+        if let Some(call) = self.calls.calls.get_mut(&handle) {
+            call.session_timer = Some(timer);
+            self.calls.schedule(at, CallTimer::Session(handle));
+        }
+    }
+
+    /// The session timer of `handle` fired: refresh (siaga refreshes) or end the session
+    /// the trunk stopped refreshing (RFC 4028 §10). A timer whose deadline moved is moot.
+    pub(crate) fn session_timer_fired(&mut self, now: Now, handle: CallHandle) {
+        let Some(call) = self.calls.calls.get(&handle) else {
+            return;
+        };
+        let Some(timer) = call.session_timer else {
+            return;
+        };
+        if timer.deadline.is_none_or(|at| at > now.mono) {
+            return;
+        }
+        match timer.refresher {
+            Refresher::Trunk => {
+                let record = call.record;
+                tracing::warn!(call = %record, interval_s = timer.interval, "session expired: the trunk did not refresh it");
+                self.emit(record, now, CallEventKind::SessionExpired);
+                self.end_call(now, handle, Party::Siaga, Disposition::Answered);
+            }
+            Refresher::Siaga => self.send_refresh(now, handle, timer),
+        }
+    }
+
+    /// siaga's session refresh to the trunk (RFC 4028 §7.4): an UPDATE without a body when
+    /// the trunk allows UPDATE, else a re-INVITE with siaga's current description (the
+    /// same version: nothing changes, RFC 3264 §8). Skipped for now if an offer is
+    /// crossing the call (its 2xx refreshes the session too).
+    fn send_refresh(&mut self, now: Now, handle: CallHandle, mut timer: SessionTimer) {
+        let via = self.config.via_host();
+        let branch = self.new_branch();
+        let min_se = self.config.calls.min_session_expires_s;
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        let next = timer.restart(now.mono);
+        call.session_timer = Some(timer);
+        if call.exchange.is_some() || call.pending_refresh.is_some() {
+            self.calls.schedule(next, CallTimer::Session(handle));
+            return;
+        }
+        let method = if call.peer_allows_update(Side::Caller) {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let body = match method {
+            Method::Invite => call.local_sdp(Side::Caller),
+            _ => None,
+        };
+        let Some(dialog) = call.trunk.dialog.as_mut() else {
+            return;
+        };
+        let mut b = dialog
+            .request(&method, &via, &branch)
+            .header("Contact", format!("<sip:siaga@{via}>"))
+            .header("Allow", uas::allow_value())
+            .header("User-Agent", SERVER);
+        for (name, value) in timer.refresh_headers(min_se) {
+            b = b.header(name, value);
+        }
+        if let Some(body) = body {
+            b = b.body("application/sdp", body);
+        }
+        let destination = dialog.destination;
+        let sent = self.send_in_dialog(
+            now,
+            (handle, Side::Caller, Purpose::Refresh),
+            branch,
+            b.build(),
+            destination,
+        );
+        if let Some(call) = self.calls.calls.get_mut(&handle) {
+            call.pending_refresh = sent;
+        }
+        self.calls.schedule(next, CallTimer::Session(handle));
+    }
+
+    /// The trunk's final response to siaga's refresh: a 2xx restarts the interval with the
+    /// terms it carries (§7.2); 422 raises the interval to its Min-SE and refreshes again
+    /// at once (§7.3); 491 retries after 0–2 s (RFC 3261 §14.1); 408 and 481 end the call
+    /// (§10); another failure leaves the session
+    /// as it was (the peer answered, so it is alive) until the next refresh.
+    fn refresh_answered(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        tx: ClientTxId,
+        status: u16,
+        response: &SipMessage,
+    ) {
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        if call.pending_refresh != Some(tx) {
+            return;
+        }
+        call.pending_refresh = None;
+        let Some(mut timer) = call.session_timer else {
+            return;
+        };
+        match status {
+            200..=299 => {
+                if timer.accept_refresh_answer(response) {
+                    self.start_session_timer(now, handle, timer);
+                } else {
+                    call.session_timer = None;
+                }
+            }
+            422 => {
+                let min_se = super::session_timer::min_se_of(response).ok().flatten();
+                timer.interval = timer.interval.max(min_se.unwrap_or(timer.interval));
+                self.send_refresh(now, handle, timer);
+            }
+            491 => {
+                // §14.1: the trunk's own request crossed the refresh; siaga does not own
+                // the trunk's Call-ID, so it retries after 0–2 s.
+                use rand::Rng;
+                let delay = std::time::Duration::from_millis(self.rng.random_range(0..=2000));
+                let at = now.mono + delay;
+                timer.deadline = Some(at);
+                if let Some(call) = self.calls.calls.get_mut(&handle) {
+                    call.session_timer = Some(timer);
+                }
+                self.calls.schedule(at, CallTimer::Session(handle));
+            }
+            408 | 481 => {
+                tracing::warn!(
+                    status,
+                    "the trunk refused siaga's session refresh: ending the call"
+                );
+                self.end_call(now, handle, Party::Siaga, Disposition::Answered);
+            }
+            _ => {}
+        }
+    }
+
+    // ---- ACKs and 2xx retransmissions -------------------------------------------------------
+
+    /// The ACK of siaga's 2xx to an INVITE or re-INVITE on `side` of `handle` arrived:
+    /// stop resending the 2xx (§13.3.1.4); an SDP in it is the answer to the offer siaga
+    /// put in that 2xx (late offer, or an offer-less re-INVITE, RFC 3264 §8).
+    pub(crate) fn mid_call_ack(&mut self, handle: CallHandle, side: Side, ack: &SipMessage) {
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        if call.take_pending_ok(side).is_none() || ack.body().is_empty() {
+            return;
+        }
+        let relay = call.relay.map(|(r, _, _)| r);
+        match sdp::parse(ack.body()) {
+            Ok(answer) => {
+                call.set_remote_version(side, answer.session_version);
+                if let (Some(relay), Some(rtp)) =
+                    (relay, answer.rtp.filter(|a| !a.ip().is_unspecified()))
+                {
+                    self.media(MediaCommand::SetPeer { relay, side, rtp });
+                }
+            }
+            Err(error) => {
+                tracing::info!(%error, "answer in the ACK unreadable; relying on latching");
+            }
+        }
+    }
+
+    /// §13.3.1.4: the 2xx on `side` again, the interval doubled up to T2, until the ACK.
+    pub(crate) fn resend_ok(&mut self, now: Now, handle: CallHandle, side: Side) {
+        let t2 = self.config.timers.t2;
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        let Some(ok) = call.pending_ok_mut(side) else {
+            return;
+        };
+        let (bytes, target) = (ok.bytes.clone(), ok.target);
+        ok.interval = (ok.interval * 2).min(t2);
+        let next = ok.interval;
+        self.outputs
+            .push_back(crate::engine::Output::Transmit(crate::engine::Transmit {
+                transport: target.transport,
+                destination: target.destination,
+                connection: target.connection,
+                bytes,
+            }));
+        self.calls
+            .schedule(now.mono + next, CallTimer::OkRetransmit(handle, side));
+    }
+
+    /// Where requests on `side` of `handle` go.
+    fn dialog_destination(
+        &mut self,
+        handle: CallHandle,
+        side: Side,
+    ) -> Option<crate::engine::transaction::Destination> {
+        Some(
+            self.calls
+                .calls
+                .get_mut(&handle)?
+                .dialog_mut(side)?
+                .destination,
+        )
+    }
+}
+
+impl super::Call {
+    /// The answered operator leg, if any.
+    fn answered_leg_mut(&mut self) -> Option<&mut super::OperatorLeg> {
+        let CallState::Answered { leg, .. } = self.state else {
+            return None;
+        };
+        self.legs.get_mut(&leg)
+    }
+
+    fn answered_leg(&self) -> Option<&super::OperatorLeg> {
+        let CallState::Answered { leg, .. } = self.state else {
+            return None;
+        };
+        self.legs.get(&leg)
+    }
+
+    /// siaga's dialog on `side`.
+    pub(crate) fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
+        match side {
+            Side::Caller => self.trunk.dialog.as_mut(),
+            Side::Operator => self.answered_leg_mut()?.dialog.as_mut(),
+        }
+    }
+
+    /// siaga's dialog and SDP origin on `side`.
+    fn dialog_and_sdp(&mut self, side: Side) -> Option<(&mut Dialog, &mut SdpSession)> {
+        match side {
+            Side::Caller => Some((self.trunk.dialog.as_mut()?, &mut self.trunk.media.sdp)),
+            Side::Operator => {
+                let leg = self.answered_leg_mut()?;
+                Some((leg.dialog.as_mut()?, &mut leg.media.sdp))
+            }
+        }
+    }
+
+    fn sdp_session(&mut self, side: Side) -> &mut SdpSession {
+        match side {
+            Side::Caller => &mut self.trunk.media.sdp,
+            Side::Operator => match self.state {
+                CallState::Answered { leg, .. } if self.legs.contains_key(&leg) => {
+                    &mut self
+                        .legs
+                        .get_mut(&leg)
+                        .expect("the answered leg was just found")
+                        .media
+                        .sdp
+                }
+                // No answered leg: a scratch origin (nothing is sent with it).
+                _ => &mut self.trunk.media.sdp,
+            },
+        }
+    }
+
+    fn media_of(&self, side: Side) -> Option<&super::LegMedia> {
+        match side {
+            Side::Caller => Some(&self.trunk.media),
+            Side::Operator => self.answered_leg().map(|l| &l.media),
+        }
+    }
+
+    fn media_of_mut(&mut self, side: Side) -> Option<&mut super::LegMedia> {
+        match side {
+            Side::Caller => Some(&mut self.trunk.media),
+            Side::Operator => self.answered_leg_mut().map(|l| &mut l.media),
+        }
+    }
+
+    /// The SDP siaga last sent on `side`.
+    fn local_sdp(&self, side: Side) -> Option<Bytes> {
+        self.media_of(side)?.local.clone()
+    }
+
+    pub(crate) fn set_local_sdp(&mut self, side: Side, body: Bytes) {
+        if let Some(media) = self.media_of_mut(side) {
+            media.local = Some(body);
+        }
+    }
+
+    /// The session version of the SDP the peer on `side` last sent.
+    fn remote_version(&self, side: Side) -> Option<u64> {
+        self.media_of(side)?.remote_version
+    }
+
+    pub(crate) fn set_remote_version(&mut self, side: Side, version: u64) {
+        if let Some(media) = self.media_of_mut(side) {
+            media.remote_version = Some(version);
+        }
+    }
+
+    /// Whether the peer on `side` listed UPDATE in its Allow (RFC 3311 §5.1).
+    fn peer_allows_update(&self, side: Side) -> bool {
+        self.media_of(side).is_some_and(|m| m.allows_update)
+    }
+
+    fn pending_ok_mut(&mut self, side: Side) -> Option<&mut PendingOk> {
+        self.media_of_mut(side)?.ok.as_mut()
+    }
+
+    fn set_pending_ok(&mut self, side: Side, ok: PendingOk) {
+        if let Some(media) = self.media_of_mut(side) {
+            media.ok = Some(ok);
+        }
+    }
+
+    /// Stops resending the 2xx on `side`; returns it if one was being resent.
+    pub(crate) fn take_pending_ok(&mut self, side: Side) -> Option<PendingOk> {
+        self.media_of_mut(side)?.ok.take()
+    }
+}
