@@ -22,9 +22,14 @@
 #                       recorded with operator and timestamps, RTP both ways through the
 #                       relay (relay counters in the records, and a capture on lo)
 #     operator bye    the operator hangs up -> siaga BYEs the trunk; ended_by operator
+#     hold            the trunk re-INVITEs a=sendonly then a=sendrecv; each offer reaches the
+#                       operator rewritten to the relay and the answer crosses back
 #     route set       the trunk's SBC record-routes (a second SIPp on its own port): the
 #                       operator hangs up -> siaga's BYE reaches the SBC, loose-routed
 #                       (Route: the SBC, Request-URI: the trunk's Contact), not the trunk
+#     tcp             operator 1001 registers over TCP, the trunk calls over TCP -> answered,
+#                       every request reaches the phone on its own connection (siaga opens
+#                       no connection), recorded as answered by 1001
 #     shutdown        siaga still running, then stops on SIGTERM
 #
 # Usage: bash sip-tests/e2e.sh [--selftest-only | --no-selftest]
@@ -222,9 +227,10 @@ setup_siaga() {
 
 CALLS_JSON=""
 # fetch_records PREFIX COUNT: `siaga calls --json` into $WORK/calls-PREFIX.json, polled
-# for up to 10 s until COUNT records of that trunk Call-ID prefix are there and ended (the
-# store writes in batches, and the last event may follow the last SIP message). Sets
-# CALLS_JSON.
+# for up to 10 s until COUNT records of that trunk Call-ID prefix are there and ended, with
+# the relay's counters for answered ones (the store writes in batches, and a call's end and
+# its relay report may land just after the peer's last message).
+# Sets CALLS_JSON.
 fetch_records() {
     local prefix=$1 count=$2 i n
     CALLS_JSON="$WORK/calls-${prefix%-}.json"
@@ -235,7 +241,7 @@ fetch_records() {
         if [ $rc -eq 0 ]; then
             n=$(python3 -c 'import json,sys
 d=json.load(open(sys.argv[1])); d=d.get("calls",[]) if isinstance(d,dict) else d
-print(sum(1 for r in d if str(r.get("trunk_call_id") or "").startswith(sys.argv[2]) and r.get("ended_at")))' "$CALLS_JSON" "$prefix" 2>/dev/null || echo 0)
+print(sum(1 for r in d if str(r.get("trunk_call_id") or "").startswith(sys.argv[2]) and r.get("ended_at") and (r.get("disposition") != "answered" or r.get("caller_to_operator_packets") is not None)))' "$CALLS_JSON" "$prefix" 2>/dev/null || echo 0)
             [ "$n" -ge "$count" ] && return 0
         elif [ "$i" -ge 2 ]; then
             fail "records: \`siaga calls --config FILE --json --limit 200\` failed (exit $rc)"
@@ -252,11 +258,12 @@ print(sum(1 for r in d if str(r.get("trunk_call_id") or "").startswith(sys.argv[
 declare -A OP_PIDS=() OP_REGISTERED=()
 start_operator() {
     local name=$1 user=$2 oocsf=$3 port=$4 mp=$5
+    shift 5 # the rest are extra SIPp arguments (-t t1: over TCP)
     users_csv "$WORK/$name.csv" "$user:demo-$user"
     sipp_bg "$name" "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/operator-register.xml" \
         -oocsf "$SCENARIOS/$oocsf" -inf "$name.csv" -m 1 -d 600000 -p "$port" -mp "$mp" \
         -default_behaviors all,-bye -deadcall_wait 1 -trace_logs -log_file "$WORK/$name.log" \
-        -timeout 660s -timeout_error
+        -timeout 660s -timeout_error "$@"
     OP_PIDS[$name]=$SIPP_PID
     if wait_log "$WORK/$name.log" "REGISTERED $user" 10 "$SIPP_PID"; then
         OP_REGISTERED[$name]=1
@@ -289,6 +296,9 @@ stop_operator() {
     [ -n "${OP_PIDS[$name]:-}" ] && lib_stop "${OP_PIDS[$name]}"
 }
 
+# Extra SIPp arguments of trunk_call (-t t1: over TCP).
+TRUNK_ARGS=()
+
 # trunk_call NAME SCENARIO CALLS RATE PREFIX [TIMEOUT_S] [background]: the trunk places
 # calls with Call-IDs PREFIX<n>-<pid>@127.0.0.1. In the foreground returns SIPp's exit
 # code; in the background sets TRUNK_PID.
@@ -296,7 +306,8 @@ trunk_call() {
     local name=$1 scn=$2 n=$3 rate=$4 prefix=$5 secs=${6:-60} bg=${7:-}
     local args=("127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/$scn" -s 112 -key ani_prefix "+62812$((RANDOM % 9000 + 1000))"
         -m "$n" -r "$rate" -l "$n" -p "$TRUNK_PORT" -mp "$TRUNK_MP" -cid_str "$prefix%u-%p@%s"
-        -timeout "${secs}s" -timeout_error -trace_stat -stf "$WORK/$name.stat.csv" -fd 1)
+        -timeout "${secs}s" -timeout_error -trace_stat -stf "$WORK/$name.stat.csv" -fd 1
+        "${TRUNK_ARGS[@]}")
     if [ "$bg" = background ]; then
         sipp_bg "$name" "${args[@]}"
         TRUNK_PID=$SIPP_PID
@@ -363,6 +374,8 @@ siaga_checks() {
     check_hold_and_resume
     check_alive_or_stop || return
     check_bye_through_sbc
+    check_alive_or_stop || return
+    check_tcp
     check_alive_or_stop || return
 
     section "siaga: shutdown"
@@ -622,6 +635,41 @@ check_bye_through_sbc() {
             --operators 1001 --need-times received_at,answered_at,ended_at --ended-by operator
     fi
     stop_operator op-sbc 1001
+}
+
+check_tcp() {
+    section "over TCP: operator registered over TCP, trunk over TCP"
+    local rc=0 opened
+    opened=$(grep -c "tcp connection opened" "$WORK/siaga.log" || true)
+    start_operator op-tcp 1001 operator-answer.xml "$OP1_PORT" "$OP1_MP" -t t1 || return
+    TRUNK_ARGS=(-t t1)
+    trunk_call tcp trunk-call.xml 1 1 e2e-tcp- 60 || rc=$?
+    TRUNK_ARGS=()
+    if [ $rc -eq 0 ]; then
+        pass "trunk over TCP: call answered, caller hung up"
+    else
+        fail "trunk over TCP: call not completed (SIPp exit $rc)"
+        sipp_explain tcp
+        sipp_explain op-tcp
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    if grep -q ANSWERED "$WORK/op-tcp.log" 2>/dev/null; then
+        pass "operator 1001 answered over TCP"
+    else
+        fail "operator 1001 did not answer over TCP"
+        sipp_explain op-tcp
+    fi
+    if [ "$(grep -c "tcp connection opened" "$WORK/siaga.log" || true)" -eq "$opened" ]; then
+        pass "siaga reached the phone and the trunk on their own connections (opened none)"
+    else
+        fail "siaga opened a TCP connection instead of using the phone's or the trunk's"
+        grep "tcp connection opened" "$WORK/siaga.log" | tail -3 | sed 's/^/     /'
+    fi
+    if fetch_records e2e-tcp- 1; then
+        run_checks records --json "$CALLS_JSON" --prefix e2e-tcp- --count 1 --disposition answered \
+            --operators 1001 --need-times received_at,answered_at,ended_at
+    fi
+    stop_operator op-tcp 1001
 }
 
 # ========================================================================= main

@@ -46,8 +46,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 #[derive(Debug)]
 pub struct RunOptions {
     /// Transport limits (`sip.max_tcp_connections`, `sip.max_tcp_connections_per_ip`,
-    /// `sip.tcp_message_timeout_s`, `sip.tcp_idle_timeout_s`, the per-connection write
-    /// queue).
+    /// `sip.tcp_message_timeout_s`, `sip.tcp_idle_timeout_s`, `sip.tcp_connect_timeout_s`,
+    /// the per-connection write queue).
     pub limits: Limits,
     /// Capacity of the engine's input queue, in inputs (datagrams, stream messages,
     /// connection events). Default 1024.
@@ -78,7 +78,7 @@ impl Default for RunOptions {
 impl RunOptions {
     /// The options `config` sets (`sip.max_tcp_connections`,
     /// `sip.max_tcp_connections_per_ip`, `sip.tcp_message_timeout_s`,
-    /// `sip.tcp_idle_timeout_s`); the rest default.
+    /// `sip.tcp_idle_timeout_s`, `sip.tcp_connect_timeout_s`); the rest default.
     pub fn from_config(config: &Config) -> RunOptions {
         let sip = &config.sip;
         RunOptions {
@@ -87,6 +87,7 @@ impl RunOptions {
                 max_tcp_connections_per_ip: sip.max_tcp_connections_per_ip,
                 tcp_message_timeout: sip.tcp_message_timeout,
                 tcp_idle_timeout: sip.tcp_idle_timeout,
+                tcp_connect_timeout: sip.tcp_connect_timeout,
                 ..Limits::default()
             },
             media_bind: sip.listen.ip(),
@@ -285,7 +286,7 @@ async fn drive<'a>(
     let clock = Clock {
         start: Instant::now(),
     };
-    let mut deadline = drain(&mut engine, &mut shell);
+    let mut deadline = drain(&mut engine, &mut shell, &clock);
     // Set when `stop` fires: until then siaga keeps reading, so its last requests are
     // answered and retransmitted (Timers E, G) while calls are hung up.
     let mut grace: Option<Instant> = None;
@@ -326,7 +327,7 @@ async fn drive<'a>(
             }
             () = timer => engine.handle_timeout(clock.now()),
         }
-        deadline = drain(&mut engine, &mut shell);
+        deadline = drain(&mut engine, &mut shell, &clock);
         if grace.is_some() && engine.client_transactions() == 0 {
             closed = true;
         }
@@ -339,24 +340,58 @@ async fn drive<'a>(
     // Reports of relays that closed already reach the record.
     while let Ok(report) = reports.try_recv() {
         engine.handle_input(clock.now(), Input::MediaReport(report));
-        drain(&mut engine, &mut shell);
+        drain(&mut engine, &mut shell, &clock);
     }
     shell
 }
 
-/// Carries out every pending output; returns the next deadline.
-fn drain(engine: &mut Engine, shell: &mut Shell<'_>) -> Option<MonoTime> {
+/// Rounds of [`drain`] that hand sends which failed at once back to the engine. Each
+/// round ends transactions or legs, so a chain is short; the bound only guards against a
+/// loop (what fails beyond it is logged, and the transactions time out instead).
+const MAX_FAILURE_ROUNDS: usize = 16;
+
+/// Carries out every pending output; returns the next deadline. A send that fails at once
+/// goes back to the engine as [`Input::TransmitFailed`] (at `clock`'s now), and what the
+/// engine outputs then is carried out too.
+fn drain(engine: &mut Engine, shell: &mut Shell<'_>, clock: &Clock) -> Option<MonoTime> {
     // Events held back while the writer's queue was full go first, in order.
     if let Some(sink) = shell.events.as_mut().filter(|s| s.pending() > 0) {
         sink.flush_pending();
     }
+    let mut failed = Vec::new();
+    let mut rounds = 0;
     loop {
-        match engine.poll_output() {
-            Output::Transmit(transmit) => shell.transports.send(transmit),
-            Output::Close { connection } => shell.transports.close(connection),
-            Output::Media(command) => shell.relays.execute(command),
-            Output::Event(event) => shell.event(event),
-            Output::Wait { until } => return until,
+        let until = loop {
+            match engine.poll_output() {
+                Output::Transmit(transmit) => {
+                    let copy = transmit.clone();
+                    if let Err(error) = shell.transports.send(transmit) {
+                        failed.push(Input::TransmitFailed {
+                            transmit: copy,
+                            error,
+                        });
+                    }
+                }
+                Output::Close { connection } => shell.transports.close(connection),
+                Output::Media(command) => shell.relays.execute(command),
+                Output::Event(event) => shell.event(event),
+                Output::Wait { until } => break until,
+            }
+        };
+        if failed.is_empty() {
+            return until;
+        }
+        if rounds == MAX_FAILURE_ROUNDS {
+            warn!(
+                failures = failed.len(),
+                "sends keep failing: not reported to the engine"
+            );
+            return until;
+        }
+        rounds += 1;
+        let now = clock.now();
+        for input in failed.drain(..) {
+            engine.handle_input(now, input);
         }
     }
 }

@@ -12,10 +12,15 @@
 //! Where RFC 4475 leaves a choice, siaga's policy is pinned here (see README "SIP
 //! conformance"). A REGISTER without siaga's credentials draws the registrar's 401 challenge
 //! (RFC 3261 §10.3 authenticates before it reads To or Contact, §22.1).
+//!
+//! The messages whose framing is the point are sent over TCP too ([`OVER_TCP`]), each on
+//! a connection of its own, and must draw the reply, or the close, a stream calls for;
+//! after each, a fresh connection's OPTIONS still draws 200.
 
 mod common;
 
-use common::{Siaga, UdpPeer, config};
+use common::{Siaga, TcpPeer, UdpPeer, config};
+use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
@@ -77,10 +82,45 @@ const EXPECTED: &[(&str, Option<u16>, u16)] = &[
     ("inv2543", Some(404), 5060),
 ];
 
+/// What a message sent alone on a TCP connection must draw.
+#[derive(Clone, Copy, Debug)]
+enum OnTcp {
+    /// These replies in order; the connection stays open (an OPTIONS on it draws 200 next).
+    Replies(&'static [u16]),
+    /// These replies, then siaga closes the connection: its framing is lost (RFC 4475
+    /// §3.1.2.3, §3.3.9; RFC 3261 §18.3: Content-Length is required on a stream).
+    RepliesThenClose(&'static [u16]),
+    /// Nothing: the message is not whole yet (Content-Length promises more, or the header
+    /// section never ends), so siaga waits; when the peer closes its side, siaga closes
+    /// too, having answered nothing (RFC 4475 §3.1.2.2).
+    NothingUntilClosed,
+}
+
+/// The files whose framing matters on a stream (tests/data/rfc4475/README.md), and a few
+/// valid ones whose bodies test the framer (binary body, long message, two requests).
+const OVER_TCP: &[(&str, OnTcp)] = &[
+    ("clerr", OnTcp::NothingUntilClosed),
+    ("baddn", OnTcp::NothingUntilClosed),
+    ("ncl", OnTcp::RepliesThenClose(&[400])),
+    ("mcl01", OnTcp::RepliesThenClose(&[400])),
+    ("inv2543", OnTcp::RepliesThenClose(&[400])),
+    ("scalar02", OnTcp::Replies(&[400])),
+    ("mpart01", OnTcp::Replies(&[405])),
+    ("longreq", OnTcp::Replies(&[404])),
+    ("wsinv", OnTcp::Replies(&[481])),
+    // On a stream the octets after the REGISTER are the next message (§3.1.1.8): an
+    // INVITE (404), then 5 octets its Content-Length leaves over ("C" and a blank line),
+    // which no Content-Length frames.
+    ("dblreq", OnTcp::RepliesThenClose(&[401, 404])),
+    ("scalarlg", OnTcp::Replies(&[])),
+    ("bigcode", OnTcp::Replies(&[])),
+    ("bcast", OnTcp::Replies(&[])),
+];
+
 const CHILD: &str = "SIAGA_RFC4475_IN_NETNS";
 
 #[test]
-fn rfc4475_messages_over_udp_in_a_loopback_only_namespace() {
+fn rfc4475_messages_over_udp_and_tcp_in_a_loopback_only_namespace() {
     if std::env::var_os(CHILD).is_some() {
         return run_in_namespace();
     }
@@ -90,7 +130,7 @@ fn rfc4475_messages_over_udp_in_a_loopback_only_namespace() {
         .arg(&exe)
         .args([
             "--exact",
-            "rfc4475_messages_over_udp_in_a_loopback_only_namespace",
+            "rfc4475_messages_over_udp_and_tcp_in_a_loopback_only_namespace",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -181,8 +221,81 @@ fn run_in_namespace() {
         checked += 1;
     }
     assert_eq!(checked, 49);
+    for (n, &(name, expected)) in OVER_TCP.iter().enumerate() {
+        let bytes = std::fs::read(format!("{dir}/{name}.dat")).expect("data file");
+        over_tcp(&siaga, name, &bytes, expected);
+        let mut fresh = TcpPeer::connect(siaga.tcp);
+        assert_options_answered(
+            &mut fresh,
+            &format!("tcp-alive-{n}"),
+            &format!("after {name} over TCP"),
+        );
+    }
     drop(siaga);
     std::thread::sleep(Duration::from_millis(10));
+}
+
+/// Sends `bytes` alone on a new TCP connection and checks what `expected` says.
+fn over_tcp(siaga: &Siaga, name: &str, bytes: &[u8], expected: OnTcp) {
+    let mut peer = TcpPeer::connect(siaga.tcp);
+    peer.write(bytes);
+    let replies = |peer: &mut TcpPeer, statuses: &[u16]| {
+        for status in statuses {
+            let reply = peer
+                .read_sip()
+                .unwrap_or_else(|| panic!("{name} over TCP: no {status}"));
+            assert_eq!(reply.status(), Some(*status), "{name} over TCP");
+            check_required_headers(name, &reply);
+        }
+    };
+    match expected {
+        OnTcp::Replies(statuses) => {
+            replies(&mut peer, statuses);
+            // Nothing else came, and the connection still serves.
+            let what = format!("{name} over TCP, the same connection");
+            assert_options_answered(&mut peer, &format!("{name}-same-connection"), &what);
+        }
+        OnTcp::RepliesThenClose(statuses) => {
+            replies(&mut peer, statuses);
+            assert_closed_by_siaga(&mut peer.stream, name);
+        }
+        OnTcp::NothingUntilClosed => {
+            peer.stream
+                .shutdown(std::net::Shutdown::Write)
+                .expect("half-close");
+            assert_closed_by_siaga(&mut peer.stream, name);
+        }
+    }
+}
+
+/// Sends an OPTIONS with Call-ID `call_id` on `peer`: the next message must be its 200.
+fn assert_options_answered(peer: &mut TcpPeer, call_id: &str, what: &str) {
+    let port = peer.port();
+    peer.write(common::options(call_id, port, "TCP").as_bytes());
+    let m = peer
+        .read_sip()
+        .unwrap_or_else(|| panic!("{what}: OPTIONS unanswered"));
+    assert_eq!(
+        (m.status(), first_call_id(&m).as_deref()),
+        (Some(200), Some(call_id)),
+        "{what}"
+    );
+}
+
+/// Reads until siaga closes the connection (end of stream within the guard), asserting
+/// that nothing more arrives before it.
+fn assert_closed_by_siaga(stream: &mut std::net::TcpStream, name: &str) {
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => assert!(
+            rest.is_empty(),
+            "{name} over TCP: unexpected {:?}",
+            String::from_utf8_lossy(&rest)
+        ),
+        // A reset also closes the connection; a timeout does not.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("{name} over TCP: not closed ({e})"),
+    }
 }
 
 /// The headers RFC 3261 requires beside some codes (RFC 4475 README, "Headers that certain

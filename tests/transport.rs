@@ -6,9 +6,13 @@ use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use siaga::engine::sip::framing::MAX_MESSAGE_SIZE;
-use siaga::engine::{ConnectionId, Engine, EngineConfig, Input, Received, Transmit, Transport};
+use siaga::engine::{
+    ConnectionId, Engine, EngineConfig, Input, Received, Transmit, TransmitError, Transport,
+};
 use siaga::runtime::{self, RunOptions};
-use siaga::transport::tcp::{Activity, ReadEnd, StreamSource, StreamTimeouts, read_stream};
+use siaga::transport::tcp::{
+    Activity, Outgoing, ReadEnd, StreamSource, StreamTimeouts, read_stream,
+};
 use siaga::transport::{BoundSockets, Limits, Transports};
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -213,8 +217,8 @@ async fn read_stream_frames_across_partial_reads() {
         }
     }
     assert_eq!(
-        pongs.recv().await.as_deref(),
-        Some(&b"\r\n"[..]),
+        pongs.recv().await,
+        Some(Outgoing::Pong),
         "ping split over reads"
     );
     assert!(pongs.try_recv().is_err(), "exactly one pong");
@@ -420,14 +424,17 @@ async fn tcp_transmit_goes_on_the_named_connection() {
     client.write_all(&message(1, "")).await.unwrap();
     let id = shell.next_received().await.connection.unwrap();
 
-    shell.transports.send(tcp(me, Some(id), b"first"));
+    shell.transports.send(tcp(me, Some(id), b"first")).unwrap();
     assert_eq!(read_n(&mut client, 5).await, b"first");
-    // A connection that does not exist: dropped, nothing else affected.
-    shell
-        .transports
-        .send(tcp(me, Some(ConnectionId(u64::MAX)), b"lost"));
+    // A connection that does not exist: reported at once, nothing else affected.
+    assert_eq!(
+        shell
+            .transports
+            .send(tcp(me, Some(ConnectionId(u64::MAX)), b"lost")),
+        Err(TransmitError::ConnectionGone)
+    );
     // No connection named: the open connection to the destination is used.
-    shell.transports.send(tcp(me, None, b"second"));
+    shell.transports.send(tcp(me, None, b"second")).unwrap();
     assert_eq!(read_n(&mut client, 6).await, b"second");
     assert_eq!(shell.transports.tcp_connections(), 1);
     shell.stop.cancel();
@@ -438,8 +445,14 @@ async fn tcp_transmit_without_a_connection_opens_one() {
     let mut shell = Shell::start().await;
     let peer = TcpListener::bind(localhost()).await.unwrap();
     let peer_addr = peer.local_addr().unwrap();
-    shell.transports.send(tcp(peer_addr, None, b"hello"));
-    shell.transports.send(tcp(peer_addr, None, b" again"));
+    shell
+        .transports
+        .send(tcp(peer_addr, None, b"hello"))
+        .unwrap();
+    shell
+        .transports
+        .send(tcp(peer_addr, None, b" again"))
+        .unwrap();
     let (mut stream, _) = within("siaga to connect", peer.accept()).await.unwrap();
     assert_eq!(read_n(&mut stream, 11).await, b"hello again");
     // What the peer sends back on it reaches the engine, with the connection's id.
@@ -449,7 +462,10 @@ async fn tcp_transmit_without_a_connection_opens_one() {
     assert_eq!(&r.bytes[..], &reply[..]);
     assert_eq!(r.source, peer_addr);
     let id = r.connection.unwrap();
-    shell.transports.send(tcp(peer_addr, Some(id), b"!"));
+    shell
+        .transports
+        .send(tcp(peer_addr, Some(id), b"!"))
+        .unwrap();
     assert_eq!(read_n(&mut stream, 1).await, b"!");
     shell.stop.cancel();
 }
@@ -458,12 +474,15 @@ async fn tcp_transmit_without_a_connection_opens_one() {
 async fn udp_transmit_reaches_the_destination() {
     let shell = Shell::start().await;
     let client = UdpSocket::bind(localhost()).await.unwrap();
-    shell.transports.send(Transmit {
-        transport: Transport::Udp,
-        destination: client.local_addr().unwrap(),
-        connection: None,
-        bytes: Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n"),
-    });
+    shell
+        .transports
+        .send(Transmit {
+            transport: Transport::Udp,
+            destination: client.local_addr().unwrap(),
+            connection: None,
+            bytes: Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n"),
+        })
+        .unwrap();
     let mut buf = [0u8; 64];
     let (n, from) = within("a datagram", client.recv_from(&mut buf))
         .await
@@ -567,12 +586,12 @@ async fn writes_keep_an_outbound_connection_open() {
     let mut shell = Shell::start_with(quick(30_000, Some(500))).await;
     let peer = TcpListener::bind(localhost()).await.unwrap();
     let peer_addr = peer.local_addr().unwrap();
-    shell.transports.send(tcp(peer_addr, None, b"0"));
+    shell.transports.send(tcp(peer_addr, None, b"0")).unwrap();
     let (mut stream, _) = within("siaga to connect", peer.accept()).await.unwrap();
     assert_eq!(read_n(&mut stream, 1).await, b"0");
     for _ in 0..12 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        shell.transports.send(tcp(peer_addr, None, b"x"));
+        shell.transports.send(tcp(peer_addr, None, b"x")).unwrap();
         assert_eq!(read_n(&mut stream, 1).await, b"x");
     }
     assert_eq!(shell.transports.tcp_connections(), 1);
@@ -645,7 +664,7 @@ async fn per_ip_cap_refuses_extra_connections_from_one_ip_only() {
 fn run_options_carry_the_tcp_limits_of_the_config() {
     let text = "[node]\nid = \"t\"\n[sip]\ndomains = [\"example.com\"]\n\
                 max_tcp_connections = 50\nmax_tcp_connections_per_ip = 5\n\
-                tcp_message_timeout_s = 7\ntcp_idle_timeout_s = 0\n\
+                tcp_message_timeout_s = 7\ntcp_idle_timeout_s = 0\ntcp_connect_timeout_s = 2\n\
                 [trunk]\nsources = [\"127.0.0.1\"]\n";
     let config = siaga::config::Config::from_toml(text, |_| None).unwrap();
     let limits = RunOptions::from_config(&config).limits;
@@ -653,6 +672,7 @@ fn run_options_carry_the_tcp_limits_of_the_config() {
     assert_eq!(limits.max_tcp_connections_per_ip, 5);
     assert_eq!(limits.tcp_message_timeout, Duration::from_secs(7));
     assert_eq!(limits.tcp_idle_timeout, None);
+    assert_eq!(limits.tcp_connect_timeout, Duration::from_secs(2));
     let defaults =
         RunOptions::from_config(&siaga::config::Config::from_toml(GOOD, |_| None).unwrap()).limits;
     assert_eq!(defaults, Limits::default());
@@ -848,7 +868,8 @@ async fn small_window_client(shell: &mut Shell) -> (TcpStream, ConnectionId) {
 fn flood(shell: &Shell, to: SocketAddr, id: ConnectionId) {
     let big = Bytes::from(vec![b'x'; 1 << 20]);
     for _ in 0..16 {
-        shell.transports.send(Transmit {
+        // Once the writer gives up, the rest are refused: that is fine here.
+        let _ = shell.transports.send(Transmit {
             transport: Transport::Tcp,
             destination: to,
             connection: Some(id),
@@ -864,7 +885,8 @@ async fn expect_closed_input(shell: &mut Shell, id: ConnectionId) {
                 assert_eq!(closed, id);
                 return;
             }
-            Some(Input::Unframeable { .. }) => continue,
+            // The flood's messages that were never written are reported too.
+            Some(Input::Unframeable { .. } | Input::TransmitFailed { .. }) => continue,
             other => panic!("expected ConnectionClosed, got {other:?}"),
         }
     }
@@ -966,14 +988,18 @@ async fn outbound_connections_count_toward_the_per_ip_cap() {
     };
     let shell = Shell::start_with(limits).await;
     let mut listeners = Vec::new();
+    let mut sent = Vec::new();
     for _ in 0..3 {
         let listener = TcpListener::bind(localhost()).await.unwrap();
-        shell
-            .transports
-            .send(tcp(listener.local_addr().unwrap(), None, b"hi"));
+        sent.push(
+            shell
+                .transports
+                .send(tcp(listener.local_addr().unwrap(), None, b"hi")),
+        );
         listeners.push(listener);
     }
-    // The third is refused before it is opened.
+    // The third is refused before it is opened, and the engine is told.
+    assert_eq!(sent, [Ok(()), Ok(()), Err(TransmitError::ConnectionLimit)]);
     assert_eq!(shell.transports.tcp_connections(), 2);
     for listener in &listeners[..2] {
         let (mut stream, _) = within("siaga to connect", listener.accept()).await.unwrap();
@@ -985,7 +1011,8 @@ async fn outbound_connections_count_toward_the_per_ip_cap() {
     let other = TcpListener::bind("127.0.0.2:0").await.unwrap();
     shell
         .transports
-        .send(tcp(other.local_addr().unwrap(), None, b"ok"));
+        .send(tcp(other.local_addr().unwrap(), None, b"ok"))
+        .unwrap();
     let (mut stream, _) = within("siaga to connect", other.accept()).await.unwrap();
     assert_eq!(read_n(&mut stream, 2).await, b"ok");
     assert_eq!(shell.transports.tcp_connections(), 3);
@@ -993,10 +1020,12 @@ async fn outbound_connections_count_toward_the_per_ip_cap() {
 }
 
 /// RFC 3261 §18.2.2: a response goes on the connection its request came on while that is
-/// open. A peer that half-closes right after its request can still read: what is queued
-/// for its connection within the linger reaches it, then the connection closes.
+/// open. A peer that half-closes right after its request can still read. The engine hears
+/// of the end at once (after the request), yet what it then sends naming the connection —
+/// the answers to the requests read before the end — still reaches the peer; a transmit
+/// naming no connection no longer picks it (it opens a new one, here refused).
 #[tokio::test]
-async fn message_queued_after_the_peer_half_closes_is_delivered() {
+async fn peer_close_is_reported_at_once_and_its_last_answers_still_go_out() {
     let mut shell = Shell::start().await;
     let mut client = TcpStream::connect(shell.transports.tcp_addr())
         .await
@@ -1005,14 +1034,122 @@ async fn message_queued_after_the_peer_half_closes_is_delivered() {
     client.write_all(&message(1, "")).await.unwrap();
     let id = shell.next_received().await.connection.unwrap();
     client.shutdown().await.unwrap();
-    // Time for siaga to read the end of stream (if it has not, this test proves less, but
-    // does not fail).
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    shell.transports.send(tcp(me, Some(id), b"answer"));
-    assert_eq!(read_n(&mut client, 6).await, b"answer");
     expect_closed_input(&mut shell, id).await;
+    shell.transports.send(tcp(me, Some(id), b"answer")).unwrap();
+    assert_eq!(read_n(&mut client, 6).await, b"answer");
+    shell.transports.send(tcp(me, None, b"later")).unwrap();
+    match within("TransmitFailed", shell.inputs.recv()).await {
+        Some(Input::TransmitFailed { transmit, error }) => {
+            assert_eq!(&transmit.bytes[..], b"later");
+            assert_eq!(transmit.connection, None);
+            assert_eq!(error, TransmitError::ConnectFailed);
+        }
+        other => panic!("expected TransmitFailed, got {other:?}"),
+    }
     assert_closed(&mut client).await;
     shell.stop.cancel();
+}
+
+/// A connection that cannot be opened: every message queued for it comes back to the
+/// engine as it was sent, so their transactions fail now (RFC 3261 §17.1.4), not at
+/// Timer B or F.
+#[tokio::test]
+async fn failed_connect_reports_every_queued_message() {
+    let mut shell = Shell::start().await;
+    let closed = {
+        let listener = TcpListener::bind(localhost()).await.unwrap();
+        listener.local_addr().unwrap()
+    }; // nothing listens there any more: the connect is refused
+    let (first, second) = (tcp(closed, None, b"one"), tcp(closed, None, b"two"));
+    shell.transports.send(first.clone()).unwrap();
+    shell.transports.send(second.clone()).unwrap();
+    for expected in [first, second] {
+        match within("TransmitFailed", shell.inputs.recv()).await {
+            Some(Input::TransmitFailed { transmit, error }) => {
+                assert_eq!(transmit, expected);
+                assert_eq!(error, TransmitError::ConnectFailed);
+            }
+            other => panic!("expected TransmitFailed, got {other:?}"),
+        }
+    }
+    assert_eq!(shell.transports.tcp_connections(), 0);
+    shell.stop.cancel();
+}
+
+/// A connect that hangs (a listener whose accept queue is full drops the SYN) is given
+/// up after `sip.tcp_connect_timeout_s`, and its message reported, long before the OS
+/// would give up (minutes).
+#[tokio::test]
+async fn a_connect_that_hangs_fails_after_the_connect_timeout() {
+    let mut shell = Shell::start_with(Limits {
+        tcp_connect_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    })
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(localhost()).unwrap();
+    let full = socket.listen(1).unwrap(); // never accepts
+    let addr = full.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        // Some of these hang themselves once the queue is full: do not wait for them.
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
+            fillers.push(s);
+        }
+    }
+    let hanging = tcp(addr, None, b"waits");
+    shell.transports.send(hanging.clone()).unwrap();
+    match within("TransmitFailed", shell.inputs.recv()).await {
+        Some(Input::TransmitFailed { transmit, error }) => {
+            assert_eq!(transmit, hanging);
+            assert_eq!(error, TransmitError::ConnectFailed);
+        }
+        other => panic!("expected TransmitFailed, got {other:?}"),
+    }
+    drop(fillers);
+    shell.stop.cancel();
+}
+
+/// RFC 5626 §4.4.1: each double-CRLF ping gets one CRLF pong, two pings in one write
+/// included; RFC 3261 §7.5: a single CRLF before a message is ignored and draws no pong.
+#[tokio::test]
+async fn every_ping_gets_one_pong_and_stray_crlfs_none() {
+    let siaga = Siaga::start(Limits::default()).await;
+    let mut client = TcpStream::connect(siaga.tcp).await.unwrap();
+    client.write_all(b"\r\n\r\n\r\n\r\n").await.unwrap();
+    assert_eq!(read_n(&mut client, 4).await, b"\r\n\r\n");
+    let mut stray = b"\r\n".to_vec();
+    stray.extend_from_slice(&message(1, ""));
+    stray.extend_from_slice(b"\r\n");
+    stray.extend_from_slice(&message(2, ""));
+    client.write_all(&stray).await.unwrap();
+    // Two responses back to back: no CRLF before, between or after them.
+    use siaga::engine::sip::framing::{StreamFrame, next_stream_frame};
+    let mut buf = Vec::new();
+    let mut responses = 0;
+    while responses < 2 {
+        match next_stream_frame(&buf, MAX_MESSAGE_SIZE) {
+            Ok(StreamFrame::Message { len }) => {
+                assert!(buf.starts_with(b"SIP/2.0 200 OK\r\n"));
+                buf.drain(..len);
+                responses += 1;
+            }
+            Ok(StreamFrame::NeedMore) if !buf.starts_with(b"\r") => {
+                let mut chunk = [0u8; 4096];
+                let n = within("a response", client.read(&mut chunk)).await.unwrap();
+                assert!(n > 0, "connection closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            other => panic!(
+                "not a response: {other:?} {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+        }
+    }
+    assert!(buf.is_empty(), "{:?}", String::from_utf8_lossy(&buf));
+    siaga.stop().await;
 }
 
 /// A header section over 64 KiB: the engine gets the first 64 KiB and answers 513 (RFC

@@ -281,3 +281,28 @@ impl WriteIgnoringReset for std::net::TcpStream {
         }
     }
 }
+
+/// RFC 3261 §18.1.1: "implementations MUST be able to handle messages up to the maximum
+/// datagram packet size". An OPTIONS filling a whole IPv4 UDP datagram (65,507 bytes of
+/// payload), its Call-ID in the last bytes, is received whole and answered.
+#[test]
+fn a_datagram_of_the_maximum_udp_size_is_received_whole() {
+    const MAX_UDP_PAYLOAD: usize = 65_507;
+    let s = siaga();
+    let peer = UdpPeer::bind("127.0.0.1:0");
+    let head = options("udp-max", peer.port(), "UDP")
+        .replace("Call-ID: udp-max\r\n", "")
+        .replace("Content-Length: 0\r\n\r\n", "Content-Length: 0\r\n");
+    let tail = "Call-ID: udp-max\r\n\r\n";
+    let mut message = head;
+    let filler = "X-Filler: 0123456789abcdef0123456789abcdef0123456789abcdef\r\n";
+    while message.len() + filler.len() + 64 + tail.len() < MAX_UDP_PAYLOAD {
+        message.push_str(filler);
+    }
+    let pad = MAX_UDP_PAYLOAD - message.len() - tail.len() - "X-Pad: \r\n".len();
+    message.push_str(&format!("X-Pad: {}\r\n{tail}", "z".repeat(pad)));
+    assert_eq!(message.len(), MAX_UDP_PAYLOAD);
+    peer.send(message.as_bytes(), s.udp);
+    let r = peer.response_for("udp-max");
+    assert_eq!(r.status(), Some(200), "{:?}", r.reason());
+}

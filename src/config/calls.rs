@@ -389,7 +389,12 @@ pub(super) fn validate_registrar(raw: &RawRegistrar) -> Result<RegistrarConfig, 
 }
 
 /// `value` seconds as a `Duration`, if within `min..=max`. Errors: [`Problem::OutOfRange`].
-fn seconds(key: &'static str, value: u32, min: u32, max: u32) -> Result<Duration, ConfigError> {
+pub(super) fn seconds(
+    key: &'static str,
+    value: u32,
+    min: u32,
+    max: u32,
+) -> Result<Duration, ConfigError> {
     if !(min..=max).contains(&value) {
         return Err(ConfigError::Invalid {
             origin: Source::Key(key),

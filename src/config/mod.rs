@@ -102,6 +102,10 @@ pub struct SipConfig {
     /// `sip.tcp_idle_timeout_s` (default 600 s; 0 disables, giving `None`): how long a TCP
     /// connection may go without a byte read or written; then it is closed.
     pub tcp_idle_timeout: Option<Duration>,
+    /// `sip.tcp_connect_timeout_s` (default 5 s, 1–32 s): how long opening a TCP
+    /// connection may take; then the messages waiting for it fail (a request moved to TCP
+    /// for its size goes over UDP instead, RFC 3261 §18.1.1).
+    pub tcp_connect_timeout: Duration,
     /// `[sip.timers]`.
     pub timers: SipTimers,
 }
@@ -197,6 +201,8 @@ struct RawSip {
     tcp_message_timeout_s: u32,
     #[serde(default = "default_tcp_idle_timeout_s")]
     tcp_idle_timeout_s: u32,
+    #[serde(default = "default_tcp_connect_timeout_s")]
+    tcp_connect_timeout_s: u32,
     #[serde(default)]
     timers: RawTimers,
 }
@@ -220,6 +226,16 @@ fn default_tcp_message_timeout_s() -> u32 {
 fn default_tcp_idle_timeout_s() -> u32 {
     600
 }
+
+/// Long enough for a SYN to be resent once (Linux resends after 1 s, then 3 s), short
+/// enough that a large request to a phone that drops TCP falls back to UDP while it still
+/// rings usefully.
+fn default_tcp_connect_timeout_s() -> u32 {
+    5
+}
+
+/// The longest `sip.tcp_connect_timeout_s`: 64·T1 with the default T1, Timer B and F.
+const MAX_TCP_CONNECT_TIMEOUT_S: u32 = 32;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -700,6 +716,12 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
         0 => None,
         s => Some(Duration::from_secs(s.into())),
     };
+    let tcp_connect_timeout = calls::seconds(
+        "sip.tcp_connect_timeout_s",
+        raw.sip.tcp_connect_timeout_s,
+        1,
+        MAX_TCP_CONNECT_TIMEOUT_S,
+    )?;
     let t = &raw.sip.timers;
     let t1_ms = at_least("sip.timers.t1_ms", t.t1_ms, 1)?;
     if t.t2_ms < t1_ms {
@@ -719,6 +741,7 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
             .unwrap_or(usize::MAX),
         tcp_message_timeout: Duration::from_secs(tcp_message_timeout_s.into()),
         tcp_idle_timeout,
+        tcp_connect_timeout,
         timers: SipTimers {
             t1: Duration::from_millis(t1_ms.into()),
             t2: Duration::from_millis(t.t2_ms.into()),

@@ -395,6 +395,13 @@ fn tcp_limits_are_validated_naming_their_key() {
     assert_eq!(e.key(), Some("sip.tcp_idle_timeout_s"), "{e}");
     let e = err(&sip("tcp_message_timeout_s = \"32s\""));
     assert_eq!(e.key(), Some("sip.tcp_message_timeout_s"), "{e}");
+    for line in ["tcp_connect_timeout_s = 0", "tcp_connect_timeout_s = 33"] {
+        assert_invalid(
+            &sip(line),
+            "sip.tcp_connect_timeout_s",
+            Problem::OutOfRange { min: 1, max: 32 },
+        );
+    }
 }
 
 #[test]
@@ -415,6 +422,9 @@ fn tcp_limits_accepted_values() {
     assert_eq!(s.tcp_idle_timeout, None, "0 disables the idle timeout");
     let s = sip("tcp_idle_timeout_s = 90");
     assert_eq!(s.tcp_idle_timeout, Some(Duration::from_secs(90)));
+    assert_eq!(s.tcp_connect_timeout, Duration::from_secs(5), "the default");
+    let s = sip("tcp_connect_timeout_s = 32");
+    assert_eq!(s.tcp_connect_timeout, Duration::from_secs(32));
 }
 
 #[test]

@@ -202,6 +202,8 @@ pub struct Engine {
     pub(crate) outputs: VecDeque<Output>,
     /// Set by [`Engine::shutdown`]: no call is offered or taken any more.
     pub(crate) stopping: bool,
+    /// Addresses that refused TCP for a large request (RFC 3261 §18.1.1).
+    pub(crate) tcp_refusals: super::delivery::TcpRefusals,
     stats: Stats,
 }
 
@@ -227,6 +229,7 @@ impl Engine {
             ports,
             outputs: VecDeque::new(),
             stopping: false,
+            tcp_refusals: super::delivery::TcpRefusals::default(),
             stats: Stats::default(),
         }
     }
@@ -285,15 +288,22 @@ impl Engine {
                 error,
                 head,
             } => self.handle_unframeable(connection, source, error, head),
-            Input::ConnectionClosed(connection) => {
-                self.server.connection_closed(connection);
-                self.client.connection_closed(connection);
-                self.registrar.handle_connection_closed(connection);
-                self.calls_connection_closed(connection);
+            Input::ConnectionClosed(connection) => self.handle_connection_closed(connection),
+            Input::TransmitFailed { transmit, error } => {
+                self.handle_transmit_failed(now, transmit, error);
             }
             Input::MediaReport(report) => self.handle_media_report(now, report),
         }
         self.collect(now);
+    }
+
+    /// TCP connection `connection` is gone: nothing names it any more (responses go to a
+    /// new connection, §18.2.2; requests to the Contact, or nowhere for an RFC 5626 flow).
+    pub(crate) fn handle_connection_closed(&mut self, connection: ConnectionId) {
+        self.server.connection_closed(connection);
+        self.client.connection_closed(connection);
+        self.registrar.handle_connection_closed(connection);
+        self.calls_connection_closed(connection);
     }
 
     /// siaga is stopping: every live call is ended (BYE to both legs of an answered call,
@@ -836,7 +846,9 @@ impl Engine {
                     tracing::info!(operator = %user, "operator's last binding gone: logged out");
                     self.calls.acd.unregistered(&user);
                 }
-                BindingChange::Added(_) | BindingChange::Removed { .. } => {}
+                BindingChange::Added(_)
+                | BindingChange::Removed { .. }
+                | BindingChange::Reachable(_) => {}
             }
         }
         if changed {
@@ -846,10 +858,13 @@ impl Engine {
             self.on_in_dialog_ended(now, id, why == Termination::Normal);
             self.on_client_ended(now, id, why);
         }
-        while let Some(t) = self.client.poll_transmit() {
+        // Responses first: the answer to the request that set things off (a REGISTER's
+        // 200) goes out before the requests it caused (the INVITE of a waiting call to the
+        // flow just registered, RFC 5626).
+        while let Some(t) = self.server.poll_transmit() {
             self.outputs.push_back(Output::Transmit(t));
         }
-        while let Some(t) = self.server.poll_transmit() {
+        while let Some(t) = self.client.poll_transmit() {
             self.outputs.push_back(Output::Transmit(t));
         }
         while let Some(ended) = self.server.poll_ended() {

@@ -10,6 +10,7 @@
 
 pub mod acd;
 pub mod call;
+pub mod delivery;
 pub mod dialog;
 pub mod digest;
 pub mod media;
@@ -93,8 +94,21 @@ pub enum Input {
         /// within 64 KiB, else the first 64 KiB of it; empty when nothing arrived.
         head: Bytes,
     },
-    /// A TCP connection closed (by the peer or the shell).
+    /// A TCP connection closed (by the peer or the shell). Reported as soon as the shell
+    /// knows (a peer's end of stream, a read or write error, a timeout, the engine's own
+    /// [`Output::Close`]); the engine names it no more.
     ConnectionClosed(ConnectionId),
+    /// A [`Transmit`] the shell could not send (RFC 3261 §18: the transport tells the
+    /// transaction layer). A request's client transaction fails at once as a transport
+    /// error (§17.1.4, which §8.1.3.1 treats as a 503) instead of waiting for Timer B or F;
+    /// a request switched to TCP for its size goes over UDP instead (§18.1.1); a response
+    /// that named a connection is sent again on a new connection (§18.2.2).
+    TransmitFailed {
+        /// The transmit as the engine output it.
+        transmit: Transmit,
+        /// Why it could not be sent.
+        error: TransmitError,
+    },
     /// A relay the engine closed ([`media::MediaCommand::Close`]) reports what it relayed.
     MediaReport(media::MediaReport),
 }
@@ -110,6 +124,24 @@ pub struct Transmit {
     pub connection: Option<ConnectionId>,
     /// One whole SIP message.
     pub bytes: Bytes,
+}
+
+/// Why the shell could not send a [`Transmit`] ([`Input::TransmitFailed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransmitError {
+    /// The TCP connection it named is gone (closed by the peer, a timeout or siaga).
+    ConnectionGone,
+    /// No TCP connection to the destination could be opened: refused, reset, unreachable,
+    /// or not open within the shell's connect timeout.
+    ConnectFailed,
+    /// No TCP connection was opened because `sip.max_tcp_connections` or
+    /// `sip.max_tcp_connections_per_ip` is reached.
+    ConnectionLimit,
+    /// Writing to the TCP connection failed, or the peer stopped reading; the connection
+    /// was closed with this message unsent.
+    WriteFailed,
+    /// The operating system refused the UDP datagram (unreachable network, too large …).
+    SendFailed,
 }
 
 /// Output of the engine, drained with [`Engine::poll_output`].

@@ -30,6 +30,20 @@
 //!
 //! Policies beyond the RFC:
 //! - Only `sip:`/`sips:` contacts are taken (400 otherwise): siaga can reach nothing else.
+//! - RFC 5626 outbound: a REGISTER that arrives over TCP straight from the phone (one
+//!   Via: siaga is the first hop, and the edge proxy), says `Supported: outbound` and has a
+//!   Contact with `+sip.instance` and `reg-id` makes that binding a flow ([`OutboundFlow`],
+//!   §6): it is identified by instance and reg-id instead of its URI, a refresh on a new
+//!   connection replaces it, the 200 carries `Require: outbound` and lists the flow's
+//!   parameters, and requests reach it only on the connection it registered on. When that
+//!   connection closes the flow has failed: the binding stays (until it expires or the
+//!   phone registers a new flow, as §4.5 has it do at once) but is no target
+//!   ([`Registrar::targets`]); siaga does not connect to the Contact (§5.3). Of one
+//!   instance's flows only one is a target at a time (§7). With more than one Via (a proxy
+//!   in between; siaga has no Path support, RFC 3327) the REGISTER draws 439 `First Hop
+//!   Lacks Outbound Support` (§6); more than one Contact with `reg-id` draws 400. Over
+//!   UDP `reg-id` is ignored and no `Require: outbound` is sent: siaga does not answer the
+//!   STUN keep-alives UDP flows need (§4.4.2, §8).
 //! - NAT (RFC 3581): a binding keeps the transport, source address and TCP connection the
 //!   REGISTER really came from ([`RegisterSource`]); INVITEs go there, with the Contact
 //!   URI as Request-URI. A refresh from a new address moves the binding there.
@@ -160,6 +174,9 @@ pub struct Binding {
     /// The TCP connection of the last REGISTER for it; `None` for UDP, or once that
     /// connection closed ([`Registrar::handle_connection_closed`]).
     pub connection: Option<ConnectionId>,
+    /// The RFC 5626 flow this binding is, if outbound applied to its REGISTER (see the
+    /// module docs); `None` for an RFC 3261 binding.
+    pub outbound: Option<OutboundFlow>,
     /// When it expires unless refreshed.
     pub expires_at: MonoTime,
     /// Call-ID of the last REGISTER that set it (§10.3 step 7).
@@ -172,6 +189,25 @@ pub struct Binding {
     pub registered_at: MonoTime,
     /// When it was first registered (wall clock, for records and the API).
     pub registered_utc: UtcTime,
+}
+
+/// What identifies an RFC 5626 flow binding (§6): the phone's instance (the
+/// `+sip.instance` Contact parameter, unquoted, e.g. `<urn:uuid:…>`, compared byte for
+/// byte) and its `reg-id` (1 to 2³¹−1).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OutboundFlow {
+    /// The instance id.
+    pub instance: String,
+    /// The registration id.
+    pub reg_id: u32,
+}
+
+impl Binding {
+    /// Whether requests can reach this binding: anything but an RFC 5626 flow whose
+    /// connection closed (§5.3: it is not re-established by siaga).
+    pub fn is_reachable(&self) -> bool {
+        self.outbound.is_none() || self.connection.is_some()
+    }
 }
 
 /// Why a binding went away.
@@ -210,6 +246,9 @@ pub enum BindingChange {
         /// The operator id.
         user: String,
     },
+    /// A binding that could not be reached (a failed RFC 5626 flow) can be again: the
+    /// phone registered a new flow (§4.5). Calls waiting for the operator can be offered.
+    Reachable(Binding),
 }
 
 /// The final response to a REGISTER, for the driver to build with `response_to`
@@ -315,6 +354,27 @@ impl Registrar {
         self.bindings.values().flatten()
     }
 
+    /// The bindings requests to `user` go to now ([`Binding::is_reachable`]), oldest first;
+    /// of the reachable flows of one instance only the one with the lowest `reg-id` (RFC
+    /// 5626 §7: one target per instance at a time).
+    pub fn targets(&self, user: &str) -> impl Iterator<Item = &Binding> {
+        let all: Vec<&Binding> = self.bindings(user).filter(|b| b.is_reachable()).collect();
+        let chosen: Vec<&Binding> = all
+            .iter()
+            .filter(|b| {
+                b.outbound.as_ref().is_none_or(|flow| {
+                    !all.iter().any(|o| {
+                        o.outbound.as_ref().is_some_and(|other| {
+                            other.instance == flow.instance && other.reg_id < flow.reg_id
+                        })
+                    })
+                })
+            })
+            .copied()
+            .collect();
+        chosen.into_iter()
+    }
+
     /// Whether `user` has at least one binding.
     pub fn is_registered(&self, user: &str) -> bool {
         self.bindings.contains_key(user)
@@ -403,10 +463,21 @@ impl Registrar {
     /// A TCP connection closed: bindings that named it keep their address but lose the
     /// connection (`connection = None`). Over TCP `source` is then the phone's ephemeral
     /// port; route to the Contact URI instead.
+    ///
+    /// An RFC 5626 flow on it has failed: it is no target until the phone registers again
+    /// (see the module docs).
     pub fn handle_connection_closed(&mut self, connection: ConnectionId) {
         for b in self.bindings.values_mut().flatten() {
             if b.connection == Some(connection) {
                 b.connection = None;
+                if let Some(flow) = &b.outbound {
+                    tracing::info!(
+                        user = %b.user,
+                        instance = %flow.instance,
+                        reg_id = flow.reg_id,
+                        "outbound flow failed: binding unreachable until the phone registers again"
+                    );
+                }
             }
         }
     }
@@ -491,6 +562,7 @@ impl Registrar {
         if list.len() > MAX_BINDINGS_PER_USER {
             return Err(RegisterOutcome::new(403, "Too Many Contacts"));
         }
+        let flows = outbound_applies(msg, from, &list, expires_header)?;
         let mut next = current;
         let mut touched: Vec<BindingId> = Vec::new();
         for contact in list {
@@ -500,12 +572,25 @@ impl Registrar {
                 .or(expires_header)
                 .unwrap_or(self.config.default_expires_s);
             let q_millis = contact.q_millis().map_err(bad)?;
+            let flow = if flows { flow_of(&contact)? } else { None };
             let Uri::Sip(uri) = contact.uri else {
                 return Err(RegisterOutcome::bad_request("Contact is not a SIP URI"));
             };
             let granted = self.grant(requested)?;
             let expires_at = now.mono + Duration::from_secs(u64::from(granted));
-            match next.iter().position(|b| b.contact_uri.equivalent(&uri)) {
+            // RFC 5626 §6: a flow is its instance and reg-id, whatever its URI (an RFC
+            // 3261 binding of the same URI becomes the flow).
+            let same = |b: &Binding| match &flow {
+                Some(f) => b.outbound.as_ref() == Some(f),
+                None => b.contact_uri.equivalent(&uri),
+            };
+            let existing = next.iter().position(same).or_else(|| {
+                flow.as_ref().and_then(|_| {
+                    next.iter()
+                        .position(|b| b.outbound.is_none() && b.contact_uri.equivalent(&uri))
+                })
+            });
+            match existing {
                 Some(i) => {
                     if !touched.contains(&next[i].id) && stale(&next[i]) {
                         return Err(RegisterOutcome::out_of_order());
@@ -518,6 +603,7 @@ impl Registrar {
                         b.source = from.source;
                         b.transport = from.transport;
                         b.connection = from.connection;
+                        b.outbound = flow;
                         b.expires_at = expires_at;
                         call_id.clone_into(&mut b.call_id);
                         b.cseq = cseq;
@@ -537,6 +623,7 @@ impl Registrar {
                         source: from.source,
                         transport: from.transport,
                         connection: from.connection,
+                        outbound: flow,
                         expires_at,
                         call_id: call_id.to_owned(),
                         cseq,
@@ -563,7 +650,13 @@ impl Registrar {
             evicted.push(next.remove(oldest).id);
         }
         self.commit(user, next, &evicted);
-        Ok(self.ok(now, user))
+        let ok = self.ok(now, user);
+        // RFC 5626 §6: the phone learns that its flows are in use.
+        Ok(if flows {
+            ok.with("Require", "outbound".to_owned())
+        } else {
+            ok
+        })
     }
 
     /// The interval granted for `requested` seconds (§10.3 step 7), or 423.
@@ -586,8 +679,12 @@ impl Registrar {
         }
         for b in &next {
             self.deadlines.insert((b.expires_at, b.id), user.to_owned());
-            if !old.iter().any(|o| o.id == b.id) {
-                self.changes.push_back(BindingChange::Added(b.clone()));
+            match old.iter().find(|o| o.id == b.id) {
+                None => self.changes.push_back(BindingChange::Added(b.clone())),
+                Some(o) if !o.is_reachable() && b.is_reachable() => {
+                    self.changes.push_back(BindingChange::Reachable(b.clone()));
+                }
+                Some(_) => {}
             }
         }
         for binding in old {
@@ -627,6 +724,13 @@ impl Registrar {
                 value.push_str(";q=");
                 value.push_str(&format_q(q));
             }
+            if let Some(flow) = &b.outbound {
+                let instance = flow.instance.replace('\\', "\\\\").replace('"', "\\\"");
+                value.push_str(&format!(
+                    ";+sip.instance=\"{instance}\";reg-id={}",
+                    flow.reg_id
+                ));
+            }
             outcome = outcome.with("Contact", value);
         }
         if let Some(date) = http_date(now.utc) {
@@ -634,6 +738,69 @@ impl Registrar {
         }
         outcome
     }
+}
+
+/// RFC 5626 §6: whether the `reg-id` contacts of this REGISTER become flows: it says
+/// `Supported: outbound`, a Contact carries `+sip.instance` and `reg-id`, and it came over
+/// TCP straight from the phone (siaga is the first hop: one Via). Over UDP the `reg-id` is
+/// ignored (no STUN keep-alives, §4.4.2).
+///
+/// Errors: 439 when it came through a proxy (§6, siaga has no Path support); 400 when more
+/// than one Contact asks for a flow with a non-zero expiry, or `Supported` is malformed.
+fn outbound_applies(
+    msg: &SipMessage,
+    from: RegisterSource,
+    list: &[super::sip::view::NameAddr],
+    expires_header: Option<u32>,
+) -> Result<bool, RegisterOutcome> {
+    let bad = |e: ParseError| RegisterOutcome::bad_request(e);
+    let supported = msg
+        .option_tags(HeaderName::Supported)
+        .map_err(bad)?
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case("outbound"));
+    let asking: Vec<_> = list
+        .iter()
+        .filter(|c| c.param("reg-id").is_some() && c.param("+sip.instance").is_some())
+        .collect();
+    if !supported || asking.is_empty() {
+        return Ok(false);
+    }
+    if msg.vias().map_err(bad)?.len() > 1 {
+        return Err(RegisterOutcome::new(
+            439,
+            "First Hop Lacks Outbound Support",
+        ));
+    }
+    let live = asking
+        .iter()
+        .filter(|c| c.expires().ok().flatten().or(expires_header) != Some(0))
+        .count();
+    if live > 1 {
+        return Err(RegisterOutcome::bad_request(
+            "more than one Contact with reg-id",
+        ));
+    }
+    Ok(from.transport == Transport::Tcp && from.connection.is_some())
+}
+
+/// The RFC 5626 flow a Contact asks for (`+sip.instance` and `reg-id`), if it does.
+///
+/// Errors: 400 when `reg-id` is not 1 to 2³¹−1 or `+sip.instance` has no value.
+fn flow_of(contact: &super::sip::view::NameAddr) -> Result<Option<OutboundFlow>, RegisterOutcome> {
+    let (Some(reg_id), Some(instance)) = (contact.param("reg-id"), contact.param("+sip.instance"))
+    else {
+        return Ok(None);
+    };
+    let reg_id = reg_id
+        .and_then(super::sip::view::cseq::parse_decimal_u32)
+        .filter(|id| (1..=0x7fff_ffff).contains(id))
+        .ok_or_else(|| RegisterOutcome::bad_request("reg-id out of range"))?;
+    let instance = instance
+        .map(|v| super::sip::view::scan::unquote(v).unwrap_or_else(|| v.to_owned()))
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| RegisterOutcome::bad_request("+sip.instance without a value"))?;
+    Ok(Some(OutboundFlow { instance, reg_id }))
 }
 
 /// A qvalue from thousandths: 1000 → `1`, 500 → `0.5`, 333 → `0.333` (RFC 3261 §25.1).

@@ -24,7 +24,7 @@ mod admission;
 pub mod tcp;
 pub mod udp;
 
-use crate::engine::{ConnectionId, Input, Transmit, Transport};
+use crate::engine::{ConnectionId, Input, Transmit, TransmitError, Transport};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -48,6 +48,7 @@ impl BoundSockets {
     /// Errors: the bind errors (address in use, permission denied for ports below 1024 …).
     pub async fn bind(addr: SocketAddr) -> io::Result<BoundSockets> {
         let udp = UdpSocket::bind(addr).await?;
+        udp::size_receive_buffer(&udp);
         let tcp = TcpListener::bind(addr).await?;
         Ok(BoundSockets { udp, tcp })
     }
@@ -98,6 +99,10 @@ pub struct Limits {
     /// opened is not closed while it still sends on it; a write counts once the kernel
     /// has taken it.
     pub tcp_idle_timeout: Option<Duration>,
+    /// How long opening a TCP connection may take (`sip.tcp_connect_timeout_s`, default
+    /// 5 s). Then every message queued for it is reported to the engine as failed
+    /// ([`Input::TransmitFailed`]), like a refused connect.
+    pub tcp_connect_timeout: Duration,
     /// Messages queued for one TCP connection's writer. When a peer stops reading and the
     /// queue fills, the connection is closed (logged at warn): a peer that does not read
     /// cannot be served, and waiting for it would stall the engine.
@@ -111,6 +116,7 @@ impl Default for Limits {
             max_tcp_connections_per_ip: 256,
             tcp_message_timeout: Duration::from_secs(32),
             tcp_idle_timeout: Some(Duration::from_secs(600)),
+            tcp_connect_timeout: Duration::from_secs(5),
             tcp_write_queue: 64,
         }
     }
@@ -166,9 +172,15 @@ impl Transports {
 
     /// Sends one message; never waits. UDP: one datagram to `destination` (dropped and
     /// logged when the socket buffer is full: the transaction layer retransmits). TCP: on
-    /// `connection` when given (dropped and logged when it is gone), else on an open
-    /// connection to `destination`, else on a new connection to it.
-    pub fn send(&self, transmit: Transmit) {
+    /// `connection` when given, else on an open connection to `destination`, else on a
+    /// new connection to it.
+    ///
+    /// Errors: what is known at once — the datagram refused by the OS, the named
+    /// connection gone, a full write queue, the connection caps (see
+    /// [`tcp::TcpTransport::send`]). The caller hands them to the engine as
+    /// [`Input::TransmitFailed`]; failures known later (a connect that fails, a write
+    /// error) arrive on the input channel as such.
+    pub fn send(&self, transmit: Transmit) -> Result<(), TransmitError> {
         match transmit.transport {
             Transport::Udp => udp::send(&self.udp, &transmit),
             Transport::Tcp => self.tcp.send(transmit),

@@ -1,7 +1,13 @@
 //! SIP over UDP (RFC 3261 §18.1.1, §18.2.1): one message per datagram. The receiver hands
-//! every datagram to the engine whole (the engine frames it: §18.3); sending never waits.
+//! every datagram to the engine whole, up to the 65,535-byte UDP maximum (§18.1.1:
+//! "implementations MUST be able to handle messages up to the maximum datagram packet
+//! size"); the engine frames it (§18.3). Sending never waits.
+//!
+//! The socket's receive buffer is raised to [`RECEIVE_BUFFER`] at bind (best effort, the
+//! kernel caps it at `net.core.rmem_max`), so a burst of large datagrams — or a few
+//! 64 KiB ones — is queued rather than dropped while the engine catches up.
 
-use crate::engine::{Input, Received, Transmit, Transport};
+use crate::engine::{Input, Received, Transmit, TransmitError, Transport};
 use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
@@ -13,6 +19,23 @@ use tracing::{debug, warn};
 
 /// Largest datagram received, in bytes: the UDP maximum, so nothing is ever truncated.
 pub const MAX_DATAGRAM: usize = 65_535;
+
+/// The receive buffer siaga asks the kernel for, in bytes (1 MiB: sixteen 64 KiB
+/// datagrams, or hundreds of ordinary ones).
+pub const RECEIVE_BUFFER: usize = 1 << 20;
+
+/// Raises `socket`'s receive buffer to [`RECEIVE_BUFFER`] if the kernel allows; what it
+/// got is logged at debug, a refusal at warn.
+pub fn size_receive_buffer(socket: &UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    if let Err(error) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {
+        warn!(%error, "udp receive buffer size not set");
+    }
+    match socket.recv_buffer_size() {
+        Ok(size) => debug!(size, "udp receive buffer"),
+        Err(error) => debug!(%error, "udp receive buffer size unknown"),
+    }
+}
 
 /// Pause after a failed receive, so a persistent socket error cannot spin a core or flood
 /// the log.
@@ -56,15 +79,22 @@ pub async fn receive_loop(
 }
 
 /// Sends one datagram without waiting, on a non-blocking socket. A full socket buffer
-/// drops it (logged at warn; the transaction layer retransmits over UDP); other errors are
-/// logged at warn.
-pub fn send(socket: &std::net::UdpSocket, transmit: &Transmit) {
+/// drops it (logged at warn; the transaction layer retransmits over UDP, as it would after
+/// a loss on the path).
+///
+/// Errors: [`TransmitError::SendFailed`] when the OS refuses the datagram (network
+/// unreachable, too large, not permitted …; logged at warn).
+pub fn send(socket: &std::net::UdpSocket, transmit: &Transmit) -> Result<(), TransmitError> {
     let destination = transmit.destination;
     match socket.send_to(&transmit.bytes, destination) {
         Ok(_) => debug!(%destination, len = transmit.bytes.len(), "udp sent"),
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
             warn!(%destination, "udp send buffer full: datagram dropped");
         }
-        Err(error) => warn!(%error, %destination, "udp send failed"),
+        Err(error) => {
+            warn!(%error, %destination, "udp send failed");
+            return Err(TransmitError::SendFailed);
+        }
     }
+    Ok(())
 }

@@ -419,7 +419,7 @@ impl Engine {
             let calls = &self.calls.calls;
             let registrar = &self.registrar;
             let next = self.calls.acd.next_offer(|call, operator| {
-                registrar.bindings(operator).next().is_none()
+                registrar.targets(operator).next().is_none()
                     || calls.get(&call).is_none_or(|c| {
                         c.trunk.outbound_max_forwards().is_none()
                             || c.awaits_early_answer()
@@ -438,12 +438,13 @@ impl Engine {
         }
     }
 
-    /// Rings every binding of `operator` for call `handle` (RFC 3261 §13.2.1; parallel
-    /// forking done by siaga as the UAC of each leg).
+    /// Rings every binding of `operator` that can be reached (`Registrar::targets`) for
+    /// call `handle` (RFC 3261 §13.2.1; parallel forking done by siaga as the UAC of each
+    /// leg).
     fn offer(&mut self, now: Now, handle: CallHandle, operator: &str) {
         let bindings: Vec<_> = self
             .registrar
-            .bindings(operator)
+            .targets(operator)
             .map(|b| (b.contact_uri.to_string(), binding_destination(b)))
             .collect();
         let Some(call) = self.calls.calls.get_mut(&handle) else {
@@ -532,7 +533,9 @@ impl Engine {
             if let Some(body) = &body {
                 b = b.body("application/sdp", body.clone());
             }
-            let bytes = b.build();
+            // RFC 3261 §18.1.1: a large INVITE to a phone on UDP goes over TCP.
+            let routed = self.route_request(now, b.build(), destination);
+            let (bytes, destination) = (routed.bytes, routed.destination);
             let request = match SipMessage::parse(bytes.clone(), destination.transport) {
                 Ok(m) => m,
                 Err(e) => {
@@ -547,6 +550,9 @@ impl Engine {
             let tx = self
                 .client
                 .send(now.mono, key, bytes, destination, &self.config.timers);
+            if let Some((udp, to)) = routed.fallback {
+                self.client.set_fallback(tx, udp, to);
+            }
             self.calls.invites.insert(
                 tx,
                 OutboundInvite {
@@ -1050,8 +1056,8 @@ impl Engine {
         self.dispatch(now);
     }
 
-    /// A client transaction ended. An INVITE that timed out or could not be sent fails its
-    /// leg (status 0: no response).
+    /// A client transaction ended. An INVITE that timed out fails its leg (status 0: no
+    /// response); one that could not be sent fails it as a 503.
     pub(crate) fn on_client_ended(&mut self, now: Now, tx: ClientTxId, why: Termination) {
         self.bye_ended(tx);
         let Some(out) = self.calls.invites.remove(&tx) else {
@@ -1065,7 +1071,12 @@ impl Engine {
                 .and_then(|c| c.legs.get(&out.leg))
                 .is_some_and(|l| l.tx == tx && l.state != LegState::Answered);
             if live {
-                self.leg_failed(now, out.call, out.leg, 0);
+                // RFC 3261 §8.1.3.1: a transport error counts as a 503.
+                let status = match why {
+                    Termination::TransportError => 503,
+                    _ => 0,
+                };
+                self.leg_failed(now, out.call, out.leg, status);
             }
         }
     }
@@ -1311,17 +1322,21 @@ impl Engine {
             .request(&Method::Bye, &self.config.via_host(), &branch)
             .header("User-Agent", SERVER)
             .build();
+        let routed = self.route_request(now, bytes, dialog.destination);
         let tx = self.client.send(
             now.mono,
             ClientKey {
                 branch,
                 method: Method::Bye,
             },
-            bytes,
-            dialog.destination,
+            routed.bytes,
+            routed.destination,
             &self.config.timers,
         );
         self.bye_sent(dialog.key(), tx);
+        if let Some((udp, to)) = routed.fallback {
+            self.client.set_fallback(tx, udp, to);
+        }
     }
 
     // ---- timers -------------------------------------------------------------------------

@@ -359,6 +359,10 @@ impl Engine {
         bytes: Bytes,
         destination: crate::engine::transaction::Destination,
     ) -> Option<ClientTxId> {
+        // RFC 3261 §18.1.1: a large re-INVITE (an SDP relayed across) to a UDP peer goes
+        // over TCP.
+        let routed = self.route_request(now, bytes, destination);
+        let (bytes, destination) = (routed.bytes, routed.destination);
         let request = match SipMessage::parse(bytes.clone(), destination.transport) {
             Ok(request) => request,
             Err(e) => {
@@ -378,6 +382,9 @@ impl Engine {
             destination,
             &self.config.timers,
         );
+        if let Some((udp, to)) = routed.fallback {
+            self.client.set_fallback(tx, udp, to);
+        }
         self.calls.in_dialog.insert(
             tx,
             InDialogRequest {

@@ -13,6 +13,8 @@ use md5::{Digest, Md5};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod transport;
+
 const SIAGA: &str = "127.0.0.1:5060";
 const TRUNK: &str = "127.0.0.1:5099";
 const OP1: &str = "127.0.0.1:5071";
@@ -142,6 +144,19 @@ impl Harness {
     /// `reg-USER-FROM` (a second binding when `from` differs); over TCP on connection
     /// `tcp` when given.
     fn register_on(&mut self, user: &str, from: &str, tcp: Option<u64>) {
+        self.register_with(user, from, tcp, "", "");
+    }
+
+    /// `register_on` with `after_contact` written after the Contact's `<…>` (header
+    /// parameters) and `headers` (whole lines) added to both REGISTERs.
+    fn register_with(
+        &mut self,
+        user: &str,
+        from: &str,
+        tcp: Option<u64>,
+        after_contact: &str,
+        headers: &str,
+    ) {
         let call_id = format!("reg-{user}-{from}");
         let (via, contact_param) = match tcp {
             Some(_) => ("TCP", ";transport=tcp"),
@@ -149,7 +164,7 @@ impl Harness {
         };
         let register = |auth: &str| {
             format!(
-                "REGISTER sip:{SIAGA} SIP/2.0\r\nVia: SIP/2.0/{via} {from};branch=z9hG4bKreg{}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@siaga.test>;tag=r{user}{}\r\nTo: <sip:{user}@siaga.test>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{from}{contact_param}>\r\nExpires: 3600\r\n{auth}Content-Length: 0\r\n\r\n",
+                "REGISTER sip:{SIAGA} SIP/2.0\r\nVia: SIP/2.0/{via} {from};branch=z9hG4bKreg{}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@siaga.test>;tag=r{user}{}\r\nTo: <sip:{user}@siaga.test>\r\nCall-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{from}{contact_param}>{after_contact}\r\nExpires: 3600\r\n{headers}{auth}Content-Length: 0\r\n\r\n",
                 auth.len(),
                 from.len(),
                 if auth.is_empty() { 1 } else { 2 }

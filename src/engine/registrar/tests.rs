@@ -7,6 +7,8 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use rand::SeedableRng;
 
+mod outbound;
+
 const REALM: &str = "siaga.test";
 const REQUEST_URI: &str = "sip:siaga.test";
 
@@ -731,7 +733,9 @@ proptest::proptest! {
                         let was = registered.insert(user, false).unwrap_or(false);
                         proptest::prop_assert!(was, "Unregistered while not registered");
                     }
-                    BindingChange::Added(_) | BindingChange::Removed { .. } => {}
+                    BindingChange::Added(_)
+                    | BindingChange::Removed { .. }
+                    | BindingChange::Reachable(_) => {}
                 }
             }
             let mut timers = 0;

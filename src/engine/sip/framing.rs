@@ -17,16 +17,18 @@ pub enum StreamFrame {
         /// Length in bytes.
         len: usize,
     },
-    /// The first `len` bytes are CRLFs between messages (RFC 5626 §4.4.1 keep-alives, or
-    /// RFC 3261 §7.5 leading CRLFs): discard them. `ping` is true when they hold a
-    /// double CRLF, which RFC 5626 answers with a single CRLF "pong".
+    /// The first `len` bytes are CR and LF octets between messages (RFC 5626 §4.4.1
+    /// keep-alives, or RFC 3261 §7.5 CRLFs before a start line): discard them. `pings` of
+    /// them were double-CRLF pings, each of which RFC 5626 §4.4.1 answers with a single
+    /// CRLF "pong".
     KeepAlive {
-        /// Length in bytes.
+        /// Length in bytes (at least 1).
         len: usize,
-        /// A double-CRLF ping was seen.
-        ping: bool,
+        /// How many double CRLFs ("\r\n\r\n", counted without overlap) the run holds.
+        pings: usize,
     },
-    /// No whole message yet: read more.
+    /// No whole message yet: read more. Also when the buffer holds nothing but the start
+    /// of a ping (`\r`, `\r\n` or `\r\n\r`), which the next read may complete.
     NeedMore,
 }
 
@@ -41,15 +43,52 @@ pub fn next_stream_frame(buf: &[u8], max_len: usize) -> Result<StreamFrame, Pars
     StreamFramer::new().next(buf, max_len)
 }
 
-/// The CRLFs at the front of `buf`, as a keep-alive frame, if there are any.
+/// The RFC 5626 §4.4.1 keep-alive "ping".
+const PING: &[u8] = b"\r\n\r\n";
+
+/// The CR and LF octets at the front of `buf`, as a keep-alive frame, if there are any.
+/// Pings are counted left to right without overlap. When the run reaches the end of
+/// `buf`, a trailing `\r`, `\r\n` or `\r\n\r` that is not part of a counted ping may be
+/// a ping split over reads: it is left in the buffer (`NeedMore` when nothing else is
+/// there), so a ping is answered however the stream is cut. Anything else is consumed, so
+/// a run of stray octets can never grow the buffer.
 fn keep_alive(buf: &[u8]) -> Option<StreamFrame> {
-    let len = buf
+    let run = buf
         .iter()
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
-    (len > 0).then(|| StreamFrame::KeepAlive {
-        len,
-        ping: buf[..len].windows(4).any(|w| w == b"\r\n\r\n"),
+    if run == 0 {
+        return None;
+    }
+    let mut pings = 0;
+    // Where the octets not consumed by a counted ping begin.
+    let mut after_ping = 0;
+    let mut i = 0;
+    while i < run {
+        if buf[i..run].starts_with(PING) {
+            pings += 1;
+            i += PING.len();
+            after_ping = i;
+        } else {
+            i += 1;
+        }
+    }
+    // The start of a ping at the very end: the longest proper prefix of PING that ends
+    // the run and overlaps no counted ping.
+    let tail = &buf[after_ping..run];
+    let keep = if run == buf.len() {
+        (1..PING.len())
+            .rev()
+            .find(|&k| tail.ends_with(&PING[..k]))
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let len = run - keep;
+    Some(if len == 0 {
+        StreamFrame::NeedMore
+    } else {
+        StreamFrame::KeepAlive { len, pings }
     })
 }
 
@@ -177,14 +216,7 @@ mod tests {
                 let got = framer.next(&buf, max_len);
                 assert_eq!(got, expected, "buffer {:?}", String::from_utf8_lossy(&buf));
                 match got {
-                    Ok(StreamFrame::Message { len }) => {
-                        buf.drain(..len);
-                    }
-                    // As the reader does: up to three CRLF octets alone are kept.
-                    Ok(StreamFrame::KeepAlive { len, ping }) => {
-                        if !ping && len == buf.len() && len < 4 {
-                            break;
-                        }
+                    Ok(StreamFrame::Message { len } | StreamFrame::KeepAlive { len, .. }) => {
                         buf.drain(..len);
                     }
                     Ok(StreamFrame::NeedMore) => break,
@@ -261,6 +293,66 @@ mod tests {
         assert_eq!(
             frames.last(),
             Some(&Err(ParseError::TooLarge { limit: 256 }))
+        );
+    }
+
+    /// The pings a stream holds, framed after every cut in `cuts`.
+    fn pings_in(stream: &[u8], cuts: &[usize]) -> usize {
+        frame_in_pieces(stream, cuts, MAX_MESSAGE_SIZE)
+            .iter()
+            .map(|f| match f {
+                Ok(StreamFrame::KeepAlive { pings, .. }) => *pings,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// RFC 5626 §4.4.1: every double CRLF is a ping (one pong each), however the reads cut
+    /// it; a lone CRLF before a message (RFC 3261 §7.5) is not.
+    #[test]
+    fn every_ping_is_counted_once_on_any_split() {
+        let table: &[(&[u8], usize)] = &[
+            (b"\r\n\r\n", 1),
+            (b"\r\n\r\n\r\n\r\n", 2),
+            (b"\r\n\r\n\r\n", 1),
+            (b"\r\n", 0),
+            (b"\n\n\n\n", 0),
+            (b"\n\r\n\r\n", 1),
+        ];
+        for &(stream, pings) in table {
+            for cut in 0..=stream.len() {
+                assert_eq!(
+                    pings_in(stream, &[cut]),
+                    pings,
+                    "{:?} cut at {cut}",
+                    String::from_utf8_lossy(stream)
+                );
+            }
+            let every: Vec<usize> = (1..stream.len()).collect();
+            assert_eq!(pings_in(stream, &every), pings, "byte at a time");
+        }
+        let mut stream = msg("", false);
+        stream.extend_from_slice(b"\r\n");
+        stream.extend_from_slice(&msg("", false));
+        assert_eq!(pings_in(&stream, &[stream.len() / 2]), 0, "stray CRLF");
+    }
+
+    #[test]
+    fn start_of_a_ping_waits_for_more() {
+        for partial in [&b"\r"[..], b"\r\n", b"\r\n\r"] {
+            assert_eq!(
+                next_stream_frame(partial, MAX_MESSAGE_SIZE),
+                Ok(StreamFrame::NeedMore)
+            );
+        }
+        assert_eq!(
+            next_stream_frame(b"\r\n\r\n\r", MAX_MESSAGE_SIZE),
+            Ok(StreamFrame::KeepAlive { len: 4, pings: 1 })
+        );
+        assert_eq!(
+            next_stream_frame(b"\n\n\n", MAX_MESSAGE_SIZE),
+            Ok(StreamFrame::KeepAlive { len: 3, pings: 0 }),
+            "stray octets that cannot start a ping are consumed"
         );
     }
 

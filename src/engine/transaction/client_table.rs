@@ -57,6 +57,29 @@ struct Entry {
     machine: Machine,
     destination: Destination,
     scheduled: Option<MonoTime>,
+    /// The request to send instead, and where, if sending this one fails before any
+    /// response ([`ClientTransactions::set_fallback`]).
+    fallback: Option<(Bytes, Destination)>,
+}
+
+/// What [`ClientTransactions::handle_transport_error`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportErrorOutcome {
+    /// The transaction ended with [`Termination::TransportError`] (reported by
+    /// [`ClientTransactions::poll_ended`]).
+    Failed,
+    /// The transaction started over with its fallback request, sent to `destination`
+    /// (RFC 3261 §18.1.1: over UDP after TCP was refused); the TU's copies of the request
+    /// and destination must follow.
+    FellBack {
+        /// The request now in flight.
+        request: Bytes,
+        /// Where it goes.
+        destination: Destination,
+    },
+    /// Nothing changed: no such transaction, or its state sends nothing that could have
+    /// failed (e.g. an INVITE that already had a provisional response, RFC 3261 Figure 5).
+    Ignored,
 }
 
 /// Every live client transaction. See the [module docs](self) for the call order.
@@ -117,10 +140,73 @@ impl ClientTransactions {
                 machine,
                 destination,
                 scheduled: None,
+                fallback: None,
             },
         );
         self.settle(id);
         id
+    }
+
+    /// If sending the request of `id` fails before any response arrives, send `request`
+    /// to `destination` instead, on a fresh machine with the same key (RFC 3261 §18.1.1:
+    /// a request moved to TCP for its size is retried over UDP when TCP is refused).
+    /// `request` must carry the same branch and CSeq method.
+    pub fn set_fallback(&mut self, id: ClientTxId, request: Bytes, destination: Destination) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.fallback = Some((request, destination));
+        }
+    }
+
+    /// Sending a message of `id` failed (RFC 3261 §17.1.4). With a fallback and no response
+    /// yet, the transaction starts over with it; otherwise the machine takes the error
+    /// (ending the transaction in Calling, Trying, Proceeding or Completed as its figure
+    /// says), and the TU hears of it through [`ClientTransactions::poll_ended`].
+    pub fn handle_transport_error(
+        &mut self,
+        now: MonoTime,
+        id: ClientTxId,
+        config: &TimerConfig,
+    ) -> TransportErrorOutcome {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return TransportErrorOutcome::Ignored;
+        };
+        let unanswered = match &entry.machine {
+            Machine::Invite(m) => m.state() == super::ClientInviteState::Calling,
+            Machine::NonInvite(m) => m.state() == super::ClientNonInviteState::Trying,
+        };
+        if unanswered && let Some((request, destination)) = entry.fallback.take() {
+            entry.machine = match entry.machine {
+                Machine::Invite(_) => Machine::Invite(ClientInviteTransaction::new(
+                    now,
+                    request.clone(),
+                    destination.transport,
+                    config,
+                )),
+                Machine::NonInvite(_) => Machine::NonInvite(ClientNonInviteTransaction::new(
+                    now,
+                    request.clone(),
+                    destination.transport,
+                    config,
+                )),
+            };
+            entry.destination = destination;
+            self.settle(id);
+            return TransportErrorOutcome::FellBack {
+                request,
+                destination,
+            };
+        }
+        match &mut entry.machine {
+            Machine::Invite(m) => m.handle_transport_error(now),
+            Machine::NonInvite(m) => m.handle_transport_error(now),
+        }
+        let ended = entry.machine.drive().termination().is_some();
+        self.settle(id);
+        if ended {
+            TransportErrorOutcome::Failed
+        } else {
+            TransportErrorOutcome::Ignored
+        }
     }
 
     /// A 1xx or 2xx response (any response, for a non-INVITE) matched `id`.

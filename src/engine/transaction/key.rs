@@ -59,6 +59,20 @@ impl ServerKey {
         Self::with_method(request, method)
     }
 
+    /// The key of the transaction that sent `response` (its Via, Call-ID and CSeq echo the
+    /// request's, RFC 3261 §8.2.6.2): for finding the transaction of a response siaga could
+    /// not send. `None` for an RFC 2543 key, which needs the request's Request-URI.
+    pub fn of_response(response: &SipMessage) -> Option<ServerKey> {
+        let method = match response.cseq().ok()?.method {
+            Method::Ack => Method::Invite,
+            m => m,
+        };
+        match Self::with_method(response, method).ok()? {
+            key @ ServerKey::Rfc3261 { .. } => Some(key),
+            ServerKey::Rfc2543 { .. } => None,
+        }
+    }
+
     /// The key of the INVITE transaction a CANCEL targets (RFC 3261 §9.2: same as the
     /// CANCEL's own key but for the method).
     pub fn cancelled_invite(cancel: &SipMessage) -> Result<ServerKey, ParseError> {
@@ -105,6 +119,14 @@ pub struct ClientKey {
 }
 
 impl ClientKey {
+    /// The key of the client transaction that sends `request` (one of siaga's own): the
+    /// same fields a response echoes.
+    ///
+    /// Errors: as [`ClientKey::of_response`].
+    pub fn of_request(request: &SipMessage) -> Result<ClientKey, ParseError> {
+        Self::of_response(request)
+    }
+
     /// The key a response matches.
     ///
     /// Errors: the top Via or CSeq cannot be read, or the Via has no branch.
@@ -194,6 +216,17 @@ mod tests {
             "v:  SIP/2.0/UDP\n Trunk.Example:5060",
         );
         assert_eq!(ServerKey::of_request(&msg(&rewritten)).expect("key"), key);
+    }
+
+    #[test]
+    fn a_response_finds_its_server_transaction() {
+        let invite = ServerKey::of_request(&msg(INVITE)).expect("key");
+        let response = msg(
+            "SIP/2.0 486 Busy Here\nVia: SIP/2.0/UDP Trunk.Example:5060;branch=z9hG4bKabc;received=192.0.2.1\nFrom: <sip:a@b>;tag=1\nTo: <sip:112@siaga.test>;tag=2\nCall-ID: c1\nCSeq: 1 INVITE\nContent-Length: 0\n\n",
+        );
+        assert_eq!(ServerKey::of_response(&response), Some(invite));
+        let rfc2543 = msg(&INVITE.replace(";branch=z9hG4bKabc", ""));
+        assert_eq!(ServerKey::of_response(&rfc2543), None);
     }
 
     #[test]

@@ -42,7 +42,7 @@ mod timer;
 
 pub use client_invite::{ClientInviteState, ClientInviteTransaction};
 pub use client_non_invite::{ClientNonInviteState, ClientNonInviteTransaction};
-pub use client_table::{ClientTransactions, ClientTxId, Destination};
+pub use client_table::{ClientTransactions, ClientTxId, Destination, TransportErrorOutcome};
 pub use key::{ClientKey, ServerKey};
 pub use server_invite::{ServerInviteState, ServerInviteTransaction};
 pub use server_non_invite::{ServerNonInviteState, ServerNonInviteTransaction};

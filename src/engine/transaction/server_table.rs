@@ -234,6 +234,27 @@ impl ServerTransactions {
         verdict
     }
 
+    /// A response of `id` could not be sent on a connection that is gone: its latest
+    /// response goes out again to its target, which [`ServerTransactions::connection_closed`]
+    /// has moved to a new connection (RFC 3261 §18.2.2). The machine does what it does for
+    /// a retransmitted request, so a 2xx to INVITE (resent by the TU, RFC 6026 §7.1) is not
+    /// sent from here.
+    pub fn resend(&mut self, now: MonoTime, id: TxId) {
+        let _absorbed = self.handle_request(now, id);
+    }
+
+    /// Sending a response of `id` failed with no other way to reach the client (RFC 3261
+    /// §17.2.4): the machine takes the transport error. A non-INVITE transaction ends
+    /// (Figure 8); an INVITE one keeps its state, as RFC 6026 §7.1 asks.
+    pub fn handle_transport_error(&mut self, now: MonoTime, id: TxId) {
+        match self.entries.get_mut(&id).map(|e| &mut e.machine) {
+            Some(Machine::Invite(m)) => m.handle_transport_error(now),
+            Some(Machine::NonInvite(m)) => m.handle_transport_error(now),
+            None => return,
+        }
+        self.settle(id);
+    }
+
     /// An ACK matched INVITE transaction `id`: absorbed after a 300–699 (§17.2.1), passed
     /// to the TU after a 2xx (RFC 6026 §7.1).
     pub fn handle_ack(&mut self, now: MonoTime, id: TxId) -> Verdict {

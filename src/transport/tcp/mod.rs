@@ -10,13 +10,21 @@
 //! framing error, full write queue, a timeout, the engine's close) it removes the
 //! connection from the table and reports [`Input::ConnectionClosed`]. After an I/O error
 //! or a timeout the writer is stopped at once. After the peer closed its side (end of
-//! stream) the connection stays in the table, writable, for [`PEER_CLOSED_LINGER`], so
-//! responses to its last requests still go out on it (RFC 3261 §18.2.2); after a framing
-//! error it waits up to [`UNFRAMEABLE_GRACE`] for the engine's answer and close. Then the
-//! writer gets [`DRAIN_GRACE`] to write what is queued and close, and is stopped if it has
-//! not. At shutdown readers stop but connections stay in the table until the engine's
-//! last output is queued; then [`TcpTransport::close_all`] lets each writer finish and
-//! close (bounded by [`crate::runtime::SHUTDOWN_FLUSH`]).
+//! stream) the engine hears of it at once, but the connection stays in the table, writable,
+//! for [`PEER_CLOSED_LINGER`]: the requests read before the end reach the engine first (one
+//! ordered input queue), so their responses still name this connection and go out on it
+//! (RFC 3261 §18.2.2), while everything the engine sends later goes elsewhere. After a
+//! framing error it waits up to [`UNFRAMEABLE_GRACE`] for the engine's answer and close.
+//! Then the writer gets [`DRAIN_GRACE`] to write what is queued and close, and is stopped
+//! if it has not. At shutdown readers stop but connections stay in the table until the
+//! engine's last output is queued; then [`TcpTransport::close_all`] lets each writer
+//! finish and close (bounded by [`crate::runtime::SHUTDOWN_FLUSH`]).
+//!
+//! Failed sends are reported, never only logged: a [`Transmit`] naming a connection that
+//! is gone, or refused by the connection caps, makes [`TcpTransport::send`] return the
+//! error at once; a connection that cannot be opened, or that fails or is closed with
+//! messages still queued, reports each of them as [`Input::TransmitFailed`], so their
+//! transactions fail now instead of at Timer B or F (RFC 3261 §17.1.4).
 //!
 //! Holding a connection costs a peer something ([`super::Limits`]): the reader closes a
 //! connection whose partial message has been arriving for longer than
@@ -30,10 +38,11 @@
 mod stream;
 
 use stream::write_stream;
-pub use stream::{Activity, ReadEnd, StreamSource, StreamTimeouts, read_stream};
+pub use stream::{
+    Activity, Outgoing, ReadEnd, StreamSource, StreamTimeouts, Undelivered, read_stream,
+};
 
-use crate::engine::{ConnectionId, Input, Transmit};
-use bytes::Bytes;
+use crate::engine::{ConnectionId, Input, Transmit, TransmitError};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -50,9 +59,6 @@ use tracing::{debug, info, warn};
 use super::Limits;
 use super::admission::{Admission, Refusal, Slot};
 
-/// How long opening an outbound connection may take before it is given up (logged).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop cannot spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -63,9 +69,11 @@ pub const UNFRAMEABLE_GRACE: Duration = Duration::from_secs(2);
 /// How long a connection whose peer closed its sending side (end of stream) stays in the
 /// table and writable, so that responses to requests read just before the end still go
 /// out on it (RFC 3261 §18.2.2: a response goes on the connection its request came on
-/// while that is open; a half-closed peer can still read). The engine answers within
-/// milliseconds of reading a request, so 2 s covers a long input queue; a write error, or
-/// the engine closing the connection, ends the linger at once.
+/// while that is open; a half-closed peer can still read). The engine is told of the end
+/// at once ([`Input::ConnectionClosed`], after those requests), so only their responses
+/// use the linger. The engine answers within milliseconds of reading a request, so 2 s
+/// covers a long input queue; a write error, or the engine closing the connection, ends
+/// the linger at once.
 pub const PEER_CLOSED_LINGER: Duration = Duration::from_secs(2);
 
 /// How long a connection's writer may take, once the connection is out of the table
@@ -80,7 +88,7 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 struct Conn {
     peer: SocketAddr,
-    writer: mpsc::Sender<Bytes>,
+    writer: mpsc::Sender<Outgoing>,
     /// Stops the reader (a child of the transport's stop token).
     stop: CancellationToken,
     /// Stops the writer without flushing.
@@ -145,6 +153,25 @@ impl Shared {
             table.by_peer.remove(&conn.peer);
         }
     }
+
+    /// Stops picking `id` for transmits that name no connection (its peer closed).
+    fn forget_peer(&self, id: ConnectionId) {
+        let mut table = self.table();
+        if let Some(peer) = table.by_id.get(&id).map(|c| c.peer)
+            && table.by_peer.get(&peer) == Some(&id)
+        {
+            table.by_peer.remove(&peer);
+        }
+    }
+
+    /// Reports messages a connection did not write (ignored once the engine has stopped).
+    async fn report(&self, undelivered: Undelivered) {
+        for input in undelivered.into_inputs() {
+            if self.inputs.send(input).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// The TCP transport: accept loop, connection table, and the send side.
@@ -193,19 +220,30 @@ impl TcpTransport {
 
     /// Queues `transmit` on its connection without waiting; see
     /// [`super::Transports::send`].
-    pub fn send(&self, transmit: Transmit) {
+    ///
+    /// Errors: [`TransmitError::ConnectionGone`] when the connection it names is not open
+    /// (or closing); [`TransmitError::WriteFailed`] when that connection's write queue is
+    /// full (its peer does not read; the connection is closed);
+    /// [`TransmitError::ConnectionLimit`] when a new connection would exceed the caps;
+    /// [`TransmitError::ConnectFailed`] when siaga is stopping. A failure to open a new
+    /// connection comes later, as [`Input::TransmitFailed`].
+    pub fn send(&self, transmit: Transmit) -> Result<(), TransmitError> {
         let destination = transmit.destination;
+        let named = transmit.connection;
         let target = {
             let table = self.shared.table();
-            let id = match transmit.connection {
+            let id = match named {
                 Some(id) => Some(id),
                 None => table.by_peer.get(&destination).copied(),
             };
             id.and_then(|id| table.by_id.get(&id).map(|c| (id, c.writer.clone())))
         };
-        match (target, transmit.connection) {
-            (Some((id, writer)), _) => match writer.try_send(transmit.bytes) {
-                Ok(()) => debug!(connection = id.0, %destination, "tcp message queued"),
+        match (target, named) {
+            (Some((id, writer)), _) => match writer.try_send(Outgoing::Message(transmit)) {
+                Ok(()) => {
+                    debug!(connection = id.0, %destination, "tcp message queued");
+                    Ok(())
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     warn!(
                         connection = id.0,
@@ -215,36 +253,41 @@ impl TcpTransport {
                     if let Some(conn) = self.shared.table().by_id.get(&id) {
                         conn.close_now();
                     }
+                    Err(TransmitError::WriteFailed)
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
-                    warn!(connection = id.0, %destination, "tcp connection closing: message dropped");
+                    warn!(connection = id.0, %destination, "tcp connection closing: message not sent");
+                    Err(TransmitError::ConnectionGone)
                 }
             },
             (None, Some(id)) => {
-                warn!(connection = id.0, %destination, "tcp connection gone: message dropped");
+                warn!(connection = id.0, %destination, "tcp connection gone: message not sent");
+                Err(TransmitError::ConnectionGone)
             }
-            (None, None) => self.connect(destination, transmit.bytes),
+            (None, None) => self.connect(transmit),
         }
     }
 
-    /// Opens a connection to `destination` and sends `first` on it; later messages to the
-    /// same destination queue behind it while it is being opened.
-    fn connect(&self, destination: SocketAddr, first: Bytes) {
+    /// Opens a connection to the destination of `first` and sends it on it; later
+    /// messages to the same destination queue behind it while it is being opened. When it
+    /// cannot be opened, every queued message is reported as [`Input::TransmitFailed`].
+    fn connect(&self, first: Transmit) -> Result<(), TransmitError> {
         let shared = &self.shared;
+        let destination = first.destination;
         if shared.stop.is_cancelled() {
-            return;
+            return Err(TransmitError::ConnectFailed);
         }
         let slot = match shared.admission.admit(destination.ip(), Instant::now()) {
             Ok(slot) => slot,
             Err(refusal) => {
                 log_refusal(&refusal, destination, &shared.limits, Direction::Outbound);
-                return;
+                return Err(TransmitError::ConnectionLimit);
             }
         };
         let id = shared.new_id();
-        let (writer, queue) = mpsc::channel(shared.limits.tcp_write_queue.max(1));
+        let (writer, mut queue) = mpsc::channel(shared.limits.tcp_write_queue.max(1));
         // Capacity is at least one and the queue is new: this cannot fail.
-        let _ = writer.try_send(first);
+        let _ = writer.try_send(Outgoing::Message(first));
         let conn = Conn {
             peer: destination,
             writer,
@@ -254,29 +297,36 @@ impl TcpTransport {
         let (stop, kill) = (conn.stop.clone(), conn.kill.clone());
         shared.register(id, conn);
         let task_shared = Arc::clone(shared);
+        let connect_timeout = shared.limits.tcp_connect_timeout;
         shared.tracker.spawn(async move {
             let connected = tokio::select! {
                 () = stop.cancelled() => None,
                 () = kill.cancelled() => None,
-                r = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(destination)) => Some(r),
+                r = tokio::time::timeout(connect_timeout, TcpStream::connect(destination)) => Some(r),
             };
-            match connected {
+            let failed = match connected {
                 Some(Ok(Ok(stream))) => {
                     info!(connection = id.0, peer = %destination, "tcp connection opened");
                     run_connection(task_shared, stream, id, destination, queue, stop, kill, slot)
                         .await;
+                    return;
                 }
                 Some(Ok(Err(error))) => {
-                    warn!(%error, %destination, "tcp connect failed: queued messages dropped");
-                    task_shared.unregister(id);
+                    warn!(%error, %destination, "tcp connect failed: queued messages not sent");
+                    TransmitError::ConnectFailed
                 }
                 Some(Err(_elapsed)) => {
-                    warn!(%destination, "tcp connect timed out: queued messages dropped");
-                    task_shared.unregister(id);
+                    warn!(%destination, "tcp connect timed out: queued messages not sent");
+                    TransmitError::ConnectFailed
                 }
-                None => task_shared.unregister(id),
-            }
+                None => TransmitError::ConnectionGone,
+            };
+            task_shared.unregister(id);
+            drop(slot);
+            let undelivered = Undelivered::drain(None, &mut queue, failed);
+            task_shared.report(undelivered).await;
         });
+        Ok(())
     }
 
     /// Closes connection `id` once its queued messages are written (see
@@ -405,7 +455,7 @@ async fn run_connection(
     stream: TcpStream,
     id: ConnectionId,
     peer: SocketAddr,
-    queue: mpsc::Receiver<Bytes>,
+    queue: mpsc::Receiver<Outgoing>,
     stop: CancellationToken,
     kill: CancellationToken,
     slot: Slot,
@@ -425,9 +475,10 @@ async fn run_connection(
     let stall = shared.limits.tcp_message_timeout;
     let mut writer = shared.tracker.spawn({
         let (kill, stop, activity) = (kill.clone(), stop.clone(), Arc::clone(&activity));
+        let shared = Arc::clone(&shared);
         async move {
             let mut write_half = write_half;
-            write_stream(
+            let undelivered = write_stream(
                 &mut write_half,
                 queue,
                 kill.clone(),
@@ -447,6 +498,7 @@ async fn run_connection(
             }
             drop(write_half);
             drop(slot); // the connection's slot frees when its writer is done
+            shared.report(undelivered).await;
         }
     });
     let source = StreamSource {
@@ -475,9 +527,15 @@ async fn run_connection(
         debug!(connection = id.0, %peer, "tcp connection stops reading (shutdown)");
         return;
     }
+    let mut reported = false;
     match &end {
         ReadEnd::PeerClosed => {
             debug!(connection = id.0, %peer, "tcp connection closed by peer: lingering");
+            // The engine hears of it now, after the requests read before the end, so only
+            // their responses still name this connection; nothing new goes to it.
+            shared.forget_peer(id);
+            reported = true;
+            let _ = shared.inputs.send(Input::ConnectionClosed(id)).await;
             // Still writable: answers to the last requests go out. Ends early when a write
             // fails (`kill`) or the engine closes the connection (`stop`).
             tokio::select! {
@@ -530,7 +588,9 @@ async fn run_connection(
     // Dropping the table's sender (the last one) lets the writer drain its queue and close.
     shared.unregister(id);
     // Ignored when the engine task has already stopped (shutdown).
-    let _ = shared.inputs.send(Input::ConnectionClosed(id)).await;
+    if !reported {
+        let _ = shared.inputs.send(Input::ConnectionClosed(id)).await;
+    }
     if tokio::time::timeout(DRAIN_GRACE, &mut writer)
         .await
         .is_err()

@@ -6,7 +6,7 @@
 
 use crate::engine::sip::ParseError;
 use crate::engine::sip::framing::{MAX_MESSAGE_SIZE, StreamFrame, StreamFramer, find_header_end};
-use crate::engine::{ConnectionId, Input, Received, Transport};
+use crate::engine::{ConnectionId, Input, Received, Transmit, TransmitError, Transport};
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
 use std::net::SocketAddr;
@@ -24,6 +24,67 @@ const READ_CHUNK: usize = 8 * 1024;
 
 /// The RFC 5626 §4.4.1 keep-alive "pong": one CRLF.
 const PONG: &[u8] = b"\r\n";
+
+/// What a connection's writer queue holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A message the engine sent, kept whole so that it can be reported back
+    /// ([`Input::TransmitFailed`]) if it is not written.
+    Message(Transmit),
+    /// An RFC 5626 §4.4.1 keep-alive pong (one CRLF).
+    Pong,
+}
+
+impl Outgoing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Outgoing::Message(transmit) => &transmit.bytes,
+            Outgoing::Pong => PONG,
+        }
+    }
+}
+
+/// Messages a writer did not write, and why: the connection's peer failed, stalled, or the
+/// connection was closed under them. Pongs are not listed.
+#[derive(Debug, Default)]
+pub struct Undelivered {
+    /// The messages, in queue order.
+    pub messages: Vec<Transmit>,
+    /// Why (meaningless when `messages` is empty).
+    pub error: Option<TransmitError>,
+}
+
+impl Undelivered {
+    /// Everything still in `queue` (after `first`, if any), closing it.
+    pub(super) fn drain(
+        first: Option<Outgoing>,
+        queue: &mut mpsc::Receiver<Outgoing>,
+        error: TransmitError,
+    ) -> Undelivered {
+        queue.close();
+        let rest = std::iter::from_fn(|| queue.try_recv().ok());
+        let messages = first
+            .into_iter()
+            .chain(rest)
+            .filter_map(|o| match o {
+                Outgoing::Message(t) => Some(t),
+                Outgoing::Pong => None,
+            })
+            .collect();
+        Undelivered {
+            messages,
+            error: Some(error),
+        }
+    }
+
+    /// The [`Input::TransmitFailed`] of each message.
+    pub fn into_inputs(self) -> impl Iterator<Item = Input> {
+        let error = self.error.unwrap_or(TransmitError::ConnectionGone);
+        self.messages
+            .into_iter()
+            .map(move |transmit| Input::TransmitFailed { transmit, error })
+    }
+}
 
 /// Who a stream belongs to: the fields every [`Input::Received`] from it carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,16 +185,16 @@ enum Woke {
 }
 
 /// Whether `buf`, as the framing loop leaves it, holds part of a message: after the loop
-/// it is empty, up to three CRLF octets (a keep-alive being received), or a message's
-/// start.
+/// it is empty, the start of a ping (up to three CR and LF octets), or a message's start.
 fn holds_partial_message(buf: &[u8]) -> bool {
     buf.first().is_some_and(|b| !matches!(b, b'\r' | b'\n'))
 }
 
 /// Reads a stream until it ends, handing each framed message to `inputs` as
 /// [`Input::Received`] (several messages in one read and messages split over many reads
-/// alike). CRLF keep-alives are discarded; a double-CRLF ping (RFC 5626 §4.4.1) is answered
-/// by queueing a single CRLF on `pongs` (dropped if that queue is full). On a framing error
+/// alike). CR and LF octets between messages are discarded (RFC 3261 §7.5); each
+/// double-CRLF ping among them (RFC 5626 §4.4.1) is answered by queueing a single CRLF on
+/// `pongs` (dropped if that queue is full). On a framing error
 /// it sends [`Input::Unframeable`] (with the message's header section, or its first 64 KiB
 /// when the header section does not end within them) and returns [`ReadEnd::Unframeable`].
 /// The read buffer never holds more than [`MAX_MESSAGE_SIZE`] plus one read, and framing
@@ -148,7 +209,7 @@ pub async fn read_stream<R: AsyncRead + Unpin>(
     mut reader: R,
     source: StreamSource,
     inputs: &mpsc::Sender<Input>,
-    pongs: &mpsc::Sender<Bytes>,
+    pongs: &mpsc::Sender<Outgoing>,
     stop: &CancellationToken,
     timeouts: StreamTimeouts,
     activity: &Activity,
@@ -177,15 +238,12 @@ pub async fn read_stream<R: AsyncRead + Unpin>(
                     }
                     framed = true;
                 }
-                Ok(StreamFrame::KeepAlive { len, ping }) => {
-                    // Up to three CRLF octets alone may be the start of a ping split
-                    // over reads: keep them until more arrives.
-                    if !ping && len == buf.len() && len < 4 {
-                        break;
-                    }
+                Ok(StreamFrame::KeepAlive { len, pings }) => {
                     buf.advance(len);
-                    if ping && pongs.try_send(Bytes::from_static(PONG)).is_err() {
-                        debug!(peer = %source.peer, "keep-alive pong dropped: write queue full");
+                    for _ in 0..pings {
+                        if pongs.try_send(Outgoing::Pong).is_err() {
+                            debug!(peer = %source.peer, "keep-alive pong dropped: write queue full");
+                        }
                     }
                 }
                 Ok(StreamFrame::NeedMore) => break,
@@ -282,37 +340,43 @@ enum WriteFailure {
 /// reading: its receive window and siaga's send buffer are full), cancels `kill` and
 /// `stop_reader`, closing the whole connection; so does a shutdown that does not complete
 /// within `stall`. Nothing here waits without a bound except for the next queued message.
+///
+/// Returns the messages it did not write whole (the one it was writing and the rest of the
+/// queue) when it stopped for a failure or `kill`; none after a clean close.
 pub(super) async fn write_stream<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut queue: mpsc::Receiver<Bytes>,
+    mut queue: mpsc::Receiver<Outgoing>,
     kill: CancellationToken,
     stop_reader: CancellationToken,
     peer: SocketAddr,
     activity: Arc<Activity>,
     stall: Duration,
-) {
-    let failure = loop {
-        let bytes = tokio::select! {
-            () = kill.cancelled() => return,
-            bytes = queue.recv() => bytes,
+) -> Undelivered {
+    let killed = |queue: &mut mpsc::Receiver<Outgoing>, current| {
+        Undelivered::drain(current, queue, TransmitError::ConnectionGone)
+    };
+    let (failure, current) = loop {
+        let next = tokio::select! {
+            () = kill.cancelled() => return killed(&mut queue, None),
+            next = queue.recv() => next,
         };
-        let Some(bytes) = bytes else {
+        let Some(next) = next else {
             // Every sender is gone and the queue is drained: send FIN.
             let shut = tokio::select! {
-                () = kill.cancelled() => return,
+                () = kill.cancelled() => return Undelivered::default(),
                 shut = tokio::time::timeout(stall, writer.shutdown()) => shut,
             };
             match shut {
-                Ok(_) => return,
-                Err(_elapsed) => break WriteFailure::Stalled,
+                Ok(_) => return Undelivered::default(),
+                Err(_elapsed) => break (WriteFailure::Stalled, None),
             }
         };
         let written = tokio::select! {
-            () = kill.cancelled() => return,
-            written = write_message(&mut writer, &bytes, stall, &activity) => written,
+            () = kill.cancelled() => return killed(&mut queue, Some(next)),
+            written = write_message(&mut writer, next.bytes(), stall, &activity) => written,
         };
         if let Err(failure) = written {
-            break failure;
+            break (failure, Some(next));
         }
     };
     match failure {
@@ -325,6 +389,7 @@ pub(super) async fn write_stream<W: AsyncWrite + Unpin>(
     }
     kill.cancel();
     stop_reader.cancel();
+    Undelivered::drain(current, &mut queue, TransmitError::WriteFailed)
 }
 
 /// Writes all of `bytes`; fails when a write errs or takes no byte for `stall`.
@@ -348,4 +413,76 @@ async fn write_message<W: AsyncWrite + Unpin>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(bytes: &'static [u8]) -> Transmit {
+        Transmit {
+            transport: Transport::Tcp,
+            destination: "127.0.0.1:5999".parse().expect("literal"),
+            connection: Some(ConnectionId(3)),
+            bytes: Bytes::from_static(bytes),
+        }
+    }
+
+    async fn write_all_of(
+        writer: tokio::io::DuplexStream,
+        queued: &[Outgoing],
+        close: bool,
+    ) -> (Undelivered, CancellationToken) {
+        let (tx, rx) = mpsc::channel(8);
+        for item in queued {
+            tx.try_send(item.clone()).expect("room");
+        }
+        if close {
+            drop(tx);
+        }
+        let kill = CancellationToken::new();
+        let undelivered = write_stream(
+            writer,
+            rx,
+            kill.clone(),
+            CancellationToken::new(),
+            "127.0.0.1:5999".parse().expect("literal"),
+            Arc::new(Activity::new()),
+            Duration::from_secs(10),
+        )
+        .await;
+        (undelivered, kill)
+    }
+
+    /// A peer that is gone: the writer stops at the first write, closes the connection
+    /// and hands back every message (not the pong) for the engine.
+    #[tokio::test]
+    async fn messages_not_written_come_back() {
+        let (ours, theirs) = tokio::io::duplex(64);
+        drop(theirs);
+        let queued = [
+            Outgoing::Message(message(b"first")),
+            Outgoing::Pong,
+            Outgoing::Message(message(b"second")),
+        ];
+        let (undelivered, kill) = write_all_of(ours, &queued, false).await;
+        assert_eq!(
+            undelivered.messages,
+            [message(b"first"), message(b"second")]
+        );
+        assert_eq!(undelivered.error, Some(TransmitError::WriteFailed));
+        assert!(kill.is_cancelled(), "the connection is closed");
+    }
+
+    #[tokio::test]
+    async fn a_clean_close_leaves_nothing_behind() {
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let queued = [Outgoing::Message(message(b"first")), Outgoing::Pong];
+        let (undelivered, kill) = write_all_of(ours, &queued, true).await;
+        assert!(undelivered.messages.is_empty());
+        assert!(!kill.is_cancelled());
+        let mut got = Vec::new();
+        theirs.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, b"first\r\n");
+    }
 }
