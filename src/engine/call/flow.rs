@@ -1466,7 +1466,13 @@ impl Engine {
                 if let Some(target) = &target {
                     reroute(&mut leg.destination, connection, target);
                     if let Some(d) = leg.dialog.as_mut() {
-                        reroute(&mut d.destination, connection, target);
+                        if d.route_set.is_empty() {
+                            reroute(&mut d.destination, connection, target);
+                        } else if d.destination.connection == Some(connection) {
+                            // A record-routing proxy is the next hop (§12.2.1.1): a new
+                            // connection to it, not to the phone's Contact.
+                            d.destination.connection = None;
+                        }
                     }
                 } else if leg.destination.connection == Some(connection) {
                     leg.destination.connection = None;

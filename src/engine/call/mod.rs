@@ -10,16 +10,16 @@ mod ending;
 mod flow;
 mod ident;
 mod midcall;
-mod privacy;
 mod prack;
+mod privacy;
 mod session_timer;
 
 pub(crate) use flow::NewCall;
 pub use ident::{Pii, called_number, caller_number, original_called, set_show_personal_data};
 pub(crate) use midcall::DialogReply;
 pub use midcall::{Exchange, InDialogRequest, Purpose};
-pub use privacy::{CallerIdentity, Trust};
 pub use prack::{EarlyOffer, Reliable};
+pub use privacy::{CallerIdentity, Trust};
 pub use session_timer::{Refresher, SessionTimer};
 
 use super::acd::{Acd, CallHandle};

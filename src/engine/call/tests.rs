@@ -1627,6 +1627,40 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
 }
 
 mod midcall;
-mod trunk_interop;
 mod prack;
 mod races;
+mod trunk_interop;
+
+/// After the TCP connection to an operator's record-routing proxy closed, the BYE still
+/// goes to the proxy (the first route, RFC 3261 §12.2.1.1) on a new connection, not to the
+/// phone's Contact (a phone's closed connection is replaced by its Contact, b12).
+#[test]
+fn after_a_record_routing_proxys_tcp_connection_closed_the_bye_goes_to_the_proxy() {
+    let mut h = Harness::new(15);
+    h.register_tcp("1001", OP1, 9);
+    let out = h.input(TRUNK, &trunk_invite("rrclose"));
+    let offer = out
+        .sent
+        .iter()
+        .find(|t| t.connection == Some(crate::engine::ConnectionId(9)))
+        .map(|t| SipMessage::parse(t.bytes.clone(), Transport::Tcp).expect("INVITE"))
+        .expect("INVITE on the phone's connection");
+    // The proxy is the peer of the phone's connection; the phone's Contact is elsewhere.
+    let ok = phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)).replacen(
+        "Contact: <sip:phone@127.0.0.1:5071>",
+        "Record-Route: <sip:127.0.0.1:5071;transport=tcp;lr>\r\nContact: <sip:phone@127.0.0.1:5088;transport=tcp>",
+        1,
+    );
+    let out = h.input_tcp(OP1, 9, &ok);
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "rrcloseack"));
+    h.connection_closed(9);
+    let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 2, "rrclosebye"));
+    let bye = out
+        .sent
+        .iter()
+        .find(|t| String::from_utf8_lossy(&t.bytes).starts_with("BYE "))
+        .expect("a BYE to the operator");
+    assert_eq!(bye.connection, None, "not on the closed connection");
+    assert_eq!(bye.destination, addr(OP1), "to the proxy, not the Contact");
+}

@@ -231,6 +231,18 @@ mod tests {
         frames
     }
 
+    /// RFC 4475 §3.1.1.1 style: a Content-Length whose value is folded onto the next
+    /// line frames the message as the UDP parser reads it, not as a missing length.
+    #[test]
+    fn a_folded_content_length_frames_the_body() {
+        let stream = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nContent-Length:\r\n   4\r\n\r\nbodyOPTIONS";
+        let head_and_body = stream.len() - "OPTIONS".len();
+        assert_eq!(
+            next_stream_frame(stream, 65_536),
+            Ok(StreamFrame::Message { len: head_and_body })
+        );
+    }
+
     fn msg(body: &str, lf_only: bool) -> Vec<u8> {
         let text = format!(
             "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nContent-Length: {}\r\n\r\n{body}",

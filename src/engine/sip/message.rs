@@ -534,7 +534,8 @@ fn trim_end_len(line: &[u8]) -> usize {
 /// [`ParseError::RepeatedContentLength`] when it appears twice.
 pub fn content_length_of(head: &[u8]) -> Result<Option<usize>, ParseError> {
     let mut found = None;
-    for line in head.split(|&b| b == b'\n').skip(1) {
+    let mut lines = head.split(|&b| b == b'\n').skip(1).peekable();
+    while let Some(line) = lines.next() {
         if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
             continue;
         }
@@ -547,7 +548,17 @@ pub fn content_length_of(head: &[u8]) -> Result<Option<usize>, ParseError> {
         if found.is_some() {
             return Err(ParseError::RepeatedContentLength);
         }
-        found = Some(parse_content_length(trim(&line[colon + 1..]))?);
+        // The value may be folded onto the next lines (RFC 3261 §7.3.1 LWS).
+        let mut value = trim(&line[colon + 1..]).to_vec();
+        while let Some(next) =
+            lines.next_if(|l| l.first().is_some_and(|&b| b == b' ' || b == b'\t'))
+        {
+            if !value.is_empty() {
+                value.push(b' ');
+            }
+            value.extend_from_slice(trim(next));
+        }
+        found = Some(parse_content_length(trim(&value))?);
     }
     Ok(found)
 }
