@@ -1589,3 +1589,4 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
 
 mod midcall;
 mod trunk_interop;
+mod break_midcall;
