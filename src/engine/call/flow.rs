@@ -74,6 +74,20 @@ fn ip_literal_address(uri: &str) -> Option<SocketAddr> {
         .socket_addr()
 }
 
+/// Why the relay cannot reach the media of `offer` (RFC 3261 §20.43 warn-code 301, the
+/// warn-text): its address is IPv6 and the relay's (`media_ip`) IPv4, or the reverse — one
+/// relay socket cannot send to the other family. RFC 5118 §4.9's IPv4-mapped IPv6
+/// addresses count as IPv4; the hold address `0.0.0.0` fits any relay.
+pub(crate) fn family_mismatch(
+    offer: &crate::engine::sdp::MediaOffer,
+    media_ip: std::net::IpAddr,
+) -> Option<String> {
+    let rtp = offer.rtp.filter(|rtp| !rtp.ip().is_unspecified())?;
+    (rtp.ip().to_canonical().is_ipv4() != media_ip.to_canonical().is_ipv4()).then(|| {
+        format!("Incompatible network address formats: media at {rtp}, relay at {media_ip}")
+    })
+}
+
 /// Whether `msg` lists UPDATE in its Allow (RFC 3311 §5.1).
 fn allows_update(msg: &SipMessage) -> bool {
     msg.allow()
@@ -114,9 +128,7 @@ impl Engine {
             Ok(offer) => offer,
             Err((code, why)) => {
                 self.record_refused_call(now, invite, called, 488, &why);
-                // warn-text is a quoted-string: no quote or backslash of the error's text.
-                let text = why.replace(['"', '\\'], "'");
-                let warning = format!("{code} {} \"{text}\"", self.config.via_host());
+                let warning = self.warning(code, &why);
                 return self.refuse_call(
                     now,
                     tx,
@@ -304,20 +316,19 @@ impl Engine {
         let incompatible = |e: &dyn std::fmt::Display| (305, e.to_string());
         let offer = sdp::parse(body).map_err(|e| incompatible(&e))?;
         let media_ip = self.config.calls.media_ip;
-        if let Some(rtp) = offer.rtp
-            && !rtp.ip().is_unspecified()
-            && rtp.ip().to_canonical().is_ipv4() != media_ip.to_canonical().is_ipv4()
-        {
-            return Err((
-                301,
-                format!(
-                    "Incompatible network address formats: media at {rtp}, relay at {media_ip}"
-                ),
-            ));
+        if let Some(why) = family_mismatch(&offer, media_ip) {
+            return Err((301, why));
         }
         let relay = SocketAddr::new(media_ip, 0);
         sdp::offer_across(&offer, relay, &mut SdpSession::new(1)).map_err(|e| incompatible(&e))?;
         Ok(Some(offer))
+    }
+
+    /// A Warning value (RFC 3261 §20.43) with `code` and `why`, from siaga's host.
+    pub(crate) fn warning(&self, code: u16, why: &str) -> String {
+        // warn-text is a quoted-string: no quote or backslash of the error's text.
+        let text = why.replace(['"', '\\'], "'");
+        format!("{code} {} \"{text}\"", self.config.via_host())
     }
 
     /// Answers the INVITE on `tx` with a final failure and forgets it.
@@ -883,24 +894,16 @@ impl Engine {
                 tracing::warn!(call = %record, %error, "trunk INVITE forms no dialog; BYE cannot reach it")
             }
         }
-        call.trunk.media.ok = Some(super::PendingOk {
-            bytes: ok.clone(),
-            interval: self.config.timers.t1,
-            target: call.trunk.target,
-            first: true,
-        });
-        if let Err(error) = self.server.send_response(now.mono, trunk_tx, 200, ok) {
+        let (target, seq) = (call.trunk.target, call.trunk.invite.cseq().map(|c| c.seq));
+        if let Err(error) = self
+            .server
+            .send_response(now.mono, trunk_tx, 200, ok.clone())
+        {
             tracing::error!(%error, "the trunk's INVITE transaction refused the 2xx");
         }
         self.calls.by_invite.remove(&trunk_tx);
-        self.calls.schedule(
-            now.mono + self.config.timers.t1,
-            CallTimer::OkRetransmit(handle, Side::Caller),
-        );
-        self.calls.schedule(
-            now.mono + self.config.timers.sixty_four_t1(),
-            CallTimer::OkTimeout(handle, Side::Caller),
-        );
+        let seq = seq.unwrap_or_default();
+        self.resend_until_acked(now, (handle, Side::Caller), ok, target, (seq, true));
         if let Some(timer) = session_timer {
             self.start_session_timer(now, handle, timer);
         }
@@ -1037,6 +1040,7 @@ impl Engine {
     /// A client transaction ended. An INVITE that timed out or could not be sent fails its
     /// leg (status 0: no response).
     pub(crate) fn on_client_ended(&mut self, now: Now, tx: ClientTxId, why: Termination) {
+        self.calls.byes.remove(&tx);
         let Some(out) = self.calls.invites.remove(&tx) else {
             return;
         };
@@ -1165,6 +1169,15 @@ impl Engine {
         let Some(&(handle, leg)) = self.calls.by_dialog.get(key) else {
             return false;
         };
+        // §12.2.2: an ACK with another From tag is not in the dialog (dropped).
+        if !self
+            .calls
+            .calls
+            .get(&handle)
+            .is_some_and(|c| c.is_remote_tag(leg, ack))
+        {
+            return true;
+        }
         let side = if leg.is_none() {
             Side::Caller
         } else {
@@ -1287,14 +1300,16 @@ impl Engine {
         self.dispatch(now);
     }
 
-    /// Sends a BYE in `dialog` (§15.1.1) on its own client transaction.
+    /// Sends a BYE in `dialog` (§15.1.1) on its own client transaction. The dialog lives
+    /// on until the BYE is answered: a BYE the peer sent meanwhile draws 200 (RFC 5407
+    /// §3.2.1, see [`CallTable::byes`](super::CallTable::byes)).
     fn send_bye(&mut self, now: Now, dialog: &mut Dialog) {
         let branch = self.new_branch();
         let bytes = dialog
             .request(&Method::Bye, &self.config.via_host(), &branch)
             .header("User-Agent", SERVER)
             .build();
-        self.client.send(
+        let tx = self.client.send(
             now.mono,
             ClientKey {
                 branch,
@@ -1304,6 +1319,7 @@ impl Engine {
             dialog.destination,
             &self.config.timers,
         );
+        self.calls.byes.insert(tx, dialog.key());
     }
 
     // ---- timers -------------------------------------------------------------------------
@@ -1333,7 +1349,7 @@ impl Engine {
                         .calls
                         .calls
                         .get_mut(&handle)
-                        .and_then(|c| c.take_pending_ok(side));
+                        .and_then(|c| c.take_unacked_ok(side, now.mono));
                     if let Some(ok) = unacked {
                         tracing::warn!(
                             ?side,

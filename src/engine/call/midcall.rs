@@ -81,6 +81,8 @@ pub struct InDialogRequest {
     pub seq: u32,
     /// The ACK of its 2xx, once sent: resent for each retransmitted 2xx.
     pub ack: Option<Bytes>,
+    /// Where it was sent (an ACK goes there once the call is gone).
+    pub destination: crate::engine::transaction::Destination,
 }
 
 /// What siaga does with a request in one of its dialogs.
@@ -91,6 +93,9 @@ pub(crate) enum DialogReply {
     /// A re-INVITE or UPDATE in the answered call: the engine creates its server
     /// transaction and hands it to [`Engine::on_mid_call_request`].
     MidCall(CallHandle, Side),
+    /// Answer 500 with `Retry-After` of this many seconds (0–10): the request overlaps an
+    /// offer siaga has not answered yet (§14.2, RFC 3311 §5.2).
+    Retry(u32),
 }
 
 impl Engine {
@@ -102,21 +107,39 @@ impl Engine {
         key: &DialogKey,
         msg: &SipMessage,
     ) -> Option<DialogReply> {
-        let &(handle, leg) = self.calls.by_dialog.get(key)?;
+        let Some(&(handle, leg)) = self.calls.by_dialog.get(key) else {
+            // RFC 5407 §3.2.1: siaga's BYE is not answered yet, so the dialog still lives
+            // and the peer's BYE that crossed it is answered 200.
+            let ending = self.calls.byes.values().any(|k| k == key);
+            return (ending && msg.method() == Some(&Method::Bye))
+                .then_some(DialogReply::Final(200, "OK", None));
+        };
         let seq = msg.cseq().ok()?.seq;
         let call = self.calls.calls.get_mut(&handle)?;
+        // §12.2.2: the dialog ID holds the peer's tag too; another From tag is another
+        // dialog, which siaga does not have (481).
+        if !call.is_remote_tag(leg, msg) {
+            return None;
+        }
         let answered_leg = match call.state {
             CallState::Answered { leg, .. } => Some(leg),
             _ => None,
         };
         // §15: a BYE in the early dialog of siaga's 180 — the caller hung up before an
         // operator answered: 200 to the BYE, 487 to the INVITE, recorded as abandoned.
-        // An offer cannot be taken there yet (siaga has no answer to give): 488.
+        // The INVITE's offer is not answered yet: a re-INVITE draws 500 with Retry-After
+        // (§14.2), and so does an UPDATE with an offer (RFC 3311 §5.2); after a late-offer
+        // INVITE siaga has no offer to pair with an UPDATE's either: 488.
         if leg.is_none() && answered_leg.is_none() {
-            let tx = call.trunk.tx;
+            let (tx, late_offer) = (call.trunk.tx, call.late_offer);
+            let offer = crate::engine::sip::body::sdp_of(msg).is_some();
             return Some(match msg.method() {
                 Some(Method::Bye) => DialogReply::Final(200, "OK", Some(tx)),
-                Some(Method::Invite | Method::Update) => {
+                Some(Method::Invite) => DialogReply::Retry(self.rng_retry_after()),
+                Some(Method::Update) if offer && !late_offer => {
+                    DialogReply::Retry(self.rng_retry_after())
+                }
+                Some(Method::Update) if offer => {
                     DialogReply::Final(488, "Not Acceptable Here", None)
                 }
                 _ => DialogReply::Final(200, "OK", None),
@@ -137,6 +160,12 @@ impl Engine {
         // §12.2.2: a CSeq lower than the last one is out of order.
         if !dialog.accept_remote_seq(seq) {
             return Some(DialogReply::Final(500, "Server Internal Error", None));
+        }
+        // §12.2.2, RFC 3311 §5.2: a re-INVITE or UPDATE is a target refresh. Requests to
+        // the trunk follow its new Contact as they followed its first; an operator stays
+        // reached on its registered flow.
+        if matches!(msg.method(), Some(Method::Invite | Method::Update)) {
+            dialog.refresh_target(msg, side == Side::Caller);
         }
         Some(match msg.method() {
             Some(Method::Bye) => {
@@ -233,6 +262,19 @@ impl Engine {
                 return reply(self, 488, "Not Acceptable Here");
             }
         };
+        // As for the INVITE (`read_trunk_offer`): media the relay cannot reach is refused,
+        // and the session goes on as it was (RFC 3264 §8).
+        if let Some(why) = super::flow::family_mismatch(&offer, self.config.calls.media_ip) {
+            tracing::info!(call = %call.record, why, "mid-call offer in another address family: 488");
+            let warning = self.warning(301, &why);
+            return self.respond_in_dialog(
+                now,
+                (tx, msg, target, received_from),
+                488,
+                "Not Acceptable Here",
+                &[("Warning", warning)],
+            );
+        }
         // RFC 3264 §8: the same version is the same session (a refresh): answer it as
         // before.
         let unchanged = call.remote_version(side) == Some(offer.session_version);
@@ -247,6 +289,19 @@ impl Engine {
                 (handle, side),
                 answer,
             );
+        }
+        // §14.1: siaga's session refresh is an INVITE (or UPDATE) transaction in progress
+        // toward the trunk; no second one starts there until it ends.
+        if side == Side::Operator && call.pending_refresh.is_some() {
+            return reply(self, 491, "Request Pending");
+        }
+        if is_invite {
+            // §17.2.1: the answer waits on the other side, which siaga cannot promise
+            // within 200 ms: 100 Trying, so a UDP peer stops retransmitting.
+            let trying = response_to(msg, Some(received_from), 100, "Trying", None).build();
+            if let Err(error) = self.server.send_response(now.mono, tx, 100, trying) {
+                tracing::debug!(%error, "100 to a re-INVITE not sent");
+            }
         }
         self.carry_offer(
             now,
@@ -282,14 +337,19 @@ impl Engine {
         };
         let record = call.record;
         let allows_update = call.peer_allows_update(to);
+        let timer = call.session_timer.filter(|_| to == Side::Caller);
+        let min_se = self.config.calls.min_session_expires_s;
+        // RFC 3264 §8: the new offer keeps the m= lines siaga last sent on that leg.
+        let previous = call.local_sdp(to).and_then(|b| sdp::parse(&b).ok());
         let Some((dialog, session)) = call.dialog_and_sdp(to) else {
             return;
         };
-        let body = match sdp::offer_across(
-            &exchange.offer,
-            SocketAddr::new(media_ip, port),
-            session,
-        ) {
+        let relay = SocketAddr::new(media_ip, port);
+        let body = match &previous {
+            Some(previous) => sdp::reoffer_across(&exchange.offer, relay, session, previous),
+            None => sdp::offer_across(&exchange.offer, relay, session),
+        };
+        let body = match body {
             Ok(body) => body,
             Err(error) => {
                 tracing::info!(call = %record, %error, "mid-call offer siaga cannot relay: 488");
@@ -315,13 +375,17 @@ impl Engine {
             Some(Method::Update) if allows_update => Method::Update,
             _ => Method::Invite,
         };
-        let bytes = dialog
+        let mut b = dialog
             .request(&method, &via, &branch)
             .header("Contact", format!("<sip:siaga@{via}>"))
             .header("Allow", uas::allow_value())
-            .header("User-Agent", SERVER)
-            .body("application/sdp", body.clone())
-            .build();
+            .header("User-Agent", SERVER);
+        // RFC 4028 §7.4: a re-INVITE or UPDATE in a session with a timer is a refresh
+        // too; it carries the running terms, which the trunk's 2xx confirms or changes.
+        for (name, value) in timer.map(|t| t.refresh_headers(min_se)).unwrap_or_default() {
+            b = b.header(name, value);
+        }
+        let bytes = b.body("application/sdp", body.clone()).build();
         let destination = dialog.destination;
         call.set_local_sdp(to, body);
         let Some(tx) = self.send_in_dialog(
@@ -378,6 +442,7 @@ impl Engine {
                 method,
                 seq,
                 ack: None,
+                destination,
             },
         );
         Some(tx)
@@ -406,9 +471,9 @@ impl Engine {
         if (200..300).contains(&status) && method == Method::Invite {
             // §13.2.2.4: every 2xx is ACKed, the retransmissions with the same ACK.
             if let Some(ack) = out.ack.clone() {
-                if let Some(destination) = self.dialog_destination(handle, to) {
-                    self.transmit(destination, ack);
-                }
+                let sent_to = out.destination;
+                let destination = self.dialog_destination(handle, to).unwrap_or(sent_to);
+                self.transmit(destination, ack);
                 return true;
             }
             let via = self.config.via_host();
@@ -417,12 +482,24 @@ impl Engine {
                 let dialog = call.dialog_mut(to)?;
                 Some((dialog.ack(seq, &via, &branch).build(), dialog.destination))
             });
+            // The call ended meanwhile (a BYE crossed the 2xx): the 2xx is ACKed all the
+            // same, from the request as sent (§13.2.2.4, RFC 5407 §3.2.4).
+            let ack = ack.or_else(|| {
+                let out = self.calls.in_dialog.get(&tx)?;
+                let transport = out.destination.transport.via_token();
+                let via = format!("SIP/2.0/{transport} {via};branch={branch};rport");
+                let ack = crate::engine::driver::ack_copying(&out.request, response, Some(&via))?;
+                Some((ack, out.destination))
+            });
             if let Some((ack, destination)) = ack {
                 self.transmit(destination, ack.clone());
                 if let Some(out) = self.calls.in_dialog.get_mut(&tx) {
                     out.ack = Some(ack);
                 }
             }
+        }
+        if purpose == Purpose::Relay && to == Side::Caller && (200..300).contains(&status) {
+            self.trunk_refreshed(now, handle, response);
         }
         match purpose {
             Purpose::Relay => self.relay_answer(now, handle, tx, status, response),
@@ -561,24 +638,43 @@ impl Engine {
         if request.method() != Some(&Method::Invite) {
             return;
         }
+        let seq = request.cseq().map(|c| c.seq).unwrap_or_default();
+        self.resend_until_acked(now, (handle, side), ok, target, (seq, false));
+    }
+
+    /// Keeps `ok`, siaga's 2xx on `side` of `handle` to the INVITE with CSeq `seq` (`first`:
+    /// the call's first INVITE), to resend it at T1, 2·T1 … T2 until its ACK, and to end
+    /// the call 64·T1 from now without one (§13.3.1.4). It replaces an earlier 2xx on that
+    /// side still waiting (its ACK can no longer matter).
+    pub(crate) fn resend_until_acked(
+        &mut self,
+        now: Now,
+        (handle, side): (CallHandle, Side),
+        ok: Bytes,
+        target: ResponseTarget,
+        (seq, first): (u32, bool),
+    ) {
         let t1 = self.config.timers.t1;
-        if let Some(call) = self.calls.calls.get_mut(&handle) {
-            call.set_pending_ok(
-                side,
-                PendingOk {
-                    bytes: ok,
-                    interval: t1,
-                    target,
-                    first: false,
-                },
-            );
-        }
+        let give_up = now.mono + self.config.timers.sixty_four_t1();
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        call.set_pending_ok(
+            side,
+            PendingOk {
+                bytes: ok,
+                interval: t1,
+                target,
+                first,
+                seq,
+                next: now.mono + t1,
+                give_up,
+            },
+        );
         self.calls
             .schedule(now.mono + t1, CallTimer::OkRetransmit(handle, side));
-        self.calls.schedule(
-            now.mono + self.config.timers.sixty_four_t1(),
-            CallTimer::OkTimeout(handle, side),
-        );
+        self.calls
+            .schedule(give_up, CallTimer::OkTimeout(handle, side));
     }
 
     /// A final response of siaga's own to a request in a dialog (`status` ≥ 300, or a 2xx
@@ -602,7 +698,7 @@ impl Engine {
     }
 
     /// A Retry-After for a 500 to a request that overlaps another: 0–10 s (§14.2).
-    fn rng_retry_after(&mut self) -> u32 {
+    pub(crate) fn rng_retry_after(&mut self) -> u32 {
         use rand::Rng;
         self.rng.random_range(0..=10)
     }
@@ -762,13 +858,7 @@ impl Engine {
             return;
         };
         match status {
-            200..=299 => {
-                if timer.accept_refresh_answer(response) {
-                    self.start_session_timer(now, handle, timer);
-                } else {
-                    call.session_timer = None;
-                }
-            }
+            200..=299 => self.trunk_refreshed(now, handle, response),
             422 => {
                 let min_se = super::session_timer::min_se_of(response).ok().flatten();
                 timer.interval = timer.interval.max(min_se.unwrap_or(timer.interval));
@@ -797,6 +887,23 @@ impl Engine {
         }
     }
 
+    /// The trunk's 2xx to a re-INVITE or UPDATE siaga sent it: a session refresh (RFC 4028
+    /// §2, §7.2), whatever it was sent for. The interval restarts with the terms the 2xx
+    /// carries; without `Session-Expires` the session no longer expires.
+    fn trunk_refreshed(&mut self, now: Now, handle: CallHandle, response: &SipMessage) {
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        let Some(mut timer) = call.session_timer else {
+            return;
+        };
+        if timer.accept_refresh_answer(response) {
+            self.start_session_timer(now, handle, timer);
+        } else {
+            call.session_timer = None;
+        }
+    }
+
     // ---- ACKs and 2xx retransmissions -------------------------------------------------------
 
     /// The ACK of siaga's 2xx to an INVITE or re-INVITE on `side` of `handle` arrived:
@@ -806,6 +913,15 @@ impl Engine {
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
+        // §13.2.2.4: the ACK of a 2xx carries its INVITE's CSeq number; a late copy of an
+        // earlier ACK leaves a later 2xx waiting.
+        let seq = ack.cseq().map(|c| c.seq).ok();
+        if call
+            .pending_ok_mut(side)
+            .is_none_or(|ok| Some(ok.seq) != seq)
+        {
+            return;
+        }
         if call.take_pending_ok(side).is_none() || ack.body().is_empty() {
             return;
         }
@@ -834,9 +950,14 @@ impl Engine {
         let Some(ok) = call.pending_ok_mut(side) else {
             return;
         };
+        if ok.next > now.mono {
+            // Armed for an earlier 2xx on this side: this one has its own timer.
+            return;
+        }
         let (bytes, target) = (ok.bytes.clone(), ok.target);
         ok.interval = (ok.interval * 2).min(t2);
         let next = ok.interval;
+        ok.next = now.mono + next;
         self.outputs
             .push_back(crate::engine::Output::Transmit(crate::engine::Transmit {
                 transport: target.transport,
@@ -865,6 +986,27 @@ impl Engine {
 }
 
 impl super::Call {
+    /// Whether `msg`'s From tag is the peer's tag of the dialog on leg `leg` (`None`: the
+    /// trunk's, early or confirmed; a From without tag is a null tag, §12.1.1).
+    pub(crate) fn is_remote_tag(&self, leg: Option<u32>, msg: &SipMessage) -> bool {
+        let Ok(from) = msg.from() else {
+            return false;
+        };
+        let theirs = from.tag().unwrap_or_default();
+        match leg {
+            None => self
+                .trunk
+                .invite
+                .from()
+                .is_ok_and(|f| f.tag().unwrap_or_default() == theirs),
+            Some(leg) => self
+                .legs
+                .get(&leg)
+                .and_then(|l| l.dialog.as_ref())
+                .is_some_and(|d| d.remote_tag == theirs),
+        }
+    }
+
     /// The answered operator leg, if any.
     fn answered_leg_mut(&mut self) -> Option<&mut super::OperatorLeg> {
         let CallState::Answered { leg, .. } = self.state else {
@@ -971,5 +1113,17 @@ impl super::Call {
     /// Stops resending the 2xx on `side`; returns it if one was being resent.
     pub(crate) fn take_pending_ok(&mut self, side: Side) -> Option<PendingOk> {
         self.media_of_mut(side)?.ok.take()
+    }
+
+    /// The 2xx on `side` still unacknowledged 64·T1 after it was sent, if it is `now`
+    /// (§13.3.1.4), taken: the caller ends the call.
+    pub(crate) fn take_unacked_ok(
+        &mut self,
+        side: Side,
+        now: crate::engine::time::MonoTime,
+    ) -> Option<PendingOk> {
+        let media = self.media_of_mut(side)?;
+        media.ok.as_ref().filter(|ok| ok.give_up <= now)?;
+        media.ok.take()
     }
 }

@@ -129,6 +129,16 @@ pub struct PendingOk {
     pub target: ResponseTarget,
     /// Whether it is the 2xx to the call's first INVITE (no ACK ever confirmed the call).
     pub first: bool,
+    /// The CSeq number of the INVITE it answers: only an ACK with this number stops it
+    /// (§13.2.2.4: the ACK of a 2xx carries its INVITE's CSeq number).
+    pub seq: u32,
+    /// When it is due again; an [`CallTimer::OkRetransmit`] armed for an earlier 2xx on
+    /// the same side fires before this and does nothing.
+    pub next: MonoTime,
+    /// 64·T1 after it was first sent: without its ACK by then the call ends. An
+    /// [`CallTimer::OkTimeout`] armed for an earlier 2xx fires before this and does
+    /// nothing.
+    pub give_up: MonoTime,
 }
 
 /// siaga's UAS side toward the trunk.
@@ -263,6 +273,10 @@ pub struct CallTable {
     pub invites: HashMap<ClientTxId, OutboundInvite>,
     /// re-INVITEs and UPDATEs siaga sent in its dialogs, by client transaction.
     pub in_dialog: HashMap<ClientTxId, InDialogRequest>,
+    /// BYEs siaga sent, by client transaction, and the dialog each ends: it lives until
+    /// the BYE is answered, so a BYE crossing it draws 200 (RFC 5407 §3.2.1, RFC 3261
+    /// §15.1.1), not 481.
+    pub byes: HashMap<ClientTxId, DialogKey>,
     /// Relays whose report has not come back yet → the call record.
     pub relays: HashMap<RelayId, Uuid>,
     /// Timers, earliest first.

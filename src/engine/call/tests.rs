@@ -1587,6 +1587,6 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
     assert_eq!(h.engine.waiting_calls(), 1);
 }
 
+mod break_midcall;
 mod midcall;
 mod trunk_interop;
-mod break_midcall;

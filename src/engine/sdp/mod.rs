@@ -18,7 +18,7 @@ mod negotiate;
 #[cfg(test)]
 mod tests;
 
-pub use negotiate::{NoCommonCodec, SdpSession, answer_across, offer_across};
+pub use negotiate::{NoCommonCodec, SdpSession, answer_across, offer_across, reoffer_across};
 
 use sdp::description::common::Attribute;
 use sdp::description::media::MediaDescription;
