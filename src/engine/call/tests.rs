@@ -264,7 +264,12 @@ fn phone_response(
     } else {
         text.push_str(&format!("To: {to}\r\n"));
     }
-    text.push_str("Contact: <sip:phone@127.0.0.1:5071>\r\n");
+    // A peer answering a request in its dialog keeps the Contact it was reached at (a
+    // target refresh to anything else would move the dialog, RFC 3261 §12.2.1.2).
+    match request.request_uri_raw().filter(|_| to.contains("tag=")) {
+        Some(uri) => text.push_str(&format!("Contact: <{uri}>\r\n")),
+        None => text.push_str("Contact: <sip:phone@127.0.0.1:5071>\r\n"),
+    }
     match sdp {
         Some(sdp) => text.push_str(&format!(
             "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",

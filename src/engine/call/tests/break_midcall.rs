@@ -28,12 +28,9 @@ fn m_lines(m: &SipMessage) -> Vec<String> {
         .collect()
 }
 
-/// The trunk's 2xx to siaga's `request` with `headers` and `sdp`, Contact the trunk's own.
+/// The trunk's 2xx to siaga's `request` with `headers` and `sdp` (its Contact unchanged).
 fn trunk_ok(request: &SipMessage, headers: &str, sdp: Option<&str>) -> String {
-    phone_response(request, 200, "OK", "x", sdp).replace(
-        "Contact: <sip:phone@127.0.0.1:5071>\r\n",
-        &format!("Contact: <sip:gw@{TRUNK}>\r\n{headers}"),
-    )
+    phone_response(request, 200, "OK", "x", sdp).replacen("\r\n", &format!("\r\n{headers}"), 1)
 }
 
 /// The operator holds: its re-INVITE, and siaga's re-INVITE to the trunk it causes.
@@ -322,6 +319,9 @@ fn a_hold_answered_by_the_trunk_refreshes_the_session() {
     );
     assert!(!out.events.contains(&CallEventKind::SessionExpired));
     assert_eq!(h.engine.live_calls(), 1);
+    // The timer still runs: without that refresh, the session ends 60 s after the 2xx.
+    let out = h.advance(20_000);
+    assert!(out.events.contains(&CallEventKind::SessionExpired));
 }
 
 /// Bug (the same): a 2xx to siaga's re-INVITE without Session-Expires turns the session
@@ -368,6 +368,173 @@ fn no_second_re_invite_to_the_trunk_while_a_refresh_is_pending() {
         "one INVITE transaction at a time toward the trunk"
     );
     assert_eq!(final_to(&out, OP1).status(), Some(491));
+}
+
+/// Bug: a refresh due while an offer crossed to the trunk was put off by half an
+/// interval, counting on that offer's 2xx to refresh the session. When the trunk refused
+/// the offer (491 here), the next refresh was due after the trunk's own expiry check
+/// (RFC 4028 §10: interval − min(32 s, interval/3) after the last refresh), so the trunk
+/// would hang up. The refresher must refresh before that.
+#[test]
+fn a_refresh_put_off_by_a_crossing_offer_still_comes_before_expiry() {
+    let mut h = Harness::new(15);
+    let (_ok, ack) = answered_call(
+        &mut h,
+        "stput",
+        "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\nAllow: INVITE, ACK, BYE, UPDATE\r\n",
+    );
+    h.advance(44_000);
+    let to_trunk = operator_holds(&mut h, &ack, 2, "stputhold");
+    let out = h.advance(2_000);
+    assert!(
+        out.requests_to(TRUNK, Method::Update).is_empty(),
+        "no refresh while the offer is open"
+    );
+    let out = h.input(
+        TRUNK,
+        &phone_response(&to_trunk, 491, "Request Pending", "x", None),
+    );
+    assert_eq!(final_to(&out, OP1).status(), Some(491));
+    // The trunk expects a refresh by 60 s after the session started.
+    let out = h.advance(13_000);
+    assert_eq!(
+        out.requests_to(TRUNK, Method::Update).len(),
+        1,
+        "the refresh comes before the trunk's expiry"
+    );
+}
+
+/// Bug: a trunk that lists UPDATE but refuses it (405/501) for the refresh was not
+/// refreshed again until half an interval later — after its expiry check (RFC 4028
+/// §10). siaga falls back to a re-INVITE (§7.4: either method refreshes) at once.
+#[test]
+fn an_update_refresh_refused_falls_back_to_re_invite() {
+    let mut h = Harness::new(15);
+    answered_call(
+        &mut h,
+        "st405",
+        "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\nAllow: INVITE, ACK, BYE, UPDATE\r\n",
+    );
+    let out = h.advance(45_000);
+    let update = out
+        .requests_to(TRUNK, Method::Update)
+        .pop()
+        .expect("refresh");
+    let out = h.input(
+        TRUNK,
+        &phone_response(&update, 501, "Not Implemented", "x", None),
+    );
+    let reinvite = out
+        .requests_to(TRUNK, Method::Invite)
+        .pop()
+        .expect("a re-INVITE refresh at once");
+    assert_eq!(
+        hdr(&reinvite, HeaderName::SessionExpires),
+        "90;refresher=uac"
+    );
+}
+
+/// Bug: the trunk's answer to siaga's refresh re-INVITE was dropped. A re-INVITE refresh
+/// carries an offer (siaga's description as before); the 2xx's SDP is the answer (RFC
+/// 3264 §8) and where the trunk now receives RTP must reach the relay.
+#[test]
+fn the_answer_to_a_refresh_re_invite_moves_the_relay() {
+    let mut h = Harness::new(15);
+    answered_call(
+        &mut h,
+        "stsdp",
+        "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\n",
+    );
+    let out = h.advance(45_000);
+    let reinvite = out
+        .requests_to(TRUNK, Method::Invite)
+        .pop()
+        .expect("re-INVITE refresh");
+    let moved = trunk_sdp(2, "sendrecv", "127.0.0.3").replace("m=audio 6000", "m=audio 6002");
+    let out = h.input(
+        TRUNK,
+        &trunk_ok(
+            &reinvite,
+            "Require: timer\r\nSession-Expires: 90;refresher=uac\r\n",
+            Some(&moved),
+        ),
+    );
+    assert!(
+        out.media.iter().any(|m| matches!(
+            m,
+            MediaCommand::SetPeer { side: crate::engine::media::Side::Caller, rtp, .. }
+                if *rtp == addr("127.0.0.3:6002")
+        )),
+        "{:?}",
+        out.media
+    );
+}
+
+/// Bug: the Contact of a 2xx to siaga's re-INVITE was ignored. §12.2.1.2: it replaces
+/// the dialog's remote target (MUST); the trunk moved, so the BYE goes to the new one.
+#[test]
+fn a_2xx_with_a_new_contact_moves_the_dialogs_target() {
+    let mut h = Harness::new(15);
+    let (_ok, ack) = answered_call(&mut h, "moved2", "");
+    let to_trunk = operator_holds(&mut h, &ack, 2, "moved2hold");
+    let moved = "127.0.0.1:5096";
+    let ok = phone_response(
+        &to_trunk,
+        200,
+        "OK",
+        "x",
+        Some(&trunk_sdp(2, "recvonly", "127.0.0.1")),
+    )
+    .replace(
+        &format!("Contact: <sip:gw@{TRUNK}>"),
+        &format!("Contact: <sip:gw3@{moved}>"),
+    );
+    let out = h.input(TRUNK, &ok);
+    let seq = final_to(&out, OP1).cseq().expect("cseq").seq;
+    h.input(OP1, &operator_in_dialog("ACK", &ack, seq, "moved2ack"));
+    let out = h.input(OP1, &operator_bye(&ack));
+    let bye = out
+        .requests_to(moved, Method::Bye)
+        .pop()
+        .expect("the BYE goes to the new target");
+    assert_eq!(bye.request_uri_raw(), Some(&*format!("sip:gw3@{moved}")));
+}
+
+/// Bug: an UPDATE with an offer while siaga's own offer (in its 2xx to an offer-less
+/// re-INVITE) awaited its answer (in the ACK) crossed the call. RFC 3311 §5.2: the UAS
+/// MUST answer 491. It happens when the network reorders the trunk's ACK and UPDATE.
+#[test]
+fn an_update_offer_before_the_ack_with_the_answer_draws_491() {
+    let mut h = Harness::new(15);
+    let (ok, _) = answered_call(&mut h, "updack", "");
+    let out = h.input(TRUNK, &trunk_in_dialog("INVITE", &ok, 2, "updackre"));
+    assert!(body(&final_to(&out, TRUNK)).contains("m=audio"), "an offer");
+    let update = with(
+        &trunk_in_dialog("UPDATE", &ok, 3, "updacku"),
+        "",
+        Some(&trunk_sdp(3, "sendonly", "127.0.0.1")),
+    );
+    let out = h.input(TRUNK, &update);
+    assert_eq!(final_to(&out, TRUNK).status(), Some(491));
+    assert!(out.to(OP1).is_empty());
+}
+
+/// Bug: a re-INVITE requiring an extension siaga lacks crossed the call. §8.2.2.3 holds
+/// for requests in a dialog too: 420 with Unsupported.
+#[test]
+fn a_re_invite_requiring_an_unknown_extension_draws_420() {
+    let mut h = Harness::new(15);
+    let (ok, _) = answered_call(&mut h, "req420", "");
+    let reinvite = with(
+        &trunk_in_dialog("INVITE", &ok, 2, "req420re"),
+        "Require: foo\r\n",
+        Some(&trunk_sdp(2, "sendonly", "127.0.0.1")),
+    );
+    let out = h.input(TRUNK, &reinvite);
+    let refusal = final_to(&out, TRUNK);
+    assert_eq!(refusal.status(), Some(420));
+    assert_eq!(hdr(&refusal, HeaderName::Unsupported), "foo");
+    assert!(out.to(OP1).is_empty());
 }
 
 // ---- the end of a call (RFC 5407 §3.2) ---------------------------------------------------
