@@ -895,6 +895,7 @@ impl Engine {
             }
         }
         let (target, seq) = (call.trunk.target, call.trunk.invite.cseq().map(|c| c.seq));
+        let offered = call.late_offer;
         if let Err(error) = self
             .server
             .send_response(now.mono, trunk_tx, 200, ok.clone())
@@ -903,7 +904,13 @@ impl Engine {
         }
         self.calls.by_invite.remove(&trunk_tx);
         let seq = seq.unwrap_or_default();
-        self.resend_until_acked(now, (handle, Side::Caller), ok, target, (seq, true));
+        self.resend_until_acked(
+            now,
+            (handle, Side::Caller),
+            ok,
+            target,
+            (seq, true, offered),
+        );
         if let Some(timer) = session_timer {
             self.start_session_timer(now, handle, timer);
         }

@@ -215,6 +215,18 @@ impl Engine {
         if call.pending_refresh.is_some() && side == Side::Caller {
             return reply(self, 491, "Request Pending");
         }
+        // RFC 3311 §5.2: an UPDATE with an offer while siaga's own offer (in a 2xx)
+        // awaits its answer (in the ACK): 491.
+        let offer_open = call
+            .media_of(side)
+            .and_then(|m| m.ok.as_ref())
+            .is_some_and(|ok| ok.offered);
+        if offer_open
+            && msg.method() == Some(&Method::Update)
+            && crate::engine::sip::body::sdp_of(msg).is_some()
+        {
+            return reply(self, 491, "Request Pending");
+        }
         // RFC 4028 §9: a refresh from the trunk restarts (or changes) the session timer.
         if side == Side::Caller && is_refresh_method(msg.method().unwrap_or(&Method::Ack)) {
             let min_se = self.config.calls.min_session_expires_s;
@@ -468,6 +480,17 @@ impl Engine {
         }
         let (handle, to, purpose, method, seq) =
             (out.call, out.to, out.purpose, out.method.clone(), out.seq);
+        if (200..300).contains(&status)
+            && let Some(dialog) = self
+                .calls
+                .calls
+                .get_mut(&handle)
+                .and_then(|c| c.dialog_mut(to))
+        {
+            // §12.2.1.2: a 2xx to a target refresh request (re-INVITE, UPDATE) moves the
+            // remote target, before the ACK is sent to it.
+            dialog.refresh_target(response, to == Side::Caller);
+        }
         if (200..300).contains(&status) && method == Method::Invite {
             // §13.2.2.4: every 2xx is ACKed, the retransmissions with the same ACK.
             if let Some(ack) = out.ack.clone() {
@@ -503,7 +526,7 @@ impl Engine {
         }
         match purpose {
             Purpose::Relay => self.relay_answer(now, handle, tx, status, response),
-            Purpose::Refresh => self.refresh_answered(now, handle, tx, status, response),
+            Purpose::Refresh => self.refresh_answered(now, (handle, tx, &method), status, response),
         }
         true
     }
@@ -628,6 +651,7 @@ impl Engine {
                 b = b.header(name, value);
             }
         }
+        let offered = body.is_some();
         if let Some(body) = body {
             b = b.body("application/sdp", body);
         }
@@ -639,20 +663,23 @@ impl Engine {
             return;
         }
         let seq = request.cseq().map(|c| c.seq).unwrap_or_default();
-        self.resend_until_acked(now, (handle, side), ok, target, (seq, false));
+        // Without an offer in the re-INVITE, a body in the 2xx is siaga's offer.
+        let offered = offered && crate::engine::sip::body::sdp_of(request).is_none();
+        self.resend_until_acked(now, (handle, side), ok, target, (seq, false, offered));
     }
 
     /// Keeps `ok`, siaga's 2xx on `side` of `handle` to the INVITE with CSeq `seq` (`first`:
-    /// the call's first INVITE), to resend it at T1, 2·T1 … T2 until its ACK, and to end
-    /// the call 64·T1 from now without one (§13.3.1.4). It replaces an earlier 2xx on that
-    /// side still waiting (its ACK can no longer matter).
+    /// the call's first INVITE; `offered`: the 2xx carries siaga's offer), to resend it at
+    /// T1, 2·T1 … T2 until its ACK, and to end the call 64·T1 from now without one
+    /// (§13.3.1.4). It replaces an earlier 2xx on that side still waiting (its ACK can no
+    /// longer matter).
     pub(crate) fn resend_until_acked(
         &mut self,
         now: Now,
         (handle, side): (CallHandle, Side),
         ok: Bytes,
         target: ResponseTarget,
-        (seq, first): (u32, bool),
+        (seq, first, offered): (u32, bool, bool),
     ) {
         let t1 = self.config.timers.t1;
         let give_up = now.mono + self.config.timers.sixty_four_t1();
@@ -666,6 +693,7 @@ impl Engine {
                 interval: t1,
                 target,
                 first,
+                offered,
                 seq,
                 next: now.mono + t1,
                 give_up,
@@ -791,12 +819,18 @@ impl Engine {
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
-        let next = timer.restart(now.mono);
-        call.session_timer = Some(timer);
         if call.exchange.is_some() || call.pending_refresh.is_some() {
-            self.calls.schedule(next, CallTimer::Session(handle));
+            // The open request's 2xx refreshes the session (`trunk_refreshed` moves the
+            // deadline); should it fail, the refresh is tried again 2 s later, still well
+            // before the trunk's expiry check (§10).
+            let retry = now.mono + std::time::Duration::from_secs(2);
+            timer.deadline = Some(retry);
+            call.session_timer = Some(timer);
+            self.calls.schedule(retry, CallTimer::Session(handle));
             return;
         }
+        let next = timer.restart(now.mono);
+        call.session_timer = Some(timer);
         let method = if call.peer_allows_update(Side::Caller) {
             Method::Update
         } else {
@@ -842,8 +876,7 @@ impl Engine {
     fn refresh_answered(
         &mut self,
         now: Now,
-        handle: CallHandle,
-        tx: ClientTxId,
+        (handle, tx, method): (CallHandle, ClientTxId, &Method),
         status: u16,
         response: &SipMessage,
     ) {
@@ -858,7 +891,19 @@ impl Engine {
             return;
         };
         match status {
-            200..=299 => self.trunk_refreshed(now, handle, response),
+            200..=299 => {
+                // A re-INVITE refresh offered siaga's description: the 2xx answers it.
+                if *method == Method::Invite && !response.body().is_empty() {
+                    self.take_answer(handle, Side::Caller, response.body());
+                }
+                self.trunk_refreshed(now, handle, response);
+            }
+            // A trunk that lists UPDATE but refuses it: the refresh goes again at once as
+            // a re-INVITE (§7.4), before the trunk's expiry check.
+            405 | 501 if *method == Method::Update => {
+                call.trunk.media.allows_update = false;
+                self.send_refresh(now, handle, timer);
+            }
             422 => {
                 let min_se = super::session_timer::min_se_of(response).ok().flatten();
                 timer.interval = timer.interval.max(min_se.unwrap_or(timer.interval));
@@ -925,8 +970,18 @@ impl Engine {
         if call.take_pending_ok(side).is_none() || ack.body().is_empty() {
             return;
         }
+        self.take_answer(handle, side, ack.body());
+    }
+
+    /// `body`, the answer of the peer on `side` to an offer siaga made there of its
+    /// current description (in a 2xx, or in a refresh re-INVITE): the relay sends to
+    /// where it now receives (RFC 3264 §8). Unreadable, it changes nothing (latching).
+    fn take_answer(&mut self, handle: CallHandle, side: Side, body: &[u8]) {
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
         let relay = call.relay.map(|(r, _, _)| r);
-        match sdp::parse(ack.body()) {
+        match sdp::parse(body) {
             Ok(answer) => {
                 call.set_remote_version(side, answer.session_version);
                 if let (Some(relay), Some(rtp)) =
@@ -936,7 +991,7 @@ impl Engine {
                 }
             }
             Err(error) => {
-                tracing::info!(%error, "answer in the ACK unreadable; relying on latching");
+                tracing::info!(%error, "answer to siaga's offer unreadable; relying on latching");
             }
         }
     }

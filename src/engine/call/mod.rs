@@ -129,6 +129,9 @@ pub struct PendingOk {
     pub target: ResponseTarget,
     /// Whether it is the 2xx to the call's first INVITE (no ACK ever confirmed the call).
     pub first: bool,
+    /// Whether it carries siaga's offer (late offer, offer-less re-INVITE): its answer
+    /// comes in the ACK, and no other offer is taken meanwhile (RFC 3311 §5.2).
+    pub offered: bool,
     /// The CSeq number of the INVITE it answers: only an ACK with this number stops it
     /// (§13.2.2.4: the ACK of a 2xx carries its INVITE's CSeq number).
     pub seq: u32,

@@ -397,10 +397,16 @@ fn a_refresh_put_off_by_a_crossing_offer_still_comes_before_expiry() {
     assert_eq!(final_to(&out, OP1).status(), Some(491));
     // The trunk expects a refresh by 60 s after the session started.
     let out = h.advance(13_000);
+    let mut refreshes: Vec<u32> = out
+        .requests_to(TRUNK, Method::Update)
+        .iter()
+        .map(|m| m.cseq().expect("cseq").seq)
+        .collect();
+    refreshes.dedup();
     assert_eq!(
-        out.requests_to(TRUNK, Method::Update).len(),
+        refreshes.len(),
         1,
-        "the refresh comes before the trunk's expiry"
+        "one refresh (and its retransmissions) before the trunk's expiry"
     );
 }
 
