@@ -689,6 +689,61 @@ fn a_hundred_holds_and_resumes_leave_no_state_behind() {
     );
 }
 
+/// Bug: every session refresh from the trunk armed one more session timer entry; the
+/// earlier ones stayed in the timer table until their (up to 30 min away) deadline. A
+/// trunk refreshing or re-INVITEing often grew the table without bound for the call's
+/// life. One session timer per call.
+#[test]
+fn session_refreshes_keep_one_timer_per_call() {
+    let mut h = Harness::new(15);
+    let terms = "Supported: timer\r\nSession-Expires: 1800;refresher=uac\r\n";
+    let (ok, _) = answered_call(&mut h, "manyst", terms);
+    for seq in 2..102u32 {
+        let update = with(
+            &trunk_in_dialog("UPDATE", &ok, seq, &format!("manyst{seq}")),
+            terms,
+            None,
+        );
+        assert_eq!(h.input(TRUNK, &update).statuses_to(TRUNK), [200]);
+        h.advance(1_000);
+    }
+    h.advance(40_000);
+    assert_eq!(h.engine.live_calls(), 1);
+    assert!(
+        h.engine.calls.timers.len() <= 3,
+        "{} timers for one call",
+        h.engine.calls.timers.len()
+    );
+}
+
+/// Bug: a trunk asserting an anonymous identity (`P-Asserted-Identity:
+/// <sip:anonymous@anonymous.invalid>`, sent by some networks for withheld numbers) had
+/// `anonymous` recorded as the caller's number (ANI), which a call-taker would try to
+/// call back. It is no number (RFC 3323 §4.1.1.3): the ANI is unknown.
+#[test]
+fn an_anonymous_asserted_identity_is_no_caller_number() {
+    let mut h = Harness::new(15);
+    let invite = trunk_invite("anonpai")
+        .replace(
+            "P-Asserted-Identity: <tel:+62811-555-0001>",
+            "P-Asserted-Identity: <sip:anonymous@anonymous.invalid>\r\nPrivacy: id",
+        )
+        .replace(
+            "From: <sip:+6281100001@trunk.test>",
+            "From: \"Anonymous\" <sip:anonymous@anonymous.invalid>",
+        );
+    let out = h.input(TRUNK, &invite);
+    let caller = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            CallEventKind::Received { caller, .. } => Some(caller.clone()),
+            _ => None,
+        })
+        .expect("received");
+    assert_eq!(caller, None);
+}
+
 /// Held: a re-INVITE over a TCP trunk crosses and its 2xx comes back on the connection.
 #[test]
 fn a_tcp_trunks_re_invite_is_answered_on_its_connection() {
