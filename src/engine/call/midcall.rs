@@ -240,11 +240,7 @@ impl Engine {
                         &[("Min-SE", min_se.to_string())],
                     );
                 }
-                Negotiation::Off => {
-                    if let Some(call) = self.calls.calls.get_mut(&handle) {
-                        call.session_timer = None;
-                    }
-                }
+                Negotiation::Off => self.set_session_timer(handle, None),
                 Negotiation::On(timer) => self.start_session_timer(now, handle, timer),
             }
         }
@@ -778,9 +774,22 @@ impl Engine {
         handle: CallHandle,
         mut timer: SessionTimer,
     ) {
-        let at = timer.restart(now.mono);
-        if let Some(call) = self.calls.calls.get_mut(&handle) {
-            call.session_timer = Some(timer);
+        timer.restart(now.mono);
+        self.set_session_timer(handle, Some(timer));
+    }
+
+    /// Makes `timer` the session timer of `handle`, its deadline the one entry the call
+    /// has in the timer table: the entry of the deadline it replaces goes, so refreshes
+    /// do not pile up entries for the call's life.
+    fn set_session_timer(&mut self, handle: CallHandle, timer: Option<SessionTimer>) {
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        let old = std::mem::replace(&mut call.session_timer, timer);
+        if let Some(at) = old.and_then(|t| t.deadline) {
+            self.calls.timers.remove(&(at, CallTimer::Session(handle)));
+        }
+        if let Some(at) = timer.and_then(|t| t.deadline) {
             self.calls.schedule(at, CallTimer::Session(handle));
         }
     }
@@ -816,21 +825,23 @@ impl Engine {
         let via = self.config.via_host();
         let branch = self.new_branch();
         let min_se = self.config.calls.min_session_expires_s;
-        let Some(call) = self.calls.calls.get_mut(&handle) else {
-            return;
-        };
-        if call.exchange.is_some() || call.pending_refresh.is_some() {
+        let busy = self
+            .calls
+            .calls
+            .get(&handle)
+            .is_some_and(|c| c.exchange.is_some() || c.pending_refresh.is_some());
+        if busy {
             // The open request's 2xx refreshes the session (`trunk_refreshed` moves the
             // deadline); should it fail, the refresh is tried again 2 s later, still well
             // before the trunk's expiry check (§10).
-            let retry = now.mono + std::time::Duration::from_secs(2);
-            timer.deadline = Some(retry);
-            call.session_timer = Some(timer);
-            self.calls.schedule(retry, CallTimer::Session(handle));
-            return;
+            timer.deadline = Some(now.mono + std::time::Duration::from_secs(2));
+            return self.set_session_timer(handle, Some(timer));
         }
-        let next = timer.restart(now.mono);
-        call.session_timer = Some(timer);
+        timer.restart(now.mono);
+        self.set_session_timer(handle, Some(timer));
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
         let method = if call.peer_allows_update(Side::Caller) {
             Method::Update
         } else {
@@ -865,7 +876,6 @@ impl Engine {
         if let Some(call) = self.calls.calls.get_mut(&handle) {
             call.pending_refresh = sent;
         }
-        self.calls.schedule(next, CallTimer::Session(handle));
     }
 
     /// The trunk's final response to siaga's refresh: a 2xx restarts the interval with the
@@ -914,12 +924,8 @@ impl Engine {
                 // the trunk's Call-ID, so it retries after 0–2 s.
                 use rand::Rng;
                 let delay = std::time::Duration::from_millis(self.rng.random_range(0..=2000));
-                let at = now.mono + delay;
-                timer.deadline = Some(at);
-                if let Some(call) = self.calls.calls.get_mut(&handle) {
-                    call.session_timer = Some(timer);
-                }
-                self.calls.schedule(at, CallTimer::Session(handle));
+                timer.deadline = Some(now.mono + delay);
+                self.set_session_timer(handle, Some(timer));
             }
             408 | 481 => {
                 tracing::warn!(
@@ -945,7 +951,7 @@ impl Engine {
         if timer.accept_refresh_answer(response) {
             self.start_session_timer(now, handle, timer);
         } else {
-            call.session_timer = None;
+            self.set_session_timer(handle, None);
         }
     }
 
