@@ -689,6 +689,40 @@ fn a_hundred_holds_and_resumes_leave_no_state_behind() {
     );
 }
 
+/// Bug: an UPDATE without a body (a session refresh, RFC 4028 §7.4) from the trunk while
+/// its re-INVITE waited on the operator drew 500, and while siaga's own refresh was open
+/// drew 491. Neither carries an offer, so neither overlaps one (RFC 3311 §5.2 refuses only
+/// UPDATEs *with* an offer): 200, and the session is refreshed.
+#[test]
+fn a_bodyless_update_is_answered_while_an_offer_is_open() {
+    let mut h = Harness::new(15);
+    let terms = "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n";
+    let (ok, _) = answered_call(&mut h, "bodyless", terms);
+    let reinvite = with(
+        &trunk_in_dialog("INVITE", &ok, 2, "bodylessre"),
+        "",
+        Some(&trunk_sdp(2, "sendonly", "127.0.0.1")),
+    );
+    let out = h.input(TRUNK, &reinvite);
+    let to_op = out.requests_to(OP1, Method::Invite).pop().expect("crosses");
+    let refresh = with(&trunk_in_dialog("UPDATE", &ok, 3, "bodylessu"), terms, None);
+    assert_eq!(h.input(TRUNK, &refresh).statuses_to(TRUNK), [200]);
+    let out = h.input(
+        OP1,
+        &phone_response(&to_op, 200, "OK", "op1", Some(&operator_sdp(2, "recvonly"))),
+    );
+    assert_eq!(final_to(&out, TRUNK).status(), Some(200));
+
+    // siaga refreshes (by UPDATE); the trunk's own bodyless UPDATE crosses it.
+    let mut h = Harness::new(15);
+    let terms = "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\nAllow: INVITE, ACK, BYE, UPDATE\r\n";
+    let (ok, _) = answered_call(&mut h, "bodyless2", terms);
+    let out = h.advance(45_000);
+    assert_eq!(out.requests_to(TRUNK, Method::Update).len(), 1);
+    let theirs = trunk_in_dialog("UPDATE", &ok, 2, "bodyless2u");
+    assert_eq!(h.input(TRUNK, &theirs).statuses_to(TRUNK), [200]);
+}
+
 /// Bug: every session refresh from the trunk armed one more session timer entry; the
 /// earlier ones stayed in the timer table until their (up to 30 min away) deadline. A
 /// trunk refreshing or re-INVITEing often grew the table without bound for the call's
