@@ -197,7 +197,11 @@ impl Engine {
         let Some(call) = self.calls.calls.get(&handle) else {
             return reply(self, 481, "Call/Transaction Does Not Exist");
         };
-        if let Some(exchange) = &call.exchange {
+        // An UPDATE without a body (a session refresh, RFC 4028 §7.4) carries no offer, so
+        // it overlaps none (RFC 3311 §5.2): answered whatever is open.
+        let offerless_update = msg.method() == Some(&Method::Update)
+            && crate::engine::sip::body::sdp_of(msg).is_none();
+        if let Some(exchange) = call.exchange.as_ref().filter(|_| !offerless_update) {
             // §14.2 / RFC 3311 §5.2: one offer at a time.
             return if exchange.from == side {
                 let retry_after = self.rng_retry_after().to_string();
@@ -212,7 +216,7 @@ impl Engine {
                 reply(self, 491, "Request Pending")
             };
         }
-        if call.pending_refresh.is_some() && side == Side::Caller {
+        if call.pending_refresh.is_some() && side == Side::Caller && !offerless_update {
             return reply(self, 491, "Request Pending");
         }
         // RFC 3311 §5.2: an UPDATE with an offer while siaga's own offer (in a 2xx)
