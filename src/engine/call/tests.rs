@@ -971,12 +971,18 @@ const SBC: &str = "127.0.0.1:5098";
 /// Answers the trunk call `id` (with `extra` headers in its INVITE) through operator 1001
 /// and returns (siaga's 2xx to the trunk, the operator's ACK).
 fn answered_call(h: &mut Harness, id: &str, extra: &str) -> (SipMessage, SipMessage) {
-    h.register("1001", OP1);
     let invite = trunk_invite(id).replace(
         "Max-Forwards: 70\r\n",
         &format!("Max-Forwards: 70\r\n{extra}"),
     );
-    let out = h.input(TRUNK, &invite);
+    answered_call_with(h, id, &invite)
+}
+
+/// [`answered_call`] of the trunk's `invite` (Call-ID `id`): siaga's 2xx to the trunk and
+/// its ACK to operator 1001, the trunk's ACK sent.
+fn answered_call_with(h: &mut Harness, id: &str, invite: &str) -> (SipMessage, SipMessage) {
+    h.register("1001", OP1);
+    let out = h.input(TRUNK, invite);
     let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
     let out = h.input(
         OP1,

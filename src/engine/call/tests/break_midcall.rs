@@ -6,6 +6,14 @@
 use super::midcall::{body, final_to, operator_in_dialog, operator_sdp, trunk_sdp, with};
 use super::*;
 
+/// An INVITE's session-timer terms (RFC 4028): a 90 s interval the trunk refreshes.
+const TRUNK_REFRESHES: &str = "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n";
+/// A 90 s interval siaga refreshes, by re-INVITE (the trunk lists no UPDATE).
+const SIAGA_REFRESHES: &str = "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\n";
+/// A 90 s interval siaga refreshes, by UPDATE.
+const SIAGA_REFRESHES_BY_UPDATE: &str =
+    "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\nAllow: INVITE, ACK, BYE, UPDATE\r\n";
+
 /// The trunk's ACK of siaga's 2xx to the INVITE or re-INVITE with CSeq `seq`.
 fn trunk_ack(ok: &SipMessage, seq: u32, branch: &str) -> String {
     trunk_in_dialog("ACK", ok, seq, branch)
@@ -218,12 +226,19 @@ fn a_re_invite_with_a_new_contact_moves_the_trunk_dialogs_target() {
     let out = h.input(TRUNK, &reinvite);
     assert_eq!(final_to(&out, TRUNK).status(), Some(200));
     h.input(TRUNK, &trunk_ack(&ok, 2, "movedack"));
-    let out = h.input(OP1, &operator_bye(&ack));
+    operator_hangs_up_and_bye_reaches(&mut h, &ack, &format!("sip:gw2@{moved}"));
+}
+
+/// The operator hangs up (`ack`: siaga's ACK of its 2xx): siaga's BYE to the trunk goes to
+/// `target`, an IP-literal SIP URI, as its Request-URI and its address.
+fn operator_hangs_up_and_bye_reaches(h: &mut Harness, ack: &SipMessage, target: &str) {
+    let at = target.rsplit('@').next().expect("user@host:port");
+    let out = h.input(OP1, &operator_bye(ack));
     let bye = out
-        .requests_to(moved, Method::Bye)
+        .requests_to(at, Method::Bye)
         .pop()
         .expect("the BYE goes to the new target");
-    assert_eq!(bye.request_uri_raw(), Some(&*format!("sip:gw2@{moved}")));
+    assert_eq!(bye.request_uri_raw(), Some(target));
 }
 
 // ---- what offers hold (RFC 3264 §8) ----------------------------------------------------------
@@ -236,17 +251,8 @@ fn a_re_invite_with_a_new_contact_moves_the_trunk_dialogs_target() {
 #[test]
 fn siagas_later_offers_to_the_trunk_keep_its_m_lines_in_order() {
     let mut h = Harness::new(15);
-    h.register("1001", OP1);
     let sdp = "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
-    let out = h.input(TRUNK, &trunk_invite_sdp("mlines", sdp));
-    let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
-    let out = h.input(
-        OP1,
-        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
-    );
-    let ok = out.to(TRUNK).pop().expect("2xx");
-    let ack = out.requests_to(OP1, Method::Ack).pop().expect("ACK");
-    h.input(TRUNK, &trunk_ack(&ok, 1, "mlinesack"));
+    let (ok, ack) = answered_call_with(&mut h, "mlines", &trunk_invite_sdp("mlines", sdp));
     let answered = m_lines(&ok);
     assert_eq!(answered.len(), 2);
     assert!(answered[0].starts_with("m=video 0 "), "{answered:?}");
@@ -297,11 +303,7 @@ fn a_re_invite_moving_media_to_another_address_family_is_refused() {
 #[test]
 fn a_hold_answered_by_the_trunk_refreshes_the_session() {
     let mut h = Harness::new(15);
-    let (_ok, ack) = answered_call(
-        &mut h,
-        "strelay",
-        "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n",
-    );
+    let (_ok, ack) = answered_call(&mut h, "strelay", TRUNK_REFRESHES);
     h.advance(40_000);
     let to_trunk = operator_holds(&mut h, &ack, 2, "strelayhold");
     assert_eq!(
@@ -330,11 +332,7 @@ fn a_hold_answered_by_the_trunk_refreshes_the_session() {
 #[test]
 fn a_2xx_without_session_expires_to_siagas_re_invite_turns_the_timer_off() {
     let mut h = Harness::new(15);
-    let (_ok, ack) = answered_call(
-        &mut h,
-        "stoff",
-        "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n",
-    );
+    let (_ok, ack) = answered_call(&mut h, "stoff", TRUNK_REFRESHES);
     h.advance(10_000);
     let to_trunk = operator_holds(&mut h, &ack, 2, "stoffhold");
     trunk_answers_hold(&mut h, &to_trunk, "", &ack);
@@ -350,11 +348,7 @@ fn a_2xx_without_session_expires_to_siagas_re_invite_turns_the_timer_off() {
 #[test]
 fn no_second_re_invite_to_the_trunk_while_a_refresh_is_pending() {
     let mut h = Harness::new(15);
-    let (_ok, ack) = answered_call(
-        &mut h,
-        "strace",
-        "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\n",
-    );
+    let (_ok, ack) = answered_call(&mut h, "strace", SIAGA_REFRESHES);
     let out = h.advance(45_000);
     assert_eq!(out.requests_to(TRUNK, Method::Invite).len(), 1, "refresh");
     let hold = with(
@@ -378,11 +372,7 @@ fn no_second_re_invite_to_the_trunk_while_a_refresh_is_pending() {
 #[test]
 fn a_refresh_put_off_by_a_crossing_offer_still_comes_before_expiry() {
     let mut h = Harness::new(15);
-    let (_ok, ack) = answered_call(
-        &mut h,
-        "stput",
-        "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\nAllow: INVITE, ACK, BYE, UPDATE\r\n",
-    );
+    let (_ok, ack) = answered_call(&mut h, "stput", SIAGA_REFRESHES_BY_UPDATE);
     h.advance(44_000);
     let to_trunk = operator_holds(&mut h, &ack, 2, "stputhold");
     let out = h.advance(2_000);
@@ -416,11 +406,7 @@ fn a_refresh_put_off_by_a_crossing_offer_still_comes_before_expiry() {
 #[test]
 fn an_update_refresh_refused_falls_back_to_re_invite() {
     let mut h = Harness::new(15);
-    answered_call(
-        &mut h,
-        "st405",
-        "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\nAllow: INVITE, ACK, BYE, UPDATE\r\n",
-    );
+    answered_call(&mut h, "st405", SIAGA_REFRESHES_BY_UPDATE);
     let out = h.advance(45_000);
     let update = out
         .requests_to(TRUNK, Method::Update)
@@ -446,11 +432,7 @@ fn an_update_refresh_refused_falls_back_to_re_invite() {
 #[test]
 fn the_answer_to_a_refresh_re_invite_moves_the_relay() {
     let mut h = Harness::new(15);
-    answered_call(
-        &mut h,
-        "stsdp",
-        "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\n",
-    );
+    answered_call(&mut h, "stsdp", SIAGA_REFRESHES);
     let out = h.advance(45_000);
     let reinvite = out
         .requests_to(TRUNK, Method::Invite)
@@ -498,12 +480,7 @@ fn a_2xx_with_a_new_contact_moves_the_dialogs_target() {
     let out = h.input(TRUNK, &ok);
     let seq = final_to(&out, OP1).cseq().expect("cseq").seq;
     h.input(OP1, &operator_in_dialog("ACK", &ack, seq, "moved2ack"));
-    let out = h.input(OP1, &operator_bye(&ack));
-    let bye = out
-        .requests_to(moved, Method::Bye)
-        .pop()
-        .expect("the BYE goes to the new target");
-    assert_eq!(bye.request_uri_raw(), Some(&*format!("sip:gw3@{moved}")));
+    operator_hangs_up_and_bye_reaches(&mut h, &ack, &format!("sip:gw3@{moved}"));
 }
 
 /// Bug: an UPDATE with an offer while siaga's own offer (in its 2xx to an offer-less
@@ -696,7 +673,7 @@ fn a_hundred_holds_and_resumes_leave_no_state_behind() {
 #[test]
 fn a_bodyless_update_is_answered_while_an_offer_is_open() {
     let mut h = Harness::new(15);
-    let terms = "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n";
+    let terms = TRUNK_REFRESHES;
     let (ok, _) = answered_call(&mut h, "bodyless", terms);
     let reinvite = with(
         &trunk_in_dialog("INVITE", &ok, 2, "bodylessre"),
@@ -715,7 +692,7 @@ fn a_bodyless_update_is_answered_while_an_offer_is_open() {
 
     // siaga refreshes (by UPDATE); the trunk's own bodyless UPDATE crosses it.
     let mut h = Harness::new(15);
-    let terms = "Supported: timer\r\nSession-Expires: 90;refresher=uas\r\nAllow: INVITE, ACK, BYE, UPDATE\r\n";
+    let terms = SIAGA_REFRESHES_BY_UPDATE;
     let (ok, _) = answered_call(&mut h, "bodyless2", terms);
     let out = h.advance(45_000);
     assert_eq!(out.requests_to(TRUNK, Method::Update).len(), 1);
