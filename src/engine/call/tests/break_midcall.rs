@@ -293,6 +293,39 @@ fn a_re_invite_moving_media_to_another_address_family_is_refused() {
     assert_eq!(h.engine.live_calls(), 1);
 }
 
+/// Bug: an offer was taken as "unchanged" on its `o=` version alone. The origin
+/// (username, sess-id, address) names the session (RFC 4566 §5.2); an SBC that failed over
+/// writes a new sess-id whose version may well equal the old one. siaga answered such a
+/// re-INVITE with the old answer and kept sending RTP to the old address.
+#[test]
+fn a_new_session_origin_with_the_same_version_is_a_change() {
+    let mut h = Harness::new(15);
+    let (ok, _) = answered_call(&mut h, "neworigin", "");
+    let failover = trunk_sdp(1, "sendrecv", "127.0.0.5").replace("o=trunk 1 1", "o=sbc2 77 1");
+    let out = h.input(
+        TRUNK,
+        &with(
+            &trunk_in_dialog("INVITE", &ok, 2, "neworiginre"),
+            "",
+            Some(&failover),
+        ),
+    );
+    let to_op = out
+        .requests_to(OP1, Method::Invite)
+        .pop()
+        .expect("a new description crosses to the operator");
+    let out = h.input(
+        OP1,
+        &phone_response(&to_op, 200, "OK", "op1", Some(&operator_sdp(2, "sendrecv"))),
+    );
+    assert_eq!(final_to(&out, TRUNK).status(), Some(200));
+    assert!(out.media.iter().any(|m| matches!(
+        m,
+        MediaCommand::SetPeer { side: crate::engine::media::Side::Caller, rtp, .. }
+            if *rtp == addr("127.0.0.5:6000")
+    )));
+}
+
 // ---- session timers across re-INVITEs (RFC 4028) -------------------------------------------
 
 /// Bug: a successful re-INVITE siaga sent the trunk did not count as a session refresh.
