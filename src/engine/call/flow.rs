@@ -160,7 +160,7 @@ impl Engine {
                 Negotiation::On(timer) => Some(timer),
             };
         let late_offer = trunk_offer.is_none();
-        let trunk_remote_version = trunk_offer.as_ref().map(|o| o.session_version);
+        let trunk_remote_origin = trunk_offer.as_ref().map(|o| o.origin());
         let trunk_offer = trunk_offer.or_else(|| capability_offer(self.config.calls.media_ip));
         let handle = self.calls.new_call_handle();
         let record = self.new_uuid();
@@ -208,7 +208,7 @@ impl Engine {
             },
         );
         let mut media = LegMedia::new(SdpSession::random(&mut self.rng));
-        media.remote_version = trunk_remote_version;
+        media.remote_origin = trunk_remote_origin;
         media.allows_update = allows_update(invite);
         let position = handle.0;
         self.calls.calls.insert(
@@ -764,7 +764,7 @@ impl Engine {
                 match operator_answer {
                     Ok(op) => {
                         match sdp::answer_across(offer, &op, relay, &mut call.trunk.media.sdp) {
-                            Ok(body) => Some((Some(body), op.rtp, Some(op.session_version))),
+                            Ok(body) => Some((Some(body), op.rtp, Some(op.origin()))),
                             Err(error) => {
                                 tracing::info!(call = %record, operator, %error, "operator answered no common codec");
                                 None
@@ -783,7 +783,7 @@ impl Engine {
             }
             _ => Some((None, None, None)),
         };
-        let Some((body, operator_rtp, operator_version)) = answer else {
+        let Some((body, operator_rtp, operator_origin)) = answer else {
             self.emit(
                 record,
                 now,
@@ -825,7 +825,7 @@ impl Engine {
             leg.state = LegState::Answered;
             leg.dialog = Some(dialog);
             leg.ack = Some(ack);
-            leg.media.remote_version = operator_version;
+            leg.media.remote_origin = operator_origin;
             leg.media.allows_update = allows_update(response);
         }
         call.state = CallState::Answered {

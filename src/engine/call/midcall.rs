@@ -289,7 +289,7 @@ impl Engine {
         }
         // RFC 3264 §8: the same version is the same session (a refresh): answer it as
         // before.
-        let unchanged = call.remote_version(side) == Some(offer.session_version);
+        let unchanged = call.remote_origin(side) == Some(offer.origin());
         if unchanged || call.relay.is_none() {
             if call.relay.is_none() {
                 tracing::info!(call = %call.record, "mid-call offer without a relay: answered unchanged");
@@ -599,8 +599,8 @@ impl Engine {
                 return self.respond_in_dialog(now, respond, 488, "Not Acceptable Here", &[]);
             }
         };
-        call.set_remote_version(from, offer.session_version);
-        call.set_remote_version(from.other(), answer.session_version);
+        call.set_remote_origin(from, offer.origin());
+        call.set_remote_origin(from.other(), answer.origin());
         call.set_local_sdp(from, body.clone());
         let direction = offer.direction;
         let peers = [(from, offer.rtp), (from.other(), answer.rtp)];
@@ -993,7 +993,7 @@ impl Engine {
         let relay = call.relay.map(|(r, _, _)| r);
         match sdp::parse(body) {
             Ok(answer) => {
-                call.set_remote_version(side, answer.session_version);
+                call.set_remote_origin(side, answer.origin());
                 if let (Some(relay), Some(rtp)) =
                     (relay, answer.rtp.filter(|a| !a.ip().is_unspecified()))
                 {
@@ -1149,14 +1149,14 @@ impl super::Call {
         }
     }
 
-    /// The session version of the SDP the peer on `side` last sent.
-    fn remote_version(&self, side: Side) -> Option<u64> {
-        self.media_of(side)?.remote_version
+    /// The `o=` sess-id and version of the SDP the peer on `side` last sent.
+    fn remote_origin(&self, side: Side) -> Option<(u64, u64)> {
+        self.media_of(side)?.remote_origin
     }
 
-    pub(crate) fn set_remote_version(&mut self, side: Side, version: u64) {
+    pub(crate) fn set_remote_origin(&mut self, side: Side, origin: (u64, u64)) {
         if let Some(media) = self.media_of_mut(side) {
-            media.remote_version = Some(version);
+            media.remote_origin = Some(origin);
         }
     }
 

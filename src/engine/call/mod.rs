@@ -96,9 +96,10 @@ pub struct LegMedia {
     pub sdp: SdpSession,
     /// The SDP siaga last sent on this leg: its answer, or its offer.
     pub local: Option<Bytes>,
-    /// The `o=` session version the peer's last SDP carried; an offer with the same
-    /// version changes nothing (RFC 3264 §8).
-    pub remote_version: Option<u64>,
+    /// The `o=` sess-id and sess-version of the peer's last SDP; an offer with the same
+    /// pair changes nothing (RFC 3264 §8), one with another sess-id is another
+    /// description whatever its version (RFC 4566 §5.2: the origin names the session).
+    pub remote_origin: Option<(u64, u64)>,
     /// Whether the peer lists UPDATE in its Allow (RFC 3311 §5.1).
     pub allows_update: bool,
     /// siaga's 2xx to the peer's INVITE or re-INVITE, resent until the ACK (§13.3.1.4).
@@ -111,7 +112,7 @@ impl LegMedia {
         LegMedia {
             sdp,
             local: None,
-            remote_version: None,
+            remote_origin: None,
             allows_update: false,
             ok: None,
         }
