@@ -6,8 +6,8 @@
 //! side crosses the B2BUA: siaga answers the request only once the other side answered
 //! its own re-INVITE/UPDATE carrying the offer rewritten to the relay (`sdp::offer_across`
 //! and `sdp::answer_across`). What changes nothing crosses nothing and is answered here:
-//! an offer with the session version last seen (RFC 3264 §8: the session is unchanged — a
-//! session refresh), and a re-INVITE without an offer, which gets siaga's current
+//! an offer with the `o=` sess-id and version last seen (RFC 3264 §8: the session is
+//! unchanged — a session refresh), and a re-INVITE without an offer, which gets siaga's current
 //! description as the offer in the 2xx and the answer in the ACK (§14.2, RFC 3264 §8);
 //! likewise an UPDATE without a body. In-dialog OPTIONS and INFO draw 200.
 //!
