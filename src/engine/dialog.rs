@@ -139,6 +139,21 @@ impl Dialog {
         })
     }
 
+    /// A target refresh (§12.2.2 for a re-INVITE or UPDATE received, §12.2.1.2 for the
+    /// 2xx to one siaga sent; RFC 3311 §5): the first Contact of `msg` becomes the remote
+    /// target. With `follow`, requests then go to its address when it is an IP literal
+    /// and no route set comes first, as [`Dialog::as_uas`] chose for the first one. A
+    /// message without a readable Contact changes nothing.
+    pub fn refresh_target(&mut self, msg: &SipMessage, follow: bool) {
+        let Ok(target) = contact_uri(msg) else {
+            return;
+        };
+        if follow && self.route_set.is_empty() {
+            self.destination = next_hop(&[], Some(&target), self.destination);
+        }
+        self.remote_target = target;
+    }
+
     /// This dialog's key.
     pub fn key(&self) -> DialogKey {
         DialogKey {

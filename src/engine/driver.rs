@@ -657,6 +657,14 @@ impl Engine {
         {
             let (status, reason, ended) = match reply {
                 DialogReply::MidCall(handle, side) => return Reply::MidCall(handle, side),
+                DialogReply::Retry(after) => {
+                    return Reply::Final(Answer {
+                        status: 500,
+                        reason: "Server Internal Error".to_owned(),
+                        headers: vec![("Retry-After", after.to_string())],
+                        to_tag: None,
+                    });
+                }
                 DialogReply::Final(status, reason, ended) => (status, reason, ended),
             };
             let answer = match msg.method() {
@@ -914,14 +922,28 @@ fn dialog_key(msg: &SipMessage) -> Option<DialogKey> {
 /// The ACK of a 300–699 response to siaga's `invite` (RFC 3261 §17.1.1.3): the INVITE's
 /// Request-URI, top Via, From, Call-ID, CSeq number and Route; the response's To.
 fn ack_of_failure(invite: &SipMessage, response: &SipMessage) -> Option<bytes::Bytes> {
+    ack_copying(invite, response, None)
+}
+
+/// An ACK built from siaga's `invite` and the `response` it acknowledges, as
+/// [`ack_of_failure`] builds it, but with `via` (a Via value with a new branch) when
+/// given: the ACK of a 2xx whose dialog siaga no longer holds (§13.2.2.4: every 2xx is
+/// ACKed, in a transaction of its own).
+pub(crate) fn ack_copying(
+    invite: &SipMessage,
+    response: &SipMessage,
+    via: Option<&str>,
+) -> Option<bytes::Bytes> {
     use super::sip::builder::MessageBuilder;
     let uri = invite.request_uri_raw()?;
-    let via = invite.header(HeaderName::Via)?;
     let seq = invite.cseq().ok()?.seq;
+    let b = MessageBuilder::request(&Method::Ack, uri);
+    let b = match via {
+        Some(via) => b.header("Via", via),
+        None => b.copy(invite.header(HeaderName::Via)?),
+    };
     Some(
-        MessageBuilder::request(&Method::Ack, uri)
-            .copy(via)
-            .header("Max-Forwards", 70)
+        b.header("Max-Forwards", 70)
             .copy_all(invite, HeaderName::From)
             .copy_all(response, HeaderName::To)
             .copy_all(invite, HeaderName::CallId)

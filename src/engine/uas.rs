@@ -98,9 +98,9 @@ pub fn capabilities() -> Vec<(&'static str, String)> {
 
 /// Checks a request outside any dialog or transaction, in RFC 3261 §8.2's order:
 /// the mandatory headers (parsed into `head` by [`RequestHead::parse`], §8.1.1), the version (505), the method (§8.2.1; 501/405
-/// with Allow), the CSeq method (400), an unknown To tag (§12.2.2; 481), the Request-URI
-/// scheme and target (§8.2.2.1; 416, 404), Require (§8.2.2.3; 420 with Unsupported), the
-/// body's type and encoding (§8.2.3; 415 with Accept/Accept-Encoding) and, for INVITE,
+/// with Allow), the CSeq method (400), Require (§8.2.2.3; 420 with Unsupported — also
+/// for requests in a dialog), a To tag (§12.2.2; 481: the engine then looks for the
+/// dialog), the Request-URI scheme and target (§8.2.2.1; 416, 404), the body's type and encoding (§8.2.3; 415 with Accept/Accept-Encoding) and, for INVITE,
 /// whether the answer's SDP is acceptable to the caller (§8.2.3 via §21.4.7; 406).
 ///
 /// ACK never reaches here (it is never answered); CANCEL is matched before.
@@ -172,6 +172,21 @@ fn check(
     if &cseq.method != method {
         return Err(bad(ParseError::CSeqMethodMismatch));
     }
+    // §8.2.2.3, before the dialog is looked for: it holds for requests in a dialog too
+    // (a re-INVITE that requires an extension siaga lacks must not cross the call).
+    if !matches!(method, Method::Ack | Method::Cancel) {
+        let required = msg.option_tags(HeaderName::Require).map_err(bad)?;
+        let unsupported: Vec<&str> = required
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(
+                Rejection::new(420, "Bad Extension").with("Unsupported", unsupported.join(", "))
+            );
+        }
+    }
     // §12.2.2: a request with a To tag belongs to a dialog; none matched it.
     if to.tag().is_some() {
         return Err(Rejection::new(481, "Call/Transaction Does Not Exist"));
@@ -190,19 +205,6 @@ fn check(
         Uri::Tel(_) | Uri::Urn(_) => Verdict::ToTarget,
         Uri::Other(_) => return Err(Rejection::new(416, "Unsupported URI Scheme")),
     };
-    if !matches!(method, Method::Ack | Method::Cancel) {
-        let required = msg.option_tags(HeaderName::Require).map_err(bad)?;
-        let unsupported: Vec<&str> = required
-            .iter()
-            .map(String::as_str)
-            .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
-            .collect();
-        if !unsupported.is_empty() {
-            return Err(
-                Rejection::new(420, "Bad Extension").with("Unsupported", unsupported.join(", "))
-            );
-        }
-    }
     check_body(msg)?;
     if *method == Method::Invite {
         let accept = msg.accept().map_err(bad)?;

@@ -74,6 +74,20 @@ fn ip_literal_address(uri: &str) -> Option<SocketAddr> {
         .socket_addr()
 }
 
+/// Why the relay cannot reach the media of `offer` (RFC 3261 §20.43 warn-code 301, the
+/// warn-text): its address is IPv6 and the relay's (`media_ip`) IPv4, or the reverse — one
+/// relay socket cannot send to the other family. RFC 5118 §4.9's IPv4-mapped IPv6
+/// addresses count as IPv4; the hold address `0.0.0.0` fits any relay.
+pub(crate) fn family_mismatch(
+    offer: &crate::engine::sdp::MediaOffer,
+    media_ip: std::net::IpAddr,
+) -> Option<String> {
+    let rtp = offer.rtp.filter(|rtp| !rtp.ip().is_unspecified())?;
+    (rtp.ip().to_canonical().is_ipv4() != media_ip.to_canonical().is_ipv4()).then(|| {
+        format!("Incompatible network address formats: media at {rtp}, relay at {media_ip}")
+    })
+}
+
 /// Whether `msg` lists UPDATE in its Allow (RFC 3311 §5.1).
 fn allows_update(msg: &SipMessage) -> bool {
     msg.allow()
@@ -114,9 +128,7 @@ impl Engine {
             Ok(offer) => offer,
             Err((code, why)) => {
                 self.record_refused_call(now, invite, called, 488, &why);
-                // warn-text is a quoted-string: no quote or backslash of the error's text.
-                let text = why.replace(['"', '\\'], "'");
-                let warning = format!("{code} {} \"{text}\"", self.config.via_host());
+                let warning = self.warning(code, &why);
                 return self.refuse_call(
                     now,
                     tx,
@@ -148,7 +160,7 @@ impl Engine {
                 Negotiation::On(timer) => Some(timer),
             };
         let late_offer = trunk_offer.is_none();
-        let trunk_remote_version = trunk_offer.as_ref().map(|o| o.session_version);
+        let trunk_remote_origin = trunk_offer.as_ref().map(|o| o.origin());
         let trunk_offer = trunk_offer.or_else(|| capability_offer(self.config.calls.media_ip));
         let handle = self.calls.new_call_handle();
         let record = self.new_uuid();
@@ -196,7 +208,7 @@ impl Engine {
             },
         );
         let mut media = LegMedia::new(SdpSession::random(&mut self.rng));
-        media.remote_version = trunk_remote_version;
+        media.remote_origin = trunk_remote_origin;
         media.allows_update = allows_update(invite);
         let reliable = super::Reliable::for_invite(invite, late_offer, &mut self.rng);
         let position = handle.0;
@@ -306,20 +318,19 @@ impl Engine {
         let incompatible = |e: &dyn std::fmt::Display| (305, e.to_string());
         let offer = sdp::parse(body).map_err(|e| incompatible(&e))?;
         let media_ip = self.config.calls.media_ip;
-        if let Some(rtp) = offer.rtp
-            && !rtp.ip().is_unspecified()
-            && rtp.ip().to_canonical().is_ipv4() != media_ip.to_canonical().is_ipv4()
-        {
-            return Err((
-                301,
-                format!(
-                    "Incompatible network address formats: media at {rtp}, relay at {media_ip}"
-                ),
-            ));
+        if let Some(why) = family_mismatch(&offer, media_ip) {
+            return Err((301, why));
         }
         let relay = SocketAddr::new(media_ip, 0);
         sdp::offer_across(&offer, relay, &mut SdpSession::new(1)).map_err(|e| incompatible(&e))?;
         Ok(Some(offer))
+    }
+
+    /// A Warning value (RFC 3261 §20.43) with `code` and `why`, from siaga's host.
+    pub(crate) fn warning(&self, code: u16, why: &str) -> String {
+        // warn-text is a quoted-string: no quote or backslash of the error's text.
+        let text = why.replace(['"', '\\'], "'");
+        format!("{code} {} \"{text}\"", self.config.via_host())
     }
 
     /// Answers the INVITE on `tx` with a final failure and forgets it.
@@ -767,7 +778,7 @@ impl Engine {
                 match operator_answer {
                     Ok(op) => {
                         match sdp::answer_across(offer, &op, relay, &mut call.trunk.media.sdp) {
-                            Ok(body) => Some((Some(body), op.rtp, Some(op.session_version))),
+                            Ok(body) => Some((Some(body), op.rtp, Some(op.origin()))),
                             Err(error) => {
                                 tracing::info!(call = %record, operator, %error, "operator answered no common codec");
                                 None
@@ -786,7 +797,7 @@ impl Engine {
             }
             _ => Some((None, None, None)),
         };
-        let Some((body, operator_rtp, operator_version)) = answer else {
+        let Some((body, operator_rtp, operator_origin)) = answer else {
             self.emit(
                 record,
                 now,
@@ -828,7 +839,7 @@ impl Engine {
             leg.state = LegState::Answered;
             leg.dialog = Some(dialog);
             leg.ack = Some(ack);
-            leg.media.remote_version = operator_version;
+            leg.media.remote_origin = operator_origin;
             leg.media.allows_update = allows_update(response);
         }
         call.state = CallState::Answered {
@@ -898,23 +909,22 @@ impl Engine {
                 tracing::warn!(call = %record, %error, "trunk INVITE forms no dialog; BYE cannot reach it")
             }
         }
-        call.trunk.media.ok = Some(super::PendingOk {
-            bytes: ok.clone(),
-            interval: self.config.timers.t1,
-            target: call.trunk.target,
-            first: true,
-        });
-        if let Err(error) = self.server.send_response(now.mono, trunk_tx, 200, ok) {
+        let (target, seq) = (call.trunk.target, call.trunk.invite.cseq().map(|c| c.seq));
+        let offered = call.late_offer;
+        if let Err(error) = self
+            .server
+            .send_response(now.mono, trunk_tx, 200, ok.clone())
+        {
             tracing::error!(%error, "the trunk's INVITE transaction refused the 2xx");
         }
         self.calls.by_invite.remove(&trunk_tx);
-        self.calls.schedule(
-            now.mono + self.config.timers.t1,
-            CallTimer::OkRetransmit(handle, Side::Caller),
-        );
-        self.calls.schedule(
-            now.mono + self.config.timers.sixty_four_t1(),
-            CallTimer::OkTimeout(handle, Side::Caller),
+        let seq = seq.unwrap_or_default();
+        self.resend_until_acked(
+            now,
+            (handle, Side::Caller),
+            ok,
+            target,
+            (seq, true, offered),
         );
         if let Some(timer) = session_timer {
             self.start_session_timer(now, handle, timer);
@@ -1193,6 +1203,15 @@ impl Engine {
         let Some(&(handle, leg)) = self.calls.by_dialog.get(key) else {
             return false;
         };
+        // §12.2.2: an ACK with another From tag is not in the dialog (dropped).
+        if !self
+            .calls
+            .calls
+            .get(&handle)
+            .is_some_and(|c| c.is_remote_tag(leg, ack))
+        {
+            return true;
+        }
         let side = if leg.is_none() {
             Side::Caller
         } else {
@@ -1315,7 +1334,9 @@ impl Engine {
         self.dispatch(now);
     }
 
-    /// Sends a BYE in `dialog` (§15.1.1) on its own client transaction.
+    /// Sends a BYE in `dialog` (§15.1.1) on its own client transaction. The dialog lives
+    /// on until the BYE is answered: a BYE the peer sent meanwhile draws 200 (RFC 5407
+    /// §3.2.1, see [`CallTable::byes`](super::CallTable::byes)).
     fn send_bye(&mut self, now: Now, dialog: &mut Dialog) {
         let branch = self.new_branch();
         let bytes = dialog
@@ -1367,7 +1388,7 @@ impl Engine {
                         .calls
                         .calls
                         .get_mut(&handle)
-                        .and_then(|c| c.take_pending_ok(side));
+                        .and_then(|c| c.take_unacked_ok(side, now.mono));
                     if let Some(ok) = unacked {
                         tracing::warn!(
                             ?side,

@@ -52,8 +52,18 @@ pub fn caller_number(msg: &SipMessage) -> Option<String> {
     let from_pai = asserted
         .iter()
         .find_map(|na| tel_number(&na.uri))
-        .or_else(|| asserted.iter().find_map(|na| user_of(&na.uri)));
+        .or_else(|| {
+            asserted
+                .iter()
+                .filter_map(|na| user_of(&na.uri))
+                .find(|n| !is_anonymous(n))
+        });
     from_pai.or_else(|| from_number(msg))
+}
+
+/// `anonymous`: the user part of an identity withheld (RFC 3323 §4.1.1.3), not a number.
+fn is_anonymous(user: &str) -> bool {
+    user.eq_ignore_ascii_case("anonymous")
 }
 
 /// The number of the From URI (a `tel:` number or a SIP user part, without visual
@@ -62,7 +72,7 @@ pub(super) fn from_number(msg: &SipMessage) -> Option<String> {
     msg.from()
         .ok()
         .and_then(|na| user_of(&na.uri))
-        .filter(|u| !u.eq_ignore_ascii_case("anonymous"))
+        .filter(|u| !is_anonymous(u))
 }
 
 /// The number the caller first dialled when the call reached siaga retargeted or

@@ -6,8 +6,8 @@
 //! side crosses the B2BUA: siaga answers the request only once the other side answered
 //! its own re-INVITE/UPDATE carrying the offer rewritten to the relay (`sdp::offer_across`
 //! and `sdp::answer_across`). What changes nothing crosses nothing and is answered here:
-//! an offer with the session version last seen (RFC 3264 §8: the session is unchanged — a
-//! session refresh), and a re-INVITE without an offer, which gets siaga's current
+//! an offer with the `o=` sess-id and version last seen (RFC 3264 §8: the session is
+//! unchanged — a session refresh), and a re-INVITE without an offer, which gets siaga's current
 //! description as the offer in the 2xx and the answer in the ACK (§14.2, RFC 3264 §8);
 //! likewise an UPDATE without a body. In-dialog OPTIONS and INFO draw 200.
 //!
@@ -81,6 +81,8 @@ pub struct InDialogRequest {
     pub seq: u32,
     /// The ACK of its 2xx, once sent: resent for each retransmitted 2xx.
     pub ack: Option<Bytes>,
+    /// Where it was sent (an ACK goes there once the call is gone).
+    pub destination: crate::engine::transaction::Destination,
 }
 
 /// What siaga does with a request in one of its dialogs.
@@ -91,6 +93,9 @@ pub(crate) enum DialogReply {
     /// A re-INVITE or UPDATE in the answered call: the engine creates its server
     /// transaction and hands it to [`Engine::on_mid_call_request`].
     MidCall(CallHandle, Side),
+    /// Answer 500 with `Retry-After` of this many seconds (0–10): the request overlaps an
+    /// offer siaga has not answered yet (§14.2, RFC 3311 §5.2).
+    Retry(u32),
 }
 
 impl Engine {
@@ -115,18 +120,30 @@ impl Engine {
         }
         let seq = msg.cseq().ok()?.seq;
         let call = self.calls.calls.get_mut(&handle)?;
+        // §12.2.2: the dialog ID holds the peer's tag too; another From tag is another
+        // dialog, which siaga does not have (481).
+        if !call.is_remote_tag(leg, msg) {
+            return None;
+        }
         let answered_leg = match call.state {
             CallState::Answered { leg, .. } => Some(leg),
             _ => None,
         };
         // §15: a BYE in the early dialog of siaga's 180 — the caller hung up before an
         // operator answered: 200 to the BYE, 487 to the INVITE, recorded as abandoned.
-        // An offer cannot be taken there yet (siaga has no answer to give): 488.
+        // The INVITE's offer is not answered yet: a re-INVITE draws 500 with Retry-After
+        // (§14.2), and so does an UPDATE with an offer (RFC 3311 §5.2); after a late-offer
+        // INVITE siaga has no offer to pair with an UPDATE's either: 488.
         if leg.is_none() && answered_leg.is_none() {
-            let tx = call.trunk.tx;
+            let (tx, late_offer) = (call.trunk.tx, call.late_offer);
+            let offer = crate::engine::sip::body::sdp_of(msg).is_some();
             return Some(match msg.method() {
                 Some(Method::Bye) => DialogReply::Final(200, "OK", Some(tx)),
-                Some(Method::Invite | Method::Update) => {
+                Some(Method::Invite) => DialogReply::Retry(self.rng_retry_after()),
+                Some(Method::Update) if offer && !late_offer => {
+                    DialogReply::Retry(self.rng_retry_after())
+                }
+                Some(Method::Update) if offer => {
                     DialogReply::Final(488, "Not Acceptable Here", None)
                 }
                 _ => DialogReply::Final(200, "OK", None),
@@ -147,6 +164,12 @@ impl Engine {
         // §12.2.2: a CSeq lower than the last one is out of order.
         if !dialog.accept_remote_seq(seq) {
             return Some(DialogReply::Final(500, "Server Internal Error", None));
+        }
+        // §12.2.2, RFC 3311 §5.2: a re-INVITE or UPDATE is a target refresh. Requests to
+        // the trunk follow its new Contact as they followed its first; an operator stays
+        // reached on its registered flow.
+        if matches!(msg.method(), Some(Method::Invite | Method::Update)) {
+            dialog.refresh_target(msg, side == Side::Caller);
         }
         Some(match msg.method() {
             Some(Method::Bye) => {
@@ -178,7 +201,11 @@ impl Engine {
         let Some(call) = self.calls.calls.get(&handle) else {
             return reply(self, 481, "Call/Transaction Does Not Exist");
         };
-        if let Some(exchange) = &call.exchange {
+        // An UPDATE without a body (a session refresh, RFC 4028 §7.4) carries no offer, so
+        // it overlaps none (RFC 3311 §5.2): answered whatever is open.
+        let offerless_update = msg.method() == Some(&Method::Update)
+            && crate::engine::sip::body::sdp_of(msg).is_none();
+        if let Some(exchange) = call.exchange.as_ref().filter(|_| !offerless_update) {
             // §14.2 / RFC 3311 §5.2: one offer at a time.
             return if exchange.from == side {
                 let retry_after = self.rng_retry_after().to_string();
@@ -193,7 +220,19 @@ impl Engine {
                 reply(self, 491, "Request Pending")
             };
         }
-        if call.pending_refresh.is_some() && side == Side::Caller {
+        if call.pending_refresh.is_some() && side == Side::Caller && !offerless_update {
+            return reply(self, 491, "Request Pending");
+        }
+        // RFC 3311 §5.2: an UPDATE with an offer while siaga's own offer (in a 2xx)
+        // awaits its answer (in the ACK): 491.
+        let offer_open = call
+            .media_of(side)
+            .and_then(|m| m.ok.as_ref())
+            .is_some_and(|ok| ok.offered);
+        if offer_open
+            && msg.method() == Some(&Method::Update)
+            && crate::engine::sip::body::sdp_of(msg).is_some()
+        {
             return reply(self, 491, "Request Pending");
         }
         // RFC 4028 §9: a refresh from the trunk restarts (or changes) the session timer.
@@ -209,11 +248,7 @@ impl Engine {
                         &[("Min-SE", min_se.to_string())],
                     );
                 }
-                Negotiation::Off => {
-                    if let Some(call) = self.calls.calls.get_mut(&handle) {
-                        call.session_timer = None;
-                    }
-                }
+                Negotiation::Off => self.set_session_timer(handle, None),
                 Negotiation::On(timer) => self.start_session_timer(now, handle, timer),
             }
         }
@@ -243,9 +278,22 @@ impl Engine {
                 return reply(self, 488, "Not Acceptable Here");
             }
         };
+        // As for the INVITE (`read_trunk_offer`): media the relay cannot reach is refused,
+        // and the session goes on as it was (RFC 3264 §8).
+        if let Some(why) = super::flow::family_mismatch(&offer, self.config.calls.media_ip) {
+            tracing::info!(call = %call.record, why, "mid-call offer in another address family: 488");
+            let warning = self.warning(301, &why);
+            return self.respond_in_dialog(
+                now,
+                (tx, msg, target, received_from),
+                488,
+                "Not Acceptable Here",
+                &[("Warning", warning)],
+            );
+        }
         // RFC 3264 §8: the same version is the same session (a refresh): answer it as
         // before.
-        let unchanged = call.remote_version(side) == Some(offer.session_version);
+        let unchanged = call.remote_origin(side) == Some(offer.origin());
         if unchanged || call.relay.is_none() {
             if call.relay.is_none() {
                 tracing::info!(call = %call.record, "mid-call offer without a relay: answered unchanged");
@@ -257,6 +305,19 @@ impl Engine {
                 (handle, side),
                 answer,
             );
+        }
+        // §14.1: siaga's session refresh is an INVITE (or UPDATE) transaction in progress
+        // toward the trunk; no second one starts there until it ends.
+        if side == Side::Operator && call.pending_refresh.is_some() {
+            return reply(self, 491, "Request Pending");
+        }
+        if is_invite {
+            // §17.2.1: the answer waits on the other side, which siaga cannot promise
+            // within 200 ms: 100 Trying, so a UDP peer stops retransmitting.
+            let trying = response_to(msg, Some(received_from), 100, "Trying", None).build();
+            if let Err(error) = self.server.send_response(now.mono, tx, 100, trying) {
+                tracing::debug!(%error, "100 to a re-INVITE not sent");
+            }
         }
         self.carry_offer(
             now,
@@ -292,14 +353,19 @@ impl Engine {
         };
         let record = call.record;
         let allows_update = call.peer_allows_update(to);
+        let timer = call.session_timer.filter(|_| to == Side::Caller);
+        let min_se = self.config.calls.min_session_expires_s;
+        // RFC 3264 §8: the new offer keeps the m= lines siaga last sent on that leg.
+        let previous = call.local_sdp(to).and_then(|b| sdp::parse(&b).ok());
         let Some((dialog, session)) = call.dialog_and_sdp(to) else {
             return;
         };
-        let body = match sdp::offer_across(
-            &exchange.offer,
-            SocketAddr::new(media_ip, port),
-            session,
-        ) {
+        let relay = SocketAddr::new(media_ip, port);
+        let body = match &previous {
+            Some(previous) => sdp::reoffer_across(&exchange.offer, relay, session, previous),
+            None => sdp::offer_across(&exchange.offer, relay, session),
+        };
+        let body = match body {
             Ok(body) => body,
             Err(error) => {
                 tracing::info!(call = %record, %error, "mid-call offer siaga cannot relay: 488");
@@ -325,13 +391,17 @@ impl Engine {
             Some(Method::Update) if allows_update => Method::Update,
             _ => Method::Invite,
         };
-        let bytes = dialog
+        let mut b = dialog
             .request(&method, &via, &branch)
             .header("Contact", format!("<sip:siaga@{via}>"))
             .header("Allow", uas::allow_value())
-            .header("User-Agent", SERVER)
-            .body("application/sdp", body.clone())
-            .build();
+            .header("User-Agent", SERVER);
+        // RFC 4028 §7.4: a re-INVITE or UPDATE in a session with a timer is a refresh
+        // too; it carries the running terms, which the trunk's 2xx confirms or changes.
+        for (name, value) in timer.map(|t| t.refresh_headers(min_se)).unwrap_or_default() {
+            b = b.header(name, value);
+        }
+        let bytes = b.body("application/sdp", body.clone()).build();
         let destination = dialog.destination;
         call.set_local_sdp(to, body);
         let Some(tx) = self.send_in_dialog(
@@ -395,6 +465,7 @@ impl Engine {
                 method,
                 seq,
                 ack: None,
+                destination,
             },
         );
         Some(tx)
@@ -420,12 +491,23 @@ impl Engine {
         }
         let (handle, to, purpose, method, seq) =
             (out.call, out.to, out.purpose, out.method.clone(), out.seq);
+        if (200..300).contains(&status)
+            && let Some(dialog) = self
+                .calls
+                .calls
+                .get_mut(&handle)
+                .and_then(|c| c.dialog_mut(to))
+        {
+            // §12.2.1.2: a 2xx to a target refresh request (re-INVITE, UPDATE) moves the
+            // remote target, before the ACK is sent to it.
+            dialog.refresh_target(response, to == Side::Caller);
+        }
         if (200..300).contains(&status) && method == Method::Invite {
             // §13.2.2.4: every 2xx is ACKed, the retransmissions with the same ACK.
             if let Some(ack) = out.ack.clone() {
-                if let Some(destination) = self.dialog_destination(handle, to) {
-                    self.transmit(destination, ack);
-                }
+                let sent_to = out.destination;
+                let destination = self.dialog_destination(handle, to).unwrap_or(sent_to);
+                self.transmit(destination, ack);
                 return true;
             }
             let via = self.config.via_host();
@@ -434,6 +516,15 @@ impl Engine {
                 let dialog = call.dialog_mut(to)?;
                 Some((dialog.ack(seq, &via, &branch).build(), dialog.destination))
             });
+            // The call ended meanwhile (a BYE crossed the 2xx): the 2xx is ACKed all the
+            // same, from the request as sent (§13.2.2.4, RFC 5407 §3.2.4).
+            let ack = ack.or_else(|| {
+                let out = self.calls.in_dialog.get(&tx)?;
+                let transport = out.destination.transport.via_token();
+                let via = format!("SIP/2.0/{transport} {via};branch={branch};rport");
+                let ack = crate::engine::driver::ack_copying(&out.request, response, Some(&via))?;
+                Some((ack, out.destination))
+            });
             if let Some((ack, destination)) = ack {
                 self.transmit(destination, ack.clone());
                 if let Some(out) = self.calls.in_dialog.get_mut(&tx) {
@@ -441,9 +532,12 @@ impl Engine {
                 }
             }
         }
+        if purpose == Purpose::Relay && to == Side::Caller && (200..300).contains(&status) {
+            self.trunk_refreshed(now, handle, response);
+        }
         match purpose {
             Purpose::Relay => self.relay_answer(now, handle, tx, status, response),
-            Purpose::Refresh => self.refresh_answered(now, handle, tx, status, response),
+            Purpose::Refresh => self.refresh_answered(now, (handle, tx, &method), status, response),
         }
         true
     }
@@ -516,8 +610,8 @@ impl Engine {
                 return self.respond_in_dialog(now, respond, 488, "Not Acceptable Here", &[]);
             }
         };
-        call.set_remote_version(from, offer.session_version);
-        call.set_remote_version(from.other(), answer.session_version);
+        call.set_remote_origin(from, offer.origin());
+        call.set_remote_origin(from.other(), answer.origin());
         call.set_local_sdp(from, body.clone());
         let direction = offer.direction;
         let peers = [(from, offer.rtp), (from.other(), answer.rtp)];
@@ -568,6 +662,7 @@ impl Engine {
                 b = b.header(name, value);
             }
         }
+        let offered = body.is_some();
         if let Some(body) = body {
             b = b.body("application/sdp", body);
         }
@@ -578,24 +673,47 @@ impl Engine {
         if request.method() != Some(&Method::Invite) {
             return;
         }
+        let seq = request.cseq().map(|c| c.seq).unwrap_or_default();
+        // Without an offer in the re-INVITE, a body in the 2xx is siaga's offer.
+        let offered = offered && crate::engine::sip::body::sdp_of(request).is_none();
+        self.resend_until_acked(now, (handle, side), ok, target, (seq, false, offered));
+    }
+
+    /// Keeps `ok`, siaga's 2xx on `side` of `handle` to the INVITE with CSeq `seq` (`first`:
+    /// the call's first INVITE; `offered`: the 2xx carries siaga's offer), to resend it at
+    /// T1, 2·T1 … T2 until its ACK, and to end the call 64·T1 from now without one
+    /// (§13.3.1.4). It replaces an earlier 2xx on that side still waiting (its ACK can no
+    /// longer matter).
+    pub(crate) fn resend_until_acked(
+        &mut self,
+        now: Now,
+        (handle, side): (CallHandle, Side),
+        ok: Bytes,
+        target: ResponseTarget,
+        (seq, first, offered): (u32, bool, bool),
+    ) {
         let t1 = self.config.timers.t1;
-        if let Some(call) = self.calls.calls.get_mut(&handle) {
-            call.set_pending_ok(
-                side,
-                PendingOk {
-                    bytes: ok,
-                    interval: t1,
-                    target,
-                    first: false,
-                },
-            );
-        }
+        let give_up = now.mono + self.config.timers.sixty_four_t1();
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        call.set_pending_ok(
+            side,
+            PendingOk {
+                bytes: ok,
+                interval: t1,
+                target,
+                first,
+                offered,
+                seq,
+                next: now.mono + t1,
+                give_up,
+            },
+        );
         self.calls
             .schedule(now.mono + t1, CallTimer::OkRetransmit(handle, side));
-        self.calls.schedule(
-            now.mono + self.config.timers.sixty_four_t1(),
-            CallTimer::OkTimeout(handle, side),
-        );
+        self.calls
+            .schedule(give_up, CallTimer::OkTimeout(handle, side));
     }
 
     /// A final response of siaga's own to a request in a dialog (`status` ≥ 300, or a 2xx
@@ -619,7 +737,7 @@ impl Engine {
     }
 
     /// A Retry-After for a 500 to a request that overlaps another: 0–10 s (§14.2).
-    fn rng_retry_after(&mut self) -> u32 {
+    pub(crate) fn rng_retry_after(&mut self) -> u32 {
         use rand::Rng;
         self.rng.random_range(0..=10)
     }
@@ -671,9 +789,22 @@ impl Engine {
         handle: CallHandle,
         mut timer: SessionTimer,
     ) {
-        let at = timer.restart(now.mono);
-        if let Some(call) = self.calls.calls.get_mut(&handle) {
-            call.session_timer = Some(timer);
+        timer.restart(now.mono);
+        self.set_session_timer(handle, Some(timer));
+    }
+
+    /// Makes `timer` the session timer of `handle`, its deadline the one entry the call
+    /// has in the timer table: the entry of the deadline it replaces goes, so refreshes
+    /// do not pile up entries for the call's life.
+    fn set_session_timer(&mut self, handle: CallHandle, timer: Option<SessionTimer>) {
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        let old = std::mem::replace(&mut call.session_timer, timer);
+        if let Some(at) = old.and_then(|t| t.deadline) {
+            self.calls.timers.remove(&(at, CallTimer::Session(handle)));
+        }
+        if let Some(at) = timer.and_then(|t| t.deadline) {
             self.calls.schedule(at, CallTimer::Session(handle));
         }
     }
@@ -709,15 +840,23 @@ impl Engine {
         let via = self.config.via_host();
         let branch = self.new_branch();
         let min_se = self.config.calls.min_session_expires_s;
+        let busy = self
+            .calls
+            .calls
+            .get(&handle)
+            .is_some_and(|c| c.exchange.is_some() || c.pending_refresh.is_some());
+        if busy {
+            // The open request's 2xx refreshes the session (`trunk_refreshed` moves the
+            // deadline); should it fail, the refresh is tried again 2 s later, still well
+            // before the trunk's expiry check (§10).
+            timer.deadline = Some(now.mono + std::time::Duration::from_secs(2));
+            return self.set_session_timer(handle, Some(timer));
+        }
+        timer.restart(now.mono);
+        self.set_session_timer(handle, Some(timer));
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
-        let next = timer.restart(now.mono);
-        call.session_timer = Some(timer);
-        if call.exchange.is_some() || call.pending_refresh.is_some() {
-            self.calls.schedule(next, CallTimer::Session(handle));
-            return;
-        }
         let method = if call.peer_allows_update(Side::Caller) {
             Method::Update
         } else {
@@ -752,7 +891,6 @@ impl Engine {
         if let Some(call) = self.calls.calls.get_mut(&handle) {
             call.pending_refresh = sent;
         }
-        self.calls.schedule(next, CallTimer::Session(handle));
     }
 
     /// The trunk's final response to siaga's refresh: a 2xx restarts the interval with the
@@ -763,8 +901,7 @@ impl Engine {
     fn refresh_answered(
         &mut self,
         now: Now,
-        handle: CallHandle,
-        tx: ClientTxId,
+        (handle, tx, method): (CallHandle, ClientTxId, &Method),
         status: u16,
         response: &SipMessage,
     ) {
@@ -780,11 +917,17 @@ impl Engine {
         };
         match status {
             200..=299 => {
-                if timer.accept_refresh_answer(response) {
-                    self.start_session_timer(now, handle, timer);
-                } else {
-                    call.session_timer = None;
+                // A re-INVITE refresh offered siaga's description: the 2xx answers it.
+                if *method == Method::Invite && !response.body().is_empty() {
+                    self.take_answer(handle, Side::Caller, response.body());
                 }
+                self.trunk_refreshed(now, handle, response);
+            }
+            // A trunk that lists UPDATE but refuses it: the refresh goes again at once as
+            // a re-INVITE (§7.4), before the trunk's expiry check.
+            405 | 501 if *method == Method::Update => {
+                call.trunk.media.allows_update = false;
+                self.send_refresh(now, handle, timer);
             }
             422 => {
                 let min_se = super::session_timer::min_se_of(response).ok().flatten();
@@ -796,12 +939,8 @@ impl Engine {
                 // the trunk's Call-ID, so it retries after 0–2 s.
                 use rand::Rng;
                 let delay = std::time::Duration::from_millis(self.rng.random_range(0..=2000));
-                let at = now.mono + delay;
-                timer.deadline = Some(at);
-                if let Some(call) = self.calls.calls.get_mut(&handle) {
-                    call.session_timer = Some(timer);
-                }
-                self.calls.schedule(at, CallTimer::Session(handle));
+                timer.deadline = Some(now.mono + delay);
+                self.set_session_timer(handle, Some(timer));
             }
             408 | 481 => {
                 tracing::warn!(
@@ -814,6 +953,23 @@ impl Engine {
         }
     }
 
+    /// The trunk's 2xx to a re-INVITE or UPDATE siaga sent it: a session refresh (RFC 4028
+    /// §2, §7.2), whatever it was sent for. The interval restarts with the terms the 2xx
+    /// carries; without `Session-Expires` the session no longer expires.
+    fn trunk_refreshed(&mut self, now: Now, handle: CallHandle, response: &SipMessage) {
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
+        let Some(mut timer) = call.session_timer else {
+            return;
+        };
+        if timer.accept_refresh_answer(response) {
+            self.start_session_timer(now, handle, timer);
+        } else {
+            self.set_session_timer(handle, None);
+        }
+    }
+
     // ---- ACKs and 2xx retransmissions -------------------------------------------------------
 
     /// The ACK of siaga's 2xx to an INVITE or re-INVITE on `side` of `handle` arrived:
@@ -823,13 +979,32 @@ impl Engine {
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
+        // §13.2.2.4: the ACK of a 2xx carries its INVITE's CSeq number; a late copy of an
+        // earlier ACK leaves a later 2xx waiting.
+        let seq = ack.cseq().map(|c| c.seq).ok();
+        if call
+            .pending_ok_mut(side)
+            .is_none_or(|ok| Some(ok.seq) != seq)
+        {
+            return;
+        }
         if call.take_pending_ok(side).is_none() || ack.body().is_empty() {
             return;
         }
+        self.take_answer(handle, side, ack.body());
+    }
+
+    /// `body`, the answer of the peer on `side` to an offer siaga made there of its
+    /// current description (in a 2xx, or in a refresh re-INVITE): the relay sends to
+    /// where it now receives (RFC 3264 §8). Unreadable, it changes nothing (latching).
+    fn take_answer(&mut self, handle: CallHandle, side: Side, body: &[u8]) {
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return;
+        };
         let relay = call.relay.map(|(r, _, _)| r);
-        match sdp::parse(ack.body()) {
+        match sdp::parse(body) {
             Ok(answer) => {
-                call.set_remote_version(side, answer.session_version);
+                call.set_remote_origin(side, answer.origin());
                 if let (Some(relay), Some(rtp)) =
                     (relay, answer.rtp.filter(|a| !a.ip().is_unspecified()))
                 {
@@ -837,7 +1012,7 @@ impl Engine {
                 }
             }
             Err(error) => {
-                tracing::info!(%error, "answer in the ACK unreadable; relying on latching");
+                tracing::info!(%error, "answer to siaga's offer unreadable; relying on latching");
             }
         }
     }
@@ -851,9 +1026,14 @@ impl Engine {
         let Some(ok) = call.pending_ok_mut(side) else {
             return;
         };
+        if ok.next > now.mono {
+            // Armed for an earlier 2xx on this side: this one has its own timer.
+            return;
+        }
         let (bytes, target) = (ok.bytes.clone(), ok.target);
         ok.interval = (ok.interval * 2).min(t2);
         let next = ok.interval;
+        ok.next = now.mono + next;
         self.outputs
             .push_back(crate::engine::Output::Transmit(crate::engine::Transmit {
                 transport: target.transport,
@@ -882,6 +1062,27 @@ impl Engine {
 }
 
 impl super::Call {
+    /// Whether `msg`'s From tag is the peer's tag of the dialog on leg `leg` (`None`: the
+    /// trunk's, early or confirmed; a From without tag is a null tag, §12.1.1).
+    pub(crate) fn is_remote_tag(&self, leg: Option<u32>, msg: &SipMessage) -> bool {
+        let Ok(from) = msg.from() else {
+            return false;
+        };
+        let theirs = from.tag().unwrap_or_default();
+        match leg {
+            None => self
+                .trunk
+                .invite
+                .from()
+                .is_ok_and(|f| f.tag().unwrap_or_default() == theirs),
+            Some(leg) => self
+                .legs
+                .get(&leg)
+                .and_then(|l| l.dialog.as_ref())
+                .is_some_and(|d| d.remote_tag == theirs),
+        }
+    }
+
     /// The answered operator leg, if any.
     fn answered_leg_mut(&mut self) -> Option<&mut super::OperatorLeg> {
         let CallState::Answered { leg, .. } = self.state else {
@@ -959,14 +1160,14 @@ impl super::Call {
         }
     }
 
-    /// The session version of the SDP the peer on `side` last sent.
-    fn remote_version(&self, side: Side) -> Option<u64> {
-        self.media_of(side)?.remote_version
+    /// The `o=` sess-id and version of the SDP the peer on `side` last sent.
+    fn remote_origin(&self, side: Side) -> Option<(u64, u64)> {
+        self.media_of(side)?.remote_origin
     }
 
-    pub(crate) fn set_remote_version(&mut self, side: Side, version: u64) {
+    pub(crate) fn set_remote_origin(&mut self, side: Side, origin: (u64, u64)) {
         if let Some(media) = self.media_of_mut(side) {
-            media.remote_version = Some(version);
+            media.remote_origin = Some(origin);
         }
     }
 
@@ -988,5 +1189,17 @@ impl super::Call {
     /// Stops resending the 2xx on `side`; returns it if one was being resent.
     pub(crate) fn take_pending_ok(&mut self, side: Side) -> Option<PendingOk> {
         self.media_of_mut(side)?.ok.take()
+    }
+
+    /// The 2xx on `side` still unacknowledged 64·T1 after it was sent, if it is `now`
+    /// (§13.3.1.4), taken: the caller ends the call.
+    pub(crate) fn take_unacked_ok(
+        &mut self,
+        side: Side,
+        now: crate::engine::time::MonoTime,
+    ) -> Option<PendingOk> {
+        let media = self.media_of_mut(side)?;
+        media.ok.as_ref().filter(|ok| ok.give_up <= now)?;
+        media.ok.take()
     }
 }

@@ -99,9 +99,10 @@ pub struct LegMedia {
     pub sdp: SdpSession,
     /// The SDP siaga last sent on this leg: its answer, or its offer.
     pub local: Option<Bytes>,
-    /// The `o=` session version the peer's last SDP carried; an offer with the same
-    /// version changes nothing (RFC 3264 §8).
-    pub remote_version: Option<u64>,
+    /// The `o=` sess-id and sess-version of the peer's last SDP; an offer with the same
+    /// pair changes nothing (RFC 3264 §8), one with another sess-id is another
+    /// description whatever its version (RFC 4566 §5.2: the origin names the session).
+    pub remote_origin: Option<(u64, u64)>,
     /// Whether the peer lists UPDATE in its Allow (RFC 3311 §5.1).
     pub allows_update: bool,
     /// siaga's 2xx to the peer's INVITE or re-INVITE, resent until the ACK (§13.3.1.4).
@@ -114,7 +115,7 @@ impl LegMedia {
         LegMedia {
             sdp,
             local: None,
-            remote_version: None,
+            remote_origin: None,
             allows_update: false,
             ok: None,
         }
@@ -132,6 +133,19 @@ pub struct PendingOk {
     pub target: ResponseTarget,
     /// Whether it is the 2xx to the call's first INVITE (no ACK ever confirmed the call).
     pub first: bool,
+    /// Whether it carries siaga's offer (late offer, offer-less re-INVITE): its answer
+    /// comes in the ACK, and no other offer is taken meanwhile (RFC 3311 §5.2).
+    pub offered: bool,
+    /// The CSeq number of the INVITE it answers: only an ACK with this number stops it
+    /// (§13.2.2.4: the ACK of a 2xx carries its INVITE's CSeq number).
+    pub seq: u32,
+    /// When it is due again; an [`CallTimer::OkRetransmit`] armed for an earlier 2xx on
+    /// the same side fires before this and does nothing.
+    pub next: MonoTime,
+    /// 64·T1 after it was first sent: without its ACK by then the call ends. An
+    /// [`CallTimer::OkTimeout`] armed for an earlier 2xx fires before this and does
+    /// nothing.
+    pub give_up: MonoTime,
 }
 
 /// siaga's UAS side toward the trunk.

@@ -364,7 +364,7 @@ impl Engine {
                 // The operator is offered what the trunk chose, so that whatever the
                 // operator answers is what the trunk sends and receives.
                 if let Some(call) = self.calls.calls.get_mut(&handle) {
-                    call.trunk.media.remote_version = Some(answer.session_version);
+                    call.trunk.media.remote_origin = Some(answer.origin());
                     call.trunk_offer = Some(answer);
                     call.late_offer = false;
                 }

@@ -184,13 +184,18 @@ impl SessionTimer {
         headers
     }
 
-    /// The headers of a refresh request siaga sends (§7.4): siaga is its UAC and the
-    /// refresher.
+    /// The headers of a re-INVITE or UPDATE siaga sends the trunk while the timer runs
+    /// (§7.4; any of them is a refresh): the interval, and the refresher as the trunk —
+    /// the request's UAS — sees it (`uac` when siaga refreshes, as in its own refreshes).
     pub fn refresh_headers(&self, min_se: u32) -> Vec<(&'static str, String)> {
+        let refresher = match self.refresher {
+            Refresher::Siaga => "uac",
+            Refresher::Trunk => "uas",
+        };
         vec![
             (
                 "Session-Expires",
-                format!("{};refresher=uac", self.interval),
+                format!("{};refresher={refresher}", self.interval),
             ),
             ("Min-SE", min_se.max(RFC_MIN_SE).to_string()),
             ("Supported", "timer".to_owned()),

@@ -279,7 +279,12 @@ fn phone_response(
     } else {
         text.push_str(&format!("To: {to}\r\n"));
     }
-    text.push_str("Contact: <sip:phone@127.0.0.1:5071>\r\n");
+    // A peer answering a request in its dialog keeps the Contact it was reached at (a
+    // target refresh to anything else would move the dialog, RFC 3261 §12.2.1.2).
+    match request.request_uri_raw().filter(|_| to.contains("tag=")) {
+        Some(uri) => text.push_str(&format!("Contact: <{uri}>\r\n")),
+        None => text.push_str("Contact: <sip:phone@127.0.0.1:5071>\r\n"),
+    }
     match sdp {
         Some(sdp) => text.push_str(&format!(
             "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
@@ -1016,7 +1021,13 @@ fn answer_through_1001(h: &mut Harness, invite: &str) -> (Out, SipMessage, SipMe
 /// Answers the trunk call `id` (with `extra` headers in its INVITE) through operator 1001
 /// and returns (siaga's 2xx to the trunk, the operator's ACK), the trunk's ACK sent.
 fn answered_call(h: &mut Harness, id: &str, extra: &str) -> (SipMessage, SipMessage) {
-    let (_, ok, ack) = answer_through_1001(h, &trunk_invite_with(id, extra));
+    answered_call_with(h, id, &trunk_invite_with(id, extra))
+}
+
+/// [`answered_call`] of the trunk's `invite` (Call-ID `id`): siaga's 2xx to the trunk and
+/// its ACK to operator 1001, the trunk's ACK sent.
+fn answered_call_with(h: &mut Harness, id: &str, invite: &str) -> (SipMessage, SipMessage) {
+    let (_, ok, ack) = answer_through_1001(h, invite);
     h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, &format!("{id}ack")));
     (ok, ack)
 }
@@ -1626,6 +1637,7 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
     assert_eq!(h.engine.waiting_calls(), 1);
 }
 
+mod break_midcall;
 mod midcall;
 mod prack;
 mod races;

@@ -18,7 +18,7 @@ mod negotiate;
 #[cfg(test)]
 mod tests;
 
-pub use negotiate::{NoCommonCodec, SdpSession, answer_across, offer_across};
+pub use negotiate::{NoCommonCodec, SdpSession, answer_across, offer_across, reoffer_across};
 
 use sdp::description::common::Attribute;
 use sdp::description::media::MediaDescription;
@@ -190,6 +190,12 @@ pub struct MediaOffer {
 }
 
 impl MediaOffer {
+    /// The `o=` sess-id and sess-version: what tells a changed description from the same
+    /// one again (RFC 3264 §8, RFC 4566 §5.2).
+    pub fn origin(&self) -> (u64, u64) {
+        (self.session_id, self.session_version)
+    }
+
     /// The formats siaga supports, in this description's order, with its payload types.
     pub fn supported_formats(&self) -> impl Iterator<Item = (&PayloadFormat, Codec)> {
         self.formats

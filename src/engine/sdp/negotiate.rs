@@ -91,6 +91,42 @@ pub fn offer_across(
     relay: SocketAddr,
     session: &mut SdpSession,
 ) -> Result<Bytes, NoCommonCodec> {
+    let audio = offered_audio(offer, relay)?;
+    Ok(write(relay.ip(), session, vec![audio]))
+}
+
+/// [`offer_across`] on a leg where siaga already sent `previous` (its last offer or
+/// answer there): RFC 3264 §8 — a later offer holds every `m=` line of the previous SDP,
+/// in order. The audio stream takes the place it had; every other line stays, with port
+/// 0 (not used, RFC 3264 §8.2).
+///
+/// Errors: those of [`offer_across`].
+pub fn reoffer_across(
+    offer: &MediaOffer,
+    relay: SocketAddr,
+    session: &mut SdpSession,
+    previous: &MediaOffer,
+) -> Result<Bytes, NoCommonCodec> {
+    let mut audio = Some(offered_audio(offer, relay)?);
+    let mut media: Vec<MediaDescription> = previous
+        .m_lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let own = if i == previous.audio_index {
+                audio.take()
+            } else {
+                None
+            };
+            own.unwrap_or_else(|| rejected(line))
+        })
+        .collect();
+    media.extend(audio);
+    Ok(write(relay.ip(), session, media))
+}
+
+/// The audio line of siaga's offer for `offer` at `relay` (see [`offer_across`]).
+fn offered_audio(offer: &MediaOffer, relay: SocketAddr) -> Result<MediaDescription, NoCommonCodec> {
     if offer.rtp.is_none() {
         return Err(NoCommonCodec::Rejected);
     }
@@ -103,8 +139,12 @@ pub fn offer_across(
         (Some(true), Direction::RecvOnly) => Direction::Inactive,
         (_, direction) => direction,
     };
-    let audio = audio_description(relay.port(), &formats, offer.ptime, direction);
-    Ok(write(relay.ip(), session, vec![audio]))
+    Ok(audio_description(
+        relay.port(),
+        &formats,
+        offer.ptime,
+        direction,
+    ))
 }
 
 /// siaga's answer to the offerer once the other side answered `answer` to the offer

@@ -5,21 +5,21 @@
 use super::*;
 
 /// The trunk's SDP at session version `version`, with `direction` and connection `ip`.
-fn trunk_sdp(version: u32, direction: &str, ip: &str) -> String {
+pub(super) fn trunk_sdp(version: u32, direction: &str, ip: &str) -> String {
     format!(
         "v=0\r\no=trunk 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na={direction}\r\n"
     )
 }
 
 /// The operator's SDP at session version `version`, with `direction`.
-fn operator_sdp(version: u32, direction: &str) -> String {
+pub(super) fn operator_sdp(version: u32, direction: &str) -> String {
     format!(
         "v=0\r\no=op 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7002 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na={direction}\r\n"
     )
 }
 
 /// `request` (ending in an empty body) with `headers` added and `sdp` as its body.
-fn with(request: &str, headers: &str, sdp: Option<&str>) -> String {
+pub(super) fn with(request: &str, headers: &str, sdp: Option<&str>) -> String {
     let body = match sdp {
         Some(sdp) => format!(
             "{headers}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
@@ -31,18 +31,18 @@ fn with(request: &str, headers: &str, sdp: Option<&str>) -> String {
 }
 
 /// The operator's request in its dialog with siaga (`ack` is siaga's ACK of its 2xx).
-fn operator_in_dialog(method: &str, ack: &SipMessage, seq: u32, branch: &str) -> String {
+pub(super) fn operator_in_dialog(method: &str, ack: &SipMessage, seq: u32, branch: &str) -> String {
     operator_bye(ack)
         .replace("BYE sip:", &format!("{method} sip:"))
         .replace("CSeq: 5 BYE", &format!("CSeq: {seq} {method}"))
         .replace("z9hG4bKopbye", &format!("z9hG4bK{branch}"))
 }
 
-fn body(m: &SipMessage) -> String {
+pub(super) fn body(m: &SipMessage) -> String {
     String::from_utf8_lossy(m.body()).into_owned()
 }
 
-fn final_to(out: &Out, to: &str) -> SipMessage {
+pub(super) fn final_to(out: &Out, to: &str) -> SipMessage {
     out.to(to)
         .into_iter()
         .rfind(|m| m.status().is_some_and(|s| s >= 200))
