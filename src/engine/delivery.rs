@@ -164,6 +164,28 @@ fn with_top_via_transport(message: &Bytes, from: Transport, to: Transport) -> Op
     None
 }
 
+/// Where an in-dialog request (its To has a tag) handed to a TCP connection that was gone
+/// goes instead: a new connection to its next hop — the Request-URI (the dialog's remote
+/// target) when it has no Route and names an IP literal, else the address it was handed
+/// to. RFC 3261 §18.1.1 opens a connection when none is open; §15.1.1 and RFC 5407 need
+/// the BYE to reach the peer, or the caller's leg stays up at the telco. `None` for
+/// anything else (an INVITE to a phone fails its leg at once and is offered again).
+fn in_dialog_reconnect(msg: &SipMessage, transmit: &Transmit) -> Option<Destination> {
+    transmit.connection?;
+    msg.to().ok()?.tag()?;
+    let next_hop = msg
+        .header(super::sip::HeaderName::Route)
+        .is_none()
+        .then(|| msg.request_uri_raw())
+        .flatten()
+        .and_then(|uri| super::sip::uri::Uri::parse(uri).ok()?.as_sip()?.socket_addr());
+    Some(Destination {
+        transport: transmit.transport,
+        address: next_hop.unwrap_or(transmit.destination),
+        connection: None,
+    })
+}
+
 impl Engine {
     /// [`route_by_size`] for a request siaga is about to send at `now`, remembering the
     /// addresses that refused TCP.
@@ -217,6 +239,13 @@ impl Engine {
         else {
             return;
         };
+        if error == TransmitError::ConnectionGone
+            && let Some(again) = in_dialog_reconnect(&msg, &transmit)
+        {
+            // Not a byte went out: the request tries a new connection once (the
+            // fallback is taken once) before its transaction fails.
+            self.client.set_fallback(id, transmit.bytes.clone(), again);
+        }
         match self
             .client
             .handle_transport_error(now.mono, id, &self.config.timers)
@@ -227,7 +256,8 @@ impl Engine {
             } => {
                 tracing::info!(
                     destination = %destination.address,
-                    "no TCP connection for a large request: sent over UDP (RFC 3261 §18.1.1)"
+                    transport = destination.transport.via_token(),
+                    "request sent again after its transport failed (RFC 3261 §18.1.1)"
                 );
                 if error == TransmitError::ConnectFailed {
                     self.tcp_refusals.refused(transmit.destination, now.mono);
