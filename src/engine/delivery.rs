@@ -178,7 +178,12 @@ fn in_dialog_reconnect(msg: &SipMessage, transmit: &Transmit) -> Option<Destinat
         .is_none()
         .then(|| msg.request_uri_raw())
         .flatten()
-        .and_then(|uri| super::sip::uri::Uri::parse(uri).ok()?.as_sip()?.socket_addr());
+        .and_then(|uri| {
+            super::sip::uri::Uri::parse(uri)
+                .ok()?
+                .as_sip()?
+                .socket_addr()
+        });
     Some(Destination {
         transport: transmit.transport,
         address: next_hop.unwrap_or(transmit.destination),

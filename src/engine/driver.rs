@@ -303,6 +303,7 @@ impl Engine {
         self.server.connection_closed(connection);
         self.client.connection_closed(connection);
         self.registrar.handle_connection_closed(connection);
+        self.calls_follow_flows(Some(connection));
         self.calls_connection_closed(connection);
     }
 
@@ -854,9 +855,9 @@ impl Engine {
                     tracing::info!(operator = %user, "operator's last binding gone: logged out");
                     self.calls.acd.unregistered(&user);
                 }
-                BindingChange::Added(_)
-                | BindingChange::Removed { .. }
-                | BindingChange::Reachable(_) => {}
+                // A failed flow registered again (RFC 5626 §4.5): legs on it follow it.
+                BindingChange::Reachable(_) => self.calls_follow_flows(None),
+                BindingChange::Added(_) | BindingChange::Removed { .. } => {}
             }
         }
         if changed {

@@ -456,7 +456,13 @@ impl Engine {
         let bindings: Vec<_> = self
             .registrar
             .targets(operator)
-            .map(|b| (b.contact_uri.to_string(), binding_destination(b)))
+            .map(|b| {
+                (
+                    b.contact_uri.to_string(),
+                    binding_destination(b),
+                    b.outbound.clone(),
+                )
+            })
             .collect();
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
@@ -515,7 +521,7 @@ impl Engine {
             },
         );
         tracing::info!(call = %record, operator, bindings = bindings.len(), "offering call");
-        for (contact, destination) in bindings {
+        for (contact, destination, flow) in bindings {
             let leg = self.calls.new_leg();
             let branch = self.new_branch();
             let from_tag = self.new_tag();
@@ -590,6 +596,7 @@ impl Engine {
                             local: body.clone(),
                             ..LegMedia::new(session)
                         },
+                        flow,
                     },
                 );
             }
@@ -1503,6 +1510,46 @@ impl Engine {
         for out in self.calls.invites.values_mut() {
             let target = out.request.request_uri_raw().unwrap_or_default().to_owned();
             reroute(&mut out.destination, connection, &target);
+        }
+    }
+
+    /// RFC 5626 §4.5, §5.3: operator legs placed on an outbound flow that the phone has
+    /// registered again on a new connection send their in-dialog requests over it. With
+    /// `closed`, only legs on that (just closed) connection move; without, every leg on a
+    /// flow follows the flow's current connection. A flow not registered again leaves
+    /// its legs to [`Engine::calls_connection_closed`].
+    pub(crate) fn calls_follow_flows(&mut self, closed: Option<crate::engine::ConnectionId>) {
+        let flows: Vec<_> = self
+            .registrar
+            .all_bindings()
+            .filter(|b| b.is_reachable())
+            .filter_map(|b| Some((b.user.clone(), b.outbound.clone()?, binding_destination(b))))
+            .collect();
+        if flows.is_empty() {
+            return;
+        }
+        for leg in self
+            .calls
+            .calls
+            .values_mut()
+            .flat_map(|c| c.legs.values_mut())
+        {
+            let Some((_, _, to)) = flows
+                .iter()
+                .find(|(user, flow, _)| *user == leg.operator && leg.flow.as_ref() == Some(flow))
+            else {
+                continue;
+            };
+            let on_closed = |d: &Destination| closed.is_none_or(|c| d.connection == Some(c));
+            if on_closed(&leg.destination) {
+                leg.destination = *to;
+            }
+            // A record-routing proxy in between is the next hop, not the flow.
+            if let Some(d) = leg.dialog.as_mut().filter(|d| d.route_set.is_empty())
+                && on_closed(&d.destination)
+            {
+                d.destination = *to;
+            }
         }
     }
 

@@ -214,6 +214,9 @@ pub struct OperatorLeg {
     pub ack: Option<Bytes>,
     /// The session on this leg once answered.
     pub media: LegMedia,
+    /// The RFC 5626 flow of the binding the leg was placed on: its in-dialog requests
+    /// follow that flow when the phone registers it again on a new connection (§4.5, §5.3).
+    pub flow: Option<crate::engine::registrar::OutboundFlow>,
 }
 
 /// The progress of an outbound leg.
