@@ -308,6 +308,42 @@ mod tests {
         );
     }
 
+    /// break2: a message of exactly [`MAX_MESSAGE_SIZE`] bytes is framed however it is
+    /// cut, and followed by the next message; one byte more is too large (issue 4, item 5).
+    #[test]
+    fn a_message_of_exactly_64_kib_is_framed_and_one_byte_more_is_not() {
+        let head = "MESSAGE sip:a@b SIP/2.0\r\nContent-Length: ";
+        let sized = |total: usize| {
+            // The body fills what the header section leaves (its length has 5 digits).
+            let body_len = total - head.len() - 5 - 4;
+            let mut m = format!("{head}{body_len:05}\r\n\r\n").into_bytes();
+            m.resize(total, b'x');
+            m
+        };
+        let exact = sized(MAX_MESSAGE_SIZE);
+        assert_eq!(exact.len(), MAX_MESSAGE_SIZE);
+        let mut stream = exact.clone();
+        stream.extend_from_slice(&sized(200));
+        let cuts: Vec<usize> = (0..stream.len()).step_by(1_000).collect();
+        let frames = frame_in_pieces(&stream, &cuts, MAX_MESSAGE_SIZE);
+        assert_eq!(
+            frames,
+            [
+                Ok(StreamFrame::Message {
+                    len: MAX_MESSAGE_SIZE
+                }),
+                Ok(StreamFrame::Message { len: 200 })
+            ]
+        );
+        let over = sized(MAX_MESSAGE_SIZE + 1);
+        assert_eq!(
+            next_stream_frame(&over, MAX_MESSAGE_SIZE),
+            Err(ParseError::TooLarge {
+                limit: MAX_MESSAGE_SIZE
+            })
+        );
+    }
+
     /// The pings a stream holds, framed after every cut in `cuts`.
     fn pings_in(stream: &[u8], cuts: &[usize]) -> usize {
         frame_in_pieces(stream, cuts, MAX_MESSAGE_SIZE)
