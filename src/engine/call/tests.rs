@@ -1098,22 +1098,17 @@ impl Harness {
     }
 }
 
-/// B11. A trunk over TCP: its connection closes during an answered call (siaga's own
-/// `tcp_idle_timeout_s`, 600 s by default, or the SBC's). The trunk dialog keeps the dead
-/// connection id, so siaga's BYE is handed to a connection that is gone and the shell
-/// drops it ("tcp connection gone: message dropped"): the caller's leg is never hung up.
-/// It should go out with no connection, so the shell opens one to the trunk (§18.1.1).
-#[test]
-fn b11_after_the_trunks_tcp_connection_closed_the_bye_still_goes_out() {
-    let mut h = Harness::new(15);
+/// Answers call `id` from a trunk over TCP (connection 7 from its ephemeral port
+/// 127.0.0.1:40001; Via and Contact name its listener) through operator 1001, the trunk's
+/// ACK sent. Returns (siaga's 2xx to the trunk, its ACK to the operator).
+fn answered_tcp_trunk_call(h: &mut Harness, id: &str) -> (SipMessage, SipMessage) {
     h.register("1001", OP1);
-    let invite = trunk_invite("b11")
+    let invite = trunk_invite(id)
         .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
         .replace(
             &format!("<sip:gw@{TRUNK}>"),
             &format!("<sip:gw@{TRUNK};transport=tcp>"),
         );
-    // The SBC's connection comes from an ephemeral port; Via and Contact name its listener.
     let out = h.input_tcp("127.0.0.1:40001", 7, &invite);
     let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
     let out = h.input(
@@ -1130,8 +1125,20 @@ fn b11_after_the_trunks_tcp_connection_closed_the_bye_still_goes_out() {
     h.input_tcp(
         "127.0.0.1:40001",
         7,
-        &trunk_in_dialog("ACK", &ok, 1, "b11ack").replace("SIP/2.0/UDP", "SIP/2.0/TCP"),
+        &trunk_in_dialog("ACK", &ok, 1, &format!("{id}ack")).replace("SIP/2.0/UDP", "SIP/2.0/TCP"),
     );
+    (ok, ack)
+}
+
+/// B11. A trunk over TCP: its connection closes during an answered call (siaga's own
+/// `tcp_idle_timeout_s`, 600 s by default, or the SBC's). The trunk dialog keeps the dead
+/// connection id, so siaga's BYE is handed to a connection that is gone and the shell
+/// drops it ("tcp connection gone: message dropped"): the caller's leg is never hung up.
+/// It should go out with no connection, so the shell opens one to the trunk (§18.1.1).
+#[test]
+fn b11_after_the_trunks_tcp_connection_closed_the_bye_still_goes_out() {
+    let mut h = Harness::new(15);
+    let (_, ack) = answered_tcp_trunk_call(&mut h, "b11");
     h.advance(600_000);
     h.connection_closed(7);
     let out = h.input(OP1, &operator_bye(&ack));

@@ -34,19 +34,6 @@ fn sent_starting(out: &Out, start: &str) -> Vec<Transmit> {
         .collect()
 }
 
-impl Harness {
-    fn send_failed(&mut self, transmit: &Transmit, error: TransmitError) -> Out {
-        self.engine.handle_input(
-            self.at(),
-            Input::TransmitFailed {
-                transmit: transmit.clone(),
-                error,
-            },
-        );
-        self.drain()
-    }
-}
-
 /// RFC 3262 §3 with RFC 3261 §17.2.2: a PRACK retransmitted over UDP (its 200 lost) is
 /// the same transaction: it draws the same 200 again, not a 481 for a 180 that is no
 /// longer unacknowledged.
@@ -120,7 +107,7 @@ fn a_reliable_180_on_a_gone_connection_is_resent_on_a_new_one() {
         trunk_invite_with("k4", "Require: 100rel\r\n").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
     let out = h.input_tcp("127.0.0.1:40001", 7, &invite);
     let first = sent_starting(&out, "SIP/2.0 180").pop().expect("180");
-    let out = h.send_failed(&first, TransmitError::ConnectionGone);
+    let out = h.transmit_failed(&first, TransmitError::ConnectionGone);
     let again = sent_starting(&out, "SIP/2.0 180");
     assert_eq!(again.len(), 1, "{:?}", out.sent);
     assert_eq!(
@@ -145,31 +132,11 @@ fn a_reliable_180_on_a_gone_connection_is_resent_on_a_new_one() {
 #[test]
 fn a_bye_handed_to_a_gone_trunk_connection_goes_out_on_a_new_one() {
     let mut h = Harness::new(15);
-    h.register("1001", OP1);
-    let invite = trunk_invite("k5")
-        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
-        .replace(
-            &format!("<sip:gw@{TRUNK}>"),
-            &format!("<sip:gw@{TRUNK};transport=tcp>"),
-        );
-    let out = h.input_tcp("127.0.0.1:40001", 7, &invite);
-    let offer = out.requests_to(OP1, Method::Invite).pop().expect("INVITE");
-    let out = h.input(
-        OP1,
-        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
-    );
-    let ack = out.requests_to(OP1, Method::Ack).pop().expect("ACK");
-    let ok = sent_starting(&out, "SIP/2.0 200").pop().expect("2xx");
-    let ok = SipMessage::parse(ok.bytes, Transport::Tcp).expect("2xx");
-    h.input_tcp(
-        "127.0.0.1:40001",
-        7,
-        &trunk_in_dialog("ACK", &ok, 1, "k5ack").replace("SIP/2.0/UDP", "SIP/2.0/TCP"),
-    );
+    let (_, ack) = answered_tcp_trunk_call(&mut h, "k5");
     let out = h.input(OP1, &operator_bye(&ack));
     let bye = sent_starting(&out, "BYE ").pop().expect("BYE to the trunk");
     assert_eq!(bye.connection, Some(ConnectionId(7)));
-    let out = h.send_failed(&bye, TransmitError::ConnectionGone);
+    let out = h.transmit_failed(&bye, TransmitError::ConnectionGone);
     let again = sent_starting(&out, "BYE ");
     assert_eq!(again.len(), 1, "the BYE is lost: {:?}", out.sent);
     assert_eq!(again[0].connection, None);

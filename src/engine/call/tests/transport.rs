@@ -18,7 +18,7 @@ const SUPPORTED_OUTBOUND: &str = "Supported: outbound\r\n";
 
 impl Harness {
     /// The shell reports that it could not send `transmit`.
-    fn transmit_failed(&mut self, transmit: &Transmit, error: TransmitError) -> Out {
+    pub(super) fn transmit_failed(&mut self, transmit: &Transmit, error: TransmitError) -> Out {
         self.engine.handle_input(
             self.at(),
             Input::TransmitFailed {
