@@ -30,7 +30,7 @@ use super::sip::SipMessage;
 use super::time::MonoTime;
 use super::transaction::{ClientTxId, Destination, ResponseTarget, TxId};
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 use uuid::Uuid;
@@ -69,8 +69,9 @@ pub struct Call {
     pub attempts: u32,
     /// The trunk leg.
     pub trunk: TrunkLeg,
-    /// Outbound legs still alive, by leg number.
-    pub legs: HashMap<u32, OperatorLeg>,
+    /// Outbound legs still alive, by leg number (ordered: CANCELs and BYEs go out in leg
+    /// order, so a seeded engine sends the same bytes in the same order every run).
+    pub legs: BTreeMap<u32, OperatorLeg>,
     /// Operators who rejected this call, and until when they are not offered it again.
     pub declined: Vec<(String, MonoTime)>,
     /// The relay of this call and its ports (caller side, operator side); `None` when the
@@ -280,8 +281,8 @@ pub enum CallTimer {
 /// Every call and the indexes that route messages to it.
 #[derive(Debug, Default)]
 pub struct CallTable {
-    /// Live calls.
-    pub calls: HashMap<CallHandle, Call>,
+    /// Live calls (ordered, so shutdown ends them in arrival order on every run).
+    pub calls: BTreeMap<CallHandle, Call>,
     /// Trunk INVITE server transaction → call.
     pub by_invite: HashMap<TxId, CallHandle>,
     /// Dialogs siaga holds (trunk side: its To tag; operator side: its From tag) → the
