@@ -475,7 +475,10 @@ impl Engine {
             return;
         };
         let Some(id) = self.client.find(&key) else {
-            if key.method == Method::Invite && (200..300).contains(&status) && self.reack(msg) {
+            if key.method == Method::Invite
+                && (200..300).contains(&status)
+                && (self.reack(msg) || self.late_2xx(now, &key, msg))
+            {
                 return;
             }
             self.stats.stray_responses += 1;

@@ -22,7 +22,7 @@ use crate::engine::sip::builder::{MessageBuilder, response_to};
 use crate::engine::sip::{HeaderName, Method, SipMessage};
 use crate::engine::time::Now;
 use crate::engine::transaction::{
-    ClientKey, ClientTxId, Destination, ResponseTarget, Termination, TxId,
+    ClientKey, ClientTxId, Destination, ResponseTarget, Termination, TimerName, TxId,
 };
 use crate::engine::uas;
 use crate::engine::{Output, Received, Transmit, Transport};
@@ -832,10 +832,20 @@ impl Engine {
             let delay = self.config.calls.reject_retry_delay;
             return self.offer_failed(now, handle, &operator, Some(delay));
         };
-        // ACK the operator's 2xx (§13.2.2.4).
-        let branch = self.new_branch();
-        let ack = dialog.ack(1, &self.config.via_host(), &branch).build();
-        self.transmit(dialog.destination, ack.clone());
+        // ACK the operator's 2xx (§13.2.2.4) — unless it carried the offer of a late-offer
+        // call without relay: the answer is the trunk's, in the trunk's ACK (RFC 3264 §5),
+        // and the operator's ACK waits for it (`ack_operator`).
+        let awaits_answer = self
+            .calls
+            .calls
+            .get(&handle)
+            .is_some_and(|c| c.late_offer && c.relay.is_none() && !response.body().is_empty());
+        let ack = (!awaits_answer).then(|| {
+            let branch = self.new_branch();
+            let ack = dialog.ack(1, &self.config.via_host(), &branch).build();
+            self.transmit(dialog.destination, ack.clone());
+            ack
+        });
         self.calls
             .by_dialog
             .insert(dialog.key(), (handle, Some(leg_no)));
@@ -845,7 +855,7 @@ impl Engine {
         if let Some(leg) = call.legs.get_mut(&leg_no) {
             leg.state = LegState::Answered;
             leg.dialog = Some(dialog);
-            leg.ack = Some(ack);
+            leg.ack = ack;
             leg.media.remote_origin = operator_origin;
             leg.media.allows_update = allows_update(response);
         }
@@ -961,6 +971,46 @@ impl Engine {
         }
     }
 
+    /// The trunk ACKed siaga's 2xx with `answer` (empty: none): the winning leg's 2xx, if
+    /// it carried the offer of a late-offer call without relay (`bridge`), is ACKed now
+    /// with that answer (RFC 3264 §5).
+    pub(crate) fn ack_operator(&mut self, handle: CallHandle, answer: &[u8]) {
+        let waiting = self
+            .calls
+            .calls
+            .get(&handle)
+            .and_then(|call| match call.state {
+                CallState::Answered { leg, .. } => call
+                    .legs
+                    .get(&leg)
+                    .is_some_and(|l| l.ack.is_none() && l.dialog.is_some())
+                    .then_some(leg),
+                _ => None,
+            });
+        let Some(leg_no) = waiting else {
+            return;
+        };
+        let (via, branch) = (self.config.via_host(), self.new_branch());
+        let Some(leg) = self
+            .calls
+            .calls
+            .get_mut(&handle)
+            .and_then(|c| c.legs.get_mut(&leg_no))
+        else {
+            return;
+        };
+        let Some(dialog) = &leg.dialog else {
+            return;
+        };
+        let mut b = dialog.ack(1, &via, &branch);
+        if !answer.is_empty() {
+            b = b.body("application/sdp", Bytes::copy_from_slice(answer));
+        }
+        let (destination, ack) = (dialog.destination, b.build());
+        leg.ack = Some(ack.clone());
+        self.transmit(destination, ack);
+    }
+
     /// A 2xx siaga does not want (a losing binding, a late answer): ACK it, then BYE it
     /// (RFC 3261 §15: the UAC must not leave a dialog it will not use).
     fn ack_and_bye(&mut self, now: Now, tx: ClientTxId, response: &SipMessage) {
@@ -981,6 +1031,17 @@ impl Engine {
         }
         self.transmit(dialog.destination, ack);
         self.send_bye(now, &mut dialog);
+    }
+
+    /// A 2xx for an INVITE whose transaction timed out (Timer B) within the last 64·T1:
+    /// ACKed and ended with BYE like any answer siaga no longer wants (§13.2.2.4, §15).
+    /// Returns whether it was one.
+    pub(crate) fn late_2xx(&mut self, now: Now, key: &ClientKey, response: &SipMessage) -> bool {
+        let Some(&tx) = self.calls.timed_out.get(key) else {
+            return false;
+        };
+        self.ack_and_bye(now, tx, response);
+        true
     }
 
     /// A final failure (300–699) on a leg, or its transaction's end without one.
@@ -1077,15 +1138,33 @@ impl Engine {
     /// response); one that could not be sent fails it as a 503.
     pub(crate) fn on_client_ended(&mut self, now: Now, tx: ClientTxId, why: Termination) {
         self.bye_ended(tx);
-        let Some(out) = self.calls.invites.remove(&tx) else {
+        let Some(out) = self.calls.invites.get(&tx) else {
             return;
         };
+        let (handle, leg_no) = (out.call, out.leg);
+        // Timed out (Timer B: every 1xx lost, or the phone answers only now): kept 64·T1
+        // longer, so that a 2xx that still comes is ACKed and ended (`late_2xx`).
+        match out
+            .key()
+            .filter(|_| why == Termination::TimedOut(TimerName::B))
+        {
+            Some(key) => {
+                self.calls.timed_out.insert(key, tx);
+                self.calls.schedule(
+                    now.mono + self.config.timers.sixty_four_t1(),
+                    CallTimer::ForgetInvite(tx),
+                );
+            }
+            None => {
+                self.calls.invites.remove(&tx);
+            }
+        }
         if why != Termination::Normal {
             let live = self
                 .calls
                 .calls
-                .get(&out.call)
-                .and_then(|c| c.legs.get(&out.leg))
+                .get(&handle)
+                .and_then(|c| c.legs.get(&leg_no))
                 .is_some_and(|l| l.tx == tx && l.state != LegState::Answered);
             if live {
                 // RFC 3261 §8.1.3.1: a transport error counts as a 503.
@@ -1093,7 +1172,7 @@ impl Engine {
                     Termination::TransportError => 503,
                     _ => 0,
                 };
-                self.leg_failed(now, out.call, out.leg, status);
+                self.leg_failed(now, handle, leg_no, status);
             }
         }
     }
@@ -1310,6 +1389,17 @@ impl Engine {
         for leg in call.legs.values_mut() {
             if let (LegState::Answered, Some(mut dialog)) = (leg.state, leg.dialog.take()) {
                 self.calls.by_dialog.remove(&dialog.key());
+                // A 2xx still waiting for the trunk's answer is ACKed now (§13.2.2.4); the
+                // same 2xx again gets that ACK, not a new BYE (`ack_and_bye`).
+                let ack = leg.ack.take().unwrap_or_else(|| {
+                    let ack = dialog.ack(1, &self.config.via_host(), &self.new_branch());
+                    let ack = ack.build();
+                    self.transmit(dialog.destination, ack.clone());
+                    ack
+                });
+                if let Some(out) = self.calls.invites.get_mut(&leg.tx) {
+                    out.unwanted.push((dialog.remote_tag.clone(), ack));
+                }
                 if by != Party::Operator {
                     self.send_bye(now, &mut dialog);
                 }
@@ -1418,6 +1508,11 @@ impl Engine {
                     }
                 }
                 CallTimer::Redispatch => self.dispatch(now),
+                CallTimer::ForgetInvite(tx) => {
+                    if let Some(key) = self.calls.invites.remove(&tx).and_then(|o| o.key()) {
+                        self.calls.timed_out.remove(&key);
+                    }
+                }
             }
         }
     }

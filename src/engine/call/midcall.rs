@@ -988,7 +988,13 @@ impl Engine {
         {
             return;
         }
-        if call.take_pending_ok(side).is_none() || ack.body().is_empty() {
+        if call.take_pending_ok(side).is_none() {
+            return;
+        }
+        if side == Side::Caller {
+            self.ack_operator(handle, ack.body());
+        }
+        if ack.body().is_empty() {
             return;
         }
         self.take_answer(handle, side, ack.body());

@@ -28,7 +28,7 @@ use super::media::{RelayId, Side};
 use super::sdp::{MediaOffer, SdpSession};
 use super::sip::SipMessage;
 use super::time::MonoTime;
-use super::transaction::{ClientTxId, Destination, ResponseTarget, TxId};
+use super::transaction::{ClientKey, ClientTxId, Destination, ResponseTarget, TxId};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -236,8 +236,9 @@ pub enum LegState {
     Answered,
 }
 
-/// An outbound INVITE siaga sent, kept while its client transaction lives, so that a late
-/// 2xx can be ACKed and ended with BYE even after the call moved on.
+/// An outbound INVITE siaga sent, kept while its client transaction lives (and 64·T1
+/// after it timed out), so that a late 2xx can be ACKed and ended with BYE even after the
+/// call moved on.
 #[derive(Debug)]
 pub struct OutboundInvite {
     /// The call and leg it belongs to.
@@ -251,9 +252,20 @@ pub struct OutboundInvite {
     /// Whether its CANCEL was sent.
     pub cancel_sent: bool,
     /// Dialogs its 2xx responses created that siaga did not want (a late answer, a losing
-    /// binding) and ended with ACK and BYE: the To tag and the ACK, resent alone when that
-    /// 2xx comes again (§13.2.2.4) — the BYE is not repeated.
+    /// binding) or ended with its call, and ACKed: the To tag and the ACK, resent alone
+    /// when that 2xx comes again (§13.2.2.4) — the BYE is not repeated.
     pub unwanted: Vec<(String, Bytes)>,
+}
+
+impl OutboundInvite {
+    /// The key of its client transaction (the INVITE's branch).
+    pub fn key(&self) -> Option<ClientKey> {
+        let branch = self.request.top_via().ok()?.branch()?.to_owned();
+        Some(ClientKey {
+            branch,
+            method: super::sip::Method::Invite,
+        })
+    }
 }
 
 /// A call model timer. Each is checked against the call's state when it fires, so one
@@ -276,6 +288,8 @@ pub enum CallTimer {
     CancelGuard(ClientTxId),
     /// An operator's reject delay ended: try to dispatch again.
     Redispatch,
+    /// 64·T1 after an INVITE timed out: a 2xx for it is no longer expected; forget it.
+    ForgetInvite(ClientTxId),
 }
 
 /// Every call and the indexes that route messages to it.
@@ -290,6 +304,9 @@ pub struct CallTable {
     pub by_dialog: HashMap<DialogKey, (CallHandle, Option<u32>)>,
     /// Outbound INVITEs by client transaction.
     pub invites: HashMap<ClientTxId, OutboundInvite>,
+    /// Outbound INVITEs whose transaction timed out (Timer B), by their key: kept in
+    /// `invites` for 64·T1 more, for a late 2xx (`Engine::late_2xx`).
+    pub timed_out: HashMap<ClientKey, ClientTxId>,
     /// re-INVITEs and UPDATEs siaga sent in its dialogs, by client transaction.
     pub in_dialog: HashMap<ClientTxId, InDialogRequest>,
     /// siaga's BYEs under way → the dialog each ends (see `ending`): a BYE that crosses
