@@ -167,4 +167,6 @@ pub enum Output {
 }
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod tests;
