@@ -16,6 +16,7 @@ use super::transaction::{
     ClientKey, ClientTransactions, MergeKey, ResponseTarget, ServerKey, ServerTransactions,
     Termination, TimerConfig, TimerName, TxId,
 };
+use super::trunk_health::TrunkHealth;
 use super::uas::{self, Rejection, RequestHead, Verdict};
 use super::{ConnectionId, Input, Output, Received, Transmit, Transport};
 use rand::{Rng, SeedableRng};
@@ -80,6 +81,8 @@ pub struct CallSettings {
     pub operators: Vec<(String, Ha1)>,
     /// `[registrar]`.
     pub registrar: RegistrarConfig,
+    /// `trunk.gateways` and their OPTIONS probing.
+    pub trunk_health: super::trunk_health::HealthConfig,
 }
 
 impl CallSettings {
@@ -101,6 +104,7 @@ impl CallSettings {
             rtp_ports: (30000, 30999),
             operators: Vec::new(),
             registrar: RegistrarConfig::new(realm),
+            trunk_health: Default::default(),
         }
     }
 }
@@ -190,6 +194,7 @@ pub struct Engine {
     pub(crate) calls: CallTable,
     pub(crate) registrar: Registrar,
     pub(crate) ports: PortPool,
+    pub(crate) trunk_health: TrunkHealth,
     pub(crate) outputs: VecDeque<Output>,
     /// Set by [`Engine::shutdown`]: no call is offered or taken any more.
     pub(crate) stopping: bool,
@@ -208,6 +213,7 @@ impl Engine {
         );
         let calls = CallTable::new(settings.operators.iter().map(|(id, _)| id.as_str()));
         let ports = PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1);
+        let trunk_health = TrunkHealth::new(&settings.trunk_health);
         Engine {
             config,
             rng,
@@ -216,6 +222,7 @@ impl Engine {
             calls,
             registrar,
             ports,
+            trunk_health,
             outputs: VecDeque::new(),
             stopping: false,
             stats: Stats::default(),
@@ -293,6 +300,7 @@ impl Engine {
     /// them elsewhere. Drain [`Engine::poll_output`] afterwards as usual.
     pub fn shutdown(&mut self, now: Now) {
         self.stopping = true;
+        self.stop_probes();
         self.interrupt_calls(now);
         self.collect(now);
     }
@@ -321,6 +329,7 @@ impl Engine {
             self.client.next_deadline(),
             self.registrar.next_deadline(),
             self.calls.next_deadline(),
+            self.trunk_health.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -480,6 +489,9 @@ impl Engine {
         match verdict {
             Ok(super::transaction::Verdict::PassToTu) if key.method == Method::Invite => {
                 self.on_invite_response(now, id, msg);
+            }
+            Ok(super::transaction::Verdict::PassToTu) if key.method == Method::Options => {
+                self.on_probe_response(now, id, status);
             }
             Ok(_) => {}
             Err(error) => {
@@ -819,7 +831,9 @@ impl Engine {
         }
         while let Some((id, why)) = self.client.poll_ended() {
             self.on_client_ended(now, id, why);
+            self.on_probe_ended(now, id, why);
         }
+        self.send_probes(now);
         while let Some(t) = self.client.poll_transmit() {
             self.outputs.push_back(Output::Transmit(t));
         }
