@@ -242,6 +242,9 @@ impl Step {
     }
 }
 
+/// A flow of steps: (time step index, step, tail) each.
+pub type Flow = Vec<(u8, Step, &'static str)>;
+
 /// Encodes `steps`, each after `(time step index, step, tail)`, as a fuzz input.
 pub fn encode(steps: &[(u8, Step, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -1322,10 +1325,10 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
         };
         [(0, step.clone(), ""), (1, step, "")]
     };
-    let invite = |slot: u8, variant: u8| TrunkInvite {
+    let invite = |slot: u8, variant: u8, peer: u8| TrunkInvite {
         slot,
         variant,
-        peer: 0,
+        peer,
     };
     let respond = |peer: u8, pick: u8, status: u8| Respond {
         peer,
@@ -1334,11 +1337,11 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
         variant: 0,
     };
     let (s180, s200, s486, s487) = (1, 3, 4, 7);
-    let mut flows: Vec<(&'static str, Vec<(u8, Step, &str)>)> = Vec::new();
+    let mut flows: Vec<(&'static str, Flow)> = Vec::new();
     // Answered, ended by the caller: REGISTER with digest, INVITE, 180, 200, ACK, BYE.
     let mut answered = register(A, 0).to_vec();
     answered.extend([
-        (3, invite(0, 0), ""),
+        (3, invite(0, 0, 0), ""),
         (3, respond(A, 0, s180), ""),
         (6, respond(A, 0, s200), ""),
         (2, TrunkAck { slot: 0 }, ""),
@@ -1357,7 +1360,7 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
     flows.push((
         "cancel-in-queue",
         vec![
-            (0, invite(1, 0x08), ""),
+            (0, invite(1, 0x08, 0), ""),
             (6, TrunkCancel { slot: 1 }, ""),
             (2, TrunkAck { slot: 1 }, ""),
         ],
@@ -1366,7 +1369,7 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
     let mut ring = register(A, 0).to_vec();
     ring.extend(register(B, 1));
     ring.extend([
-        (3, invite(2, 0), ""),
+        (3, invite(2, 0, 0), ""),
         (3, respond(A, 0, s180), ""),
         (8, respond(A, 0, s200), ""),
         (0, respond(A, 1, s487), ""),
@@ -1381,15 +1384,7 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
     // caller gives up.
     let mut reject = register(C, 0).to_vec();
     reject.extend([
-        (
-            3,
-            TrunkInvite {
-                slot: 3,
-                variant: 0xC8,
-                peer: 1,
-            },
-            "",
-        ),
+        (3, invite(3, 0xC8, 1), ""),
         (3, respond(C, 0, s486), ""),
         (7, Wait { seconds: 1 }, ""),
         (3, TrunkCancel { slot: 3 }, ""),
@@ -1409,7 +1404,7 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
     // ACK; BYE twice (the second for a finished dialog).
     let mut race = register(A, 0).to_vec();
     race.extend([
-        (3, invite(4, 0), ""),
+        (3, invite(4, 0, 0), ""),
         (3, respond(A, 0, s180), ""),
         (0, TrunkCancel { slot: 4 }, ""),
         (0, respond(A, 0, s200), ""),
@@ -1431,16 +1426,8 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
     let mut misc = register(B, 1).to_vec();
     misc.extend([
         (0, respond(6, 0, s200), ""),
-        (0, invite(5, 0x02), ""),
-        (
-            2,
-            TrunkInvite {
-                slot: 6,
-                variant: 0,
-                peer: 3,
-            },
-            "",
-        ),
+        (0, invite(5, 0x02, 0), ""),
+        (2, invite(6, 0, 3), ""),
         (3, respond(B, 0, s200), ""),
         (2, TrunkAck { slot: 5 }, ""),
         (2, TrunkInDialog { slot: 5, method: 0 }, ""),
@@ -1472,9 +1459,9 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
     flows.push((
         "fuzzed-fields",
         vec![
-            (0, invite(0, 0), "Max-Forwards: 0"),
-            (0, invite(0x81, 0), "Require: 100rel, timer"),
-            (0, invite(0x82, 0), "Call-ID:"),
+            (0, invite(0, 0, 0), "Max-Forwards: 0"),
+            (0, invite(0x81, 0, 0), "Require: 100rel, timer"),
+            (0, invite(0x82, 0, 0), "Call-ID:"),
             (
                 0,
                 Unframeable {
