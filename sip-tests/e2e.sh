@@ -9,6 +9,8 @@
 # Stage 2, siaga: builds siaga (cargo build, debug), writes a test config into a temp dir,
 #   starts siaga, and checks in order:
 #     plumbing        config accepted, UDP+TCP listening, OPTIONS answered over both
+#     trunk health    siaga's OPTIONS to a trunk gateway (SIPp UAS) answered -> logged up;
+#                       (checked last) a gateway nobody listens at -> logged down
 #     cancel          a caller who cancels while queued (no operator registered yet)
 #                       -> record abandoned_in_queue
 #     ring timeout    operator 1001 never answers, 1002 registers meanwhile
@@ -181,6 +183,24 @@ selftest() {
         sipp_explain st-unreg
     fi
 
+    # A trunk gateway answering OPTIONS, probed as siaga probes it.
+    local gw rc_gw=0
+    rc=0
+    sipp_bg st-gateway -sf "$SCENARIOS/trunk-gateway-options.xml" -p "$UAS" -m 1 \
+        -timeout 20s -timeout_error
+    gw=$SIPP_PID
+    sleep 0.3
+    sipp_fg st-gateway-ping "127.0.0.1:$UAS" -sf "$SCENARIOS/options-ping.xml" -m 1 -p "$UAC" \
+        -timeout 10s -timeout_error || rc=$?
+    wait_pid "$gw" 5 || rc_gw=$?
+    if [ $rc -eq 0 ] && [ $rc_gw -eq 0 ]; then
+        pass "self-test: options-ping.xml against trunk-gateway-options.xml"
+    else
+        fail "self-test: trunk-gateway-options.xml (gateway exit $rc_gw, pinger exit $rc)"
+        sipp_explain st-gateway
+        sipp_explain st-gateway-ping
+    fi
+
     # A wrong password must not register (the fake registrar really checks the digest).
     users_csv "$WORK/bad.csv" 1001:wrong
     rc=0
@@ -204,8 +224,8 @@ selftest() {
 # unregistering, and siaga's RTP relay range.
 setup_siaga() {
     local ports
-    read -ra ports <<<"$(free_ports 2 2 2 4 2 4 2 4 2 200)"
-    [ ${#ports[@]} -eq 10 ] || return 1
+    read -ra ports <<<"$(free_ports 2 2 2 4 2 4 2 4 2 200 2 2)"
+    [ ${#ports[@]} -eq 12 ] || return 1
     SIP_PORT=${ports[0]}
     HTTP_PORT=${ports[1]}
     TRUNK_PORT=${ports[2]}
@@ -217,10 +237,14 @@ setup_siaga() {
     UNREG_PORT=${ports[8]}
     RTP_LO=${ports[9]}
     RTP_HI=$((RTP_LO + 199))
+    GW_PORT=${ports[10]}
+    DEAD_GW_PORT=${ports[11]}
     CONF="$WORK/siaga.toml"
     write_config "$CONF" "$SIP_PORT" "$RTP_LO" "$RTP_HI" "$HTTP_PORT" "${E2E_LOG_LEVEL:-info,siaga=debug}" \
         "$(operators_toml 1001:demo-1001 1002:demo-1002 1003:demo-1003)"
     RING_TIMEOUT_S=2
+    # Two trunk gateways: a SIPp UAS that answers OPTIONS, and a port nobody listens at.
+    sed -i "s|^emergency_numbers = \[\"112\"\]\$|&\ngateways = [\"sip:127.0.0.1:$GW_PORT\", \"sip:127.0.0.1:$DEAD_GW_PORT\"]\noptions_interval_s = 5\noptions_failures = 1|" "$CONF"
     note "siaga sip 127.0.0.1:$SIP_PORT, rtp $RTP_LO-$RTP_HI, db $SIAGA_DB_PATH"
     note "trunk 127.0.0.1:$TRUNK_PORT (media $TRUNK_MP), operators at $OP1_PORT (media $OP1_MP), $OP2_PORT (media $OP2_MP)"
 }
@@ -343,6 +367,9 @@ siaga_checks() {
     fi
 
     section "siaga: start, listen, OPTIONS"
+    sipp_bg gateway -sf "$SCENARIOS/trunk-gateway-options.xml" -p "$GW_PORT" -m 1000 \
+        -timeout 600s -timeout_error
+    GW_PID=$SIPP_PID
     if start_siaga "$CONF" "$WORK/siaga.log"; then
         pass "siaga listens on 127.0.0.1:$SIP_PORT (UDP and TCP), pid $SIAGA_PID"
     else
@@ -359,6 +386,7 @@ siaga_checks() {
         -timeout 10s -timeout_error || rc=$?
     if [ $rc -eq 0 ]; then pass "OPTIONS over TCP answered 200"; else fail "OPTIONS over TCP (SIPp exit $rc)"; sipp_explain options-tcp; fi
 
+    check_gateway_up
     check_cancel_in_queue
     check_alive_or_stop || return
     check_ring_timeout
@@ -377,6 +405,8 @@ siaga_checks() {
     check_alive_or_stop || return
     check_tcp
     check_alive_or_stop || return
+    check_gateway_down
+    check_alive_or_stop || return
 
     section "siaga: shutdown"
     kill -TERM "$SIAGA_PID" 2>/dev/null
@@ -388,6 +418,36 @@ siaga_checks() {
         fail "siaga on SIGTERM: exit code $rc (124: still running after 15 s)"
         siaga_log_tail "$WORK/siaga.log" 20
     fi
+}
+
+# siaga probes the gateway SIPp plays at start (OPTIONS, RFC 3261 §11) and logs it up.
+check_gateway_up() {
+    section "trunk health: OPTIONS to the trunk gateways"
+    if wait_log "$WORK/siaga.log" "trunk gateway up.*gateway=udp:127\.0\.0\.1:$GW_PORT " 10 "$SIAGA_PID"; then
+        pass "gateway udp:127.0.0.1:$GW_PORT answered siaga's OPTIONS and is logged up"
+    else
+        fail "gateway udp:127.0.0.1:$GW_PORT is not logged up within 10 s"
+        sipp_explain gateway
+        siaga_log_tail "$WORK/siaga.log" 15
+    fi
+}
+
+# The gateway nobody listens at: its first OPTIONS is given up after 64*T1 (32 s), and
+# with options_failures = 1 it is logged down. Checked last, when that time has passed.
+check_gateway_down() {
+    section "trunk health: a gateway that does not answer"
+    if wait_log "$WORK/siaga.log" "trunk gateway down.*gateway=udp:127\.0\.0\.1:$DEAD_GW_PORT " 40 "$SIAGA_PID"; then
+        pass "gateway udp:127.0.0.1:$DEAD_GW_PORT (nothing listening) is logged down after 64*T1"
+    else
+        fail "gateway udp:127.0.0.1:$DEAD_GW_PORT is not logged down"
+        siaga_log_tail "$WORK/siaga.log" 15
+    fi
+    if grep -qE "trunk gateway down.*gateway=udp:127\.0\.0\.1:$GW_PORT " "$WORK/siaga.log"; then
+        fail "the answering gateway udp:127.0.0.1:$GW_PORT was logged down"
+    else
+        pass "the answering gateway stayed up"
+    fi
+    lib_stop "$GW_PID"
 }
 
 check_alive_or_stop() {

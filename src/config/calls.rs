@@ -10,6 +10,7 @@
 use super::error::{ConfigError, Problem, Source};
 use super::values::{self, OperatorSecret, OtherSources};
 use super::{check, invalid};
+use crate::engine::trunk_health::Gateway;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::fmt;
@@ -43,6 +44,16 @@ pub struct TrunkConfig {
     /// a leg to anywhere else carries no asserted identity, and an anonymous From when the
     /// caller asked for privacy (RFC 3323). Operators' registered phones are always inside.
     pub trust_domain: Vec<IpNet>,
+    /// `trunk.gateways` (default none): the trunk's gateways, probed with OPTIONS (RFC 3261
+    /// §11) and, in a later issue, where callbacks are placed. Distinct address and
+    /// transport each.
+    pub gateways: Vec<Gateway>,
+    /// `trunk.options_interval_s` (default 30 s; 1–3600 s): time between the starts of two
+    /// OPTIONS to one gateway.
+    pub options_interval: Duration,
+    /// `trunk.options_failures` (default 3; 1–100): OPTIONS in a row left unanswered
+    /// (64·T1 each, or a transport error) that mark a gateway down.
+    pub options_failures: u32,
 }
 
 impl TrunkConfig {
@@ -125,10 +136,24 @@ pub(super) struct RawTrunk {
     min_session_expires_s: u32,
     #[serde(default)]
     trust_domain: Vec<String>,
+    #[serde(default)]
+    gateways: Vec<String>,
+    #[serde(default = "default_options_interval_s")]
+    options_interval_s: u32,
+    #[serde(default = "default_options_failures")]
+    options_failures: u32,
 }
 
 fn default_min_session_expires_s() -> u32 {
     90
+}
+
+fn default_options_interval_s() -> u32 {
+    30
+}
+
+fn default_options_failures() -> u32 {
+    3
 }
 
 fn default_trunk_name() -> String {
@@ -251,6 +276,23 @@ pub(super) fn validate_trunk(raw: RawTrunk) -> Result<TrunkConfig, ConfigError> 
         90,
         86_400,
     )?;
+    let mut gateways: Vec<Gateway> = Vec::with_capacity(raw.gateways.len());
+    for g in &raw.gateways {
+        let gateway = check("trunk.gateways", g, &[], values::parse_gateway)?;
+        if gateways
+            .iter()
+            .any(|o| o.address == gateway.address && o.transport == gateway.transport)
+        {
+            return Err(invalid(
+                Source::Key("trunk.gateways"),
+                g,
+                Problem::Duplicate,
+            ));
+        }
+        gateways.push(gateway);
+    }
+    let options_interval = seconds("trunk.options_interval_s", raw.options_interval_s, 1, 3600)?;
+    let options_failures = in_range("trunk.options_failures", raw.options_failures, 1, 100)?;
     Ok(TrunkConfig {
         name,
         sources,
@@ -258,6 +300,9 @@ pub(super) fn validate_trunk(raw: RawTrunk) -> Result<TrunkConfig, ConfigError> 
         other_sources,
         min_session_expires,
         trust_domain,
+        gateways,
+        options_interval,
+        options_failures,
     })
 }
 
@@ -395,6 +440,11 @@ pub(super) fn seconds(
     min: u32,
     max: u32,
 ) -> Result<Duration, ConfigError> {
+    in_range(key, value, min, max).map(|s| Duration::from_secs(s.into()))
+}
+
+/// `value`, if within `min..=max`. Errors: [`Problem::OutOfRange`].
+fn in_range(key: &'static str, value: u32, min: u32, max: u32) -> Result<u32, ConfigError> {
     if !(min..=max).contains(&value) {
         return Err(ConfigError::Invalid {
             origin: Source::Key(key),
@@ -405,5 +455,5 @@ pub(super) fn seconds(
             },
         });
     }
-    Ok(Duration::from_secs(value.into()))
+    Ok(value)
 }

@@ -173,6 +173,13 @@ pub enum Problem {
          take emergency calls from any source"
     )]
     NoTrunkSources,
+    /// A `trunk.gateways` entry that is not a `sip:` URI with an IP literal host, a port
+    /// other than 0 and transport UDP or TCP.
+    #[error(
+        "is not a gateway URI: sip:IP[:PORT][;transport=udp|tcp] (e.g. sip:192.0.2.10:5060, \
+         sip:[2001:db8::1];transport=tcp); host names need DNS, which siaga does not do yet"
+    )]
+    BadGateway,
     /// An emergency number that is not 1–32 digits after an optional `+`.
     #[error("must be 1 to 32 digits, optionally after a leading + (e.g. 112)")]
     BadEmergencyNumber,

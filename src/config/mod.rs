@@ -434,6 +434,11 @@ impl Config {
                 default_expires_s: secs(self.registrar.default_expires),
                 nonce_ttl_s: secs(self.registrar.nonce_ttl),
             },
+            trunk_health: crate::engine::trunk_health::HealthConfig {
+                gateways: self.trunk.gateways.clone(),
+                interval: self.trunk.options_interval,
+                failures_before_down: self.trunk.options_failures,
+            },
         }
     }
 

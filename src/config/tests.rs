@@ -905,6 +905,87 @@ fn trunk_trust_domain_is_a_list_of_networks_given_to_the_engine() {
 }
 
 #[test]
+fn trunk_gateways_and_their_probing() {
+    use crate::engine::Transport;
+    let trunk = |lines: &str| format!("{MINIMAL}{lines}\n");
+    let c = load(MINIMAL).unwrap();
+    assert!(c.trunk.gateways.is_empty(), "no gateways by default");
+    assert_eq!(c.trunk.options_interval, Duration::from_secs(30));
+    assert_eq!(c.trunk.options_failures, 3);
+    let c = load(&trunk(
+        "gateways = [\"sip:192.0.2.10\", \"sip:192.0.2.10:5080;transport=TCP\", \
+         \"sip:[2001:db8::1]:5062;transport=udp\"]\noptions_interval_s = 5\noptions_failures = 1",
+    ))
+    .unwrap();
+    let seen: Vec<(String, Transport)> = c
+        .trunk
+        .gateways
+        .iter()
+        .map(|g| (g.address.to_string(), g.transport))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("192.0.2.10:5060".to_owned(), Transport::Udp),
+            ("192.0.2.10:5080".to_owned(), Transport::Tcp),
+            ("[2001:db8::1]:5062".to_owned(), Transport::Udp),
+        ]
+    );
+    assert_eq!(c.trunk.gateways[1].uri, "sip:192.0.2.10:5080;transport=TCP");
+    let health = c.engine_config().calls.trunk_health;
+    assert_eq!(health.gateways, c.trunk.gateways);
+    assert_eq!(health.interval, Duration::from_secs(5));
+    assert_eq!(health.failures_before_down, 1);
+    for bad in [
+        "192.0.2.10:5060",
+        "sip:gw.example.com",
+        "sips:192.0.2.10",
+        "tel:+62112",
+        "sip:0.0.0.0",
+        "sip:192.0.2.10:0",
+        "sip:192.0.2.10;transport=tls",
+        "sip:192.0.2.10;transport",
+        "sip:192.0.2.10?subject=x",
+        "",
+    ] {
+        assert_invalid(
+            &trunk(&format!("gateways = [\"{bad}\"]")),
+            "trunk.gateways",
+            Problem::BadGateway,
+        );
+    }
+    assert_invalid(
+        &trunk("gateways = [\"sip:192.0.2.10\", \"sip:gw@192.0.2.10:5060;transport=udp\"]"),
+        "trunk.gateways",
+        Problem::Duplicate,
+    );
+    for (line, key, min, max) in [
+        (
+            "options_interval_s = 0",
+            "trunk.options_interval_s",
+            1,
+            3600,
+        ),
+        (
+            "options_interval_s = 3601",
+            "trunk.options_interval_s",
+            1,
+            3600,
+        ),
+        ("options_failures = 0", "trunk.options_failures", 1, 100),
+        ("options_failures = 101", "trunk.options_failures", 1, 100),
+    ] {
+        assert_invalid(&trunk(line), key, Problem::OutOfRange { min, max });
+    }
+    let e = err(&trunk("gateways = [\"sbc.example.com\"]"));
+    assert!(
+        e.to_string()
+            .starts_with("trunk.gateways: \"sbc.example.com\" is not a gateway URI"),
+        "{e}"
+    );
+}
+
+#[test]
 fn operators_with_ha1_or_password() {
     let c = load(&with_operators(&[
         "id = \"1001\"\nname = \"Siti\"\nha1 = \"cf0429477e1c8b4a06769b7ac6ce4d07\"",

@@ -360,6 +360,35 @@ pub fn parse_ip_net(s: &str) -> Result<IpNet, Problem> {
     Ok(net)
 }
 
+/// Parses an entry of `trunk.gateways`: a SIP URI whose host is an IP literal, with an
+/// optional port (default 5060) and `;transport=udp` (default) or `;transport=tcp`, e.g.
+/// `sip:192.0.2.10:5060` or `sip:[2001:db8::1];transport=tcp`. Host names are refused:
+/// siaga does no DNS (RFC 3263) yet. Errors: [`Problem::BadGateway`].
+pub fn parse_gateway(s: &str) -> Result<crate::engine::trunk_health::Gateway, Problem> {
+    use crate::engine::Transport;
+    use crate::engine::sip::uri::Uri;
+    let uri = Uri::parse(s).map_err(|_| Problem::BadGateway)?;
+    let sip = uri
+        .as_sip()
+        .filter(|u| !u.is_secure())
+        .ok_or(Problem::BadGateway)?;
+    let address = sip.socket_addr().ok_or(Problem::BadGateway)?;
+    if address.ip().is_unspecified() || address.port() == 0 || !sip.headers().is_empty() {
+        return Err(Problem::BadGateway);
+    }
+    let transport = match sip.param("transport") {
+        None => Transport::Udp,
+        Some(Some(t)) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+        Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(_) => return Err(Problem::BadGateway),
+    };
+    Ok(crate::engine::trunk_health::Gateway {
+        uri: s.to_owned(),
+        address,
+        transport,
+    })
+}
+
 /// Longest accepted emergency number, in characters (the `+` included).
 pub const MAX_EMERGENCY_NUMBER_LEN: usize = 32;
 

@@ -17,6 +17,7 @@ use super::transaction::{
     ClientKey, ClientTransactions, MergeKey, ResponseTarget, ServerKey, ServerTransactions,
     Termination, TimerConfig, TimerName, TxId,
 };
+use super::trunk_health::TrunkHealth;
 use super::uas::{self, Rejection, RequestHead, Verdict};
 use super::{ConnectionId, Input, Output, Received, Transmit, Transport};
 use rand::{Rng, SeedableRng};
@@ -87,6 +88,8 @@ pub struct CallSettings {
     pub operators: Vec<(String, Ha1)>,
     /// `[registrar]`.
     pub registrar: RegistrarConfig,
+    /// `trunk.gateways` and their OPTIONS probing.
+    pub trunk_health: super::trunk_health::HealthConfig,
 }
 
 impl CallSettings {
@@ -110,6 +113,7 @@ impl CallSettings {
             rtp_ports: (30000, 30999),
             operators: Vec::new(),
             registrar: RegistrarConfig::new(realm),
+            trunk_health: Default::default(),
         }
     }
 }
@@ -199,6 +203,7 @@ pub struct Engine {
     pub(crate) calls: CallTable,
     pub(crate) registrar: Registrar,
     pub(crate) ports: PortPool,
+    pub(crate) trunk_health: TrunkHealth,
     pub(crate) outputs: VecDeque<Output>,
     /// Set by [`Engine::shutdown`]: no call is offered or taken any more.
     pub(crate) stopping: bool,
@@ -219,6 +224,7 @@ impl Engine {
         );
         let calls = CallTable::new(settings.operators.iter().map(|(id, _)| id.as_str()));
         let ports = PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1);
+        let trunk_health = TrunkHealth::new(&settings.trunk_health);
         Engine {
             config,
             rng,
@@ -227,6 +233,7 @@ impl Engine {
             calls,
             registrar,
             ports,
+            trunk_health,
             outputs: VecDeque::new(),
             stopping: false,
             tcp_refusals: super::delivery::TcpRefusals::default(),
@@ -313,6 +320,7 @@ impl Engine {
     /// them elsewhere. Drain [`Engine::poll_output`] afterwards as usual.
     pub fn shutdown(&mut self, now: Now) {
         self.stopping = true;
+        self.stop_probes();
         self.interrupt_calls(now);
         self.collect(now);
     }
@@ -341,6 +349,7 @@ impl Engine {
             self.client.next_deadline(),
             self.registrar.next_deadline(),
             self.calls.next_deadline(),
+            self.trunk_health.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -505,6 +514,9 @@ impl Engine {
             }
             Ok(super::transaction::Verdict::PassToTu) if key.method == Method::Invite => {
                 self.on_invite_response(now, id, msg);
+            }
+            Ok(super::transaction::Verdict::PassToTu) if key.method == Method::Options => {
+                self.on_probe_response(now, id, status);
             }
             Ok(_) => {}
             Err(error) => {
@@ -869,7 +881,9 @@ impl Engine {
         while let Some((id, why)) = self.client.poll_ended() {
             self.on_in_dialog_ended(now, id, why == Termination::Normal);
             self.on_client_ended(now, id, why);
+            self.on_probe_ended(now, id, why);
         }
+        self.send_probes(now);
         // Responses first: the answer to the request that set things off (a REGISTER's
         // 200) goes out before the requests it caused (the INVITE of a waiting call to the
         // flow just registered, RFC 5626).

@@ -20,6 +20,7 @@ pub mod sdp;
 pub mod sip;
 pub mod time;
 pub mod transaction;
+pub mod trunk_health;
 pub mod uas;
 
 mod driver;

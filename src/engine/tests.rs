@@ -215,6 +215,25 @@ fn malformed_request_gets_400_with_reason_and_next_request_is_served() {
     assert_eq!(one_response(&mut e, 1, udp(&ok)).status(), Some(200));
 }
 
+/// Found by fuzzing (`fuzz/regressions/engine/folded-bad-line-joins-cseq`): the folded
+/// continuation of a malformed header line was joined to the header before it, so the 400
+/// echoed a CSeq the client never sent and its transaction could not match it.
+#[test]
+fn the_400_to_a_malformed_header_line_echoes_the_cseq_as_sent() {
+    let mut e = engine();
+    let text = request("OPTIONS", "sip:siaga.test", "").replace(
+        "CSeq: 1 OPTIONS\n",
+        "CSeq: 1 OPTIONS\nart/signed,\n @ message/sipfrag\n",
+    );
+    let r = one_response(&mut e, 0, udp(&text));
+    assert_eq!(r.status(), Some(400));
+    assert_eq!(
+        r.reason(),
+        Some(&b"Bad Request - Malformed header line"[..])
+    );
+    assert_eq!(header(&r, HeaderName::CSeq), "1 OPTIONS");
+}
+
 #[test]
 fn garbage_and_responses_are_dropped_and_counted() {
     let mut e = engine();

@@ -461,10 +461,13 @@ fn split_sp(line: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
 /// Indexes the header lines in `buf[from..to]` (`to` is just past the empty line, or the
 /// end of a UDP datagram without one). A malformed line is skipped and the first such
 /// error returned beside the index, so a 400 can still be built from the other headers.
+/// The continuation lines of a skipped line are skipped with it: they never extend the
+/// header before it (whose value a 400 echoes).
 fn index_headers(buf: &[u8], from: usize, to: usize) -> (Vec<HeaderEntry>, Option<ParseError>) {
     let mut headers: Vec<HeaderEntry> = Vec::with_capacity(16);
     let mut error = None;
     let mut pos = from;
+    let mut skipping = false;
     while pos < to {
         let line_end = buf[pos..to]
             .iter()
@@ -477,7 +480,8 @@ fn index_headers(buf: &[u8], from: usize, to: usize) -> (Vec<HeaderEntry>, Optio
         }
         if line[0] == b' ' || line[0] == b'\t' {
             // Continuation (RFC 3261 §7.3.1): extends the previous header's value.
-            let Some(last) = headers.last_mut() else {
+            let last = headers.last_mut().filter(|_| !skipping);
+            let Some(last) = last else {
                 error.get_or_insert(ParseError::OrphanContinuation);
                 pos = line_end + 1;
                 continue;
@@ -495,7 +499,8 @@ fn index_headers(buf: &[u8], from: usize, to: usize) -> (Vec<HeaderEntry>, Optio
         } else {
             let colon = line.iter().position(|&b| b == b':').unwrap_or(0);
             let name = trim(&line[..colon]);
-            if name.is_empty() || !name.iter().all(|&b| is_token_char(b)) {
+            skipping = name.is_empty() || !name.iter().all(|&b| is_token_char(b));
+            if skipping {
                 error.get_or_insert(ParseError::BadHeaderLine);
                 pos = line_end + 1;
                 continue;
