@@ -1365,18 +1365,7 @@ impl Engine {
         };
         // §15.1.2: a request still pending in a dialog that ends is answered 487.
         if let Some(exchange) = call.exchange.take() {
-            self.respond_in_dialog(
-                now,
-                (
-                    exchange.tx,
-                    &exchange.request,
-                    exchange.target,
-                    exchange.received_from,
-                ),
-                487,
-                "Request Terminated",
-                &[],
-            );
+            self.refuse_exchange(now, &exchange, 487, "Request Terminated");
         }
         self.calls.by_invite.remove(&call.trunk.tx);
         self.calls.by_dialog.remove(&call.trunk.dialog_key());

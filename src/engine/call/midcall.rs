@@ -716,6 +716,23 @@ impl Engine {
             .schedule(give_up, CallTimer::OkTimeout(handle, side));
     }
 
+    /// Answers the request of `exchange` with `status` (≥ 300) and no other header.
+    pub(crate) fn refuse_exchange(
+        &mut self,
+        now: Now,
+        exchange: &Exchange,
+        status: u16,
+        reason: &str,
+    ) {
+        let respond = (
+            exchange.tx,
+            &exchange.request,
+            exchange.target,
+            exchange.received_from,
+        );
+        self.respond_in_dialog(now, respond, status, reason, &[]);
+    }
+
     /// A final response of siaga's own to a request in a dialog (`status` ≥ 300, or a 2xx
     /// without body), with `headers` beside the usual ones.
     pub(crate) fn respond_in_dialog(
@@ -762,18 +779,7 @@ impl Engine {
         if call.exchange.as_ref().and_then(|e| e.out) == Some(tx)
             && let Some(exchange) = call.exchange.take()
         {
-            self.respond_in_dialog(
-                now,
-                (
-                    exchange.tx,
-                    &exchange.request,
-                    exchange.target,
-                    exchange.received_from,
-                ),
-                408,
-                "Request Timeout",
-                &[],
-            );
+            self.refuse_exchange(now, &exchange, 408, "Request Timeout");
         }
         tracing::warn!(side = ?out.to, method = %out.method, "no response to siaga's request in the dialog: ending the call");
         self.end_call(now, handle, Party::Siaga, Disposition::Answered);

@@ -42,6 +42,15 @@ impl Out {
             .collect()
     }
 
+    /// The first message sent on TCP connection `conn`, parsed.
+    fn first_on_connection(&self, conn: u64) -> SipMessage {
+        self.sent
+            .iter()
+            .find(|t| t.connection == Some(crate::engine::ConnectionId(conn)))
+            .map(|t| SipMessage::parse(t.bytes.clone(), Transport::Tcp).expect("parseable"))
+            .expect("a message on the connection")
+    }
+
     fn statuses_to(&self, to: &str) -> Vec<u16> {
         self.to(to).iter().filter_map(SipMessage::status).collect()
     }
@@ -1164,12 +1173,7 @@ fn b12_after_the_operators_tcp_connection_closed_the_bye_still_goes_out() {
     let mut h = Harness::new(15);
     h.register_tcp("1001", OP1, 9);
     let out = h.input(TRUNK, &trunk_invite("b12"));
-    let offer = out
-        .sent
-        .iter()
-        .find(|t| t.connection == Some(crate::engine::ConnectionId(9)))
-        .map(|t| SipMessage::parse(t.bytes.clone(), Transport::Tcp).expect("INVITE"))
-        .expect("INVITE on the phone's connection");
+    let offer = out.first_on_connection(9);
     let out = h.input_tcp(
         OP1,
         9,
@@ -1659,12 +1663,7 @@ fn after_a_record_routing_proxys_tcp_connection_closed_the_bye_goes_to_the_proxy
     let mut h = Harness::new(15);
     h.register_tcp("1001", OP1, 9);
     let out = h.input(TRUNK, &trunk_invite("rrclose"));
-    let offer = out
-        .sent
-        .iter()
-        .find(|t| t.connection == Some(crate::engine::ConnectionId(9)))
-        .map(|t| SipMessage::parse(t.bytes.clone(), Transport::Tcp).expect("INVITE"))
-        .expect("INVITE on the phone's connection");
+    let offer = out.first_on_connection(9);
     // The proxy is the peer of the phone's connection; the phone's Contact is elsewhere.
     let ok = phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)).replacen(
         "Contact: <sip:phone@127.0.0.1:5071>",

@@ -3,7 +3,9 @@
 //! across the B2BUA, session timers and dialog matching. Each test asserts what the RFC
 //! requires; each one that failed names the bug in its doc comment.
 
-use super::midcall::{body, final_to, operator_in_dialog, operator_sdp, trunk_sdp, with};
+use super::midcall::{
+    body, final_to, hold_offer, operator_in_dialog, operator_sdp, trunk_sdp, with,
+};
 use super::*;
 
 /// An INVITE's session-timer terms (RFC 4028): a 90 s interval the trunk refreshes.
@@ -128,11 +130,7 @@ fn the_give_up_timer_of_an_acked_2xx_does_not_end_a_later_re_invite() {
 fn a_re_invite_that_waits_on_the_operator_draws_100_trying() {
     let mut h = Harness::new(15);
     let (ok, _) = answered_call(&mut h, "trying", "");
-    let reinvite = with(
-        &trunk_in_dialog("INVITE", &ok, 2, "tryingre"),
-        "",
-        Some(&trunk_sdp(2, "sendonly", "127.0.0.1")),
-    );
+    let reinvite = hold_offer(&ok, 2, 2, "tryingre");
     let out = h.input(TRUNK, &reinvite);
     assert_eq!(out.statuses_to(TRUNK), [100]);
     assert_eq!(out.requests_to(OP1, Method::Invite).len(), 1);
@@ -598,11 +596,7 @@ fn a_2xx_to_a_re_invite_after_the_call_ended_is_still_acked() {
 fn a_cancel_of_a_crossing_re_invite_leaves_the_call_up() {
     let mut h = Harness::new(15);
     let (ok, _) = answered_call(&mut h, "cxre", "");
-    let reinvite = with(
-        &trunk_in_dialog("INVITE", &ok, 2, "cxrere"),
-        "",
-        Some(&trunk_sdp(2, "sendonly", "127.0.0.1")),
-    );
+    let reinvite = hold_offer(&ok, 2, 2, "cxrere");
     let out = h.input(TRUNK, &reinvite);
     let to_op = out
         .requests_to(OP1, Method::Invite)
@@ -708,11 +702,7 @@ fn a_bodyless_update_is_answered_while_an_offer_is_open() {
     let mut h = Harness::new(15);
     let terms = TRUNK_REFRESHES;
     let (ok, _) = answered_call(&mut h, "bodyless", terms);
-    let reinvite = with(
-        &trunk_in_dialog("INVITE", &ok, 2, "bodylessre"),
-        "",
-        Some(&trunk_sdp(2, "sendonly", "127.0.0.1")),
-    );
+    let reinvite = hold_offer(&ok, 2, 2, "bodylessre");
     let out = h.input(TRUNK, &reinvite);
     let to_op = out.requests_to(OP1, Method::Invite).pop().expect("crosses");
     let refresh = with(&trunk_in_dialog("UPDATE", &ok, 3, "bodylessu"), terms, None);

@@ -18,6 +18,16 @@ pub(super) fn operator_sdp(version: u32, direction: &str) -> String {
     )
 }
 
+/// The trunk's hold: a re-INVITE with CSeq `seq` in the dialog of siaga's 2xx `ok`,
+/// offering `a=sendonly` at session version `version`.
+pub(super) fn hold_offer(ok: &SipMessage, seq: u32, version: u32, branch: &str) -> String {
+    with(
+        &trunk_in_dialog("INVITE", ok, seq, branch),
+        "",
+        Some(&trunk_sdp(version, "sendonly", "127.0.0.1")),
+    )
+}
+
 /// `request` (ending in an empty body) with `headers` added and `sdp` as its body.
 pub(super) fn with(request: &str, headers: &str, sdp: Option<&str>) -> String {
     let body = match sdp {
@@ -380,14 +390,7 @@ fn an_offer_siaga_cannot_relay_draws_488_and_the_call_goes_on() {
 fn a_bye_while_an_offer_crosses_ends_the_call_and_answers_it_487() {
     let mut h = Harness::new(15);
     let (ok, ack) = answered_call(&mut h, "byex", "");
-    let out = h.input(
-        TRUNK,
-        &with(
-            &trunk_in_dialog("INVITE", &ok, 2, "byexre"),
-            "",
-            Some(&trunk_sdp(2, "sendonly", "127.0.0.1")),
-        ),
-    );
+    let out = h.input(TRUNK, &hold_offer(&ok, 2, 2, "byexre"));
     assert_eq!(out.requests_to(OP1, Method::Invite).len(), 1);
     let out = h.input(OP1, &operator_bye(&ack));
     assert_eq!(out.statuses_to(OP1), [200]);
@@ -400,14 +403,7 @@ fn a_bye_while_an_offer_crosses_ends_the_call_and_answers_it_487() {
 fn an_operator_leg_that_stops_answering_a_re_invite_ends_the_call() {
     let mut h = Harness::new(15);
     let (ok, _ack) = answered_call(&mut h, "dead", "");
-    let out = h.input(
-        TRUNK,
-        &with(
-            &trunk_in_dialog("INVITE", &ok, 2, "deadre"),
-            "",
-            Some(&trunk_sdp(2, "sendonly", "127.0.0.1")),
-        ),
-    );
+    let out = h.input(TRUNK, &hold_offer(&ok, 2, 2, "deadre"));
     assert_eq!(out.requests_to(OP1, Method::Invite).len(), 1);
     // Timer B (64·T1) without any response.
     let out = h.advance(33_000);
