@@ -133,6 +133,16 @@ impl EngineConfig {
         }
     }
 
+    /// siaga's Contact for a leg or dialog over `transport` (RFC 3261 §8.1.1.8: a TCP leg
+    /// says `transport=tcp`, so the peer's requests come back over TCP).
+    pub fn contact(&self, transport: Transport) -> String {
+        let param = match transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        format!("<sip:siaga@{}{param}>", self.via_host())
+    }
+
     /// The `host:port` siaga writes in Via and Contact (IPv6 in brackets).
     pub fn via_host(&self) -> String {
         let host = &self.advertised_host;

@@ -406,7 +406,7 @@ impl Engine {
             // §12.1.1: a response that creates a dialog copies the Record-Route.
             b = b
                 .copy_all(&call.trunk.invite, HeaderName::RecordRoute)
-                .header("Contact", self.contact(call.trunk.target.transport));
+                .header("Contact", self.config.contact(call.trunk.target.transport));
         }
         // RFC 3262 §3: reliably when the INVITE asked for it (never the 100).
         if status != 100 && call.trunk.reliable.is_some() {
@@ -544,7 +544,7 @@ impl Engine {
                 .header("To", format!("<sip:{operator}@{domain}>"))
                 .header("Call-ID", &call_id)
                 .header("CSeq", "1 INVITE")
-                .header("Contact", self.contact(destination.transport))
+                .header("Contact", self.config.contact(destination.transport))
                 .header("Allow", uas::allow_value())
                 .header("User-Agent", SERVER);
             if let Some(body) = &body {
@@ -889,7 +889,7 @@ impl Engine {
         else {
             return;
         };
-        let contact = self.contact(transport);
+        let contact = self.config.contact(transport);
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
@@ -1647,14 +1647,5 @@ impl Engine {
             connection: destination.connection,
             bytes,
         }));
-    }
-
-    /// siaga's Contact for a leg over `transport`.
-    pub(crate) fn contact(&self, transport: Transport) -> String {
-        let param = match transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-        };
-        format!("<sip:siaga@{}{param}>", self.config.via_host())
     }
 }

@@ -22,11 +22,11 @@ use super::session_timer::{Negotiation, Refresher, SessionTimer, is_refresh_meth
 use super::{CallState, CallTimer, PendingOk};
 use crate::engine::acd::CallHandle;
 use crate::engine::dialog::{Dialog, DialogKey};
-use crate::engine::driver::{Engine, SERVER};
+use crate::engine::driver::{Engine, EngineConfig, SERVER};
 use crate::engine::media::{MediaCommand, Side};
 use crate::engine::record::{CallEventKind, Disposition, Party};
 use crate::engine::sdp::{self, MediaOffer, SdpSession};
-use crate::engine::sip::builder::response_to;
+use crate::engine::sip::builder::{MessageBuilder, response_to};
 use crate::engine::sip::{Method, SipMessage};
 use crate::engine::time::Now;
 use crate::engine::transaction::{ClientKey, ClientTxId, ResponseTarget, TxId};
@@ -73,12 +73,9 @@ pub struct InDialogRequest {
     pub to: Side,
     /// Why.
     pub purpose: Purpose,
-    /// The request as sent (for the ACK of a failure, §17.1.1.3).
+    /// The request as sent: its method, its CSeq (for the ACK of a 2xx, §13.2.2.4), and
+    /// the ACK of a failure (§17.1.1.3).
     pub request: SipMessage,
-    /// Its method.
-    pub method: Method,
-    /// The CSeq number (for the ACK of a 2xx, §13.2.2.4).
-    pub seq: u32,
     /// The ACK of its 2xx, once sent: resent for each retransmitted 2xx.
     pub ack: Option<Bytes>,
     /// Where it was sent (an ACK goes there once the call is gone).
@@ -96,6 +93,22 @@ pub(crate) enum DialogReply {
     /// Answer 500 with `Retry-After` of this many seconds (0–10): the request overlaps an
     /// offer siaga has not answered yet (§14.2, RFC 3311 §5.2).
     Retry(u32),
+}
+
+/// siaga's re-INVITE or UPDATE in `dialog` (§14.1, RFC 3311): Contact for the dialog's
+/// transport (the request refreshes the peer's target, §12.2.1.1), Allow and User-Agent.
+fn mid_call_request(
+    config: &EngineConfig,
+    dialog: &mut Dialog,
+    method: &Method,
+    branch: &str,
+) -> MessageBuilder {
+    let contact = config.contact(dialog.destination.transport);
+    dialog
+        .request(method, &config.via_host(), branch)
+        .header("Contact", contact)
+        .header("Allow", uas::allow_value())
+        .header("User-Agent", SERVER)
 }
 
 impl Engine {
@@ -339,7 +352,6 @@ impl Engine {
     fn carry_offer(&mut self, now: Now, handle: CallHandle, mut exchange: Exchange) {
         let to = exchange.from.other();
         let media_ip = self.config.calls.media_ip;
-        let via = self.config.via_host();
         let branch = self.new_branch();
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
@@ -369,20 +381,7 @@ impl Engine {
             Ok(body) => body,
             Err(error) => {
                 tracing::info!(call = %record, %error, "mid-call offer siaga cannot relay: 488");
-                let Exchange {
-                    tx,
-                    request,
-                    target,
-                    received_from,
-                    ..
-                } = exchange;
-                return self.respond_in_dialog(
-                    now,
-                    (tx, &request, target, received_from),
-                    488,
-                    "Not Acceptable Here",
-                    &[],
-                );
+                return self.refuse_exchange(now, &exchange, 488, "Not Acceptable Here");
             }
         };
         // RFC 3311: an UPDATE crosses as an UPDATE when the other side allows it; else
@@ -391,11 +390,7 @@ impl Engine {
             Some(Method::Update) if allows_update => Method::Update,
             _ => Method::Invite,
         };
-        let mut b = dialog
-            .request(&method, &via, &branch)
-            .header("Contact", format!("<sip:siaga@{via}>"))
-            .header("Allow", uas::allow_value())
-            .header("User-Agent", SERVER);
+        let mut b = mid_call_request(&self.config, dialog, &method, &branch);
         // RFC 4028 §7.4: a re-INVITE or UPDATE in a session with a timer is a refresh
         // too; it carries the running terms, which the trunk's 2xx confirms or changes.
         for (name, value) in timer.map(|t| t.refresh_headers(min_se)).unwrap_or_default() {
@@ -441,13 +436,9 @@ impl Engine {
             }
         };
         let method = request.method()?.clone();
-        let seq = request.cseq().ok()?.seq;
         let tx = self.client.send(
             now.mono,
-            ClientKey {
-                branch,
-                method: method.clone(),
-            },
+            ClientKey { branch, method },
             bytes,
             destination,
             &self.config.timers,
@@ -462,8 +453,6 @@ impl Engine {
                 to,
                 purpose,
                 request,
-                method,
-                seq,
                 ack: None,
                 destination,
             },
@@ -489,8 +478,12 @@ impl Engine {
         if status < 200 {
             return true;
         }
-        let (handle, to, purpose, method, seq) =
-            (out.call, out.to, out.purpose, out.method.clone(), out.seq);
+        let (handle, to, purpose) = (out.call, out.to, out.purpose);
+        // Both were read when the request was sent (`send_in_dialog`).
+        let (Some(method), Ok(cseq)) = (out.request.method().cloned(), out.request.cseq()) else {
+            return true;
+        };
+        let seq = cseq.seq;
         if (200..300).contains(&status)
             && let Some(dialog) = self
                 .calls
@@ -652,7 +645,7 @@ impl Engine {
         };
         let mut b = response_to(request, Some(received_from), 200, "OK", None)
             .header("Server", SERVER)
-            .header("Contact", self.contact(target.transport))
+            .header("Contact", self.config.contact(target.transport))
             .header("Allow", uas::allow_value());
         if side == Side::Caller
             && let Some(timer) = call.session_timer
@@ -781,7 +774,7 @@ impl Engine {
         {
             self.refuse_exchange(now, &exchange, 408, "Request Timeout");
         }
-        tracing::warn!(side = ?out.to, method = %out.method, "no response to siaga's request in the dialog: ending the call");
+        tracing::warn!(side = ?out.to, method = ?out.request.method(), "no response to siaga's request in the dialog: ending the call");
         self.end_call(now, handle, Party::Siaga, Disposition::Answered);
     }
 
@@ -843,7 +836,6 @@ impl Engine {
     /// same version: nothing changes, RFC 3264 §8). Skipped for now if an offer is
     /// crossing the call (its 2xx refreshes the session too).
     fn send_refresh(&mut self, now: Now, handle: CallHandle, mut timer: SessionTimer) {
-        let via = self.config.via_host();
         let branch = self.new_branch();
         let min_se = self.config.calls.min_session_expires_s;
         let busy = self
@@ -875,11 +867,7 @@ impl Engine {
         let Some(dialog) = call.trunk.dialog.as_mut() else {
             return;
         };
-        let mut b = dialog
-            .request(&method, &via, &branch)
-            .header("Contact", format!("<sip:siaga@{via}>"))
-            .header("Allow", uas::allow_value())
-            .header("User-Agent", SERVER);
+        let mut b = mid_call_request(&self.config, dialog, &method, &branch);
         for (name, value) in timer.refresh_headers(min_se) {
             b = b.header(name, value);
         }
