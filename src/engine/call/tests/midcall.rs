@@ -564,3 +564,27 @@ fn a_refresh_that_meets_glare_is_retried_within_two_seconds() {
     );
     assert_eq!(h.engine.live_calls(), 1);
 }
+
+/// A re-INVITE siaga sends on a TCP dialog refreshes the peer's target for siaga
+/// (§12.2.1.1): its Contact must keep `transport=tcp`, or the trunk's next request would
+/// come over UDP.
+#[test]
+fn a_hold_crossing_to_a_tcp_trunk_carries_a_tcp_contact() {
+    let mut h = Harness::new(15);
+    let (_ok, ack) = answered_tcp_trunk_call(&mut h, "tcphold");
+    let reinvite = with(
+        &operator_in_dialog("INVITE", &ack, 2, "tcpholdre"),
+        "",
+        Some(&operator_sdp(2, "sendonly")),
+    );
+    let out = h.input(OP1, &reinvite);
+    let to_trunk = out
+        .sent
+        .iter()
+        .filter(|t| t.connection.is_some() || t.transport == Transport::Tcp)
+        .map(|t| SipMessage::parse(t.bytes.clone(), Transport::Tcp).expect("parseable"))
+        .find(|m| m.method() == Some(&Method::Invite))
+        .expect("a re-INVITE to the trunk over TCP");
+    let contact = hdr(&to_trunk, HeaderName::Contact);
+    assert!(contact.contains("transport=tcp"), "{contact}");
+}
