@@ -208,23 +208,25 @@ impl Engine {
         msg: &SipMessage,
         (target, received_from): (ResponseTarget, SocketAddr),
     ) {
+        let respond = (tx, msg, target, received_from);
         let reply = |engine: &mut Engine, status: u16, reason: &str| {
-            engine.respond_in_dialog(now, (tx, msg, target, received_from), status, reason, &[]);
+            engine.respond_in_dialog(now, respond, status, reason, &[]);
         };
         let Some(call) = self.calls.calls.get(&handle) else {
             return reply(self, 481, "Call/Transaction Does Not Exist");
         };
+        // The offer, if the request carries one (RFC 3264 §8).
+        let offer_body = crate::engine::sip::body::sdp_of(msg);
         // An UPDATE without a body (a session refresh, RFC 4028 §7.4) carries no offer, so
         // it overlaps none (RFC 3311 §5.2): answered whatever is open.
-        let offerless_update = msg.method() == Some(&Method::Update)
-            && crate::engine::sip::body::sdp_of(msg).is_none();
+        let offerless_update = msg.method() == Some(&Method::Update) && offer_body.is_none();
         if let Some(exchange) = call.exchange.as_ref().filter(|_| !offerless_update) {
             // §14.2 / RFC 3311 §5.2: one offer at a time.
             return if exchange.from == side {
                 let retry_after = self.rng_retry_after().to_string();
                 self.respond_in_dialog(
                     now,
-                    (tx, msg, target, received_from),
+                    respond,
                     500,
                     "Server Internal Error",
                     &[("Retry-After", retry_after)],
@@ -242,10 +244,7 @@ impl Engine {
             .media_of(side)
             .and_then(|m| m.ok.as_ref())
             .is_some_and(|ok| ok.offered);
-        if offer_open
-            && msg.method() == Some(&Method::Update)
-            && crate::engine::sip::body::sdp_of(msg).is_some()
-        {
+        if offer_open && msg.method() == Some(&Method::Update) && offer_body.is_some() {
             return reply(self, 491, "Request Pending");
         }
         // RFC 4028 §9: a refresh from the trunk restarts (or changes) the session timer.
@@ -255,7 +254,7 @@ impl Engine {
                 Negotiation::TooSmall { min_se } => {
                     return self.respond_in_dialog(
                         now,
-                        (tx, msg, target, received_from),
+                        respond,
                         422,
                         "Session Interval Too Small",
                         &[("Min-SE", min_se.to_string())],
@@ -269,7 +268,7 @@ impl Engine {
             return;
         };
         let is_invite = msg.method() == Some(&Method::Invite);
-        let Some(body) = crate::engine::sip::body::sdp_of(msg) else {
+        let Some(body) = offer_body else {
             // No offer: a re-INVITE gets siaga's description as the offer (the answer
             // comes in the ACK); an UPDATE without a body changes nothing.
             let offer = if is_invite {
@@ -277,12 +276,7 @@ impl Engine {
             } else {
                 None
             };
-            return self.answer_mid_call(
-                now,
-                (tx, msg, target, received_from),
-                (handle, side),
-                offer,
-            );
+            return self.answer_mid_call(now, respond, (handle, side), offer);
         };
         let offer = match sdp::parse(body) {
             Ok(offer) => offer,
@@ -298,7 +292,7 @@ impl Engine {
             let warning = self.warning(301, &why);
             return self.respond_in_dialog(
                 now,
-                (tx, msg, target, received_from),
+                respond,
                 488,
                 "Not Acceptable Here",
                 &[("Warning", warning)],
@@ -312,12 +306,7 @@ impl Engine {
                 tracing::info!(call = %call.record, "mid-call offer without a relay: answered unchanged");
             }
             let answer = call.local_sdp(side);
-            return self.answer_mid_call(
-                now,
-                (tx, msg, target, received_from),
-                (handle, side),
-                answer,
-            );
+            return self.answer_mid_call(now, respond, (handle, side), answer);
         }
         // §14.1: siaga's session refresh is an INVITE (or UPDATE) transaction in progress
         // toward the trunk; no second one starts there until it ends.
