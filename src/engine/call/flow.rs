@@ -975,27 +975,19 @@ impl Engine {
     /// it carried the offer of a late-offer call without relay (`bridge`), is ACKed now
     /// with that answer (RFC 3264 §5).
     pub(crate) fn ack_operator(&mut self, handle: CallHandle, answer: &[u8]) {
-        let waiting = self
-            .calls
-            .calls
-            .get(&handle)
-            .and_then(|call| match call.state {
-                CallState::Answered { leg, .. } => call
-                    .legs
-                    .get(&leg)
-                    .is_some_and(|l| l.ack.is_none() && l.dialog.is_some())
-                    .then_some(leg),
-                _ => None,
-            });
-        let Some(leg_no) = waiting else {
-            return;
+        let waiting = |call: &Call| {
+            call.answered_leg()
+                .is_some_and(|l| l.ack.is_none() && l.dialog.is_some())
         };
+        if !self.calls.calls.get(&handle).is_some_and(waiting) {
+            return;
+        }
         let (via, branch) = (self.config.via_host(), self.new_branch());
         let Some(leg) = self
             .calls
             .calls
             .get_mut(&handle)
-            .and_then(|c| c.legs.get_mut(&leg_no))
+            .and_then(Call::answered_leg_mut)
         else {
             return;
         };

@@ -574,7 +574,10 @@ impl Engine {
         let relay = call.relay.map(|(r, _, _)| r);
         let answer = sdp::parse(response.body()).map_err(|e| e.to_string());
         let body = answer.as_ref().map_err(Clone::clone).and_then(|answer| {
-            let session = call.sdp_session(from);
+            let session = &mut call
+                .media_of_mut(from)
+                .ok_or("the offering leg is gone")?
+                .sdp;
             sdp::answer_across(
                 &offer,
                 answer,
@@ -1073,14 +1076,14 @@ impl super::Call {
     }
 
     /// The answered operator leg, if any.
-    fn answered_leg_mut(&mut self) -> Option<&mut super::OperatorLeg> {
+    pub(super) fn answered_leg_mut(&mut self) -> Option<&mut super::OperatorLeg> {
         let CallState::Answered { leg, .. } = self.state else {
             return None;
         };
         self.legs.get_mut(&leg)
     }
 
-    fn answered_leg(&self) -> Option<&super::OperatorLeg> {
+    pub(super) fn answered_leg(&self) -> Option<&super::OperatorLeg> {
         let CallState::Answered { leg, .. } = self.state else {
             return None;
         };
@@ -1103,24 +1106,6 @@ impl super::Call {
                 let leg = self.answered_leg_mut()?;
                 Some((leg.dialog.as_mut()?, &mut leg.media.sdp))
             }
-        }
-    }
-
-    fn sdp_session(&mut self, side: Side) -> &mut SdpSession {
-        match side {
-            Side::Caller => &mut self.trunk.media.sdp,
-            Side::Operator => match self.state {
-                CallState::Answered { leg, .. } if self.legs.contains_key(&leg) => {
-                    &mut self
-                        .legs
-                        .get_mut(&leg)
-                        .expect("the answered leg was just found")
-                        .media
-                        .sdp
-                }
-                // No answered leg: a scratch origin (nothing is sent with it).
-                _ => &mut self.trunk.media.sdp,
-            },
         }
     }
 
