@@ -665,8 +665,9 @@ impl Engine {
     }
 
     /// §12.1.2: a provisional response with a To tag creates an early dialog on the leg
-    /// (replaced by the confirmed one when the 2xx comes). siaga sends nothing in it yet
-    /// (PRACK and UPDATE arrive with the trunk-hardening work).
+    /// (replaced by the confirmed one when the 2xx comes). siaga sends nothing in it:
+    /// operators' phones are not asked for reliable provisionals (RFC 3262), so there is no
+    /// PRACK to send, and no offer changes before the 2xx.
     fn early_dialog(
         &mut self,
         tx: ClientTxId,
