@@ -192,8 +192,8 @@ fn in_dialog_reconnect(msg: &SipMessage, transmit: &Transmit) -> Option<Destinat
 }
 
 impl Engine {
-    /// [`route_by_size`] for a request siaga is about to send at `now`, remembering the
-    /// addresses that refused TCP.
+    /// [`route_by_size`] for a request siaga is about to send at `now`, given the
+    /// addresses that refused TCP ([`TcpRefusals`]).
     pub(crate) fn route_request(&self, now: Now, bytes: Bytes, destination: Destination) -> Routed {
         let refused = self.tcp_refusals.is_refused(destination.address, now.mono);
         route_by_size(bytes, destination, refused)

@@ -1,8 +1,8 @@
 //! Trunk health: siaga sends OPTIONS (RFC 3261 §11) to each configured trunk gateway at an
 //! interval and marks the gateway up or down. This module owns each gateway's
-//! [`GatewayState`], its probe in flight and the time of its next probe (the
-//! [`HealthTimer`]); the OPTIONS themselves run as ordinary non-INVITE client transactions
-//! (§17.1.2) in the engine's table.
+//! [`GatewayState`], its probe in flight and the time of its next probe; the OPTIONS
+//! themselves run as ordinary non-INVITE client transactions (§17.1.2) in the engine's
+//! table.
 //!
 //! Policy, as SBCs and dispatchers (Kamailio `dispatcher`, OpenSIPS) do it:
 //! - **up** on any response, 1xx–6xx: even a 404 or 503 shows the peer's SIP stack is alive
@@ -20,7 +20,7 @@
 //! (the shell's start). Call order: [`TrunkHealth::poll_due`] until `None` and
 //! [`TrunkHealth::probe_sent`] for each probe sent; [`TrunkHealth::on_response`] /
 //! [`TrunkHealth::on_ended`] as the probe's transaction reports;
-//! [`TrunkHealth::next_deadline`] is the next [`HealthTimer`].
+//! [`TrunkHealth::next_deadline`] is when the next probe is due.
 
 use super::Transport;
 use super::driver::{Engine, SERVER};
@@ -116,14 +116,6 @@ pub struct GatewayStatus {
     pub last_status: Option<u16>,
 }
 
-/// The trunk health timer kind: the next probe of a gateway (its index in
-/// `trunk.gateways`) is due.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum HealthTimer {
-    /// Send the next OPTIONS to gateway `.0`.
-    Probe(usize),
-}
-
 /// A change of a gateway's state, to be logged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateChange {
@@ -144,8 +136,6 @@ pub struct StateChange {
 #[derive(Debug)]
 struct Entry {
     status: GatewayStatus,
-    /// When the probe in flight was sent.
-    in_flight: Option<MonoTime>,
     /// When the next probe is due (`None` while one is in flight, or after `stop`).
     next: Option<MonoTime>,
 }
@@ -156,8 +146,9 @@ pub struct TrunkHealth {
     interval: Duration,
     failures_before_down: u32,
     entries: Vec<Entry>,
-    /// The probe transactions still waiting for their first response → gateway index.
-    probes: HashMap<ClientTxId, usize>,
+    /// The probe transactions still waiting for their first response → gateway index and
+    /// when the probe was sent.
+    probes: HashMap<ClientTxId, (usize, MonoTime)>,
 }
 
 impl TrunkHealth {
@@ -178,7 +169,6 @@ impl TrunkHealth {
                         failures: 0,
                         last_status: None,
                     },
-                    in_flight: None,
                     next: Some(MonoTime::ZERO),
                 })
                 .collect(),
@@ -195,15 +185,15 @@ impl TrunkHealth {
 
     /// The earliest due probe, if any gateway waits for one.
     pub fn next_deadline(&self) -> Option<MonoTime> {
-        self.next_timer().map(|(at, _)| at)
+        self.next_probe().map(|(at, _)| at)
     }
 
-    /// The earliest [`HealthTimer`] and when it is due.
-    pub fn next_timer(&self) -> Option<(MonoTime, HealthTimer)> {
+    /// When the earliest probe is due, and the index of its gateway.
+    fn next_probe(&self) -> Option<(MonoTime, usize)> {
         self.entries
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| e.next.map(|at| (at, HealthTimer::Probe(i))))
+            .filter_map(|(i, e)| e.next.map(|at| (at, i)))
             .min()
     }
 
@@ -212,7 +202,7 @@ impl TrunkHealth {
     /// A probe whose timer is due at or before `now`: its gateway, whose timer is cleared.
     /// The caller sends the OPTIONS and reports it with [`TrunkHealth::probe_sent`].
     pub fn poll_due(&mut self, now: MonoTime) -> Option<(usize, Gateway)> {
-        let (at, HealthTimer::Probe(i)) = self.next_timer()?;
+        let (at, i) = self.next_probe()?;
         if at > now {
             return None;
         }
@@ -223,9 +213,8 @@ impl TrunkHealth {
 
     /// The OPTIONS to gateway `index` went out at `now` on client transaction `tx`.
     pub fn probe_sent(&mut self, index: usize, tx: ClientTxId, now: MonoTime) {
-        if let Some(entry) = self.entries.get_mut(index) {
-            entry.in_flight = Some(now);
-            self.probes.insert(tx, index);
+        if index < self.entries.len() {
+            self.probes.insert(tx, (index, now));
         }
     }
 
@@ -238,8 +227,8 @@ impl TrunkHealth {
         status: u16,
         now: MonoTime,
     ) -> Option<StateChange> {
-        let index = self.probes.remove(&tx)?;
-        let entry = self.finish(index, now)?;
+        let (index, sent) = self.probes.remove(&tx)?;
+        let entry = self.finish(index, sent, now)?;
         entry.status.failures = 0;
         entry.status.last_status = Some(status);
         change(entry, GatewayState::Up, Some(status), None, now)
@@ -254,9 +243,9 @@ impl TrunkHealth {
         why: Termination,
         now: MonoTime,
     ) -> Option<StateChange> {
-        let index = self.probes.remove(&tx)?;
+        let (index, sent) = self.probes.remove(&tx)?;
         let threshold = self.failures_before_down;
-        let entry = self.finish(index, now)?;
+        let entry = self.finish(index, sent, now)?;
         // Any end without a response is a failure (a normal end cannot come first: Timer
         // K follows a final response, which `on_response` took).
         entry.status.failures = entry.status.failures.saturating_add(1);
@@ -271,17 +260,15 @@ impl TrunkHealth {
     pub fn stop(&mut self) -> Vec<ClientTxId> {
         for entry in &mut self.entries {
             entry.next = None;
-            entry.in_flight = None;
         }
         self.probes.drain().map(|(tx, _)| tx).collect()
     }
 
-    /// The probe of gateway `index` finished at `now`: the next one is due `interval`
-    /// after it was sent, or now if that is past.
-    fn finish(&mut self, index: usize, now: MonoTime) -> Option<&mut Entry> {
+    /// The probe of gateway `index`, sent at `sent`, finished at `now`: the next one is due
+    /// `interval` after it was sent, or now if that is past.
+    fn finish(&mut self, index: usize, sent: MonoTime, now: MonoTime) -> Option<&mut Entry> {
         let interval = self.interval;
         let entry = self.entries.get_mut(index)?;
-        let sent = entry.in_flight.take().unwrap_or(now);
         entry.next = Some((sent + interval).max(now));
         Some(entry)
     }

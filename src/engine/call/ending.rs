@@ -36,7 +36,8 @@ impl Engine {
         key: &DialogKey,
         msg: &SipMessage,
     ) -> Option<(u16, &'static str)> {
-        let ending = self.calls.byes.values().any(|k| k == key);
-        (ending && msg.method() == Some(&Method::Bye)).then_some((200, "OK"))
+        let crossed =
+            msg.method() == Some(&Method::Bye) && self.calls.byes.values().any(|k| k == key);
+        crossed.then_some((200, "OK"))
     }
 }

@@ -128,19 +128,19 @@ impl Call {
     /// Whether the call waits for the trunk's answer to siaga's offer in a reliable 180
     /// (RFC 3262 §5) before it may be offered to an operator.
     pub fn awaits_early_answer(&self) -> bool {
-        self.trunk
-            .reliable
-            .as_ref()
-            .is_some_and(|r| r.early_offer == EarlyOffer::AwaitingAnswer)
+        self.early_offer() == Some(EarlyOffer::AwaitingAnswer)
     }
 
     /// Whether the offer/answer exchange with the trunk happened in a reliable 180 and its
     /// PRACK: the 2xx then carries no SDP (RFC 3262 §5, RFC 3264 §4).
     pub fn answered_early(&self) -> bool {
-        self.trunk
-            .reliable
-            .as_ref()
-            .is_some_and(|r| r.early_offer == EarlyOffer::Done)
+        self.early_offer() == Some(EarlyOffer::Done)
+    }
+
+    /// Where siaga's offer in a provisional to the trunk stands; `None` when the trunk's
+    /// provisionals go out unreliably.
+    fn early_offer(&self) -> Option<EarlyOffer> {
+        self.trunk.reliable.as_ref().map(Reliable::early_offer)
     }
 }
 
@@ -313,13 +313,13 @@ impl Engine {
         prack: &SipMessage,
     ) -> (u16, &'static str) {
         const NO_MATCH: (u16, &str) = (481, "Call/Transaction Does Not Exist");
-        let Some(call) = self.calls.calls.get_mut(&handle) else {
-            return NO_MATCH;
-        };
         // siaga never asks an operator's phone for 100rel: nothing to PRACK on those legs.
         if leg.is_some() {
             return NO_MATCH;
         }
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return NO_MATCH;
+        };
         let Some(rack) = RAck::of(prack) else {
             return (400, "Bad Request - RAck missing or malformed");
         };
