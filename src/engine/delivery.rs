@@ -178,12 +178,7 @@ fn in_dialog_reconnect(msg: &SipMessage, transmit: &Transmit) -> Option<Destinat
         .is_none()
         .then(|| msg.request_uri_raw())
         .flatten()
-        .and_then(|uri| {
-            super::sip::uri::Uri::parse(uri)
-                .ok()?
-                .as_sip()?
-                .socket_addr()
-        });
+        .and_then(super::sip::uri::Uri::ip_literal_address);
     Some(Destination {
         transport: transmit.transport,
         address: next_hop.unwrap_or(transmit.destination),
@@ -197,6 +192,27 @@ impl Engine {
     pub(crate) fn route_request(&self, now: Now, bytes: Bytes, destination: Destination) -> Routed {
         let refused = self.tcp_refusals.is_refused(destination.address, now.mono);
         route_by_size(bytes, destination, refused)
+    }
+
+    /// Sends `routed` (from [`Engine::route_request`]) on a new client transaction `key`,
+    /// with its UDP fallback armed when it goes over TCP for its size.
+    pub(crate) fn send_routed(
+        &mut self,
+        now: Now,
+        key: super::transaction::ClientKey,
+        routed: Routed,
+    ) -> super::transaction::ClientTxId {
+        let tx = self.client.send(
+            now.mono,
+            key,
+            routed.bytes,
+            routed.destination,
+            &self.config.timers,
+        );
+        if let Some((udp, to)) = routed.fallback {
+            self.client.set_fallback(tx, udp, to);
+        }
+        tx
     }
 
     /// The shell could not send `transmit` ([`Input::TransmitFailed`](super::Input)). A

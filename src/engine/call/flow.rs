@@ -19,6 +19,7 @@ use crate::engine::media::{MediaCommand, Side};
 use crate::engine::record::{CallEventKind, Disposition, Party};
 use crate::engine::sdp::{self, SdpSession};
 use crate::engine::sip::builder::{MessageBuilder, response_to};
+use crate::engine::sip::uri::Uri;
 use crate::engine::sip::{HeaderName, Method, SipMessage};
 use crate::engine::time::Now;
 use crate::engine::transaction::{
@@ -64,14 +65,6 @@ fn capability_offer(ip: std::net::IpAddr) -> Option<crate::engine::sdp::MediaOff
         "v=0\r\no=siaga 0 0 IN {family} {ip}\r\ns=siaga\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio 9 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n"
     );
     sdp::parse(text.as_bytes()).ok()
-}
-
-/// The `ip:port` of a SIP URI whose host is an IP literal (port 5060 when absent).
-fn ip_literal_address(uri: &str) -> Option<SocketAddr> {
-    crate::engine::sip::uri::Uri::parse(uri)
-        .ok()?
-        .as_sip()?
-        .socket_addr()
 }
 
 /// Why the relay cannot reach the media of `offer` (RFC 3261 §20.43 warn-code 301, the
@@ -552,8 +545,8 @@ impl Engine {
             }
             // RFC 3261 §18.1.1: a large INVITE to a phone on UDP goes over TCP.
             let routed = self.route_request(now, b.build(), destination);
-            let (bytes, destination) = (routed.bytes, routed.destination);
-            let request = match SipMessage::parse(bytes.clone(), destination.transport) {
+            let destination = routed.destination;
+            let request = match SipMessage::parse(routed.bytes.clone(), destination.transport) {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!(error = %e.error, "siaga built an INVITE it cannot parse");
@@ -564,12 +557,7 @@ impl Engine {
                 branch,
                 method: Method::Invite,
             };
-            let tx = self
-                .client
-                .send(now.mono, key, bytes, destination, &self.config.timers);
-            if let Some((udp, to)) = routed.fallback {
-                self.client.set_fallback(tx, udp, to);
-            }
+            let tx = self.send_routed(now, key, routed);
             self.calls.invites.insert(
                 tx,
                 OutboundInvite {
@@ -1423,20 +1411,12 @@ impl Engine {
             .header("User-Agent", SERVER)
             .build();
         let routed = self.route_request(now, bytes, dialog.destination);
-        let tx = self.client.send(
-            now.mono,
-            ClientKey {
-                branch,
-                method: Method::Bye,
-            },
-            routed.bytes,
-            routed.destination,
-            &self.config.timers,
-        );
+        let key = ClientKey {
+            branch,
+            method: Method::Bye,
+        };
+        let tx = self.send_routed(now, key, routed);
         self.bye_sent(dialog.key(), tx);
-        if let Some((udp, to)) = routed.fallback {
-            self.client.set_fallback(tx, udp, to);
-        }
     }
 
     // ---- timers -------------------------------------------------------------------------
@@ -1547,7 +1527,7 @@ impl Engine {
                 return;
             }
             d.connection = None;
-            if let Some(address) = ip_literal_address(target) {
+            if let Some(address) = Uri::ip_literal_address(target) {
                 d.address = address;
             }
         }

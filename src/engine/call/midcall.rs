@@ -416,8 +416,8 @@ impl Engine {
         // RFC 3261 §18.1.1: a large re-INVITE (an SDP relayed across) to a UDP peer goes
         // over TCP.
         let routed = self.route_request(now, bytes, destination);
-        let (bytes, destination) = (routed.bytes, routed.destination);
-        let request = match SipMessage::parse(bytes.clone(), destination.transport) {
+        let destination = routed.destination;
+        let request = match SipMessage::parse(routed.bytes.clone(), destination.transport) {
             Ok(request) => request,
             Err(e) => {
                 tracing::error!(error = %e.error, "siaga built an in-dialog request it cannot parse");
@@ -425,16 +425,7 @@ impl Engine {
             }
         };
         let method = request.method()?.clone();
-        let tx = self.client.send(
-            now.mono,
-            ClientKey { branch, method },
-            bytes,
-            destination,
-            &self.config.timers,
-        );
-        if let Some((udp, to)) = routed.fallback {
-            self.client.set_fallback(tx, udp, to);
-        }
+        let tx = self.send_routed(now, ClientKey { branch, method }, routed);
         self.calls.in_dialog.insert(
             tx,
             InDialogRequest {

@@ -195,6 +195,13 @@ impl Uri {
         }
     }
 
+    /// The `ip:port` that the SIP URI written as `text` names when its host is an IP
+    /// literal (port 5060 when absent, [`SipUri::socket_addr`]); `None` for another scheme,
+    /// a host name or text that is no URI. siaga resolves no names.
+    pub fn ip_literal_address(text: &str) -> Option<std::net::SocketAddr> {
+        Uri::parse(text).ok()?.as_sip()?.socket_addr()
+    }
+
     /// The tel URI, if this is one.
     pub fn as_tel(&self) -> Option<&TelUri> {
         match self {
