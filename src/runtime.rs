@@ -375,6 +375,10 @@ fn drain(engine: &mut Engine, shell: &mut Shell<'_>, clock: &Clock) -> Option<Mo
                 Output::Close { connection } => shell.transports.close(connection),
                 Output::Media(command) => shell.relays.execute(command),
                 Output::Event(event) => shell.event(event),
+                // Stored by the agent-events writer (issue 5, in progress).
+                Output::AgentEvent(event) => {
+                    tracing::debug!(operator = %event.operator, from = event.from, to = event.to, "agent state")
+                }
                 Output::Wait { until } => break until,
             }
         };

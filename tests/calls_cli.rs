@@ -45,7 +45,17 @@ fn prepare(path: &Path) {
     let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
     let events = vec![
         received(1, T, Some("+6281234567890")),
-        ev(1, 1, T + 100, CallEventKind::Queued),
+        ev(
+            1,
+            1,
+            T + 100,
+            CallEventKind::Queued {
+                queue: "default".into(),
+                priority: 0,
+                repeat: false,
+                skills: vec![],
+            },
+        ),
         ev(
             1,
             2,
@@ -72,7 +82,17 @@ fn prepare(path: &Path) {
             },
         ),
         received(2, T + 3_600_000, None),
-        ev(2, 1, T + 3_600_100, CallEventKind::Queued),
+        ev(
+            2,
+            1,
+            T + 3_600_100,
+            CallEventKind::Queued {
+                queue: "default".into(),
+                priority: 0,
+                repeat: false,
+                skills: vec![],
+            },
+        ),
         ev(
             2,
             2,

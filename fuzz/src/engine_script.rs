@@ -585,6 +585,7 @@ impl World {
                 }
                 self.pending.push_back(Input::ConnectionClosed(connection));
             }
+            Output::AgentEvent(_) => {}
             Output::Event(event) => match event.kind {
                 CallEventKind::Received { .. } => {
                     self.summary.received += 1;

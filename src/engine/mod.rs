@@ -157,6 +157,8 @@ pub enum Output {
     },
     /// A step of a call for the durable record (the store writes it; never blocks).
     Event(record::CallEvent),
+    /// An operator's agent state transition for the durable record (`agent_events`).
+    AgentEvent(record::AgentEvent),
     /// A command for the media relay.
     Media(media::MediaCommand),
     /// Nothing more to do now: call [`Engine::handle_timeout`] at `until`

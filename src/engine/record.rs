@@ -70,8 +70,63 @@ pub enum CallEventKind {
         /// Which trunk delivered it (its configured name).
         trunk: String,
     },
-    /// The call entered the ACD queue.
-    Queued,
+    /// The call entered the ACD queue `queue` with `priority` (higher is served first;
+    /// 0 is the default, see `acd::Priority`), needing `skills` until it widens.
+    Queued {
+        /// The queue's configured name (`queues[].name`).
+        queue: String,
+        /// Its priority in the queue (0–255, higher first).
+        priority: u8,
+        /// Whether the caller's previous call was abandoned or dropped within
+        /// `acd.repeat_window_s`: raised, and shown to the operator as a repeat call.
+        repeat: bool,
+        /// The skills an operator needs for it (from the routing rule), until it widens.
+        skills: Vec<String>,
+    },
+    /// The call waited `queues[].widen_after_s` without an operator with its skills: any
+    /// operator of its queue may take it now (it keeps its place).
+    Widened,
+    /// The operator's leg failed after the call was answered (a 408 or 5xx to a mid-call
+    /// request, a BYE from a proxy with a failure Reason, RTP silence past
+    /// `media.silence_timeout_s`): the caller went back to the head of the queue.
+    Requeued {
+        /// The operator whose leg failed.
+        operator: String,
+        /// Why, in a few words.
+        reason: String,
+    },
+    /// The call was diverted to the backup centre: an INVITE to `target` was sent
+    /// (`queues[].overflow_uri`).
+    OverflowOffered {
+        /// The backup destination's SIP URI.
+        target: String,
+    },
+    /// The backup centre did not take the call (a failure, no answer within
+    /// `queues[].overflow_ring_timeout_s`): it returned to the queue with its place kept.
+    OverflowFailed {
+        /// The backup destination's SIP URI.
+        target: String,
+        /// Why, in a few words.
+        reason: String,
+    },
+    /// The backup centre answered: the caller is bridged to it.
+    OverflowAnswered {
+        /// The backup destination's SIP URI.
+        target: String,
+    },
+    /// An operator took this (abandoned) call's callback (RFC 7090): an INVITE with
+    /// `Priority: psap-callback` went to the caller's number through a trunk gateway.
+    CallbackStarted {
+        /// The operator placing the callback.
+        operator: String,
+    },
+    /// The callback of this call ended with `outcome`; `answered` closes the worklist item.
+    CallbackEnded {
+        /// The operator who placed it.
+        operator: String,
+        /// How it went.
+        outcome: CallbackOutcome,
+    },
     /// An operator's phone was rung (INVITE sent to a registered contact).
     Offered {
         /// The operator (agent) id.
@@ -131,11 +186,20 @@ pub enum CallEventKind {
 
 impl CallEventKind {
     /// The kind's name as stored in `call_events.kind`: `received`, `queued`, `offered`,
-    /// `no_answer`, `rejected`, `leg_failed`, `answered`, `ended`, `media`.
+    /// `no_answer`, `rejected`, `leg_failed`, `answered`, `renegotiated`,
+    /// `session_expired`, `widened`, `requeued`, `overflow_offered`, `overflow_failed`,
+    /// `overflow_answered`, `callback_started`, `callback_ended`, `ended`, `media`.
     pub const fn kind_name(&self) -> &'static str {
         match self {
             CallEventKind::Received { .. } => "received",
-            CallEventKind::Queued => "queued",
+            CallEventKind::Queued { .. } => "queued",
+            CallEventKind::Widened => "widened",
+            CallEventKind::Requeued { .. } => "requeued",
+            CallEventKind::OverflowOffered { .. } => "overflow_offered",
+            CallEventKind::OverflowFailed { .. } => "overflow_failed",
+            CallEventKind::OverflowAnswered { .. } => "overflow_answered",
+            CallEventKind::CallbackStarted { .. } => "callback_started",
+            CallEventKind::CallbackEnded { .. } => "callback_ended",
             CallEventKind::Offered { .. } => "offered",
             CallEventKind::NoAnswer { .. } => "no_answer",
             CallEventKind::Rejected { .. } => "rejected",
@@ -155,10 +219,67 @@ impl CallEventKind {
             | CallEventKind::NoAnswer { operator }
             | CallEventKind::Rejected { operator, .. }
             | CallEventKind::LegFailed { operator, .. }
-            | CallEventKind::Answered { operator } => Some(operator),
+            | CallEventKind::Answered { operator }
+            | CallEventKind::Requeued { operator, .. }
+            | CallEventKind::CallbackStarted { operator }
+            | CallEventKind::CallbackEnded { operator, .. } => Some(operator),
             _ => None,
         }
     }
+}
+
+/// How a callback (RFC 7090) went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallbackOutcome {
+    /// The caller answered and was bridged to the operator: the worklist item is closed.
+    Answered,
+    /// Busy (486, 600): the item stays on the worklist.
+    Busy,
+    /// Not answered in time (408, 480, 487, the ring timeout): the item stays.
+    NoAnswer,
+    /// Any other failure (no gateway up, 5xx, the operator hung up first): the item stays.
+    Failed,
+}
+
+impl CallbackOutcome {
+    /// As stored in `call_events.detail`: `answered`, `busy`, `no_answer`, `failed`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CallbackOutcome::Answered => "answered",
+            CallbackOutcome::Busy => "busy",
+            CallbackOutcome::NoAnswer => "no_answer",
+            CallbackOutcome::Failed => "failed",
+        }
+    }
+
+    /// The outcome named by `as_str`'s text.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Answered, Self::Busy, Self::NoAnswer, Self::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == name)
+    }
+}
+
+/// One agent state transition of one operator, for the durable log (`agent_events`),
+/// emitted by the ACD (`acd::Acd::poll_transition`) for every change of state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentEvent {
+    /// This event's id (UUID v4): written twice, stored once.
+    pub id: Uuid,
+    /// The operator (`operators[].id`).
+    pub operator: String,
+    /// When it happened (ms since the Unix epoch, UTC).
+    pub at: UtcTime,
+    /// The state left: `logged_out`, `available`, `ringing`, `on_call`, `wrap_up`,
+    /// `not_ready` (`acd::AgentState::name`).
+    pub from: &'static str,
+    /// The state entered (same names).
+    pub to: &'static str,
+    /// Why, when the state says it: the not-ready reason (`requested`, `no_answer` …), or
+    /// what caused the change (`registered`, `unregistered`, `feature_code` …).
+    pub reason: Option<String>,
+    /// The call record the transition concerns (ringing, on call, wrap-up after it).
+    pub call: Option<Uuid>,
 }
 
 /// Who ended a call.
@@ -206,11 +327,13 @@ pub enum Disposition {
     /// siaga stopped while the call was live: both sides were hung up (BYE, or 503 to a
     /// caller still waiting, so the telco can route the call elsewhere).
     Interrupted,
+    /// The backup centre (`queues[].overflow_uri`) answered the call.
+    Overflowed,
 }
 
 impl Disposition {
     /// As stored in `calls.disposition`: `answered`, `abandoned_in_queue`,
-    /// `abandoned_while_ringing`, `failed`, `interrupted`.
+    /// `abandoned_while_ringing`, `failed`, `interrupted`, `overflowed`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Disposition::Answered => "answered",
@@ -218,6 +341,7 @@ impl Disposition {
             Disposition::AbandonedWhileRinging => "abandoned_while_ringing",
             Disposition::Failed => "failed",
             Disposition::Interrupted => "interrupted",
+            Disposition::Overflowed => "overflowed",
         }
     }
 }
@@ -241,7 +365,17 @@ mod tests {
         let id = random_uuid(&mut a);
         assert_eq!(id.get_version_num(), 4);
         assert_eq!(id, random_uuid(&mut b));
-        let ev = CallEvent::new(&mut a, id, UtcTime(5), CallEventKind::Queued);
+        let ev = CallEvent::new(
+            &mut a,
+            id,
+            UtcTime(5),
+            CallEventKind::Queued {
+                queue: "default".into(),
+                priority: 0,
+                repeat: false,
+                skills: vec![],
+            },
+        );
         assert_ne!(ev.id, id);
         assert_eq!(ev.id.get_version_num(), 4);
     }
@@ -250,7 +384,16 @@ mod tests {
     fn names_are_the_stored_words() {
         let op = || "op-1".to_owned();
         let cases = [
-            (CallEventKind::Queued, "queued", None),
+            (
+                CallEventKind::Queued {
+                    queue: "default".into(),
+                    priority: 0,
+                    repeat: false,
+                    skills: vec![],
+                },
+                "queued",
+                None,
+            ),
             (CallEventKind::SessionExpired, "session_expired", None),
             (
                 CallEventKind::Renegotiated {

@@ -46,7 +46,7 @@ fn drain(e: &mut Engine) -> (Vec<Transmit>, Option<super::MonoTime>) {
             Output::Transmit(t) => sent.push(t),
             Output::Wait { until } => return (sent, until),
             Output::Close { connection } => panic!("unexpected close of {connection:?}"),
-            Output::Event(_) | Output::Media(_) => {}
+            Output::Event(_) | Output::AgentEvent(_) | Output::Media(_) => {}
         }
     }
 }

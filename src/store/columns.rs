@@ -52,8 +52,30 @@ impl<'a> EventColumns<'a> {
                 "by": by.as_str(),
                 "direction": direction,
             })),
-            CallEventKind::Queued
-            | CallEventKind::SessionExpired
+            CallEventKind::Queued {
+                queue,
+                priority,
+                repeat,
+                skills,
+            } => Some(json!({
+                "queue": queue,
+                "priority": priority,
+                "repeat": repeat,
+                "skills": skills,
+            })),
+            CallEventKind::Requeued { reason, .. } => Some(json!({ "reason": reason })),
+            CallEventKind::OverflowOffered { target }
+            | CallEventKind::OverflowAnswered { target } => Some(json!({ "target": target })),
+            CallEventKind::OverflowFailed { target, reason } => Some(json!({
+                "target": target,
+                "reason": reason,
+            })),
+            CallEventKind::CallbackEnded { outcome, .. } => {
+                Some(json!({ "outcome": outcome.as_str() }))
+            }
+            CallEventKind::SessionExpired
+            | CallEventKind::Widened
+            | CallEventKind::CallbackStarted { .. }
             | CallEventKind::Offered { .. }
             | CallEventKind::NoAnswer { .. }
             | CallEventKind::Answered { .. } => None,
@@ -100,7 +122,7 @@ impl SummaryUpdate {
     pub fn of(event: &CallEvent) -> Self {
         let at = event.at.unix_millis();
         match &event.kind {
-            CallEventKind::Queued => SummaryUpdate::Queued { at },
+            CallEventKind::Queued { .. } => SummaryUpdate::Queued { at },
             CallEventKind::Offered { .. } => SummaryUpdate::Offered { at },
             CallEventKind::Answered { operator } => SummaryUpdate::Answered {
                 at,
@@ -123,7 +145,14 @@ impl SummaryUpdate {
             | CallEventKind::Rejected { .. }
             | CallEventKind::LegFailed { .. }
             | CallEventKind::Renegotiated { .. }
-            | CallEventKind::SessionExpired => SummaryUpdate::Nothing,
+            | CallEventKind::SessionExpired
+            | CallEventKind::Widened
+            | CallEventKind::Requeued { .. }
+            | CallEventKind::OverflowOffered { .. }
+            | CallEventKind::OverflowFailed { .. }
+            | CallEventKind::OverflowAnswered { .. }
+            | CallEventKind::CallbackStarted { .. }
+            | CallEventKind::CallbackEnded { .. } => SummaryUpdate::Nothing,
         }
     }
 
@@ -190,7 +219,12 @@ mod tests {
     fn stored_columns_decode_to_the_same_summary_change() {
         let op = || "op-7".to_owned();
         let kinds = [
-            CallEventKind::Queued,
+            CallEventKind::Queued {
+                queue: "default".into(),
+                priority: 2,
+                repeat: true,
+                skills: vec!["id".into()],
+            },
             CallEventKind::Offered { operator: op() },
             CallEventKind::NoAnswer { operator: op() },
             CallEventKind::Rejected {
@@ -244,7 +278,10 @@ mod tests {
         assert_eq!(detail["caller"], Value::Null);
         assert_eq!(detail["called"], "112");
         assert_eq!(detail["original_called"], "110");
-        assert_eq!(EventColumns::of(&event(CallEventKind::Queued)).detail, None);
+        assert_eq!(
+            EventColumns::of(&event(CallEventKind::Widened)).detail,
+            None
+        );
     }
 
     #[test]

@@ -64,7 +64,17 @@ fn op(name: &str) -> String {
 fn answered_call(call: u128, t: i64) -> Vec<CallEvent> {
     vec![
         received_diverted(call, t, Some("+6281234567890"), "110"),
-        ev(call, 1, t + 100, CallEventKind::Queued),
+        ev(
+            call,
+            1,
+            t + 100,
+            CallEventKind::Queued {
+                queue: "default".into(),
+                priority: 0,
+                repeat: false,
+                skills: vec![],
+            },
+        ),
         ev(
             call,
             2,
@@ -307,7 +317,8 @@ async fn a_call_in_one_batch_gives_its_summary_and_timeline() {
         timeline[0].detail.as_ref().unwrap()["caller"],
         "+6281234567890"
     );
-    assert_eq!(timeline[1].detail, None);
+    assert_eq!(timeline[1].detail.as_ref().unwrap()["queue"], "default");
+    assert_eq!(timeline[2].detail, None);
     assert!(
         store
             .call_events(Uuid::from_u128(8))
@@ -423,7 +434,17 @@ async fn abandoned_calls_have_no_answer_fields() {
             "node-a",
             &[
                 received(call, 1_000, Some("+62811")),
-                ev(call, 1, 1_050, CallEventKind::Queued),
+                ev(
+                    call,
+                    1,
+                    1_050,
+                    CallEventKind::Queued {
+                        queue: "default".into(),
+                        priority: 0,
+                        repeat: false,
+                        skills: vec![],
+                    },
+                ),
                 ev(
                     call,
                     2,

@@ -248,7 +248,16 @@ impl Engine {
             now.mono + self.config.calls.ringing_refresh,
             CallTimer::RingingRefresh(handle),
         );
-        self.emit(record, now, CallEventKind::Queued);
+        self.emit(
+            record,
+            now,
+            CallEventKind::Queued {
+                queue: "default".into(),
+                priority: 0,
+                repeat: false,
+                skills: Vec::new(),
+            },
+        );
         if max_forwards == 0 {
             // RFC 7332 §3: a leg would need Max-Forwards -1. The call is still taken (an
             // emergency call is never turned away for it) and waits for the caller to hang up.

@@ -30,6 +30,7 @@ struct Out {
     sent: Vec<Transmit>,
     events: Vec<CallEventKind>,
     media: Vec<MediaCommand>,
+    agent: Vec<crate::engine::record::AgentEvent>,
 }
 
 impl Out {
@@ -228,6 +229,7 @@ fn collect(out: &mut Out, output: Output) {
     match output {
         Output::Transmit(t) => out.sent.push(t),
         Output::Event(e) => out.events.push(e.kind),
+        Output::AgentEvent(e) => out.agent.push(e),
         Output::Media(m) => out.media.push(m),
         Output::Close { .. } | Output::Wait { .. } => {}
     }
@@ -319,7 +321,7 @@ fn a_call_is_answered_bridged_and_ended_by_the_caller() {
         out.events[..],
         [
             CallEventKind::Received { .. },
-            CallEventKind::Queued,
+            CallEventKind::Queued { .. },
             CallEventKind::Offered { .. }
         ]
     ));

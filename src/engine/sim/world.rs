@@ -429,6 +429,7 @@ impl World {
                     });
                 }
                 Output::Media(command) => self.on_media(command),
+                Output::AgentEvent(_) => {}
                 Output::Close { connection } => {
                     self.violations
                         .push(format!("siaga closed {connection:?} in a UDP-only run"));

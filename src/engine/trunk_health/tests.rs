@@ -71,7 +71,10 @@ impl Peer {
                     self.engine.handle_timeout(self.at());
                 }
                 Output::Wait { .. } => break,
-                Output::Close { .. } | Output::Event(_) | Output::Media(_) => {}
+                Output::Close { .. }
+                | Output::Event(_)
+                | Output::AgentEvent(_)
+                | Output::Media(_) => {}
             }
         }
         self.now = until;

@@ -56,7 +56,7 @@ fn an_emergency_invite_with_max_forwards_0_is_taken_and_stays_queued() {
     assert_eq!(out.statuses_to(TRUNK), [100, 180]);
     assert!(matches!(
         out.events[..],
-        [CallEventKind::Received { .. }, CallEventKind::Queued]
+        [CallEventKind::Received { .. }, CallEventKind::Queued { .. }]
     ));
     assert!(out.requests_to(OP1, Method::Invite).is_empty());
     assert_eq!(h.engine.waiting_calls(), 1);

@@ -27,7 +27,11 @@ pub(super) fn records(w: &World, calls: &CallViews, v: &mut Vec<String>) {
         let kinds: Vec<&CallEventKind> = call.recs.iter().map(|r| &r.event.kind).collect();
         if !matches!(
             kinds.as_slice(),
-            [CallEventKind::Received { .. }, CallEventKind::Queued, ..]
+            [
+                CallEventKind::Received { .. },
+                CallEventKind::Queued { .. },
+                ..
+            ]
         ) {
             fail(format!("does not start with Received, Queued: {kinds:?}"));
             continue;
@@ -205,7 +209,21 @@ pub(super) fn records(w: &World, calls: &CallViews, v: &mut Vec<String>) {
                         r.event.kind
                     ));
                 }
-                CallEventKind::Received { .. } | CallEventKind::Queued => {
+                // The simulated world has one queue without skills, overflow or callbacks,
+                // and its phones fail no answered leg.
+                CallEventKind::Widened
+                | CallEventKind::Requeued { .. }
+                | CallEventKind::OverflowOffered { .. }
+                | CallEventKind::OverflowFailed { .. }
+                | CallEventKind::OverflowAnswered { .. }
+                | CallEventKind::CallbackStarted { .. }
+                | CallEventKind::CallbackEnded { .. } => {
+                    fail(format!(
+                        "{:?}: not a behaviour of these peers",
+                        r.event.kind
+                    ));
+                }
+                CallEventKind::Received { .. } | CallEventKind::Queued { .. } => {
                     fail(format!("{:?} again", r.event.kind));
                 }
             }
