@@ -439,6 +439,15 @@ impl Config {
                 interval: self.trunk.options_interval,
                 failures_before_down: self.trunk.options_failures,
             },
+            // Built from [queue] and [[operators]] until the ACD keys are read (issue 5).
+            acd: {
+                let mut acd = crate::engine::acd::AcdSettings::single_queue(
+                    self.operators.iter().map(|op| op.id.as_str()),
+                );
+                acd.queues[0].ring_timeout = self.queue.ring_timeout;
+                acd.queues[0].reject_delay = self.queue.reject_retry_delay;
+                acd
+            },
         }
     }
 

@@ -90,6 +90,10 @@ pub struct CallSettings {
     pub registrar: RegistrarConfig,
     /// `trunk.gateways` and their OPTIONS probing.
     pub trunk_health: super::trunk_health::HealthConfig,
+    /// Queues, routes, operators' ACD settings, feature codes (`[queue]`, `[[queues]]`,
+    /// `[[routes]]`, `[acd]`, `[feature_codes]`, `[[operators]]`). An operator of
+    /// `operators` missing from `acd.agents` serves every queue without skills.
+    pub acd: super::acd::AcdSettings,
 }
 
 impl CallSettings {
@@ -114,6 +118,7 @@ impl CallSettings {
             operators: Vec::new(),
             registrar: RegistrarConfig::new(realm),
             trunk_health: Default::default(),
+            acd: super::acd::AcdSettings::single_queue([]),
         }
     }
 }

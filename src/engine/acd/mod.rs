@@ -10,6 +10,12 @@
 //! the operator available, the last binding going away logs them out — a call in progress
 //! continues, and the operator is logged out when it ends.
 
+mod settings;
+
+pub use settings::{
+    AcdSettings, AgentSettings, FeatureCodes, LoginPolicy, Overflow, QueueSettings, Route, Strategy,
+};
+
 use super::time::MonoTime;
 use std::collections::{BTreeMap, HashMap};
 
