@@ -145,6 +145,18 @@ fn siaga(command: &str, config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The keys of a JSON object, sorted.
+fn sorted_keys(row: &serde_json::Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = row
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
 fn stdout(out: &Output) -> String {
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout.clone()).unwrap()
@@ -180,13 +192,7 @@ fn prints_json_keyed_by_column_names() {
     let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
     let rows = rows.as_array().expect("a JSON array");
     assert_eq!(rows.len(), 2);
-    let mut keys: Vec<&str> = rows[0]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
+    let keys = sorted_keys(&rows[0]);
     let mut columns = [
         "id",
         "node_id",
@@ -298,76 +304,61 @@ fn an_empty_database_says_so() {
 
 // ---- siaga agents ---------------------------------------------------------------------
 
-fn agent(
-    n: u128,
-    operator: &str,
-    at: i64,
-    (from, to): (&'static str, &'static str),
-    reason: Option<&str>,
-    call: Option<u128>,
-) -> AgentEvent {
-    AgentEvent {
-        id: Uuid::from_u128(0xa9e0_0000 + n),
-        operator: operator.to_owned(),
-        at: UtcTime(at),
-        from,
-        to,
-        reason: reason.map(str::to_owned),
-        call: call.map(Uuid::from_u128),
-    }
-}
-
 /// A database at `path` with the shift of two operators from T: op-3 logs in, its phone
 /// rings for call 1 and is not answered, so it goes not ready (no_answer); op-4 logs in
 /// and answers call 1; a day earlier op-3 logged out.
 fn prepare_agents(path: &Path) {
-    write(
-        path,
-        &[
-            agent(
-                1,
-                "op-3",
-                T - 86_400_000,
-                ("available", "logged_out"),
-                Some("unregistered"),
-                None,
-            ),
-            agent(
-                2,
-                "op-3",
-                T,
-                ("logged_out", "available"),
-                Some("registered"),
-                None,
-            ),
-            agent(
-                3,
-                "op-4",
-                T + 50,
-                ("logged_out", "available"),
-                Some("registered"),
-                None,
-            ),
-            agent(4, "op-3", T + 200, ("available", "ringing"), None, Some(1)),
-            agent(
-                5,
-                "op-3",
-                T + 15_200,
-                ("ringing", "not_ready"),
-                Some("no_answer"),
-                Some(1),
-            ),
-            agent(
-                6,
-                "op-4",
-                T + 15_300,
-                ("available", "ringing"),
-                None,
-                Some(1),
-            ),
-            agent(7, "op-4", T + 20_000, ("ringing", "on_call"), None, Some(1)),
-        ],
-    );
+    let day = 86_400_000;
+    let shift = [
+        (
+            "op-3",
+            T - day,
+            "available",
+            "logged_out",
+            Some("unregistered"),
+            None,
+        ),
+        (
+            "op-3",
+            T,
+            "logged_out",
+            "available",
+            Some("registered"),
+            None,
+        ),
+        (
+            "op-4",
+            T + 50,
+            "logged_out",
+            "available",
+            Some("registered"),
+            None,
+        ),
+        ("op-3", T + 200, "available", "ringing", None, Some(1)),
+        (
+            "op-3",
+            T + 15_200,
+            "ringing",
+            "not_ready",
+            Some("no_answer"),
+            Some(1),
+        ),
+        ("op-4", T + 15_300, "available", "ringing", None, Some(1)),
+        ("op-4", T + 20_000, "ringing", "on_call", None, Some(1)),
+    ];
+    let events: Vec<AgentEvent> = (1..)
+        .zip(shift)
+        .map(|(n, (operator, at, from, to, reason, call))| AgentEvent {
+            id: Uuid::from_u128(0xa9e0_0000 + n),
+            operator: operator.to_owned(),
+            at: UtcTime(at),
+            from,
+            to,
+            reason: reason.map(str::to_owned),
+            call: call.map(Uuid::from_u128),
+        })
+        .collect();
+    write(path, &events);
 }
 
 #[test]
@@ -433,15 +424,8 @@ fn agents_prints_json_keyed_by_column_names() {
     let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
     let rows = rows.as_array().expect("a JSON array");
     assert_eq!(rows.len(), 1, "{text}");
-    let mut keys: Vec<&str> = rows[0]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        sorted_keys(&rows[0]),
         [
             "at",
             "call_id",

@@ -56,6 +56,21 @@ fn received_diverted(call: u128, at: i64, caller: Option<&str>, first: &str) -> 
     event
 }
 
+/// Event 1 of `call`: it entered the default queue at `at`, priority 0, no skills.
+fn queued(call: u128, at: i64) -> CallEvent {
+    ev(
+        call,
+        1,
+        at,
+        CallEventKind::Queued {
+            queue: "default".into(),
+            priority: 0,
+            repeat: false,
+            skills: vec![],
+        },
+    )
+}
+
 fn op(name: &str) -> String {
     name.to_owned()
 }
@@ -66,17 +81,7 @@ fn op(name: &str) -> String {
 fn answered_call(call: u128, t: i64) -> Vec<CallEvent> {
     vec![
         received_diverted(call, t, Some("+6281234567890"), "110"),
-        ev(
-            call,
-            1,
-            t + 100,
-            CallEventKind::Queued {
-                queue: "default".into(),
-                priority: 0,
-                repeat: false,
-                skills: vec![],
-            },
-        ),
+        queued(call, t + 100),
         ev(
             call,
             2,
@@ -436,17 +441,7 @@ async fn abandoned_calls_have_no_answer_fields() {
             "node-a",
             &[
                 received(call, 1_000, Some("+62811")),
-                ev(
-                    call,
-                    1,
-                    1_050,
-                    CallEventKind::Queued {
-                        queue: "default".into(),
-                        priority: 0,
-                        repeat: false,
-                        skills: vec![],
-                    },
-                ),
+                queued(call, 1_050),
                 ev(
                     call,
                     2,
@@ -987,20 +982,7 @@ fn call_ending(
     caller: Option<&str>,
     disposition: Disposition,
 ) -> Vec<CallEvent> {
-    let mut events = vec![
-        received(call, t, caller),
-        ev(
-            call,
-            1,
-            t + 100,
-            CallEventKind::Queued {
-                queue: "default".into(),
-                priority: 0,
-                repeat: false,
-                skills: vec![],
-            },
-        ),
-    ];
+    let mut events = vec![received(call, t, caller), queued(call, t + 100)];
     if disposition == Disposition::Answered {
         events.push(ev(
             call,
