@@ -435,8 +435,6 @@ impl Config {
             emergency_numbers: self.trunk.emergency_numbers.clone(),
             accept_other_sources: self.trunk.other_sources == OtherSources::Accept,
             trust_domain: self.trunk.trust_domain.clone(),
-            ring_timeout: self.queue.ring_timeout,
-            reject_retry_delay: self.queue.reject_retry_delay,
             ringing_refresh: self.queue.ringing_refresh,
             min_session_expires_s: secs(self.trunk.min_session_expires),
             media_ip: self.media_ip(),
