@@ -21,9 +21,9 @@ use std::time::Duration;
 /// The one queue there is when the file has no `[[queues]]`.
 pub const DEFAULT_QUEUE: &str = "112";
 
-/// `[queue]`: the timers the call model reads for every queue until it reads each queue's
-/// own ([`AcdSettings::queues`]); `ring_timeout_s` and `reject_retry_delay_s` are also
-/// the defaults of every queue.
+/// `[queue]`'s timers as written there: the 180 Ringing refresh, one for all queues, and
+/// `ring_timeout_s` and `reject_retry_delay_s`, the defaults of every queue (each queue's
+/// own are in [`AcdSettings::queues`], which the call model reads).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueConfig {
     /// `queue.ring_timeout_s` (default 15 s; 1–600 s): how long an operator's phone rings

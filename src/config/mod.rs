@@ -66,7 +66,8 @@ pub struct Config {
     /// `[[operators]]`, in file order. May be empty: siaga then takes calls but no phone
     /// can register to answer them (the shell warns at start).
     pub operators: Vec<OperatorConfig>,
-    /// `[queue]`: the timers the call model reads.
+    /// `[queue]`'s timers as written there (the call model reads `ringing_refresh`; the
+    /// queues' own timers are in `acd`).
     pub queue: QueueConfig,
     /// The ACD: `[[queues]]` over `[queue]` (or the one queue [`DEFAULT_QUEUE`]),
     /// `[[routes]]`, `[acd]`, `[feature_codes]`, and one [`crate::engine::acd::AgentSettings`]

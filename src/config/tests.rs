@@ -1564,7 +1564,7 @@ logout = "*99#"
         },
     };
     assert_eq!(c.acd, expected);
-    // The call model's timers still come from [queue].
+    // [queue]'s own timers, as written there.
     assert_eq!(
         c.queue,
         QueueConfig {
@@ -1575,8 +1575,7 @@ logout = "*99#"
     );
     let calls = c.engine_config().calls;
     assert_eq!(calls.acd, expected);
-    assert_eq!(calls.ring_timeout, secs(20));
-    assert_eq!(calls.reject_retry_delay, secs(3));
+    assert_eq!(calls.ringing_refresh, secs(20));
     assert!(
         c.summary()
             .contains("queues 112 (round-robin), police (skills), fire (ring-all)")
