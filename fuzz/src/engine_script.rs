@@ -33,7 +33,7 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use siaga::engine::acd::AgentState;
 use siaga::engine::digest::Ha1;
-use siaga::engine::media::{MediaCommand, MediaReport, PacketCounts, RelayId};
+use siaga::engine::media::{MediaCommand, MediaReport, PacketCounts, RelayClosed, RelayId};
 use siaga::engine::record::CallEventKind;
 use siaga::engine::sip::{HeaderName, Method, ParseError, SipMessage};
 use siaga::engine::trunk_health::{Gateway, HealthConfig};
@@ -626,7 +626,7 @@ impl World {
                 }
                 MediaCommand::Close { relay } => {
                     assert!(self.relays.remove(&relay), "Close of closed {relay:?}");
-                    self.pending.push_back(Input::MediaReport(MediaReport {
+                    let closed = RelayClosed {
                         relay,
                         caller_port: 0,
                         operator_port: 0,
@@ -635,7 +635,9 @@ impl World {
                         latched_caller: None,
                         latched_operator: None,
                         bind_failed: Vec::new(),
-                    }));
+                    };
+                    self.pending
+                        .push_back(Input::MediaReport(MediaReport::Closed(closed)));
                 }
             },
             Output::Wait { .. } => {}

@@ -399,17 +399,25 @@ fn a_bye_while_an_offer_crosses_ends_the_call_and_answers_it_487() {
     assert_eq!(h.engine.live_calls(), 0);
 }
 
+/// The operator's leg failed, not the call: the caller is re-queued (see `leg_loss`), and
+/// the trunk's re-INVITE gets 500 with Retry-After, not a 408 that would end its dialog
+/// (§14.1).
 #[test]
-fn an_operator_leg_that_stops_answering_a_re_invite_ends_the_call() {
+fn an_operator_leg_that_stops_answering_a_re_invite_requeues_the_caller() {
     let mut h = Harness::new(15);
     let (ok, _ack) = answered_call(&mut h, "dead", "");
     let out = h.input(TRUNK, &hold_offer(&ok, 2, 2, "deadre"));
     assert_eq!(out.requests_to(OP1, Method::Invite).len(), 1);
     // Timer B (64·T1) without any response.
-    let out = h.advance(33_000);
-    assert!(out.statuses_to(TRUNK).contains(&408));
-    assert!(!out.requests_to(TRUNK, Method::Bye).is_empty());
-    assert_eq!(h.engine.live_calls(), 0);
+    let out = h.advance(32_000);
+    assert_eq!(final_to(&out, TRUNK).status(), Some(500));
+    assert!(out.requests_to(TRUNK, Method::Bye).is_empty());
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, CallEventKind::Requeued { operator, .. } if operator == "1001"))
+    );
+    assert_eq!(h.engine.live_calls(), 1);
 }
 
 // ---- session timers (RFC 4028) ------------------------------------------------------------
