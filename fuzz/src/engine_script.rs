@@ -1446,7 +1446,8 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
         (6, TrunkBye { slot: 4 }, ""),
     ]);
     flows.push(("races-cancel-vs-answer", race));
-    // The gateway answers a probe; a stranger's INVITE draws 403; a re-INVITE and an
+    // The gateway answers a probe; a stranger's INVITE draws 403; a re-INVITE (which the
+    // phone answers: one left unanswered re-queues the caller once Timer B fires) and an
     // OPTIONS in the dialog; shutdown with the call up, the trunk answering the BYE.
     let mut misc = register(B, 1).to_vec();
     misc.extend([
@@ -1456,6 +1457,7 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
         (3, respond(B, 0, s200), ""),
         (2, TrunkAck { slot: 5 }, ""),
         (2, TrunkInDialog { slot: 5, method: 0 }, ""),
+        (1, respond(B, 0, s200), ""),
         (2, TrunkInDialog { slot: 5, method: 3 }, ""),
         (
             2,

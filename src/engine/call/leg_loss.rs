@@ -97,22 +97,7 @@ impl Engine {
                 Side::Operator => {
                     self.refuse_exchange(now, &exchange, 487, "Request Terminated");
                 }
-                Side::Caller => {
-                    let retry_after = self.rng_retry_after().to_string();
-                    let respond = (
-                        exchange.tx,
-                        &exchange.request,
-                        exchange.target,
-                        exchange.received_from,
-                    );
-                    self.respond_in_dialog(
-                        now,
-                        respond,
-                        500,
-                        "Server Internal Error",
-                        &[("Retry-After", retry_after)],
-                    );
-                }
+                Side::Caller => self.retry_later(now, exchange.respond()),
             }
         }
         if let Some(mut lost) = lost {

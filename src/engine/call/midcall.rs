@@ -57,6 +57,14 @@ pub struct Exchange {
     pub out: Option<ClientTxId>,
 }
 
+impl Exchange {
+    /// Its server transaction, the request, where responses go and the source to stamp
+    /// in Via: what [`Engine::respond_in_dialog`] answers.
+    pub(crate) fn respond(&self) -> (TxId, &SipMessage, ResponseTarget, SocketAddr) {
+        (self.tx, &self.request, self.target, self.received_from)
+    }
+}
+
 /// Why siaga sent a request inside a dialog.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
@@ -233,14 +241,7 @@ impl Engine {
         if let Some(exchange) = call.exchange.as_ref().filter(|_| !offerless_update) {
             // §14.2 / RFC 3311 §5.2: one offer at a time.
             return if exchange.from == side {
-                let retry_after = self.rng_retry_after().to_string();
-                self.respond_in_dialog(
-                    now,
-                    respond,
-                    500,
-                    "Server Internal Error",
-                    &[("Retry-After", retry_after)],
-                )
+                self.retry_later(now, respond)
             } else {
                 reply(self, 491, "Request Pending")
             };
@@ -321,9 +322,7 @@ impl Engine {
         // A re-queued call has no operator to carry the offer to yet: the trunk tries
         // again later (§14.2), when one may have answered.
         if call.answered_leg().is_none() {
-            let retry_after = self.rng_retry_after().to_string();
-            let headers = [("Retry-After", retry_after)];
-            return self.respond_in_dialog(now, respond, 500, "Server Internal Error", &headers);
+            return self.retry_later(now, respond);
         }
         // §14.1: siaga's session refresh is an INVITE (or UPDATE) transaction in progress
         // toward the trunk; no second one starts there until it ends.
@@ -751,13 +750,19 @@ impl Engine {
         status: u16,
         reason: &str,
     ) {
-        let respond = (
-            exchange.tx,
-            &exchange.request,
-            exchange.target,
-            exchange.received_from,
-        );
-        self.respond_in_dialog(now, respond, status, reason, &[]);
+        self.respond_in_dialog(now, exchange.respond(), status, reason, &[]);
+    }
+
+    /// 500 with a Retry-After of 0–10 s (§14.2) to a request in a dialog: it overlaps an
+    /// offer siaga has not answered yet, or no operator has the call to take its offer.
+    pub(crate) fn retry_later(
+        &mut self,
+        now: Now,
+        respond: (TxId, &SipMessage, ResponseTarget, SocketAddr),
+    ) {
+        let retry_after = self.rng_retry_after().to_string();
+        let headers = [("Retry-After", retry_after)];
+        self.respond_in_dialog(now, respond, 500, "Server Internal Error", &headers);
     }
 
     /// A final response of siaga's own to a request in a dialog (`status` ≥ 300, or a 2xx

@@ -4,7 +4,9 @@
 //! the next operator without a second 2xx to the trunk; the caller hanging up while
 //! re-queued; and what does not re-queue (a plain BYE, silence on hold).
 
-use super::midcall::{body, final_to, operator_in_dialog, operator_sdp, trunk_sdp, with};
+use super::midcall::{
+    body, final_to, hold_offer, operator_in_dialog, operator_sdp, trunk_sdp, with,
+};
 use super::*;
 use crate::engine::media::{MediaReport, RelayId, Side};
 
@@ -15,15 +17,68 @@ fn answered_with_standby(h: &mut Harness, id: &str) -> (SipMessage, SipMessage, 
     let (ok, ack) = answered_call(h, id, "");
     h.register("1002", OP2);
     h.advance(1_000);
-    let relay = h
-        .engine
+    (ok, ack, relay_of_the_call(h))
+}
+
+/// The relay of the only live call.
+fn relay_of_the_call(h: &Harness) -> RelayId {
+    h.engine
         .calls
         .calls
         .values()
         .find_map(|c| c.relay)
         .map(|(relay, _, _)| relay)
-        .expect("the call has a relay");
-    (ok, ack, relay)
+        .expect("the call has a relay")
+}
+
+/// The trunk's hold re-INVITE (CSeq 2) in the dialog of siaga's 2xx `ok`: the re-INVITE
+/// it makes siaga send operator 1001.
+fn trunk_hold_to_op1(h: &mut Harness, ok: &SipMessage, branch: &str) -> SipMessage {
+    let out = h.input(TRUNK, &hold_offer(ok, 2, 2, branch));
+    let mut to_op = out.requests_to(OP1, Method::Invite);
+    assert_eq!(to_op.len(), 1, "one re-INVITE to 1001");
+    to_op.remove(0)
+}
+
+/// The trunk's BYE with CSeq `seq`: 200, and the call ends as answered, by the caller.
+fn caller_hangs_up(h: &mut Harness, ok: &SipMessage, seq: u32, branch: &str) -> Out {
+    let out = h.input(TRUNK, &trunk_in_dialog("BYE", ok, seq, branch));
+    assert_eq!(out.statuses_to(TRUNK), [200]);
+    assert_ended_as_answered(h, &out, Party::Caller);
+    out
+}
+
+/// `out` ended the only call, recorded as answered and ended `by`.
+fn assert_ended_as_answered(h: &Harness, out: &Out, by: Party) {
+    let ended = CallEventKind::Ended {
+        by,
+        disposition: Disposition::Answered,
+    };
+    assert!(out.events.contains(&ended), "{:?}", out.events);
+    assert_eq!(h.engine.live_calls(), 0);
+}
+
+/// Whether `operator` is talking on a call.
+fn on_call(h: &Harness, operator: &str) -> bool {
+    matches!(
+        h.engine.agent_state(operator),
+        Some(AgentState::OnCall { .. })
+    )
+}
+
+/// Whether `operator` is available.
+fn available(h: &Harness, operator: &str) -> bool {
+    matches!(
+        h.engine.agent_state(operator),
+        Some(AgentState::Available { .. })
+    )
+}
+
+/// The one INVITE `out` sent to 1002's phone.
+fn ringing_1002(out: &Out) -> SipMessage {
+    let mut invites = out.requests_to(OP2, Method::Invite);
+    assert_eq!(invites.len(), 1, "1002 rung once");
+    invites.remove(0)
 }
 
 fn silent(h: &mut Harness, relay: RelayId, side: Side) -> Out {
@@ -82,19 +137,13 @@ fn silence_from_the_operator_requeues_and_the_next_operator_gets_the_call() {
     assert!(clears_operator_peer(&out));
     assert_eq!(requeued_reason(&out), "no RTP from the operator");
     assert!(out.to(TRUNK).is_empty(), "nothing to the trunk");
-    assert!(matches!(
-        h.engine.agent_state("1001"),
-        Some(AgentState::Available { .. })
-    ));
+    assert!(available(&h, "1001"));
     assert!(
         out.events
             .iter()
             .any(|e| matches!(e, CallEventKind::Offered { operator } if operator == "1002"))
     );
-    let invite = out
-        .requests_to(OP2, Method::Invite)
-        .pop()
-        .expect("1002 rung");
+    let invite = ringing_1002(&out);
     let offer = body(&invite);
     assert!(
         offer.contains("m=audio") && offer.contains("RTP/AVP 8 101"),
@@ -116,25 +165,14 @@ fn silence_from_the_operator_requeues_and_the_next_operator_gets_the_call() {
         m,
         MediaCommand::SetPeer { side: Side::Operator, rtp, .. } if rtp.port() == 7200
     )));
-    assert!(matches!(
-        h.engine.agent_state("1002"),
-        Some(AgentState::OnCall { .. })
-    ));
+    assert!(on_call(&h, "1002"));
     // The ringing refresh, had it been due, sends nothing either.
     let out = h.advance(120_000);
     assert!(out.to(TRUNK).is_empty(), "{:?}", out.statuses_to(TRUNK));
 
-    let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 2, "ll1bye"));
-    assert_eq!(out.statuses_to(TRUNK), [200]);
+    let out = caller_hangs_up(&mut h, &ok, 2, "ll1bye");
     assert_eq!(out.requests_to(OP2, Method::Bye).len(), 1);
     assert!(out.requests_to(OP1, Method::Bye).is_empty());
-    assert_eq!(
-        out.events,
-        [CallEventKind::Ended {
-            by: Party::Caller,
-            disposition: Disposition::Answered
-        }]
-    );
 }
 
 /// The next operator's answer without the codec the trunk sends (PCMA here) is ended like
@@ -144,10 +182,7 @@ fn a_next_answer_without_the_trunks_codec_is_not_bridged() {
     let mut h = Harness::new(15);
     let (_ok, _ack, relay) = answered_with_standby(&mut h, "ll2");
     let out = silent(&mut h, relay, Side::Operator);
-    let invite = out
-        .requests_to(OP2, Method::Invite)
-        .pop()
-        .expect("1002 rung");
+    let invite = ringing_1002(&out);
     let pcmu = SDP_OPERATOR2
         .replace("RTP/AVP 8 101", "RTP/AVP 0 101")
         .replace("8 PCMA", "0 PCMU");
@@ -177,16 +212,7 @@ fn a_408_481_or_5xx_to_a_reinvite_to_the_operator_requeues_the_caller() {
     for status in [408, 481, 500, 503] {
         let mut h = Harness::new(15);
         let (ok, _ack, _relay) = answered_with_standby(&mut h, "ll3");
-        let reinvite = with(
-            &trunk_in_dialog("INVITE", &ok, 2, "ll3re"),
-            "",
-            Some(&trunk_sdp(2, "sendonly", "127.0.0.1")),
-        );
-        let out = h.input(TRUNK, &reinvite);
-        let to_op = out
-            .requests_to(OP1, Method::Invite)
-            .pop()
-            .expect("re-INVITE");
+        let to_op = trunk_hold_to_op1(&mut h, &ok, "ll3re");
         let out = h.input(OP1, &phone_response(&to_op, status, "Failed", "op1", None));
         let refusal = final_to(&out, TRUNK);
         assert_eq!(refusal.status(), Some(500), "for {status}");
@@ -196,7 +222,7 @@ fn a_408_481_or_5xx_to_a_reinvite_to_the_operator_requeues_the_caller() {
             requeued_reason(&out),
             format!("{status} response to re-INVITE")
         );
-        assert_eq!(out.requests_to(OP2, Method::Invite).len(), 1, "re-offered");
+        ringing_1002(&out);
         assert!(
             !out.events
                 .iter()
@@ -211,16 +237,7 @@ fn a_408_481_or_5xx_to_a_reinvite_to_the_operator_requeues_the_caller() {
 fn a_488_to_a_reinvite_to_the_operator_only_crosses_back() {
     let mut h = Harness::new(15);
     let (ok, _ack, _relay) = answered_with_standby(&mut h, "ll4");
-    let reinvite = with(
-        &trunk_in_dialog("INVITE", &ok, 2, "ll4re"),
-        "",
-        Some(&trunk_sdp(2, "sendonly", "127.0.0.1")),
-    );
-    let out = h.input(TRUNK, &reinvite);
-    let to_op = out
-        .requests_to(OP1, Method::Invite)
-        .pop()
-        .expect("re-INVITE");
+    let to_op = trunk_hold_to_op1(&mut h, &ok, "ll4re");
     let out = h.input(OP1, &phone_response(&to_op, 488, "Not Here", "op1", None));
     assert_eq!(final_to(&out, TRUNK).status(), Some(488));
     assert!(out.events.is_empty(), "{:?}", out.events);
@@ -233,18 +250,12 @@ fn a_488_to_a_reinvite_to_the_operator_only_crosses_back() {
 fn no_response_to_a_reinvite_to_the_operator_requeues_the_caller() {
     let mut h = Harness::new(15);
     let (ok, _ack, _relay) = answered_with_standby(&mut h, "ll5");
-    let reinvite = with(
-        &trunk_in_dialog("INVITE", &ok, 2, "ll5re"),
-        "",
-        Some(&trunk_sdp(2, "sendonly", "127.0.0.1")),
-    );
-    let out = h.input(TRUNK, &reinvite);
-    assert_eq!(out.requests_to(OP1, Method::Invite).len(), 1, "re-INVITE");
+    trunk_hold_to_op1(&mut h, &ok, "ll5re");
     let out = h.advance(32_000);
     assert_eq!(requeued_reason(&out), "no response to re-INVITE");
     assert_eq!(final_to(&out, TRUNK).status(), Some(500));
     assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1);
-    assert_eq!(out.requests_to(OP2, Method::Invite).len(), 1, "1002 rung");
+    ringing_1002(&out);
 }
 
 /// 1001's leg fails (silence) while siaga's re-INVITE to it is pending; 1002 takes the
@@ -254,26 +265,14 @@ fn no_response_to_a_reinvite_to_the_operator_requeues_the_caller() {
 fn a_2xx_from_a_lost_leg_is_acked_and_changes_nothing() {
     let mut h = Harness::new(15);
     let (ok, _ack, relay) = answered_with_standby(&mut h, "ll11");
-    let reinvite = with(
-        &trunk_in_dialog("INVITE", &ok, 2, "ll11re"),
-        "",
-        Some(&trunk_sdp(2, "sendonly", "127.0.0.1")),
-    );
-    let out = h.input(TRUNK, &reinvite);
-    let to_op = out
-        .requests_to(OP1, Method::Invite)
-        .pop()
-        .expect("re-INVITE");
+    let to_op = trunk_hold_to_op1(&mut h, &ok, "ll11re");
     let out = silent(&mut h, relay, Side::Operator);
     assert_eq!(
         final_to(&out, TRUNK).status(),
         Some(500),
         "the hold waited on 1001"
     );
-    let invite = out
-        .requests_to(OP2, Method::Invite)
-        .pop()
-        .expect("1002 rung");
+    let invite = ringing_1002(&out);
     let out = h.input(OP2, &op2_answer(&invite, SDP_OPERATOR2));
     assert!(matches!(out.events[..], [CallEventKind::Answered { .. }]));
 
@@ -288,10 +287,7 @@ fn a_2xx_from_a_lost_leg_is_acked_and_changes_nothing() {
     assert!(out.media.is_empty(), "{:?}", out.media);
     assert!(out.to(TRUNK).is_empty());
     assert!(out.to(OP2).is_empty(), "1002's dialog untouched");
-    assert!(matches!(
-        h.engine.agent_state("1002"),
-        Some(AgentState::OnCall { .. })
-    ));
+    assert!(on_call(&h, "1002"));
 }
 
 /// An operator's hold re-INVITE crosses to the trunk; siaga's 2xx to it is never ACKed
@@ -365,7 +361,7 @@ fn a_bye_with_a_failure_reason_requeues_and_a_plain_bye_ends_the_call() {
                 .replace(' ', "");
             assert_eq!(requeued_reason(&out), format!("BYE with Reason {cause}"));
             assert!(out.to(TRUNK).is_empty(), "for {reason:?}");
-            assert_eq!(out.requests_to(OP2, Method::Invite).len(), 1);
+            ringing_1002(&out);
             assert_eq!(h.engine.live_calls(), 1);
         } else {
             assert_eq!(
@@ -373,15 +369,7 @@ fn a_bye_with_a_failure_reason_requeues_and_a_plain_bye_ends_the_call() {
                 1,
                 "for {reason:?}"
             );
-            assert!(
-                out.events.contains(&CallEventKind::Ended {
-                    by: Party::Operator,
-                    disposition: Disposition::Answered
-                }),
-                "for {reason:?}: {:?}",
-                out.events
-            );
-            assert_eq!(h.engine.live_calls(), 0);
+            assert_ended_as_answered(&h, &out, Party::Operator);
         }
     }
 }
@@ -393,14 +381,7 @@ fn a_bye_with_a_failure_reason_requeues_and_a_plain_bye_ends_the_call() {
 fn a_caller_hanging_up_while_requeued_ends_the_call_as_answered() {
     let mut h = Harness::new(15);
     let (ok, _ack) = answered_call(&mut h, "ll8", "");
-    let relay = h
-        .engine
-        .calls
-        .calls
-        .values()
-        .find_map(|c| c.relay)
-        .map(|(relay, _, _)| relay)
-        .expect("a relay");
+    let relay = relay_of_the_call(&h);
     // 1001 is the only operator: it is offered the call again at once.
     let out = silent(&mut h, relay, Side::Operator);
     assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1);
@@ -434,16 +415,11 @@ fn a_caller_hanging_up_while_requeued_ends_the_call_as_answered() {
     assert_eq!(refusal.status(), Some(500));
     assert!(refusal.header(HeaderName::RetryAfter).is_some());
 
-    let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 4, "ll8bye"));
-    assert_eq!(out.statuses_to(TRUNK), [200]);
-    assert_eq!(
-        out.events,
-        [CallEventKind::Ended {
-            by: Party::Caller,
-            disposition: Disposition::Answered
-        }]
+    let out = caller_hangs_up(&mut h, &ok, 4, "ll8bye");
+    assert!(
+        out.requests_to(OP1, Method::Bye).is_empty(),
+        "no operator has the call"
     );
-    assert_eq!(h.engine.live_calls(), 0);
 }
 
 /// The caller hangs up while the re-queued call rings 1002: 1002 is CANCELled and free,
@@ -453,22 +429,11 @@ fn a_caller_hanging_up_while_the_next_operator_rings_cancels_it() {
     let mut h = Harness::new(15);
     let (ok, _ack, relay) = answered_with_standby(&mut h, "ll9");
     let out = silent(&mut h, relay, Side::Operator);
-    let invite = out
-        .requests_to(OP2, Method::Invite)
-        .pop()
-        .expect("1002 rung");
+    let invite = ringing_1002(&out);
     h.input(OP2, &phone_response(&invite, 180, "Ringing", "op2", None));
-    let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 2, "ll9bye"));
-    assert_eq!(out.statuses_to(TRUNK), [200]);
+    let out = caller_hangs_up(&mut h, &ok, 2, "ll9bye");
     assert_eq!(out.requests_to(OP2, Method::Cancel).len(), 1);
-    assert!(out.events.contains(&CallEventKind::Ended {
-        by: Party::Caller,
-        disposition: Disposition::Answered
-    }));
-    assert!(matches!(
-        h.engine.agent_state("1002"),
-        Some(AgentState::Available { .. })
-    ));
+    assert!(available(&h, "1002"));
 }
 
 /// Silence while the session is on hold (the trunk's hold, answered `recvonly` by 1001)
