@@ -1,5 +1,6 @@
 //! The `siaga` binary: `siaga run` starts the service, `siaga check-config` validates a
-//! configuration, `siaga calls` prints the latest call records. Exit codes: 0 success,
+//! configuration, `siaga calls` prints the latest call records, `siaga agents` the
+//! operators' state changes. Exit codes: 0 success,
 //! 1 failure (the address is in use, no database yet, a bad `--since` …), 2 invalid
 //! configuration.
 
@@ -59,6 +60,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the operators' state changes (ACD agent events: available, ringing, on call,
+    /// wrap-up, not ready with its reason, logged out) from the configured database,
+    /// oldest first. Reads only, like `calls`.
+    Agents {
+        /// The configuration file.
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Only this operator's (`operators[].id`).
+        #[arg(long, value_name = "ID")]
+        operator: Option<String>,
+        /// Only changes at or after TIME: a UTC time (2026-11-29T12:00:00Z,
+        /// 2026-11-29 12:00, 2026-11-29) or a duration back from now (90m, 2h, 1day).
+        #[arg(long, value_name = "TIME", default_value = "1day")]
+        since: String,
+        /// Print a JSON array of objects keyed by the `agent_events` columns (times
+        /// RFC 3339 UTC) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Exit code for an invalid configuration.
@@ -84,48 +104,41 @@ fn main() -> ExitCode {
             since,
             json,
         } => match load(&config) {
-            Ok(c) => match calls(&c, limit, since.as_deref(), json) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(message) => {
-                    eprintln!("siaga calls: {message}");
-                    ExitCode::FAILURE
-                }
-            },
+            Ok(c) => report("calls", calls(&c, limit, since.as_deref(), json)),
             Err(code) => code,
         },
+        Command::Agents {
+            config,
+            operator,
+            since,
+            json,
+        } => match load(&config) {
+            Ok(c) => report("agents", agents(&c, operator.as_deref(), &since, json)),
+            Err(code) => code,
+        },
+    }
+}
+
+/// The exit code of a reading command, printing its one-line error.
+fn report(command: &str, result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("siaga {command}: {message}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 /// `siaga calls`: prints up to `limit` calls received since `since`, as a table or JSON.
 /// Errors are one-line messages.
 fn calls(config: &Config, limit: u32, since: Option<&str>, json: bool) -> Result<(), String> {
-    let since = match since {
-        Some(text) => {
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-            let since = store::parse_since(text, UtcTime(now))
-                .map_err(|error| format!("--since {error}"))?;
-            Some(since)
-        }
-        None => None,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| format!("cannot start the tokio runtime: {error}"))?;
-    let rows = runtime.block_on(async {
-        let store = Store::open_existing(&config.database.url).await?;
-        let rows = store.recent_calls(limit, since).await;
-        store.close().await;
-        rows
-    });
-    let rows = rows.map_err(|error| error.to_string())?;
+    let since = since.map(since_arg).transpose()?;
+    let rows = read(config, |store| async move {
+        store.recent_calls(limit, since).await
+    })?;
     let text = if json {
-        let mut text = serde_json::to_string_pretty(&rows)
-            .map_err(|error| format!("cannot write JSON: {error}"))?;
-        text.push('\n');
-        text
+        json_text(&rows)?
     } else if rows.is_empty() {
         match since {
             Some(since) => format!("no calls since {}\n", store::rfc3339_millis(since)),
@@ -134,14 +147,74 @@ fn calls(config: &Config, limit: u32, since: Option<&str>, json: bool) -> Result
     } else {
         store::calls_table(&rows)
     };
-    // A closed pipe (`siaga calls | head`) is not an error.
+    print(&text)
+}
+
+/// `siaga agents`: prints the agent events since `since` (of `operator` only, when given),
+/// oldest first, as a table or JSON. Errors are one-line messages.
+fn agents(config: &Config, operator: Option<&str>, since: &str, json: bool) -> Result<(), String> {
+    let since = since_arg(since)?;
+    let rows = read(config, |store| async move {
+        store.agent_events(operator, since, UtcTime(i64::MAX)).await
+    })?;
+    let text = if json {
+        json_text(&rows)?
+    } else if rows.is_empty() {
+        let whose = operator.map(|o| format!(" of {o}")).unwrap_or_default();
+        format!(
+            "no agent events{whose} since {}\n",
+            store::rfc3339_millis(since)
+        )
+    } else {
+        store::agents_table(&rows)
+    };
+    print(&text)
+}
+
+/// A `--since` value, counted back from the wall clock when it is a duration.
+fn since_arg(text: &str) -> Result<UtcTime, String> {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    store::parse_since(text, UtcTime(now)).map_err(|error| format!("--since {error}"))
+}
+
+/// Runs `query` against the configured database, opened to read only (a missing SQLite
+/// file is an error, not created).
+fn read<T, F, Fut>(config: &Config, query: F) -> Result<T, String>
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = Result<T, store::StoreError>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the tokio runtime: {error}"))?;
+    let result = runtime.block_on(async {
+        let store = Store::open_existing(&config.database.url).await?;
+        let result = query(store.clone()).await;
+        store.close().await;
+        result
+    });
+    result.map_err(|error| error.to_string())
+}
+
+/// `rows` as pretty JSON with a final newline.
+fn json_text(rows: &impl serde::Serialize) -> Result<String, String> {
+    let mut text = serde_json::to_string_pretty(rows)
+        .map_err(|error| format!("cannot write JSON: {error}"))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// Writes `text` to stdout; a closed pipe (`siaga calls | head`) is not an error.
+fn print(text: &str) -> Result<(), String> {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
-            return Err(format!("cannot write to stdout: {error}"));
+            Err(format!("cannot write to stdout: {error}"))
         }
-        _ => {}
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Loads the configuration, or prints the error naming key and problem and returns exit
@@ -202,7 +275,7 @@ fn run(config: &Config) -> ExitCode {
         if report.unwritten > 0 {
             tracing::error!(
                 unwritten = report.unwritten,
-                "call events could not be stored"
+                "call and agent events could not be stored"
             );
         }
         tracing::info!(written = report.written, "call records flushed");

@@ -20,9 +20,9 @@
 
 use crate::config::Config;
 use crate::engine::media::MediaReport;
-use crate::engine::record::CallEvent;
 use crate::engine::{Engine, Input, MonoTime, Now, Output, UtcTime};
 use crate::media::MediaRelays;
+use crate::store::LogEvent;
 use crate::transport::{BoundSockets, Limits, Transports};
 use std::future::Future;
 use std::io;
@@ -61,8 +61,8 @@ pub struct RunOptions {
     /// `media.silence_timeout_s`: how long a relayed side may send no RTP before the relay
     /// reports it silent. Default `None` (off); [`RunOptions::from_config`] sets it.
     pub silence_timeout: Option<std::time::Duration>,
-    /// Where call events go (the store's writer). `None`: they are logged at debug and
-    /// dropped — only for tests that do not look at records.
+    /// Where call events and agent events go (the store's writer). `None`: they are
+    /// logged at debug and dropped — only for tests that do not look at records.
     pub events: Option<crate::store::EventSink>,
 }
 
@@ -173,7 +173,7 @@ pub async fn run(
         if left > 0 {
             warn!(
                 events = left,
-                "call events could not be handed to the store at shutdown"
+                "call and agent events could not be handed to the store at shutdown"
             );
         }
     }
@@ -274,10 +274,12 @@ struct Shell<'a> {
 }
 
 impl Shell<'_> {
-    fn event(&mut self, event: CallEvent) {
+    /// A call event or an agent state transition: both go to the store through one sink,
+    /// so the two logs are written in the order the engine emitted them.
+    fn log(&mut self, event: impl Into<LogEvent>) {
         match &mut self.events {
             Some(sink) => sink.push(event),
-            None => tracing::debug!(?event, "call event (no store)"),
+            None => tracing::debug!(event = ?event.into(), "event (no store)"),
         }
     }
 }
@@ -382,11 +384,8 @@ fn drain(engine: &mut Engine, shell: &mut Shell<'_>, clock: &Clock) -> Option<Mo
                 }
                 Output::Close { connection } => shell.transports.close(connection),
                 Output::Media(command) => shell.relays.execute(command),
-                Output::Event(event) => shell.event(event),
-                // Stored by the agent-events writer (issue 5, in progress).
-                Output::AgentEvent(event) => {
-                    tracing::debug!(operator = %event.operator, from = event.from, to = event.to, "agent state")
-                }
+                Output::Event(event) => shell.log(event),
+                Output::AgentEvent(event) => shell.log(event),
                 Output::Wait { until } => break until,
             }
         };

@@ -1,9 +1,9 @@
-//! `siaga calls` end to end: the built binary against a SQLite database prepared with the
-//! store's own writer API.
+//! `siaga calls` and `siaga agents` end to end: the built binary against a SQLite database
+//! prepared with the store's own writer API.
 
 use siaga::config::DatabaseUrl;
 use siaga::engine::UtcTime;
-use siaga::engine::record::{CallEvent, CallEventKind, Disposition, Party};
+use siaga::engine::record::{AgentEvent, CallEvent, CallEventKind, Disposition, Party};
 use siaga::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -42,7 +42,6 @@ fn received(call: u128, at: i64, caller: Option<&str>) -> CallEvent {
 /// A database at `path` with two calls: one answered (received at T, diverted from 110),
 /// and one abandoned in the queue an hour later.
 fn prepare(path: &Path) {
-    let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
     let events = vec![
         received(1, T, Some("+6281234567890")),
         ev(
@@ -103,13 +102,19 @@ fn prepare(path: &Path) {
             },
         ),
     ];
+    write(path, &events);
+}
+
+/// Writes `events` to a database at `path`, created when missing.
+fn write<E: siaga::store::Logged>(path: &Path, events: &[E]) {
+    let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
         let store = Store::open(&url).await.unwrap();
-        store.write_batch("node-a", &events).await.unwrap();
+        store.write_batch("node-a", events).await.unwrap();
         store.close().await;
     });
 }
@@ -126,14 +131,30 @@ fn config(dir: &TempDir, database: &Path) -> PathBuf {
 }
 
 fn calls(config: &Path, args: &[&str]) -> Output {
+    siaga("calls", config, args)
+}
+
+fn siaga(command: &str, config: &Path, args: &[&str]) -> Output {
     Command::new(SIAGA)
-        .arg("calls")
+        .arg(command)
         .arg("--config")
         .arg(config)
         .args(args)
         .env_remove("SIAGA_DATABASE_URL")
         .output()
         .unwrap()
+}
+
+/// The keys of a JSON object, sorted.
+fn sorted_keys(row: &serde_json::Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = row
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
 }
 
 fn stdout(out: &Output) -> String {
@@ -171,13 +192,7 @@ fn prints_json_keyed_by_column_names() {
     let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
     let rows = rows.as_array().expect("a JSON array");
     assert_eq!(rows.len(), 2);
-    let mut keys: Vec<&str> = rows[0]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
+    let keys = sorted_keys(&rows[0]);
     let mut columns = [
         "id",
         "node_id",
@@ -285,4 +300,168 @@ fn an_empty_database_says_so() {
     let config = config(&dir, &db);
     assert_eq!(stdout(&calls(&config, &[])), "no calls recorded\n");
     assert_eq!(stdout(&calls(&config, &["--json"])), "[]\n");
+}
+
+// ---- siaga agents ---------------------------------------------------------------------
+
+/// A database at `path` with the shift of two operators from T: op-3 logs in, its phone
+/// rings for call 1 and is not answered, so it goes not ready (no_answer); op-4 logs in
+/// and answers call 1; a day earlier op-3 logged out.
+fn prepare_agents(path: &Path) {
+    let day = 86_400_000;
+    let shift = [
+        (
+            "op-3",
+            T - day,
+            "available",
+            "logged_out",
+            Some("unregistered"),
+            None,
+        ),
+        (
+            "op-3",
+            T,
+            "logged_out",
+            "available",
+            Some("registered"),
+            None,
+        ),
+        (
+            "op-4",
+            T + 50,
+            "logged_out",
+            "available",
+            Some("registered"),
+            None,
+        ),
+        ("op-3", T + 200, "available", "ringing", None, Some(1)),
+        (
+            "op-3",
+            T + 15_200,
+            "ringing",
+            "not_ready",
+            Some("no_answer"),
+            Some(1),
+        ),
+        ("op-4", T + 15_300, "available", "ringing", None, Some(1)),
+        ("op-4", T + 20_000, "ringing", "on_call", None, Some(1)),
+    ];
+    let events: Vec<AgentEvent> = (1..)
+        .zip(shift)
+        .map(|(n, (operator, at, from, to, reason, call))| AgentEvent {
+            id: Uuid::from_u128(0xa9e0_0000 + n),
+            operator: operator.to_owned(),
+            at: UtcTime(at),
+            from,
+            to,
+            reason: reason.map(str::to_owned),
+            call: call.map(Uuid::from_u128),
+        })
+        .collect();
+    write(path, &events);
+}
+
+#[test]
+fn agents_prints_state_changes_oldest_first() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("siaga.db");
+    prepare_agents(&db);
+    let config = config(&dir, &db);
+    let text = stdout(&siaga("agents", &config, &["--since", "2026-11-29"]));
+    let expected = "\
+TIME (UTC)           OPERATOR  STATE                   REASON      CALL
+2026-11-29 12:01:05  op-3      logged_out → available  registered  -
+2026-11-29 12:01:05  op-4      logged_out → available  registered  -
+2026-11-29 12:01:05  op-3      available → ringing     -           00000000-0000-0000-0000-000000000001
+2026-11-29 12:01:20  op-3      ringing → not_ready     no_answer   00000000-0000-0000-0000-000000000001
+2026-11-29 12:01:20  op-4      available → ringing     -           00000000-0000-0000-0000-000000000001
+2026-11-29 12:01:25  op-4      ringing → on_call       -           00000000-0000-0000-0000-000000000001
+";
+    assert_eq!(text, expected);
+
+    // One operator's, over the last two days: the logout of the day before too.
+    let op3 = stdout(&siaga(
+        "agents",
+        &config,
+        &["--operator", "op-3", "--since", "2026-11-28"],
+    ));
+    let lines: Vec<&str> = op3.lines().collect();
+    assert_eq!(lines.len(), 5, "{op3}");
+    assert!(
+        lines[1].contains("available → logged_out  unregistered"),
+        "{op3}"
+    );
+    assert!(lines[1..].iter().all(|l| l.contains("op-3")), "{op3}");
+
+    // Nothing in the range: said so, naming the operator.
+    let none = stdout(&siaga(
+        "agents",
+        &config,
+        &["--operator", "op-4", "--since", "2026-11-29 12:02"],
+    ));
+    assert_eq!(
+        none,
+        "no agent events of op-4 since 2026-11-29T12:02:00.000Z\n"
+    );
+}
+
+#[test]
+fn agents_prints_json_keyed_by_column_names() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("siaga.db");
+    prepare_agents(&db);
+    let text = stdout(&siaga(
+        "agents",
+        &config(&dir, &db),
+        &[
+            "--json",
+            "--operator",
+            "op-3",
+            "--since",
+            "2026-11-29T12:01:06Z",
+        ],
+    ));
+    let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = rows.as_array().expect("a JSON array");
+    assert_eq!(rows.len(), 1, "{text}");
+    assert_eq!(
+        sorted_keys(&rows[0]),
+        [
+            "at",
+            "call_id",
+            "from_state",
+            "id",
+            "node_id",
+            "operator",
+            "reason",
+            "seq",
+            "to_state"
+        ]
+    );
+    let row = &rows[0];
+    assert_eq!(row["at"], "2026-11-29T12:01:20.323Z");
+    assert_eq!(row["from_state"], "ringing");
+    assert_eq!(row["to_state"], "not_ready");
+    assert_eq!(row["reason"], "no_answer");
+    assert_eq!(row["call_id"], Uuid::from_u128(1).to_string());
+    assert_eq!(row["node_id"], "node-a");
+}
+
+#[test]
+fn agents_reports_a_missing_database_and_a_bad_since() {
+    let dir = TempDir::new().unwrap();
+    let missing = dir.path().join("nothing/here.db");
+    let config = config(&dir, &missing);
+    for (args, needle) in [
+        (vec![], "no call records yet at"),
+        (vec!["--since", "last week"], "--since"),
+    ] {
+        let out = siaga("agents", &config, &args);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("siaga agents: "), "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+    assert!(!missing.parent().unwrap().exists());
 }

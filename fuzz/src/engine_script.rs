@@ -100,8 +100,8 @@ pub fn engine_config() -> EngineConfig {
     config.max_held_bytes = 16 * 1024;
     let calls = &mut config.calls;
     calls.emergency_numbers = vec!["112".into(), "110".into()];
-    calls.ring_timeout = Duration::from_secs(3);
-    calls.reject_retry_delay = Duration::from_secs(1);
+    calls.acd.queues[0].ring_timeout = Duration::from_secs(3);
+    calls.acd.queues[0].reject_delay = Duration::from_secs(1);
     calls.ringing_refresh = Duration::from_secs(5);
     calls.rtp_ports = (30000, 30007);
     calls.operators = ["1001", "1002"]

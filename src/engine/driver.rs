@@ -69,11 +69,6 @@ pub struct CallSettings {
     /// `trunk.trust_domain`: networks inside siaga's trust domain besides `trunk_sources`
     /// (RFC 3325 §2.3): P-Asserted-Identity is believed from them and passed to them.
     pub trust_domain: Vec<ipnet::IpNet>,
-    /// `queue.ring_timeout_s`: how long an operator's phone rings before the next is tried.
-    pub ring_timeout: Duration,
-    /// `queue.reject_retry_delay_s`: how long an operator who rejected a call is not
-    /// offered it again.
-    pub reject_retry_delay: Duration,
     /// `queue.ringing_refresh_s`: how often a waiting caller gets 180 again (≤ 60 s,
     /// RFC 3261 §13.3.1.1).
     pub ringing_refresh: Duration,
@@ -90,11 +85,16 @@ pub struct CallSettings {
     pub registrar: RegistrarConfig,
     /// `trunk.gateways` and their OPTIONS probing.
     pub trunk_health: super::trunk_health::HealthConfig,
+    /// Queues, routes, operators' ACD settings, feature codes (`[queue]`, `[[queues]]`,
+    /// `[[routes]]`, `[acd]`, `[feature_codes]`, `[[operators]]`). An operator of
+    /// `operators` missing from `acd.agents` serves every queue without skills.
+    pub acd: super::acd::AcdSettings,
 }
 
 impl CallSettings {
     /// Settings for tests: the trunk is 127.0.0.0/8 and ::1, number 112, RFC-like timers
-    /// (ring timeout 15 s, reject delay 5 s, 180 every 30 s), no operators.
+    /// (ring timeout 15 s, reject delay 5 s, 180 every 30 s), no operators, one queue
+    /// without wrap-up or no-answer limit.
     pub fn for_tests(media_ip: IpAddr, realm: &str) -> Self {
         CallSettings {
             trunk_name: "trunk".to_owned(),
@@ -105,8 +105,6 @@ impl CallSettings {
             emergency_numbers: vec!["112".to_owned()],
             accept_other_sources: false,
             trust_domain: Vec::new(),
-            ring_timeout: Duration::from_secs(15),
-            reject_retry_delay: Duration::from_secs(5),
             ringing_refresh: Duration::from_secs(30),
             min_session_expires_s: 90,
             media_ip,
@@ -114,6 +112,14 @@ impl CallSettings {
             operators: Vec::new(),
             registrar: RegistrarConfig::new(realm),
             trunk_health: Default::default(),
+            acd: {
+                // No wrap-up and no no-answer limit: the first-call tests take an
+                // operator free again at once; the ACD tests set these themselves.
+                let mut acd = super::acd::AcdSettings::single_queue([]);
+                acd.queues[0].wrap_up = Duration::ZERO;
+                acd.queues[0].no_answer_limit = 0;
+                acd
+            },
         }
     }
 }
@@ -232,7 +238,10 @@ impl Engine {
             settings.operators.clone(),
             rng.random(),
         );
-        let calls = CallTable::new(settings.operators.iter().map(|(id, _)| id.as_str()));
+        let calls = CallTable::new(
+            &settings.acd,
+            settings.operators.iter().map(|(id, _)| id.as_str()),
+        );
         let ports = PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1);
         let trunk_health = TrunkHealth::new(&settings.trunk_health);
         Engine {
@@ -341,6 +350,7 @@ impl Engine {
         self.client.handle_timeout(now.mono);
         self.registrar.handle_timeout(now.mono);
         self.handle_call_timers(now);
+        self.acd_timeout(now);
         self.collect(now);
     }
 
@@ -359,6 +369,7 @@ impl Engine {
             self.client.next_deadline(),
             self.registrar.next_deadline(),
             self.calls.next_deadline(),
+            self.calls.acd.poll_timeout(),
             self.trunk_health.next_deadline(),
         ]
         .into_iter()
@@ -878,12 +889,12 @@ impl Engine {
             changed = true;
             match change {
                 BindingChange::Registered { user } => {
-                    tracing::info!(operator = %user, "operator registered: logged in");
+                    tracing::info!(operator = %user, "operator registered");
                     self.calls.acd.registered(&user, now.mono);
                 }
                 BindingChange::Unregistered { user } => {
                     tracing::info!(operator = %user, "operator's last binding gone: logged out");
-                    self.calls.acd.unregistered(&user);
+                    self.operator_unregistered(now, &user);
                 }
                 // A failed flow registered again (RFC 5626 §4.5): legs on it follow it.
                 BindingChange::Reachable(_) => self.calls_follow_flows(None),
@@ -914,6 +925,7 @@ impl Engine {
                 tracing::warn!("no ACK for a final response within Timer H");
             }
         }
+        self.agent_events(now);
     }
 
     /// A fresh tag (RFC 3261 §19.3: at least 32 bits of randomness).

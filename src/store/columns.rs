@@ -202,7 +202,7 @@ fn saturating_i64(n: u64) -> i64 {
 mod tests {
     use super::*;
     use crate::engine::UtcTime;
-    use crate::engine::record::{Disposition, Party};
+    use crate::engine::record::{CallbackOutcome, Disposition, Party};
     use uuid::Uuid;
 
     fn event(kind: CallEventKind) -> CallEvent {
@@ -214,17 +214,38 @@ mod tests {
         }
     }
 
-    /// Every kind's stored columns decode back to the summary change of the event itself.
-    #[test]
-    fn stored_columns_decode_to_the_same_summary_change() {
+    /// One event of each kind, `Ended` with each disposition and `CallbackEnded` with
+    /// each outcome. [`slot`] and [`disposition_slot`] make a new kind or disposition
+    /// fail to compile here until it is added.
+    fn every_kind() -> Vec<CallEventKind> {
         let op = || "op-7".to_owned();
-        let kinds = [
+        let target = || "sip:112@backup.example".to_owned();
+        let mut kinds = vec![
+            CallEventKind::Received {
+                trunk_call_id: "abc@trunk".to_owned(),
+                caller: Some("+62811".to_owned()),
+                called: "112".to_owned(),
+                original_called: None,
+                trunk: "telco".to_owned(),
+            },
             CallEventKind::Queued {
                 queue: "default".into(),
                 priority: 2,
                 repeat: true,
                 skills: vec!["id".into()],
             },
+            CallEventKind::Widened,
+            CallEventKind::Requeued {
+                operator: op(),
+                reason: "RTP silence".to_owned(),
+            },
+            CallEventKind::OverflowOffered { target: target() },
+            CallEventKind::OverflowFailed {
+                target: target(),
+                reason: "486 Busy Here".to_owned(),
+            },
+            CallEventKind::OverflowAnswered { target: target() },
+            CallEventKind::CallbackStarted { operator: op() },
             CallEventKind::Offered { operator: op() },
             CallEventKind::NoAnswer { operator: op() },
             CallEventKind::Rejected {
@@ -236,25 +257,222 @@ mod tests {
                 reason: "no common codec".to_owned(),
             },
             CallEventKind::Answered { operator: op() },
-            CallEventKind::Ended {
-                by: Party::Caller,
-                disposition: Disposition::Answered,
+            CallEventKind::Renegotiated {
+                by: Party::Operator,
+                direction: "sendonly".to_owned(),
             },
+            CallEventKind::SessionExpired,
             CallEventKind::MediaRelayed {
                 caller_to_operator: 10,
                 operator_to_caller: u64::MAX,
             },
         ];
-        for kind in kinds {
+        for outcome in [
+            CallbackOutcome::Answered,
+            CallbackOutcome::Busy,
+            CallbackOutcome::NoAnswer,
+            CallbackOutcome::Failed,
+        ] {
+            kinds.push(CallEventKind::CallbackEnded {
+                operator: op(),
+                outcome,
+            });
+        }
+        for disposition in [
+            Disposition::Answered,
+            Disposition::AbandonedInQueue,
+            Disposition::AbandonedWhileRinging,
+            Disposition::Failed,
+            Disposition::Interrupted,
+            Disposition::Overflowed,
+        ] {
+            kinds.push(CallEventKind::Ended {
+                by: Party::Siaga,
+                disposition,
+            });
+        }
+        kinds
+    }
+
+    /// A number per kind, by an exhaustive match.
+    fn slot(kind: &CallEventKind) -> usize {
+        match kind {
+            CallEventKind::Received { .. } => 0,
+            CallEventKind::Queued { .. } => 1,
+            CallEventKind::Widened => 2,
+            CallEventKind::Requeued { .. } => 3,
+            CallEventKind::OverflowOffered { .. } => 4,
+            CallEventKind::OverflowFailed { .. } => 5,
+            CallEventKind::OverflowAnswered { .. } => 6,
+            CallEventKind::CallbackStarted { .. } => 7,
+            CallEventKind::CallbackEnded { .. } => 8,
+            CallEventKind::Offered { .. } => 9,
+            CallEventKind::NoAnswer { .. } => 10,
+            CallEventKind::Rejected { .. } => 11,
+            CallEventKind::LegFailed { .. } => 12,
+            CallEventKind::Answered { .. } => 13,
+            CallEventKind::Renegotiated { .. } => 14,
+            CallEventKind::SessionExpired => 15,
+            CallEventKind::Ended { .. } => 16,
+            CallEventKind::MediaRelayed { .. } => 17,
+        }
+    }
+
+    /// A number per disposition, by an exhaustive match.
+    fn disposition_slot(disposition: Disposition) -> usize {
+        match disposition {
+            Disposition::Answered => 0,
+            Disposition::AbandonedInQueue => 1,
+            Disposition::AbandonedWhileRinging => 2,
+            Disposition::Failed => 3,
+            Disposition::Interrupted => 4,
+            Disposition::Overflowed => 5,
+        }
+    }
+
+    #[test]
+    fn every_kind_and_disposition_is_sampled() {
+        let kinds = every_kind();
+        let mut slots: Vec<usize> = kinds.iter().map(slot).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        assert_eq!(slots, (0..=17).collect::<Vec<_>>());
+        let mut dispositions: Vec<usize> = kinds
+            .iter()
+            .filter_map(|k| match k {
+                CallEventKind::Ended { disposition, .. } => Some(disposition_slot(*disposition)),
+                _ => None,
+            })
+            .collect();
+        dispositions.sort_unstable();
+        assert_eq!(dispositions, (0..=5).collect::<Vec<_>>());
+    }
+
+    /// Every kind's stored columns decode back to the summary change of the event itself.
+    #[test]
+    fn stored_columns_decode_to_the_same_summary_change() {
+        for kind in every_kind() {
             let ev = event(kind);
             let cols = EventColumns::of(&ev);
+            assert_eq!(cols.kind, ev.kind.kind_name());
+            assert_eq!(cols.operator, ev.kind.operator());
             let decoded = SummaryUpdate::of_stored(
                 cols.kind,
                 1_000,
                 cols.operator.map(str::to_owned),
                 cols.detail.as_deref(),
             );
-            assert_eq!(decoded, SummaryUpdate::of(&ev), "{}", cols.kind);
+            assert_eq!(decoded, SummaryUpdate::of(&ev), "{:?}", ev.kind);
+        }
+    }
+
+    /// Each disposition reaches `calls.disposition` as its word, from the event and from
+    /// its stored row alike.
+    #[test]
+    fn every_disposition_sets_its_word() {
+        for kind in every_kind() {
+            let CallEventKind::Ended { disposition, .. } = kind else {
+                continue;
+            };
+            let ev = event(kind);
+            let expected = SummaryUpdate::Ended {
+                at: 1_000,
+                by: "siaga".to_owned(),
+                disposition: disposition.as_str().to_owned(),
+            };
+            assert_eq!(SummaryUpdate::of(&ev), expected);
+            let cols = EventColumns::of(&ev);
+            let stored = SummaryUpdate::of_stored(cols.kind, 1_000, None, cols.detail.as_deref());
+            assert_eq!(stored, expected);
+        }
+        let overflowed = event(CallEventKind::Ended {
+            by: Party::Caller,
+            disposition: Disposition::Overflowed,
+        });
+        assert_eq!(
+            EventColumns::of(&overflowed).detail.as_deref(),
+            Some(r#"{"by":"caller","disposition":"overflowed"}"#)
+        );
+    }
+
+    /// The new ACD kinds keep their fields in `detail`, and the operator in its column.
+    #[test]
+    fn acd_kinds_store_their_fields() {
+        let detail = |kind: CallEventKind| -> (Option<String>, Value) {
+            let ev = event(kind);
+            let cols = EventColumns::of(&ev);
+            let detail = cols
+                .detail
+                .as_deref()
+                .map_or(Value::Null, |d| serde_json::from_str(d).unwrap());
+            (cols.operator.map(str::to_owned), detail)
+        };
+        let target = "sip:112@backup.example";
+        let cases = [
+            (
+                CallEventKind::Queued {
+                    queue: "desk-110".into(),
+                    priority: 200,
+                    repeat: true,
+                    skills: vec!["id".into(), "en".into()],
+                },
+                None,
+                json!({"queue": "desk-110", "priority": 200, "repeat": true, "skills": ["id", "en"]}),
+            ),
+            (CallEventKind::Widened, None, Value::Null),
+            (
+                CallEventKind::Requeued {
+                    operator: "op-2".into(),
+                    reason: "408".into(),
+                },
+                Some("op-2"),
+                json!({"reason": "408"}),
+            ),
+            (
+                CallEventKind::OverflowOffered {
+                    target: target.into(),
+                },
+                None,
+                json!({ "target": target }),
+            ),
+            (
+                CallEventKind::OverflowFailed {
+                    target: target.into(),
+                    reason: "no answer".into(),
+                },
+                None,
+                json!({"target": target, "reason": "no answer"}),
+            ),
+            (
+                CallEventKind::OverflowAnswered {
+                    target: target.into(),
+                },
+                None,
+                json!({ "target": target }),
+            ),
+            (
+                CallEventKind::CallbackStarted {
+                    operator: "op-3".into(),
+                },
+                Some("op-3"),
+                Value::Null,
+            ),
+            (
+                CallEventKind::CallbackEnded {
+                    operator: "op-3".into(),
+                    outcome: CallbackOutcome::NoAnswer,
+                },
+                Some("op-3"),
+                json!({"outcome": "no_answer"}),
+            ),
+        ];
+        for (kind, operator, expected) in cases {
+            let name = kind.kind_name();
+            assert_eq!(
+                detail(kind),
+                (operator.map(str::to_owned), expected),
+                "{name}"
+            );
         }
     }
 

@@ -1,13 +1,21 @@
 //! The call record store: siaga's durable record of every 112 call (DESIGN.md, "Store").
 //!
-//! It owns two tables (`migrations/sqlite/`, embedded in the binary and applied by
+//! It owns three tables (`migrations/sqlite/`, embedded in the binary and applied by
 //! [`Store::open`]):
-//! - `call_events`: the append-only log of [`CallEvent`]s, the source of truth. An event's
+//! - `call_events`: the append-only log of
+//!   [`CallEvent`](crate::engine::record::CallEvent)s, the source of truth. An event's
 //!   UUID is its primary key, so writing an event twice is a no-op.
 //! - `calls`: one summary row per call ([`CallRow`]), updated in the same transaction as
 //!   each event is appended. The update is order-insensitive (earliest time wins, highest
 //!   packet count wins), and a call's row is completed from the log when its `received`
 //!   event is written after its other events.
+//! - `agent_events`: the append-only log of every operator's ACD state transitions
+//!   ([`AgentEvent`](crate::engine::record::AgentEvent), read as [`AgentEventRow`]);
+//!   idempotent by event id like `call_events`.
+//!
+//! Besides the call log ([`Store::recent_calls`], [`Store::call_events`]) it answers the
+//! supervisor's agent history ([`Store::agent_events`]) and the RFC 7090 callback worklist
+//! as rebuilt after a restart ([`Store::callback_worklist`]).
 //!
 //! Timestamps are stored as BIGINT milliseconds since the Unix epoch, UTC (the engine's
 //! [`UtcTime`]); ids as TEXT UUIDs; `node_id` is the writing node's `node.id`, so several
@@ -16,9 +24,9 @@
 //!
 //! Writing never blocks the engine: [`spawn_writer`] gives the engine an [`EventSink`]
 //! (a bounded queue plus an in-memory backlog when it is full) and runs a writer task that
-//! batches events into transactions, retrying while the database is unavailable. A
-//! journal file that keeps events across a restart while the database is down is a later
-//! issue; today they are held in memory.
+//! batches call and agent events ([`LogEvent`]) into transactions, retrying while the
+//! database is unavailable. A journal file that keeps events across a restart while the
+//! database is down is a later issue; today they are held in memory.
 //!
 //! Wiring, in the runtime:
 //!
@@ -28,8 +36,8 @@
 //! let store = Store::open(&config.database.url).await?; // creates and migrates
 //! let (mut sink, writer) =
 //!     store::spawn_writer(store.clone(), config.node.id.to_string(), store::QUEUE_CAPACITY);
-//! // In the engine task: `sink.push(event)` for each call event the engine outputs, and
-//! // `sink.flush_pending()` on each turn of the loop.
+//! // In the engine task: `sink.push(event)` for each call event and agent event the
+//! // engine outputs, and `sink.flush_pending()` on each turn of the loop.
 //! # let event: siaga::engine::record::CallEvent = todo!();
 //! sink.push(event);
 //! sink.flush_pending();
@@ -46,23 +54,26 @@
 //! both accept (`$N` parameters, `ON CONFLICT … DO NOTHING`, `CASE`, BIGINT and TEXT).
 
 mod columns;
+mod log;
 mod sqlite;
 mod table;
 mod time_text;
+mod worklist;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
-pub use table::calls_table;
+pub use log::{LogEvent, LogRef, Logged};
+pub use table::{agents_table, calls_table};
 pub use time_text::{SinceError, parse_since, rfc3339_millis, table_time};
+pub use worklist::CallbackRow;
 pub use writer::{
     EventSink, QUEUE_CAPACITY, SHUTDOWN_GRACE, WriterHandle, WriterReport, spawn_writer,
 };
 
 use crate::config::{DatabaseKind, DatabaseUrl};
 use crate::engine::UtcTime;
-use crate::engine::record::CallEvent;
 use serde::{Serialize, Serializer};
 use std::path::PathBuf;
 use uuid::Uuid;
@@ -169,13 +180,18 @@ impl Store {
         }
     }
 
-    /// Appends `events` to the log in one transaction, as written by node `node_id`, and
-    /// applies each newly written one to its call's summary row. An event whose id is
+    /// Appends `events` (call events, agent events, or both as [`LogEvent`]s) to their logs
+    /// in one transaction, in the order given, as written by node `node_id`, and applies
+    /// each newly written call event to its call's summary row. An event whose id is
     /// already stored is skipped (neither stored nor applied again). On error nothing of
     /// the batch is written.
     ///
     /// Errors: [`StoreError::Database`].
-    pub async fn write_batch(&self, node_id: &str, events: &[CallEvent]) -> Result<(), StoreError> {
+    pub async fn write_batch<E: Logged>(
+        &self,
+        node_id: &str,
+        events: &[E],
+    ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.write_batch(node_id, events).await,
         }
@@ -202,6 +218,36 @@ impl Store {
     pub async fn call_events(&self, call: Uuid) -> Result<Vec<EventRow>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.call_events(call).await,
+        }
+    }
+
+    /// The agent events written with `from <= at < to` (ms UTC), of `operator` only when
+    /// given, oldest first: by `at`, then (within one millisecond) by operator and the
+    /// order the operator's events were written.
+    ///
+    /// Errors: [`StoreError::Database`], [`StoreError::Corrupt`].
+    pub async fn agent_events(
+        &self,
+        operator: Option<&str>,
+        from: UtcTime,
+        to: UtcTime,
+    ) -> Result<Vec<AgentEventRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.agent_events(operator, from, to).await,
+        }
+    }
+
+    /// The callback worklist (RFC 7090) as the log has it, to rebuild it after a restart:
+    /// the calls received at or after `since` that were abandoned (in queue or while
+    /// ringing) by a caller whose number is known, and are still open: no callback of
+    /// the call was answered, and the same caller has not got through since (no later
+    /// call of the same number was answered). Oldest (`received_at`) first. See
+    /// [`CallbackRow`].
+    ///
+    /// Errors: [`StoreError::Database`], [`StoreError::Corrupt`].
+    pub async fn callback_worklist(&self, since: UtcTime) -> Result<Vec<CallbackRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.callback_worklist(since).await,
         }
     }
 
@@ -298,6 +344,32 @@ pub struct EventRow {
     pub operator: Option<String>,
     /// `detail`: the kind's other fields (`{"status":486}`), `None` when it has none.
     pub detail: Option<serde_json::Value>,
+}
+
+/// A row of `agent_events`: one operator state transition. Serializes like [`CallRow`]
+/// (column names, RFC 3339 times, `null` for what is unset).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AgentEventRow {
+    /// `id`: the event's UUID.
+    pub id: Uuid,
+    /// `node_id`: the node that wrote it.
+    pub node_id: String,
+    /// `operator`: the operator (`operators[].id`).
+    pub operator: String,
+    /// `at`: when the state changed.
+    #[serde(serialize_with = "ser_time")]
+    pub at: UtcTime,
+    /// `seq`: 1, 2, 3 … among the operator's events of the same `at`, in written order.
+    pub seq: i64,
+    /// `from_state`: the state left (`available`, `ringing`, `on_call`, `wrap_up`,
+    /// `not_ready`, `logged_out`; an open set).
+    pub from_state: String,
+    /// `to_state`: the state entered (same words).
+    pub to_state: String,
+    /// `reason`: the not-ready reason or the cause (`no_answer`, `registered` …), if any.
+    pub reason: Option<String>,
+    /// `call_id`: the call the transition concerns, if any.
+    pub call_id: Option<Uuid>,
 }
 
 fn ser_time<S: Serializer>(t: &UtcTime, s: S) -> Result<S::Ok, S::Error> {

@@ -1,14 +1,16 @@
 //! The SQLite backend of [`super::Store`]: opening (file creation, pragmas, embedded
-//! migrations from `migrations/sqlite/`), writing event batches, and the read queries.
+//! migrations from `migrations/sqlite/`), writing event batches (call and agent events),
+//! and the read queries (calls, a call's timeline, agent events, the callback worklist).
 //!
 //! The SQL is written to be accepted by PostgreSQL too (`$N` parameters, `ON CONFLICT`,
 //! `CASE`), so the PostgreSQL backend of a later issue can share it.
 
 use super::columns::{EventColumns, SummaryUpdate};
-use super::{CallRow, EventRow, StoreError};
+use super::worklist::{self, ABANDONED, CALLBACK_ENDED, CandidateRow};
+use super::{AgentEventRow, CallRow, CallbackRow, EventRow, LogRef, Logged, StoreError};
 use crate::config::DatabaseUrl;
 use crate::engine::UtcTime;
-use crate::engine::record::{CallEvent, CallEventKind};
+use crate::engine::record::{AgentEvent, CallEvent, CallEventKind};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -100,17 +102,20 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    pub(super) async fn write_batch(
+    pub(super) async fn write_batch<E: Logged>(
         &self,
         node_id: &str,
-        events: &[CallEvent],
+        events: &[E],
     ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
         for event in events {
-            write_event(&mut tx, node_id, event).await?;
+            match event.log_ref() {
+                LogRef::Call(event) => write_event(&mut tx, node_id, event).await?,
+                LogRef::Agent(event) => write_agent_event(&mut tx, node_id, event).await?,
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -145,6 +150,42 @@ impl SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(event_row).collect()
+    }
+
+    pub(super) async fn agent_events(
+        &self,
+        operator: Option<&str>,
+        from: UtcTime,
+        to: UtcTime,
+    ) -> Result<Vec<AgentEventRow>, StoreError> {
+        let query = match operator {
+            Some(operator) => sqlx::query(OPERATOR_AGENT_EVENTS).bind(operator),
+            None => sqlx::query(AGENT_EVENTS),
+        };
+        let rows = query
+            .bind(from.unix_millis())
+            .bind(to.unix_millis())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(agent_event_row).collect()
+    }
+
+    pub(super) async fn callback_worklist(
+        &self,
+        since: UtcTime,
+    ) -> Result<Vec<CallbackRow>, StoreError> {
+        let rows = sqlx::query(CALLBACK_CANDIDATES)
+            .bind(since.unix_millis())
+            .bind(ABANDONED[0])
+            .bind(ABANDONED[1])
+            .bind(CALLBACK_ENDED)
+            .fetch_all(&self.pool)
+            .await?;
+        let rows = rows
+            .iter()
+            .map(candidate_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        worklist::fold(rows)
     }
 }
 
@@ -287,6 +328,35 @@ async fn write_event(
     apply(conn, &call, SummaryUpdate::of(event)).await
 }
 
+/// Appends an agent event with the next `seq` of its operator's events at its `at`; a
+/// no-op when its id is stored. (The `seq` lookup is a range of the (operator, at, seq)
+/// index, not a scan of the operator's history.)
+const INSERT_AGENT_EVENT: &str = "\
+    INSERT INTO agent_events (id, node_id, operator, at, seq, from_state, to_state, reason, \
+    call_id) \
+    SELECT $1, $2, $3, $4, COALESCE(MAX(seq), 0) + 1, $5, $6, $7, $8 \
+    FROM agent_events WHERE operator = $3 AND at = $4 \
+    ON CONFLICT (id) DO NOTHING";
+
+async fn write_agent_event(
+    conn: &mut SqliteConnection,
+    node_id: &str,
+    event: &AgentEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(INSERT_AGENT_EVENT)
+        .bind(event.id.hyphenated().to_string())
+        .bind(node_id)
+        .bind(&event.operator)
+        .bind(event.at.unix_millis())
+        .bind(event.from)
+        .bind(event.to)
+        .bind(event.reason.as_deref())
+        .bind(event.call.map(|call| call.hyphenated().to_string()))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Applies `update` to the summary row of `call` (none yet: no change).
 async fn apply(
     conn: &mut SqliteConnection,
@@ -348,6 +418,43 @@ const CALL_EVENTS: &str = "\
     SELECT id, call_id, node_id, seq, at, kind, operator, detail FROM call_events \
     WHERE call_id = $1 ORDER BY at, seq";
 
+/// The columns of `agent_events`, in [`AgentEventRow`]'s order.
+macro_rules! agent_event_columns {
+    () => {
+        "id, node_id, operator, at, seq, from_state, to_state, reason, call_id"
+    };
+}
+
+const AGENT_EVENTS: &str = concat!(
+    "SELECT ",
+    agent_event_columns!(),
+    " FROM agent_events WHERE at >= $1 AND at < $2 ORDER BY at, operator, seq"
+);
+
+const OPERATOR_AGENT_EVENTS: &str = concat!(
+    "SELECT ",
+    agent_event_columns!(),
+    " FROM agent_events WHERE operator = $1 AND at >= $2 AND at < $3 ORDER BY at, seq"
+);
+
+/// The callback worklist's candidates (see [`worklist`]): abandoned calls ($2, $3) since
+/// $1 with a known caller whom no later answered call reached, each joined with its
+/// `callback_ended` ($4) events, if any; a call's rows adjacent, oldest call first.
+const CALLBACK_CANDIDATES: &str = "\
+    SELECT c.id, c.caller, c.received_at, c.ended_at, c.disposition, \
+    e.id AS callback_id, e.detail AS callback_detail \
+    FROM calls c \
+    LEFT JOIN call_events e ON e.call_id = c.id AND e.kind = $4 \
+    WHERE c.received_at >= $1 \
+    AND c.disposition IN ($2, $3) \
+    AND c.caller IS NOT NULL \
+    AND NOT EXISTS ( \
+        SELECT 1 FROM calls later \
+        WHERE later.caller = c.caller \
+        AND later.received_at > c.received_at \
+        AND later.answered_at IS NOT NULL) \
+    ORDER BY c.received_at, c.id, e.seq";
+
 fn uuid(row: &SqliteRow, column: &'static str, name: &str) -> Result<Uuid, StoreError> {
     let text: String = row.try_get(name)?;
     Uuid::parse_str(&text).map_err(|_| StoreError::Corrupt {
@@ -397,6 +504,42 @@ fn call_row(row: &SqliteRow) -> Result<CallRow, StoreError> {
             "calls.operator_to_caller_packets",
             "operator_to_caller_packets",
         )?,
+    })
+}
+
+fn agent_event_row(row: &SqliteRow) -> Result<AgentEventRow, StoreError> {
+    let call_id = match row.try_get::<Option<String>, _>("call_id")? {
+        None => None,
+        Some(text) => Some(Uuid::parse_str(&text).map_err(|_| StoreError::Corrupt {
+            column: "agent_events.call_id",
+            value: text,
+        })?),
+    };
+    Ok(AgentEventRow {
+        id: uuid(row, "agent_events.id", "id")?,
+        node_id: row.try_get("node_id")?,
+        operator: row.try_get("operator")?,
+        at: UtcTime(row.try_get("at")?),
+        seq: row.try_get("seq")?,
+        from_state: row.try_get("from_state")?,
+        to_state: row.try_get("to_state")?,
+        reason: row.try_get("reason")?,
+        call_id,
+    })
+}
+
+fn candidate_row(row: &SqliteRow) -> Result<CandidateRow, StoreError> {
+    let callback = match row.try_get::<Option<String>, _>("callback_id")? {
+        None => None,
+        Some(_) => Some(row.try_get("callback_detail")?),
+    };
+    Ok(CandidateRow {
+        call: uuid(row, "calls.id", "id")?,
+        caller: row.try_get("caller")?,
+        received_at: UtcTime(row.try_get("received_at")?),
+        ended_at: time(row, "ended_at")?,
+        disposition: row.try_get("disposition")?,
+        callback,
     })
 }
 

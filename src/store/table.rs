@@ -1,8 +1,8 @@
-//! `siaga calls`' table: call rows as aligned text columns for a supervisor's terminal.
-//! Times are UTC; the caller's number is shown in full (the supervisor's own tool reading
-//! its own records, not a log).
+//! The tables of `siaga calls` and `siaga agents`: call rows and agent events as aligned
+//! text columns for a supervisor's terminal. Times are UTC; the caller's number is shown
+//! in full (the supervisor's own tool reading its own records, not a log).
 
-use super::{CallRow, table_time};
+use super::{AgentEventRow, CallRow, table_time};
 
 /// The column headings, left to right.
 pub const HEADINGS: [&str; 9] = [
@@ -28,15 +28,44 @@ const UNSET: &str = "-";
 /// the call was diverted to siaga (History-Info, Diversion). Wait is until the answer, else
 /// until the end; talk is from answer to end; both in seconds with one decimal.
 pub fn calls_table(rows: &[CallRow]) -> String {
-    let cells: Vec<[String; 9]> = rows.iter().map(cells).collect();
-    let mut widths = HEADINGS.map(|h| h.chars().count());
+    render(&HEADINGS, &RIGHT, rows.iter().map(cells))
+}
+
+/// `siaga agents`' column headings, left to right.
+pub const AGENT_HEADINGS: [&str; 5] = ["TIME (UTC)", "OPERATOR", "STATE", "REASON", "CALL"];
+
+/// Agent events as a table, like [`calls_table`]: one line per transition in the order
+/// given, the state as `from → to`, the call as its UUID.
+pub fn agents_table(rows: &[AgentEventRow]) -> String {
+    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| UNSET.to_owned());
+    let cells = rows.iter().map(|row| {
+        [
+            table_time(row.at),
+            row.operator.clone(),
+            format!("{} → {}", row.from_state, row.to_state),
+            text(&row.reason),
+            text(&row.call_id.map(|id| id.to_string())),
+        ]
+    });
+    render(&AGENT_HEADINGS, &[false; 5], cells)
+}
+
+/// Headings and cells as aligned columns (`right`: which are aligned right), two spaces
+/// apart, without trailing spaces.
+fn render<const N: usize>(
+    headings: &[&str; N],
+    right: &[bool; N],
+    rows: impl Iterator<Item = [String; N]>,
+) -> String {
+    let cells: Vec<[String; N]> = rows.collect();
+    let mut widths = headings.map(|h| h.chars().count());
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    let headings = HEADINGS.map(str::to_owned);
+    let headings = headings.map(str::to_owned);
     for line in std::iter::once(&headings).chain(&cells) {
         let mut text = String::new();
         for (i, cell) in line.iter().enumerate() {
@@ -44,7 +73,7 @@ pub fn calls_table(rows: &[CallRow]) -> String {
                 text.push_str("  ");
             }
             let pad = widths[i].saturating_sub(cell.chars().count());
-            if RIGHT[i] {
+            if right[i] {
                 text.extend(std::iter::repeat_n(' ', pad));
                 text.push_str(cell);
             } else {
@@ -131,5 +160,32 @@ RECEIVED (UTC)       CALLER          CALLED  FIRST DIALLED  WAIT S  TALK S  OPER
     #[test]
     fn no_rows_is_just_the_headings() {
         assert_eq!(calls_table(&[]).lines().count(), 1);
+        assert_eq!(agents_table(&[]).lines().count(), 1);
+    }
+
+    #[test]
+    fn agent_events_show_the_transition_and_the_call() {
+        let t = 1_795_953_665_123;
+        let event = |at, from: &str, to: &str, reason: Option<&str>, call| AgentEventRow {
+            id: Uuid::from_u128(at as u128),
+            node_id: "n".to_owned(),
+            operator: "op-1".to_owned(),
+            at: UtcTime(at),
+            seq: 1,
+            from_state: from.to_owned(),
+            to_state: to.to_owned(),
+            reason: reason.map(str::to_owned),
+            call_id: call,
+        };
+        let table = agents_table(&[
+            event(t, "available", "ringing", None, Some(Uuid::from_u128(7))),
+            event(t + 15_000, "ringing", "not_ready", Some("no_answer"), None),
+        ]);
+        let expected = "\
+TIME (UTC)           OPERATOR  STATE                REASON     CALL
+2026-11-29 12:01:05  op-1      available → ringing  -          00000000-0000-0000-0000-000000000007
+2026-11-29 12:01:20  op-1      ringing → not_ready  no_answer  -
+";
+        assert_eq!(table, expected);
     }
 }

@@ -1,7 +1,9 @@
 //! Store and writer tests against real SQLite files in temporary directories.
 
 use super::*;
-use crate::engine::record::{CallEventKind, Disposition, Party};
+use crate::engine::record::{
+    AgentEvent, CallEvent, CallEventKind, CallbackOutcome, Disposition, Party,
+};
 use tempfile::TempDir;
 
 fn url_in(dir: &TempDir, name: &str) -> DatabaseUrl {
@@ -54,6 +56,21 @@ fn received_diverted(call: u128, at: i64, caller: Option<&str>, first: &str) -> 
     event
 }
 
+/// Event 1 of `call`: it entered the default queue at `at`, priority 0, no skills.
+fn queued(call: u128, at: i64) -> CallEvent {
+    ev(
+        call,
+        1,
+        at,
+        CallEventKind::Queued {
+            queue: "default".into(),
+            priority: 0,
+            repeat: false,
+            skills: vec![],
+        },
+    )
+}
+
 fn op(name: &str) -> String {
     name.to_owned()
 }
@@ -64,17 +81,7 @@ fn op(name: &str) -> String {
 fn answered_call(call: u128, t: i64) -> Vec<CallEvent> {
     vec![
         received_diverted(call, t, Some("+6281234567890"), "110"),
-        ev(
-            call,
-            1,
-            t + 100,
-            CallEventKind::Queued {
-                queue: "default".into(),
-                priority: 0,
-                repeat: false,
-                skills: vec![],
-            },
-        ),
+        queued(call, t + 100),
         ev(
             call,
             2,
@@ -434,17 +441,7 @@ async fn abandoned_calls_have_no_answer_fields() {
             "node-a",
             &[
                 received(call, 1_000, Some("+62811")),
-                ev(
-                    call,
-                    1,
-                    1_050,
-                    CallEventKind::Queued {
-                        queue: "default".into(),
-                        priority: 0,
-                        repeat: false,
-                        skills: vec![],
-                    },
-                ),
+                queued(call, 1_050),
                 ev(
                     call,
                     2,
@@ -711,4 +708,490 @@ async fn shutdown_gives_up_on_a_sink_never_closed_after_the_grace_period() {
     sink.push(received(2, 2, None));
     assert_eq!(sink.pending(), 1);
     assert_eq!(sink.close().await, 1);
+}
+
+// ---- agent events -------------------------------------------------------------------
+
+fn agent(
+    n: u128,
+    operator: &str,
+    at: i64,
+    (from, to): (&'static str, &'static str),
+    reason: Option<&str>,
+    call: Option<u128>,
+) -> AgentEvent {
+    AgentEvent {
+        id: Uuid::from_u128(0xa9e0_0000 + n),
+        operator: operator.to_owned(),
+        at: UtcTime(at),
+        from,
+        to,
+        reason: reason.map(str::to_owned),
+        call: call.map(Uuid::from_u128),
+    }
+}
+
+/// op-1 logs in, rings for call 1, answers, ends with no wrap-up time (three transitions
+/// in one millisecond), then rings for call 2 and goes not ready after no answer; op-2
+/// logs in in the same millisecond as op-1 answers.
+fn shift() -> Vec<AgentEvent> {
+    vec![
+        agent(
+            1,
+            "op-1",
+            1_000,
+            ("logged_out", "available"),
+            Some("registered"),
+            None,
+        ),
+        agent(2, "op-1", 2_000, ("available", "ringing"), None, Some(1)),
+        agent(
+            3,
+            "op-2",
+            3_000,
+            ("logged_out", "available"),
+            Some("registered"),
+            None,
+        ),
+        agent(4, "op-1", 3_000, ("ringing", "on_call"), None, Some(1)),
+        agent(5, "op-1", 9_000, ("on_call", "wrap_up"), None, Some(1)),
+        agent(6, "op-1", 9_000, ("wrap_up", "available"), None, Some(1)),
+        agent(7, "op-1", 9_000, ("available", "ringing"), None, Some(2)),
+        agent(
+            8,
+            "op-1",
+            24_000,
+            ("ringing", "not_ready"),
+            Some("no_answer"),
+            Some(2),
+        ),
+    ]
+}
+
+fn transitions(rows: &[AgentEventRow]) -> Vec<(String, i64, String, String)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r.operator.clone(),
+                r.at.unix_millis(),
+                r.from_state.clone(),
+                r.to_state.clone(),
+            )
+        })
+        .collect()
+}
+
+fn ids(rows: &[AgentEventRow]) -> Vec<u128> {
+    rows.iter().map(|r| r.id.as_u128() - 0xa9e0_0000).collect()
+}
+
+const ALL_TIME: (UtcTime, UtcTime) = (UtcTime(i64::MIN), UtcTime(i64::MAX));
+
+#[tokio::test]
+async fn agent_events_round_trip_in_order() {
+    let (_dir, store) = open_temp().await;
+    // One batch mixing both logs, as the writer sends them.
+    let mut batch: Vec<LogEvent> = shift().into_iter().map(LogEvent::from).collect();
+    batch.insert(1, received(1, 1_500, Some("+62811")).into());
+    store.write_batch("node-a", &batch).await.unwrap();
+    assert_eq!(only_call(&store).await.id, Uuid::from_u128(1));
+
+    let (from, to) = ALL_TIME;
+    let all = store.agent_events(None, from, to).await.unwrap();
+    // By time; within 3 000 ms by operator; within op-1's 9 000 ms in written order.
+    assert_eq!(ids(&all), [1, 2, 4, 3, 5, 6, 7, 8]);
+    let op1 = store.agent_events(Some("op-1"), from, to).await.unwrap();
+    assert_eq!(ids(&op1), [1, 2, 4, 5, 6, 7, 8]);
+    let seqs: Vec<i64> = op1.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [1, 1, 1, 1, 2, 3, 1]);
+    assert_eq!(
+        op1[6],
+        AgentEventRow {
+            id: Uuid::from_u128(0xa9e0_0008),
+            node_id: "node-a".to_owned(),
+            operator: "op-1".to_owned(),
+            at: UtcTime(24_000),
+            seq: 1,
+            from_state: "ringing".to_owned(),
+            to_state: "not_ready".to_owned(),
+            reason: Some("no_answer".to_owned()),
+            call_id: Some(Uuid::from_u128(2)),
+        }
+    );
+    assert_eq!(
+        (op1[0].reason.as_deref(), op1[0].call_id),
+        (Some("registered"), None)
+    );
+
+    // The range is from (inclusive) to (exclusive).
+    let window = store
+        .agent_events(None, UtcTime(3_000), UtcTime(24_000))
+        .await
+        .unwrap();
+    assert_eq!(ids(&window), [4, 3, 5, 6, 7]);
+    let op2 = store
+        .agent_events(Some("op-2"), UtcTime(3_001), to)
+        .await
+        .unwrap();
+    assert!(op2.is_empty());
+    assert!(
+        store
+            .agent_events(Some("op-9"), from, to)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Serialized with the column names and RFC 3339 times.
+    let json = serde_json::to_value(&op1[6]).unwrap();
+    assert_eq!(json["at"], "1970-01-01T00:00:24.000Z");
+    assert_eq!(json["to_state"], "not_ready");
+    assert_eq!(json["call_id"], Uuid::from_u128(2).to_string());
+    assert_eq!(
+        serde_json::to_value(&op1[0]).unwrap()["call_id"],
+        serde_json::Value::Null
+    );
+}
+
+#[tokio::test]
+async fn agent_events_written_twice_are_stored_once() {
+    let (_dir, store) = open_temp().await;
+    let events = shift();
+    store.write_batch("node-a", &events[..5]).await.unwrap();
+    // A replay overlapping the first batch, from another node, with a duplicate inside.
+    let mut replay = events[3..].to_vec();
+    replay.push(events[5].clone());
+    store.write_batch("node-b", &replay).await.unwrap();
+    store.write_batch("node-b", &events).await.unwrap();
+    let (from, to) = ALL_TIME;
+    let rows = store.agent_events(None, from, to).await.unwrap();
+    assert_eq!(ids(&rows), [1, 2, 4, 3, 5, 6, 7, 8]);
+    // The first write of each event stands: node, seq.
+    let nodes: Vec<&str> = rows.iter().map(|r| r.node_id.as_str()).collect();
+    assert_eq!(
+        nodes,
+        [
+            "node-a", "node-a", "node-a", "node-a", "node-a", "node-b", "node-b", "node-b"
+        ]
+    );
+    let op1_at_9s: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.at == UtcTime(9_000))
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(op1_at_9s, [1, 2, 3]);
+    assert_eq!(
+        transitions(&rows)[7],
+        (
+            "op-1".to_owned(),
+            24_000,
+            "ringing".to_owned(),
+            "not_ready".to_owned()
+        )
+    );
+}
+
+#[tokio::test]
+async fn the_writer_stores_agent_events_with_call_events_and_flushes_them_at_shutdown() {
+    let (_dir, store) = open_temp().await;
+    let calls = many_events(100);
+    let agents: Vec<AgentEvent> = (0..1000u128)
+        .map(|n| {
+            let operator = format!("op-{}", n % 7);
+            agent(
+                n,
+                &operator,
+                5_000 + (n / 3) as i64,
+                ("available", "ringing"),
+                None,
+                None,
+            )
+        })
+        .collect();
+    let (mut sink, handle) = spawn_writer(store.clone(), "node-a".to_owned(), 16);
+    // Interleaved, with no await between pushes: most wait in the sink's backlog.
+    for (call, agent) in calls.iter().zip(&agents) {
+        sink.push(call.clone());
+        sink.push(agent.clone());
+    }
+    assert!(sink.pending() > 1900, "{}", sink.pending());
+    drop(sink);
+    let report = handle.shutdown().await;
+    assert_eq!(
+        report,
+        WriterReport {
+            written: 2000,
+            unwritten: 0
+        }
+    );
+    assert_all_written_in_order(&store, &calls).await;
+    let (from, to) = ALL_TIME;
+    for operator in ["op-0", "op-6"] {
+        let stored = store.agent_events(Some(operator), from, to).await.unwrap();
+        let pushed: Vec<u128> = agents
+            .iter()
+            .filter(|a| a.operator == operator)
+            .map(|a| a.id.as_u128() - 0xa9e0_0000)
+            .collect();
+        assert_eq!(ids(&stored), pushed, "{operator}");
+    }
+    assert_eq!(
+        store.agent_events(None, from, to).await.unwrap().len(),
+        1000
+    );
+}
+
+#[tokio::test]
+async fn the_writer_holds_agent_events_while_their_table_is_gone() {
+    let (_dir, store) = open_temp().await;
+    execute(
+        &store,
+        "ALTER TABLE agent_events RENAME TO agent_events_away",
+    )
+    .await;
+    let (mut sink, handle) = spawn_writer(store.clone(), "node-a".to_owned(), 4);
+    for event in shift() {
+        sink.push(event);
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agent_events_away")
+        .fetch_one(pool(&store))
+        .await
+        .expect("count");
+    assert_eq!(stored, 0);
+    execute(
+        &store,
+        "ALTER TABLE agent_events_away RENAME TO agent_events",
+    )
+    .await;
+    assert_eq!(sink.close().await, 0);
+    assert_eq!(handle.shutdown().await.unwritten, 0);
+    let (from, to) = ALL_TIME;
+    let rows = store.agent_events(None, from, to).await.unwrap();
+    assert_eq!(ids(&rows), [1, 2, 4, 3, 5, 6, 7, 8]);
+}
+
+// ---- the callback worklist ----------------------------------------------------------
+
+/// A call from `caller` received at `t`, queued, ended at `t + 8 s` with `disposition`
+/// (answered at `t + 5 s` when that is `Answered`).
+fn call_ending(
+    call: u128,
+    t: i64,
+    caller: Option<&str>,
+    disposition: Disposition,
+) -> Vec<CallEvent> {
+    let mut events = vec![received(call, t, caller), queued(call, t + 100)];
+    if disposition == Disposition::Answered {
+        events.push(ev(
+            call,
+            2,
+            t + 5_000,
+            CallEventKind::Answered {
+                operator: op("op-1"),
+            },
+        ));
+    }
+    events.push(ev(
+        call,
+        3,
+        t + 8_000,
+        CallEventKind::Ended {
+            by: Party::Caller,
+            disposition,
+        },
+    ));
+    events
+}
+
+fn callback_ended(call: u128, n: u128, at: i64, outcome: CallbackOutcome) -> CallEvent {
+    ev(
+        call,
+        10 + n,
+        at,
+        CallEventKind::CallbackEnded {
+            operator: op("op-2"),
+            outcome,
+        },
+    )
+}
+
+#[tokio::test]
+async fn the_callback_worklist_keeps_open_abandoned_calls_oldest_first() {
+    use CallbackOutcome::{Answered, Busy, NoAnswer};
+    use Disposition::{AbandonedInQueue, AbandonedWhileRinging, Failed, Interrupted, Overflowed};
+    let (_dir, store) = open_temp().await;
+    let since = 100_000;
+    let min = 60_000;
+    let mut events = Vec::new();
+    // 1: before `since`: not on the list.
+    events.extend(call_ending(1, since - 1, Some("+62801"), AbandonedInQueue));
+    // 2: at `since`, abandoned in queue, never called back: on the list.
+    events.extend(call_ending(2, since, Some("+62802"), AbandonedInQueue));
+    // 3: abandoned while ringing, two callbacks that failed: on the list, 2 attempts.
+    events.extend(call_ending(
+        3,
+        since + min,
+        Some("+62803"),
+        AbandonedWhileRinging,
+    ));
+    events.push(callback_ended(3, 1, since + 2 * min, Busy));
+    events.push(callback_ended(3, 2, since + 3 * min, NoAnswer));
+    // 4: called back and answered on the second try: closed.
+    events.extend(call_ending(
+        4,
+        since + 2 * min,
+        Some("+62804"),
+        AbandonedInQueue,
+    ));
+    events.push(callback_ended(4, 1, since + 3 * min, Busy));
+    events.push(callback_ended(4, 2, since + 4 * min, Answered));
+    // 5: caller withheld: nobody to call back.
+    events.extend(call_ending(5, since + 3 * min, None, AbandonedInQueue));
+    // 6–9: answered, failed, interrupted, overflowed: not abandoned.
+    for (call, disposition) in [
+        (6, Disposition::Answered),
+        (7, Failed),
+        (8, Interrupted),
+        (9, Overflowed),
+    ] {
+        events.extend(call_ending(
+            call,
+            since + 4 * min,
+            Some("+62806"),
+            disposition,
+        ));
+    }
+    // 10: abandoned, then the same caller called again and was answered: moot.
+    events.extend(call_ending(
+        10,
+        since + 5 * min,
+        Some("+62810"),
+        AbandonedInQueue,
+    ));
+    events.extend(call_ending(
+        11,
+        since + 6 * min,
+        Some("+62810"),
+        Disposition::Answered,
+    ));
+    // 12: abandoned after an answered call of the same caller (call 11): on the list.
+    events.extend(call_ending(
+        12,
+        since + 7 * min,
+        Some("+62810"),
+        AbandonedWhileRinging,
+    ));
+    // 13, 14: the same caller abandoned twice, never answered: both on the list.
+    events.extend(call_ending(
+        13,
+        since + 8 * min,
+        Some("+62813"),
+        AbandonedInQueue,
+    ));
+    events.extend(call_ending(
+        14,
+        since + 9 * min,
+        Some("+62813"),
+        AbandonedInQueue,
+    ));
+    // A later call of another caller that was answered does not close anything.
+    events.extend(call_ending(
+        15,
+        since + 10 * min,
+        Some("+62899"),
+        Disposition::Answered,
+    ));
+    // Written in reverse, over several batches: the list does not depend on write order.
+    events.reverse();
+    for batch in events.chunks(7) {
+        store.write_batch("node-a", batch).await.unwrap();
+    }
+
+    let list = store.callback_worklist(UtcTime(since)).await.unwrap();
+    let got: Vec<(u128, &str, u32)> = list
+        .iter()
+        .map(|r| (r.call.as_u128(), r.caller.as_str(), r.attempts))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, "+62802", 0),
+            (3, "+62803", 2),
+            (12, "+62810", 0),
+            (13, "+62813", 0),
+            (14, "+62813", 0),
+        ]
+    );
+    assert_eq!(
+        list[1],
+        CallbackRow {
+            call: Uuid::from_u128(3),
+            caller: "+62803".to_owned(),
+            received_at: UtcTime(since + min),
+            ended_at: UtcTime(since + min + 8_000),
+            disposition: "abandoned_while_ringing".to_owned(),
+            attempts: 2,
+        }
+    );
+    // An earlier `since` takes call 1 in; a later one leaves only the last items.
+    let earlier = store.callback_worklist(UtcTime(since - 1)).await.unwrap();
+    assert_eq!(earlier[0].call, Uuid::from_u128(1));
+    assert_eq!(earlier.len(), 6);
+    let later = store
+        .callback_worklist(UtcTime(since + 8 * min))
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 2);
+    assert!(
+        store
+            .callback_worklist(UtcTime(since + 11 * min))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn an_overflowed_call_is_recorded_as_such() {
+    let (_dir, store) = open_temp().await;
+    let mut events = call_ending(1, 1_000, Some("+62811"), Disposition::Overflowed);
+    let target = "sip:112@backup.example".to_owned();
+    events.insert(
+        2,
+        ev(
+            1,
+            7,
+            2_000,
+            CallEventKind::OverflowOffered {
+                target: target.clone(),
+            },
+        ),
+    );
+    events.insert(
+        3,
+        ev(1, 8, 3_000, CallEventKind::OverflowAnswered { target }),
+    );
+    store.write_batch("node-a", &events).await.unwrap();
+    let row = only_call(&store).await;
+    assert_eq!(row.disposition.as_deref(), Some("overflowed"));
+    assert_eq!((row.answered_at, row.operator), (None, None));
+    let kinds: Vec<String> = store
+        .call_events(Uuid::from_u128(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "received",
+            "queued",
+            "overflow_offered",
+            "overflow_answered",
+            "ended"
+        ]
+    );
 }

@@ -1,8 +1,10 @@
-//! The call-event writer: how events get from the engine task to the database without the
-//! engine ever waiting (DESIGN.md, "Store": "Writing never blocks the engine").
+//! The event writer: how call and agent events get from the engine task to the database
+//! without the engine ever waiting (DESIGN.md, "Store": "Writing never blocks the engine").
 //!
 //! [`spawn_writer`] returns an [`EventSink`], which the engine task owns, and a
-//! [`WriterHandle`] for the runtime's shutdown. Between them is a bounded tokio channel.
+//! [`WriterHandle`] for the runtime's shutdown. Between them is a bounded tokio channel of
+//! [`LogEvent`]s: call events and agent events share it, so they are written in the order
+//! the engine emitted them, with the same batching, retries and shutdown flush.
 //!
 //! Overload behaviour, written down as STYLE.md asks: [`EventSink::push`] never blocks and
 //! never drops. It `try_send`s into the channel; when the channel is full (the writer is
@@ -10,7 +12,7 @@
 //! in-memory backlog in the sink, in order, and one warning is logged for the episode.
 //! Each later `push`, and [`EventSink::flush_pending`], first moves what it can of the
 //! backlog into the channel; when the backlog empties, one line says so. The backlog is
-//! unbounded: a call event is never the thing that gets dropped, and memory is what holds
+//! unbounded: an event is never the thing that gets dropped, and memory is what holds
 //! them until the database returns. (A journal file that also survives a restart while the
 //! database is down is a later issue.)
 //!
@@ -26,8 +28,8 @@
 //! a failing database to come back; what is still unwritten then is counted in the
 //! [`WriterReport`] and logged as an error.
 
+use super::LogEvent;
 use super::{MAX_BATCH, Store};
-use crate::engine::record::CallEvent;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
@@ -101,9 +103,9 @@ pub(super) fn spawn_with_grace(
 /// does the same and waits for it.
 #[derive(Debug)]
 pub struct EventSink {
-    tx: mpsc::Sender<CallEvent>,
+    tx: mpsc::Sender<LogEvent>,
     /// Events not yet in the channel, oldest first.
-    backlog: VecDeque<CallEvent>,
+    backlog: VecDeque<LogEvent>,
     /// The largest backlog of the current overload episode; 0 when there is none.
     episode_peak: usize,
     /// Whether the writer's absence was logged already.
@@ -111,10 +113,12 @@ pub struct EventSink {
 }
 
 impl EventSink {
-    /// Hands `event` to the writer, after the backlog: into the channel when there is
-    /// room, else into the backlog. Never blocks, never drops.
-    pub fn push(&mut self, event: CallEvent) {
-        self.backlog.push_back(event);
+    /// Hands `event` (a [`CallEvent`](crate::engine::record::CallEvent), an
+    /// [`AgentEvent`](crate::engine::record::AgentEvent) or a [`LogEvent`]) to the writer,
+    /// after the backlog: into the channel when there is room, else into the backlog.
+    /// Never blocks, never drops.
+    pub fn push(&mut self, event: impl Into<LogEvent>) {
+        self.backlog.push_back(event.into());
         self.flush_pending();
     }
 
@@ -135,7 +139,7 @@ impl EventSink {
                         self.writer_gone_logged = true;
                         tracing::error!(
                             held = self.backlog.len(),
-                            "the call-event writer has stopped; holding call events in memory"
+                            "the event writer has stopped; holding events in memory"
                         );
                     }
                     break;
@@ -147,15 +151,15 @@ impl EventSink {
             if self.episode_peak > 0 {
                 tracing::info!(
                     peak = self.episode_peak,
-                    "call-event writer caught up; backlog empty"
+                    "event writer caught up; backlog empty"
                 );
                 self.episode_peak = 0;
             }
         } else {
             if self.episode_peak == 0 {
                 tracing::warn!(
-                    "call-event queue full: the writer is behind or the database is \
-                     unavailable; holding call events in memory until it catches up"
+                    "event queue full: the writer is behind or the database is \
+                     unavailable; holding events in memory until it catches up"
                 );
             }
             self.episode_peak = self.episode_peak.max(held);
@@ -188,7 +192,7 @@ impl Drop for EventSink {
             Ok(runtime) => drop(runtime.spawn(send_all(self.tx.clone(), backlog))),
             Err(_) => tracing::error!(
                 lost = backlog.len(),
-                "call-event sink dropped outside a Tokio runtime; its backlog is lost"
+                "event sink dropped outside a Tokio runtime; its backlog is lost"
             ),
         }
     }
@@ -196,11 +200,11 @@ impl Drop for EventSink {
 
 /// Sends `events` in order, waiting for room; returns how many were not sent because the
 /// writer had stopped.
-async fn send_all(tx: mpsc::Sender<CallEvent>, mut events: VecDeque<CallEvent>) -> usize {
+async fn send_all(tx: mpsc::Sender<LogEvent>, mut events: VecDeque<LogEvent>) -> usize {
     while let Some(event) = events.pop_front() {
         if tx.send(event).await.is_err() {
             let lost = events.len() + 1;
-            tracing::error!(lost, "the call-event writer has stopped; call events lost");
+            tracing::error!(lost, "the event writer has stopped; events lost");
             return lost;
         }
     }
@@ -238,7 +242,7 @@ impl WriterHandle {
             Ok(report) => report,
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             Err(error) => {
-                tracing::error!(%error, "the call-event writer task was cancelled");
+                tracing::error!(%error, "the event writer task was cancelled");
                 WriterReport::default()
             }
         }
@@ -249,7 +253,7 @@ impl WriterHandle {
 struct Writer {
     store: Store,
     node_id: String,
-    rx: mpsc::Receiver<CallEvent>,
+    rx: mpsc::Receiver<LogEvent>,
     /// The stop request; `None` once it arrived or the handle was dropped.
     stop: Option<oneshot::Receiver<()>>,
     /// How long to wait after the stop request ([`SHUTDOWN_GRACE`]).
@@ -296,7 +300,7 @@ impl Writer {
     }
 
     /// The next event; `None` when the channel is closed and empty.
-    async fn next_event(&mut self) -> Option<CallEvent> {
+    async fn next_event(&mut self) -> Option<LogEvent> {
         loop {
             tokio::select! {
                 event = self.rx.recv() => return event,
@@ -307,7 +311,7 @@ impl Writer {
                     self.rx.close();
                     tracing::error!(
                         grace = ?self.grace,
-                        "call-event sink still open after shutdown; writing what was handed over"
+                        "event sink still open after shutdown; writing what was handed over"
                     );
                 }
             }
@@ -322,14 +326,14 @@ impl Writer {
     }
 
     /// Writes `batch`, retrying with backoff; false when it gave up at the deadline.
-    async fn write(&mut self, batch: &[CallEvent]) -> bool {
+    async fn write(&mut self, batch: &[LogEvent]) -> bool {
         let mut delay = RETRY_FIRST;
         let mut failures: u32 = 0;
         loop {
             match self.store.write_batch(&self.node_id, batch).await {
                 Ok(()) => {
                     if failures > 0 {
-                        tracing::info!(failures, "call events are being written again");
+                        tracing::info!(failures, "events are being written again");
                     }
                     self.written += batch.len() as u64;
                     return true;
@@ -339,7 +343,7 @@ impl Writer {
                     if failures == 1 || failures.is_multiple_of(10) {
                         tracing::warn!(
                             %error, failures, batch = batch.len(),
-                            "cannot write call events; holding them and retrying"
+                            "cannot write events; holding them and retrying"
                         );
                     }
                 }
@@ -368,7 +372,7 @@ impl Writer {
         }
         tracing::error!(
             unwritten,
-            "the database stayed unavailable through shutdown; call events lost"
+            "the database stayed unavailable through shutdown; events lost"
         );
         WriterReport {
             written: self.written,

@@ -13,7 +13,7 @@ use super::session_timer::{Negotiation, SessionTimer};
 use super::{
     Call, CallState, CallTimer, LegMedia, LegState, OperatorLeg, OutboundInvite, Pii, TrunkLeg,
 };
-use crate::engine::acd::CallHandle;
+use crate::engine::acd::{CallHandle, OfferEnd};
 use crate::engine::dialog::{Dialog, DialogKey};
 use crate::engine::driver::{Engine, SERVER};
 use crate::engine::media::{MediaCommand, Side};
@@ -30,7 +30,6 @@ use crate::engine::uas;
 use crate::engine::{Output, Received, Transmit, Transport};
 use bytes::Bytes;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 /// Where requests to a binding go: the address the REGISTER came from (RFC 3581: phones
 /// behind NAT stay reachable), on its TCP connection while that is open. Once a phone's
@@ -114,6 +113,18 @@ impl Engine {
         let trusted = self.config.calls.is_trusted(rx.source.ip());
         let caller = super::CallerIdentity::of_invite(invite, trusted).number;
         let original_called = super::original_called(invite);
+        let dialled: Vec<&str> = original_called
+            .iter()
+            .map(String::as_str)
+            .chain([called.as_str()])
+            .collect();
+        let routing = self.calls.acd.route(&dialled);
+        // Signalled priority is believed from the trust domain only, like the identity.
+        let signalled = if trusted {
+            super::priority::signalled(invite)
+        } else {
+            0
+        };
         // RFC 3264 §6 (via RFC 3261 §13.3.1.3): an offer siaga cannot read, one without
         // G.711 (siaga does not transcode), or one the relay cannot reach (another address
         // family) is answered 488 with a Warning saying which (§21.4.26) — the one refusal
@@ -195,12 +206,16 @@ impl Engine {
             now,
             CallEventKind::Received {
                 trunk_call_id,
-                caller,
+                caller: caller.clone(),
                 called,
                 original_called,
                 trunk: self.config.calls.trunk_name.clone(),
             },
         );
+        let repeat = caller
+            .as_deref()
+            .is_some_and(|c| self.calls.acd.repeat.is_repeat(c, now.mono));
+        let priority = super::priority::combine(routing.priority, signalled, repeat);
         let mut media = LegMedia::new(SdpSession::random(&mut self.rng));
         media.remote_origin = trunk_remote_origin;
         media.allows_update = allows_update(invite);
@@ -226,7 +241,7 @@ impl Engine {
                     reliable,
                 },
                 legs: Default::default(),
-                declined: Vec::new(),
+                caller,
                 relay,
                 trunk_offer,
                 late_offer,
@@ -249,14 +264,18 @@ impl Engine {
             now.mono + self.config.calls.ringing_refresh,
             CallTimer::RingingRefresh(handle),
         );
+        let queue = self.calls.acd.queue(routing.queue).name.clone();
+        if repeat {
+            tracing::info!(call = %record, priority, "repeat caller: raised in the queue");
+        }
         self.emit(
             record,
             now,
             CallEventKind::Queued {
-                queue: "default".into(),
-                priority: 0,
-                repeat: false,
-                skills: Vec::new(),
+                queue,
+                priority,
+                repeat,
+                skills: routing.skills.clone(),
             },
         );
         if max_forwards == 0 {
@@ -264,7 +283,9 @@ impl Engine {
             // emergency call is never turned away for it) and waits for the caller to hang up.
             tracing::warn!(call = %record, "emergency INVITE with Max-Forwards 0: no operator leg can be placed (RFC 7332); the call stays queued");
         }
-        self.calls.acd.enqueue(handle, position);
+        self.calls
+            .acd
+            .enqueue(handle, record, &routing, priority, now.mono);
         self.dispatch(now);
         if self.calls.acd.logged_in() == 0 {
             tracing::warn!(call = %record, waiting = self.calls.acd.waiting(), "emergency call queued with no operator logged in");
@@ -432,39 +453,41 @@ impl Engine {
         loop {
             let calls = &self.calls.calls;
             let registrar = &self.registrar;
-            let next = self.calls.acd.next_offer(|call, operator| {
-                registrar.targets(operator).next().is_none()
-                    || calls.get(&call).is_none_or(|c| {
-                        c.trunk.outbound_max_forwards().is_none()
-                            || c.awaits_early_answer()
-                            || c.declined
-                                .iter()
-                                .any(|(who, until)| who == operator && *until > now.mono)
+            let next = self.calls.acd.next_offer(
+                now.mono,
+                |call| {
+                    calls.get(&call).is_some_and(|c| {
+                        c.trunk.outbound_max_forwards().is_some() && !c.awaits_early_answer()
                     })
-            });
-            let Some((handle, operator)) = next else {
+                },
+                |operator| registrar.targets(operator).next().is_some(),
+            );
+            let Some(offer) = next else {
                 return;
             };
-            if !self.calls.acd.offer(handle, &operator) {
+            let reserved = self.calls.acd.offer(&offer, now.mono);
+            if reserved.is_empty() {
                 return;
             }
-            self.offer(now, handle, &operator);
+            self.offer(now, offer.call, &reserved);
         }
     }
 
-    /// Rings every binding of `operator` that can be reached (`Registrar::targets`) for
-    /// call `handle` (RFC 3261 §13.2.1; parallel forking done by siaga as the UAC of each
-    /// leg).
-    fn offer(&mut self, now: Now, handle: CallHandle, operator: &str) {
-        let bindings: Vec<_> = self
-            .registrar
-            .targets(operator)
-            .map(|b| {
-                (
-                    b.contact_uri.to_string(),
-                    binding_destination(b),
-                    b.outbound.clone(),
-                )
+    /// Rings every binding that can be reached (`Registrar::targets`) of each of
+    /// `operators` (one; several for ring-all) for call `handle` (RFC 3261 §13.2.1;
+    /// parallel forking done by siaga as the UAC of each leg).
+    fn offer(&mut self, now: Now, handle: CallHandle, operators: &[String]) {
+        let bindings: Vec<_> = operators
+            .iter()
+            .flat_map(|operator| {
+                self.registrar.targets(operator).map(move |b| {
+                    (
+                        operator.clone(),
+                        b.contact_uri.to_string(),
+                        binding_destination(b),
+                        b.outbound.clone(),
+                    )
+                })
             })
             .collect();
         let Some(call) = self.calls.calls.get_mut(&handle) else {
@@ -473,9 +496,15 @@ impl Engine {
         call.attempts += 1;
         let attempt = call.attempts;
         call.state = CallState::Offering {
-            operator: operator.to_owned(),
+            operators: operators.to_vec(),
             attempt,
         };
+        let queue = self.calls.acd.entry(handle).map(|e| e.queue);
+        let ring_timeout = self
+            .calls
+            .acd
+            .queue(queue.unwrap_or(crate::engine::acd::QueueId(0)))
+            .ring_timeout;
         let record = call.record;
         // A call taken while the port range was exhausted gets its relay now, if it can.
         if call.relay.is_none() {
@@ -514,17 +543,22 @@ impl Engine {
         let caller = super::CallerIdentity::of_invite(&call.trunk.invite, trusted);
         // `dispatch` offers no call whose legs would need a Max-Forwards below 0.
         let Some(max_forwards) = call.trunk.outbound_max_forwards() else {
-            return self.offer_failed(now, handle, operator, None);
+            for operator in operators {
+                self.offer_failed(now, handle, operator, OfferEnd::Withdrawn);
+            }
+            return;
         };
-        self.emit(
-            record,
-            now,
-            CallEventKind::Offered {
-                operator: operator.to_owned(),
-            },
-        );
-        tracing::info!(call = %record, operator, bindings = bindings.len(), "offering call");
-        for (contact, destination, flow) in bindings {
+        for operator in operators {
+            self.emit(
+                record,
+                now,
+                CallEventKind::Offered {
+                    operator: operator.clone(),
+                },
+            );
+        }
+        tracing::info!(call = %record, ?operators, bindings = bindings.len(), "offering call");
+        for (operator, contact, destination, flow) in bindings {
             let leg = self.calls.new_leg();
             let branch = self.new_branch();
             let from_tag = self.new_tag();
@@ -583,7 +617,7 @@ impl Engine {
                 call.legs.insert(
                     leg,
                     OperatorLeg {
-                        operator: operator.to_owned(),
+                        operator: operator.clone(),
                         attempt,
                         tx,
                         destination,
@@ -599,20 +633,27 @@ impl Engine {
                 );
             }
         }
-        let no_legs = self
-            .calls
-            .calls
-            .get(&handle)
-            .is_none_or(|c| c.legs.values().all(|l| l.attempt != attempt));
-        if no_legs {
-            // Nothing could be sent (the bindings vanished): back to the queue.
-            self.offer_failed(now, handle, operator, None);
-            return;
+        // An operator none of whose bindings could be rung (they vanished) is not offered
+        // the call after all.
+        for operator in operators {
+            let rung = self.calls.calls.get(&handle).is_some_and(|c| {
+                c.legs
+                    .values()
+                    .any(|l| l.attempt == attempt && l.operator == *operator)
+            });
+            if !rung {
+                self.offer_failed(now, handle, operator, OfferEnd::Withdrawn);
+            }
         }
-        self.calls.schedule(
-            now.mono + self.config.calls.ring_timeout,
-            CallTimer::RingTimeout(handle, attempt),
+        let ringing = self.calls.calls.get(&handle).is_some_and(
+            |c| matches!(c.state, CallState::Offering { attempt: a, .. } if a == attempt),
         );
+        if ringing {
+            self.calls.schedule(
+                now.mono + ring_timeout,
+                CallTimer::RingTimeout(handle, attempt),
+            );
+        }
     }
 
     // ---- responses from operators -------------------------------------------------------
@@ -818,23 +859,26 @@ impl Engine {
                 },
             );
             self.ack_and_bye(now, tx, response);
-            // The operator's other phones of this offer stop ringing; the operator is not
-            // offered the call again before the reject delay (a phone that answers at once
-            // with a codec siaga cannot relay would otherwise loop).
+            // The operator's other phones of this offer stop ringing (other operators'
+            // ring on); the operator is paused like after a reject (a phone that answers
+            // at once with a codec siaga cannot relay would otherwise loop).
             let others: Vec<u32> = self
                 .calls
                 .calls
                 .get_mut(&handle)
                 .map(|c| {
                     c.legs.remove(&leg_no);
-                    c.legs.keys().copied().collect()
+                    c.legs
+                        .iter()
+                        .filter(|(_, l)| l.operator == operator)
+                        .map(|(n, _)| *n)
+                        .collect()
                 })
                 .unwrap_or_default();
             for other in others {
                 self.cancel_leg(now, handle, other);
             }
-            let delay = self.config.calls.reject_retry_delay;
-            return self.offer_failed(now, handle, &operator, Some(delay));
+            return self.offer_failed(now, handle, &operator, OfferEnd::Failed);
         };
         // ACK the operator's 2xx (§13.2.2.4) — unless it carried the offer of a late-offer
         // call without relay: the answer is the trunk's, in the trunk's ACK (RFC 3264 §5),
@@ -872,7 +916,8 @@ impl Engine {
                 rtp,
             });
         }
-        // Cancel the other bindings still ringing (§9.1).
+        // Cancel the other bindings still ringing (§9.1), the other operators' too
+        // (ring-all): those are available again at once.
         let others: Vec<u32> = self
             .calls
             .calls
@@ -881,6 +926,19 @@ impl Engine {
             .unwrap_or_default();
         for other in others {
             self.cancel_leg(now, handle, other);
+        }
+        let losers: Vec<String> = self
+            .calls
+            .acd
+            .ringing_for(handle)
+            .into_iter()
+            .filter(|o| *o != operator)
+            .map(str::to_owned)
+            .collect();
+        for loser in losers {
+            self.calls
+                .acd
+                .offer_ended(handle, &loser, OfferEnd::Withdrawn, now.mono);
         }
         if requeued {
             return self.rebridged(now, handle, operator);
@@ -951,7 +1009,10 @@ impl Engine {
         if let Some(timer) = session_timer {
             self.start_session_timer(now, handle, timer);
         }
-        self.calls.acd.answered(handle, &operator);
+        self.calls.acd.answered(handle, &operator, now.mono);
+        if let Some(caller) = self.calls.calls.get(&handle).and_then(|c| c.caller.clone()) {
+            self.calls.acd.worklist.caller_reached(&caller);
+        }
         tracing::info!(call = %record, operator, "call answered");
         self.emit(record, now, CallEventKind::Answered { operator });
     }
@@ -1057,7 +1118,11 @@ impl Engine {
         {
             return;
         }
-        let still_ringing = call.legs.values().any(|l| l.attempt == attempt);
+        // The operator's other phones may still answer.
+        let still_ringing = call
+            .legs
+            .values()
+            .any(|l| l.attempt == attempt && l.operator == leg.operator);
         if still_ringing {
             return;
         }
@@ -1073,12 +1138,7 @@ impl Engine {
                     status,
                 },
             );
-            self.offer_failed(
-                now,
-                handle,
-                &operator,
-                Some(self.config.calls.reject_retry_delay),
-            );
+            self.offer_failed(now, handle, &operator, OfferEnd::Rejected);
         } else {
             let reason = match status {
                 0 => "no response".to_owned(),
@@ -1093,39 +1153,36 @@ impl Engine {
                     reason,
                 },
             );
-            self.offer_failed(
-                now,
-                handle,
-                &operator,
-                Some(self.config.calls.reject_retry_delay),
-            );
+            // No response at all (Timer B) is an unanswered offer; a failure pauses the
+            // operator.
+            let end = if status == 0 {
+                OfferEnd::NoAnswer
+            } else {
+                OfferEnd::Failed
+            };
+            self.offer_failed(now, handle, &operator, end);
         }
     }
 
-    /// The current offer of `handle` to `operator` ended unanswered: the operator is free
-    /// again (excluded from this call for `delay`), the call goes back to its place in
-    /// the queue, and the ACD looks again.
-    fn offer_failed(
+    /// The offer of `handle` to `operator` ended unanswered (`end`): the ACD frees the
+    /// operator (pausing them after a reject, not ready after too many no-answers); once
+    /// no operator rings for the call any more, it goes back to its place in the queue.
+    /// Then the ACD looks again.
+    pub(crate) fn offer_failed(
         &mut self,
         now: Now,
         handle: CallHandle,
         operator: &str,
-        delay: Option<Duration>,
+        end: OfferEnd,
     ) {
-        self.calls.acd.offer_ended(handle, operator, now.mono);
-        // At least 1 s: a phone that refuses at once (do-not-disturb) must not be offered
-        // the call in a tight loop, whatever `queue.reject_retry_delay_s` says.
-        let delay = delay.map(|d| d.max(Duration::from_secs(1)));
-        if let Some(call) = self.calls.calls.get_mut(&handle) {
-            if let Some(delay) = delay {
-                call.declined.retain(|(_, until)| *until > now.mono);
-                call.declined.push((operator.to_owned(), now.mono + delay));
-            }
-            call.state = CallState::Queued;
-            let position = call.position;
-            self.calls.acd.enqueue(handle, position);
-            if let Some(delay) = delay {
-                self.calls.schedule(now.mono + delay, CallTimer::Redispatch);
+        self.calls.acd.offer_ended(handle, operator, end, now.mono);
+        if let Some(call) = self.calls.calls.get_mut(&handle)
+            && let CallState::Offering { operators, .. } = &mut call.state
+        {
+            operators.retain(|o| o != operator);
+            if operators.is_empty() {
+                call.state = CallState::Queued;
+                self.calls.acd.requeue(handle, false);
             }
         }
         self.dispatch(now);
@@ -1178,7 +1235,7 @@ impl Engine {
 
     /// Stops a ringing leg: CANCEL now if a provisional response came, else as soon as
     /// one does (§9.1).
-    fn cancel_leg(&mut self, now: Now, handle: CallHandle, leg_no: u32) {
+    pub(crate) fn cancel_leg(&mut self, now: Now, handle: CallHandle, leg_no: u32) {
         let state = self
             .calls
             .calls
@@ -1341,7 +1398,6 @@ impl Engine {
         by: Party,
         disposition: Disposition,
     ) {
-        self.calls.acd.dequeue(handle);
         let ringing: Vec<u32> = self
             .calls
             .calls
@@ -1376,14 +1432,22 @@ impl Engine {
             self.release_answered_leg(now, leg, by != Party::Operator);
         }
         match &call.state {
-            CallState::Offering { operator, .. } => {
-                self.calls.acd.offer_ended(handle, operator, now.mono);
+            CallState::Offering { operators, .. } => {
+                for operator in operators {
+                    self.calls
+                        .acd
+                        .offer_ended(handle, operator, OfferEnd::Withdrawn, now.mono);
+                }
             }
             CallState::Answered { operator, .. } => {
                 self.calls.acd.call_ended(handle, operator, now.mono);
             }
             CallState::Queued => {}
         }
+        self.remember_for_callback(now, &call, disposition);
+        // The transitions name the call's record: out before the ACD forgets it.
+        self.agent_events(now);
+        self.calls.acd.forget(handle);
         // The ports go back to the pool when the relay reports it closed its sockets
         // (`Engine::handle_media_report`), so a new call can bind them at once.
         if let Some((relay, _, _)) = call.relay {
@@ -1472,7 +1536,6 @@ impl Engine {
                         self.client.abandon(tx);
                     }
                 }
-                CallTimer::Redispatch => self.dispatch(now),
                 CallTimer::ForgetInvite(tx) => {
                     if let Some(key) = self.calls.invites.remove(&tx).and_then(|o| o.key()) {
                         self.calls.timed_out.remove(&key);
@@ -1482,12 +1545,14 @@ impl Engine {
         }
     }
 
+    /// The ring timeout of offer `attempt` passed: every operator still ringing for it
+    /// gets a no-answer (CANCEL to their phones), and the call goes back to its place.
     fn ring_timeout(&mut self, now: Now, handle: CallHandle, attempt: u32) {
         let Some(call) = self.calls.calls.get(&handle) else {
             return;
         };
         let CallState::Offering {
-            operator,
+            operators,
             attempt: current,
         } = &call.state
         else {
@@ -1496,7 +1561,7 @@ impl Engine {
         if *current != attempt {
             return;
         }
-        let operator = operator.clone();
+        let operators = operators.clone();
         let record = call.record;
         let legs: Vec<u32> = call
             .legs
@@ -1504,18 +1569,20 @@ impl Engine {
             .filter(|(_, l)| l.attempt == attempt)
             .map(|(n, _)| *n)
             .collect();
-        tracing::info!(call = %record, operator, "no answer within the ring timeout");
-        self.emit(
-            record,
-            now,
-            CallEventKind::NoAnswer {
-                operator: operator.clone(),
-            },
-        );
         for leg in legs {
             self.cancel_leg(now, handle, leg);
         }
-        self.offer_failed(now, handle, &operator, None);
+        for operator in operators {
+            tracing::info!(call = %record, operator, "no answer within the ring timeout");
+            self.emit(
+                record,
+                now,
+                CallEventKind::NoAnswer {
+                    operator: operator.clone(),
+                },
+            );
+            self.offer_failed(now, handle, &operator, OfferEnd::NoAnswer);
+        }
     }
 
     // ---- connections ----------------------------------------------------------------------

@@ -15,7 +15,8 @@
 //!
 //! Then ([`Engine::operator_leg_lost`]): BYE to the operator's dialog (unless its BYE
 //! came from there), the relay's operator peer cleared, a `requeued` event, the operator
-//! released in the ACD, and the call back in the queue and offered again.
+//! released in the ACD (wrap-up, as after any call), and the call back at the head of its
+//! priority in the queue (`Acd::requeue`) and offered again.
 //!
 //! Offering it again: the trunk's dialog stays confirmed, so the next operator's 2xx gets
 //! no second 2xx to the trunk, nor a 180 before it (the caller is connected; there is
@@ -88,7 +89,7 @@ impl Engine {
             return;
         };
         call.state = CallState::Queued;
-        let (record, position) = (call.record, call.position);
+        let record = call.record;
         let relay = call.relay.map(|(relay, _, _)| relay);
         let exchange = call.exchange.take();
         let lost = call.legs.remove(&leg);
@@ -122,8 +123,7 @@ impl Engine {
             },
         );
         self.calls.acd.call_ended(handle, &operator, now.mono);
-        // head of queue: acd.enqueue_at_head once it exists
-        self.calls.acd.enqueue(handle, position);
+        self.calls.acd.requeue(handle, true);
         self.dispatch(now);
     }
 
@@ -184,7 +184,7 @@ impl Engine {
     /// Operator `operator` answered re-queued call `handle` again: the ACD and the record
     /// learn it; the trunk already has its 2xx (see the module doc).
     pub(super) fn rebridged(&mut self, now: Now, handle: CallHandle, operator: String) {
-        self.calls.acd.answered(handle, &operator);
+        self.calls.acd.answered(handle, &operator, now.mono);
         let Some(record) = self.calls.calls.get(&handle).map(|c| c.record) else {
             return;
         };

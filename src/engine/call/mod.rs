@@ -6,12 +6,14 @@
 //!
 //! Every step emits [`CallEvent`]s (the call record) and [`MediaCommand`]s (the relay).
 
+mod agents;
 mod ending;
 mod flow;
 mod ident;
 mod leg_loss;
 mod midcall;
 mod prack;
+mod priority;
 mod privacy;
 mod session_timer;
 
@@ -23,7 +25,7 @@ pub use prack::{EarlyOffer, Reliable};
 pub use privacy::{CallerIdentity, Trust};
 pub use session_timer::{Refresher, SessionTimer};
 
-use super::acd::{Acd, CallHandle};
+use super::acd::{Acd, AcdSettings, CallHandle};
 use super::dialog::{Dialog, DialogKey};
 use super::media::{RelayId, Side};
 use super::sdp::{MediaOffer, SdpSession};
@@ -41,10 +43,11 @@ use uuid::Uuid;
 pub enum CallState {
     /// Waiting in the queue for an operator.
     Queued,
-    /// Ringing `operator`'s bindings (offer number `attempt` of this call).
+    /// Ringing the bindings of `operators` (one, or several for ring-all; offer number
+    /// `attempt` of this call).
     Offering {
-        /// The operator offered the call.
-        operator: String,
+        /// The operators offered the call, in id order.
+        operators: Vec<String>,
         /// Counts the offers of this call; a ring timeout names the offer it belongs to.
         attempt: u32,
     },
@@ -75,8 +78,8 @@ pub struct Call {
     /// Outbound legs still alive, by leg number (ordered: CANCELs and BYEs go out in leg
     /// order, so a seeded engine sends the same bytes in the same order every run).
     pub legs: BTreeMap<u32, OperatorLeg>,
-    /// Operators who rejected this call, and until when they are not offered it again.
-    pub declined: Vec<(String, MonoTime)>,
+    /// The caller's number (ANI), for the repeat-caller memory and the callback worklist.
+    pub caller: Option<String>,
     /// The relay of this call and its ports (caller side, operator side); `None` when the
     /// port range was exhausted (the call still goes on, without audio relay).
     pub relay: Option<(RelayId, u16, u16)>,
@@ -294,8 +297,6 @@ pub enum CallTimer {
     Session(CallHandle),
     /// 64·T1 after a CANCEL: consider the INVITE cancelled (§9.1).
     CancelGuard(ClientTxId),
-    /// An operator's reject delay ended: try to dispatch again.
-    Redispatch,
     /// 64·T1 after an INVITE timed out: a 2xx for it is no longer expected; forget it.
     ForgetInvite(ClientTxId),
 }
@@ -332,10 +333,10 @@ pub struct CallTable {
 }
 
 impl CallTable {
-    /// A table for these operators.
-    pub fn new<'a>(operators: impl IntoIterator<Item = &'a str>) -> Self {
+    /// A table for these operators, with the ACD configured by `acd`.
+    pub fn new<'a>(acd: &AcdSettings, operators: impl IntoIterator<Item = &'a str>) -> Self {
         CallTable {
-            acd: Acd::new(operators),
+            acd: Acd::new(acd, operators),
             ..CallTable::default()
         }
     }

@@ -82,7 +82,7 @@ impl Harness {
                 )
             })
             .collect();
-        config.calls.ring_timeout = Duration::from_secs(ring_timeout_s);
+        config.calls.acd.queues[0].ring_timeout = Duration::from_secs(ring_timeout_s);
         Harness {
             engine: Engine::with_seed(config, 11),
             now: 1_000,

@@ -156,8 +156,8 @@ impl World {
                 )
             })
             .collect();
-        config.calls.ring_timeout = Duration::from_millis(scenario.ring_timeout_ms);
-        config.calls.reject_retry_delay = Duration::from_millis(scenario.reject_delay_ms);
+        config.calls.acd.queues[0].ring_timeout = Duration::from_millis(scenario.ring_timeout_ms);
+        config.calls.acd.queues[0].reject_delay = Duration::from_millis(scenario.reject_delay_ms);
         config.calls.rtp_ports = (30000, 30000 + 2 * scenario.rtp_pairs - 1);
         let mut rng = StdRng::seed_from_u64(scenario.seed ^ 0xbe4a_710e);
         let mut phones = Vec::new();
