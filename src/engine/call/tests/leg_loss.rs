@@ -5,7 +5,7 @@
 //! re-queued; and what does not re-queue (a plain BYE, silence on hold).
 
 use super::midcall::{
-    body, final_to, hold_offer, operator_in_dialog, operator_sdp, trunk_sdp, with,
+    body, final_to, hold_offer, operator_offer_answered, operator_sdp, trunk_sdp, with,
 };
 use super::*;
 use crate::engine::media::{MediaReport, RelayId, Side};
@@ -296,25 +296,12 @@ fn a_2xx_from_a_lost_leg_is_acked_and_changes_nothing() {
 fn no_ack_for_siagas_2xx_to_the_operator_requeues_the_caller() {
     let mut h = Harness::new(15);
     let (_ok, ack, _relay) = answered_with_standby(&mut h, "ll6");
-    let reinvite = with(
-        &operator_in_dialog("INVITE", &ack, 2, "ll6re"),
-        "",
-        Some(&operator_sdp(2, "sendonly")),
-    );
-    let out = h.input(OP1, &reinvite);
-    let to_trunk = out
-        .requests_to(TRUNK, Method::Invite)
-        .pop()
-        .expect("re-INVITE");
-    let out = h.input(
-        TRUNK,
-        &phone_response(
-            &to_trunk,
-            200,
-            "OK",
-            "x",
-            Some(&trunk_sdp(2, "recvonly", "127.0.0.1")),
-        ),
+    let (_, out) = operator_offer_answered(
+        &mut h,
+        &ack,
+        (Method::Invite, 2, "ll6re"),
+        &operator_sdp(2, "sendonly"),
+        &trunk_sdp(2, "recvonly", "127.0.0.1"),
     );
     assert_eq!(final_to(&out, OP1).status(), Some(200));
     let out = h.advance(33_000);
