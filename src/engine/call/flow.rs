@@ -46,6 +46,20 @@ fn binding_destination(b: &crate::engine::registrar::Binding) -> Destination {
     }
 }
 
+/// Where requests in the dialog of an INVITE siaga answers as UAS go when no Contact or
+/// route names an IP (see `Dialog::as_uas`): over UDP the response address, over TCP its
+/// connection (or a new one to the Via's sent-by).
+pub(crate) fn dialog_source(rx: &Received, target: ResponseTarget) -> Destination {
+    Destination {
+        transport: rx.transport,
+        address: match rx.transport {
+            Transport::Udp => target.destination,
+            Transport::Tcp => target.reconnect,
+        },
+        connection: rx.connection,
+    }
+}
+
 /// An emergency INVITE the UAS core accepted: its server transaction, the To tag of its
 /// responses, where they go, and the number dialled.
 pub(crate) struct NewCall {
@@ -169,17 +183,7 @@ impl Engine {
         let handle = self.calls.new_call_handle();
         let record = self.new_uuid();
         let max_forwards = invite.max_forwards().ok().flatten().unwrap_or(70);
-        // In-dialog requests go back where the INVITE came from when no Contact or route
-        // names an IP (see `Dialog::as_uas`): over UDP the response address, over TCP its
-        // connection (or a new one to the Via's sent-by).
-        let source = Destination {
-            transport: rx.transport,
-            address: match rx.transport {
-                Transport::Udp => target.destination,
-                Transport::Tcp => target.reconnect,
-            },
-            connection: rx.connection,
-        };
+        let source = dialog_source(rx, target);
         let relay = self.open_relay(record);
         let trunk_rtp = trunk_offer
             .as_ref()
@@ -357,7 +361,7 @@ impl Engine {
     }
 
     /// Answers the INVITE on `tx` with a final failure and forgets it.
-    fn refuse_call(
+    pub(super) fn refuse_call(
         &mut self,
         now: Now,
         tx: TxId,
@@ -1477,7 +1481,7 @@ impl Engine {
     /// Sends a BYE in `dialog` (§15.1.1) on its own client transaction. The dialog lives
     /// on until the BYE is answered: a BYE the peer sent meanwhile draws 200 (RFC 5407
     /// §3.2.1, see [`CallTable::byes`](super::CallTable::byes)).
-    fn send_bye(&mut self, now: Now, dialog: &mut Dialog) {
+    pub(super) fn send_bye(&mut self, now: Now, dialog: &mut Dialog) {
         let branch = self.new_branch();
         let bytes = dialog
             .request(&Method::Bye, &self.config.via_host(), &branch)
