@@ -637,29 +637,13 @@ impl Engine {
             }
             Reply::FeatureCall { operator, code } => {
                 // An authenticated operator's feature code (`call::feature`).
-                let id = self.server.create(
-                    now.mono,
-                    key,
-                    merge,
-                    target,
-                    tag.clone(),
-                    &self.config.timers,
-                );
-                self.stats.server_transactions += 1;
+                let id = self.taken_invite(now, (key, merge), target, &tag);
                 let call = super::call::InboundFeatureCall::new(id, rx, msg, target, tag);
                 return self.start_feature_call(now, &operator, code, call);
             }
             Reply::EmergencyCall { called } => {
                 // An emergency call always gets its transaction, whatever memory holds.
-                let id = self.server.create(
-                    now.mono,
-                    key,
-                    merge,
-                    target,
-                    tag.clone(),
-                    &self.config.timers,
-                );
-                self.stats.server_transactions += 1;
+                let id = self.taken_invite(now, (key, merge), target, &tag);
                 return self.start_call(
                     now,
                     rx,
@@ -697,6 +681,21 @@ impl Engine {
             self.on_trunk_cancel(now, invite);
             self.on_feature_cancel(now, invite);
         }
+    }
+
+    /// The server transaction of an INVITE siaga takes (an emergency call, a feature
+    /// code), whatever memory the held responses use.
+    fn taken_invite(
+        &mut self,
+        now: Now,
+        (key, merge): (ServerKey, Option<MergeKey>),
+        target: ResponseTarget,
+        tag: &str,
+    ) -> TxId {
+        self.stats.server_transactions += 1;
+        let timers = &self.config.timers;
+        self.server
+            .create(now.mono, key, merge, target, tag.to_owned(), timers)
     }
 
     /// What to do with a new, well-formed request.

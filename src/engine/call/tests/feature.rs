@@ -21,6 +21,35 @@ fn harness_with(change: impl FnOnce(&mut AcdSettings)) -> Harness {
     h
 }
 
+/// A harness (ring timeout 15 s) with operator 1001 registered from `OP1`, available.
+fn with_1001() -> Harness {
+    let mut h = Harness::new(15);
+    h.register("1001", OP1);
+    h
+}
+
+/// The CANCEL of the phone's `invite` (RFC 3261 §9.1: its Request-URI, Via, From, To,
+/// Call-ID and CSeq number), without credentials or body.
+fn cancel_of_code(invite: &str) -> String {
+    let end = ["Authorization", "Content-"]
+        .iter()
+        .filter_map(|h| invite.find(h))
+        .min()
+        .expect("a header after To");
+    let seq = invite
+        .split("CSeq: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .expect("CSeq");
+    let cancel = invite[..end]
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace(
+            &format!("CSeq: {seq} INVITE"),
+            &format!("CSeq: {seq} CANCEL"),
+        );
+    format!("{cancel}Content-Length: 0\r\n\r\n")
+}
+
 /// The phone of operator `user` in the harness.
 fn phone_of(user: &str) -> &'static str {
     if user == "1002" { OP2 } else { OP1 }
@@ -204,8 +233,7 @@ fn each_code_changes_the_state_and_the_phone_gets_200_then_bye() {
 
 #[test]
 fn the_first_invite_is_challenged_and_a_replayed_authorization_is_challenged_stale() {
-    let mut h = Harness::new(15);
-    h.register("1001", OP1);
+    let mut h = with_1001();
     let first = code_invite("*71", "1001", OP1, ("c1", 1), "", None);
     let out = h.input(OP1, &first);
     let challenge = final_to(&out, OP1);
@@ -242,8 +270,7 @@ fn the_first_invite_is_challenged_and_a_replayed_authorization_is_challenged_sta
 
 #[test]
 fn a_wrong_password_draws_403_and_changes_nothing() {
-    let mut h = Harness::new(15);
-    h.register("1001", OP1);
+    let mut h = with_1001();
     let (out, invite) = dial_as(
         &mut h,
         OP1,
@@ -264,8 +291,7 @@ fn a_wrong_password_draws_403_and_changes_nothing() {
 
 #[test]
 fn authenticated_as_1001_dialling_as_1002_draws_403() {
-    let mut h = Harness::new(15);
-    h.register("1001", OP1);
+    let mut h = with_1001();
     h.register("1002", OP2);
     let (out, _) = dial_as(
         &mut h,
@@ -315,8 +341,7 @@ fn an_impossible_transition_draws_403_naming_it_and_leaves_the_state() {
 
 #[test]
 fn an_unknown_code_draws_404_without_a_challenge_and_an_escaped_star_is_a_code() {
-    let mut h = Harness::new(15);
-    h.register("1001", OP1);
+    let mut h = with_1001();
     let out = h.input(OP1, &code_invite("*79", "1001", OP1, ("u1", 1), "", None));
     let refusal = final_to(&out, OP1);
     assert_eq!(refusal.status(), Some(404));
@@ -331,8 +356,7 @@ fn an_unknown_code_draws_404_without_a_challenge_and_an_escaped_star_is_a_code()
 
 #[test]
 fn the_offer_is_answered_inactive_and_an_invite_without_offer_gets_an_inactive_offer() {
-    let mut h = Harness::new(15);
-    h.register("1001", OP1);
+    let mut h = with_1001();
     let (out, _) = dial(&mut h, "1001", "*71", "sdp1");
     let ok = final_to(&out, OP1);
     assert_eq!(hdr(&ok, HeaderName::ContentType), "application/sdp");
@@ -383,8 +407,7 @@ fn ready_logs_a_registered_operator_in_under_the_explicit_policy() {
 
 #[test]
 fn not_ready_keeps_a_call_waiting_and_ready_then_rings_the_operator() {
-    let mut h = Harness::new(15);
-    h.register("1001", OP1);
+    let mut h = with_1001();
     let (out, _) = dial(&mut h, "1001", "*71", "pause");
     ack_and_expect_bye(&mut h, OP1, &out, "pause");
 
@@ -412,8 +435,7 @@ fn not_ready_keeps_a_call_waiting_and_ready_then_rings_the_operator() {
 
 #[test]
 fn next_callback_reaches_take_callback_after_authentication() {
-    let mut h = Harness::new(15);
-    h.register("1001", OP1);
+    let mut h = with_1001();
     let (out, _) = dial(&mut h, "1001", "*73", "cb");
     // The placeholder of `call::callback`: 480 saying why.
     let answer = final_to(&out, OP1);
@@ -465,17 +487,9 @@ fn agent_command_for_an_unknown_operator_is_a_typed_error() {
 
 #[test]
 fn a_cancel_after_the_200_changes_nothing_and_the_bye_still_follows_the_ack() {
-    let mut h = Harness::new(15);
-    h.register("1001", OP1);
+    let mut h = with_1001();
     let (out, invite) = dial(&mut h, "1001", "*71", "late");
-    let cancel = invite
-        .replacen("INVITE sip", "CANCEL sip", 1)
-        .replace("CSeq: 2 INVITE", "CSeq: 2 CANCEL");
-    let cancel = format!(
-        "{}Content-Length: 0\r\n\r\n",
-        &cancel[..cancel.find("Authorization").expect("auth")]
-    );
-    let after = h.input(OP1, &cancel);
+    let after = h.input(OP1, &cancel_of_code(&invite));
     let replies = after.to(OP1);
     assert_eq!(replies.len(), 1, "{:?}", after.statuses_to(OP1));
     assert_eq!(replies[0].status(), Some(200));
@@ -486,8 +500,7 @@ fn a_cancel_after_the_200_changes_nothing_and_the_bye_still_follows_the_ack() {
 
 #[test]
 fn a_cancel_of_a_feature_invite_still_unanswered_draws_487_and_does_nothing() {
-    let mut h = Harness::new(15);
-    h.register("1001", OP1);
+    let mut h = with_1001();
     // As `take_callback` leaves an INVITE it keeps to bridge later: a server transaction
     // without a final response, held by the feature calls.
     let text = code_invite("*73", "1001", OP1, ("held", 2), "", None);
@@ -513,10 +526,7 @@ fn a_cancel_of_a_feature_invite_still_unanswered_draws_487_and_does_nothing() {
     let call = InboundFeatureCall::new(tx, &rx, &msg, target, tag);
     h.engine.calls.features.hold(call);
 
-    let cancel = text
-        .replacen("INVITE sip", "CANCEL sip", 1)
-        .replace("CSeq: 2 INVITE", "CSeq: 2 CANCEL");
-    let out = h.input(OP1, &cancel);
+    let out = h.input(OP1, &cancel_of_code(&text));
     let replies = out.to(OP1);
     let answered: Vec<(u16, Method)> = replies
         .iter()
@@ -534,8 +544,7 @@ fn a_cancel_of_a_feature_invite_still_unanswered_draws_487_and_does_nothing() {
 
 #[test]
 fn without_ack_the_200_is_resent_and_the_call_byed_after_64_t1() {
-    let mut h = Harness::new(15);
-    h.register("1001", OP1);
+    let mut h = with_1001();
     let (out, _) = dial(&mut h, "1001", "*71", "noack");
     assert_eq!(final_to(&out, OP1).status(), Some(200));
     // §13.3.1.4: at T1, then 2·T1, 4·T1 (0.5 s, 1.5 s, 3.5 s) …
@@ -553,8 +562,7 @@ fn without_ack_the_200_is_resent_and_the_call_byed_after_64_t1() {
 
 #[test]
 fn the_phones_bye_before_its_ack_draws_200_and_ends_the_feature_call() {
-    let mut h = Harness::new(15);
-    h.register("1001", OP1);
+    let mut h = with_1001();
     let (out, _) = dial(&mut h, "1001", "*71", "hang");
     let ok = final_to(&out, OP1);
     let out = h.input(OP1, &phone_in_dialog(OP1, "BYE", &ok, "hangbye"));
