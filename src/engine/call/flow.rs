@@ -248,6 +248,7 @@ impl Engine {
                 exchange: None,
                 session_timer,
                 pending_refresh: None,
+                repeat,
             },
         );
         self.calls.by_invite.insert(tx, handle);
@@ -540,6 +541,7 @@ impl Engine {
         // network: operators are inside the trust domain (RFC 3325 §5).
         let trusted = self.config.calls.is_trusted(call.trunk.received_from.ip());
         let caller = super::CallerIdentity::of_invite(&call.trunk.invite, trusted);
+        let repeat = call.repeat;
         // `dispatch` offers no call whose legs would need a Max-Forwards below 0.
         let Some(max_forwards) = call.trunk.outbound_max_forwards() else {
             for operator in operators {
@@ -574,7 +576,17 @@ impl Engine {
                 )
                 .header("Max-Forwards", max_forwards);
             for (name, value) in caller.outbound_headers(super::Trust::Inside, &domain, &from_tag) {
+                // A repeat caller is flagged where every softphone shows it: the display
+                // name, and a high-priority alert (RFC 7462 §4.2.3) for phones that ring
+                // differently.
+                let value = match name {
+                    "From" if repeat => value.replacen('"', "\"REPEAT ", 1),
+                    _ => value,
+                };
                 b = b.header(name, value);
+            }
+            if repeat {
+                b = b.header("Alert-Info", "<urn:alert:priority:high>");
             }
             let mut b = b
                 .header("To", format!("<sip:{operator}@{domain}>"))

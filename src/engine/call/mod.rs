@@ -94,6 +94,9 @@ pub struct Call {
     pub session_timer: Option<SessionTimer>,
     /// siaga's session refresh to the trunk, while unanswered.
     pub pending_refresh: Option<ClientTxId>,
+    /// The caller's previous call was abandoned or dropped within `acd.repeat_window_s`:
+    /// the operator's phone shows `REPEAT` before the number.
+    pub repeat: bool,
 }
 
 /// The offer/answer state of one leg's session (RFC 3264 §8) and siaga's 2xx resent on it.
