@@ -150,26 +150,20 @@ def cmd_records(args):
             v = str(r.get("ended_by") or "")
             if args.ended_by not in v.lower():
                 problems.append(f"{rid}: ended_by {r.get('ended_by')!r}, expected {args.ended_by!r}")
-        if args.min_wait_s is not None:
-            t0, t1 = times.get("first_offered_at"), times.get("answered_at")
-            if isinstance(t0, dt.datetime) and isinstance(t1, dt.datetime):
-                waited = (t1 - t0).total_seconds()
-                if waited < args.min_wait_s:
-                    problems.append(
-                        f"{rid}: answered {waited:.2f} s after the first offer, expected >= {args.min_wait_s} s (the ring timeout)"
-                    )
-                else:
-                    print(f"  {rid}: answered {waited:.2f} s after the first offer")
-        if args.min_offer_delay_s is not None:
-            t0, t1 = times.get("received_at"), times.get("first_offered_at")
-            if isinstance(t0, dt.datetime) and isinstance(t1, dt.datetime):
-                delay = (t1 - t0).total_seconds()
-                if delay < args.min_offer_delay_s:
-                    problems.append(
-                        f"{rid}: first offered {delay:.2f} s after it arrived, expected >= {args.min_offer_delay_s} s"
-                    )
-                else:
-                    print(f"  {rid}: first offered {delay:.2f} s after it arrived")
+        # (minimum, from, to, what happened, why the minimum)
+        delays = [
+            (args.min_wait_s, "first_offered_at", "answered_at", "answered", "after the first offer", " (the ring timeout)"),
+            (args.min_offer_delay_s, "received_at", "first_offered_at", "first offered", "after it arrived", ""),
+        ]
+        for minimum, start, stop, happened, since, why in delays:
+            t0, t1 = times.get(start), times.get(stop)
+            if minimum is None or not isinstance(t0, dt.datetime) or not isinstance(t1, dt.datetime):
+                continue
+            took = (t1 - t0).total_seconds()
+            if took < minimum:
+                problems.append(f"{rid}: {happened} {took:.2f} s {since}, expected >= {minimum} s{why}")
+            else:
+                print(f"  {rid}: {happened} {took:.2f} s {since}")
     what = []
     if args.disposition:
         what.append(f"disposition {args.disposition}")

@@ -50,15 +50,7 @@ set -uo pipefail
 # shellcheck source=sip-tests/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-SELFTEST=1
-SIAGA_CHECKS=1
-case "${1:-}" in
-    --selftest-only) SIAGA_CHECKS=0 ;;
-    --no-selftest) SELFTEST=0 ;;
-    "") ;;
-    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--selftest-only | --no-selftest]" >&2; exit 2 ;;
-esac
+lib_stages "$@"
 
 lib_init e2e-acd
 ensure_tools nocapture
@@ -74,99 +66,86 @@ now_utc() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 
 # ======================================================================= self-test
 
+# st_listen NAME ARGS...: starts the listening side of a self-test pair (SIPp in the
+# background, bounded by -m 1 -timeout 20s unless ARGS say otherwise), named st-NAME.
+st_listen() {
+    local name=$1
+    shift
+    sipp_bg "st-$name" -m 1 -timeout 20s -timeout_error -trace_logs -log_file "$WORK/st-$name.log" "$@"
+    ST_LISTENER=$SIPP_PID
+    sleep 0.3
+}
+
+# st_verdict LABEL RC LOG PATTERN NAMES...: waits for the listener; PASS "self-test: LABEL"
+# when RC (the other side's exit code) and the listener's are 0 and $WORK/LOG.log has
+# PATTERN, else FAIL with the screens of the SIPp runs NAMES.
+st_verdict() {
+    local label=$1 rc=$2 log=$3 pattern=$4 rc_listener=0 name
+    shift 4
+    wait_pid "$ST_LISTENER" 10 || rc_listener=$?
+    if [ "$rc" -eq 0 ] && [ $rc_listener -eq 0 ] && grep -qE "$pattern" "$WORK/$log.log" 2>/dev/null; then
+        pass "self-test: $label"
+        return
+    fi
+    fail "self-test: $label (exit $rc, listener exit $rc_listener, /$pattern/ in $log.log: $(grep -qE "$pattern" "$WORK/$log.log" 2>/dev/null && echo yes || echo no))"
+    for name in "$@"; do sipp_explain "$name"; done
+}
+
 selftest() {
-    local base
+    local base rc code expect pair uas uac
     read -r base <<<"$(free_ports 40)"
-    local UAS=$base UAC=$((base + 2)) OP=$((base + 4)) UAS_MP=$((base + 10)) UAC_MP=$((base + 20))
+    local UAS=$base UAC=$((base + 2)) UAS_MP=$((base + 10)) UAC_MP=$((base + 20))
     users_csv "$WORK/users.csv" 1001:demo-1001 1002:demo-1002 1003:demo-1003
 
     section "scenario self-test (SIPp against SIPp standing in for siaga)"
 
     # A short registration against the fake registrar (which checks the digest).
-    local reg op rc=0 rc_reg=0
-    sipp_bg st-expires-registrar -sf "$SCENARIOS/fake-siaga-registrar.xml" -inf users.csv \
-        -infindex users.csv 0 -p "$UAS" -m 1 -timeout 20s -timeout_error
-    reg=$SIPP_PID
-    sleep 0.3
-    sipp_bg st-expires "127.0.0.1:$UAS" -sf "$SCENARIOS/operator-register-expires.xml" \
+    st_listen expires-registrar -sf "$SCENARIOS/fake-siaga-registrar.xml" -inf users.csv \
+        -infindex users.csv 0 -p "$UAS"
+    rc=0
+    sipp_fg st-expires "127.0.0.1:$UAS" -sf "$SCENARIOS/operator-register-expires.xml" \
         -key expires "$SHORT_EXPIRES_S" -oocsf "$SCENARIOS/operator-noanswer.xml" -inf users.csv \
-        -m 1 -d 1000 -p "$OP" -default_behaviors all,-bye -trace_logs \
-        -log_file "$WORK/st-expires.log" -timeout 10s -timeout_error
-    op=$SIPP_PID
-    wait_pid "$op" 10 || rc=$?
-    wait_pid "$reg" 5 || rc_reg=$?
-    if [ $rc -eq 0 ] && [ $rc_reg -eq 0 ] && grep -q "REGISTERED 1001 EXPIRES $SHORT_EXPIRES_S" "$WORK/st-expires.log"; then
-        pass "self-test: operator-register-expires.xml (Expires: $SHORT_EXPIRES_S) against fake-siaga-registrar.xml"
-    else
-        fail "self-test: operator-register-expires.xml (exit $rc, registrar exit $rc_reg)"
-        sipp_explain st-expires
-        sipp_explain st-expires-registrar
-    fi
+        -m 1 -d 1000 -p "$UAC" -default_behaviors all,-bye -trace_logs \
+        -log_file "$WORK/st-expires.log" -timeout 10s -timeout_error || rc=$?
+    st_verdict "operator-register-expires.xml (Expires: $SHORT_EXPIRES_S) against fake-siaga-registrar.xml" \
+        $rc st-expires "^REGISTERED 1001 EXPIRES $SHORT_EXPIRES_S" st-expires st-expires-registrar
 
     # operator-dial.xml: each outcome against the fake feature-code UAS.
-    local code expect fake
     for code in '*71:HUNGUP_BY_PEER' '*72:REFUSED 403 399 siaga' '*73:HUNGUP_BY_OPERATOR'; do
         expect=${code#*:}
         code=${code%%:*}
-        rc=0 rc_reg=0
-        sipp_bg st-feature-siaga -sf "$SCENARIOS/fake-siaga-feature.xml" -inf users.csv \
-            -infindex users.csv 0 -p "$UAS" -mp "$UAS_MP" -m 1 -timeout 15s -timeout_error
-        fake=$SIPP_PID
-        sleep 0.3
+        st_listen feature-siaga -sf "$SCENARIOS/fake-siaga-feature.xml" -inf users.csv \
+            -infindex users.csv 0 -p "$UAS" -mp "$UAS_MP"
+        rc=0
         sipp_fg st-dial "127.0.0.1:$UAS" -sf "$SCENARIOS/operator-dial.xml" -s "$code" \
             -auth_uri "$code@127.0.0.1:$UAS" -inf users.csv -m 1 -p "$UAC" -mp "$UAC_MP" \
             -trace_logs -log_file "$WORK/st-dial-${code#\*}.log" -timeout 15s -timeout_error || rc=$?
-        wait_pid "$fake" 5 || rc_reg=$?
-        if [ $rc -eq 0 ] && [ $rc_reg -eq 0 ] && grep -q "^$expect" "$WORK/st-dial-${code#\*}.log"; then
-            pass "self-test: operator-dial.xml -s '$code' against fake-siaga-feature.xml: $expect"
-        else
-            fail "self-test: operator-dial.xml -s '$code' (exit $rc, fake siaga exit $rc_reg, log has /$expect/: $(grep -q "^$expect" "$WORK/st-dial-${code#\*}.log" && echo yes || echo no))"
-            sipp_explain st-dial
-            sipp_explain st-feature-siaga
-        fi
+        st_verdict "operator-dial.xml -s '$code' against fake-siaga-feature.xml: $expect" \
+            $rc "st-dial-${code#\*}" "^$expect" st-dial st-feature-siaga
     done
 
     # gateway-callee.xml: probes answered, then one callback, after which it stops itself.
-    local gw rc_ping=0
-    rc=0 rc_reg=0
-    sipp_bg st-gateway -sf "$SCENARIOS/gateway-callee.xml" -p "$UAS" -mp "$UAS_MP" -m 100 \
-        -trace_logs -log_file "$WORK/st-gateway.log" -timeout 20s -timeout_error
-    gw=$SIPP_PID
-    sleep 0.3
+    st_listen gateway -sf "$SCENARIOS/gateway-callee.xml" -p "$UAS" -mp "$UAS_MP" -m 100
+    rc=0
     sipp_fg st-gateway-ping "127.0.0.1:$UAS" -sf "$SCENARIOS/options-ping.xml" -m 2 -p "$UAC" \
-        -timeout 10s -timeout_error || rc_ping=$?
+        -timeout 10s -timeout_error || rc=$?
     sipp_fg st-callback "127.0.0.1:$UAS" -sf "$SCENARIOS/fake-siaga-callback.xml" -s +6281299990001 \
         -m 1 -p "$UAC" -mp "$UAC_MP" -timeout 10s -timeout_error || rc=$?
-    wait_pid "$gw" 5 || rc_reg=$?
-    if [ $rc_ping -eq 0 ] && [ $rc -eq 0 ] && [ $rc_reg -eq 0 ] &&
-        grep -q '^CALLBACK_INVITE sip:+6281299990001@.* PRIORITY psap-callback' "$WORK/st-gateway.log" &&
-        grep -q '^CALLBACK_BYE' "$WORK/st-gateway.log"; then
-        pass "self-test: gateway-callee.xml answered 2 OPTIONS and fake-siaga-callback.xml's callback, then stopped"
-    else
-        fail "self-test: gateway-callee.xml (OPTIONS exit $rc_ping, callback exit $rc, gateway exit $rc_reg)"
-        sipp_explain st-gateway
-        sipp_explain st-callback
-    fi
+    st_verdict "gateway-callee.xml answered 2 OPTIONS and fake-siaga-callback.xml's callback, then stopped" \
+        $rc st-gateway '^CALLBACK_INVITE sip:\+6281299990001@.* PRIORITY psap-callback' \
+        st-gateway st-gateway-ping st-callback
+    grep -q '^CALLBACK_BYE' "$WORK/st-gateway.log" ||
+        fail "self-test: gateway-callee.xml did not log the callback's BYE"
 
     # The backup centre: operator-answer.xml and operator-reject.xml as plain UASs.
-    local pair uas uac
     for pair in operator-answer.xml:fake-siaga-offer-bye.xml:HUNGUP_BY_PEER operator-reject.xml:fake-siaga-offer-reject.xml:REJECTED; do
         IFS=: read -r uas uac expect <<<"$pair"
-        rc=0 rc_reg=0
-        sipp_bg st-backup -sf "$SCENARIOS/$uas" -p "$UAS" -mp "$UAS_MP" -m 1 -trace_logs \
-            -log_file "$WORK/st-backup-$uas.log" -timeout 15s -timeout_error
-        fake=$SIPP_PID
-        sleep 0.3
+        st_listen "backup-$uas" -sf "$SCENARIOS/$uas" -p "$UAS" -mp "$UAS_MP"
+        rc=0
         sipp_fg st-backup-offer "127.0.0.1:$UAS" -sf "$SCENARIOS/$uac" -s 112 -m 1 -p "$UAC" \
             -mp "$UAC_MP" -timeout 15s -timeout_error || rc=$?
-        wait_pid "$fake" 10 || rc_reg=$?
-        if [ $rc -eq 0 ] && [ $rc_reg -eq 0 ] && grep -q "^$expect" "$WORK/st-backup-$uas.log"; then
-            pass "self-test: $uas as a backup centre UAS against $uac"
-        else
-            fail "self-test: $uas as a backup centre UAS against $uac (exit $rc_reg, offer exit $rc)"
-            sipp_explain st-backup
-            sipp_explain st-backup-offer
-        fi
+        st_verdict "$uas as a backup centre UAS against $uac" $rc "st-backup-$uas" "^$expect" \
+            "st-backup-$uas" st-backup-offer
     done
 }
 
@@ -323,6 +302,24 @@ expect_dial() {
     return 1
 }
 
+# trunk_calls NUMBER NAME SCENARIO PREFIX OK FAILED: the trunk places one call to NUMBER
+# (trunk_call NAME SCENARIO, Call-ID PREFIX...), as a PASS line "trunk: OK" or a FAIL line
+# "trunk: FAILED" with SIPp's screen and siaga's log. Returns SIPp's exit code.
+trunk_calls() {
+    local number=$1 name=$2 scn=$3 prefix=$4 ok=$5 failed=$6 rc=0
+    TRUNK_NUMBER=$number
+    trunk_call "$name" "$scn" 1 1 "$prefix" 40 || rc=$?
+    TRUNK_NUMBER=112
+    if [ $rc -eq 0 ]; then
+        pass "trunk: $ok"
+        return 0
+    fi
+    fail "trunk: $failed (SIPp exit $rc)"
+    sipp_explain "$name"
+    siaga_log_tail "$WORK/siaga.log" 20
+    return $rc
+}
+
 # expect_log NAME PATTERN WHAT: PASS when $WORK/NAME.log has PATTERN, else FAIL.
 expect_log() {
     if grep -qE "$2" "$WORK/$1.log" 2>/dev/null; then
@@ -333,33 +330,15 @@ expect_log() {
     fi
 }
 
-check_gateway_up() {
-    section "trunk gateway answers siaga's OPTIONS (callbacks go through it)"
-    if wait_log "$WORK/siaga.log" "trunk gateway up.*gateway=udp:127\.0\.0\.1:$GW_PORT " 10 "$SIAGA_PID"; then
-        pass "gateway udp:127.0.0.1:$GW_PORT answered siaga's OPTIONS and is logged up"
-    else
-        fail "gateway udp:127.0.0.1:$GW_PORT is not logged up within 10 s"
-        sipp_explain gateway
-        siaga_log_tail "$WORK/siaga.log" 15
-    fi
-}
-
 check_ring_all() {
     section "ring-all: one 112 call rings 1001, 1002 and 1003; 1002 answers, the others are cancelled"
-    local rc=0 since
+    local since
     start_operator ra-1001 1001 operator-noanswer.xml "$OP1_PORT" "$OP1_MP" || return
     start_operator ra-1002 1002 operator-answer.xml "$OP2_PORT" "$OP2_MP" || return
     start_operator ra-1003 1003 operator-noanswer.xml "$OP3_PORT" "$OP3_MP" || return
     since=$(now_utc)
-    TRUNK_NUMBER=112
-    trunk_call ringall trunk-call.xml 1 1 e2e-acd-ringall- 30 || rc=$?
-    if [ $rc -eq 0 ]; then
-        pass "trunk: 112 call answered (200, ACK, RTP), caller hung up"
-    else
-        fail "trunk: 112 call not answered and completed (SIPp exit $rc)"
-        sipp_explain ringall
-        siaga_log_tail "$WORK/siaga.log" 20
-    fi
+    trunk_calls 112 ringall trunk-call.xml e2e-acd-ringall- "112 call answered (200, ACK, RTP), caller hung up" \
+        "112 call not answered and completed"
     expect_log ra-1002 '^ANSWERED' "operator 1002 answered (180, 200, ACK)"
     expect_log ra-1001 '^CANCELLED' "operator 1001 rang and was cancelled (CANCEL: 200, 487, ACK)"
     expect_log ra-1003 '^CANCELLED' "operator 1003 rang and was cancelled (CANCEL: 200, 487, ACK)"
@@ -389,18 +368,9 @@ check_feature_codes() {
 
 check_skills() {
     section "skills: a 110 call needs \"police\"; only 1001 (without it) is logged in -> widened after ${WIDEN_AFTER_S} s, then answered"
-    local rc=0
     start_operator sk-1001 1001 operator-answer.xml "$OP1_PORT" "$OP1_MP" || return
-    TRUNK_NUMBER=110
-    trunk_call skills trunk-call.xml 1 1 e2e-acd-skills- 30 || rc=$?
-    TRUNK_NUMBER=112
-    if [ $rc -eq 0 ]; then
-        pass "trunk: 110 call answered after the widening, caller hung up"
-    else
-        fail "trunk: 110 call not answered and completed (SIPp exit $rc)"
-        sipp_explain skills
-        siaga_log_tail "$WORK/siaga.log" 20
-    fi
+    trunk_calls 110 skills trunk-call.xml e2e-acd-skills- "110 call answered after the widening, caller hung up" \
+        "110 call not answered and completed"
     expect_log sk-1001 '^ANSWERED' "operator 1001 answered the widened call"
     if fetch_records e2e-acd-skills- 1; then
         run_checks records --json "$CALLS_JSON" --prefix e2e-acd-skills- --count 1 --disposition answered \
@@ -422,16 +392,8 @@ check_registration_expiry() {
     # 1002 registers after 1001, so 1001 is the longest idle and rings first.
     start_operator ex-1002 1002 operator-answer.xml "$OP2_PORT" "$OP2_MP" || return
     since=$(now_utc)
-    TRUNK_NUMBER=115
-    trunk_call expiry trunk-call.xml 1 1 e2e-acd-expiry- 40 || rc=$?
-    TRUNK_NUMBER=112
-    if [ $rc -eq 0 ]; then
-        pass "trunk: 115 call answered, caller hung up"
-    else
-        fail "trunk: 115 call not answered and completed (SIPp exit $rc)"
-        sipp_explain expiry
-        siaga_log_tail "$WORK/siaga.log" 20
-    fi
+    trunk_calls 115 expiry trunk-call.xml e2e-acd-expiry- "115 call answered, caller hung up" \
+        "115 call not answered and completed"
     expect_log ex-1001 '^CANCELLED' "operator 1001 rang, then was cancelled when its binding expired"
     expect_log ex-1002 '^ANSWERED' "operator 1002 answered the re-offered call"
     if fetch_records e2e-acd-expiry- 1; then
@@ -446,15 +408,10 @@ check_registration_expiry() {
 
 check_callback() {
     section "callback: a 112 call abandoned in queue; 1003 dials *73 -> siaga calls the caller back through the gateway"
-    local rc=0 rc_gw=0 since caller
-    TRUNK_NUMBER=112
-    trunk_call cb-abandon trunk-cancel.xml 1 1 e2e-acd-cb- 30 || rc=$?
-    if [ $rc -eq 0 ]; then
-        pass "trunk: 112 call cancelled by the caller while queued (nobody logged in)"
-    else
-        fail "trunk: the call to abandon did not go INVITE, CANCEL, 200, 487, ACK (SIPp exit $rc)"
-        sipp_explain cb-abandon
-    fi
+    local rc_gw=0 since caller
+    trunk_calls 112 cb-abandon trunk-cancel.xml e2e-acd-cb- \
+        "112 call cancelled by the caller while queued (nobody logged in)" \
+        "the call to abandon did not go INVITE, CANCEL, 200, 487, ACK"
     fetch_records e2e-acd-cb- 1 || return
     run_checks records --json "$CALLS_JSON" --prefix e2e-acd-cb- --count 1 --disposition abandoned_in_queue
     caller=$(python3 -c 'import json,sys
@@ -524,19 +481,13 @@ check_overflow() {
 
 check_overflow_busy() {
     section "overflow fails: the backup centre answers 486 -> back in the queue; the caller then cancels"
-    local rc=0 rc_b=0 backup
+    local rc_b=0 backup
     sipp_bg backup-busy -sf "$SCENARIOS/operator-reject.xml" -p "$BACKUP_PORT" -mp "$BACKUP_MP" -m 1 \
         -trace_logs -log_file "$WORK/backup-busy.log" -timeout 30s -timeout_error
     backup=$SIPP_PID
-    TRUNK_NUMBER=113
-    trunk_call overflow-busy trunk-cancel.xml 1 1 e2e-acd-ovfbusy- 30 || rc=$?
-    TRUNK_NUMBER=112
-    if [ $rc -eq 0 ]; then
-        pass "trunk: 113 call cancelled by the caller 1.5 s after the INVITE (200, 487, ACK)"
-    else
-        fail "trunk: the call did not go INVITE, CANCEL, 200, 487, ACK (SIPp exit $rc)"
-        sipp_explain overflow-busy
-    fi
+    trunk_calls 113 overflow-busy trunk-cancel.xml e2e-acd-ovfbusy- \
+        "113 call cancelled by the caller 1.5 s after the INVITE (200, 487, ACK)" \
+        "the call did not go INVITE, CANCEL, 200, 487, ACK"
     wait_pid "$backup" 3 || rc_b=$?
     if [ $rc_b -eq 0 ] && grep -q '^REJECTED' "$WORK/backup-busy.log"; then
         pass "backup centre: INVITE answered 180, 486, ACK"
@@ -557,26 +508,12 @@ siaga_checks() {
     build_siaga debug
     note "binary $SIAGA_BIN"
     setup_siaga || { fail "no free ports"; return; }
-    local out rc=0
-    out=$("$SIAGA_BIN" check-config --config "$CONF" 2>&1) || rc=$?
-    if [ $rc -eq 0 ]; then
-        pass "check-config accepts the ACD config ([[queues]], [[routes]], [feature_codes], operators' queues/skills): $out"
-    else
-        fail "check-config rejects the ACD config (exit $rc)"
-        printf '%s\n' "$out" | sed 's/^/     /'
-        return
-    fi
+    check_config "the ACD config ([[queues]], [[routes]], [feature_codes], operators' queues/skills)" || return
     # The gateway first: siaga probes it at start.
     sipp_bg gateway -sf "$SCENARIOS/gateway-callee.xml" -p "$GW_PORT" -mp "$GW_MP" -m 1000 \
         -trace_logs -log_file "$WORK/gateway.log" -timeout 300s -timeout_error
     GW_PID=$SIPP_PID
-    if start_siaga "$CONF" "$WORK/siaga.log"; then
-        pass "siaga listens on 127.0.0.1:$SIP_PORT (UDP and TCP), pid $SIAGA_PID"
-    else
-        fail "siaga does not listen on 127.0.0.1:$SIP_PORT"
-        siaga_log_tail "$WORK/siaga.log" 40
-        return
-    fi
+    start_siaga_checked || return
     check_gateway_up
     if only ring-all; then check_ring_all; fi
     if only features; then check_feature_codes; fi
@@ -603,10 +540,4 @@ only() { [ -z "${E2E_ACD_ONLY:-}" ] || [[ ",$E2E_ACD_ONLY," == *",$1,"* ]]; }
 [ $SELFTEST = 1 ] && selftest
 [ $SIAGA_CHECKS = 1 ] && siaga_checks
 
-echo
-if [ "$FAILED" -gt 0 ]; then
-    echo "logs: $WORK"
-    [ -f "$WORK/siaga.log" ] && echo "      siaga log: $WORK/siaga.log"
-fi
-echo "e2e-acd: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+lib_finish e2e-acd

@@ -47,15 +47,7 @@ set -uo pipefail
 # shellcheck source=sip-tests/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-SELFTEST=1
-SIAGA_CHECKS=1
-case "${1:-}" in
-    --selftest-only) SIAGA_CHECKS=0 ;;
-    --no-selftest) SELFTEST=0 ;;
-    "") ;;
-    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--selftest-only | --no-selftest]" >&2; exit 2 ;;
-esac
+lib_stages "$@"
 
 lib_init e2e
 ensure_tools capture
@@ -256,13 +248,8 @@ siaga_checks() {
     setup_siaga || { fail "no free ports"; return; }
 
     local out rc=0
-    out=$("$SIAGA_BIN" check-config --config "$CONF" 2>&1) || rc=$?
-    if [ $rc -eq 0 ]; then
-        pass "check-config accepts the e2e config ([trunk], [queue], [[operators]]): $out"
-    else
-        fail "check-config rejects the e2e config (exit $rc): the call-model keys are not there yet?"
-        printf '%s\n' "$out" | sed 's/^/     /'
-        note "going on with the configuration without [trunk], [queue] and [[operators]] to check the plumbing"
+    if ! check_config "the e2e config ([trunk], [queue], [[operators]])"; then
+        note "the call-model keys are not there yet? going on with the configuration without [trunk], [queue] and [[operators]] to check the plumbing"
         strip_call_model "$CONF"
         out=$("$SIAGA_BIN" check-config --config "$CONF" 2>&1) ||
             { fail "check-config rejects even the base config"; printf '%s\n' "$out" | sed 's/^/     /'; return; }
@@ -272,13 +259,7 @@ siaga_checks() {
     sipp_bg gateway -sf "$SCENARIOS/trunk-gateway-options.xml" -p "$GW_PORT" -m 1000 \
         -timeout 600s -timeout_error
     GW_PID=$SIPP_PID
-    if start_siaga "$CONF" "$WORK/siaga.log"; then
-        pass "siaga listens on 127.0.0.1:$SIP_PORT (UDP and TCP), pid $SIAGA_PID"
-    else
-        fail "siaga does not listen on 127.0.0.1:$SIP_PORT"
-        siaga_log_tail "$WORK/siaga.log" 40
-        return
-    fi
+    start_siaga_checked || return
     rc=0
     sipp_fg options-udp "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/options-ping.xml" -m 1 -p "$TRUNK_PORT" \
         -timeout 10s -timeout_error || rc=$?
@@ -319,18 +300,6 @@ siaga_checks() {
     else
         fail "siaga on SIGTERM: exit code $rc (124: still running after 15 s)"
         siaga_log_tail "$WORK/siaga.log" 20
-    fi
-}
-
-# siaga probes the gateway SIPp plays at start (OPTIONS, RFC 3261 §11) and logs it up.
-check_gateway_up() {
-    section "trunk health: OPTIONS to the trunk gateways"
-    if wait_log "$WORK/siaga.log" "trunk gateway up.*gateway=udp:127\.0\.0\.1:$GW_PORT " 10 "$SIAGA_PID"; then
-        pass "gateway udp:127.0.0.1:$GW_PORT answered siaga's OPTIONS and is logged up"
-    else
-        fail "gateway udp:127.0.0.1:$GW_PORT is not logged up within 10 s"
-        sipp_explain gateway
-        siaga_log_tail "$WORK/siaga.log" 15
     fi
 }
 
@@ -633,10 +602,4 @@ check_tcp() {
 [ $SELFTEST = 1 ] && selftest
 [ $SIAGA_CHECKS = 1 ] && siaga_checks
 
-echo
-if [ "$FAILED" -gt 0 ]; then
-    echo "logs: $WORK"
-    [ -f "$WORK/siaga.log" ] && echo "      siaga log: $WORK/siaga.log"
-fi
-echo "e2e: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+lib_finish e2e

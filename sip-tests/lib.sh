@@ -60,6 +60,33 @@ lib_init() {
     trap 'exit 143' TERM
 }
 
+# lib_stages "$@": an end-to-end script's arguments: sets SELFTEST and SIAGA_CHECKS (1: run
+# the stage) from --selftest-only or --no-selftest; -h prints the script's header comment.
+# shellcheck disable=SC2034 # SELFTEST and SIAGA_CHECKS are read by the scripts
+lib_stages() {
+    SELFTEST=1
+    SIAGA_CHECKS=1
+    case "${1:-}" in
+        --selftest-only) SIAGA_CHECKS=0 ;;
+        --no-selftest) SELFTEST=0 ;;
+        "") ;;
+        -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "usage: $0 [--selftest-only | --no-selftest]" >&2; exit 2 ;;
+    esac
+}
+
+# lib_finish NAME: the closing lines of an end-to-end script, the last being "NAME: N
+# passed, M failed"; true when nothing failed.
+lib_finish() {
+    echo
+    if [ "$FAILED" -gt 0 ]; then
+        echo "logs: $WORK"
+        [ -f "$WORK/siaga.log" ] && echo "      siaga log: $WORK/siaga.log"
+    fi
+    echo "$1: $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
+
 lib_track() { LIB_PIDS+=("$1"); }
 
 # Forgets a process that has ended (so that its pid, once reused, is left alone).
@@ -275,6 +302,32 @@ start_siaga() {
     wait_listening "${SIAGA_SIP_LISTEN##*:}" 15 "$SIAGA_PID"
 }
 
+# check_config WHAT: `siaga check-config` of $CONF as a PASS line naming WHAT with siaga's
+# summary, or a FAIL line with its error; returns its exit code.
+check_config() {
+    local out rc=0
+    out=$("$SIAGA_BIN" check-config --config "$CONF" 2>&1) || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "check-config accepts $1: $out"
+        return 0
+    fi
+    fail "check-config rejects $1 (exit $rc)"
+    printf '%s\n' "$out" | sed 's/^/     /'
+    return $rc
+}
+
+# start_siaga_checked: start_siaga with $CONF, logging to $WORK/siaga.log, as a PASS or
+# FAIL line (with the log's end); returns 1 when siaga does not listen.
+start_siaga_checked() {
+    if start_siaga "$CONF" "$WORK/siaga.log"; then
+        pass "siaga listens on 127.0.0.1:${SIAGA_SIP_LISTEN##*:} (UDP and TCP), pid $SIAGA_PID"
+        return 0
+    fi
+    fail "siaga does not listen on 127.0.0.1:${SIAGA_SIP_LISTEN##*:}"
+    siaga_log_tail "$WORK/siaga.log" 40
+    return 1
+}
+
 # siaga_log_tail FILE [N]: the last N lines of siaga's log, without the transport's
 # per-datagram debug lines.
 siaga_log_tail() {
@@ -487,6 +540,19 @@ check_siaga_alive() {
     fail "siaga is no longer running"
     siaga_log_tail "$WORK/siaga.log" 40
     return 1
+}
+
+# siaga probes the gateway SIPp plays at start, as "gateway" on GW_PORT (OPTIONS, RFC 3261
+# §11), and logs it up.
+check_gateway_up() {
+    section "trunk health: OPTIONS to the trunk gateways"
+    if wait_log "$WORK/siaga.log" "trunk gateway up.*gateway=udp:127\.0\.0\.1:$GW_PORT " 10 "$SIAGA_PID"; then
+        pass "gateway udp:127.0.0.1:$GW_PORT answered siaga's OPTIONS and is logged up"
+    else
+        fail "gateway udp:127.0.0.1:$GW_PORT is not logged up within 10 s"
+        sipp_explain gateway
+        siaga_log_tail "$WORK/siaga.log" 15
+    fi
 }
 
 check_alive_or_stop() {
