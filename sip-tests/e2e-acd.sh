@@ -6,7 +6,8 @@
 #   queue "police"      skills, widen_after_s 3         <- 110 (route needs skill "police")
 #   queue "expiry"      longest-idle, ring timeout 30 s <- 115
 #   queue "backup-test" served by no operator, overflow <- 113
-#                       to sip:112@127.0.0.1:<backup SIPp> after 2 s, ringing it 5 s
+#                       to sip:112@127.0.0.1:<backup SIPp> at once (nobody logged in
+#                       serves it), ringing it 5 s; 3 s pause after a failed overflow
 #   operators 1001, 1002, 1003 serve main, police and expiry; 1003 has the skill "police"
 #   trunk.gateways      one SIPp UAS (gateway-callee.xml): answers OPTIONS, and plays the
 #                       caller siaga calls back
@@ -24,7 +25,7 @@
 #                       *70 -> available again
 #     skills          a 110 call while only 1001 (no "police" skill) is logged in: not
 #                       offered before widen_after_s; then widened, offered, answered
-#     reg. expiry     1001 registers for 4 s and never refreshes, 1002 for an hour; a 115
+#     reg. expiry     1001 registers for 5 s and never refreshes, 1002 for an hour; a 115
 #                       call rings 1001 (longest idle); its binding expires while ringing
 #                       -> siaga CANCELs 1001, 1002 gets the call and answers
 #     callback        a 112 call abandoned in queue (nobody logged in); 1003 dials *73 ->
@@ -58,7 +59,7 @@ echo "e2e-acd: work dir $WORK"
 
 # The widening wait of queue "police" and the short binding of the expiry check, in s.
 WIDEN_AFTER_S=3
-SHORT_EXPIRES_S=4
+SHORT_EXPIRES_S=5
 
 # Now, as RFC 3339 UTC with milliseconds: marks the start of a check, so that only the
 # agent events after it are read.
@@ -202,7 +203,9 @@ ring_timeout_s = 30
 [[queues]]
 name = "backup-test"
 overflow_uri = "$BACKUP_URI"
-overflow_after_s = 2
+# Also the pause after a failed overflow: longer than the busy check's caller waits
+# after the 486 (trunk-cancel.xml cancels 1.5 s after its INVITE).
+overflow_after_s = 3
 overflow_ring_timeout_s = 5
 
 [[routes]]
