@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks for sip-tests/e2e.sh and sip-tests/bench-calls.sh (standard library only).
+"""Checks for sip-tests/e2e.sh, e2e-acd.sh and bench-calls.sh (standard library only).
 
 Subcommands print one line per assertion, "OK <text>" or "BAD <text>", and the shell
 scripts count them; anything else they print is detail for a human.
@@ -9,6 +9,7 @@ scripts count them; anything else they print is detail for a human.
                            prints the first port of each block.
   records ...              the call records printed by `siaga calls --json`.
   timeline ...             the call_events rows of one call, read from the SQLite file.
+  agents ...               operators' state changes printed by `siaga agents --json`.
   rtp ...                  RTP packets through siaga's relay, counted in a pcap capture.
   latency ...              trunk INVITE -> operator INVITE delays in a pcap capture.
   sipp-stat ...            totals from a SIPp -trace_stat CSV file.
@@ -149,16 +150,20 @@ def cmd_records(args):
             v = str(r.get("ended_by") or "")
             if args.ended_by not in v.lower():
                 problems.append(f"{rid}: ended_by {r.get('ended_by')!r}, expected {args.ended_by!r}")
-        if args.min_wait_s is not None:
-            t0, t1 = times.get("first_offered_at"), times.get("answered_at")
-            if isinstance(t0, dt.datetime) and isinstance(t1, dt.datetime):
-                waited = (t1 - t0).total_seconds()
-                if waited < args.min_wait_s:
-                    problems.append(
-                        f"{rid}: answered {waited:.2f} s after the first offer, expected >= {args.min_wait_s} s (the ring timeout)"
-                    )
-                else:
-                    print(f"  {rid}: answered {waited:.2f} s after the first offer")
+        # (minimum, from, to, what happened, why the minimum)
+        delays = [
+            (args.min_wait_s, "first_offered_at", "answered_at", "answered", "after the first offer", " (the ring timeout)"),
+            (args.min_offer_delay_s, "received_at", "first_offered_at", "first offered", "after it arrived", ""),
+        ]
+        for minimum, start, stop, happened, since, why in delays:
+            t0, t1 = times.get(start), times.get(stop)
+            if minimum is None or not isinstance(t0, dt.datetime) or not isinstance(t1, dt.datetime):
+                continue
+            took = (t1 - t0).total_seconds()
+            if took < minimum:
+                problems.append(f"{rid}: {happened} {took:.2f} s {since}, expected >= {minimum} s{why}")
+            else:
+                print(f"  {rid}: {happened} {took:.2f} s {since}")
     what = []
     if args.disposition:
         what.append(f"disposition {args.disposition}")
@@ -172,6 +177,8 @@ def cmd_records(args):
         what.append(f"ended_by {args.ended_by}")
     if args.min_wait_s is not None:
         what.append(f"answered >= {args.min_wait_s} s after the first offer")
+    if args.min_offer_delay_s is not None:
+        what.append(f"first offered >= {args.min_offer_delay_s} s after it arrived")
     label = "records: " + ", ".join(what or ["fields"])
     if problems:
         bad(f"{label}: {len(problems)} problem(s)")
@@ -200,22 +207,21 @@ def norm_id(value):
     return str(value).lower().replace("-", "")
 
 
-def cmd_timeline(args):
+def read_timeline(args):
+    """(record, events) of the one call of args.prefix in args.json, its call_events rows
+    read from args.db in the order they happened; or (None, problem text)."""
     try:
         records = load_records(args.json, args.prefix)
     except (OSError, ValueError) as error:
-        bad(f"timeline: cannot read `siaga calls --json` output: {error}")
-        return 0
+        return None, f"cannot read `siaga calls --json` output: {error}"
     if len(records) != 1:
-        bad(f"timeline: {len(records)} call record(s) with trunk Call-ID {args.prefix}*, expected 1")
-        return 0
+        return None, f"{len(records)} call record(s) with trunk Call-ID {args.prefix}*, expected 1"
     call_id = norm_id(records[0].get("id"))
     try:
         db = sqlite3.connect(f"file:{args.db}?mode=ro", uri=True, timeout=5)
         columns = [row[1] for row in db.execute("PRAGMA table_info(call_events)")]
         if not columns:
-            bad(f"timeline: no call_events table in {args.db}")
-            return 0
+            return None, f"no call_events table in {args.db}"
         # Events in the order they happened: a sequence column, else a time column with
         # insertion order (rowid) breaking ties of the same millisecond.
         order = next((c for c in ("seq", "sequence", "at", "occurred_at", "ts", "time", "created_at") if c in columns), "rowid")
@@ -225,27 +231,138 @@ def cmd_timeline(args):
             cursor = db.execute(f"SELECT * FROM call_events ORDER BY {order}")
         rows = [dict(zip(columns, row)) for row in cursor]
     except sqlite3.Error as error:
-        bad(f"timeline: cannot read call_events from {args.db}: {error}")
-        return 0
+        return None, f"cannot read call_events from {args.db}: {error}"
     events = [r for r in rows if norm_id(r.get("call_id")) == call_id]
     if not events:
-        bad(f"timeline: no call_events rows for call {records[0].get('id')}")
+        return None, f"no call_events rows for call {records[0].get('id')}"
+    return records[0], events
+
+
+def parse_step(step):
+    """"kind[:operator][:key=value]" -> (kind, operator or None, (key, value) or None).
+    The value may hold colons (`overflow_offered:target=sip:112@127.0.0.1:5070`)."""
+    kind, _, rest = step.partition(":")
+    if "=" in rest and ":" not in rest.split("=", 1)[0]:
+        op, detail = "", rest
+    else:
+        op, _, detail = rest.partition(":")
+    pair = tuple(detail.split("=", 1)) if "=" in detail else None
+    return kind, op or None, pair
+
+
+def step_label(step):
+    kind, op, pair = step
+    label = f"{kind}({op})" if op else kind
+    return label + (f"[{pair[0]}={pair[1]}]" if pair else "")
+
+
+def event_detail(event):
+    detail = event.get("detail")
+    if isinstance(detail, str):
+        try:
+            detail = json.loads(detail)
+        except ValueError:
+            return {}
+    return detail if isinstance(detail, dict) else {}
+
+
+def step_matches(step, event):
+    kind, op, pair = step
+    if str(event.get("kind")) != kind or (op is not None and str(event.get("operator")) != op):
+        return False
+    if pair is None:
+        return True
+    value = event_detail(event).get(pair[0])
+    if isinstance(value, list):  # `skills=police`: one of the list
+        return pair[1] in [str(v) for v in value]
+    return str(value) == pair[1]
+
+
+def first_missing(steps, items, matches):
+    """Index of the first of `steps` not found, in order, as a subsequence of `items`
+    (len(steps) when all are)."""
+    i = 0
+    for item in items:
+        if i < len(steps) and matches(steps[i], item):
+            i += 1
+    return i
+
+
+def cmd_timeline(args):
+    record, events = read_timeline(args)
+    wanted = [parse_step(step) for step in args.expect.split(",")]
+    missing = first_missing(wanted, events, step_matches) if record else 0
+    # Events of a kind that must share one instant (ring-all: every phone rung at once).
+    instants = {k: sorted({str(e.get("at")) for e in events if str(e.get("kind")) == k}) for k in args.same_time} if record else {}
+    if args.probe:
+        return 0 if record and missing == len(wanted) and all(len(v) == 1 for v in instants.values()) else 1
+    if record is None:
+        bad(f"timeline: {events}")
         return 0
-    print(f"  timeline of {records[0].get('id')} ({records[0].get('trunk_call_id')}):")
+    print(f"  timeline of {record.get('id')} ({record.get('trunk_call_id')}):")
     for e in events:
         print("    " + ", ".join(f"{k}={v}" for k, v in e.items() if k != "call_id"))
-    wanted = [tuple(step.split(":", 1)) if ":" in step else (step, None) for step in args.expect.split(",")]
-    i = 0
-    for e in events:
-        if i < len(wanted):
-            kind, op = wanted[i]
-            if str(e.get("kind")) == kind and (op is None or str(e.get("operator")) == op):
-                i += 1
-    label = "timeline: " + " -> ".join(f"{k}({o})" if o else k for k, o in wanted)
-    if i == len(wanted):
+    label = "timeline: " + " -> ".join(step_label(w) for w in wanted)
+    if missing == len(wanted):
         ok(label)
     else:
-        bad(f"{label}: missing from {'%s(%s)' % wanted[i] if wanted[i][1] else wanted[i][0]} on")
+        bad(f"{label}: missing from {step_label(wanted[missing])} on")
+    for kind, ats in instants.items():
+        if len(ats) == 1:
+            ok(f"timeline: every {kind} event at the same instant ({ats[0]})")
+        else:
+            bad(f"timeline: {kind} events at {len(ats)} instants ({', '.join(ats) or 'none'}), expected one")
+    return 0
+
+
+# --------------------------------------------------------------------------- agents
+
+
+def cmd_agents(args):
+    """Operators' state changes (`siaga agents --json`) since a time: each operator's
+    to_state sequence must hold the expected steps in order."""
+    problem = None
+    try:
+        with open(args.json, encoding="utf-8") as f:
+            rows = json.load(f)
+    except (OSError, ValueError) as error:
+        rows, problem = [], f"cannot read `siaga agents --json` output: {error}"
+    since = parse_time(args.since)
+    if not isinstance(since, dt.datetime):
+        rows, problem = [], f"--since {args.since!r} is not RFC 3339"
+    rows = [r for r in rows if isinstance(parse_time(r.get("at")), dt.datetime) and parse_time(r.get("at")) >= since]
+    wanted = []
+    for step in args.expect.split(","):
+        op, _, state = step.partition(":")
+        state, _, reason = state.partition("/")
+        wanted.append((op, state, reason or None))
+    results = []
+    for op in dict.fromkeys(w[0] for w in wanted):
+        steps = [w for w in wanted if w[0] == op]
+        mine = [r for r in rows if str(r.get("operator")) == op]
+        found = first_missing(
+            steps,
+            mine,
+            lambda w, r: r.get("to_state") == w[1] and (w[2] is None or r.get("reason") == w[2]),
+        )
+        results.append((op, steps, mine, found))
+    if args.probe:
+        return 0 if problem is None and all(found == len(steps) for _, steps, _, found in results) else 1
+    if problem:
+        bad(f"agents: {problem}")
+        return 0
+    for op, steps, mine, found in results:
+        shown = " -> ".join(f"{w[1]}/{w[2]}" if w[2] else w[1] for w in steps)
+        seen = ", ".join(
+            f"{r.get('from_state')}->{r.get('to_state')}" + (f" ({r.get('reason')})" if r.get("reason") else "")
+            for r in mine
+        )
+        print(f"  agent {op} since {args.since}: {seen or 'no events'}")
+        if found == len(steps):
+            ok(f"agents: {op} went {shown}")
+        else:
+            missing = steps[found]
+            bad(f"agents: {op} did not go {shown} (missing from {missing[1]}{'/' + missing[2] if missing[2] else ''} on)")
     return 0
 
 
@@ -467,6 +584,7 @@ def main():
     p.add_argument("--min-packets", type=int)
     p.add_argument("--ended-by")
     p.add_argument("--min-wait-s", type=float)
+    p.add_argument("--min-offer-delay-s", type=float, help="received_at -> first_offered_at at least this")
     p.add_argument("--show", action="store_true")
     p.set_defaults(fn=cmd_records)
 
@@ -474,8 +592,17 @@ def main():
     p.add_argument("--json", required=True)
     p.add_argument("--prefix", required=True)
     p.add_argument("--db", required=True)
-    p.add_argument("--expect", required=True, help="kind[:operator],... in order (a subsequence)")
+    p.add_argument("--expect", required=True, help="kind[:operator][:key=value],... in order (a subsequence)")
+    p.add_argument("--probe", action="store_true", help="print nothing; exit 0 when the timeline holds")
+    p.add_argument("--same-time", action="append", default=[], help="KIND: its events all share one `at`")
     p.set_defaults(fn=cmd_timeline)
+
+    p = sub.add_parser("agents")
+    p.add_argument("--json", required=True, help="`siaga agents --json` output")
+    p.add_argument("--since", required=True, help="RFC 3339: only state changes at or after it")
+    p.add_argument("--expect", required=True, help="operator:to_state[/reason],... in order per operator")
+    p.add_argument("--probe", action="store_true", help="print nothing; exit 0 when all steps hold")
+    p.set_defaults(fn=cmd_agents)
 
     p = sub.add_parser("rtp")
     p.add_argument("--pcap", required=True)

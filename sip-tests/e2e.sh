@@ -47,15 +47,7 @@ set -uo pipefail
 # shellcheck source=sip-tests/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-SELFTEST=1
-SIAGA_CHECKS=1
-case "${1:-}" in
-    --selftest-only) SIAGA_CHECKS=0 ;;
-    --no-selftest) SELFTEST=0 ;;
-    "") ;;
-    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--selftest-only | --no-selftest]" >&2; exit 2 ;;
-esac
+lib_stages "$@"
 
 lib_init e2e
 ensure_tools capture
@@ -249,104 +241,6 @@ setup_siaga() {
     note "trunk 127.0.0.1:$TRUNK_PORT (media $TRUNK_MP), operators at $OP1_PORT (media $OP1_MP), $OP2_PORT (media $OP2_MP)"
 }
 
-CALLS_JSON=""
-# fetch_records PREFIX COUNT: `siaga calls --json` into $WORK/calls-PREFIX.json, polled
-# for up to 10 s until COUNT records of that trunk Call-ID prefix are there and ended, with
-# the relay's counters for answered ones (the store writes in batches, and a call's end and
-# its relay report may land just after the peer's last message).
-# Sets CALLS_JSON.
-fetch_records() {
-    local prefix=$1 count=$2 i n
-    CALLS_JSON="$WORK/calls-${prefix%-}.json"
-    local rc
-    for i in $(seq 20); do
-        rc=0
-        "$SIAGA_BIN" calls --config "$CONF" --json --limit 200 >"$CALLS_JSON" 2>"$CALLS_JSON.err" || rc=$?
-        if [ $rc -eq 0 ]; then
-            n=$(python3 -c 'import json,sys
-d=json.load(open(sys.argv[1])); d=d.get("calls",[]) if isinstance(d,dict) else d
-print(sum(1 for r in d if str(r.get("trunk_call_id") or "").startswith(sys.argv[2]) and r.get("ended_at") and (r.get("disposition") != "answered" or r.get("caller_to_operator_packets") is not None)))' "$CALLS_JSON" "$prefix" 2>/dev/null || echo 0)
-            [ "$n" -ge "$count" ] && return 0
-        elif [ "$i" -ge 2 ]; then
-            fail "records: \`siaga calls --config FILE --json --limit 200\` failed (exit $rc)"
-            sed 's/^/     /' "$CALLS_JSON.err" | head -5
-            return 1
-        fi
-        sleep 0.5
-    done
-    return 0
-}
-
-# start_operator NAME USER OOCSF PORT MEDIA_PORT: one operator softphone (a SIPp process)
-# registering USER and answering with OOCSF. Sets OP_PIDS[NAME]; logs to $WORK/NAME.log.
-declare -A OP_PIDS=() OP_REGISTERED=()
-start_operator() {
-    local name=$1 user=$2 oocsf=$3 port=$4 mp=$5
-    shift 5 # the rest are extra SIPp arguments (-t t1: over TCP)
-    users_csv "$WORK/$name.csv" "$user:demo-$user"
-    sipp_bg "$name" "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/operator-register.xml" \
-        -oocsf "$SCENARIOS/$oocsf" -inf "$name.csv" -m 1 -d 600000 -p "$port" -mp "$mp" \
-        -default_behaviors all,-bye -deadcall_wait 1 -trace_logs -log_file "$WORK/$name.log" \
-        -timeout 660s -timeout_error "$@"
-    OP_PIDS[$name]=$SIPP_PID
-    if wait_log "$WORK/$name.log" "REGISTERED $user" 10 "$SIPP_PID"; then
-        OP_REGISTERED[$name]=1
-        pass "operator $user registered with digest auth (401, then 200), answering with $oocsf"
-        return 0
-    fi
-    fail "operator $user did not register"
-    sipp_explain "$name"
-    return 1
-}
-
-# stop_operator NAME USER: unregisters USER (if it registered) and stops its process.
-stop_operator() {
-    local name=$1 user=$2 rc=0
-    if [ -z "${OP_REGISTERED[$name]:-}" ]; then
-        [ -n "${OP_PIDS[$name]:-}" ] && lib_stop "${OP_PIDS[$name]}"
-        return 0
-    fi
-    unset "OP_REGISTERED[$name]"
-    users_csv "$WORK/unreg-$name.csv" "$user:demo-$user"
-    sipp_fg "unreg-$name" "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/operator-unregister.xml" \
-        -inf "unreg-$name.csv" -m 1 -p "$UNREG_PORT" -default_behaviors all,-bye \
-        -timeout 10s -timeout_error || rc=$?
-    if [ $rc -eq 0 ]; then
-        pass "operator $user unregistered (Contact: *, Expires: 0)"
-    else
-        fail "operator $user could not unregister (SIPp exit $rc)"
-        sipp_explain "unreg-$name"
-    fi
-    [ -n "${OP_PIDS[$name]:-}" ] && lib_stop "${OP_PIDS[$name]}"
-}
-
-# Extra SIPp arguments of trunk_call (-t t1: over TCP).
-TRUNK_ARGS=()
-
-# trunk_call NAME SCENARIO CALLS RATE PREFIX [TIMEOUT_S] [background]: the trunk places
-# calls with Call-IDs PREFIX<n>-<pid>@127.0.0.1. In the foreground returns SIPp's exit
-# code; in the background sets TRUNK_PID.
-trunk_call() {
-    local name=$1 scn=$2 n=$3 rate=$4 prefix=$5 secs=${6:-60} bg=${7:-}
-    local args=("127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/$scn" -s 112 -key ani_prefix "+62812$((RANDOM % 9000 + 1000))"
-        -m "$n" -r "$rate" -l "$n" -p "$TRUNK_PORT" -mp "$TRUNK_MP" -cid_str "$prefix%u-%p@%s"
-        -timeout "${secs}s" -timeout_error -trace_stat -stf "$WORK/$name.stat.csv" -fd 1
-        "${TRUNK_ARGS[@]}")
-    if [ "$bg" = background ]; then
-        sipp_bg "$name" "${args[@]}"
-        TRUNK_PID=$SIPP_PID
-        return 0
-    fi
-    sipp_fg "$name" "${args[@]}"
-}
-
-check_siaga_alive() {
-    if kill -0 "$SIAGA_PID" 2>/dev/null; then return 0; fi
-    fail "siaga is no longer running"
-    siaga_log_tail "$WORK/siaga.log" 40
-    return 1
-}
-
 siaga_checks() {
     section "siaga: build and configuration"
     build_siaga debug
@@ -354,13 +248,8 @@ siaga_checks() {
     setup_siaga || { fail "no free ports"; return; }
 
     local out rc=0
-    out=$("$SIAGA_BIN" check-config --config "$CONF" 2>&1) || rc=$?
-    if [ $rc -eq 0 ]; then
-        pass "check-config accepts the e2e config ([trunk], [queue], [[operators]]): $out"
-    else
-        fail "check-config rejects the e2e config (exit $rc): the call-model keys are not there yet?"
-        printf '%s\n' "$out" | sed 's/^/     /'
-        note "going on with the configuration without [trunk], [queue] and [[operators]] to check the plumbing"
+    if ! check_config "the e2e config ([trunk], [queue], [[operators]])"; then
+        note "the call-model keys are not there yet? going on with the configuration without [trunk], [queue] and [[operators]] to check the plumbing"
         strip_call_model "$CONF"
         out=$("$SIAGA_BIN" check-config --config "$CONF" 2>&1) ||
             { fail "check-config rejects even the base config"; printf '%s\n' "$out" | sed 's/^/     /'; return; }
@@ -370,13 +259,7 @@ siaga_checks() {
     sipp_bg gateway -sf "$SCENARIOS/trunk-gateway-options.xml" -p "$GW_PORT" -m 1000 \
         -timeout 600s -timeout_error
     GW_PID=$SIPP_PID
-    if start_siaga "$CONF" "$WORK/siaga.log"; then
-        pass "siaga listens on 127.0.0.1:$SIP_PORT (UDP and TCP), pid $SIAGA_PID"
-    else
-        fail "siaga does not listen on 127.0.0.1:$SIP_PORT"
-        siaga_log_tail "$WORK/siaga.log" 40
-        return
-    fi
+    start_siaga_checked || return
     rc=0
     sipp_fg options-udp "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/options-ping.xml" -m 1 -p "$TRUNK_PORT" \
         -timeout 10s -timeout_error || rc=$?
@@ -420,18 +303,6 @@ siaga_checks() {
     fi
 }
 
-# siaga probes the gateway SIPp plays at start (OPTIONS, RFC 3261 §11) and logs it up.
-check_gateway_up() {
-    section "trunk health: OPTIONS to the trunk gateways"
-    if wait_log "$WORK/siaga.log" "trunk gateway up.*gateway=udp:127\.0\.0\.1:$GW_PORT " 10 "$SIAGA_PID"; then
-        pass "gateway udp:127.0.0.1:$GW_PORT answered siaga's OPTIONS and is logged up"
-    else
-        fail "gateway udp:127.0.0.1:$GW_PORT is not logged up within 10 s"
-        sipp_explain gateway
-        siaga_log_tail "$WORK/siaga.log" 15
-    fi
-}
-
 # The gateway nobody listens at: its first OPTIONS is given up after 64*T1 (32 s), and
 # with options_failures = 1 it is logged down. Checked last, when that time has passed.
 check_gateway_down() {
@@ -448,12 +319,6 @@ check_gateway_down() {
         pass "the answering gateway stayed up"
     fi
     lib_stop "$GW_PID"
-}
-
-check_alive_or_stop() {
-    check_siaga_alive && return 0
-    note "skipping the remaining checks"
-    return 1
 }
 
 check_cancel_in_queue() {
@@ -737,10 +602,4 @@ check_tcp() {
 [ $SELFTEST = 1 ] && selftest
 [ $SIAGA_CHECKS = 1 ] && siaga_checks
 
-echo
-if [ "$FAILED" -gt 0 ]; then
-    echo "logs: $WORK"
-    [ -f "$WORK/siaga.log" ] && echo "      siaga log: $WORK/siaga.log"
-fi
-echo "e2e: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+lib_finish e2e

@@ -60,6 +60,33 @@ lib_init() {
     trap 'exit 143' TERM
 }
 
+# lib_stages "$@": an end-to-end script's arguments: sets SELFTEST and SIAGA_CHECKS (1: run
+# the stage) from --selftest-only or --no-selftest; -h prints the script's header comment.
+# shellcheck disable=SC2034 # SELFTEST and SIAGA_CHECKS are read by the scripts
+lib_stages() {
+    SELFTEST=1
+    SIAGA_CHECKS=1
+    case "${1:-}" in
+        --selftest-only) SIAGA_CHECKS=0 ;;
+        --no-selftest) SELFTEST=0 ;;
+        "") ;;
+        -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "usage: $0 [--selftest-only | --no-selftest]" >&2; exit 2 ;;
+    esac
+}
+
+# lib_finish NAME: the closing lines of an end-to-end script, the last being "NAME: N
+# passed, M failed"; true when nothing failed.
+lib_finish() {
+    echo
+    if [ "$FAILED" -gt 0 ]; then
+        echo "logs: $WORK"
+        [ -f "$WORK/siaga.log" ] && echo "      siaga log: $WORK/siaga.log"
+    fi
+    echo "$1: $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
+
 lib_track() { LIB_PIDS+=("$1"); }
 
 # Forgets a process that has ended (so that its pid, once reused, is left alone).
@@ -275,6 +302,32 @@ start_siaga() {
     wait_listening "${SIAGA_SIP_LISTEN##*:}" 15 "$SIAGA_PID"
 }
 
+# check_config WHAT: `siaga check-config` of $CONF as a PASS line naming WHAT with siaga's
+# summary, or a FAIL line with its error; returns its exit code.
+check_config() {
+    local out rc=0
+    out=$("$SIAGA_BIN" check-config --config "$CONF" 2>&1) || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "check-config accepts $1: $out"
+        return 0
+    fi
+    fail "check-config rejects $1 (exit $rc)"
+    printf '%s\n' "$out" | sed 's/^/     /'
+    return $rc
+}
+
+# start_siaga_checked: start_siaga with $CONF, logging to $WORK/siaga.log, as a PASS or
+# FAIL line (with the log's end); returns 1 when siaga does not listen.
+start_siaga_checked() {
+    if start_siaga "$CONF" "$WORK/siaga.log"; then
+        pass "siaga listens on 127.0.0.1:${SIAGA_SIP_LISTEN##*:} (UDP and TCP), pid $SIAGA_PID"
+        return 0
+    fi
+    fail "siaga does not listen on 127.0.0.1:${SIAGA_SIP_LISTEN##*:}"
+    siaga_log_tail "$WORK/siaga.log" 40
+    return 1
+}
+
 # siaga_log_tail FILE [N]: the last N lines of siaga's log, without the transport's
 # per-datagram debug lines.
 siaga_log_tail() {
@@ -378,4 +431,132 @@ users_csv() {
     shift
     echo SEQUENTIAL >"$file"
     for pair in "$@"; do echo "${pair%%:*};${pair#*:}" >>"$file"; done
+}
+
+# ------------------------------------------------- siaga under test (e2e.sh, e2e-acd.sh)
+# These read the script's globals: SIAGA_BIN, SIAGA_PID, CONF (the config file), SIP_PORT
+# (siaga's), TRUNK_PORT and TRUNK_MP (the trunk's SIP and media ports), UNREG_PORT (a
+# free port to unregister from).
+
+CALLS_JSON=""
+# fetch_records PREFIX COUNT: `siaga calls --json` into $WORK/calls-PREFIX.json, polled
+# for up to 10 s until COUNT records of that trunk Call-ID prefix are there and ended, with
+# the relay's counters for answered ones (the store writes in batches, and a call's end and
+# its relay report may land just after the peer's last message).
+# Sets CALLS_JSON.
+fetch_records() {
+    local prefix=$1 count=$2 i n
+    CALLS_JSON="$WORK/calls-${prefix%-}.json"
+    local rc
+    for i in $(seq 20); do
+        rc=0
+        "$SIAGA_BIN" calls --config "$CONF" --json --limit 200 >"$CALLS_JSON" 2>"$CALLS_JSON.err" || rc=$?
+        if [ $rc -eq 0 ]; then
+            n=$(python3 -c 'import json,sys
+d=json.load(open(sys.argv[1])); d=d.get("calls",[]) if isinstance(d,dict) else d
+print(sum(1 for r in d if str(r.get("trunk_call_id") or "").startswith(sys.argv[2]) and r.get("ended_at") and (r.get("disposition") != "answered" or r.get("caller_to_operator_packets") is not None)))' "$CALLS_JSON" "$prefix" 2>/dev/null || echo 0)
+            [ "$n" -ge "$count" ] && return 0
+        elif [ "$i" -ge 2 ]; then
+            fail "records: \`siaga calls --config FILE --json --limit 200\` failed (exit $rc)"
+            sed 's/^/     /' "$CALLS_JSON.err" | head -5
+            return 1
+        fi
+        sleep 0.5
+    done
+    return 0
+}
+
+# start_operator NAME USER OOCSF PORT MEDIA_PORT [SIPP_ARGS...]: one operator softphone (a
+# SIPp process) registering USER with $OP_REGISTER (default operator-register.xml) and
+# answering with OOCSF. Sets OP_PIDS[NAME]; logs to $WORK/NAME.log.
+declare -A OP_PIDS=() OP_REGISTERED=()
+OP_REGISTER=operator-register.xml
+# shellcheck disable=SC2153 # SIP_PORT is the script's, not a misspelt local
+start_operator() {
+    local name=$1 user=$2 oocsf=$3 port=$4 mp=$5
+    shift 5 # the rest are extra SIPp arguments (-t t1: over TCP)
+    users_csv "$WORK/$name.csv" "$user:demo-$user"
+    sipp_bg "$name" "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/$OP_REGISTER" \
+        -oocsf "$SCENARIOS/$oocsf" -inf "$name.csv" -m 1 -d 600000 -p "$port" -mp "$mp" \
+        -default_behaviors all,-bye -deadcall_wait 1 -trace_logs -log_file "$WORK/$name.log" \
+        -timeout 660s -timeout_error "$@"
+    OP_PIDS[$name]=$SIPP_PID
+    if wait_log "$WORK/$name.log" "REGISTERED $user" 10 "$SIPP_PID"; then
+        OP_REGISTERED[$name]=1
+        pass "operator $user registered with digest auth (401, then 200), answering with $oocsf"
+        return 0
+    fi
+    fail "operator $user did not register"
+    sipp_explain "$name"
+    return 1
+}
+
+# stop_operator NAME USER: unregisters USER (if it registered) and stops its process.
+stop_operator() {
+    local name=$1 user=$2 rc=0
+    if [ -z "${OP_REGISTERED[$name]:-}" ]; then
+        [ -n "${OP_PIDS[$name]:-}" ] && lib_stop "${OP_PIDS[$name]}"
+        return 0
+    fi
+    unset "OP_REGISTERED[$name]"
+    users_csv "$WORK/unreg-$name.csv" "$user:demo-$user"
+    sipp_fg "unreg-$name" "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/operator-unregister.xml" \
+        -inf "unreg-$name.csv" -m 1 -p "$UNREG_PORT" -default_behaviors all,-bye \
+        -timeout 10s -timeout_error || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass "operator $user unregistered (Contact: *, Expires: 0)"
+    else
+        fail "operator $user could not unregister (SIPp exit $rc)"
+        sipp_explain "unreg-$name"
+    fi
+    [ -n "${OP_PIDS[$name]:-}" ] && lib_stop "${OP_PIDS[$name]}"
+}
+
+# Extra SIPp arguments of trunk_call (-t t1: over TCP).
+TRUNK_ARGS=()
+# The number trunk_call dials (the Request-URI's user part).
+TRUNK_NUMBER=112
+
+# trunk_call NAME SCENARIO CALLS RATE PREFIX [TIMEOUT_S] [background]: the trunk places
+# calls to $TRUNK_NUMBER with Call-IDs PREFIX<n>-<pid>@127.0.0.1. In the foreground
+# returns SIPp's exit code; in the background sets TRUNK_PID.
+trunk_call() {
+    local name=$1 scn=$2 n=$3 rate=$4 prefix=$5 secs=${6:-60} bg=${7:-}
+    local args=("127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/$scn" -s "$TRUNK_NUMBER" -key ani_prefix "+62812$((RANDOM % 9000 + 1000))"
+        -m "$n" -r "$rate" -l "$n" -p "$TRUNK_PORT" -mp "$TRUNK_MP" -cid_str "$prefix%u-%p@%s"
+        -timeout "${secs}s" -timeout_error -trace_stat -stf "$WORK/$name.stat.csv" -fd 1
+        "${TRUNK_ARGS[@]}")
+    if [ "$bg" = background ]; then
+        sipp_bg "$name" "${args[@]}"
+        # shellcheck disable=SC2034 # read by the scripts that source this file
+        TRUNK_PID=$SIPP_PID
+        return 0
+    fi
+    sipp_fg "$name" "${args[@]}"
+}
+
+check_siaga_alive() {
+    if kill -0 "$SIAGA_PID" 2>/dev/null; then return 0; fi
+    fail "siaga is no longer running"
+    siaga_log_tail "$WORK/siaga.log" 40
+    return 1
+}
+
+# siaga probes the gateway SIPp plays at start, as "gateway" on GW_PORT (OPTIONS, RFC 3261
+# §11), and logs it up.
+check_gateway_up() {
+    section "trunk health: OPTIONS to the trunk gateways"
+    if wait_log "$WORK/siaga.log" "trunk gateway up.*gateway=udp:127\.0\.0\.1:$GW_PORT " 10 "$SIAGA_PID"; then
+        pass "gateway udp:127.0.0.1:$GW_PORT answered siaga's OPTIONS and is logged up"
+    else
+        fail "gateway udp:127.0.0.1:$GW_PORT is not logged up within 10 s"
+        sipp_explain gateway
+        siaga_log_tail "$WORK/siaga.log" 15
+    fi
+}
+
+check_alive_or_stop() {
+    check_siaga_alive && return 0
+    note "skipping the remaining checks"
+    return 1
 }

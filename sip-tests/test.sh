@@ -4,7 +4,8 @@
 # in a loopback-only network namespace. Then runs `cargo test --all-targets`, whose
 # summary lines ("test result: ...") are what CI reads, and then the end-to-end test
 # (sip-tests/e2e.sh: SIPp trunk and operators against a running siaga; it ends with
-# "e2e: N passed, M failed" and installs tcpdump for its RTP capture when missing).
+# "e2e: N passed, M failed" and installs tcpdump for its RTP capture when missing) and the
+# ACD's (sip-tests/e2e-acd.sh, ending with "e2e-acd: N passed, M failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,5 +22,11 @@ fi
 
 cargo test --all-targets "$@"
 
-# End-to-end 112 calls through siaga; run it alone with `bash sip-tests/e2e.sh`.
-bash sip-tests/e2e.sh
+# End-to-end 112 calls through siaga; run it alone with `bash sip-tests/e2e.sh`. Then the
+# ACD's end-to-end scenarios (ring-all, skills, registration expiry, feature codes,
+# callback, overflow: `bash sip-tests/e2e-acd.sh`), run even when the first failed; the
+# script fails if either did.
+status=0
+bash sip-tests/e2e.sh || status=$?
+bash sip-tests/e2e-acd.sh || status=$?
+exit "$status"
