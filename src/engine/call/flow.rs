@@ -64,6 +64,9 @@ pub(super) struct LegOffer {
     body: Option<Bytes>,
     /// The caller as the trunk's INVITE names them.
     caller: super::CallerIdentity,
+    /// Flag the caller as a repeat caller on the legs (`Call::repeat`): operators' phones
+    /// show it; the backup centre's leg does not carry it (`overflow`).
+    pub(super) repeat: bool,
 }
 
 /// Where one outbound leg goes (`place_leg`).
@@ -284,6 +287,7 @@ impl Engine {
                 exchange: None,
                 session_timer,
                 pending_refresh: None,
+                repeat,
             },
         );
         self.calls.by_invite.insert(tx, handle);
@@ -640,6 +644,7 @@ impl Engine {
             session,
             body,
             caller,
+            repeat: call.repeat,
         };
         Some((offer, call.trunk.outbound_max_forwards()))
     }
@@ -681,7 +686,17 @@ impl Engine {
             )
             .header("Max-Forwards", max_forwards);
         for (name, value) in offer.caller.outbound_headers(trust, &domain, &from_tag) {
+            // A repeat caller is flagged where every softphone shows it: the display
+            // name, and a high-priority alert (RFC 7462 §4.2.3) for phones that ring
+            // differently.
+            let value = match name {
+                "From" if offer.repeat => value.replacen('"', "\"REPEAT ", 1),
+                _ => value,
+            };
             b = b.header(name, value);
+        }
+        if offer.repeat {
+            b = b.header("Alert-Info", "<urn:alert:priority:high>");
         }
         let mut b = b
             .header("To", to)

@@ -21,6 +21,7 @@ pub(crate) use flow::NewCall;
 pub use ident::{Pii, called_number, caller_number, original_called, set_show_personal_data};
 pub(crate) use midcall::DialogReply;
 pub use midcall::{Exchange, InDialogRequest, Purpose};
+pub use overflow::{IpUriError, ip_sip_destination};
 pub use prack::{EarlyOffer, Reliable};
 pub use privacy::{CallerIdentity, Trust};
 pub use session_timer::{Refresher, SessionTimer};
@@ -111,6 +112,9 @@ pub struct Call {
     pub session_timer: Option<SessionTimer>,
     /// siaga's session refresh to the trunk, while unanswered.
     pub pending_refresh: Option<ClientTxId>,
+    /// The caller's previous call was abandoned or dropped within `acd.repeat_window_s`:
+    /// the operator's phone shows `REPEAT` before the number.
+    pub repeat: bool,
 }
 
 /// The offer/answer state of one leg's session (RFC 3264 §8) and siaga's 2xx resent on it.

@@ -34,39 +34,46 @@ use crate::engine::time::Now;
 use crate::engine::transaction::{ClientTxId, Destination};
 use std::collections::BTreeSet;
 
-/// Why `queues[].overflow_uri` cannot be called (recorded as the `overflow_failed` reason;
-/// the configuration should have refused it at start).
+/// Why a SIP URI names no address siaga can send to without DNS (`ip_sip_destination`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum OverflowUriError {
+pub enum IpUriError {
     /// Not a SIP URI.
-    #[error("overflow URI is not a sip: URI")]
+    #[error("not a sip: URI")]
     NotSip,
     /// A `sips:` URI: siaga speaks no TLS.
-    #[error("overflow URI is sips: (siaga has no TLS)")]
+    #[error("a sips: URI (siaga has no TLS)")]
     Secure,
-    /// The host is a name: siaga resolves none.
-    #[error("overflow URI host is not an IP address (siaga resolves no names)")]
+    /// The host is a name: siaga resolves none (no RFC 3263 lookup).
+    #[error("the host is not an IP address (siaga resolves no names)")]
     NotIpLiteral,
+    /// The wildcard address, port 0, or URI headers (`?…`).
+    #[error("no address to send to (wildcard address, port 0 or URI headers)")]
+    Unusable,
     /// A `transport` parameter other than `udp` or `tcp`.
-    #[error("overflow URI transport is neither udp nor tcp")]
+    #[error("transport is neither udp nor tcp")]
     Transport,
 }
 
-/// Where an INVITE to the backup centre at `uri` goes: its IP literal host, at its port
-/// (5060 when none), over UDP or the `transport=tcp` it names (RFC 3261 §19.1.2; no
-/// RFC 3263 lookup: siaga resolves no names).
-pub fn overflow_destination(uri: &str) -> Result<Destination, OverflowUriError> {
-    let parsed = Uri::parse(uri).map_err(|_| OverflowUriError::NotSip)?;
-    let sip = parsed.as_sip().ok_or(OverflowUriError::NotSip)?;
+/// Where a request to the SIP URI `uri` goes when its host is an IP literal: that address
+/// at its port (5060 when none, RFC 3261 §19.1.2), over UDP or the `transport=tcp` it
+/// names, on a new connection. The one rule for `queues[].overflow_uri` and
+/// `trunk.gateways`: the configuration refuses what this refuses, the engine calls what it
+/// accepts.
+pub fn ip_sip_destination(uri: &str) -> Result<Destination, IpUriError> {
+    let parsed = Uri::parse(uri).map_err(|_| IpUriError::NotSip)?;
+    let sip = parsed.as_sip().ok_or(IpUriError::NotSip)?;
     if sip.is_secure() {
-        return Err(OverflowUriError::Secure);
+        return Err(IpUriError::Secure);
     }
-    let address = sip.socket_addr().ok_or(OverflowUriError::NotIpLiteral)?;
+    let address = sip.socket_addr().ok_or(IpUriError::NotIpLiteral)?;
+    if address.ip().is_unspecified() || address.port() == 0 || !sip.headers().is_empty() {
+        return Err(IpUriError::Unusable);
+    }
     let transport = match sip.param("transport") {
         None => Transport::Udp,
         Some(Some(t)) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
         Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-        Some(_) => return Err(OverflowUriError::Transport),
+        Some(_) => return Err(IpUriError::Transport),
     };
     Ok(Destination {
         transport,
@@ -147,16 +154,18 @@ impl Engine {
                 target: target.clone(),
             },
         );
-        let destination = match overflow_destination(&target) {
+        let destination = match ip_sip_destination(&target) {
             Ok(d) => d,
             Err(error) => {
-                tracing::error!(call = %record, %target, %error, "cannot overflow the call");
+                tracing::error!(call = %record, %target, %error, "cannot call the overflow URI");
                 return self.overflow_back(now, handle, &error.to_string());
             }
         };
-        let Some((offer, max_forwards)) = self.leg_offer(handle) else {
+        let Some((mut offer, max_forwards)) = self.leg_offer(handle) else {
             return;
         };
+        // The REPEAT flag is a hint for siaga's own operators, not a neighbour's From.
+        offer.repeat = false;
         // `dispatch_overflow` diverts no call whose leg would need a Max-Forwards below 0.
         let Some(max_forwards) = max_forwards else {
             return self.overflow_back(now, handle, "Max-Forwards exhausted");
@@ -283,28 +292,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn overflow_uris_siaga_can_call() {
-        let udp = overflow_destination("sip:112@192.0.2.7").expect("udp");
+    fn uris_siaga_can_send_to_without_dns() {
+        let udp = ip_sip_destination("sip:112@192.0.2.7").expect("udp");
         assert_eq!(
             (udp.transport, udp.address),
             (Transport::Udp, "192.0.2.7:5060".parse().expect("addr"))
         );
-        let tcp = overflow_destination("sip:112@[2001:db8::7]:5070;transport=TCP").expect("tcp");
+        let tcp = ip_sip_destination("sip:112@[2001:db8::7]:5070;transport=TCP").expect("tcp");
         assert_eq!(
             (tcp.transport, tcp.address),
             (Transport::Tcp, "[2001:db8::7]:5070".parse().expect("addr"))
         );
         for (uri, error) in [
-            ("tel:+6221112", OverflowUriError::NotSip),
-            ("not a uri", OverflowUriError::NotSip),
-            ("sips:112@192.0.2.7", OverflowUriError::Secure),
-            ("sip:112@psap.example", OverflowUriError::NotIpLiteral),
-            (
-                "sip:112@192.0.2.7;transport=sctp",
-                OverflowUriError::Transport,
-            ),
+            ("tel:+6221112", IpUriError::NotSip),
+            ("not a uri", IpUriError::NotSip),
+            ("sips:112@192.0.2.7", IpUriError::Secure),
+            ("sip:112@psap.example", IpUriError::NotIpLiteral),
+            ("sip:112@0.0.0.0", IpUriError::Unusable),
+            ("sip:112@192.0.2.7:0", IpUriError::Unusable),
+            ("sip:112@192.0.2.7?Subject=x", IpUriError::Unusable),
+            ("sip:112@192.0.2.7;transport=sctp", IpUriError::Transport),
         ] {
-            assert_eq!(overflow_destination(uri), Err(error), "{uri}");
+            assert_eq!(ip_sip_destination(uri), Err(error), "{uri}");
         }
     }
 }
