@@ -321,3 +321,22 @@ fn a_backup_that_never_responds_fails_on_timer_b() {
     assert_eq!(out.requests_to(BACKUP, Method::Bye).len(), 1);
     assert!(out.to(TRUNK).is_empty());
 }
+
+#[test]
+fn a_repeat_caller_is_flagged_to_operators_but_not_to_the_backup_centre() {
+    let mut h = overflow_harness(60, 30, true);
+    overflowing_call(&mut h, "o9a", "");
+    h.input(TRUNK, &cancel_of(&trunk_invite("o9a")));
+    let (invite, out) = overflowing_call(&mut h, "o9b", "");
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, CallEventKind::Queued { repeat: true, .. })),
+        "{:?}",
+        out.events
+    );
+    let from = String::from_utf8_lossy(&invite.header(HeaderName::From).expect("from").value())
+        .into_owned();
+    assert!(!from.contains("REPEAT"), "{from}");
+    assert!(invite.header(HeaderName::AlertInfo).is_none());
+}
