@@ -253,6 +253,14 @@ pub enum Problem {
         /// The largest accepted value.
         max: u64,
     },
+    /// A number outside its range that is not 0 either (0 turns the setting off).
+    #[error("must be 0 (off) or from {min} to {max}")]
+    OutOfRangeOrOff {
+        /// The smallest accepted value but 0.
+        min: u64,
+        /// The largest accepted value.
+        max: u64,
+    },
     /// A number below the value of another key that bounds it (e.g.
     /// `registrar.default_expires_s` below `registrar.min_expires_s`).
     #[error("must be at least {key} ({min})")]

@@ -130,7 +130,7 @@ pub struct SipTimers {
     pub t4: Duration,
 }
 
-/// `[media]`: the RTP relay (used from a later issue; validated now).
+/// `[media]`: the RTP relay.
 #[derive(Clone, Debug)]
 pub struct MediaConfig {
     /// `media.rtp_ports` (default `30000-30999`; `SIAGA_RTP_PORTS`).
@@ -138,6 +138,11 @@ pub struct MediaConfig {
     /// `media.advertise` (optional): the IP written in SDP when it differs from the
     /// address the relay binds.
     pub advertise: Option<IpAddr>,
+    /// `media.silence_timeout_s` (default 30 s; 0 turns it off, giving `None`; else
+    /// 5–3600 s): how long a side of a relay whose RTP had been flowing may send none
+    /// before the relay reports it silent. Silence on the operator side of an answered
+    /// call that is not on hold re-queues the caller.
+    pub silence_timeout: Option<Duration>,
 }
 
 /// `[database]` (used from a later issue; validated now).
@@ -276,6 +281,7 @@ impl Default for RawTimers {
 struct RawMedia {
     rtp_ports: String,
     advertise: Option<String>,
+    silence_timeout_s: u32,
 }
 
 impl Default for RawMedia {
@@ -283,9 +289,15 @@ impl Default for RawMedia {
         RawMedia {
             rtp_ports: "30000-30999".to_owned(),
             advertise: None,
+            silence_timeout_s: 30,
         }
     }
 }
+
+/// The range of `media.silence_timeout_s` when on: phones with voice activity detection
+/// send no RTP during pauses (a few seconds at most with comfort noise, RFC 3389), so a
+/// shorter timeout would re-queue callers from live calls.
+const SILENCE_TIMEOUT_S: (u32, u32) = (5, 3600);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -781,6 +793,23 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
         advertise: match &raw.media.advertise {
             Some(s) => Some(check("media.advertise", s, a, parse_media_ip)?),
             None => None,
+        },
+        silence_timeout: match raw.media.silence_timeout_s {
+            0 => None,
+            s => {
+                let (min, max) = SILENCE_TIMEOUT_S;
+                if !(min..=max).contains(&s) {
+                    return Err(ConfigError::Invalid {
+                        origin: Source::Key("media.silence_timeout_s"),
+                        value: s.to_string(),
+                        problem: Problem::OutOfRangeOrOff {
+                            min: min.into(),
+                            max: max.into(),
+                        },
+                    });
+                }
+                Some(Duration::from_secs(s.into()))
+            }
         },
     };
     let database = DatabaseConfig {

@@ -405,6 +405,41 @@ fn tcp_limits_are_validated_naming_their_key() {
 }
 
 #[test]
+fn silence_timeout_is_off_at_0_else_5_to_3600_s() {
+    let media = |line: &str| load(&with("media", line)).map(|c| c.media.silence_timeout);
+    assert_eq!(
+        load(SHIPPED).unwrap().media.silence_timeout,
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        load(MINIMAL).unwrap().media.silence_timeout,
+        Some(Duration::from_secs(30)),
+        "the default"
+    );
+    assert_eq!(media("silence_timeout_s = 0").unwrap(), None, "off");
+    for s in [5, 3600] {
+        assert_eq!(
+            media(&format!("silence_timeout_s = {s}")).unwrap(),
+            Some(Duration::from_secs(s))
+        );
+    }
+    for line in ["silence_timeout_s = 4", "silence_timeout_s = 3601"] {
+        assert_invalid(
+            &with("media", line),
+            "media.silence_timeout_s",
+            Problem::OutOfRangeOrOff { min: 5, max: 3600 },
+        );
+    }
+    let e = err(&with("media", "silence_timeout_s = 1"));
+    assert_eq!(
+        e.to_string(),
+        "media.silence_timeout_s: 1 must be 0 (off) or from 5 to 3600"
+    );
+    let e = err(&with("media", "silence_timeout_s = -1"));
+    assert_eq!(e.key(), Some("media.silence_timeout_s"), "{e}");
+}
+
+#[test]
 fn tcp_limits_accepted_values() {
     let sip = |lines: &str| load(&with("sip", lines)).unwrap().sip;
     // Absent, the per-IP cap follows a lower global cap instead of failing validation.

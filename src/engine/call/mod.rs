@@ -10,6 +10,7 @@ mod agents;
 mod ending;
 mod flow;
 mod ident;
+mod leg_loss;
 mod midcall;
 mod overflow;
 mod prack;
@@ -52,7 +53,9 @@ pub enum CallState {
         /// Counts the offers of this call; a ring timeout names the offer it belongs to.
         attempt: u32,
     },
-    /// `operator` answered on leg `leg`; the trunk has the 2xx.
+    /// `operator` answered on leg `leg`; the trunk has the 2xx. A call whose operator leg
+    /// failed goes back to [`CallState::Queued`] with its trunk dialog kept (see
+    /// `leg_loss`): it is offered again, and its trunk gets no second 2xx.
     Answered {
         /// Who answered.
         operator: String,
@@ -132,6 +135,10 @@ pub struct LegMedia {
     pub allows_update: bool,
     /// siaga's 2xx to the peer's INVITE or re-INVITE, resent until the ACK (§13.3.1.4).
     pub ok: Option<PendingOk>,
+    /// Whether the session is on hold: the last change that crossed the call offered or
+    /// answered another direction than `sendrecv` (RFC 3264 §8.4). Set on the operator
+    /// leg; no RTP from a held operator is no failure.
+    pub held: bool,
 }
 
 impl LegMedia {
@@ -143,6 +150,7 @@ impl LegMedia {
             remote_origin: None,
             allows_update: false,
             ok: None,
+            held: false,
         }
     }
 }

@@ -256,6 +256,32 @@ impl Engine {
         }
     }
 
+    /// The backup centre's leg of overflowed call `handle` failed mid-call (`reason`, see
+    /// `leg_loss`, which released the leg): recorded as a failed overflow; the caller waits
+    /// at the head of its priority like after an operator's leg loss, and is not diverted
+    /// again for `overflow_after_s`.
+    pub(super) fn overflow_leg_lost(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        target: String,
+        reason: &str,
+    ) {
+        let Some(record) = self.calls.calls.get(&handle).map(|c| c.record) else {
+            return;
+        };
+        self.emit(
+            record,
+            now,
+            CallEventKind::OverflowFailed {
+                target,
+                reason: format!("mid-call: {reason}"),
+            },
+        );
+        self.calls.acd.requeue(handle, true);
+        self.calls.acd.overflow_failed(handle, now.mono);
+    }
+
     /// The overflow of `handle` failed (`reason`): back at its place, then the ACD looks
     /// again.
     fn overflow_ended(&mut self, now: Now, handle: CallHandle, reason: &str) {

@@ -1653,6 +1653,7 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
 mod acd;
 mod break_midcall;
 mod break_transport;
+mod leg_loss;
 mod midcall;
 mod overflow;
 mod prack;

@@ -340,3 +340,97 @@ fn a_repeat_caller_is_flagged_to_operators_but_not_to_the_backup_centre() {
     assert!(!from.contains("REPEAT"), "{from}");
     assert!(invite.header(HeaderName::AlertInfo).is_none());
 }
+
+/// `leg_loss`: the backup centre's leg failing mid-call (a BYE with a failure Reason, RFC
+/// 3326) puts the caller back at the head, the backup paused; an available operator takes
+/// the call without a second 2xx to the trunk.
+#[test]
+fn a_backup_leg_lost_mid_call_requeues_the_caller_for_an_operator() {
+    let mut h = overflow_harness(60, 30, false);
+    let (invite, _) = overflowing_call(&mut h, "o10", "");
+    // PCMA, as the operator will answer (the trunk keeps the codec agreed, `leg_loss`).
+    let out = h.input(
+        BACKUP,
+        &backup_response(&invite, 200, "OK", Some(SDP_OPERATOR)),
+    );
+    let ok = out.to(TRUNK).pop().expect("2xx");
+    let ack = out.requests_to(BACKUP, Method::Ack).pop().expect("ACK");
+    h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "o10ack"));
+    h.register("1001", OP1);
+    let bye = operator_bye(&ack).replace(OP1, BACKUP).replace(
+        "Content-Length: 0",
+        "Reason: SIP;cause=503\r\nContent-Length: 0",
+    );
+    let out = h.input(BACKUP, &bye);
+    assert_eq!(out.statuses_to(BACKUP), [200]);
+    assert!(out.to(TRUNK).is_empty(), "the caller stays connected");
+    assert!(
+        out.events
+            .contains(&failed("mid-call: BYE with Reason SIP;cause=503")),
+        "{:?}",
+        out.events
+    );
+    assert!(out.requests_to(BACKUP, Method::Invite).is_empty(), "paused");
+    let offer = out.requests_to(OP1, Method::Invite).pop().expect("offered");
+    let out = h.input(
+        OP1,
+        &phone_response(&offer, 200, "OK", "op1", Some(SDP_OPERATOR)),
+    );
+    assert!(out.to(TRUNK).is_empty(), "no second 2xx to the trunk");
+    assert_eq!(
+        out.events,
+        [CallEventKind::Answered {
+            operator: "1001".to_owned()
+        }]
+    );
+    let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 2, "o10bye"));
+    assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1);
+    assert!(out.events.contains(&CallEventKind::Ended {
+        by: Party::Caller,
+        disposition: Disposition::Answered
+    }));
+}
+
+/// A call re-queued after its operator's leg failed, with that operator in wrap-up and
+/// nobody else: its overflow clock runs from its first arrival, so it is diverted at once,
+/// and the backup's answer is bridged without a second 2xx to the trunk.
+#[test]
+fn a_requeued_call_nobody_takes_overflows_and_ends_overflowed() {
+    let mut h = overflow_harness(20, 30, false);
+    let mut config = h.engine.config().clone();
+    config.calls.acd.queues[0].wrap_up = Duration::from_secs(60);
+    h.engine = Engine::with_seed(config, 11);
+    let (ok, ack) = answered_call(&mut h, "o11", "");
+    h.advance(25_000);
+    let bye = operator_bye(&ack).replace(
+        "Content-Length: 0",
+        "Reason: SIP;cause=408\r\nContent-Length: 0",
+    );
+    let out = h.input(OP1, &bye);
+    assert!(out.to(TRUNK).is_empty());
+    let invite = out
+        .requests_to(BACKUP, Method::Invite)
+        .pop()
+        .expect("diverted at once");
+    // Only the codec the trunk agreed to (PCMA) is offered.
+    let body = String::from_utf8_lossy(invite.body()).into_owned();
+    assert!(body.contains("RTP/AVP 8 101"), "{body}");
+    let out = h.input(
+        BACKUP,
+        &backup_response(&invite, 200, "OK", Some(SDP_OPERATOR)),
+    );
+    assert!(out.to(TRUNK).is_empty(), "no second 2xx to the trunk");
+    assert_eq!(out.requests_to(BACKUP, Method::Ack).len(), 1);
+    assert_eq!(
+        out.events,
+        [CallEventKind::OverflowAnswered {
+            target: BACKUP_URI.to_owned()
+        }]
+    );
+    let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 2, "o11bye"));
+    assert_eq!(out.requests_to(BACKUP, Method::Bye).len(), 1);
+    assert!(out.events.contains(&CallEventKind::Ended {
+        by: Party::Caller,
+        disposition: Disposition::Overflowed
+    }));
+}
