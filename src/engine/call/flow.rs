@@ -969,22 +969,10 @@ impl Engine {
             // The operator's other phones of this offer stop ringing (other operators'
             // ring on); the operator is paused like after a reject (a phone that answers
             // at once with a codec siaga cannot relay would otherwise loop).
-            let others: Vec<u32> = self
-                .calls
-                .calls
-                .get_mut(&handle)
-                .map(|c| {
-                    c.legs.remove(&leg_no);
-                    c.legs
-                        .iter()
-                        .filter(|(_, l)| l.operator == operator)
-                        .map(|(n, _)| *n)
-                        .collect()
-                })
-                .unwrap_or_default();
-            for other in others {
-                self.cancel_leg(now, handle, other);
+            if let Some(call) = self.calls.calls.get_mut(&handle) {
+                call.legs.remove(&leg_no);
             }
+            self.cancel_legs(now, handle, |l| l.operator == operator);
             return self.offer_failed(now, handle, &operator, OfferEnd::Failed);
         };
         // ACK the operator's 2xx (§13.2.2.4) — unless it carried the offer of a late-offer
@@ -1353,6 +1341,30 @@ impl Engine {
 
     // ---- cancelling legs ----------------------------------------------------------------
 
+    /// Stops every ringing leg of call `handle` that `which` picks (`cancel_leg`).
+    pub(super) fn cancel_legs(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        which: impl Fn(&OperatorLeg) -> bool,
+    ) {
+        let legs: Vec<u32> = self
+            .calls
+            .calls
+            .get(&handle)
+            .map(|c| {
+                c.legs
+                    .iter()
+                    .filter(|(_, l)| which(l))
+                    .map(|(n, _)| *n)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for leg in legs {
+            self.cancel_leg(now, handle, leg);
+        }
+    }
+
     /// Stops a ringing leg: CANCEL now if a provisional response came, else as soon as
     /// one does (§9.1).
     pub(crate) fn cancel_leg(&mut self, now: Now, handle: CallHandle, leg_no: u32) {
@@ -1518,21 +1530,9 @@ impl Engine {
         by: Party,
         disposition: Disposition,
     ) {
-        let ringing: Vec<u32> = self
-            .calls
-            .calls
-            .get(&handle)
-            .map(|c| {
-                c.legs
-                    .iter()
-                    .filter(|(_, l)| matches!(l.state, LegState::Calling | LegState::Early))
-                    .map(|(n, _)| *n)
-                    .collect()
-            })
-            .unwrap_or_default();
-        for leg_no in ringing {
-            self.cancel_leg(now, handle, leg_no);
-        }
+        self.cancel_legs(now, handle, |l| {
+            matches!(l.state, LegState::Calling | LegState::Early)
+        });
         let Some(mut call) = self.calls.calls.remove(&handle) else {
             return;
         };
@@ -1691,15 +1691,7 @@ impl Engine {
         }
         let operators = operators.clone();
         let record = call.record;
-        let legs: Vec<u32> = call
-            .legs
-            .iter()
-            .filter(|(_, l)| l.attempt == attempt)
-            .map(|(n, _)| *n)
-            .collect();
-        for leg in legs {
-            self.cancel_leg(now, handle, leg);
-        }
+        self.cancel_legs(now, handle, |l| l.attempt == attempt);
         for operator in operators {
             tracing::info!(call = %record, operator, "no answer within the ring timeout");
             self.emit(

@@ -201,15 +201,7 @@ impl Engine {
         if !matches!(call.state, CallState::Overflowing { attempt: a, .. } if a == attempt) {
             return;
         }
-        let legs: Vec<u32> = call
-            .legs
-            .iter()
-            .filter(|(_, l)| l.attempt == attempt)
-            .map(|(n, _)| *n)
-            .collect();
-        for leg in legs {
-            self.cancel_leg(now, handle, leg);
-        }
+        self.cancel_legs(now, handle, |l| l.attempt == attempt);
         self.overflow_ended(now, handle, "no answer within the ring timeout");
     }
 

@@ -48,6 +48,20 @@ fn overflowing_call(h: &mut Harness, id: &str, extra: &str) -> (SipMessage, Out)
     (invite, out)
 }
 
+/// The backup centre answers `invite` with `sdp` and the trunk ACKs siaga's 2xx: returns
+/// (siaga's 2xx to the trunk, its ACK to the backup centre).
+fn backup_answers(h: &mut Harness, invite: &SipMessage, sdp: &str) -> (SipMessage, SipMessage) {
+    let out = h.input(BACKUP, &backup_response(invite, 200, "OK", Some(sdp)));
+    let ok = out.to(TRUNK).pop().expect("the trunk is answered");
+    let ack = out.requests_to(BACKUP, Method::Ack).pop().expect("ACK");
+    let call_id = ok.call_id().unwrap_or_default().to_owned();
+    h.input(
+        TRUNK,
+        &trunk_in_dialog("ACK", &ok, 1, &format!("{call_id}ack")),
+    );
+    (ok, ack)
+}
+
 /// The trunk Call-IDs of the waiting calls, in service order.
 fn waiting_order(h: &Harness) -> Vec<String> {
     let calls = &h.engine.calls;
@@ -141,13 +155,7 @@ fn a_backup_inside_the_trust_domain_sees_the_asserted_caller_and_its_bye_ends_th
         .header(HeaderName::PAssertedIdentity)
         .expect("P-Asserted-Identity passed on");
     assert_eq!(&asserted.value()[..], b"<tel:+62811-555-0001>");
-    let out = h.input(
-        BACKUP,
-        &backup_response(&invite, 200, "OK", Some(SDP_BACKUP)),
-    );
-    let ok = out.to(TRUNK).pop().expect("2xx");
-    let ack = out.requests_to(BACKUP, Method::Ack).pop().expect("ACK");
-    h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "o2ack"));
+    let (_, ack) = backup_answers(&mut h, &invite, SDP_BACKUP);
     let bye = operator_bye(&ack).replace(OP1, BACKUP);
     let out = h.input(BACKUP, &bye);
     assert_eq!(out.statuses_to(BACKUP), [200]);
@@ -349,13 +357,7 @@ fn a_backup_leg_lost_mid_call_requeues_the_caller_for_an_operator() {
     let mut h = overflow_harness(60, 30, false);
     let (invite, _) = overflowing_call(&mut h, "o10", "");
     // PCMA, as the operator will answer (the trunk keeps the codec agreed, `leg_loss`).
-    let out = h.input(
-        BACKUP,
-        &backup_response(&invite, 200, "OK", Some(SDP_OPERATOR)),
-    );
-    let ok = out.to(TRUNK).pop().expect("2xx");
-    let ack = out.requests_to(BACKUP, Method::Ack).pop().expect("ACK");
-    h.input(TRUNK, &trunk_in_dialog("ACK", &ok, 1, "o10ack"));
+    let (ok, ack) = backup_answers(&mut h, &invite, SDP_OPERATOR);
     h.register("1001", OP1);
     let bye = operator_bye(&ack).replace(OP1, BACKUP).replace(
         "Content-Length: 0",
