@@ -7,7 +7,9 @@
 //! Every step emits [`CallEvent`]s (the call record) and [`MediaCommand`]s (the relay).
 
 mod agents;
+mod callback;
 mod ending;
+mod feature;
 mod flow;
 mod ident;
 mod leg_loss;
@@ -18,6 +20,8 @@ mod priority;
 mod privacy;
 mod session_timer;
 
+pub use feature::{FeatureCalls, FeatureCode};
+pub(crate) use feature::{FeatureVerdict, InboundFeatureCall};
 pub(crate) use flow::NewCall;
 pub use ident::{Pii, called_number, caller_number, original_called, set_show_personal_data};
 pub(crate) use midcall::DialogReply;
@@ -354,6 +358,8 @@ pub struct CallTable {
     next_call: u64,
     next_leg: u32,
     next_relay: u64,
+    /// Operators' feature-code calls (`feature`).
+    pub(crate) features: FeatureCalls,
 }
 
 impl CallTable {
