@@ -386,21 +386,9 @@ pub fn parse_overflow_uri(s: &str) -> Result<String, Problem> {
 /// headers whose host is an IP literal other than a wildcard, with a port other than 0
 /// (5060 when absent, RFC 3261 §19.1.2) and no `transport` parameter but `udp` or `tcp`.
 fn ip_sip_uri(s: &str) -> Option<(SocketAddr, crate::engine::Transport)> {
-    use crate::engine::Transport;
-    use crate::engine::sip::uri::Uri;
-    let uri = Uri::parse(s).ok()?;
-    let sip = uri.as_sip().filter(|u| !u.is_secure())?;
-    let address = sip.socket_addr()?;
-    if address.ip().is_unspecified() || address.port() == 0 || !sip.headers().is_empty() {
-        return None;
-    }
-    let transport = match sip.param("transport") {
-        None => Transport::Udp,
-        Some(Some(t)) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
-        Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-        Some(_) => return None,
-    };
-    Some((address, transport))
+    // The engine's rule, so that what the configuration accepts the engine can call.
+    let destination = crate::engine::call::ip_sip_destination(s).ok()?;
+    Some((destination.address, destination.transport))
 }
 
 /// Longest accepted emergency number, in characters (the `+` included).

@@ -70,6 +70,37 @@ pub(crate) struct NewCall {
     pub called: String,
 }
 
+/// What every leg of one offer (or overflow attempt) of a call carries (`leg_offer`).
+pub(super) struct LegOffer {
+    /// siaga's SDP origin on these legs.
+    session: SdpSession,
+    /// The SDP offer: the trunk's across the relay, as it came without relay, `None` for a
+    /// late offer without relay.
+    body: Option<Bytes>,
+    /// The caller as the trunk's INVITE names them.
+    caller: super::CallerIdentity,
+    /// Flag the caller as a repeat caller on the legs (`Call::repeat`): operators' phones
+    /// show it; the backup centre's leg does not carry it (`overflow`).
+    pub(super) repeat: bool,
+}
+
+/// Where one outbound leg goes (`place_leg`).
+pub(super) struct LegTarget {
+    /// What the leg records as its `OperatorLeg::operator`: the operator, or the backup
+    /// centre's URI.
+    pub name: String,
+    /// The INVITE's Request-URI.
+    pub uri: String,
+    /// The To header's value.
+    pub to: String,
+    /// Where the INVITE is sent.
+    pub destination: Destination,
+    /// Whether the peer is inside siaga's trust domain (RFC 3325 §5).
+    pub trust: super::Trust,
+    /// The RFC 5626 flow of an operator's binding.
+    pub flow: Option<crate::engine::registrar::OutboundFlow>,
+}
+
 /// What siaga can relay, as an offer: PCMA, PCMU and telephone-event (RFC 4733) at
 /// `ip`. Stands in for the trunk's offer when its INVITE had none (late offer): the
 /// operator is offered this, and the trunk gets siaga's offer in the 2xx (§13.2.1).
@@ -99,6 +130,14 @@ pub(crate) fn family_mismatch(
 fn allows_update(msg: &SipMessage) -> bool {
     msg.allow()
         .is_ok_and(|methods| methods.contains(&Method::Update))
+}
+
+/// A leg's failure in a few words: its final status, or `no response` for 0 (Timer B).
+pub(super) fn failure_reason(status: u16) -> String {
+    match status {
+        0 => "no response".to_owned(),
+        s => format!("{s} response"),
+    }
 }
 
 /// Statuses siaga gives up an operator leg on without calling it a reject.
@@ -468,14 +507,17 @@ impl Engine {
                 |operator| registrar.targets(operator).next().is_some(),
             );
             let Some(offer) = next else {
-                return;
+                break;
             };
             let reserved = self.calls.acd.offer(&offer, now.mono);
             if reserved.is_empty() {
-                return;
+                break;
             }
             self.offer(now, offer.call, &reserved);
         }
+        // Then the calls due to overflow to the backup centre (`overflow`): an available
+        // operator always wins over it.
+        self.dispatch_overflow(now);
     }
 
     /// Rings every binding that can be reached (`Registrar::targets`) of each of
@@ -511,44 +553,11 @@ impl Engine {
             .queue(queue.unwrap_or(crate::engine::acd::QueueId(0)))
             .ring_timeout;
         let record = call.record;
-        // A call taken while the port range was exhausted gets its relay now, if it can.
-        if call.relay.is_none() {
-            let relay = self.open_relay(record);
-            let Some(call) = self.calls.calls.get_mut(&handle) else {
-                return;
-            };
-            call.relay = relay;
-            let trunk_rtp = call.trunk_offer.as_ref().and_then(|o| o.rtp);
-            if let (Some((relay, _, _)), Some(rtp), false) = (relay, trunk_rtp, call.late_offer) {
-                self.media(MediaCommand::SetPeer {
-                    relay,
-                    side: Side::Caller,
-                    rtp,
-                });
-            }
-        }
-        let Some(call) = self.calls.calls.get(&handle) else {
+        let Some((offer, max_forwards)) = self.leg_offer(handle) else {
             return;
         };
-        let mut session = SdpSession::random(&mut self.rng);
-        let body = match (call.operator_offer().as_deref(), call.relay) {
-            (Some(offer), Some((_, _, operator_port))) => {
-                let relay = SocketAddr::new(self.config.calls.media_ip, operator_port);
-                sdp::offer_across(offer, relay, &mut session).ok()
-            }
-            // No relay: the trunk's offer as it came (direct media).
-            (Some(_), None) if !call.late_offer => {
-                crate::engine::sip::body::sdp_of(&call.trunk.invite).map(Bytes::copy_from_slice)
-            }
-            _ => None,
-        };
-        // The operator sees who calls, whatever privacy the caller asked of the public
-        // network: operators are inside the trust domain (RFC 3325 §5).
-        let trusted = self.config.calls.is_trusted(call.trunk.received_from.ip());
-        let caller = super::CallerIdentity::of_invite(&call.trunk.invite, trusted);
-        let repeat = call.repeat;
         // `dispatch` offers no call whose legs would need a Max-Forwards below 0.
-        let Some(max_forwards) = call.trunk.outbound_max_forwards() else {
+        let Some(max_forwards) = max_forwards else {
             for operator in operators {
                 self.offer_failed(now, handle, operator, OfferEnd::Withdrawn);
             }
@@ -564,90 +573,19 @@ impl Engine {
             );
         }
         tracing::info!(call = %record, ?operators, bindings = bindings.len(), "offering call");
+        let domain = self.config.domains.first().cloned().unwrap_or_default();
         for (operator, contact, destination, flow) in bindings {
-            let leg = self.calls.new_leg();
-            let branch = self.new_branch();
-            let from_tag = self.new_tag();
-            let call_id = format!("{}@{}", self.new_tag(), self.config.node_id);
-            let domain = self.config.domains.first().cloned().unwrap_or_default();
-            let mut b = MessageBuilder::request(&Method::Invite, &contact)
-                .header(
-                    "Via",
-                    format!(
-                        "SIP/2.0/{} {};branch={branch};rport",
-                        destination.transport.via_token(),
-                        self.config.via_host()
-                    ),
-                )
-                .header("Max-Forwards", max_forwards);
-            for (name, value) in caller.outbound_headers(super::Trust::Inside, &domain, &from_tag) {
-                // A repeat caller is flagged where every softphone shows it: the display
-                // name, and a high-priority alert (RFC 7462 §4.2.3) for phones that ring
-                // differently.
-                let value = match name {
-                    "From" if repeat => value.replacen('"', "\"REPEAT ", 1),
-                    _ => value,
-                };
-                b = b.header(name, value);
-            }
-            if repeat {
-                b = b.header("Alert-Info", "<urn:alert:priority:high>");
-            }
-            let mut b = b
-                .header("To", format!("<sip:{operator}@{domain}>"))
-                .header("Call-ID", &call_id)
-                .header("CSeq", "1 INVITE")
-                .header("Contact", self.config.contact(destination.transport))
-                .header("Allow", uas::allow_value())
-                .header("User-Agent", SERVER);
-            if let Some(body) = &body {
-                b = b.body("application/sdp", body.clone());
-            }
-            // RFC 3261 §18.1.1: a large INVITE to a phone on UDP goes over TCP.
-            let routed = self.route_request(now, b.build(), destination);
-            let destination = routed.destination;
-            let request = match SipMessage::parse(routed.bytes.clone(), destination.transport) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::error!(error = %e.error, "siaga built an INVITE it cannot parse");
-                    continue;
-                }
+            // The operator sees who calls, whatever privacy the caller asked of the public
+            // network: operators are inside the trust domain (RFC 3325 §5).
+            let target = LegTarget {
+                to: format!("<sip:{operator}@{domain}>"),
+                name: operator,
+                uri: contact,
+                destination,
+                trust: super::Trust::Inside,
+                flow,
             };
-            let key = ClientKey {
-                branch,
-                method: Method::Invite,
-            };
-            let tx = self.send_routed(now, key, routed);
-            self.calls.invites.insert(
-                tx,
-                OutboundInvite {
-                    call: handle,
-                    leg,
-                    request,
-                    destination,
-                    cancel_sent: false,
-                    unwanted: Vec::new(),
-                },
-            );
-            if let Some(call) = self.calls.calls.get_mut(&handle) {
-                call.legs.insert(
-                    leg,
-                    OperatorLeg {
-                        operator: operator.clone(),
-                        attempt,
-                        tx,
-                        destination,
-                        state: LegState::Calling,
-                        dialog: None,
-                        ack: None,
-                        media: LegMedia {
-                            local: body.clone(),
-                            ..LegMedia::new(session)
-                        },
-                        flow,
-                    },
-                );
-            }
+            self.place_leg(now, (handle, attempt), max_forwards, &offer, target);
         }
         // An operator none of whose bindings could be rung (they vanished) is not offered
         // the call after all.
@@ -670,6 +608,156 @@ impl Engine {
                 CallTimer::RingTimeout(handle, attempt),
             );
         }
+    }
+
+    /// What every leg of the next offer (or overflow attempt) of call `handle` carries,
+    /// and the Max-Forwards of those legs (`None`: the trunk's INVITE had 0, no leg may be
+    /// placed). A call taken while the port range was exhausted gets its relay now, if it
+    /// can. `None` for a call that is gone.
+    pub(super) fn leg_offer(&mut self, handle: CallHandle) -> Option<(LegOffer, Option<u8>)> {
+        let call = self.calls.calls.get_mut(&handle)?;
+        let record = call.record;
+        if call.relay.is_none() {
+            let relay = self.open_relay(record);
+            let call = self.calls.calls.get_mut(&handle)?;
+            call.relay = relay;
+            let trunk_rtp = call.trunk_offer.as_ref().and_then(|o| o.rtp);
+            if let (Some((relay, _, _)), Some(rtp), false) = (relay, trunk_rtp, call.late_offer) {
+                self.media(MediaCommand::SetPeer {
+                    relay,
+                    side: Side::Caller,
+                    rtp,
+                });
+            }
+        }
+        let call = self.calls.calls.get(&handle)?;
+        let mut session = SdpSession::random(&mut self.rng);
+        let body = match (call.operator_offer().as_deref(), call.relay) {
+            (Some(offer), Some((_, _, operator_port))) => {
+                let relay = SocketAddr::new(self.config.calls.media_ip, operator_port);
+                sdp::offer_across(offer, relay, &mut session).ok()
+            }
+            // No relay: the trunk's offer as it came (direct media).
+            (Some(_), None) if !call.late_offer => {
+                crate::engine::sip::body::sdp_of(&call.trunk.invite).map(Bytes::copy_from_slice)
+            }
+            _ => None,
+        };
+        let trusted = self.config.calls.is_trusted(call.trunk.received_from.ip());
+        let caller = super::CallerIdentity::of_invite(&call.trunk.invite, trusted);
+        let offer = LegOffer {
+            session,
+            body,
+            caller,
+            repeat: call.repeat,
+        };
+        Some((offer, call.trunk.outbound_max_forwards()))
+    }
+
+    /// Sends the INVITE of a new leg of `attempt` of call `handle` to `target` (RFC 3261
+    /// §8.1.1: a new dialog, siaga its UAC), with Max-Forwards `max_forwards`, `offer`'s
+    /// SDP and the caller's identity as `target.trust` allows (RFC 3325 §5), and records
+    /// its client transaction and the leg. The leg number; `None` when siaga could not
+    /// form the INVITE (logged) or the call is gone.
+    pub(super) fn place_leg(
+        &mut self,
+        now: Now,
+        (handle, attempt): (CallHandle, u32),
+        max_forwards: u8,
+        offer: &LegOffer,
+        target: LegTarget,
+    ) -> Option<u32> {
+        let LegTarget {
+            name,
+            uri,
+            to,
+            destination,
+            trust,
+            flow,
+        } = target;
+        let leg = self.calls.new_leg();
+        let branch = self.new_branch();
+        let from_tag = self.new_tag();
+        let call_id = format!("{}@{}", self.new_tag(), self.config.node_id);
+        let domain = self.config.domains.first().cloned().unwrap_or_default();
+        let mut b = MessageBuilder::request(&Method::Invite, &uri)
+            .header(
+                "Via",
+                format!(
+                    "SIP/2.0/{} {};branch={branch};rport",
+                    destination.transport.via_token(),
+                    self.config.via_host()
+                ),
+            )
+            .header("Max-Forwards", max_forwards);
+        for (name, value) in offer.caller.outbound_headers(trust, &domain, &from_tag) {
+            // A repeat caller is flagged where every softphone shows it: the display
+            // name, and a high-priority alert (RFC 7462 §4.2.3) for phones that ring
+            // differently.
+            let value = match name {
+                "From" if offer.repeat => value.replacen('"', "\"REPEAT ", 1),
+                _ => value,
+            };
+            b = b.header(name, value);
+        }
+        if offer.repeat {
+            b = b.header("Alert-Info", "<urn:alert:priority:high>");
+        }
+        let mut b = b
+            .header("To", to)
+            .header("Call-ID", &call_id)
+            .header("CSeq", "1 INVITE")
+            .header("Contact", self.config.contact(destination.transport))
+            .header("Allow", uas::allow_value())
+            .header("User-Agent", SERVER);
+        if let Some(body) = &offer.body {
+            b = b.body("application/sdp", body.clone());
+        }
+        // RFC 3261 §18.1.1: a large INVITE to a peer on UDP goes over TCP.
+        let routed = self.route_request(now, b.build(), destination);
+        let destination = routed.destination;
+        let request = match SipMessage::parse(routed.bytes.clone(), destination.transport) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e.error, "siaga built an INVITE it cannot parse");
+                return None;
+            }
+        };
+        let key = ClientKey {
+            branch,
+            method: Method::Invite,
+        };
+        let tx = self.send_routed(now, key, routed);
+        self.calls.invites.insert(
+            tx,
+            OutboundInvite {
+                call: handle,
+                leg,
+                request,
+                destination,
+                cancel_sent: false,
+                unwanted: Vec::new(),
+            },
+        );
+        let call = self.calls.calls.get_mut(&handle)?;
+        call.legs.insert(
+            leg,
+            OperatorLeg {
+                operator: name,
+                attempt,
+                tx,
+                destination,
+                state: LegState::Calling,
+                dialog: None,
+                ack: None,
+                media: LegMedia {
+                    local: offer.body.clone(),
+                    ..LegMedia::new(offer.session)
+                },
+                flow,
+            },
+        );
+        Some(leg)
     }
 
     // ---- responses from operators -------------------------------------------------------
@@ -754,6 +842,8 @@ impl Engine {
         };
         match (&call.state, call.legs.get(&leg_no)) {
             (CallState::Offering { attempt, .. }, Some(leg)) => leg.attempt == *attempt,
+            // The backup centre's leg (`overflow`) is bridged like an operator's.
+            (CallState::Overflowing { attempt, .. }, Some(leg)) => leg.attempt == *attempt,
             _ => false,
         }
     }
@@ -819,6 +909,8 @@ impl Engine {
             .map(|l| l.operator.clone())
             .unwrap_or_default();
         let record = call.record;
+        // A 2xx from the backup centre (`overflow`) is bridged the same way.
+        let overflow = call.state.overflow_target().map(str::to_owned);
         let requeued = call.was_answered();
         // The trunk's answer (RFC 3264 §6), from the operator's; a re-queued call's trunk
         // has its answer already (see `leg_loss`).
@@ -866,6 +958,9 @@ impl Engine {
             _ => Some((None, None, None)),
         };
         let Some((body, operator_rtp, operator_origin)) = answer else {
+            if overflow.is_some() {
+                return self.overflow_unusable_answer(now, tx, (handle, leg_no), response);
+            }
             self.emit(
                 record,
                 now,
@@ -878,22 +973,10 @@ impl Engine {
             // The operator's other phones of this offer stop ringing (other operators'
             // ring on); the operator is paused like after a reject (a phone that answers
             // at once with a codec siaga cannot relay would otherwise loop).
-            let others: Vec<u32> = self
-                .calls
-                .calls
-                .get_mut(&handle)
-                .map(|c| {
-                    c.legs.remove(&leg_no);
-                    c.legs
-                        .iter()
-                        .filter(|(_, l)| l.operator == operator)
-                        .map(|(n, _)| *n)
-                        .collect()
-                })
-                .unwrap_or_default();
-            for other in others {
-                self.cancel_leg(now, handle, other);
+            if let Some(call) = self.calls.calls.get_mut(&handle) {
+                call.legs.remove(&leg_no);
             }
+            self.cancel_legs(now, handle, |l| l.operator == operator);
             return self.offer_failed(now, handle, &operator, OfferEnd::Failed);
         };
         // ACK the operator's 2xx (§13.2.2.4) — unless it carried the offer of a late-offer
@@ -921,9 +1004,15 @@ impl Engine {
             leg.media.remote_origin = operator_origin;
             leg.media.allows_update = allows_update(response);
         }
-        call.state = CallState::Answered {
-            operator: operator.clone(),
-            leg: leg_no,
+        call.state = match overflow.clone() {
+            Some(target) => CallState::Overflowed {
+                target,
+                leg: leg_no,
+            },
+            None => CallState::Answered {
+                operator: operator.clone(),
+                leg: leg_no,
+            },
         };
         if let (Some((relay, _, _)), Some(rtp)) = (call.relay, operator_rtp) {
             self.media(MediaCommand::SetPeer {
@@ -957,7 +1046,11 @@ impl Engine {
                 .offer_ended(handle, &loser, OfferEnd::Withdrawn, now.mono);
         }
         if requeued {
-            return self.rebridged(now, handle, operator);
+            // The backup centre (`overflow`) may take a re-queued call too.
+            return match overflow {
+                Some(target) => self.overflow_answered(now, handle, target),
+                None => self.rebridged(now, handle, operator),
+            };
         }
         // The trunk's 2xx, resent until its ACK (§13.3.1.4).
         let Some(transport) = self
@@ -1025,10 +1118,13 @@ impl Engine {
         if let Some(timer) = session_timer {
             self.start_session_timer(now, handle, timer);
         }
-        self.calls.acd.answered(handle, &operator, now.mono);
         if let Some(caller) = self.calls.calls.get(&handle).and_then(|c| c.caller.clone()) {
             self.calls.acd.worklist.caller_reached(&caller);
         }
+        if let Some(target) = overflow {
+            return self.overflow_answered(now, handle, target);
+        }
+        self.calls.acd.answered(handle, &operator, now.mono);
         tracing::info!(call = %record, operator, "call answered");
         self.emit(record, now, CallEventKind::Answered { operator });
     }
@@ -1087,7 +1183,7 @@ impl Engine {
 
     /// A 2xx siaga does not want (a losing binding, a late answer): ACK it, then BYE it
     /// (RFC 3261 §15: the UAC must not leave a dialog it will not use).
-    fn ack_and_bye(&mut self, now: Now, tx: ClientTxId, response: &SipMessage) {
+    pub(super) fn ack_and_bye(&mut self, now: Now, tx: ClientTxId, response: &SipMessage) {
         let Some(out) = self.calls.invites.get(&tx) else {
             return;
         };
@@ -1126,6 +1222,9 @@ impl Engine {
         let Some(leg) = call.legs.remove(&leg_no) else {
             return;
         };
+        if call.state.overflow_target().is_some() {
+            return self.overflow_leg_failed(now, handle, &leg, status);
+        }
         let CallState::Offering { attempt, .. } = call.state else {
             return;
         };
@@ -1156,10 +1255,7 @@ impl Engine {
             );
             self.offer_failed(now, handle, &operator, OfferEnd::Rejected);
         } else {
-            let reason = match status {
-                0 => "no response".to_owned(),
-                s => format!("{s} response"),
-            };
+            let reason = failure_reason(status);
             tracing::info!(call = %record, operator, reason, "operator leg failed");
             self.emit(
                 record,
@@ -1248,6 +1344,30 @@ impl Engine {
     }
 
     // ---- cancelling legs ----------------------------------------------------------------
+
+    /// Stops every ringing leg of call `handle` that `which` picks (`cancel_leg`).
+    pub(super) fn cancel_legs(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        which: impl Fn(&OperatorLeg) -> bool,
+    ) {
+        let legs: Vec<u32> = self
+            .calls
+            .calls
+            .get(&handle)
+            .map(|c| {
+                c.legs
+                    .iter()
+                    .filter(|(_, l)| which(l))
+                    .map(|(n, _)| *n)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for leg in legs {
+            self.cancel_leg(now, handle, leg);
+        }
+    }
 
     /// Stops a ringing leg: CANCEL now if a provisional response came, else as soon as
     /// one does (§9.1).
@@ -1414,21 +1534,9 @@ impl Engine {
         by: Party,
         disposition: Disposition,
     ) {
-        let ringing: Vec<u32> = self
-            .calls
-            .calls
-            .get(&handle)
-            .map(|c| {
-                c.legs
-                    .iter()
-                    .filter(|(_, l)| matches!(l.state, LegState::Calling | LegState::Early))
-                    .map(|(n, _)| *n)
-                    .collect()
-            })
-            .unwrap_or_default();
-        for leg_no in ringing {
-            self.cancel_leg(now, handle, leg_no);
-        }
+        self.cancel_legs(now, handle, |l| {
+            matches!(l.state, LegState::Calling | LegState::Early)
+        });
         let Some(mut call) = self.calls.calls.remove(&handle) else {
             return;
         };
@@ -1458,8 +1566,11 @@ impl Engine {
             CallState::Answered { operator, .. } => {
                 self.calls.acd.call_ended(handle, operator, now.mono);
             }
-            CallState::Queued => {}
+            // No operator is involved (`overflow`): the ACD forgets the call below.
+            CallState::Queued | CallState::Overflowing { .. } | CallState::Overflowed { .. } => {}
         }
+        // A call the backup centre answered ends `overflowed`.
+        let disposition = call.state.disposition(disposition);
         self.remember_for_callback(now, &call, disposition);
         // The transitions name the call's record: out before the ACD forgets it.
         self.agent_events(now);
@@ -1506,12 +1617,17 @@ impl Engine {
         while let Some(timer) = self.calls.pop_due(now.mono) {
             match timer {
                 CallTimer::RingTimeout(handle, attempt) => self.ring_timeout(now, handle, attempt),
+                CallTimer::OverflowTimeout(handle, attempt) => {
+                    self.overflow_timeout(now, handle, attempt)
+                }
                 CallTimer::RingingRefresh(handle) => {
                     // Not once the trunk has the 2xx, even re-queued (§13.3.1.1: a 1xx
                     // after the final response is no use).
-                    let queued = self.calls.calls.get(&handle).is_some_and(|c| {
-                        !matches!(c.state, CallState::Answered { .. }) && !c.was_answered()
-                    });
+                    let queued = self
+                        .calls
+                        .calls
+                        .get(&handle)
+                        .is_some_and(|c| c.state.bridged_leg().is_none() && !c.was_answered());
                     if queued {
                         self.send_provisional(now, handle, 180, "Ringing");
                         self.calls.schedule(
@@ -1579,15 +1695,7 @@ impl Engine {
         }
         let operators = operators.clone();
         let record = call.record;
-        let legs: Vec<u32> = call
-            .legs
-            .iter()
-            .filter(|(_, l)| l.attempt == attempt)
-            .map(|(n, _)| *n)
-            .collect();
-        for leg in legs {
-            self.cancel_leg(now, handle, leg);
-        }
+        self.cancel_legs(now, handle, |l| l.attempt == attempt);
         for operator in operators {
             tracing::info!(call = %record, operator, "no answer within the ring timeout");
             self.emit(

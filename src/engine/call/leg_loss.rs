@@ -85,8 +85,11 @@ impl Engine {
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
-        let CallState::Answered { operator, leg } = call.state.clone() else {
-            return;
+        let (operator, leg, overflowed) = match call.state.clone() {
+            CallState::Answered { operator, leg } => (operator, leg, false),
+            // The backup centre's leg (`overflow`) is lost the same way.
+            CallState::Overflowed { target, leg } => (target, leg, true),
+            _ => return,
         };
         call.state = CallState::Queued;
         let record = call.record;
@@ -114,16 +117,20 @@ impl Engine {
             });
         }
         tracing::warn!(call = %record, operator, reason, "operator leg failed: caller re-queued");
-        self.emit(
-            record,
-            now,
-            CallEventKind::Requeued {
-                operator: operator.clone(),
-                reason: reason.to_owned(),
-            },
-        );
-        self.calls.acd.call_ended(handle, &operator, now.mono);
-        self.calls.acd.requeue(handle, true);
+        if overflowed {
+            self.overflow_leg_lost(now, handle, operator, reason);
+        } else {
+            self.emit(
+                record,
+                now,
+                CallEventKind::Requeued {
+                    operator: operator.clone(),
+                    reason: reason.to_owned(),
+                },
+            );
+            self.calls.acd.call_ended(handle, &operator, now.mono);
+            self.calls.acd.requeue(handle, true);
+        }
         self.dispatch(now);
     }
 

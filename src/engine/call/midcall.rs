@@ -22,7 +22,7 @@
 
 use super::leg_loss::{Hangup, failure_reason, in_dialog_method, is_leg_failure};
 use super::session_timer::{Negotiation, Refresher, SessionTimer, is_refresh_method};
-use super::{CallState, CallTimer, PendingOk};
+use super::{CallTimer, PendingOk};
 use crate::engine::acd::CallHandle;
 use crate::engine::dialog::{Dialog, DialogKey};
 use crate::engine::driver::{Engine, EngineConfig, SERVER};
@@ -153,10 +153,8 @@ impl Engine {
         if !call.is_remote_tag(leg, msg) {
             return None;
         }
-        let answered_leg = match call.state {
-            CallState::Answered { leg, .. } => Some(leg),
-            _ => None,
-        };
+        // The operator's leg, or the backup centre's (`overflow`).
+        let answered_leg = call.state.bridged_leg();
         // §15: a BYE in the early dialog of siaga's 180 — the caller hung up before an
         // operator answered: 200 to the BYE, 487 to the INVITE, recorded as abandoned.
         // The INVITE's offer is not answered yet: a re-INVITE draws 500 with Retry-After
@@ -1141,18 +1139,14 @@ impl super::Call {
         }
     }
 
-    /// The answered operator leg, if any.
+    /// The answered leg (the operator's, or the backup centre's), if any.
     pub(super) fn answered_leg_mut(&mut self) -> Option<&mut super::OperatorLeg> {
-        let CallState::Answered { leg, .. } = self.state else {
-            return None;
-        };
+        let leg = self.state.bridged_leg()?;
         self.legs.get_mut(&leg)
     }
 
     pub(super) fn answered_leg(&self) -> Option<&super::OperatorLeg> {
-        let CallState::Answered { leg, .. } = self.state else {
-            return None;
-        };
+        let leg = self.state.bridged_leg()?;
         self.legs.get(&leg)
     }
 

@@ -14,6 +14,7 @@ mod flow;
 mod ident;
 mod leg_loss;
 mod midcall;
+mod overflow;
 mod prack;
 mod priority;
 mod privacy;
@@ -25,6 +26,7 @@ pub(crate) use flow::NewCall;
 pub use ident::{Pii, called_number, caller_number, original_called, set_show_personal_data};
 pub(crate) use midcall::DialogReply;
 pub use midcall::{Exchange, InDialogRequest, Purpose};
+pub use overflow::{IpUriError, ip_sip_destination};
 pub use prack::{EarlyOffer, Reliable};
 pub use privacy::{CallerIdentity, Trust};
 pub use session_timer::{Refresher, SessionTimer};
@@ -64,6 +66,22 @@ pub enum CallState {
         /// The winning leg.
         leg: u32,
     },
+    /// Ringing the backup centre (`queues[].overflow_uri`) on one leg, attempt `attempt` of
+    /// the call (`overflow`): out of the waiting order, no operator is offered the call.
+    Overflowing {
+        /// The backup destination's SIP URI.
+        target: String,
+        /// The call's attempt this leg belongs to; its ring timeout names it.
+        attempt: u32,
+    },
+    /// The backup centre answered on leg `leg`; the trunk has the 2xx and the call ends as
+    /// `overflowed`.
+    Overflowed {
+        /// The backup destination's SIP URI.
+        target: String,
+        /// The backup centre's leg.
+        leg: u32,
+    },
 }
 
 /// One emergency call.
@@ -75,7 +93,7 @@ pub struct Call {
     pub position: u64,
     /// Where the call stands.
     pub state: CallState,
-    /// Offers made so far.
+    /// Offers and overflow attempts made so far (each numbers its legs).
     pub attempts: u32,
     /// The trunk leg.
     pub trunk: TrunkLeg,
@@ -213,10 +231,10 @@ impl TrunkLeg {
     }
 }
 
-/// An outbound leg: one INVITE to one binding of an operator.
+/// An outbound leg: one INVITE to one binding of an operator, or to the backup centre.
 #[derive(Debug)]
 pub struct OperatorLeg {
-    /// The operator.
+    /// The operator; on a leg to the backup centre, its URI (`CallState::Overflowing`).
     pub operator: String,
     /// The offer (attempt) this leg belongs to.
     pub attempt: u32,
@@ -306,6 +324,9 @@ pub enum CallTimer {
     CancelGuard(ClientTxId),
     /// 64·T1 after an INVITE timed out: a 2xx for it is no longer expected; forget it.
     ForgetInvite(ClientTxId),
+    /// The ring timeout of overflow attempt `attempt` of a call
+    /// (`queues[].overflow_ring_timeout_s`).
+    OverflowTimeout(CallHandle, u32),
 }
 
 /// Every call and the indexes that route messages to it.

@@ -24,7 +24,7 @@
 //!   one is unacknowledged (§3: only one at a time); siaga sends no other provisional.
 //! - The 100 Trying is never reliable (§3).
 
-use super::{Call, CallState, CallTimer};
+use super::{Call, CallTimer};
 use crate::engine::acd::CallHandle;
 use crate::engine::driver::Engine;
 use crate::engine::media::{MediaCommand, Side};
@@ -258,7 +258,7 @@ impl Engine {
             return;
         };
         // §3: once the final response is sent, unacknowledged ones are no longer resent.
-        let answered = matches!(call.state, CallState::Answered { .. });
+        let answered = call.state.bridged_leg().is_some();
         let record = call.record;
         let tx = call.trunk.tx;
         let Some(reliable) = call.trunk.reliable.as_mut() else {

@@ -1668,6 +1668,7 @@ mod break_transport;
 mod feature;
 mod leg_loss;
 mod midcall;
+mod overflow;
 mod prack;
 mod races;
 mod trunk_interop;
