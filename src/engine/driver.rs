@@ -385,12 +385,20 @@ impl Engine {
         if let Some(record) = self.calls.relays.remove(&report.relay) {
             self.ports.release(report.caller_port);
             self.ports.release(report.operator_port);
+            let (mut caller_to_operator, mut operator_to_caller) = (
+                report.caller_to_operator.packets,
+                report.operator_to_caller.packets,
+            );
+            // A callback's relay faces the operator on its caller side (`call::callback`).
+            if self.calls.callback_relays.remove(&report.relay) {
+                std::mem::swap(&mut caller_to_operator, &mut operator_to_caller);
+            }
             self.emit(
                 record,
                 now,
                 CallEventKind::MediaRelayed {
-                    caller_to_operator: report.caller_to_operator.packets,
-                    operator_to_caller: report.operator_to_caller.packets,
+                    caller_to_operator,
+                    operator_to_caller,
                 },
             );
         }
@@ -878,7 +886,7 @@ impl Engine {
 
     /// Moves what the transactions and the registrar produced into the output queue, and
     /// lets the call model act on ended client transactions and registration changes.
-    fn collect(&mut self, now: Now) {
+    pub(crate) fn collect(&mut self, now: Now) {
         let mut changed = false;
         while let Some(change) = self.registrar.poll_change() {
             changed = true;

@@ -58,7 +58,7 @@ pub(crate) struct NewCall {
 /// What siaga can relay, as an offer: PCMA, PCMU and telephone-event (RFC 4733) at
 /// `ip`. Stands in for the trunk's offer when its INVITE had none (late offer): the
 /// operator is offered this, and the trunk gets siaga's offer in the 2xx (§13.2.1).
-fn capability_offer(ip: std::net::IpAddr) -> Option<crate::engine::sdp::MediaOffer> {
+pub(super) fn capability_offer(ip: std::net::IpAddr) -> Option<crate::engine::sdp::MediaOffer> {
     let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let text = format!(
         "v=0\r\no=siaga 0 0 IN {family} {ip}\r\ns=siaga\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio 9 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n"
@@ -81,7 +81,7 @@ pub(crate) fn family_mismatch(
 }
 
 /// Whether `msg` lists UPDATE in its Allow (RFC 3311 §5.1).
-fn allows_update(msg: &SipMessage) -> bool {
+pub(super) fn allows_update(msg: &SipMessage) -> bool {
     msg.allow()
         .is_ok_and(|methods| methods.contains(&Method::Update))
 }
@@ -248,6 +248,7 @@ impl Engine {
                 exchange: None,
                 session_timer,
                 pending_refresh: None,
+                callback: None,
             },
         );
         self.calls.by_invite.insert(tx, handle);
@@ -331,7 +332,7 @@ impl Engine {
     /// trunk's media address is IPv6 and the relay's IPv4, or the reverse — one relay
     /// socket cannot send to the other family; RFC 5118 §4.9's IPv4-mapped IPv6 addresses
     /// count as IPv4).
-    fn read_trunk_offer(
+    pub(super) fn read_trunk_offer(
         &self,
         invite: &SipMessage,
     ) -> Result<Option<crate::engine::sdp::MediaOffer>, (u16, String)> {
@@ -357,7 +358,7 @@ impl Engine {
     }
 
     /// Answers the INVITE on `tx` with a final failure and forgets it.
-    fn refuse_call(
+    pub(super) fn refuse_call(
         &mut self,
         now: Now,
         tx: TxId,
@@ -381,7 +382,7 @@ impl Engine {
     /// the range is exhausted (logged as an error): the call goes on, never refused — the
     /// next offer tries again, and without a relay the SDP passes through unchanged so the
     /// phones exchange media directly.
-    fn open_relay(
+    pub(super) fn open_relay(
         &mut self,
         record: uuid::Uuid,
     ) -> Option<(crate::engine::media::RelayId, u16, u16)> {
@@ -412,7 +413,13 @@ impl Engine {
 
     /// A provisional response to the trunk's INVITE (with a Contact when it carries a To
     /// tag, so it may create an early dialog, §12.1.1).
-    fn send_provisional(&mut self, now: Now, handle: CallHandle, status: u16, reason: &str) {
+    pub(super) fn send_provisional(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        status: u16,
+        reason: &str,
+    ) {
         let Some(call) = self.calls.calls.get(&handle) else {
             return;
         };
@@ -682,6 +689,8 @@ impl Engine {
                     self.set_leg_state(handle, leg_no, LegState::Early);
                 }
                 self.early_dialog(tx, handle, leg_no, response);
+                // A callback's gateway rings: so does the operator's phone (`callback`).
+                self.callback_progress(now, handle, status);
             }
             200..=299 => match leg_state {
                 Some(LegState::Calling | LegState::Early)
@@ -1002,6 +1011,10 @@ impl Engine {
         if let Some(timer) = session_timer {
             self.start_session_timer(now, handle, timer);
         }
+        // A callback's caller answered: the operator is on call already (`callback`).
+        if self.callback_answered(handle) {
+            return;
+        }
         self.calls.acd.answered(handle, &operator, now.mono);
         if let Some(caller) = self.calls.calls.get(&handle).and_then(|c| c.caller.clone()) {
             self.calls.acd.worklist.caller_reached(&caller);
@@ -1097,6 +1110,10 @@ impl Engine {
 
     /// A final failure (300–699) on a leg, or its transaction's end without one.
     fn leg_failed(&mut self, now: Now, handle: CallHandle, leg_no: u32, status: u16) {
+        // A callback's leg to the caller ends the callback (`callback`).
+        if self.callback_leg_failed(now, handle, leg_no, status) {
+            return;
+        }
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
@@ -1168,6 +1185,10 @@ impl Engine {
         operator: &str,
         end: OfferEnd,
     ) {
+        // A callback is never requeued: it fails (`callback`).
+        if self.callback_offer_failed(now, handle) {
+            return;
+        }
         self.calls.acd.offer_ended(handle, operator, end, now.mono);
         if let Some(call) = self.calls.calls.get_mut(&handle)
             && let CallState::Offering { operators, .. } = &mut call.state
@@ -1440,6 +1461,11 @@ impl Engine {
                 }
             }
         }
+        // A callback is the operator's own call, recorded on the abandoned call's record
+        // and never put on the worklist (`callback`).
+        if let Some(callback) = call.callback.take() {
+            return self.callback_ended(now, handle, call, callback, by);
+        }
         match &call.state {
             CallState::Offering { operators, .. } => {
                 for operator in operators {
@@ -1554,6 +1580,10 @@ impl Engine {
     /// The ring timeout of offer `attempt` passed: every operator still ringing for it
     /// gets a no-answer (CANCEL to their phones), and the call goes back to its place.
     fn ring_timeout(&mut self, now: Now, handle: CallHandle, attempt: u32) {
+        // A callback's ring timeout (`acd.callback_ring_timeout_s`): no answer.
+        if self.callback_ring_timeout(now, handle) {
+            return;
+        }
         let Some(call) = self.calls.calls.get(&handle) else {
             return;
         };

@@ -7,6 +7,7 @@
 //! Every step emits [`CallEvent`]s (the call record) and [`MediaCommand`]s (the relay).
 
 mod agents;
+mod callback;
 mod ending;
 mod flow;
 mod ident;
@@ -16,6 +17,7 @@ mod priority;
 mod privacy;
 mod session_timer;
 
+pub use callback::Callback;
 pub(crate) use flow::NewCall;
 pub use ident::{Pii, called_number, caller_number, original_called, set_show_personal_data};
 pub(crate) use midcall::DialogReply;
@@ -94,6 +96,10 @@ pub struct Call {
     pub session_timer: Option<SessionTimer>,
     /// siaga's session refresh to the trunk, while unanswered.
     pub pending_refresh: Option<ClientTxId>,
+    /// Set when the call is a PSAP callback (RFC 7090, `callback`): the inbound leg is the
+    /// operator's INVITE, the outbound leg goes to the caller through a trunk gateway, and
+    /// its events go on the abandoned call's record ([`Call::record`]).
+    pub callback: Option<Callback>,
 }
 
 /// The offer/answer state of one leg's session (RFC 3264 §8) and siaga's 2xx resent on it.
@@ -322,6 +328,9 @@ pub struct CallTable {
     next_call: u64,
     next_leg: u32,
     next_relay: u64,
+    /// Relays of callbacks (`callback`) whose report has not come back: their caller side
+    /// faces the operator, so their counters are turned back when recorded.
+    pub callback_relays: std::collections::HashSet<RelayId>,
 }
 
 impl CallTable {

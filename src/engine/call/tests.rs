@@ -1652,6 +1652,7 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
 
 mod break_midcall;
 mod break_transport;
+mod callback;
 mod midcall;
 mod prack;
 mod races;

@@ -1,0 +1,562 @@
+//! PSAP callbacks (RFC 7090, issue 5 point 7) in virtual time: an abandoned call lands on
+//! the worklist, operator 1001 takes it (the feature-code INVITE handed to `take_callback`
+//! as the feature-code module will), and the test plays the trunk gateway that reaches the
+//! caller.
+
+use super::*;
+use crate::engine::acd::CallbackItem;
+use crate::engine::record::{CallEvent, CallbackOutcome};
+use crate::engine::trunk_health::Gateway;
+use uuid::Uuid;
+
+const GW: &str = "127.0.0.1:5098";
+/// The caller's number in `trunk_invite` (its P-Asserted-Identity).
+const CALLER: &str = "+628115550001";
+const SDP_CALLER: &str = "v=0\r\no=gw 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 8000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+/// A harness with one trunk gateway at `GW` (not probed yet) and 10 s of wrap-up, so an
+/// answered callback and an unanswered one leave the operator in different states.
+fn harness() -> Harness {
+    let mut h = Harness::new(15);
+    let mut config = h.engine.config().clone();
+    config.calls.trunk_health.gateways = vec![Gateway {
+        uri: format!("sip:{GW}"),
+        address: addr(GW),
+        transport: Transport::Udp,
+    }];
+    config.calls.acd.queues[0].wrap_up = Duration::from_secs(10);
+    h.engine = Engine::with_seed(config, 11);
+    h
+}
+
+/// The gateway answers siaga's first OPTIONS: it is up.
+fn gateway_up(h: &mut Harness) {
+    let out = h.advance(0);
+    let options = out
+        .requests_to(GW, Method::Options)
+        .pop()
+        .expect("the gateway is probed");
+    h.input(GW, &gateway_response(&options, 200, "OK", None));
+}
+
+/// The gateway's response to siaga's `request` (To tag `gw`, Contact at the gateway).
+fn gateway_response(request: &SipMessage, status: u16, reason: &str, sdp: Option<&str>) -> String {
+    phone_response(request, status, reason, "gw", sdp).replace(
+        "Contact: <sip:phone@127.0.0.1:5071>",
+        &format!("Contact: <sip:gw@{GW}>"),
+    )
+}
+
+/// A call from `CALLER` abandoned in the queue (nobody registered): the worklist item.
+fn abandoned(h: &mut Harness, id: &str) -> CallbackItem {
+    let invite = trunk_invite(id);
+    h.input(TRUNK, &invite);
+    let out = h.input(TRUNK, &cancel_of(&invite));
+    assert!(out.events.contains(&CallEventKind::Ended {
+        by: Party::Caller,
+        disposition: Disposition::AbandonedInQueue
+    }));
+    h.engine
+        .callbacks()
+        .last()
+        .cloned()
+        .expect("on the worklist")
+}
+
+/// Operator 1001's INVITE to `*73`, with an offer.
+fn star73(id: &str) -> String {
+    format!(
+        "INVITE sip:*73@{SIAGA} SIP/2.0\r\nVia: SIP/2.0/UDP {OP1};branch=z9hG4bK{id};rport\r\nMax-Forwards: 70\r\nFrom: <sip:1001@siaga.test>;tag=f{id}\r\nTo: <sip:*73@siaga.test>\r\nCall-ID: {id}\r\nCSeq: 2 INVITE\r\nContact: <sip:1001@{OP1}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP_OPERATOR}",
+        SDP_OPERATOR.len()
+    )
+}
+
+/// Drains the outputs, keeping each call event with its record id.
+fn drain_records(h: &mut Harness) -> (Out, Vec<CallEvent>) {
+    let mut out = Out::default();
+    let mut records = Vec::new();
+    loop {
+        match h.engine.poll_output() {
+            Output::Wait { .. } => return (out, records),
+            Output::Event(e) => {
+                out.events.push(e.kind.clone());
+                records.push(e);
+            }
+            other => collect(&mut out, other),
+        }
+    }
+}
+
+/// `input`, keeping each call event with its record id.
+fn input_records(h: &mut Harness, from: &str, text: &str) -> (Out, Vec<CallEvent>) {
+    h.engine.handle_input(
+        h.at(),
+        Input::Received(Received {
+            transport: Transport::Udp,
+            source: addr(from),
+            local: addr(SIAGA),
+            connection: None,
+            bytes: Bytes::from(text.to_owned()),
+        }),
+    );
+    drain_records(h)
+}
+
+/// Operator 1001 dials `*73` (Call-ID `id`).
+fn take(h: &mut Harness, id: &str) -> (Out, Vec<CallEvent>) {
+    let rx = Received {
+        transport: Transport::Udp,
+        source: addr(OP1),
+        local: addr(SIAGA),
+        connection: None,
+        bytes: Bytes::from(star73(id)),
+    };
+    let now = h.at();
+    h.engine.take_callback_for_tests(now, "1001", &rx);
+    drain_records(h)
+}
+
+/// The callback's INVITE to the gateway, after a gateway up, an abandoned call and 1001
+/// registered and taking it.
+fn placed(h: &mut Harness, id: &str) -> (CallbackItem, SipMessage, Out) {
+    gateway_up(h);
+    let item = abandoned(h, &format!("{id}-abandoned"));
+    h.register("1001", OP1);
+    let (out, _) = take(h, id);
+    let invite = out
+        .requests_to(GW, Method::Invite)
+        .pop()
+        .expect("INVITE to the gateway");
+    (item, invite, out)
+}
+
+fn state(h: &Harness) -> &'static str {
+    h.engine.agent_state("1001").expect("configured").name()
+}
+
+fn ended(record: Uuid, outcome: CallbackOutcome) -> (Uuid, CallEventKind) {
+    (
+        record,
+        CallEventKind::CallbackEnded {
+            operator: "1001".to_owned(),
+            outcome,
+        },
+    )
+}
+
+fn pairs(events: &[CallEvent]) -> Vec<(Uuid, CallEventKind)> {
+    events.iter().map(|e| (e.call, e.kind.clone())).collect()
+}
+
+/// The whole path: abandoned → on the worklist → taken → INVITE to the gateway marked
+/// `psap-callback` (RFC 7090 §4) → caller answers → operator's 200 with the relay's answer,
+/// media bridged → caller hangs up → operator's leg ended, item closed, operator in wrap-up.
+/// Every event goes on the abandoned call's record, and none says `received` or `ended`.
+#[test]
+fn an_abandoned_caller_is_called_back_and_bridged_to_the_operator() {
+    let mut h = harness();
+    gateway_up(&mut h);
+    let item = abandoned(&mut h, "a1");
+    assert_eq!(
+        (item.caller.as_str(), item.reason.as_str(), item.attempts),
+        (CALLER, "abandoned_in_queue", 0)
+    );
+    h.register("1001", OP1);
+
+    let (out, records) = take(&mut h, "cb1");
+    assert_eq!(out.statuses_to(OP1), [100]);
+    let invite = out
+        .requests_to(GW, Method::Invite)
+        .pop()
+        .expect("INVITE to the gateway");
+    assert_eq!(
+        invite.request_uri_raw(),
+        Some("sip:+628115550001@127.0.0.1:5098;user=phone")
+    );
+    assert_eq!(hdr(&invite, HeaderName::Priority), "psap-callback");
+    assert_eq!(invite.max_forwards().ok().flatten(), Some(70));
+    assert!(hdr(&invite, HeaderName::From).starts_with("<sip:112@siaga.test>;tag="));
+    assert_eq!(
+        hdr(&invite, HeaderName::PAssertedIdentity),
+        "<sip:112@siaga.test>"
+    );
+    let offer = String::from_utf8_lossy(invite.body()).into_owned();
+    assert!(
+        offer.contains("m=audio") && offer.contains("PCMA"),
+        "{offer}"
+    );
+    assert!(
+        !offer.contains(" 7000 "),
+        "the relay's port, not the phone's: {offer}"
+    );
+    assert_eq!(
+        pairs(&records),
+        [(
+            item.record,
+            CallEventKind::CallbackStarted {
+                operator: "1001".to_owned()
+            }
+        )]
+    );
+    assert_eq!(state(&h), "on_call");
+    assert_eq!(out.agent.last().and_then(|a| a.call), Some(item.record));
+    let phone = "127.0.0.1:7000".parse().expect("literal");
+    assert!(out.media.iter().any(|m| matches!(
+        m,
+        MediaCommand::SetPeer { side: crate::engine::media::Side::Caller, rtp, .. } if *rtp == phone
+    )));
+
+    let out = h.input(GW, &gateway_response(&invite, 180, "Ringing", None));
+    assert_eq!(out.statuses_to(OP1), [180], "the operator hears it ring");
+
+    let (out, records) = input_records(
+        &mut h,
+        GW,
+        &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)),
+    );
+    assert!(records.is_empty(), "no `answered`: {records:?}");
+    let ack = out
+        .requests_to(GW, Method::Ack)
+        .pop()
+        .expect("the caller's 2xx is ACKed");
+    let ok = out.to(OP1).pop().expect("the operator's 200");
+    assert_eq!(ok.status(), Some(200));
+    let answer = String::from_utf8_lossy(ok.body()).into_owned();
+    assert!(answer.contains("RTP/AVP 8 101"), "{answer}");
+    let caller_rtp = "127.0.0.1:8000".parse().expect("literal");
+    assert!(out.media.iter().any(|m| matches!(
+        m,
+        MediaCommand::SetPeer { side: crate::engine::media::Side::Operator, rtp, .. } if *rtp == caller_rtp
+    )));
+    h.input(
+        OP1,
+        &trunk_in_dialog("ACK", &ok, 2, "cb1ack").replace(TRUNK, OP1),
+    );
+    let out = h.advance(2_000);
+    assert!(out.statuses_to(OP1).is_empty(), "the ACK stopped the 200");
+
+    let (out, records) = input_records(&mut h, GW, &operator_bye(&ack).replace(OP1, GW));
+    assert_eq!(out.statuses_to(GW), [200]);
+    assert_eq!(
+        out.requests_to(OP1, Method::Bye).len(),
+        1,
+        "BYE to the operator"
+    );
+    assert_eq!(
+        pairs(&records),
+        [ended(item.record, CallbackOutcome::Answered)]
+    );
+    assert!(
+        out.media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::Close { .. }))
+    );
+    assert_eq!(state(&h), "wrap_up");
+    assert!(h.engine.callbacks().is_empty(), "the item is closed");
+    assert_eq!(h.engine.live_calls(), 0);
+}
+
+/// The operator hanging up an answered callback ends the caller's leg with BYE.
+#[test]
+fn the_operator_hanging_up_ends_the_callers_leg() {
+    let mut h = harness();
+    let (item, invite, _) = placed(&mut h, "cb2");
+    let out = h.input(GW, &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)));
+    let ok = out.to(OP1).pop().expect("200");
+    h.input(
+        OP1,
+        &trunk_in_dialog("ACK", &ok, 2, "cb2ack").replace(TRUNK, OP1),
+    );
+    let (out, records) = input_records(
+        &mut h,
+        OP1,
+        &trunk_in_dialog("BYE", &ok, 3, "cb2bye").replace(TRUNK, OP1),
+    );
+    assert_eq!(out.statuses_to(OP1), [200]);
+    let bye = out
+        .requests_to(GW, Method::Bye)
+        .pop()
+        .expect("BYE to the caller");
+    assert_eq!(bye.call_id().ok(), invite.call_id().ok());
+    assert_eq!(
+        pairs(&records),
+        [ended(item.record, CallbackOutcome::Answered)]
+    );
+    assert_eq!(state(&h), "wrap_up");
+}
+
+/// Busy: the phone shows 486, the item stays with one attempt, the operator is available
+/// at once (no wrap-up: nothing was handled) and takes the 112 call that arrived meanwhile,
+/// which the ACD never confused with the callback.
+#[test]
+fn a_busy_caller_keeps_the_item_with_one_attempt() {
+    let mut h = harness();
+    let (item, invite, _) = placed(&mut h, "cb3");
+    // A 112 call while 1001 is on the callback: it waits (nobody else is logged in).
+    let out = h.input(TRUNK, &trunk_invite("q3"));
+    assert!(out.requests_to(OP1, Method::Invite).is_empty());
+    assert_eq!(h.engine.waiting_calls(), 1);
+
+    let (out, records) = input_records(
+        &mut h,
+        GW,
+        &gateway_response(&invite, 486, "Busy Here", None),
+    );
+    assert_eq!(
+        out.requests_to(GW, Method::Ack).len(),
+        1,
+        "the 486 is ACKed"
+    );
+    assert_eq!(out.statuses_to(OP1), [486]);
+    assert_eq!(
+        pairs(&records)[0],
+        ended(item.record, CallbackOutcome::Busy)
+    );
+    let list = h.engine.callbacks();
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].attempts, list[0].taken_by.as_deref()), (1, None));
+    assert_eq!(state(&h), "ringing", "offered the waiting 112 call at once");
+    assert!(
+        out.requests_to(OP1, Method::Invite)
+            .iter()
+            .all(|i| i.request_uri_raw() == Some("sip:1001@127.0.0.1:5071")),
+    );
+    assert_eq!(out.requests_to(OP1, Method::Invite).len(), 1);
+    assert_eq!(
+        out.agent
+            .iter()
+            .map(|a| (a.from, a.to, a.reason.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            ("on_call", "available", Some("callback_unanswered")),
+            ("available", "ringing", Some("offered")),
+        ]
+    );
+}
+
+/// No answer within `acd.callback_ring_timeout_s`: the gateway leg is CANCELled, the phone
+/// shows 480, the outcome is `no_answer`; the gateway's 487 changes nothing more.
+#[test]
+fn no_answer_within_the_ring_timeout_cancels_the_callers_leg() {
+    let mut h = harness();
+    let (item, invite, _) = placed(&mut h, "cb4");
+    h.input(GW, &gateway_response(&invite, 180, "Ringing", None));
+    h.advance(29_000);
+    assert_eq!(state(&h), "on_call");
+    let mut out = h.advance(1_000);
+    let cancel = out.requests_to(GW, Method::Cancel).pop().expect("CANCEL");
+    assert_eq!(cancel.call_id().ok(), invite.call_id().ok());
+    assert_eq!(out.statuses_to(OP1), [480]);
+    assert!(out.events.contains(&CallEventKind::CallbackEnded {
+        operator: "1001".to_owned(),
+        outcome: CallbackOutcome::NoAnswer
+    }));
+    assert_eq!(state(&h), "available");
+    assert_eq!(h.engine.callbacks()[0].record, item.record);
+    assert_eq!(h.engine.callbacks()[0].attempts, 1);
+    h.input(GW, &gateway_response(&cancel, 200, "OK", None));
+    out = h.input(
+        GW,
+        &gateway_response(&invite, 487, "Request Terminated", None),
+    );
+    assert!(out.events.is_empty(), "{:?}", out.events);
+    assert!(out.statuses_to(OP1).is_empty());
+    assert_eq!(h.engine.live_calls(), 0);
+}
+
+/// The operator hangs up (CANCEL) while the caller's phone rings: CANCEL to the gateway,
+/// 487 to the operator, `no_answer`, the operator available again.
+#[test]
+fn the_operator_cancelling_cancels_the_gateway_leg() {
+    let mut h = harness();
+    let (item, invite, _) = placed(&mut h, "cb5");
+    h.input(GW, &gateway_response(&invite, 180, "Ringing", None));
+    // The CANCEL carries the INVITE's CSeq number (RFC 3261 §9.1).
+    let cancel = cancel_of(&star73("cb5").replace("CSeq: 2 INVITE", "CSeq: 1 INVITE"))
+        .replace("CSeq: 1 CANCEL", "CSeq: 2 CANCEL");
+    let (out, records) = input_records(&mut h, OP1, &cancel);
+    assert_eq!(out.statuses_to(OP1), [200, 487]);
+    let cancel = out.requests_to(GW, Method::Cancel).pop().expect("CANCEL");
+    assert_eq!(cancel.call_id().ok(), invite.call_id().ok());
+    assert_eq!(
+        pairs(&records),
+        [ended(item.record, CallbackOutcome::NoAnswer)]
+    );
+    assert_eq!(state(&h), "available");
+    // The caller picks up as the CANCEL arrives: ACKed and ended, nothing recorded.
+    let (out, records) = input_records(
+        &mut h,
+        GW,
+        &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)),
+    );
+    assert_eq!(out.requests_to(GW, Method::Ack).len(), 1);
+    assert_eq!(out.requests_to(GW, Method::Bye).len(), 1);
+    assert!(records.is_empty());
+    assert!(out.to(OP1).is_empty());
+}
+
+/// No gateway up (none answered OPTIONS yet): 503 to the operator, no INVITE, the attempt
+/// recorded as `failed`, the operator's state untouched.
+#[test]
+fn without_a_gateway_up_the_callback_fails_with_503() {
+    let mut h = harness();
+    let item = abandoned(&mut h, "a6");
+    h.register("1001", OP1);
+    let (out, records) = take(&mut h, "cb6");
+    assert_eq!(out.statuses_to(OP1), [503]);
+    assert!(out.requests_to(GW, Method::Invite).is_empty());
+    assert_eq!(
+        pairs(&records),
+        [ended(item.record, CallbackOutcome::Failed)]
+    );
+    assert_eq!(state(&h), "available");
+    assert!(out.agent.is_empty());
+    assert_eq!(h.engine.callbacks()[0].attempts, 1);
+}
+
+/// Nothing on the worklist: 404 "No Callback Waiting", nothing recorded or changed.
+#[test]
+fn an_empty_worklist_draws_404() {
+    let mut h = harness();
+    gateway_up(&mut h);
+    h.register("1001", OP1);
+    let (out, records) = take(&mut h, "cb7");
+    let refusal = out.to(OP1).pop().expect("a response");
+    assert_eq!(refusal.status(), Some(404));
+    assert_eq!(refusal.reason(), Some(&b"No Callback Waiting"[..]));
+    assert!(records.is_empty() && out.agent.is_empty());
+    assert!(out.to(GW).is_empty());
+}
+
+/// An operator the ACD cannot put on a callback (logged out: never registered) gets 403
+/// with a Warning naming why; the item goes back untouched for the next operator.
+#[test]
+fn an_operator_who_may_not_call_back_gets_403_and_the_item_stays() {
+    let mut h = harness();
+    gateway_up(&mut h);
+    abandoned(&mut h, "a8");
+    let (out, records) = take(&mut h, "cb8");
+    let refusal = out.to(OP1).pop().expect("a response");
+    assert_eq!(refusal.status(), Some(403));
+    assert!(hdr(&refusal, HeaderName::Warning).contains("logged_out"));
+    assert!(records.is_empty());
+    assert!(out.to(GW).is_empty());
+    let list = h.engine.callbacks();
+    assert_eq!((list[0].attempts, list[0].taken_by.as_deref()), (0, None));
+}
+
+/// The items siaga rebuilds at start are taken like the ones it saw abandoned.
+#[test]
+fn restored_items_are_called_back() {
+    let mut h = harness();
+    gateway_up(&mut h);
+    let record = Uuid::from_u128(7);
+    h.engine.restore_callbacks([CallbackItem {
+        record,
+        caller: "0812345".to_owned(),
+        at: crate::engine::UtcTime(5),
+        waited: Duration::from_secs(3),
+        reason: "abandoned_while_ringing".to_owned(),
+        attempts: 2,
+        taken_by: None,
+    }]);
+    h.register("1001", OP1);
+    let (out, records) = take(&mut h, "cb9");
+    let invite = out.requests_to(GW, Method::Invite).pop().expect("INVITE");
+    assert_eq!(
+        invite.request_uri_raw(),
+        Some("sip:0812345@127.0.0.1:5098;user=phone")
+    );
+    assert_eq!(records[0].call, record);
+}
+
+/// The caller's phone answers with no codec siaga relays: the caller's leg is ACKed and
+/// ended (RFC 3261 §15), the operator's phone shows 503, the outcome is `failed`.
+#[test]
+fn an_answer_without_a_common_codec_fails_the_callback() {
+    let mut h = harness();
+    let (item, invite, _) = placed(&mut h, "cb10");
+    let g729 = SDP_CALLER.replace("RTP/AVP 8 101", "RTP/AVP 18").replace(
+        "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        "a=rtpmap:18 G729/8000\r\n",
+    );
+    let (out, records) = input_records(
+        &mut h,
+        GW,
+        &gateway_response(&invite, 200, "OK", Some(&g729)),
+    );
+    assert_eq!(out.requests_to(GW, Method::Ack).len(), 1);
+    assert_eq!(out.requests_to(GW, Method::Bye).len(), 1);
+    assert_eq!(out.statuses_to(OP1), [503]);
+    assert_eq!(
+        pairs(&records).last(),
+        Some(&ended(item.record, CallbackOutcome::Failed))
+    );
+    assert!(records.iter().all(|e| e.call == item.record));
+    assert_eq!(state(&h), "available");
+    assert_eq!(h.engine.live_calls(), 0);
+}
+
+/// siaga stopping while the caller's phone rings: 503 to the operator, CANCEL to the
+/// gateway, `failed`; nothing is recorded as an interrupted 112 call.
+#[test]
+fn shutdown_ends_a_ringing_callback_as_failed() {
+    let mut h = harness();
+    let (item, invite, _) = placed(&mut h, "cb11");
+    h.input(GW, &gateway_response(&invite, 180, "Ringing", None));
+    let now = h.at();
+    h.engine.shutdown(now);
+    let (out, records) = drain_records(&mut h);
+    assert_eq!(out.statuses_to(OP1), [503]);
+    assert_eq!(out.requests_to(GW, Method::Cancel).len(), 1);
+    assert_eq!(
+        pairs(&records),
+        [ended(item.record, CallbackOutcome::Failed)]
+    );
+}
+
+/// The relay's report goes on the abandoned call's record, its counters turned back: the
+/// relay's caller side faced the operator's phone.
+#[test]
+fn the_relays_counters_are_recorded_from_the_callers_side() {
+    use crate::engine::media::{MediaReport, PacketCounts};
+    let mut h = harness();
+    let (item, invite, out) = placed(&mut h, "cb12");
+    let Some(&MediaCommand::Open {
+        relay,
+        caller_port,
+        operator_port,
+    }) = out.media.first()
+    else {
+        panic!("a relay opened: {:?}", out.media)
+    };
+    h.input(GW, &gateway_response(&invite, 486, "Busy Here", None));
+    let counts = |packets| PacketCounts {
+        packets,
+        ..PacketCounts::default()
+    };
+    h.engine.handle_input(
+        h.at(),
+        Input::MediaReport(MediaReport {
+            relay,
+            caller_port,
+            operator_port,
+            caller_to_operator: counts(3),
+            operator_to_caller: counts(5),
+            latched_caller: None,
+            latched_operator: None,
+            bind_failed: Vec::new(),
+        }),
+    );
+    let (_, records) = drain_records(&mut h);
+    assert_eq!(
+        pairs(&records),
+        [(
+            item.record,
+            CallEventKind::MediaRelayed {
+                caller_to_operator: 5,
+                operator_to_caller: 3
+            }
+        )]
+    );
+}
