@@ -13,7 +13,7 @@
 
 use clap::{Parser, Subcommand};
 use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
-use siaga::engine::media::{MediaCommand, PacketCounts, RelayId, Side};
+use siaga::engine::media::{MediaCommand, MediaReport, PacketCounts, RelayId, Side};
 use siaga::media::{MediaRelays, MediaThread};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -155,6 +155,8 @@ async fn relay(layout: Layout, dedicated: bool) -> std::io::Result<()> {
     let summer = tokio::spawn(async move {
         let (mut up, mut down, mut failed) = (PacketCounts::default(), PacketCounts::default(), 0);
         while let Some(r) = reports.recv().await {
+            // The relays report no silence here (no timeout set): only their counts.
+            let MediaReport::Closed(r) = r else { continue };
             for (sum, c) in [
                 (&mut up, r.caller_to_operator),
                 (&mut down, r.operator_to_caller),

@@ -71,7 +71,7 @@ pairs=()
 for ((i = 0; i < OPERATORS; i++)); do pairs+=("$((2000 + i)):bench"); done
 CONF="$WORK/siaga.toml"
 write_config "$CONF" "$SIP_PORT" "$RTP_LO" "$RTP_HI" "$HTTP_PORT" "${BENCH_LOG_LEVEL:-warn}" \
-    "$(operators_toml "${pairs[@]}")" $'ring_timeout_s = 15\nreject_retry_delay_s = 5'
+    "$(operators_toml "${pairs[@]}")" $'ring_timeout_s = 15\nreject_retry_delay_s = 5\nwrap_up_s = 0'
 users_csv "$WORK/users.csv" "${pairs[@]}"
 
 out=$("$SIAGA_BIN" check-config --config "$CONF" 2>&1) ||

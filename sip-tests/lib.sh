@@ -201,7 +201,9 @@ build_siaga() {
 # `siaga calls` sees the same database.
 write_config() {
     local file=$1 sip_port=$2 rtp_lo=$3 rtp_hi=$4 http_port=$5 level=$6 operators=$7
-    local queue=${8:-$'ring_timeout_s = 2\nreject_retry_delay_s = 1'}
+    # No wrap-up and no no-answer limit by default: the first-call checks ring the same
+    # operators call after call (issue 5: "their test config sets wrap-up to 0").
+    local queue=${8:-$'ring_timeout_s = 2\nreject_retry_delay_s = 1\nwrap_up_s = 0\nno_answer_limit = 0'}
     local dir
     dir=$(dirname "$file")
     export SIAGA_SIP_LISTEN="127.0.0.1:$sip_port"

@@ -58,6 +58,9 @@ pub struct RunOptions {
     pub tap: Option<mpsc::Sender<Input>>,
     /// The IP the RTP relay binds (the SIP listen IP). Default 127.0.0.1.
     pub media_bind: IpAddr,
+    /// `media.silence_timeout_s`: how long a relayed side may send no RTP before the relay
+    /// reports it silent. Default `None` (off); [`RunOptions::from_config`] sets it.
+    pub silence_timeout: Option<std::time::Duration>,
     /// Where call events and agent events go (the store's writer). `None`: they are
     /// logged at debug and dropped — only for tests that do not look at records.
     pub events: Option<crate::store::EventSink>,
@@ -70,6 +73,7 @@ impl Default for RunOptions {
             input_queue: 1024,
             tap: None,
             media_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            silence_timeout: None,
             events: None,
         }
     }
@@ -78,7 +82,8 @@ impl Default for RunOptions {
 impl RunOptions {
     /// The options `config` sets (`sip.max_tcp_connections`,
     /// `sip.max_tcp_connections_per_ip`, `sip.tcp_message_timeout_s`,
-    /// `sip.tcp_idle_timeout_s`, `sip.tcp_connect_timeout_s`); the rest default.
+    /// `sip.tcp_idle_timeout_s`, `sip.tcp_connect_timeout_s`, `media.silence_timeout_s`);
+    /// the rest default.
     pub fn from_config(config: &Config) -> RunOptions {
         let sip = &config.sip;
         RunOptions {
@@ -91,6 +96,7 @@ impl RunOptions {
                 ..Limits::default()
             },
             media_bind: sip.listen.ip(),
+            silence_timeout: config.media.silence_timeout,
             ..RunOptions::default()
         }
     }
@@ -135,12 +141,14 @@ pub async fn run(
         "siaga started"
     );
 
-    // Reports come back from relays that closed; bounded by the relays open (the port
-    // pool bounds those), so a relay waiting for room never holds more than its report.
+    // Reports come back from relays (a side gone silent, then the counts once closed);
+    // bounded by the relays open (the port pool bounds those), so a relay waiting for
+    // room never holds more than its reports.
     let (reports_tx, reports_rx) = mpsc::channel(1024);
     let shell = Shell {
         transports: &transports,
-        relays: MediaRelays::new(options.media_bind, reports_tx),
+        relays: MediaRelays::new(options.media_bind, reports_tx)
+            .with_silence_timeout(options.silence_timeout),
         events: options.events,
     };
     let engine_task = drive(

@@ -1,9 +1,11 @@
 //! The RTP relay over real UDP sockets on 127.0.0.1: two "phones" send RTP built with
 //! `rtp-rs` through a relay; packets arrive unchanged, latching follows the real source,
-//! non-RTP is dropped and counted, Close frees the ports and the report's counts match.
+//! non-RTP is dropped and counted, Close frees the ports and the report's counts match. A
+//! side whose RTP stops is reported silent once per silence (in paused tokio time: the
+//! sockets are real, the clock virtual).
 
 use rtp_rs::{RtpPacketBuilder, Seq};
-use siaga::engine::media::{MediaCommand, MediaReport, PacketCounts, RelayId, Side};
+use siaga::engine::media::{MediaCommand, MediaReport, PacketCounts, RelayClosed, RelayId, Side};
 use siaga::media::MediaRelays;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::time::Duration;
@@ -84,11 +86,19 @@ async fn nothing_arrives(socket: &UdpSocket) {
     assert!(got.is_err(), "unexpected packet: {got:?}");
 }
 
-async fn report(reports: &mut mpsc::Receiver<MediaReport>) -> MediaReport {
+async fn next_report(reports: &mut mpsc::Receiver<MediaReport>) -> MediaReport {
     timeout(WAIT, reports.recv())
         .await
         .expect("a report within the wait")
         .expect("report queue open")
+}
+
+/// The next report, which must be a relay's closing one.
+async fn report(reports: &mut mpsc::Receiver<MediaReport>) -> RelayClosed {
+    match next_report(reports).await {
+        MediaReport::Closed(report) => report,
+        other => panic!("expected the closing report, got {other:?}"),
+    }
 }
 
 fn assert_ports_free(ports: &[u16]) {
@@ -165,7 +175,7 @@ async fn relays_rtp_unchanged_latches_and_reports() {
     let report = report(&mut reports).await;
     assert_eq!(
         report,
-        MediaReport {
+        RelayClosed {
             relay,
             caller_port,
             operator_port,
@@ -397,4 +407,164 @@ async fn relays_run_on_a_media_thread() {
     assert_eq!(report(&mut reports).await.caller_to_operator.packets, 1);
     drop(thread);
     assert_ports_free(&[caller_port, operator_port]);
+}
+
+/// The silence timeout of the silence tests (virtual time).
+const SILENCE: Duration = Duration::from_secs(1);
+
+/// One packet period of the silence tests: five per silence timeout.
+const PERIOD: Duration = Duration::from_millis(200);
+
+/// A relay with [`SILENCE`] between `caller` and `operator`, both peers set.
+async fn silence_relay(
+    relay: RelayId,
+    caller: &UdpSocket,
+    operator: &UdpSocket,
+) -> (MediaRelays, mpsc::Receiver<MediaReport>, (u16, u16)) {
+    let (report_tx, reports) = mpsc::channel(4);
+    let mut relays = MediaRelays::new(LOCALHOST, report_tx).with_silence_timeout(Some(SILENCE));
+    let (caller_port, operator_port) = two_pairs();
+    relays.execute(MediaCommand::Open {
+        relay,
+        caller_port,
+        operator_port,
+    });
+    for (side, peer) in [(Side::Caller, caller), (Side::Operator, operator)] {
+        relays.execute(MediaCommand::SetPeer {
+            relay,
+            side,
+            rtp: addr(peer),
+        });
+    }
+    (relays, reports, (caller_port, operator_port))
+}
+
+/// `periods` packet periods: each sender sends one RTP packet to its relay port, then
+/// [`PERIOD`] passes. Returns the reports that came meanwhile.
+async fn talk(
+    senders: &[(&UdpSocket, u16)],
+    periods: u32,
+    reports: &mut mpsc::Receiver<MediaReport>,
+) -> Vec<MediaReport> {
+    let mut got = Vec::new();
+    for seq in 0..periods {
+        for (socket, port) in senders {
+            let to = SocketAddr::new(LOCALHOST, *port);
+            let seq = u16::try_from(seq).expect("few periods");
+            socket
+                .send_to(&rtp(seq, &[0xd5; 160]), to)
+                .await
+                .expect("send");
+        }
+        tokio::time::sleep(PERIOD).await;
+        while let Ok(report) = reports.try_recv() {
+            got.push(report);
+        }
+    }
+    got
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_side_that_stops_sending_is_reported_silent_once() {
+    let caller = phone().await;
+    let operator = phone().await;
+    let relay = RelayId(8);
+    let (mut relays, mut reports, (at_caller, at_operator)) =
+        silence_relay(relay, &caller, &operator).await;
+    let both = [(&caller, at_caller), (&operator, at_operator)];
+    let silent = |side| MediaReport::Silent { relay, side };
+
+    // Nothing heard yet: no side is silent, however long it lasts.
+    assert_eq!(talk(&[], 20, &mut reports).await, []);
+    // Both talk for ten timeouts: no report.
+    assert_eq!(talk(&both, 50, &mut reports).await, []);
+
+    // The operator stops, the caller goes on: the operator side is reported, once.
+    let got = talk(&[(&caller, at_caller)], 40, &mut reports).await;
+    assert_eq!(got, [silent(Side::Operator)]);
+
+    // One packet re-arms the check; the silence after it is reported again.
+    let got = talk(
+        &[(&caller, at_caller), (&operator, at_operator)],
+        1,
+        &mut reports,
+    )
+    .await;
+    assert_eq!(got, []);
+    let got = talk(&[(&caller, at_caller)], 40, &mut reports).await;
+    assert_eq!(got, [silent(Side::Operator)]);
+
+    // Now the caller stops too.
+    let got = talk(&[], 40, &mut reports).await;
+    assert_eq!(got, [silent(Side::Caller)]);
+
+    relays.execute(MediaCommand::Close { relay });
+    let closed = report(&mut reports).await;
+    assert_eq!(closed.operator_to_caller.packets, 51);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_operator_peer_is_not_silent_before_it_sends() {
+    let caller = phone().await;
+    let operator = phone().await;
+    let relay = RelayId(9);
+    let (mut relays, mut reports, (at_caller, at_operator)) =
+        silence_relay(relay, &caller, &operator).await;
+    let both = [(&caller, at_caller), (&operator, at_operator)];
+    assert_eq!(talk(&both, 10, &mut reports).await, []);
+
+    // The operator's leg ended (the peer cleared, as for a re-queued caller), then the
+    // next operator's leg starts: neither of them sent since, and nothing is reported.
+    relays.execute(MediaCommand::SetPeer {
+        relay,
+        side: Side::Operator,
+        rtp: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+    });
+    let got = talk(&[(&caller, at_caller)], 40, &mut reports).await;
+    assert_eq!(got, [], "no report for the old peer nor the cleared side");
+    let next_operator = phone().await;
+    relays.execute(MediaCommand::SetPeer {
+        relay,
+        side: Side::Operator,
+        rtp: addr(&next_operator),
+    });
+    let got = talk(&[(&caller, at_caller)], 40, &mut reports).await;
+    assert_eq!(got, []);
+
+    // Once it sent and stopped, it is.
+    let got = talk(
+        &[(&caller, at_caller), (&next_operator, at_operator)],
+        5,
+        &mut reports,
+    )
+    .await;
+    assert_eq!(got, []);
+    let got = talk(&[(&caller, at_caller)], 40, &mut reports).await;
+    assert_eq!(
+        got,
+        [MediaReport::Silent {
+            relay,
+            side: Side::Operator
+        }]
+    );
+    relays.execute(MediaCommand::Close { relay });
+    assert_eq!(report(&mut reports).await.relay, relay);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_silence_timeout_nothing_is_reported() {
+    let (report_tx, mut reports) = mpsc::channel(4);
+    let mut relays = MediaRelays::new(LOCALHOST, report_tx);
+    let (caller_port, operator_port) = two_pairs();
+    let relay = RelayId(10);
+    relays.execute(MediaCommand::Open {
+        relay,
+        caller_port,
+        operator_port,
+    });
+    let caller = phone().await;
+    assert_eq!(talk(&[(&caller, caller_port)], 5, &mut reports).await, []);
+    assert_eq!(talk(&[], 100, &mut reports).await, []);
+    relays.execute(MediaCommand::Close { relay });
+    assert_eq!(report(&mut reports).await.caller_to_operator.dropped, 5);
 }

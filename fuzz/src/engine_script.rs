@@ -33,7 +33,7 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use siaga::engine::acd::AgentState;
 use siaga::engine::digest::Ha1;
-use siaga::engine::media::{MediaCommand, MediaReport, PacketCounts, RelayId};
+use siaga::engine::media::{MediaCommand, MediaReport, PacketCounts, RelayClosed, RelayId};
 use siaga::engine::record::CallEventKind;
 use siaga::engine::sip::{HeaderName, Method, ParseError, SipMessage};
 use siaga::engine::trunk_health::{Gateway, HealthConfig};
@@ -626,7 +626,7 @@ impl World {
                 }
                 MediaCommand::Close { relay } => {
                     assert!(self.relays.remove(&relay), "Close of closed {relay:?}");
-                    self.pending.push_back(Input::MediaReport(MediaReport {
+                    let closed = RelayClosed {
                         relay,
                         caller_port: 0,
                         operator_port: 0,
@@ -635,7 +635,9 @@ impl World {
                         latched_caller: None,
                         latched_operator: None,
                         bind_failed: Vec::new(),
-                    }));
+                    };
+                    self.pending
+                        .push_back(Input::MediaReport(MediaReport::Closed(closed)));
                 }
             },
             Output::Wait { .. } => {}
@@ -1444,7 +1446,8 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
         (6, TrunkBye { slot: 4 }, ""),
     ]);
     flows.push(("races-cancel-vs-answer", race));
-    // The gateway answers a probe; a stranger's INVITE draws 403; a re-INVITE and an
+    // The gateway answers a probe; a stranger's INVITE draws 403; a re-INVITE (which the
+    // phone answers: one left unanswered re-queues the caller once Timer B fires) and an
     // OPTIONS in the dialog; shutdown with the call up, the trunk answering the BYE.
     let mut misc = register(B, 1).to_vec();
     misc.extend([
@@ -1454,6 +1457,7 @@ pub fn seed_flows() -> Vec<(&'static str, Vec<u8>)> {
         (3, respond(B, 0, s200), ""),
         (2, TrunkAck { slot: 5 }, ""),
         (2, TrunkInDialog { slot: 5, method: 0 }, ""),
+        (1, respond(B, 0, s200), ""),
         (2, TrunkInDialog { slot: 5, method: 3 }, ""),
         (
             2,

@@ -1,8 +1,7 @@
 //! The configuration of emergency calls and of who answers them: `[trunk]` (where 112 calls
 //! come from and which numbers they dial), `[[operators]]` (the agents and their digest
-//! credentials: RFC 7616 §3.4.2's HA1), `[queue]` (the ACD's timers; the 180 Ringing refresh
-//! of RFC 3261 §13.3.1.1) and `[registrar]` (RFC 3261 §10.3 binding lifetimes and the digest
-//! nonce lifetime).
+//! credentials: RFC 7616 §3.4.2's HA1; their ACD keys are validated in `acd`) and
+//! `[registrar]` (RFC 3261 §10.3 binding lifetimes and the digest nonce lifetime).
 //!
 //! As in the rest of the module: raw serde structs (`deny_unknown_fields`), then validation
 //! into the typed sections, every error naming its key.
@@ -88,21 +87,6 @@ pub struct OperatorConfig {
     pub secret: OperatorSecret,
 }
 
-/// `[queue]`: the ACD's timers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QueueConfig {
-    /// `queue.ring_timeout_s` (default 15 s; 1–600 s): how long an operator's phone rings
-    /// before the call is offered to another operator.
-    pub ring_timeout: Duration,
-    /// `queue.reject_retry_delay_s` (default 5 s; 0–3600 s): after an operator rejects a
-    /// call, how long before that operator is offered the same call again.
-    pub reject_retry_delay: Duration,
-    /// `queue.ringing_refresh_s` (default 30 s; 1–60 s): how often the 180 Ringing is
-    /// repeated to a queued caller (RFC 3261 §13.3.1.1: at least once a minute, so that
-    /// proxies keep the INVITE transaction alive).
-    pub ringing_refresh: Duration,
-}
-
 /// `[registrar]`: binding lifetimes (RFC 3261 §10.3) and digest nonces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegistrarConfig {
@@ -176,6 +160,11 @@ pub(super) struct RawOperator {
     name: Option<String>,
     ha1: Option<String>,
     password: Option<String>,
+    /// `operators[].queues`, `skills`, `wrap_up_s`: validated in `acd`.
+    pub(super) queues: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) skills: Vec<String>,
+    pub(super) wrap_up_s: Option<u32>,
 }
 
 impl fmt::Debug for RawOperator {
@@ -185,25 +174,10 @@ impl fmt::Debug for RawOperator {
             .field("name", &self.name)
             .field("ha1", &self.ha1.as_ref().map(|_| "***"))
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("queues", &self.queues)
+            .field("skills", &self.skills)
+            .field("wrap_up_s", &self.wrap_up_s)
             .finish()
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(super) struct RawQueue {
-    ring_timeout_s: u32,
-    reject_retry_delay_s: u32,
-    ringing_refresh_s: u32,
-}
-
-impl Default for RawQueue {
-    fn default() -> Self {
-        RawQueue {
-            ring_timeout_s: 15,
-            reject_retry_delay_s: 5,
-            ringing_refresh_s: 30,
-        }
     }
 }
 
@@ -229,7 +203,7 @@ impl Default for RawRegistrar {
 
 // ---- validation --------------------------------------------------------------------------
 
-pub(super) fn validate_trunk(raw: RawTrunk) -> Result<TrunkConfig, ConfigError> {
+pub(super) fn validate_trunk(raw: &RawTrunk) -> Result<TrunkConfig, ConfigError> {
     let name = check("trunk.name", &raw.name, &[], values::parse_name)?;
     let other_sources = check(
         "trunk.other_sources",
@@ -253,23 +227,11 @@ pub(super) fn validate_trunk(raw: RawTrunk) -> Result<TrunkConfig, ConfigError> 
             Problem::EmptyList,
         ));
     }
-    let mut emergency_numbers: Vec<String> = Vec::with_capacity(raw.emergency_numbers.len());
-    for n in &raw.emergency_numbers {
-        let number = check(
-            "trunk.emergency_numbers",
-            n,
-            &[],
-            values::parse_emergency_number,
-        )?;
-        if emergency_numbers.contains(&number) {
-            return Err(invalid(
-                Source::Key("trunk.emergency_numbers"),
-                n,
-                Problem::Duplicate,
-            ));
-        }
-        emergency_numbers.push(number);
-    }
+    let emergency_numbers = distinct(
+        &Source::Key("trunk.emergency_numbers"),
+        &raw.emergency_numbers,
+        values::parse_emergency_number,
+    )?;
     let min_session_expires = seconds(
         "trunk.min_session_expires_s",
         raw.min_session_expires_s,
@@ -309,15 +271,25 @@ pub(super) fn validate_trunk(raw: RawTrunk) -> Result<TrunkConfig, ConfigError> 
 /// The networks (CIDR, or single addresses) of list `key`. Errors: a malformed entry, or
 /// one written twice ([`Problem::Duplicate`]).
 fn networks(key: &'static str, raw: &[String]) -> Result<Vec<IpNet>, ConfigError> {
-    let mut nets: Vec<IpNet> = Vec::with_capacity(raw.len());
+    distinct(&Source::Key(key), raw, values::parse_ip_net)
+}
+
+/// The entries of list `key`, each parsed with `parse`. Errors: the first entry `parse`
+/// refuses, or one equal to an earlier one once parsed ([`Problem::Duplicate`]).
+pub(super) fn distinct<T: PartialEq>(
+    key: &Source,
+    raw: &[String],
+    parse: impl Fn(&str) -> Result<T, Problem>,
+) -> Result<Vec<T>, ConfigError> {
+    let mut parsed: Vec<T> = Vec::with_capacity(raw.len());
     for s in raw {
-        let net = check(key, s, &[], values::parse_ip_net)?;
-        if nets.contains(&net) {
-            return Err(invalid(Source::Key(key), s, Problem::Duplicate));
+        let value = parse(s).map_err(|problem| invalid(key.clone(), s, problem))?;
+        if parsed.contains(&value) {
+            return Err(invalid(key.clone(), s, Problem::Duplicate));
         }
-        nets.push(net);
+        parsed.push(value);
     }
-    Ok(nets)
+    Ok(parsed)
 }
 
 /// Stands for a secret in an error: its length, never its text.
@@ -329,11 +301,9 @@ impl fmt::Debug for Hidden {
     }
 }
 
-pub(super) fn validate_operators(
-    raw: Vec<RawOperator>,
-) -> Result<Vec<OperatorConfig>, ConfigError> {
+pub(super) fn validate_operators(raw: &[RawOperator]) -> Result<Vec<OperatorConfig>, ConfigError> {
     let mut operators: Vec<OperatorConfig> = Vec::with_capacity(raw.len());
-    for (i, op) in raw.into_iter().enumerate() {
+    for (i, op) in raw.iter().enumerate() {
         let key = |field: &str| format!("operators[{i}].{field}");
         let entry_invalid = |field: &str, value: &dyn fmt::Debug, problem: Problem| {
             invalid(Source::Entry(key(field)), value, problem)
@@ -354,15 +324,15 @@ pub(super) fn validate_operators(
             }
             None => None,
         };
-        let secret = match (&op.ha1, op.password) {
+        let secret = match (&op.ha1, &op.password) {
             (Some(ha1), None) => OperatorSecret::Ha1(
                 values::parse_ha1(ha1)
                     .map_err(|p| entry_invalid("ha1", &Hidden(ha1.chars().count()), p))?,
             ),
             (None, Some(password)) if password.is_empty() => {
-                return Err(entry_invalid("password", &password, Problem::EmptyPassword));
+                return Err(entry_invalid("password", password, Problem::EmptyPassword));
             }
-            (None, Some(password)) => OperatorSecret::Password(password),
+            (None, Some(password)) => OperatorSecret::Password(password.clone()),
             (None, None) => return Err(ConfigError::MissingSecret { key: key("ha1") }),
             (Some(_), Some(_)) => {
                 return Err(ConfigError::TwoSecrets {
@@ -373,19 +343,6 @@ pub(super) fn validate_operators(
         operators.push(OperatorConfig { id, name, secret });
     }
     Ok(operators)
-}
-
-pub(super) fn validate_queue(raw: &RawQueue) -> Result<QueueConfig, ConfigError> {
-    Ok(QueueConfig {
-        ring_timeout: seconds("queue.ring_timeout_s", raw.ring_timeout_s, 1, 600)?,
-        reject_retry_delay: seconds(
-            "queue.reject_retry_delay_s",
-            raw.reject_retry_delay_s,
-            0,
-            3600,
-        )?,
-        ringing_refresh: seconds("queue.ringing_refresh_s", raw.ringing_refresh_s, 1, 60)?,
-    })
 }
 
 /// The longest binding lifetime accepted, in seconds (a day).
@@ -435,7 +392,7 @@ pub(super) fn validate_registrar(raw: &RawRegistrar) -> Result<RegistrarConfig, 
 
 /// `value` seconds as a `Duration`, if within `min..=max`. Errors: [`Problem::OutOfRange`].
 pub(super) fn seconds(
-    key: &'static str,
+    key: impl Into<Source>,
     value: u32,
     min: u32,
     max: u32,
@@ -444,10 +401,15 @@ pub(super) fn seconds(
 }
 
 /// `value`, if within `min..=max`. Errors: [`Problem::OutOfRange`].
-fn in_range(key: &'static str, value: u32, min: u32, max: u32) -> Result<u32, ConfigError> {
+pub(super) fn in_range(
+    key: impl Into<Source>,
+    value: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, ConfigError> {
     if !(min..=max).contains(&value) {
         return Err(ConfigError::Invalid {
-            origin: Source::Key(key),
+            origin: key.into(),
             value: value.to_string(),
             problem: Problem::OutOfRange {
                 min: min.into(),

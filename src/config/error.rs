@@ -11,8 +11,9 @@ use std::path::PathBuf;
 pub enum Source {
     /// A key of the file, dotted (`sip.listen`).
     Key(&'static str),
-    /// A key of one entry of an array of tables, its index counted from 0 as in the shape
-    /// errors: `operators[2].id`.
+    /// A key whose name is built while validating: a key of one entry of an array of
+    /// tables, its index counted from 0 as in the shape errors (`operators[2].id`), or a
+    /// key of a table checked by code shared with such entries (`queue.wrap_up_s`).
     Entry(String),
     /// An environment variable (`SIAGA_SIP_LISTEN`) overriding the file's `key`.
     Env {
@@ -30,6 +31,20 @@ impl Source {
             Source::Key(key) | Source::Env { key, .. } => key,
             Source::Entry(key) => key,
         }
+    }
+}
+
+/// A key of the file.
+impl From<&'static str> for Source {
+    fn from(key: &'static str) -> Self {
+        Source::Key(key)
+    }
+}
+
+/// A key named while validating ([`Source::Entry`]).
+impl From<String> for Source {
+    fn from(key: String) -> Self {
+        Source::Entry(key)
     }
 }
 
@@ -183,6 +198,35 @@ pub enum Problem {
     /// An emergency number that is not 1–32 digits after an optional `+`.
     #[error("must be 1 to 32 digits, optionally after a leading + (e.g. 112)")]
     BadEmergencyNumber,
+    /// A number of `routes[].numbers` that is not 1–32 digits after an optional `+` once
+    /// the visual separators `- . ( )` are removed.
+    #[error(
+        "must be 1 to 32 digits, optionally after a leading +, with - . ( ) allowed as \
+         separators (e.g. 110, +62-21-110)"
+    )]
+    BadRouteNumber,
+    /// A `[feature_codes]` entry that is not 1–16 characters of `0-9 * #`.
+    #[error("must be 1 to 16 characters of 0-9 * # (e.g. *70)")]
+    BadFeatureCode,
+    /// A feature code that is also an emergency number: dialled by an operator it would
+    /// change their state; from the trunk it must reach the queue.
+    #[error(
+        "is also in trunk.emergency_numbers; a feature code must differ from every emergency \
+         number"
+    )]
+    EmergencyNumber,
+    /// A name that no `[[queues]]` entry (or the implicit queue `112`) has.
+    #[error("names no queue; the queues are {queues}")]
+    UnknownQueue {
+        /// The defined queue names, quoted and comma-separated: `"112", "110"`.
+        queues: String,
+    },
+    /// A `queues[].overflow_uri` that is not a `sip:` URI with an IP literal host.
+    #[error(
+        "is not a SIP URI with an IP address: sip:[USER@]IP[:PORT][;transport=udp|tcp] (e.g. \
+         sip:112@192.0.2.20:5060); host names need DNS, which siaga does not do yet"
+    )]
+    BadOverflowUri,
     /// A word that is not one of the accepted ones.
     #[error("must be one of {choices}")]
     NotOneOf {
@@ -205,6 +249,14 @@ pub enum Problem {
     #[error("must be from {min} to {max}")]
     OutOfRange {
         /// The smallest accepted value.
+        min: u64,
+        /// The largest accepted value.
+        max: u64,
+    },
+    /// A number outside its range that is not 0 either (0 turns the setting off).
+    #[error("must be 0 (off) or from {min} to {max}")]
+    OutOfRangeOrOff {
+        /// The smallest accepted value but 0.
         min: u64,
         /// The largest accepted value.
         max: u64,

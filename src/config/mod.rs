@@ -7,9 +7,11 @@
 //! overridden keys, and validation turns the raw values into typed ones ([`Config`]). Every
 //! error names the key or the variable and the problem ([`ConfigError`]).
 //!
-//! The sections about calls and who answers them (`[trunk]`, `[[operators]]`, `[queue]`,
-//! `[registrar]`) are read and validated in `calls`.
+//! The sections about calls and who answers them (`[trunk]`, `[[operators]]`,
+//! `[registrar]`) are read and validated in `calls`; the ACD's (`[queue]`, `[[queues]]`,
+//! `[[routes]]`, `[acd]`, `[feature_codes]`, the operators' queues and skills) in `acd`.
 
+mod acd;
 mod calls;
 mod error;
 mod values;
@@ -17,13 +19,15 @@ mod values;
 #[cfg(test)]
 mod tests;
 
-pub use calls::{OperatorConfig, QueueConfig, RegistrarConfig, TrunkConfig};
+pub use acd::{DEFAULT_QUEUE, QueueConfig};
+pub use calls::{OperatorConfig, RegistrarConfig, TrunkConfig};
 pub use error::{ConfigError, Position, Problem, Source};
 pub use values::{
     DatabaseKind, DatabaseUrl, Host, HostPort, NodeId, OperatorSecret, OtherSources, PortRange,
 };
 
 use crate::engine::EngineConfig;
+use crate::engine::acd::AcdSettings;
 use crate::engine::transaction::TimerConfig;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -62,8 +66,13 @@ pub struct Config {
     /// `[[operators]]`, in file order. May be empty: siaga then takes calls but no phone
     /// can register to answer them (the shell warns at start).
     pub operators: Vec<OperatorConfig>,
-    /// `[queue]`.
+    /// `[queue]`'s timers as written there (the call model reads `ringing_refresh`; the
+    /// queues' own timers are in `acd`).
     pub queue: QueueConfig,
+    /// The ACD: `[[queues]]` over `[queue]` (or the one queue [`DEFAULT_QUEUE`]),
+    /// `[[routes]]`, `[acd]`, `[feature_codes]`, and one [`crate::engine::acd::AgentSettings`]
+    /// per entry of `operators`, in the same order.
+    pub acd: AcdSettings,
     /// `[registrar]`.
     pub registrar: RegistrarConfig,
     /// The environment variables of [`ENV_OVERRIDES`] that were set and applied.
@@ -121,7 +130,7 @@ pub struct SipTimers {
     pub t4: Duration,
 }
 
-/// `[media]`: the RTP relay (used from a later issue; validated now).
+/// `[media]`: the RTP relay.
 #[derive(Clone, Debug)]
 pub struct MediaConfig {
     /// `media.rtp_ports` (default `30000-30999`; `SIAGA_RTP_PORTS`).
@@ -129,6 +138,11 @@ pub struct MediaConfig {
     /// `media.advertise` (optional): the IP written in SDP when it differs from the
     /// address the relay binds.
     pub advertise: Option<IpAddr>,
+    /// `media.silence_timeout_s` (default 30 s; 0 turns it off, giving `None`; else
+    /// 5–3600 s): how long a side of a relay whose RTP had been flowing may send none
+    /// before the relay reports it silent. Silence on the operator side of an answered
+    /// call that is not on hold re-queues the caller.
+    pub silence_timeout: Option<Duration>,
 }
 
 /// `[database]` (used from a later issue; validated now).
@@ -175,7 +189,14 @@ struct RawConfig {
     #[serde(default)]
     operators: Vec<calls::RawOperator>,
     #[serde(default)]
-    queue: calls::RawQueue,
+    queue: acd::RawQueue,
+    queues: Option<Vec<acd::RawQueue>>,
+    #[serde(default)]
+    routes: Vec<acd::RawRoute>,
+    #[serde(default)]
+    acd: acd::RawAcd,
+    #[serde(default)]
+    feature_codes: acd::RawFeatureCodes,
     #[serde(default)]
     registrar: calls::RawRegistrar,
 }
@@ -260,6 +281,7 @@ impl Default for RawTimers {
 struct RawMedia {
     rtp_ports: String,
     advertise: Option<String>,
+    silence_timeout_s: u32,
 }
 
 impl Default for RawMedia {
@@ -267,9 +289,15 @@ impl Default for RawMedia {
         RawMedia {
             rtp_ports: "30000-30999".to_owned(),
             advertise: None,
+            silence_timeout_s: 30,
         }
     }
 }
+
+/// The range of `media.silence_timeout_s` when on: phones with voice activity detection
+/// send no RTP during pauses (a few seconds at most with comfort noise, RFC 3389), so a
+/// shorter timeout would re-queue callers from live calls.
+const SILENCE_TIMEOUT_S: (u32, u32) = (5, 3600);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -396,7 +424,7 @@ impl Config {
     }
 
     /// What the call model needs: trunk, queue, operators (HA1 computed from a plain
-    /// password with the realm, the first `sip.domains` entry), registrar, media.
+    /// password with the realm, the first `sip.domains` entry), registrar, media, ACD.
     fn call_settings(&self) -> crate::engine::CallSettings {
         use crate::engine::digest::Ha1;
         let realm = self.sip.realm().to_owned();
@@ -437,15 +465,7 @@ impl Config {
                 interval: self.trunk.options_interval,
                 failures_before_down: self.trunk.options_failures,
             },
-            // Built from [queue] and [[operators]] until the ACD keys are read (issue 5).
-            acd: {
-                let mut acd = crate::engine::acd::AcdSettings::single_queue(
-                    self.operators.iter().map(|op| op.id.as_str()),
-                );
-                acd.queues[0].ring_timeout = self.queue.ring_timeout;
-                acd.queues[0].reject_delay = self.queue.reject_retry_delay;
-                acd
-            },
+            acd: self.acd.clone(),
         }
     }
 
@@ -461,7 +481,8 @@ impl Config {
         let sources: Vec<String> = self.trunk.sources.iter().map(|n| n.to_string()).collect();
         format!(
             "node {}, sip {} (udp+tcp) advertised as {host}:{port}, domains {}, rtp {}, \
-             http {}, database {}, trunk {} from {} (others: {}) for {}, {} operators{overrides}",
+             http {}, database {}, trunk {} from {} (others: {}) for {}, {} operators, \
+             queues {}{overrides}",
             self.node.id,
             self.sip.listen,
             self.sip.domains.join(","),
@@ -477,6 +498,12 @@ impl Config {
             self.trunk.other_sources,
             self.trunk.emergency_numbers.join(","),
             self.operators.len(),
+            self.acd
+                .queues
+                .iter()
+                .map(|q| format!("{} ({})", q.name, q.strategy.as_str()))
+                .collect::<Vec<_>>()
+                .join(", "),
         )
     }
 
@@ -767,6 +794,23 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
             Some(s) => Some(check("media.advertise", s, a, parse_media_ip)?),
             None => None,
         },
+        silence_timeout: match raw.media.silence_timeout_s {
+            0 => None,
+            s => {
+                let (min, max) = SILENCE_TIMEOUT_S;
+                if !(min..=max).contains(&s) {
+                    return Err(ConfigError::Invalid {
+                        origin: Source::Key("media.silence_timeout_s"),
+                        value: s.to_string(),
+                        problem: Problem::OutOfRangeOrOff {
+                            min: min.into(),
+                            max: max.into(),
+                        },
+                    });
+                }
+                Some(Duration::from_secs(s.into()))
+            }
+        },
     };
     let database = DatabaseConfig {
         url: check("database.url", &raw.database.url, a, DatabaseUrl::parse)?,
@@ -815,6 +859,10 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
             problem,
         ));
     }
+    let trunk = calls::validate_trunk(&raw.trunk)?;
+    let operators = calls::validate_operators(&raw.operators)?;
+    let (queue, acd) = acd::validate(&raw, &operators, &trunk.emergency_numbers)?;
+    let registrar = calls::validate_registrar(&raw.registrar)?;
     let log = LogConfig {
         level: raw.log.level,
         show_personal_data: raw.log.show_personal_data,
@@ -826,10 +874,11 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
         database,
         http,
         log,
-        trunk: calls::validate_trunk(raw.trunk)?,
-        operators: calls::validate_operators(raw.operators)?,
-        queue: calls::validate_queue(&raw.queue)?,
-        registrar: calls::validate_registrar(&raw.registrar)?,
+        trunk,
+        operators,
+        queue,
+        acd,
+        registrar,
         env_overrides: applied,
     })
 }

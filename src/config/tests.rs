@@ -405,6 +405,41 @@ fn tcp_limits_are_validated_naming_their_key() {
 }
 
 #[test]
+fn silence_timeout_is_off_at_0_else_5_to_3600_s() {
+    let media = |line: &str| load(&with("media", line)).map(|c| c.media.silence_timeout);
+    assert_eq!(
+        load(SHIPPED).unwrap().media.silence_timeout,
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        load(MINIMAL).unwrap().media.silence_timeout,
+        Some(Duration::from_secs(30)),
+        "the default"
+    );
+    assert_eq!(media("silence_timeout_s = 0").unwrap(), None, "off");
+    for s in [5, 3600] {
+        assert_eq!(
+            media(&format!("silence_timeout_s = {s}")).unwrap(),
+            Some(Duration::from_secs(s))
+        );
+    }
+    for line in ["silence_timeout_s = 4", "silence_timeout_s = 3601"] {
+        assert_invalid(
+            &with("media", line),
+            "media.silence_timeout_s",
+            Problem::OutOfRangeOrOff { min: 5, max: 3600 },
+        );
+    }
+    let e = err(&with("media", "silence_timeout_s = 1"));
+    assert_eq!(
+        e.to_string(),
+        "media.silence_timeout_s: 1 must be 0 (off) or from 5 to 3600"
+    );
+    let e = err(&with("media", "silence_timeout_s = -1"));
+    assert_eq!(e.key(), Some("media.silence_timeout_s"), "{e}");
+}
+
+#[test]
 fn tcp_limits_accepted_values() {
     let sip = |lines: &str| load(&with("sip", lines)).unwrap().sip;
     // Absent, the per-IP cap follows a lower global cap instead of failing validation.
@@ -1280,5 +1315,668 @@ fn summary_names_trunk_and_operators() {
     assert!(
         s.contains("trunk trunk from 127.0.0.0/8,::1/128 (others: reject) for 112, 2 operators"),
         "{s}"
+    );
+}
+
+// ---- the ACD: [queue], [[queues]], [[routes]], [acd], [feature_codes], operators' keys --
+
+use crate::engine::acd::{
+    AcdSettings, AgentSettings, FeatureCodes, LoginPolicy, Overflow, QueueSettings, Route, Strategy,
+};
+
+/// `MINIMAL` with `tables` (TOML text) after it.
+fn with_tables(tables: &str) -> String {
+    format!("{MINIMAL}{tables}\n")
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn acd_defaults_when_no_acd_key_is_given() {
+    let acd = load(MINIMAL).unwrap().acd;
+    assert_eq!(acd.queues.len(), 1);
+    let q = &acd.queues[0];
+    assert_eq!(q.name, "112");
+    assert_eq!(q.strategy, Strategy::LongestIdle);
+    assert_eq!(q.login, LoginPolicy::OnRegister);
+    assert_eq!(q.ring_timeout, secs(15));
+    assert_eq!(q.reject_delay, secs(5));
+    assert_eq!(q.wrap_up, secs(10));
+    assert_eq!(q.no_answer_limit, 2);
+    assert_eq!(q.widen_after, None);
+    assert_eq!(q.overflow, None);
+    assert!(acd.routes.is_empty());
+    assert!(acd.agents.is_empty());
+    assert_eq!(acd.repeat_window, secs(600));
+    assert_eq!(acd.callback_window, secs(24 * 3600));
+    assert_eq!(acd.callback_ring_timeout, secs(30));
+    let codes = &acd.feature_codes;
+    assert_eq!(
+        [
+            &codes.ready,
+            &codes.not_ready,
+            &codes.end_wrap_up,
+            &codes.next_callback,
+            &codes.logout
+        ],
+        ["*70", "*71", "*72", "*73", "*74"]
+    );
+}
+
+#[test]
+fn overflow_timers_default_to_60_and_20_seconds() {
+    let acd = load(&with("queue", "overflow_uri = \"sip:112@192.0.2.20\""))
+        .unwrap()
+        .acd;
+    assert_eq!(
+        acd.queues[0].overflow,
+        Some(Overflow {
+            uri: "sip:112@192.0.2.20".into(),
+            after: secs(60),
+            ring_timeout: secs(20),
+        })
+    );
+}
+
+#[test]
+fn operators_acd_keys_default_to_every_queue_no_skills_queue_wrap_up() {
+    let acd = load(&with_operators(&["id = \"a\"\npassword = \"x\""]))
+        .unwrap()
+        .acd;
+    assert_eq!(acd.agents, [AgentSettings::plain("a")]);
+    assert!(acd.agents[0].queues.is_empty(), "every queue");
+    assert_eq!(acd.agents[0].wrap_up, None, "the queue's wrap-up");
+}
+
+#[test]
+fn shipped_config_has_one_queue_112_longest_idle_on_register_wrap_up_10() {
+    let c = load(SHIPPED).unwrap();
+    let names: Vec<&str> = c.acd.queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, ["112"]);
+    let q = &c.acd.queues[0];
+    assert_eq!(
+        (q.strategy, q.login, q.wrap_up),
+        (Strategy::LongestIdle, LoginPolicy::OnRegister, secs(10))
+    );
+    // The shipped file writes every default out: it equals a file that writes none.
+    let mut minimal = load(&with_operators(&[
+        "id = \"1001\"\npassword = \"x\"",
+        "id = \"1002\"\npassword = \"y\"",
+    ]))
+    .unwrap()
+    .acd;
+    minimal.feature_codes = FeatureCodes::default();
+    assert_eq!(c.acd, minimal);
+    assert_eq!(
+        c.acd.agents,
+        [AgentSettings::plain("1001"), AgentSettings::plain("1002")]
+    );
+}
+
+/// The shipped file's commented example of two queues and a route, uncommented, with the
+/// operator keys its comment suggests.
+#[test]
+fn shipped_two_queue_example_validates() {
+    let mut text = String::new();
+    let mut in_example = false;
+    for line in SHIPPED.lines() {
+        if line == "# [[queues]]" {
+            in_example = true;
+        }
+        let uncommented = match line {
+            "#   queues = [\"112\", \"110\"]" | "#   skills = [\"police\"]" => {
+                line.trim_start_matches(['#', ' '])
+            }
+            _ if in_example => line.strip_prefix('#').unwrap_or(line).trim_start(),
+            _ => line,
+        };
+        text.push_str(uncommented);
+        text.push('\n');
+        if line == "# priority = 0" {
+            in_example = false;
+        }
+    }
+    let acd = load(&text).unwrap().acd;
+    let names: Vec<&str> = acd.queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, ["112", "110"]);
+    assert_eq!(acd.queues[1].strategy, Strategy::Skills);
+    assert_eq!(acd.queues[1].widen_after, Some(secs(20)));
+    assert_eq!(
+        acd.routes,
+        [Route {
+            numbers: vec!["110".into()],
+            queue: "110".into(),
+            skills: vec!["police".into()],
+            priority: 0,
+        }]
+    );
+    assert_eq!(acd.agents[1].queues, ["112", "110"]);
+    assert_eq!(acd.agents[1].skills, ["police"]);
+}
+
+#[test]
+fn multi_queue_config_gives_the_expected_acd_settings() {
+    let text = with_operators(&[
+        "id = \"ana\"\npassword = \"x\"\nqueues = [\"POLICE\"]\nskills = [\"Minang\", \"en\"]\n\
+         wrap_up_s = 0",
+        "id = \"budi\"\npassword = \"x\"",
+    ]) + r##"
+[queue]
+strategy = "round-robin"
+login = "explicit"
+ring_timeout_s = 20
+reject_retry_delay_s = 3
+wrap_up_s = 15
+no_answer_limit = 3
+widen_after_s = 40
+overflow_uri = "sip:112@[2001:db8::20];transport=tcp"
+overflow_after_s = 90
+overflow_ring_timeout_s = 25
+ringing_refresh_s = 20
+
+[[queues]]
+name = "112"
+
+[[queues]]
+name = "police"
+strategy = "skills"
+wrap_up_s = 0
+no_answer_limit = 0
+overflow_uri = "sip:110@192.0.2.20:5070"
+overflow_after_s = 30
+
+[[queues]]
+name = "fire"
+strategy = "ring-all"
+login = "on-register"
+ring_timeout_s = 30
+reject_retry_delay_s = 0
+widen_after_s = 5
+overflow_ring_timeout_s = 10
+
+[[routes]]
+numbers = ["110", "+62-21-(110)"]
+queue = "Police"
+skills = ["ID"]
+priority = 3
+
+[[routes]]
+numbers = ["113"]
+queue = "fire"
+
+[acd]
+repeat_window_s = 0
+callback_window_h = 48
+callback_ring_timeout_s = 45
+
+[feature_codes]
+ready = "#1"
+not_ready = "#2"
+end_wrap_up = "*0"
+next_callback = "9"
+logout = "*99#"
+"##;
+    let c = load(&text).unwrap();
+    let base = QueueSettings {
+        name: "112".into(),
+        strategy: Strategy::RoundRobin,
+        login: LoginPolicy::Explicit,
+        ring_timeout: secs(20),
+        wrap_up: secs(15),
+        no_answer_limit: 3,
+        reject_delay: secs(3),
+        widen_after: Some(secs(40)),
+        overflow: Some(Overflow {
+            uri: "sip:112@[2001:db8::20];transport=tcp".into(),
+            after: secs(90),
+            ring_timeout: secs(25),
+        }),
+    };
+    let expected = AcdSettings {
+        queues: vec![
+            base.clone(),
+            QueueSettings {
+                name: "police".into(),
+                strategy: Strategy::Skills,
+                wrap_up: Duration::ZERO,
+                no_answer_limit: 0,
+                overflow: Some(Overflow {
+                    uri: "sip:110@192.0.2.20:5070".into(),
+                    after: secs(30),
+                    ring_timeout: secs(25),
+                }),
+                ..base.clone()
+            },
+            QueueSettings {
+                name: "fire".into(),
+                strategy: Strategy::RingAll,
+                login: LoginPolicy::OnRegister,
+                ring_timeout: secs(30),
+                reject_delay: Duration::ZERO,
+                widen_after: Some(secs(5)),
+                overflow: Some(Overflow {
+                    uri: "sip:112@[2001:db8::20];transport=tcp".into(),
+                    after: secs(90),
+                    ring_timeout: secs(10),
+                }),
+                ..base.clone()
+            },
+        ],
+        routes: vec![
+            Route {
+                numbers: vec!["110".into(), "+6221110".into()],
+                queue: "police".into(),
+                skills: vec!["id".into()],
+                priority: 3,
+            },
+            Route {
+                numbers: vec!["113".into()],
+                queue: "fire".into(),
+                skills: vec![],
+                priority: 0,
+            },
+        ],
+        agents: vec![
+            AgentSettings {
+                id: "ana".into(),
+                queues: vec!["police".into()],
+                skills: vec!["minang".into(), "en".into()],
+                wrap_up: Some(Duration::ZERO),
+            },
+            AgentSettings::plain("budi"),
+        ],
+        repeat_window: Duration::ZERO,
+        callback_window: secs(48 * 3600),
+        callback_ring_timeout: secs(45),
+        feature_codes: FeatureCodes {
+            ready: "#1".into(),
+            not_ready: "#2".into(),
+            end_wrap_up: "*0".into(),
+            next_callback: "9".into(),
+            logout: "*99#".into(),
+        },
+    };
+    assert_eq!(c.acd, expected);
+    // [queue]'s own timers, as written there.
+    assert_eq!(
+        c.queue,
+        QueueConfig {
+            ring_timeout: secs(20),
+            reject_retry_delay: secs(3),
+            ringing_refresh: secs(20),
+        }
+    );
+    let calls = c.engine_config().calls;
+    assert_eq!(calls.acd, expected);
+    assert_eq!(calls.ringing_refresh, secs(20));
+    assert!(
+        c.summary()
+            .contains("queues 112 (round-robin), police (skills), fire (ring-all)")
+    );
+}
+
+#[test]
+fn every_strategy_and_login_word_is_accepted() {
+    for word in ["longest-idle", "round-robin", "ring-all", "skills"] {
+        let acd = load(&with("queue", &format!("strategy = \"{word}\"")))
+            .unwrap()
+            .acd;
+        assert_eq!(acd.queues[0].strategy.as_str(), word);
+    }
+    for word in ["on-register", "explicit"] {
+        let acd = load(&with("queue", &format!("login = \"{word}\"")))
+            .unwrap()
+            .acd;
+        assert_eq!(acd.queues[0].login.as_str(), word);
+    }
+}
+
+#[test]
+fn queue_numbers_out_of_range_name_their_key() {
+    let cases = [
+        ("wrap_up_s", 3601, 0, 3600),
+        ("no_answer_limit", 101, 0, 100),
+        ("widen_after_s", 0, 1, 3600),
+        ("widen_after_s", 3601, 1, 3600),
+        ("overflow_after_s", 0, 1, 3600),
+        ("overflow_after_s", 3601, 1, 3600),
+        ("overflow_ring_timeout_s", 0, 1, 600),
+        ("overflow_ring_timeout_s", 601, 1, 600),
+        ("ring_timeout_s", 0, 1, 600),
+        ("reject_retry_delay_s", 3601, 0, 3600),
+    ];
+    for (field, value, min, max) in cases {
+        let problem = Problem::OutOfRange { min, max };
+        let line = format!("{field} = {value}");
+        assert_invalid(
+            &with("queue", &line),
+            &format!("queue.{field}"),
+            problem.clone(),
+        );
+        let entry = format!("[[queues]]\nname = \"a\"\n[[queues]]\nname = \"b\"\n{line}");
+        assert_invalid(&with_tables(&entry), &format!("queues[1].{field}"), problem);
+    }
+    assert_eq!(
+        err(&with_tables("[[queues]]\nname = \"a\"\nwrap_up_s = 3601")).to_string(),
+        "queues[0].wrap_up_s: 3601 must be from 0 to 3600"
+    );
+}
+
+#[test]
+fn queue_strategy_and_login_must_be_known_words() {
+    assert_invalid(
+        &with("queue", "strategy = \"random\""),
+        "queue.strategy",
+        Problem::NotOneOf {
+            choices: "\"longest-idle\", \"round-robin\", \"ring-all\", \"skills\"",
+        },
+    );
+    assert_invalid(
+        &with_tables("[[queues]]\nname = \"a\"\nlogin = \"on_register\""),
+        "queues[0].login",
+        Problem::NotOneOf {
+            choices: "\"on-register\", \"explicit\"",
+        },
+    );
+}
+
+#[test]
+fn overflow_uri_must_be_a_sip_uri_with_an_ip_host() {
+    for bad in [
+        "sip:112@backup.example.org",
+        "sips:112@192.0.2.20",
+        "tel:+62112",
+        "sip:112@192.0.2.20;transport=tls",
+        "sip:112@0.0.0.0",
+        "sip:112@192.0.2.20:0",
+        "sip:112@192.0.2.20?Subject=x",
+        "192.0.2.20",
+        "",
+    ] {
+        assert_invalid(
+            &with("queue", &format!("overflow_uri = {bad:?}")),
+            "queue.overflow_uri",
+            Problem::BadOverflowUri,
+        );
+    }
+    assert_invalid(
+        &with_tables("[[queues]]\nname = \"a\"\noverflow_uri = \"sip:b@example.org\""),
+        "queues[0].overflow_uri",
+        Problem::BadOverflowUri,
+    );
+    for good in ["sip:192.0.2.20", "sip:112@[::1]:5062;transport=udp"] {
+        let acd = load(&with("queue", &format!("overflow_uri = {good:?}")))
+            .unwrap()
+            .acd;
+        assert_eq!(
+            acd.queues[0].overflow.as_ref().map(|o| o.uri.as_str()),
+            Some(good)
+        );
+    }
+}
+
+#[test]
+fn queue_name_is_required_and_well_formed() {
+    let e = err(&with_tables("[[queues]]\nstrategy = \"skills\""));
+    assert!(matches!(e, ConfigError::MissingKey { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("queues[0].name"), "{e}");
+    for bad in ["", "1 1 2", "sip:112", &"q".repeat(33)] {
+        assert_invalid(
+            &with_tables(&format!("[[queues]]\nname = {bad:?}")),
+            "queues[0].name",
+            Problem::BadName,
+        );
+    }
+}
+
+#[test]
+fn queue_names_are_unique_without_case() {
+    let text = with_tables(
+        "[[queues]]\nname = \"fire\"\n[[queues]]\nname = \"x\"\n[[queues]]\nname = \"FIRE\"",
+    );
+    assert_invalid(
+        &text,
+        "queues[2].name",
+        Problem::Repeats {
+            key: "queues[0].name".into(),
+        },
+    );
+    assert_eq!(
+        err(&text).to_string(),
+        "queues[2].name: \"FIRE\" repeats queues[0].name"
+    );
+}
+
+#[test]
+fn an_empty_queues_list_is_refused() {
+    // A top-level key, so before the first table.
+    let text = format!("queues = []\n{MINIMAL}");
+    assert_invalid(&text, "queues", Problem::EmptyList);
+}
+
+#[test]
+fn name_and_ringing_refresh_belong_to_their_own_tables() {
+    let e = err(&with("queue", "name = \"112\""));
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("queue.name"), "{e}");
+    assert!(e.to_string().contains("[[queues]]"), "{e}");
+    let e = err(&with_tables(
+        "[[queues]]\nname = \"a\"\nringing_refresh_s = 10",
+    ));
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("queues[0].ringing_refresh_s"), "{e}");
+    let e = err(&with_tables("[[queues]]\nname = \"a\"\nwrapup_s = 1"));
+    assert_eq!(e.key(), Some("queues[0].wrapup_s"), "{e}");
+}
+
+#[test]
+fn route_numbers_must_be_digits_and_not_empty() {
+    assert_invalid(
+        &with_tables("[[routes]]\nnumbers = []\nqueue = \"112\""),
+        "routes[0].numbers",
+        Problem::EmptyList,
+    );
+    for bad in ["", "11O", "1+10", "*110", "110 ", &"1".repeat(33), "---"] {
+        assert_invalid(
+            &with_tables(&format!("[[routes]]\nnumbers = [{bad:?}]\nqueue = \"112\"")),
+            "routes[0].numbers",
+            Problem::BadRouteNumber,
+        );
+    }
+}
+
+#[test]
+fn a_route_number_appears_once() {
+    assert_invalid(
+        &with_tables("[[routes]]\nnumbers = [\"110\", \"1-10\"]\nqueue = \"112\""),
+        "routes[0].numbers",
+        Problem::Duplicate,
+    );
+    let text = with_tables(
+        "[[routes]]\nnumbers = [\"110\"]\nqueue = \"112\"\n\
+         [[routes]]\nnumbers = [\"113\", \"(110)\"]\nqueue = \"112\"",
+    );
+    assert_invalid(
+        &text,
+        "routes[1].numbers",
+        Problem::Repeats {
+            key: "routes[0].numbers".into(),
+        },
+    );
+}
+
+#[test]
+fn a_route_queue_must_name_a_queue_and_the_error_lists_them() {
+    let text = with_tables(
+        "[[queues]]\nname = \"112\"\n[[queues]]\nname = \"police\"\n\
+         [[routes]]\nnumbers = [\"113\"]\nqueue = \"fire\"",
+    );
+    assert_invalid(
+        &text,
+        "routes[0].queue",
+        Problem::UnknownQueue {
+            queues: "\"112\", \"police\"".into(),
+        },
+    );
+    assert_eq!(
+        err(&text).to_string(),
+        "routes[0].queue: \"fire\" names no queue; the queues are \"112\", \"police\""
+    );
+    // Without [[queues]], the one queue is 112.
+    let e = err(&with_tables(
+        "[[routes]]\nnumbers = [\"110\"]\nqueue = \"110\"",
+    ));
+    assert!(e.to_string().ends_with("the queues are \"112\""), "{e}");
+}
+
+#[test]
+fn route_skills_are_names_listed_once() {
+    assert_invalid(
+        &with_tables(
+            "[[routes]]\nnumbers = [\"110\"]\nqueue = \"112\"\nskills = [\"bahasa indonesia\"]",
+        ),
+        "routes[0].skills",
+        Problem::BadName,
+    );
+    assert_invalid(
+        &with_tables("[[routes]]\nnumbers = [\"110\"]\nqueue = \"112\"\nskills = [\"en\", \"EN\"]"),
+        "routes[0].skills",
+        Problem::Duplicate,
+    );
+}
+
+#[test]
+fn route_priority_is_0_to_255() {
+    assert_invalid(
+        &with_tables("[[routes]]\nnumbers = [\"110\"]\nqueue = \"112\"\npriority = 256"),
+        "routes[0].priority",
+        Problem::OutOfRange { min: 0, max: 255 },
+    );
+    let acd = load(&with_tables(
+        "[[routes]]\nnumbers = [\"110\"]\nqueue = \"112\"\npriority = 255",
+    ))
+    .unwrap()
+    .acd;
+    assert_eq!(acd.routes[0].priority, 255);
+}
+
+#[test]
+fn route_queue_and_numbers_are_required() {
+    let e = err(&with_tables("[[routes]]\nnumbers = [\"110\"]"));
+    assert!(matches!(e, ConfigError::MissingKey { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("routes[0].queue"), "{e}");
+    let e = err(&with_tables("[[routes]]\nqueue = \"112\""));
+    assert_eq!(e.key(), Some("routes[0].numbers"), "{e}");
+}
+
+#[test]
+fn acd_table_values_out_of_range_name_their_key() {
+    let cases = [
+        ("repeat_window_s = 86401", "acd.repeat_window_s", 0, 86_400),
+        ("callback_window_h = 0", "acd.callback_window_h", 1, 720),
+        ("callback_window_h = 721", "acd.callback_window_h", 1, 720),
+        (
+            "callback_ring_timeout_s = 0",
+            "acd.callback_ring_timeout_s",
+            1,
+            600,
+        ),
+        (
+            "callback_ring_timeout_s = 601",
+            "acd.callback_ring_timeout_s",
+            1,
+            600,
+        ),
+    ];
+    for (line, key, min, max) in cases {
+        assert_invalid(&with("acd", line), key, Problem::OutOfRange { min, max });
+    }
+    let e = err(&with("acd", "repeat_window_m = 10"));
+    assert_eq!(e.key(), Some("acd.repeat_window_m"), "{e}");
+}
+
+#[test]
+fn feature_codes_are_keypad_strings() {
+    for bad in ["", "*7a", "+70", "*70 ", &"*".repeat(17)] {
+        assert_invalid(
+            &with("feature_codes", &format!("logout = {bad:?}")),
+            "feature_codes.logout",
+            Problem::BadFeatureCode,
+        );
+    }
+    let acd = load(&with(
+        "feature_codes",
+        &format!("ready = \"{}\"", "#".repeat(16)),
+    ))
+    .unwrap()
+    .acd;
+    assert_eq!(acd.feature_codes.ready, "#".repeat(16));
+}
+
+#[test]
+fn feature_codes_are_distinct() {
+    let text = with("feature_codes", "next_callback = \"*71\"");
+    assert_invalid(
+        &text,
+        "feature_codes.next_callback",
+        Problem::Repeats {
+            key: "feature_codes.not_ready".into(),
+        },
+    );
+    assert_eq!(
+        err(&text).to_string(),
+        "feature_codes.next_callback: \"*71\" repeats feature_codes.not_ready"
+    );
+}
+
+#[test]
+fn a_feature_code_is_no_emergency_number() {
+    let text = with("trunk", "emergency_numbers = [\"112\", \"70\"]")
+        + "[feature_codes]\nready = \"70\"\n";
+    assert_invalid(&text, "feature_codes.ready", Problem::EmergencyNumber);
+    let text = with("feature_codes", "logout = \"112\"");
+    assert_invalid(&text, "feature_codes.logout", Problem::EmergencyNumber);
+}
+
+#[test]
+fn operator_queues_must_exist() {
+    let pw = "password = \"x\"";
+    let text = with_operators(&[
+        &format!("id = \"a\"\n{pw}"),
+        &format!("id = \"b\"\n{pw}\nqueues = [\"112\", \"113\"]"),
+    ]);
+    assert_invalid(
+        &text,
+        "operators[1].queues",
+        Problem::UnknownQueue {
+            queues: "\"112\"".into(),
+        },
+    );
+    assert_invalid(
+        &with_operators(&[&format!("id = \"a\"\n{pw}\nqueues = []")]),
+        "operators[0].queues",
+        Problem::EmptyList,
+    );
+    assert_invalid(
+        &with_operators(&[&format!("id = \"a\"\n{pw}\nqueues = [\"112\", \"112\"]")]),
+        "operators[0].queues",
+        Problem::Duplicate,
+    );
+}
+
+#[test]
+fn operator_skills_and_wrap_up_are_validated() {
+    let pw = "password = \"x\"";
+    assert_invalid(
+        &with_operators(&[&format!("id = \"a\"\n{pw}\nskills = [\"\"]")]),
+        "operators[0].skills",
+        Problem::BadName,
+    );
+    assert_invalid(
+        &with_operators(&[&format!("id = \"a\"\n{pw}\nwrap_up_s = 3601")]),
+        "operators[0].wrap_up_s",
+        Problem::OutOfRange { min: 0, max: 3600 },
     );
 }

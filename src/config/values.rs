@@ -365,28 +365,42 @@ pub fn parse_ip_net(s: &str) -> Result<IpNet, Problem> {
 /// `sip:192.0.2.10:5060` or `sip:[2001:db8::1];transport=tcp`. Host names are refused:
 /// siaga does no DNS (RFC 3263) yet. Errors: [`Problem::BadGateway`].
 pub fn parse_gateway(s: &str) -> Result<crate::engine::trunk_health::Gateway, Problem> {
-    use crate::engine::Transport;
-    use crate::engine::sip::uri::Uri;
-    let uri = Uri::parse(s).map_err(|_| Problem::BadGateway)?;
-    let sip = uri
-        .as_sip()
-        .filter(|u| !u.is_secure())
-        .ok_or(Problem::BadGateway)?;
-    let address = sip.socket_addr().ok_or(Problem::BadGateway)?;
-    if address.ip().is_unspecified() || address.port() == 0 || !sip.headers().is_empty() {
-        return Err(Problem::BadGateway);
-    }
-    let transport = match sip.param("transport") {
-        None => Transport::Udp,
-        Some(Some(t)) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
-        Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
-        Some(_) => return Err(Problem::BadGateway),
-    };
+    let (address, transport) = ip_sip_uri(s).ok_or(Problem::BadGateway)?;
     Ok(crate::engine::trunk_health::Gateway {
         uri: s.to_owned(),
         address,
         transport,
     })
+}
+
+/// Parses `queues[].overflow_uri`: a `sip:` URI, with or without a user part, whose host
+/// is an IP literal, e.g. `sip:112@192.0.2.20:5060` or
+/// `sip:112@[2001:db8::20];transport=tcp`; kept as written. Host names are refused: siaga
+/// does no DNS (RFC 3263) yet. Errors: [`Problem::BadOverflowUri`].
+pub fn parse_overflow_uri(s: &str) -> Result<String, Problem> {
+    ip_sip_uri(s).ok_or(Problem::BadOverflowUri)?;
+    Ok(s.to_owned())
+}
+
+/// The address and transport of `s` when it is a `sip:` (not `sips:`) URI without
+/// headers whose host is an IP literal other than a wildcard, with a port other than 0
+/// (5060 when absent, RFC 3261 §19.1.2) and no `transport` parameter but `udp` or `tcp`.
+fn ip_sip_uri(s: &str) -> Option<(SocketAddr, crate::engine::Transport)> {
+    use crate::engine::Transport;
+    use crate::engine::sip::uri::Uri;
+    let uri = Uri::parse(s).ok()?;
+    let sip = uri.as_sip().filter(|u| !u.is_secure())?;
+    let address = sip.socket_addr()?;
+    if address.ip().is_unspecified() || address.port() == 0 || !sip.headers().is_empty() {
+        return None;
+    }
+    let transport = match sip.param("transport") {
+        None => Transport::Udp,
+        Some(Some(t)) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+        Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(_) => return None,
+    };
+    Some((address, transport))
 }
 
 /// Longest accepted emergency number, in characters (the `+` included).
@@ -404,6 +418,39 @@ pub fn parse_emergency_number(s: &str) -> Result<String, Problem> {
     } else {
         Err(Problem::BadEmergencyNumber)
     }
+}
+
+/// Parses an entry of `routes[].numbers`: an emergency number's syntax (1–32 characters,
+/// ASCII digits after an optional leading `+`) once RFC 3966 §5.1.1's visual separators
+/// `- . ( )` are removed, which the result is without (`+62-21-110` gives `+6221110`).
+/// Errors: [`Problem::BadRouteNumber`].
+pub fn parse_route_number(s: &str) -> Result<String, Problem> {
+    let bare: String = s
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+        .collect();
+    parse_emergency_number(&bare).map_err(|_| Problem::BadRouteNumber)
+}
+
+/// Longest accepted feature code, in characters.
+pub const MAX_FEATURE_CODE_LEN: usize = 16;
+
+/// Parses a `[feature_codes]` entry: 1–16 characters of `0-9 * #`, what a phone's keypad
+/// dials (`*70`). Errors: [`Problem::BadFeatureCode`].
+pub fn parse_feature_code(s: &str) -> Result<String, Problem> {
+    let keypad = |b: u8| b.is_ascii_digit() || b == b'*' || b == b'#';
+    if (1..=MAX_FEATURE_CODE_LEN).contains(&s.len()) && s.bytes().all(keypad) {
+        Ok(s.to_owned())
+    } else {
+        Err(Problem::BadFeatureCode)
+    }
+}
+
+/// Parses a skill of `routes[].skills` or `operators[].skills`: 1–32 characters of
+/// `[A-Za-z0-9._-]`, lower-cased so that `EN` and `en` are one skill. Errors:
+/// [`Problem::BadName`].
+pub fn parse_skill(s: &str) -> Result<String, Problem> {
+    parse_name(s).map(|name| name.to_ascii_lowercase())
 }
 
 /// `trunk.other_sources`: what becomes of an INVITE to an emergency number from a source

@@ -377,8 +377,13 @@ impl Engine {
         .min()
     }
 
-    /// The relay of a call closed and reported its counters: recorded with the call.
+    /// A relay's report: a side went silent (`Engine::relay_silent`), or the relay of a
+    /// call closed and reported its counters (recorded with the call).
     fn handle_media_report(&mut self, now: Now, report: MediaReport) {
+        let report = match report {
+            MediaReport::Silent { relay, side } => return self.relay_silent(now, relay, side),
+            MediaReport::Closed(report) => report,
+        };
         if !report.bind_failed.is_empty() {
             tracing::error!(ports = ?report.bind_failed, "relay could not bind its ports");
         }

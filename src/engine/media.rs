@@ -5,8 +5,10 @@
 //! next odd one (RFC 3550 §11). The engine allocates both pairs from a [`PortPool`], emits
 //! [`MediaCommand::Open`], writes the RTP ports in its SDP ([`crate::engine::sdp`]), emits
 //! [`MediaCommand::SetPeer`] with each side's SDP address, and [`MediaCommand::Close`] when
-//! the call ends. The shell (`crate::media`) answers a Close with a [`MediaReport`] once
-//! the relay's sockets are closed: that is when the engine should release the ports.
+//! the call ends. The shell (`crate::media`) answers a Close with a
+//! [`MediaReport::Closed`] once the relay's sockets are closed: that is when the engine
+//! should release the ports. While a relay runs, it reports a side whose RTP stopped
+//! ([`MediaReport::Silent`], `media.silence_timeout_s`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -61,7 +63,8 @@ pub enum MediaCommand {
         /// RFC 3264 §8.4): nothing is sent to that side until it latches.
         rtp: SocketAddr,
     },
-    /// Stop forwarding and close the sockets; the shell then sends a [`MediaReport`].
+    /// Stop forwarding and close the sockets; the shell then sends a
+    /// [`MediaReport::Closed`].
     Close {
         /// The relay.
         relay: RelayId,
@@ -83,11 +86,29 @@ pub struct PacketCounts {
     pub rtcp_packets: u64,
 }
 
-/// What a relay did, sent by the shell after its sockets are closed (on Close, or when the
-/// shell shuts down). The lead records it as a call event; the engine releases
-/// `caller_port` and `operator_port` to its [`PortPool`] when it arrives.
+/// What the shell tells the engine about a relay (`Input::MediaReport`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MediaReport {
+pub enum MediaReport {
+    /// The relay closed its sockets (on Close, or when the shell shuts down): what it
+    /// relayed. Sent once per relay, last.
+    Closed(RelayClosed),
+    /// RTP had been arriving from `side` and none arrived for `media.silence_timeout_s`
+    /// (RTCP does not count). Sent once per silence: only a new RTP packet from that side
+    /// re-arms it, and a SetPeer for the side starts it over (nothing heard yet). A side
+    /// that never sent is never reported.
+    Silent {
+        /// The relay.
+        relay: RelayId,
+        /// The side that went silent.
+        side: Side,
+    },
+}
+
+/// What a relay did, sent by the shell after its sockets are closed (on Close, or when the
+/// shell shuts down). The engine records it as a call event and releases `caller_port`
+/// and `operator_port` to its [`PortPool`] when it arrives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayClosed {
     /// The relay.
     pub relay: RelayId,
     /// The trunk-side RTP port it had.

@@ -110,7 +110,8 @@ pub enum Input {
         /// Why it could not be sent.
         error: TransmitError,
     },
-    /// A relay the engine closed ([`media::MediaCommand::Close`]) reports what it relayed.
+    /// A relay reports: one the engine closed ([`media::MediaCommand::Close`]) what it
+    /// relayed, or a side of a running one that went silent (`media.silence_timeout_s`).
     MediaReport(media::MediaReport),
 }
 

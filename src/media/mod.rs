@@ -1,5 +1,7 @@
 //! The RTP relay (tokio shell): executes the engine's [`MediaCommand`]s, one task per
-//! relayed call, and reports each relay's counts when it closes ([`MediaReport`]).
+//! relayed call, reports each relay's counts when it closes ([`MediaReport::Closed`]) and
+//! a side whose RTP stopped for the silence timeout ([`MediaReport::Silent`],
+//! `media.silence_timeout_s`, [`MediaRelays::with_silence_timeout`]).
 //!
 //! siaga anchors media: both legs send RTP to the relay, which latches to the address each
 //! side really sends from (symmetric RTP, RFC 4961; NAT) and forwards payloads unchanged
@@ -13,8 +15,11 @@
 //!   queue's sender, which the task sees after what is queued.
 //! - Reports: bounded (`tokio::sync::mpsc::Sender`, the capacity the caller chose). A
 //!   closing relay task waits for room; it has already closed its sockets, so a slow
-//!   reader delays only reports, never media or the engine, and no report is dropped. The
-//!   reports waiting are bounded by the relays open, which the port pool bounds.
+//!   reader delays only reports, never media or the engine, and no report is dropped. A
+//!   running relay with a silence report due keeps relaying while it waits for room (the
+//!   report goes once there is, unless a SetPeer for that side made it moot). The reports
+//!   waiting are bounded by the relays open, which the port pool bounds: at most three
+//!   each (one silence per side, then the closing one).
 //!
 //! Where relays run: on the caller's runtime ([`MediaRelays::new`]) or on a thread of their
 //! own ([`MediaThread`] and [`MediaRelays::with_handle`]). The latter keeps media apart from
@@ -27,6 +32,7 @@ use crate::engine::media::{MediaCommand, MediaReport, RelayId, Side};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -89,6 +95,7 @@ pub struct MediaRelays {
     handle: Handle,
     tracker: TaskTracker,
     relays: HashMap<RelayId, mpsc::Sender<Control>>,
+    silence_timeout: Option<Duration>,
 }
 
 impl MediaRelays {
@@ -114,7 +121,16 @@ impl MediaRelays {
             handle,
             tracker: TaskTracker::new(),
             relays: HashMap::new(),
+            silence_timeout: None,
         }
+    }
+
+    /// Relays opened from now on report a side silent ([`MediaReport::Silent`]) once RTP
+    /// from it stopped for `timeout` (`media.silence_timeout_s`); `None` (the default)
+    /// reports no silence.
+    pub fn with_silence_timeout(mut self, timeout: Option<Duration>) -> MediaRelays {
+        self.silence_timeout = timeout;
+        self
     }
 
     /// The address relays bind.
@@ -210,7 +226,7 @@ impl MediaRelays {
                 sockets,
                 queue,
                 bind_failed,
-                self.reports.clone(),
+                (self.reports.clone(), self.silence_timeout),
             ),
             &self.handle,
         );

@@ -6,23 +6,34 @@
 //! SetPeer), and send the same bytes out of the other side's socket of the same kind to the
 //! other side's address: latched, else the one from SDP (RTCP: SDP port + 1).
 //!
-//! Cost: the task is one `poll_fn` over the control queue and the four sockets (no
-//! per-wakeup futures or waiter lists); a send is one non-blocking `sendto` straight on
-//! the socket (`socket2`), and a full socket buffer drops the packet (late audio is
-//! useless; queueing it would only add delay). Tokio's cooperative budget bounds how many
-//! datagrams one poll handles before other tasks run.
+//! Silence (`media.silence_timeout_s`): each side's last RTP arrival is noted (RTCP does
+//! not count); once a side that had been sending has sent nothing for the timeout, the
+//! relay reports it ([`MediaReport::Silent`]) once, until a new packet from it re-arms the
+//! check. A SetPeer for a side starts it over: a new peer is silent until it first sends.
+//!
+//! Cost: the task is one `poll_fn` over the control queue, the four sockets and the
+//! silence timer (no per-wakeup futures or waiter lists); a send is one non-blocking
+//! `sendto` straight on the socket (`socket2`), and a full socket buffer drops the packet
+//! (late audio is useless; queueing it would only add delay). A packet costs the silence
+//! check one clock read: the timer is not moved per packet, it fires at the earliest
+//! deadline it was set for and is set again from the arrivals noted since. Tokio's
+//! cooperative budget bounds how many datagrams one poll handles before other tasks run.
 
 use super::Control;
-use crate::engine::media::{MediaReport, PacketCounts, RelayId, Side};
+use crate::engine::media::{MediaReport, PacketCounts, RelayClosed, RelayId, Side};
 use rtp_rs::RtpReader;
 use socket2::{SockAddr, SockRef};
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::PollSender;
 use tracing::{debug, warn};
 
 /// Largest datagram relayed, in bytes; a datagram that fills the buffer may have been cut
@@ -85,6 +96,98 @@ impl Peer {
     }
 }
 
+/// The silence check of one relay (see the module docs).
+struct Silence {
+    /// `media.silence_timeout_s`.
+    timeout: Duration,
+    /// `[side]`: when the side's last RTP packet arrived; `None` before its first one since
+    /// the last SetPeer, and once it was found silent (its next packet re-arms the check).
+    heard: [Option<Instant>; 2],
+    /// Set for the earliest `heard + timeout` when armed; not moved by later packets.
+    sleep: Pin<Box<Sleep>>,
+    /// Whether `sleep` is set for a deadline still to be checked.
+    armed: bool,
+    /// `[side]`: found silent, its report not yet queued (no room in the queue yet).
+    due: [bool; 2],
+    /// The report queue, polled for room so that the relay never waits on it.
+    reports: PollSender<MediaReport>,
+}
+
+impl Silence {
+    fn new(timeout: Duration, reports: mpsc::Sender<MediaReport>) -> Silence {
+        Silence {
+            timeout,
+            heard: [None; 2],
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+            armed: false,
+            due: [false; 2],
+            reports: PollSender::new(reports),
+        }
+    }
+
+    /// An RTP packet from `side` arrived now.
+    fn heard(&mut self, side: Side) {
+        self.heard[ix(side)] = Some(Instant::now());
+    }
+
+    /// `side` has a new peer: nothing heard from it yet, and a silence found for the old
+    /// one is moot.
+    fn restart(&mut self, side: Side) {
+        self.heard[ix(side)] = None;
+        self.due[ix(side)] = false;
+    }
+
+    /// Finds the sides silent by now and queues their reports, registering `cx` for the
+    /// next deadline and, while a report waits, for room in the queue.
+    fn poll(&mut self, cx: &mut Context<'_>, id: RelayId) {
+        loop {
+            if !self.armed {
+                let Some(first) = self.heard.iter().flatten().min() else {
+                    break;
+                };
+                let at = *first + self.timeout;
+                self.sleep.as_mut().reset(at);
+                self.armed = true;
+            }
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                break;
+            }
+            self.armed = false;
+            let now = Instant::now();
+            for side in [Side::Caller, Side::Operator] {
+                let heard = &mut self.heard[ix(side)];
+                if heard.is_some_and(|at| now.duration_since(at) >= self.timeout) {
+                    *heard = None;
+                    self.due[ix(side)] = true;
+                    debug!(relay = id.0, ?side, "no RTP within the silence timeout");
+                }
+            }
+        }
+        for side in [Side::Caller, Side::Operator] {
+            if !self.due[ix(side)] {
+                continue;
+            }
+            match self.reports.poll_reserve(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.due[ix(side)] = false;
+                    if self
+                        .reports
+                        .send_item(MediaReport::Silent { relay: id, side })
+                        .is_err()
+                    {
+                        debug!(relay = id.0, "report queue closed; silence not reported");
+                    }
+                }
+                Poll::Ready(Err(_)) => {
+                    debug!(relay = id.0, "report queue closed; silence not reported");
+                    self.due = [false; 2];
+                }
+                Poll::Pending => break,
+            }
+        }
+    }
+}
+
 /// The relay's state apart from its sockets.
 struct State {
     id: RelayId,
@@ -93,23 +196,27 @@ struct State {
     counts: [PacketCounts; 2],
     /// Whether a send error was logged already (one line per relay, not per packet).
     send_error_logged: bool,
+    /// `None` when `media.silence_timeout_s` is 0.
+    silence: Option<Silence>,
 }
 
 /// Runs a relay until its control queue closes (Close, or the shell dropped), then closes
-/// its sockets and sends its report (waiting for room in the report queue).
+/// its sockets and sends its report (waiting for room in the report queue). Silence is
+/// reported on `reports` too when a timeout is given.
 pub(super) async fn run(
     id: RelayId,
     ports: (u16, u16),
     sockets: Option<Sockets>,
     mut control: mpsc::Receiver<Control>,
     bind_failed: Vec<u16>,
-    reports: mpsc::Sender<MediaReport>,
+    (reports, silence_timeout): (mpsc::Sender<MediaReport>, Option<Duration>),
 ) {
     let mut state = State {
         id,
         peers: [Peer::default(); 2],
         counts: [PacketCounts::default(); 2],
         send_error_logged: false,
+        silence: silence_timeout.map(|t| Silence::new(t, reports.clone())),
     };
     match sockets {
         Some(sockets) => {
@@ -122,7 +229,7 @@ pub(super) async fn run(
         None => while control.recv().await.is_some() {},
     }
     let [caller, operator] = state.peers;
-    let report = MediaReport {
+    let report = RelayClosed {
         relay: id,
         caller_port: ports.0,
         operator_port: ports.1,
@@ -133,7 +240,7 @@ pub(super) async fn run(
         bind_failed,
     };
     debug!(relay = id.0, ?report, "relay closed");
-    if reports.send(report).await.is_err() {
+    if reports.send(MediaReport::Closed(report)).await.is_err() {
         debug!(relay = id.0, "report queue closed; report not delivered");
     }
 }
@@ -175,6 +282,9 @@ impl State {
                 }
             }
         }
+        if let Some(silence) = self.silence.as_mut() {
+            silence.poll(cx, self.id);
+        }
         Poll::Pending
     }
 
@@ -185,6 +295,9 @@ impl State {
             rtp: None,
             rtcp: None,
         };
+        if let Some(silence) = self.silence.as_mut() {
+            silence.restart(side);
+        }
         debug!(relay = self.id.0, ?side, %rtp, "peer set");
     }
 
@@ -219,6 +332,9 @@ impl State {
                 return;
             }
             Some(_) => {}
+        }
+        if let (Kind::Rtp, Some(silence)) = (kind, self.silence.as_mut()) {
+            silence.heard(side);
         }
         let Some(to) = self.peers[ix(side.other())].destination(kind) else {
             counts.dropped += 1;

@@ -109,7 +109,7 @@ pub struct QueueSettings {
     /// `queues[].no_answer_limit`: consecutive unanswered offers after which an operator
     /// goes not ready (`no_answer`); 0 never.
     pub no_answer_limit: u32,
-    /// `queues[].reject_delay_s`: after an operator rejects (486, 603 …), how long they are
+    /// `queues[].reject_retry_delay_s`: after an operator rejects (486, 603 …), how long they are
     /// not offered any call.
     pub reject_delay: Duration,
     /// `queues[].widen_after_s`: a call needing skills that waited this long may go to any

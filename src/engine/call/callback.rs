@@ -298,6 +298,7 @@ impl Engine {
             exchange: None,
             session_timer: None,
             pending_refresh: None,
+            repeat: false,
             callback: Some(Callback {
                 operator: operator.to_owned(),
                 item,
@@ -460,6 +461,39 @@ impl Engine {
         self.calls.calls.get(&handle)?.callback.as_ref()
     }
 
+    /// Whether `handle` is a callback.
+    pub(super) fn is_callback(&self, handle: CallHandle) -> bool {
+        self.callback_of(handle).is_some()
+    }
+
+    /// The outbound leg of answered call `handle` failed mid-call for `reason`
+    /// (`leg_loss`). Returns whether it is a callback: that leg is the caller, so nothing
+    /// is re-queued and the callback ends (answered), the operator's phone getting BYE,
+    /// the caller's leg too unless its BYE said why (`Hangup::Received`).
+    pub(super) fn callback_leg_lost(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        reason: &str,
+        hangup: super::leg_loss::Hangup,
+    ) -> bool {
+        let Some(callback) = self.callback_of(handle) else {
+            return false;
+        };
+        tracing::info!(call = %callback.item.record, reason, "callback: the caller's leg failed");
+        let by = match hangup {
+            super::leg_loss::Hangup::Received => Party::Operator,
+            super::leg_loss::Hangup::Send => Party::Siaga,
+        };
+        self.end_call(
+            now,
+            handle,
+            by,
+            crate::engine::record::Disposition::Answered,
+        );
+        true
+    }
+
     /// A provisional response `status` from the gateway: the operator's phone rings back
     /// (180, §13.3.1.1) from the first 18x on.
     pub(super) fn callback_progress(&mut self, now: Now, handle: CallHandle, status: u16) {
@@ -536,7 +570,7 @@ impl Engine {
     /// The offer of `handle` failed otherwise (the gateway's 2xx had no codec in common).
     /// Returns whether it is a callback, which then ends as failed.
     pub(super) fn callback_offer_failed(&mut self, now: Now, handle: CallHandle) -> bool {
-        if self.callback_of(handle).is_none() {
+        if !self.is_callback(handle) {
             return false;
         }
         self.callback_failed(now, handle, CallbackOutcome::Failed);

@@ -8,6 +8,7 @@
 //! (resend the 2xx until the ACK, give up after 64·T1 with BYE), §15 (BYE), §17.1.1.3 (ACK
 //! of a failure), RFC 3264 (offer/answer).
 
+use super::leg_loss::Hangup;
 use super::session_timer::{Negotiation, SessionTimer};
 use super::{
     Call, CallState, CallTimer, LegMedia, LegState, OperatorLeg, OutboundInvite, Pii, TrunkLeg,
@@ -248,6 +249,7 @@ impl Engine {
                 exchange: None,
                 session_timer,
                 pending_refresh: None,
+                repeat,
                 callback: None,
             },
         );
@@ -532,7 +534,7 @@ impl Engine {
             return;
         };
         let mut session = SdpSession::random(&mut self.rng);
-        let body = match (&call.trunk_offer, call.relay) {
+        let body = match (call.operator_offer().as_deref(), call.relay) {
             (Some(offer), Some((_, _, operator_port))) => {
                 let relay = SocketAddr::new(self.config.calls.media_ip, operator_port);
                 sdp::offer_across(offer, relay, &mut session).ok()
@@ -547,6 +549,7 @@ impl Engine {
         // network: operators are inside the trust domain (RFC 3325 §5).
         let trusted = self.config.calls.is_trusted(call.trunk.received_from.ip());
         let caller = super::CallerIdentity::of_invite(&call.trunk.invite, trusted);
+        let repeat = call.repeat;
         // `dispatch` offers no call whose legs would need a Max-Forwards below 0.
         let Some(max_forwards) = call.trunk.outbound_max_forwards() else {
             for operator in operators {
@@ -581,7 +584,17 @@ impl Engine {
                 )
                 .header("Max-Forwards", max_forwards);
             for (name, value) in caller.outbound_headers(super::Trust::Inside, &domain, &from_tag) {
+                // A repeat caller is flagged where every softphone shows it: the display
+                // name, and a high-priority alert (RFC 7462 §4.2.3) for phones that ring
+                // differently.
+                let value = match name {
+                    "From" if repeat => value.replacen('"', "\"REPEAT ", 1),
+                    _ => value,
+                };
                 b = b.header(name, value);
+            }
+            if repeat {
+                b = b.header("Alert-Info", "<urn:alert:priority:high>");
             }
             let mut b = b
                 .header("To", format!("<sip:{operator}@{domain}>"))
@@ -811,8 +824,13 @@ impl Engine {
             .map(|l| l.operator.clone())
             .unwrap_or_default();
         let record = call.record;
-        // The trunk's answer (RFC 3264 §6), from the operator's.
+        let requeued = call.was_answered();
+        // The trunk's answer (RFC 3264 §6), from the operator's; a re-queued call's trunk
+        // has its answer already (see `leg_loss`).
         let answer = match (&call.trunk_offer, call.relay) {
+            _ if requeued => call
+                .reanswered(response.body(), &operator)
+                .map(|(rtp, origin)| (None, rtp, Some(origin))),
             (Some(offer), Some((_, caller_port, _))) => {
                 let late_offer = call.late_offer;
                 // Late offer: siaga's offer to the trunk holds only the codec the operator
@@ -886,11 +904,9 @@ impl Engine {
         // ACK the operator's 2xx (§13.2.2.4) — unless it carried the offer of a late-offer
         // call without relay: the answer is the trunk's, in the trunk's ACK (RFC 3264 §5),
         // and the operator's ACK waits for it (`ack_operator`).
-        let awaits_answer = self
-            .calls
-            .calls
-            .get(&handle)
-            .is_some_and(|c| c.late_offer && c.relay.is_none() && !response.body().is_empty());
+        let awaits_answer = self.calls.calls.get(&handle).is_some_and(|c| {
+            c.late_offer && c.relay.is_none() && !response.body().is_empty() && !requeued
+        });
         let ack = (!awaits_answer).then(|| {
             let branch = self.new_branch();
             let ack = dialog.ack(1, &self.config.via_host(), &branch).build();
@@ -944,6 +960,9 @@ impl Engine {
             self.calls
                 .acd
                 .offer_ended(handle, &loser, OfferEnd::Withdrawn, now.mono);
+        }
+        if requeued {
+            return self.rebridged(now, handle, operator);
         }
         // The trunk's 2xx, resent until its ACK (§13.3.1.4).
         let Some(transport) = self
@@ -1443,23 +1462,7 @@ impl Engine {
             self.send_bye(now, &mut dialog);
         }
         for leg in call.legs.values_mut() {
-            if let (LegState::Answered, Some(mut dialog)) = (leg.state, leg.dialog.take()) {
-                self.calls.by_dialog.remove(&dialog.key());
-                // A 2xx still waiting for the trunk's answer is ACKed now (§13.2.2.4); the
-                // same 2xx again gets that ACK, not a new BYE (`ack_and_bye`).
-                let ack = leg.ack.take().unwrap_or_else(|| {
-                    let ack = dialog.ack(1, &self.config.via_host(), &self.new_branch());
-                    let ack = ack.build();
-                    self.transmit(dialog.destination, ack.clone());
-                    ack
-                });
-                if let Some(out) = self.calls.invites.get_mut(&leg.tx) {
-                    out.unwanted.push((dialog.remote_tag.clone(), ack));
-                }
-                if by != Party::Operator {
-                    self.send_bye(now, &mut dialog);
-                }
-            }
+            self.release_answered_leg(now, leg, by != Party::Operator);
         }
         // A callback is the operator's own call, recorded on the abandoned call's record
         // and never put on the worklist (`callback`).
@@ -1503,7 +1506,7 @@ impl Engine {
     /// Sends a BYE in `dialog` (§15.1.1) on its own client transaction. The dialog lives
     /// on until the BYE is answered: a BYE the peer sent meanwhile draws 200 (RFC 5407
     /// §3.2.1, see [`CallTable::byes`](super::CallTable::byes)).
-    fn send_bye(&mut self, now: Now, dialog: &mut Dialog) {
+    pub(super) fn send_bye(&mut self, now: Now, dialog: &mut Dialog) {
         let branch = self.new_branch();
         let bytes = dialog
             .request(&Method::Bye, &self.config.via_host(), &branch)
@@ -1526,11 +1529,11 @@ impl Engine {
             match timer {
                 CallTimer::RingTimeout(handle, attempt) => self.ring_timeout(now, handle, attempt),
                 CallTimer::RingingRefresh(handle) => {
-                    let queued = self
-                        .calls
-                        .calls
-                        .get(&handle)
-                        .is_some_and(|c| !matches!(c.state, CallState::Answered { .. }));
+                    // Not once the trunk has the 2xx, even re-queued (§13.3.1.1: a 1xx
+                    // after the final response is no use).
+                    let queued = self.calls.calls.get(&handle).is_some_and(|c| {
+                        !matches!(c.state, CallState::Answered { .. }) && !c.was_answered()
+                    });
                     if queued {
                         self.send_provisional(now, handle, 180, "Ringing");
                         self.calls.schedule(
@@ -1547,7 +1550,10 @@ impl Engine {
                         .calls
                         .get_mut(&handle)
                         .and_then(|c| c.take_unacked_ok(side, now.mono));
-                    if let Some(ok) = unacked {
+                    if unacked.is_some() && side == Side::Operator {
+                        let reason = "no ACK for siaga's 2xx to the operator's re-INVITE";
+                        self.operator_leg_lost(now, handle, reason, Hangup::Send);
+                    } else if let Some(ok) = unacked {
                         tracing::warn!(
                             ?side,
                             "no ACK for siaga's 2xx within 64*T1: ending the call"

@@ -15,9 +15,12 @@
 //! sending a request to draws 491 (glare; the peer retries after its §14.1 back-off), and
 //! a second one from the same side while the first is unanswered draws 500 with
 //! Retry-After (§14.2). A failure of siaga's request crosses back with its status code, so
-//! a 491 reaches the offerer and its retry works; 408 or 481 end the call (§14.1: the
-//! dialog is gone).
+//! a 491 reaches the offerer and its retry works; 408 or 481 from the trunk end the call
+//! (§14.1: the dialog is gone). On the operator's side, those and a 5xx or no response
+//! mean the operator's leg failed: the caller is re-queued (`leg_loss`), and so is one
+//! whose operator-side BYE carries a failure Reason (RFC 3326).
 
+use super::leg_loss::{Hangup, failure_reason, in_dialog_method, is_leg_failure};
 use super::session_timer::{Negotiation, Refresher, SessionTimer, is_refresh_method};
 use super::{CallState, CallTimer, PendingOk};
 use crate::engine::acd::CallHandle;
@@ -52,6 +55,14 @@ pub struct Exchange {
     pub offer: MediaOffer,
     /// siaga's request to the other side, once sent.
     pub out: Option<ClientTxId>,
+}
+
+impl Exchange {
+    /// Its server transaction, the request, where responses go and the source to stamp
+    /// in Via: what [`Engine::respond_in_dialog`] answers.
+    pub(crate) fn respond(&self) -> (TxId, &SipMessage, ResponseTarget, SocketAddr) {
+        (self.tx, &self.request, self.target, self.received_from)
+    }
 }
 
 /// Why siaga sent a request inside a dialog.
@@ -147,7 +158,7 @@ impl Engine {
         // The INVITE's offer is not answered yet: a re-INVITE draws 500 with Retry-After
         // (§14.2), and so does an UPDATE with an offer (RFC 3311 §5.2); after a late-offer
         // INVITE siaga has no offer to pair with an UPDATE's either: 488.
-        if leg.is_none() && answered_leg.is_none() {
+        if leg.is_none() && answered_leg.is_none() && !call.was_answered() {
             let (tx, late_offer) = (call.trunk.tx, call.late_offer);
             let offer = crate::engine::sip::body::sdp_of(msg).is_some();
             return Some(match msg.method() {
@@ -190,7 +201,14 @@ impl Engine {
                     Side::Caller => Party::Caller,
                     Side::Operator => Party::Operator,
                 };
-                self.end_call(now, handle, by, Disposition::Answered);
+                // RFC 3326: a proxy or SBC that tears the operator's leg down says why.
+                match failure_reason(msg).filter(|_| side == Side::Operator) {
+                    Some(reason) => {
+                        let reason = format!("BYE with Reason {reason}");
+                        self.operator_leg_lost(now, handle, &reason, Hangup::Received);
+                    }
+                    None => self.end_call(now, handle, by, Disposition::Answered),
+                }
                 DialogReply::Final(200, "OK", None)
             }
             Some(Method::Invite | Method::Update) => DialogReply::MidCall(handle, side),
@@ -223,14 +241,7 @@ impl Engine {
         if let Some(exchange) = call.exchange.as_ref().filter(|_| !offerless_update) {
             // §14.2 / RFC 3311 §5.2: one offer at a time.
             return if exchange.from == side {
-                let retry_after = self.rng_retry_after().to_string();
-                self.respond_in_dialog(
-                    now,
-                    respond,
-                    500,
-                    "Server Internal Error",
-                    &[("Retry-After", retry_after)],
-                )
+                self.retry_later(now, respond)
             } else {
                 reply(self, 491, "Request Pending")
             };
@@ -307,6 +318,11 @@ impl Engine {
             }
             let answer = call.local_sdp(side);
             return self.answer_mid_call(now, respond, (handle, side), answer);
+        }
+        // A re-queued call has no operator to carry the offer to yet: the trunk tries
+        // again later (§14.2), when one may have answered.
+        if call.answered_leg().is_none() {
+            return self.retry_later(now, respond);
         }
         // §14.1: siaga's session refresh is an INVITE (or UPDATE) transaction in progress
         // toward the trunk; no second one starts there until it ends.
@@ -464,11 +480,21 @@ impl Engine {
             return true;
         };
         let seq = cseq.seq;
+        // Sent to an operator whose leg failed since: its answer changes nothing (a 2xx is
+        // ACKed from the request as sent, as once the call ended).
+        let live = to == Side::Caller
+            || self
+                .calls
+                .calls
+                .get(&handle)
+                .is_some_and(|c| c.is_answered_dialog(&out.request));
+        let what = in_dialog_method(&out.request);
         if (200..300).contains(&status)
             && let Some(dialog) = self
                 .calls
                 .calls
                 .get_mut(&handle)
+                .filter(|_| live)
                 .and_then(|c| c.dialog_mut(to))
         {
             // §12.2.1.2: a 2xx to a target refresh request (re-INVITE, UPDATE) moves the
@@ -479,16 +505,24 @@ impl Engine {
             // §13.2.2.4: every 2xx is ACKed, the retransmissions with the same ACK.
             if let Some(ack) = out.ack.clone() {
                 let sent_to = out.destination;
-                let destination = self.dialog_destination(handle, to).unwrap_or(sent_to);
+                let destination = live
+                    .then(|| self.dialog_destination(handle, to))
+                    .flatten()
+                    .unwrap_or(sent_to);
                 self.transmit(destination, ack);
                 return true;
             }
             let via = self.config.via_host();
             let branch = self.new_branch();
-            let ack = self.calls.calls.get_mut(&handle).and_then(|call| {
-                let dialog = call.dialog_mut(to)?;
-                Some((dialog.ack(seq, &via, &branch).build(), dialog.destination))
-            });
+            let ack = self
+                .calls
+                .calls
+                .get_mut(&handle)
+                .filter(|_| live)
+                .and_then(|call| {
+                    let dialog = call.dialog_mut(to)?;
+                    Some((dialog.ack(seq, &via, &branch).build(), dialog.destination))
+                });
             // The call ended meanwhile (a BYE crossed the 2xx): the 2xx is ACKed all the
             // same, from the request as sent (§13.2.2.4, RFC 5407 §3.2.4).
             let ack = ack.or_else(|| {
@@ -504,6 +538,14 @@ impl Engine {
                     out.ack = Some(ack);
                 }
             }
+        }
+        if !live {
+            return true;
+        }
+        if to == Side::Operator && is_leg_failure(status) {
+            let reason = format!("{status} response to {what}");
+            self.operator_leg_lost(now, handle, &reason, Hangup::Send);
+            return true;
         }
         if purpose == Purpose::Relay && to == Side::Caller && (200..300).contains(&status) {
             self.trunk_refreshed(now, handle, response);
@@ -552,7 +594,8 @@ impl Engine {
             tracing::info!(call = %record, status, "the other side refused the mid-call offer");
             self.respond_in_dialog(now, respond, status, &reason, &[]);
             if matches!(status, 408 | 481) {
-                // §14.1: the other side's dialog is gone.
+                // §14.1: the trunk's dialog is gone (an operator's failure re-queued the
+                // caller before this, in `on_in_dialog_response`).
                 self.end_call(now, handle, Party::Siaga, Disposition::Answered);
             }
             return;
@@ -590,6 +633,13 @@ impl Engine {
         call.set_remote_origin(from.other(), answer.origin());
         call.set_local_sdp(from, body.clone());
         let direction = offer.direction;
+        // RFC 3264 §8.4: any other direction than sendrecv, offered or answered, is a
+        // hold; a held operator may send no RTP (`Engine::relay_silent`).
+        if let Some(leg) = call.answered_leg_mut() {
+            leg.media.held = [direction, answer.direction]
+                .iter()
+                .any(|d| *d != sdp::Direction::SendRecv);
+        }
         let peers = [(from, offer.rtp), (from.other(), answer.rtp)];
         for (side, rtp) in peers {
             if let (Some(relay), Some(rtp)) = (relay, rtp.filter(|a| !a.ip().is_unspecified())) {
@@ -700,13 +750,19 @@ impl Engine {
         status: u16,
         reason: &str,
     ) {
-        let respond = (
-            exchange.tx,
-            &exchange.request,
-            exchange.target,
-            exchange.received_from,
-        );
-        self.respond_in_dialog(now, respond, status, reason, &[]);
+        self.respond_in_dialog(now, exchange.respond(), status, reason, &[]);
+    }
+
+    /// 500 with a Retry-After of 0–10 s (§14.2) to a request in a dialog: it overlaps an
+    /// offer siaga has not answered yet, or no operator has the call to take its offer.
+    pub(crate) fn retry_later(
+        &mut self,
+        now: Now,
+        respond: (TxId, &SipMessage, ResponseTarget, SocketAddr),
+    ) {
+        let retry_after = self.rng_retry_after().to_string();
+        let headers = [("Retry-After", retry_after)];
+        self.respond_in_dialog(now, respond, 500, "Server Internal Error", &headers);
     }
 
     /// A final response of siaga's own to a request in a dialog (`status` ≥ 300, or a 2xx
@@ -736,8 +792,9 @@ impl Engine {
     }
 
     /// A client transaction siaga started in a dialog ended. Without a final response
-    /// (Timer B/F, a transport error) the peer is gone: the call ends (§14.1, RFC 4028
-    /// §10), and an [`Exchange`] waiting on it is answered 408 first.
+    /// (Timer B/F, a transport error) the peer is gone: the trunk's, and the call ends
+    /// (§14.1, RFC 4028 §10; an [`Exchange`] waiting on it is answered 408 first); the
+    /// operator's, and the caller is re-queued (`leg_loss`).
     pub(crate) fn on_in_dialog_ended(&mut self, now: Now, tx: ClientTxId, answered: bool) {
         let Some(out) = self.calls.in_dialog.remove(&tx) else {
             return;
@@ -746,6 +803,20 @@ impl Engine {
             return;
         }
         let handle = out.call;
+        // On the operator's side the leg failed, not the call (see `leg_loss`); a leg that
+        // failed before changes nothing.
+        if out.to == Side::Operator {
+            let live = self
+                .calls
+                .calls
+                .get(&handle)
+                .is_some_and(|c| c.is_answered_dialog(&out.request));
+            if live {
+                let reason = format!("no response to {}", in_dialog_method(&out.request));
+                self.operator_leg_lost(now, handle, &reason, Hangup::Send);
+            }
+            return;
+        }
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };

@@ -11,6 +11,7 @@ mod callback;
 mod ending;
 mod flow;
 mod ident;
+mod leg_loss;
 mod midcall;
 mod prack;
 mod priority;
@@ -52,7 +53,9 @@ pub enum CallState {
         /// Counts the offers of this call; a ring timeout names the offer it belongs to.
         attempt: u32,
     },
-    /// `operator` answered on leg `leg`; the trunk has the 2xx.
+    /// `operator` answered on leg `leg`; the trunk has the 2xx. A call whose operator leg
+    /// failed goes back to [`CallState::Queued`] with its trunk dialog kept (see
+    /// `leg_loss`): it is offered again, and its trunk gets no second 2xx.
     Answered {
         /// Who answered.
         operator: String,
@@ -96,6 +99,9 @@ pub struct Call {
     pub session_timer: Option<SessionTimer>,
     /// siaga's session refresh to the trunk, while unanswered.
     pub pending_refresh: Option<ClientTxId>,
+    /// The caller's previous call was abandoned or dropped within `acd.repeat_window_s`:
+    /// the operator's phone shows `REPEAT` before the number.
+    pub repeat: bool,
     /// Set when the call is a PSAP callback (RFC 7090, `callback`): the inbound leg is the
     /// operator's INVITE, the outbound leg goes to the caller through a trunk gateway, and
     /// its events go on the abandoned call's record ([`Call::record`]).
@@ -117,6 +123,10 @@ pub struct LegMedia {
     pub allows_update: bool,
     /// siaga's 2xx to the peer's INVITE or re-INVITE, resent until the ACK (§13.3.1.4).
     pub ok: Option<PendingOk>,
+    /// Whether the session is on hold: the last change that crossed the call offered or
+    /// answered another direction than `sendrecv` (RFC 3264 §8.4). Set on the operator
+    /// leg; no RTP from a held operator is no failure.
+    pub held: bool,
 }
 
 impl LegMedia {
@@ -128,6 +138,7 @@ impl LegMedia {
             remote_origin: None,
             allows_update: false,
             ok: None,
+            held: false,
         }
     }
 }

@@ -1650,9 +1650,11 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
     assert_eq!(h.engine.waiting_calls(), 1);
 }
 
+mod acd;
 mod break_midcall;
 mod break_transport;
 mod callback;
+mod leg_loss;
 mod midcall;
 mod prack;
 mod races;

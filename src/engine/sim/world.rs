@@ -10,7 +10,7 @@ pub use super::scenario::Scenario;
 use super::trunk::Trunk;
 use super::ua::Ua;
 use crate::engine::digest::Ha1;
-use crate::engine::media::{MediaCommand, MediaReport, PacketCounts, RelayId, Side};
+use crate::engine::media::{MediaCommand, MediaReport, PacketCounts, RelayClosed, RelayId, Side};
 use crate::engine::record::CallEvent;
 use crate::engine::sip::{Method, SipMessage};
 use crate::engine::transaction::TimerConfig;
@@ -500,7 +500,7 @@ impl World {
                     bytes: packets * 172,
                     ..PacketCounts::default()
                 };
-                let report = MediaReport {
+                let report = MediaReport::Closed(RelayClosed {
                     relay,
                     caller_port: r.caller_port,
                     operator_port: r.operator_port,
@@ -509,7 +509,7 @@ impl World {
                     latched_caller: r.caller,
                     latched_operator: r.operator,
                     bind_failed: Vec::new(),
-                };
+                });
                 let delay = self.rng.random_range(0..=50);
                 self.reports.insert((now + delay, relay), report);
                 self.closed_relays.insert(relay, r);

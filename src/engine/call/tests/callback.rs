@@ -519,7 +519,7 @@ fn shutdown_ends_a_ringing_callback_as_failed() {
 /// relay's caller side faced the operator's phone.
 #[test]
 fn the_relays_counters_are_recorded_from_the_callers_side() {
-    use crate::engine::media::{MediaReport, PacketCounts};
+    use crate::engine::media::{MediaReport, PacketCounts, RelayClosed};
     let mut h = harness();
     let (item, invite, out) = placed(&mut h, "cb12");
     let Some(&MediaCommand::Open {
@@ -537,7 +537,7 @@ fn the_relays_counters_are_recorded_from_the_callers_side() {
     };
     h.engine.handle_input(
         h.at(),
-        Input::MediaReport(MediaReport {
+        Input::MediaReport(MediaReport::Closed(RelayClosed {
             relay,
             caller_port,
             operator_port,
@@ -546,7 +546,7 @@ fn the_relays_counters_are_recorded_from_the_callers_side() {
             latched_caller: None,
             latched_operator: None,
             bind_failed: Vec::new(),
-        }),
+        })),
     );
     let (_, records) = drain_records(&mut h);
     assert_eq!(
@@ -559,4 +559,69 @@ fn the_relays_counters_are_recorded_from_the_callers_side() {
             }
         )]
     );
+}
+
+/// An answered callback: the caller's 200, the operator's 200 and ACK; returns siaga's
+/// ACK to the gateway and its 200 to the operator.
+fn answered(h: &mut Harness, id: &str) -> (CallbackItem, SipMessage, SipMessage) {
+    let (item, invite, _) = placed(h, id);
+    let out = h.input(GW, &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)));
+    let ack = out.requests_to(GW, Method::Ack).pop().expect("ACK");
+    let ok = out.to(OP1).pop().expect("200");
+    h.input(
+        OP1,
+        &trunk_in_dialog("ACK", &ok, 2, &format!("{id}ack")).replace(TRUNK, OP1),
+    );
+    (item, ack, ok)
+}
+
+/// The caller's leg torn down by the network (a BYE with a failure Reason, RFC 3326) ends
+/// the callback: nobody is re-queued, the operator's phone gets BYE.
+#[test]
+fn a_failed_callers_leg_ends_the_callback_without_requeueing() {
+    let mut h = harness();
+    let (item, ack, _) = answered(&mut h, "cb13");
+    let bye = operator_bye(&ack).replace(OP1, GW).replace(
+        "Content-Length: 0",
+        "Reason: SIP;cause=408;text=\"radio link lost\"\r\nContent-Length: 0",
+    );
+    let (out, records) = input_records(&mut h, GW, &bye);
+    assert_eq!(out.statuses_to(GW), [200]);
+    assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1);
+    assert!(out.requests_to(GW, Method::Bye).is_empty());
+    assert_eq!(
+        pairs(&records),
+        [ended(item.record, CallbackOutcome::Answered)]
+    );
+    assert_eq!(h.engine.waiting_calls(), 0);
+    assert_eq!(state(&h), "wrap_up");
+}
+
+/// A silent caller is still on the line: the relay's silence report on the caller's side
+/// of a callback changes nothing.
+#[test]
+fn a_silent_caller_does_not_end_the_callback() {
+    use crate::engine::media::{MediaReport, Side};
+    let mut h = harness();
+    let (_, invite, out) = placed(&mut h, "cb14");
+    let Some(&MediaCommand::Open { relay, .. }) = out.media.first() else {
+        panic!("a relay opened: {:?}", out.media)
+    };
+    let out = h.input(GW, &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)));
+    let ok = out.to(OP1).pop().expect("200");
+    h.input(
+        OP1,
+        &trunk_in_dialog("ACK", &ok, 2, "cb14ack").replace(TRUNK, OP1),
+    );
+    h.engine.handle_input(
+        h.at(),
+        Input::MediaReport(MediaReport::Silent {
+            relay,
+            side: Side::Operator,
+        }),
+    );
+    let (out, records) = drain_records(&mut h);
+    assert!(out.sent.is_empty() && records.is_empty(), "{:?}", out.sent);
+    assert_eq!(h.engine.live_calls(), 1);
+    assert_eq!(state(&h), "on_call");
 }

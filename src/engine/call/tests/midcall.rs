@@ -48,6 +48,31 @@ pub(super) fn operator_in_dialog(method: &str, ack: &SipMessage, seq: u32, branc
         .replace("z9hG4bKopbye", &format!("z9hG4bK{branch}"))
 }
 
+/// The operator's `method` (INVITE or UPDATE) with CSeq `seq` carrying `offer` crosses to
+/// the trunk as `method`, which answers it 200 with `answer`: siaga's request to the trunk
+/// and what that 200 drew.
+pub(super) fn operator_offer_answered(
+    h: &mut Harness,
+    ack: &SipMessage,
+    (method, seq, branch): (Method, u32, &str),
+    offer: &str,
+    answer: &str,
+) -> (SipMessage, Out) {
+    let name = method.as_str().to_owned();
+    let request = with(
+        &operator_in_dialog(&name, ack, seq, branch),
+        "",
+        Some(offer),
+    );
+    let out = h.input(OP1, &request);
+    let to_trunk = out.requests_to(TRUNK, method).pop().expect("crossed");
+    let out = h.input(
+        TRUNK,
+        &phone_response(&to_trunk, 200, "OK", "x", Some(answer)),
+    );
+    (to_trunk, out)
+}
+
 pub(super) fn body(m: &SipMessage) -> String {
     String::from_utf8_lossy(m.body()).into_owned()
 }
@@ -166,30 +191,17 @@ fn legacy_hold_with_a_null_address_reaches_the_operator_as_sendonly() {
 fn hold_from_the_operator_crosses_to_the_trunk() {
     let mut h = Harness::new(15);
     let (ok, ack) = answered_call(&mut h, "hold3", "");
-    let reinvite = with(
-        &operator_in_dialog("INVITE", &ack, 2, "op3re"),
-        "",
-        Some(&operator_sdp(2, "sendonly")),
+    let (to_trunk, out) = operator_offer_answered(
+        &mut h,
+        &ack,
+        (Method::Invite, 2, "op3re"),
+        &operator_sdp(2, "sendonly"),
+        &trunk_sdp(2, "recvonly", "127.0.0.1"),
     );
-    let out = h.input(OP1, &reinvite);
-    let to_trunk = out
-        .requests_to(TRUNK, Method::Invite)
-        .pop()
-        .expect("re-INVITE");
     assert!(body(&to_trunk).contains("a=sendonly"));
     assert_eq!(
         to_trunk.call_id().expect("call-id"),
         ok.call_id().expect("call-id")
-    );
-    let out = h.input(
-        TRUNK,
-        &phone_response(
-            &to_trunk,
-            200,
-            "OK",
-            "x",
-            Some(&trunk_sdp(2, "recvonly", "127.0.0.1")),
-        ),
     );
     assert_eq!(
         out.requests_to(TRUNK, Method::Ack).len(),
@@ -245,25 +257,12 @@ fn an_update_crosses_as_update_only_where_the_peer_allows_it() {
     assert_eq!(answer.cseq().expect("cseq").method, Method::Update);
     assert!(body(&answer).contains("a=inactive"));
     // From the operator, an offer in UPDATE reaches the trunk as UPDATE.
-    let update = with(
-        &operator_in_dialog("UPDATE", &ack, 2, "upd1op"),
-        "",
-        Some(&operator_sdp(3, "sendrecv")),
-    );
-    let out = h.input(OP1, &update);
-    let to_trunk = out
-        .requests_to(TRUNK, Method::Update)
-        .pop()
-        .expect("UPDATE");
-    let out = h.input(
-        TRUNK,
-        &phone_response(
-            &to_trunk,
-            200,
-            "OK",
-            "x",
-            Some(&trunk_sdp(3, "sendrecv", "127.0.0.1")),
-        ),
+    let (_, out) = operator_offer_answered(
+        &mut h,
+        &ack,
+        (Method::Update, 2, "upd1op"),
+        &operator_sdp(3, "sendrecv"),
+        &trunk_sdp(3, "sendrecv", "127.0.0.1"),
     );
     assert!(
         out.requests_to(TRUNK, Method::Ack).is_empty(),
@@ -399,17 +398,25 @@ fn a_bye_while_an_offer_crosses_ends_the_call_and_answers_it_487() {
     assert_eq!(h.engine.live_calls(), 0);
 }
 
+/// The operator's leg failed, not the call: the caller is re-queued (see `leg_loss`), and
+/// the trunk's re-INVITE gets 500 with Retry-After, not a 408 that would end its dialog
+/// (§14.1).
 #[test]
-fn an_operator_leg_that_stops_answering_a_re_invite_ends_the_call() {
+fn an_operator_leg_that_stops_answering_a_re_invite_requeues_the_caller() {
     let mut h = Harness::new(15);
     let (ok, _ack) = answered_call(&mut h, "dead", "");
     let out = h.input(TRUNK, &hold_offer(&ok, 2, 2, "deadre"));
     assert_eq!(out.requests_to(OP1, Method::Invite).len(), 1);
     // Timer B (64·T1) without any response.
-    let out = h.advance(33_000);
-    assert!(out.statuses_to(TRUNK).contains(&408));
-    assert!(!out.requests_to(TRUNK, Method::Bye).is_empty());
-    assert_eq!(h.engine.live_calls(), 0);
+    let out = h.advance(32_000);
+    assert_eq!(final_to(&out, TRUNK).status(), Some(500));
+    assert!(out.requests_to(TRUNK, Method::Bye).is_empty());
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, CallEventKind::Requeued { operator, .. } if operator == "1001"))
+    );
+    assert_eq!(h.engine.live_calls(), 1);
 }
 
 // ---- session timers (RFC 4028) ------------------------------------------------------------

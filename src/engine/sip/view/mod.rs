@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cseq;
 pub mod media;
 pub mod name_addr;
+pub mod reason;
 pub mod scan;
 pub mod via;
 
@@ -20,6 +21,7 @@ pub use auth::AuthValue;
 pub use cseq::CSeq;
 pub use media::MediaType;
 pub use name_addr::{Contacts, NameAddr};
+pub use reason::{Reason, ReasonProtocol};
 pub use scan::Param;
 pub use via::Via;
 
