@@ -159,6 +159,16 @@ impl EngineConfig {
         }
     }
 
+    /// The top Via of a request siaga sends over `transport` with `branch` (RFC 3261
+    /// §8.1.1.7, with `rport`, RFC 3581 §3).
+    pub fn via(&self, transport: Transport, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            transport.via_token(),
+            self.via_host()
+        )
+    }
+
     /// Whether `ip[:port]` is one of siaga's own addresses (no port means 5060,
     /// RFC 3261 §19.1.2); a wildcard listen address counts for any IP of its family.
     pub fn is_local_address(&self, ip: IpAddr, port: Option<u16>) -> bool {

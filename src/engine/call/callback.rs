@@ -50,19 +50,18 @@
 //! The operator's INVITE gets no reliable provisionals (RFC 3262) and no session timer
 //! (RFC 4028): both sides of a callback are siaga's own phones and the gateway.
 
-use super::{Call, CallState, CallTimer, LegMedia, LegState, OperatorLeg, OutboundInvite, Pii};
+use super::{Call, CallState, CallTimer, LegMedia, LegState, Pii};
 use crate::engine::acd::{CallHandle, CallbackItem};
 use crate::engine::driver::{Engine, SERVER};
 use crate::engine::media::{MediaCommand, Side};
 use crate::engine::record::{CallEventKind, CallbackOutcome, Party};
-use crate::engine::sdp::{self, SdpSession};
+use crate::engine::sdp::SdpSession;
 use crate::engine::sip::builder::MessageBuilder;
 use crate::engine::sip::{Method, SipMessage};
 use crate::engine::time::Now;
-use crate::engine::transaction::{ClientKey, Destination, ResponseTarget, TxId};
+use crate::engine::transaction::{Destination, ResponseTarget, TxId};
 use crate::engine::trunk_health::{Gateway, GatewayState};
 use crate::engine::{Transport, uas};
-use bytes::Bytes;
 use std::net::SocketAddr;
 
 /// An operator's INVITE to a feature code, authenticated by the UAS core: what siaga needs
@@ -335,17 +334,7 @@ impl Engine {
             return;
         };
         let mut session = SdpSession::random(&mut self.rng);
-        let body = match (&call.trunk_offer, call.relay) {
-            (Some(offer), Some((_, _, gateway_port))) => {
-                let relay = SocketAddr::new(self.config.calls.media_ip, gateway_port);
-                sdp::offer_across(offer, relay, &mut session).ok()
-            }
-            // No relay: the phone's offer as it came (direct media).
-            (Some(_), None) if !call.late_offer => {
-                crate::engine::sip::body::sdp_of(&call.trunk.invite).map(Bytes::copy_from_slice)
-            }
-            _ => None,
-        };
+        let body = self.leg_offer(call, &mut session);
         let gateway = &callback.gateway;
         let uri = callback_uri(&callback.item.caller, gateway);
         let domain = self.config.domains.first().cloned().unwrap_or_default();
@@ -359,14 +348,7 @@ impl Engine {
         let (branch, from_tag) = (self.new_branch(), self.new_tag());
         let call_id = format!("{}@{}", self.new_tag(), self.config.node_id);
         let mut b = MessageBuilder::request(&Method::Invite, &uri)
-            .header(
-                "Via",
-                format!(
-                    "SIP/2.0/{} {};branch={branch};rport",
-                    gateway.transport.via_token(),
-                    self.config.via_host()
-                ),
-            )
+            .header("Via", self.config.via(gateway.transport, &branch))
             .header("Max-Forwards", 70)
             .header("From", format!("{identity};tag={from_tag}"))
             .header("To", format!("<{uri}>"))
@@ -388,50 +370,15 @@ impl Engine {
             address: gateway.address,
             connection: None,
         };
-        let routed = self.route_request(now, b.build(), destination);
-        let destination = routed.destination;
-        let request = match SipMessage::parse(routed.bytes.clone(), destination.transport) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e.error, "siaga built a callback INVITE it cannot parse");
-                return self.callback_failed(now, handle, CallbackOutcome::Failed);
-            }
+        let leg = super::flow::NewLeg {
+            operator: callback.operator.clone(),
+            attempt: 1,
+            session,
+            offer: body,
+            flow: None,
         };
-        let key = ClientKey {
-            branch,
-            method: Method::Invite,
-        };
-        let tx = self.send_routed(now, key, routed);
-        let leg = self.calls.new_leg();
-        self.calls.invites.insert(
-            tx,
-            OutboundInvite {
-                call: handle,
-                leg,
-                request,
-                destination,
-                cancel_sent: false,
-                unwanted: Vec::new(),
-            },
-        );
-        if let Some(call) = self.calls.calls.get_mut(&handle) {
-            call.legs.insert(
-                leg,
-                OperatorLeg {
-                    operator: callback.operator.clone(),
-                    attempt: 1,
-                    tx,
-                    destination,
-                    state: LegState::Calling,
-                    dialog: None,
-                    ack: None,
-                    media: LegMedia {
-                        local: body,
-                        ..LegMedia::new(session)
-                    },
-                    flow: None,
-                },
-            );
+        if !self.send_leg_invite(now, handle, (b.build(), branch), destination, leg) {
+            return self.callback_failed(now, handle, CallbackOutcome::Failed);
         }
         self.calls.schedule(
             now.mono + self.config.calls.acd.callback_ring_timeout,

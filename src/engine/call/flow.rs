@@ -56,6 +56,20 @@ pub(crate) struct NewCall {
     pub called: String,
 }
 
+/// A new outbound leg's own parts, for [`Engine::send_leg_invite`].
+pub(super) struct NewLeg {
+    /// The operator it rings (for a callback: the operator who placed it).
+    pub operator: String,
+    /// The offer (attempt) of the call it belongs to.
+    pub attempt: u32,
+    /// The SDP origin of siaga's descriptions on it.
+    pub session: SdpSession,
+    /// The SDP offer the INVITE carries.
+    pub offer: Option<Bytes>,
+    /// The RFC 5626 flow of the binding it goes to.
+    pub flow: Option<crate::engine::registrar::OutboundFlow>,
+}
+
 /// What siaga can relay, as an offer: PCMA, PCMU and telephone-event (RFC 4733) at
 /// `ip`. Stands in for the trunk's offer when its INVITE had none (late offer): the
 /// operator is offered this, and the trunk gets siaga's offer in the 2xx (§13.2.1).
@@ -534,17 +548,7 @@ impl Engine {
             return;
         };
         let mut session = SdpSession::random(&mut self.rng);
-        let body = match (call.operator_offer().as_deref(), call.relay) {
-            (Some(offer), Some((_, _, operator_port))) => {
-                let relay = SocketAddr::new(self.config.calls.media_ip, operator_port);
-                sdp::offer_across(offer, relay, &mut session).ok()
-            }
-            // No relay: the trunk's offer as it came (direct media).
-            (Some(_), None) if !call.late_offer => {
-                crate::engine::sip::body::sdp_of(&call.trunk.invite).map(Bytes::copy_from_slice)
-            }
-            _ => None,
-        };
+        let body = self.leg_offer(call, &mut session);
         // The operator sees who calls, whatever privacy the caller asked of the public
         // network: operators are inside the trust domain (RFC 3325 §5).
         let trusted = self.config.calls.is_trusted(call.trunk.received_from.ip());
@@ -568,20 +572,12 @@ impl Engine {
         }
         tracing::info!(call = %record, ?operators, bindings = bindings.len(), "offering call");
         for (operator, contact, destination, flow) in bindings {
-            let leg = self.calls.new_leg();
             let branch = self.new_branch();
             let from_tag = self.new_tag();
             let call_id = format!("{}@{}", self.new_tag(), self.config.node_id);
             let domain = self.config.domains.first().cloned().unwrap_or_default();
             let mut b = MessageBuilder::request(&Method::Invite, &contact)
-                .header(
-                    "Via",
-                    format!(
-                        "SIP/2.0/{} {};branch={branch};rport",
-                        destination.transport.via_token(),
-                        self.config.via_host()
-                    ),
-                )
+                .header("Via", self.config.via(destination.transport, &branch))
                 .header("Max-Forwards", max_forwards);
             for (name, value) in caller.outbound_headers(super::Trust::Inside, &domain, &from_tag) {
                 // A repeat caller is flagged where every softphone shows it: the display
@@ -606,51 +602,14 @@ impl Engine {
             if let Some(body) = &body {
                 b = b.body("application/sdp", body.clone());
             }
-            // RFC 3261 §18.1.1: a large INVITE to a phone on UDP goes over TCP.
-            let routed = self.route_request(now, b.build(), destination);
-            let destination = routed.destination;
-            let request = match SipMessage::parse(routed.bytes.clone(), destination.transport) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::error!(error = %e.error, "siaga built an INVITE it cannot parse");
-                    continue;
-                }
+            let leg = NewLeg {
+                operator: operator.clone(),
+                attempt,
+                session,
+                offer: body.clone(),
+                flow,
             };
-            let key = ClientKey {
-                branch,
-                method: Method::Invite,
-            };
-            let tx = self.send_routed(now, key, routed);
-            self.calls.invites.insert(
-                tx,
-                OutboundInvite {
-                    call: handle,
-                    leg,
-                    request,
-                    destination,
-                    cancel_sent: false,
-                    unwanted: Vec::new(),
-                },
-            );
-            if let Some(call) = self.calls.calls.get_mut(&handle) {
-                call.legs.insert(
-                    leg,
-                    OperatorLeg {
-                        operator: operator.clone(),
-                        attempt,
-                        tx,
-                        destination,
-                        state: LegState::Calling,
-                        dialog: None,
-                        ack: None,
-                        media: LegMedia {
-                            local: body.clone(),
-                            ..LegMedia::new(session)
-                        },
-                        flow,
-                    },
-                );
-            }
+            self.send_leg_invite(now, handle, (b.build(), branch), destination, leg);
         }
         // An operator none of whose bindings could be rung (they vanished) is not offered
         // the call after all.
@@ -673,6 +632,84 @@ impl Engine {
                 CallTimer::RingTimeout(handle, attempt),
             );
         }
+    }
+
+    /// The SDP offer of a new outbound leg of `call`, with siaga's origin `session`: the
+    /// inbound leg's offer ([`Call::operator_offer`]) rewritten to the relay's outbound
+    /// port (RFC 3264 §5); without a relay, the inbound leg's offer as it came (direct
+    /// media); `None` when there is neither.
+    pub(super) fn leg_offer(&self, call: &Call, session: &mut SdpSession) -> Option<Bytes> {
+        match (call.operator_offer().as_deref(), call.relay) {
+            (Some(offer), Some((_, _, outbound_port))) => {
+                let relay = SocketAddr::new(self.config.calls.media_ip, outbound_port);
+                sdp::offer_across(offer, relay, session).ok()
+            }
+            // No relay: the trunk's offer as it came (direct media).
+            (Some(_), None) if !call.late_offer => {
+                crate::engine::sip::body::sdp_of(&call.trunk.invite).map(Bytes::copy_from_slice)
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends `invite` (its top Via with `branch`) toward `destination` as a new outbound
+    /// leg of call `handle`: over TCP when it is too large for UDP (RFC 3261 §18.1.1), on
+    /// its own client transaction, indexed for its responses, the leg calling. False (the
+    /// leg is not placed, logged) when siaga cannot read back what it built.
+    pub(super) fn send_leg_invite(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        (invite, branch): (Bytes, String),
+        destination: Destination,
+        new: NewLeg,
+    ) -> bool {
+        let routed = self.route_request(now, invite, destination);
+        let destination = routed.destination;
+        let request = match SipMessage::parse(routed.bytes.clone(), destination.transport) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e.error, "siaga built an INVITE it cannot parse");
+                return false;
+            }
+        };
+        let key = ClientKey {
+            branch,
+            method: Method::Invite,
+        };
+        let tx = self.send_routed(now, key, routed);
+        let leg = self.calls.new_leg();
+        self.calls.invites.insert(
+            tx,
+            OutboundInvite {
+                call: handle,
+                leg,
+                request,
+                destination,
+                cancel_sent: false,
+                unwanted: Vec::new(),
+            },
+        );
+        if let Some(call) = self.calls.calls.get_mut(&handle) {
+            call.legs.insert(
+                leg,
+                OperatorLeg {
+                    operator: new.operator,
+                    attempt: new.attempt,
+                    tx,
+                    destination,
+                    state: LegState::Calling,
+                    dialog: None,
+                    ack: None,
+                    media: LegMedia {
+                        local: new.offer,
+                        ..LegMedia::new(new.session)
+                    },
+                    flow: new.flow,
+                },
+            );
+        }
+        true
     }
 
     // ---- responses from operators -------------------------------------------------------

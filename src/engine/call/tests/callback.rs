@@ -130,6 +130,14 @@ fn placed(h: &mut Harness, id: &str) -> (CallbackItem, SipMessage, Out) {
     (item, invite, out)
 }
 
+/// `placed`, and the caller's phone rings (180).
+fn ringing(h: &mut Harness, id: &str) -> (CallbackItem, SipMessage) {
+    let (item, invite, _) = placed(h, id);
+    let out = h.input(GW, &gateway_response(&invite, 180, "Ringing", None));
+    assert_eq!(out.statuses_to(OP1), [180]);
+    (item, invite)
+}
+
 fn state(h: &Harness) -> &'static str {
     h.engine.agent_state("1001").expect("configured").name()
 }
@@ -339,8 +347,7 @@ fn a_busy_caller_keeps_the_item_with_one_attempt() {
 #[test]
 fn no_answer_within_the_ring_timeout_cancels_the_callers_leg() {
     let mut h = harness();
-    let (item, invite, _) = placed(&mut h, "cb4");
-    h.input(GW, &gateway_response(&invite, 180, "Ringing", None));
+    let (item, invite) = ringing(&mut h, "cb4");
     h.advance(29_000);
     assert_eq!(state(&h), "on_call");
     let mut out = h.advance(1_000);
@@ -369,8 +376,7 @@ fn no_answer_within_the_ring_timeout_cancels_the_callers_leg() {
 #[test]
 fn the_operator_cancelling_cancels_the_gateway_leg() {
     let mut h = harness();
-    let (item, invite, _) = placed(&mut h, "cb5");
-    h.input(GW, &gateway_response(&invite, 180, "Ringing", None));
+    let (item, invite) = ringing(&mut h, "cb5");
     // The CANCEL carries the INVITE's CSeq number (RFC 3261 §9.1).
     let cancel = cancel_of(&star73("cb5").replace("CSeq: 2 INVITE", "CSeq: 1 INVITE"))
         .replace("CSeq: 1 CANCEL", "CSeq: 2 CANCEL");
@@ -502,8 +508,7 @@ fn an_answer_without_a_common_codec_fails_the_callback() {
 #[test]
 fn shutdown_ends_a_ringing_callback_as_failed() {
     let mut h = harness();
-    let (item, invite, _) = placed(&mut h, "cb11");
-    h.input(GW, &gateway_response(&invite, 180, "Ringing", None));
+    let (item, _) = ringing(&mut h, "cb11");
     let now = h.at();
     h.engine.shutdown(now);
     let (out, records) = drain_records(&mut h);
