@@ -3,7 +3,7 @@
 //! malformed responses, and fires transaction timers.
 
 use super::acd::CallHandle;
-use super::call::{CallTable, DialogReply};
+use super::call::{CallTable, DialogReply, FeatureVerdict};
 use super::dialog::DialogKey;
 use super::digest::Ha1;
 use super::media::{MediaCommand, MediaReport, PortPool, Side};
@@ -360,6 +360,7 @@ impl Engine {
         self.client.handle_timeout(now.mono);
         self.registrar.handle_timeout(now.mono);
         self.handle_call_timers(now);
+        self.feature_timeout(now);
         self.acd_timeout(now);
         self.collect(now);
     }
@@ -379,6 +380,7 @@ impl Engine {
             self.client.next_deadline(),
             self.registrar.next_deadline(),
             self.calls.next_deadline(),
+            self.calls.features.next_deadline(),
             self.calls.acd.poll_timeout(),
             self.trunk_health.next_deadline(),
         ]
@@ -607,6 +609,7 @@ impl Engine {
                 let verdict = self.server.handle_ack(now.mono, id);
                 if verdict == super::transaction::Verdict::PassToTu
                     && let Some(key) = dialog_key(msg)
+                    && !self.on_feature_ack(now, &key, msg)
                 {
                     self.on_dialog_ack(&key, msg);
                 }
@@ -621,7 +624,7 @@ impl Engine {
             // The ACK of siaga's 2xx (§13.3.1.4), or of a 2xx for a dialog siaga does not
             // have: never answered (§17.2.3).
             if let Some(key) = dialog_key(msg)
-                && self.on_dialog_ack(&key, msg)
+                && (self.on_feature_ack(now, &key, msg) || self.on_dialog_ack(&key, msg))
             {
                 return;
             }
@@ -655,17 +658,15 @@ impl Engine {
                 self.stats.server_transactions += 1;
                 return self.on_mid_call_request(now, (handle, side), id, msg, (target, rx.source));
             }
+            Reply::FeatureCall { operator, code } => {
+                // An authenticated operator's feature code (`call::feature`).
+                let id = self.taken_invite(now, (key, merge), target, &tag);
+                let call = super::call::InboundFeatureCall::new(id, rx, msg, target, tag);
+                return self.start_feature_call(now, &operator, code, call);
+            }
             Reply::EmergencyCall { called } => {
                 // An emergency call always gets its transaction, whatever memory holds.
-                let id = self.server.create(
-                    now.mono,
-                    key,
-                    merge,
-                    target,
-                    tag.clone(),
-                    &self.config.timers,
-                );
-                self.stats.server_transactions += 1;
+                let id = self.taken_invite(now, (key, merge), target, &tag);
                 return self.start_call(
                     now,
                     rx,
@@ -701,7 +702,23 @@ impl Engine {
         }
         if let Some(invite) = cancelled {
             self.on_trunk_cancel(now, invite);
+            self.on_feature_cancel(now, invite);
         }
+    }
+
+    /// The server transaction of an INVITE siaga takes (an emergency call, a feature
+    /// code), whatever memory the held responses use.
+    fn taken_invite(
+        &mut self,
+        now: Now,
+        (key, merge): (ServerKey, Option<MergeKey>),
+        target: ResponseTarget,
+        tag: &str,
+    ) -> TxId {
+        self.stats.server_transactions += 1;
+        let timers = &self.config.timers;
+        self.server
+            .create(now.mono, key, merge, target, tag.to_owned(), timers)
     }
 
     /// What to do with a new, well-formed request.
@@ -768,7 +785,11 @@ impl Engine {
                     Answer::reject(481, "Call/Transaction Does Not Exist")
                 }
                 Some(Method::Register) => self.register(now, rx, msg),
-                Some(Method::Invite) => return self.route_invite(rx, head),
+                // An operator's feature code (`call::feature`) before emergency numbers.
+                Some(Method::Invite) => match self.feature_code(&head.request_uri) {
+                    Some(code) => return self.feature_reply(now, rx, msg, code),
+                    None => return self.route_invite(rx, head),
+                },
                 _ => Answer::reject(404, "Not Found"),
             },
         };
@@ -792,6 +813,30 @@ impl Engine {
             return Reply::Final(Answer::reject(403, "Forbidden"));
         }
         Reply::EmergencyCall { called }
+    }
+
+    /// An INVITE to a feature code: challenged and checked (`call::feature`), then taken
+    /// on its own transaction.
+    fn feature_reply(
+        &mut self,
+        now: Now,
+        rx: &Received,
+        msg: &SipMessage,
+        code: super::call::FeatureCode,
+    ) -> Reply {
+        match self.authorize_feature(now, rx, msg, code) {
+            FeatureVerdict::Refuse {
+                status,
+                reason,
+                headers,
+            } => Reply::Final(Answer {
+                status,
+                reason,
+                headers,
+                to_tag: None,
+            }),
+            FeatureVerdict::Act { operator, code } => Reply::FeatureCall { operator, code },
+        }
     }
 
     /// An emergency INVITE (new, to an emergency number) refused with `status`: recorded
@@ -971,6 +1016,14 @@ enum Reply {
     /// A re-INVITE or UPDATE in an answered call: the call model answers it on its
     /// transaction.
     MidCall(CallHandle, Side),
+    /// An authenticated operator's feature code: the call model acts and answers on its
+    /// transaction.
+    FeatureCall {
+        /// The operator.
+        operator: String,
+        /// The code dialled.
+        code: super::call::FeatureCode,
+    },
 }
 
 /// The dialog a request with a To tag names from siaga's side (§12.2.2).

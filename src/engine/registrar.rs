@@ -386,6 +386,17 @@ impl Registrar {
         &mut self.auth
     }
 
+    /// Checks the `Authorization` credentials of `msg` (a REGISTER, or an INVITE to a
+    /// feature code, RFC 3261 §22.2) against the operators' HA1s, with this registrar's
+    /// realm, nonces and `nc` tracking; see [`DigestAuth::authenticate`].
+    pub fn authenticate(&mut self, now: MonoTime, msg: &SipMessage) -> AuthOutcome {
+        let users = &self.users;
+        self.auth
+            .authenticate(now, msg, HeaderName::Authorization, |u: &str| {
+                users.get(u).copied()
+            })
+    }
+
     /// The HA1 of `user`, if configured (a lookup for [`DigestAuth::verify`]).
     pub fn ha1(&self, user: &str) -> Option<Ha1> {
         self.users.get(user).copied()
@@ -404,13 +415,7 @@ impl Registrar {
         from: RegisterSource,
     ) -> RegisterOutcome {
         self.handle_timeout(now.mono);
-        let users = &self.users;
-        let verdict =
-            self.auth
-                .authenticate(now.mono, msg, HeaderName::Authorization, |u: &str| {
-                    users.get(u).copied()
-                });
-        let user = match verdict {
+        let user = match self.authenticate(now.mono, msg) {
             AuthOutcome::Ok { user } => user,
             AuthOutcome::Challenge { stale } => {
                 let challenge = self.auth.challenge(now.mono, rng, stale);

@@ -49,44 +49,25 @@
 //!
 //! The operator's INVITE gets no reliable provisionals (RFC 3262) and no session timer
 //! (RFC 4028): both sides of a callback are siaga's own phones and the gateway.
+//!
+//! The feature-code module (`feature`) authenticates the operator and hands the INVITE
+//! over unanswered ([`InboundFeatureCall`]); a callback keeps it (indexed like a trunk's
+//! INVITE, so the operator's CANCEL reaches `flow::on_trunk_cancel` before the feature
+//! module's own CANCEL handling, which then finds it answered).
 
+use super::feature::InboundFeatureCall;
 use super::{Call, CallState, CallTimer, LegMedia, LegState, Pii};
 use crate::engine::acd::{CallHandle, CallbackItem};
 use crate::engine::driver::{Engine, SERVER};
 use crate::engine::media::{MediaCommand, Side};
 use crate::engine::record::{CallEventKind, CallbackOutcome, Party};
 use crate::engine::sdp::SdpSession;
+use crate::engine::sip::Method;
 use crate::engine::sip::builder::MessageBuilder;
-use crate::engine::sip::{Method, SipMessage};
 use crate::engine::time::Now;
-use crate::engine::transaction::{Destination, ResponseTarget, TxId};
+use crate::engine::transaction::Destination;
 use crate::engine::trunk_health::{Gateway, GatewayState};
 use crate::engine::{Transport, uas};
-use std::net::SocketAddr;
-
-/// An operator's INVITE to a feature code, authenticated by the UAS core: what siaga needs
-/// to answer it, or to bridge it later (the fields of [`super::TrunkLeg`] that come from
-/// the request).
-///
-/// Stands for the struct of the same name the feature-code module (`call::feature`)
-/// defines; the two are the same shape and are to be unified into that one.
-// Built by the feature-code module, on its own branch until the two are merged.
-#[cfg_attr(not(test), allow(dead_code))]
-#[derive(Debug)]
-pub(crate) struct InboundFeatureCall {
-    /// The INVITE's server transaction.
-    pub(crate) tx: TxId,
-    /// The INVITE as received.
-    pub(crate) invite: SipMessage,
-    /// Where responses go (RFC 3261 §18.2.2).
-    pub(crate) target: ResponseTarget,
-    /// The INVITE's source address, stamped in the top Via of responses (§18.2.1).
-    pub(crate) received_from: SocketAddr,
-    /// siaga's To tag for the responses.
-    pub(crate) local_tag: String,
-    /// Where requests in the dialog go when no Contact or route names an IP.
-    pub(crate) source: Destination,
-}
 
 /// What makes a [`Call`] a callback (RFC 7090): who placed it, for which worklist item,
 /// through which gateway, and how it stands.
@@ -189,18 +170,9 @@ impl Engine {
     /// 403 with a Warning (399) naming the ACD's refusal (the operator is ringing, on a
     /// call, or logged out: the item goes back untouched). With no gateway up the item is
     /// taken and fails at once: 503, recorded as a `failed` callback.
-    // Called by the feature-code module, on its own branch until the two are merged.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn take_callback(&mut self, now: Now, operator: &str, invite: InboundFeatureCall) {
         let respond = |engine: &mut Engine, status: (u16, &str), headers: &[(&str, String)]| {
-            engine.refuse_call(
-                now,
-                invite.tx,
-                &invite.invite,
-                (&invite.local_tag, invite.received_from),
-                status,
-                headers,
-            );
+            engine.refuse_feature_call(now, &invite, status, headers);
         };
         if self.stopping {
             return respond(self, (503, "Service Unavailable"), &[]);
@@ -605,60 +577,6 @@ impl Engine {
             CallEventKind::CallbackEnded { operator, outcome },
         );
         self.dispatch(now);
-    }
-}
-
-#[cfg(test)]
-impl Engine {
-    /// Takes `rx`, an operator's INVITE, as the feature-code module hands it over once
-    /// authenticated: its server transaction created, a To tag chosen. Test-only: the
-    /// feature-code module is built on another branch.
-    pub(crate) fn feature_call_for_tests(
-        &mut self,
-        now: Now,
-        rx: &crate::engine::Received,
-    ) -> InboundFeatureCall {
-        use crate::engine::transaction::ServerKey;
-        let invite = SipMessage::parse(rx.bytes.clone(), rx.transport).expect("a parseable INVITE");
-        let key = ServerKey::of_request(&invite).expect("a transaction key");
-        let target = crate::engine::driver::response_target(rx, &invite);
-        let local_tag = self.new_tag();
-        let tx = self.server.create(
-            now.mono,
-            key,
-            None,
-            target,
-            local_tag.clone(),
-            &self.config.timers,
-        );
-        InboundFeatureCall {
-            tx,
-            invite,
-            target,
-            received_from: rx.source,
-            local_tag,
-            source: Destination {
-                transport: rx.transport,
-                address: match rx.transport {
-                    Transport::Udp => target.destination,
-                    Transport::Tcp => target.reconnect,
-                },
-                connection: rx.connection,
-            },
-        }
-    }
-
-    /// `rx`, an operator's INVITE to `next_callback`, taken by `operator` as if the
-    /// feature-code module had authenticated it; outputs queued as after any input.
-    pub(crate) fn take_callback_for_tests(
-        &mut self,
-        now: Now,
-        operator: &str,
-        rx: &crate::engine::Received,
-    ) {
-        let invite = self.feature_call_for_tests(now, rx);
-        self.take_callback(now, operator, invite);
-        self.collect(now);
     }
 }
 

@@ -47,6 +47,20 @@ fn binding_destination(b: &crate::engine::registrar::Binding) -> Destination {
     }
 }
 
+/// Where requests in the dialog of an INVITE siaga answers as UAS go when no Contact or
+/// route names an IP (see `Dialog::as_uas`): over UDP the response address, over TCP its
+/// connection (or a new one to the Via's sent-by).
+pub(crate) fn dialog_source(rx: &Received, target: ResponseTarget) -> Destination {
+    Destination {
+        transport: rx.transport,
+        address: match rx.transport {
+            Transport::Udp => target.destination,
+            Transport::Tcp => target.reconnect,
+        },
+        connection: rx.connection,
+    }
+}
+
 /// An emergency INVITE the UAS core accepted: its server transaction, the To tag of its
 /// responses, where they go, and the number dialled.
 pub(crate) struct NewCall {
@@ -184,17 +198,7 @@ impl Engine {
         let handle = self.calls.new_call_handle();
         let record = self.new_uuid();
         let max_forwards = invite.max_forwards().ok().flatten().unwrap_or(70);
-        // In-dialog requests go back where the INVITE came from when no Contact or route
-        // names an IP (see `Dialog::as_uas`): over UDP the response address, over TCP its
-        // connection (or a new one to the Via's sent-by).
-        let source = Destination {
-            transport: rx.transport,
-            address: match rx.transport {
-                Transport::Udp => target.destination,
-                Transport::Tcp => target.reconnect,
-            },
-            connection: rx.connection,
-        };
+        let source = dialog_source(rx, target);
         let relay = self.open_relay(record);
         let trunk_rtp = trunk_offer
             .as_ref()

@@ -131,6 +131,10 @@ impl Engine {
         key: &DialogKey,
         msg: &SipMessage,
     ) -> Option<DialogReply> {
+        // An operator's feature-code call (`feature`): the phone's BYE.
+        if let Some(reply) = self.on_feature_dialog_request(key, msg) {
+            return Some(reply);
+        }
         let Some(&(handle, leg)) = self.calls.by_dialog.get(key) else {
             // A dialog siaga is ending with its own BYE (see `ending`).
             return self

@@ -9,6 +9,7 @@
 mod agents;
 mod callback;
 mod ending;
+mod feature;
 mod flow;
 mod ident;
 mod leg_loss;
@@ -19,6 +20,8 @@ mod privacy;
 mod session_timer;
 
 pub use callback::Callback;
+pub use feature::{FeatureCalls, FeatureCode};
+pub(crate) use feature::{FeatureVerdict, InboundFeatureCall};
 pub(crate) use flow::NewCall;
 pub use ident::{Pii, called_number, caller_number, original_called, set_show_personal_data};
 pub(crate) use midcall::DialogReply;
@@ -342,6 +345,8 @@ pub struct CallTable {
     /// Relays of callbacks (`callback`) whose report has not come back: their caller side
     /// faces the operator, so their counters are turned back when recorded.
     pub callback_relays: std::collections::HashSet<RelayId>,
+    /// Operators' feature-code calls (`feature`).
+    pub(crate) features: FeatureCalls,
 }
 
 impl CallTable {

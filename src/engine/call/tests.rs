@@ -31,6 +31,8 @@ struct Out {
     events: Vec<CallEventKind>,
     media: Vec<MediaCommand>,
     agent: Vec<crate::engine::record::AgentEvent>,
+    /// The record id of each of `events`.
+    records: Vec<uuid::Uuid>,
 }
 
 impl Out {
@@ -187,27 +189,9 @@ impl Harness {
         let out = send(self, &register(""));
         let challenge = out.to(from).pop().expect("a 401");
         assert_eq!(challenge.status(), Some(401));
-        let www = String::from_utf8_lossy(
-            &challenge
-                .header(HeaderName::WwwAuthenticate)
-                .expect("challenge")
-                .value(),
-        )
-        .into_owned();
-        let nonce = www
-            .split("nonce=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .expect("nonce");
+        let password = format!("demo-{user}");
         let uri = format!("sip:{SIAGA}");
-        let ha1 = hex(&Md5::digest(format!("{user}:siaga.test:demo-{user}")));
-        let ha2 = hex(&Md5::digest(format!("REGISTER:{uri}")));
-        let response = hex(&Md5::digest(format!(
-            "{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"
-        )));
-        let auth = format!(
-            "Authorization: Digest username=\"{user}\", realm=\"siaga.test\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
-        );
+        let auth = authorization(&challenge, (user, &password), "REGISTER", &uri);
         let out = send(self, &register(&auth));
         assert_eq!(out.statuses_to(from), [200], "registered");
     }
@@ -228,11 +212,44 @@ impl Harness {
 fn collect(out: &mut Out, output: Output) {
     match output {
         Output::Transmit(t) => out.sent.push(t),
-        Output::Event(e) => out.events.push(e.kind),
+        Output::Event(e) => {
+            out.records.push(e.call);
+            out.events.push(e.kind);
+        }
         Output::AgentEvent(e) => out.agent.push(e),
         Output::Media(m) => out.media.push(m),
         Output::Close { .. } | Output::Wait { .. } => {}
     }
+}
+
+/// The `Authorization` line (with CRLF) a SIPp or softphone client sends for `method` to
+/// `uri` as `user` with `password`, answering the 401 `challenge` (qop=auth, nc 1).
+fn authorization(
+    challenge: &SipMessage,
+    (user, password): (&str, &str),
+    method: &str,
+    uri: &str,
+) -> String {
+    let www = String::from_utf8_lossy(
+        &challenge
+            .header(HeaderName::WwwAuthenticate)
+            .expect("challenge")
+            .value(),
+    )
+    .into_owned();
+    let nonce = www
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("nonce");
+    let ha1 = hex(&Md5::digest(format!("{user}:siaga.test:{password}")));
+    let ha2 = hex(&Md5::digest(format!("{method}:{uri}")));
+    let response = hex(&Md5::digest(format!(
+        "{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"
+    )));
+    format!(
+        "Authorization: Digest username=\"{user}\", realm=\"siaga.test\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -1654,6 +1671,7 @@ mod acd;
 mod break_midcall;
 mod break_transport;
 mod callback;
+mod feature;
 mod leg_loss;
 mod midcall;
 mod prack;

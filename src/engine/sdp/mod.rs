@@ -18,7 +18,10 @@ mod negotiate;
 #[cfg(test)]
 mod tests;
 
-pub use negotiate::{NoCommonCodec, SdpSession, answer_across, offer_across, reoffer_across};
+pub use negotiate::{
+    NoCommonCodec, SdpSession, answer_across, answer_inactive, offer_across, offer_inactive,
+    reoffer_across,
+};
 
 use sdp::description::common::Attribute;
 use sdp::description::media::MediaDescription;

@@ -200,6 +200,46 @@ pub fn answer_across(
     Ok(write(relay.ip(), session, media))
 }
 
+/// siaga's answer to `offer` in a call that wants no media (an operator's feature code):
+/// the audio stream accepted `a=inactive` at `at` (RFC 3264 §5.1, §6: neither side sends)
+/// with the offer's supported formats, the offer's other `m=` lines rejected with port 0;
+/// when the audio cannot be accepted (port 0, no G.711) every stream is rejected (§6).
+/// Increments `session.version`.
+pub fn answer_inactive(offer: &MediaOffer, at: SocketAddr, session: &mut SdpSession) -> Bytes {
+    let inactive = MediaOffer {
+        direction: Direction::Inactive,
+        ..offer.clone()
+    };
+    answer_across(offer, &inactive, at, session).unwrap_or_else(|_| {
+        write(
+            at.ip(),
+            session,
+            offer.m_lines.iter().map(rejected).collect(),
+        )
+    })
+}
+
+/// siaga's offer in the 2xx to an INVITE without one (RFC 3261 §13.2.1) in a call that
+/// wants no media: one `m=audio` at `at` with PCMA, PCMU and telephone-event, `a=inactive`
+/// (RFC 3264 §5.1). Increments `session.version`.
+pub fn offer_inactive(at: SocketAddr, session: &mut SdpSession) -> Bytes {
+    let format = |payload_type: u8, encoding: &str, fmtp: Option<&str>| PayloadFormat {
+        payload_type,
+        encoding: Some(encoding.to_owned()),
+        clock_rate: Some(8000),
+        channels: None,
+        fmtp: fmtp.map(str::to_owned),
+    };
+    let formats = [
+        format(8, "PCMA", None),
+        format(0, "PCMU", None),
+        format(101, "telephone-event", Some("0-16")),
+    ];
+    let formats: Vec<&PayloadFormat> = formats.iter().collect();
+    let audio = audio_description(at.port(), &formats, None, Direction::Inactive);
+    write(at.ip(), session, vec![audio])
+}
+
 /// `m=audio <port> RTP/AVP <pts>` with an `a=rtpmap` per format (static ones too: common
 /// practice, and what SIPp and baresip write), `a=fmtp`, `a=ptime`, the direction.
 fn audio_description(

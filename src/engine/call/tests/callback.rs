@@ -1,18 +1,18 @@
 //! PSAP callbacks (RFC 7090, issue 5 point 7) in virtual time: an abandoned call lands on
-//! the worklist, operator 1001 takes it (the feature-code INVITE handed to `take_callback`
-//! as the feature-code module will), and the test plays the trunk gateway that reaches the
-//! caller.
+//! the worklist, operator 1001 dials `*73` (challenged and authenticated by the feature
+//! codes) to take it, and the test plays the trunk gateway that reaches the caller.
 
+use super::feature::{cancel_of_code, dial, phone_in_dialog};
 use super::*;
 use crate::engine::acd::CallbackItem;
-use crate::engine::record::{CallEvent, CallbackOutcome};
+use crate::engine::record::CallbackOutcome;
 use crate::engine::trunk_health::Gateway;
 use uuid::Uuid;
 
 const GW: &str = "127.0.0.1:5098";
 /// The caller's number in `trunk_invite` (its P-Asserted-Identity).
 const CALLER: &str = "+628115550001";
-const SDP_CALLER: &str = "v=0\r\no=gw 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 8000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+const SDP_CALLER: &str = "v=0\r\no=gw 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
 
 /// A harness with one trunk gateway at `GW` (not probed yet) and 10 s of wrap-up, so an
 /// answered callback and an unanswered one leave the operator in different states.
@@ -63,79 +63,66 @@ fn abandoned(h: &mut Harness, id: &str) -> CallbackItem {
         .expect("on the worklist")
 }
 
-/// Operator 1001's INVITE to `*73`, with an offer.
-fn star73(id: &str) -> String {
-    format!(
-        "INVITE sip:*73@{SIAGA} SIP/2.0\r\nVia: SIP/2.0/UDP {OP1};branch=z9hG4bK{id};rport\r\nMax-Forwards: 70\r\nFrom: <sip:1001@siaga.test>;tag=f{id}\r\nTo: <sip:*73@siaga.test>\r\nCall-ID: {id}\r\nCSeq: 2 INVITE\r\nContact: <sip:1001@{OP1}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP_OPERATOR}",
-        SDP_OPERATOR.len()
-    )
-}
-
-/// Drains the outputs, keeping each call event with its record id.
-fn drain_records(h: &mut Harness) -> (Out, Vec<CallEvent>) {
-    let mut out = Out::default();
-    let mut records = Vec::new();
-    loop {
-        match h.engine.poll_output() {
-            Output::Wait { .. } => return (out, records),
-            Output::Event(e) => {
-                out.events.push(e.kind.clone());
-                records.push(e);
-            }
-            other => collect(&mut out, other),
-        }
-    }
-}
-
-/// `input`, keeping each call event with its record id.
-fn input_records(h: &mut Harness, from: &str, text: &str) -> (Out, Vec<CallEvent>) {
-    h.engine.handle_input(
-        h.at(),
-        Input::Received(Received {
-            transport: Transport::Udp,
-            source: addr(from),
-            local: addr(SIAGA),
-            connection: None,
-            bytes: Bytes::from(text.to_owned()),
-        }),
-    );
-    drain_records(h)
-}
-
-/// Operator 1001 dials `*73` (Call-ID `id`).
-fn take(h: &mut Harness, id: &str) -> (Out, Vec<CallEvent>) {
-    let rx = Received {
-        transport: Transport::Udp,
-        source: addr(OP1),
-        local: addr(SIAGA),
-        connection: None,
-        bytes: Bytes::from(star73(id)),
-    };
-    let now = h.at();
-    h.engine.take_callback_for_tests(now, "1001", &rx);
-    drain_records(h)
-}
-
 /// The callback's INVITE to the gateway, after a gateway up, an abandoned call and 1001
 /// registered and taking it.
-fn placed(h: &mut Harness, id: &str) -> (CallbackItem, SipMessage, Out) {
+fn placed(h: &mut Harness, id: &str) -> Placed {
     gateway_up(h);
     let item = abandoned(h, &format!("{id}-abandoned"));
     h.register("1001", OP1);
-    let (out, _) = take(h, id);
+    let (out, star73) = take(h, id);
     let invite = out
         .requests_to(GW, Method::Invite)
         .pop()
         .expect("INVITE to the gateway");
-    (item, invite, out)
+    Placed {
+        item,
+        invite,
+        star73,
+        out,
+    }
+}
+
+/// A callback placed: its worklist item, its INVITE to the gateway, the operator's `*73`
+/// INVITE (text) and what that drew.
+struct Placed {
+    item: CallbackItem,
+    invite: SipMessage,
+    star73: String,
+    out: Out,
 }
 
 /// `placed`, and the caller's phone rings (180).
-fn ringing(h: &mut Harness, id: &str) -> (CallbackItem, SipMessage) {
-    let (item, invite, _) = placed(h, id);
-    let out = h.input(GW, &gateway_response(&invite, 180, "Ringing", None));
+fn ringing(h: &mut Harness, id: &str) -> Placed {
+    let placed = placed(h, id);
+    let out = h.input(GW, &gateway_response(&placed.invite, 180, "Ringing", None));
     assert_eq!(out.statuses_to(OP1), [180]);
-    (item, invite)
+    placed
+}
+
+/// `placed`, and the caller answers: siaga's ACK to the gateway and its 200 to the
+/// operator, whose phone ACKs it.
+fn answered(h: &mut Harness, id: &str) -> (CallbackItem, SipMessage, SipMessage) {
+    let Placed { item, invite, .. } = placed(h, id);
+    let out = h.input(GW, &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)));
+    let ack = out.requests_to(GW, Method::Ack).pop().expect("ACK");
+    let ok = out.to(OP1).pop().expect("200");
+    h.input(OP1, &phone_in_dialog(OP1, "ACK", &ok, &format!("{id}ack")));
+    (item, ack, ok)
+}
+
+/// The relay `out` opened.
+fn relay_of(out: &Out) -> (crate::engine::media::RelayId, u16, u16) {
+    out.media
+        .iter()
+        .find_map(|m| match *m {
+            MediaCommand::Open {
+                relay,
+                caller_port,
+                operator_port,
+            } => Some((relay, caller_port, operator_port)),
+            _ => None,
+        })
+        .expect("a relay opened")
 }
 
 fn state(h: &Harness) -> &'static str {
@@ -152,11 +139,22 @@ fn ended(record: Uuid, outcome: CallbackOutcome) -> (Uuid, CallEventKind) {
     )
 }
 
-fn pairs(events: &[CallEvent]) -> Vec<(Uuid, CallEventKind)> {
-    events.iter().map(|e| (e.call, e.kind.clone())).collect()
+/// The call events in `out`, each with its record id.
+fn pairs(out: &Out) -> Vec<(Uuid, CallEventKind)> {
+    out.records
+        .iter()
+        .copied()
+        .zip(out.events.iter().cloned())
+        .collect()
 }
 
-/// The whole path: abandoned → on the worklist → taken → INVITE to the gateway marked
+/// Operator 1001 dials `*73` (Call-ID `id`): what the authenticated INVITE drew, and its
+/// text.
+fn take(h: &mut Harness, id: &str) -> (Out, String) {
+    dial(h, "1001", "*73", id)
+}
+
+/// The whole path: abandoned → on the worklist → `*73` → INVITE to the gateway marked
 /// `psap-callback` (RFC 7090 §4) → caller answers → operator's 200 with the relay's answer,
 /// media bridged → caller hangs up → operator's leg ended, item closed, operator in wrap-up.
 /// Every event goes on the abandoned call's record, and none says `received` or `ended`.
@@ -171,7 +169,7 @@ fn an_abandoned_caller_is_called_back_and_bridged_to_the_operator() {
     );
     h.register("1001", OP1);
 
-    let (out, records) = take(&mut h, "cb1");
+    let (out, _) = take(&mut h, "cb1");
     assert_eq!(out.statuses_to(OP1), [100]);
     let invite = out
         .requests_to(GW, Method::Invite)
@@ -193,12 +191,13 @@ fn an_abandoned_caller_is_called_back_and_bridged_to_the_operator() {
         offer.contains("m=audio") && offer.contains("PCMA"),
         "{offer}"
     );
+    let (_, _, gateway_port) = relay_of(&out);
     assert!(
-        !offer.contains(" 7000 "),
-        "the relay's port, not the phone's: {offer}"
+        offer.contains(&format!("m=audio {gateway_port} ")),
+        "the relay's port: {offer}"
     );
     assert_eq!(
-        pairs(&records),
+        pairs(&out),
         [(
             item.record,
             CallEventKind::CallbackStarted {
@@ -208,7 +207,7 @@ fn an_abandoned_caller_is_called_back_and_bridged_to_the_operator() {
     );
     assert_eq!(state(&h), "on_call");
     assert_eq!(out.agent.last().and_then(|a| a.call), Some(item.record));
-    let phone = "127.0.0.1:7000".parse().expect("literal");
+    let phone = "127.0.0.1:8000".parse().expect("literal");
     assert!(out.media.iter().any(|m| matches!(
         m,
         MediaCommand::SetPeer { side: crate::engine::media::Side::Caller, rtp, .. } if *rtp == phone
@@ -217,12 +216,8 @@ fn an_abandoned_caller_is_called_back_and_bridged_to_the_operator() {
     let out = h.input(GW, &gateway_response(&invite, 180, "Ringing", None));
     assert_eq!(out.statuses_to(OP1), [180], "the operator hears it ring");
 
-    let (out, records) = input_records(
-        &mut h,
-        GW,
-        &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)),
-    );
-    assert!(records.is_empty(), "no `answered`: {records:?}");
+    let out = h.input(GW, &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)));
+    assert!(out.events.is_empty(), "no `answered`: {:?}", out.events);
     let ack = out
         .requests_to(GW, Method::Ack)
         .pop()
@@ -230,30 +225,24 @@ fn an_abandoned_caller_is_called_back_and_bridged_to_the_operator() {
     let ok = out.to(OP1).pop().expect("the operator's 200");
     assert_eq!(ok.status(), Some(200));
     let answer = String::from_utf8_lossy(ok.body()).into_owned();
-    assert!(answer.contains("RTP/AVP 8 101"), "{answer}");
-    let caller_rtp = "127.0.0.1:8000".parse().expect("literal");
+    assert!(answer.contains("a=rtpmap:8 PCMA"), "{answer}");
+    let caller_rtp = "127.0.0.1:9000".parse().expect("literal");
     assert!(out.media.iter().any(|m| matches!(
         m,
         MediaCommand::SetPeer { side: crate::engine::media::Side::Operator, rtp, .. } if *rtp == caller_rtp
     )));
-    h.input(
-        OP1,
-        &trunk_in_dialog("ACK", &ok, 2, "cb1ack").replace(TRUNK, OP1),
-    );
+    h.input(OP1, &phone_in_dialog(OP1, "ACK", &ok, "cb1ack"));
     let out = h.advance(2_000);
     assert!(out.statuses_to(OP1).is_empty(), "the ACK stopped the 200");
 
-    let (out, records) = input_records(&mut h, GW, &operator_bye(&ack).replace(OP1, GW));
+    let out = h.input(GW, &operator_bye(&ack).replace(OP1, GW));
     assert_eq!(out.statuses_to(GW), [200]);
     assert_eq!(
         out.requests_to(OP1, Method::Bye).len(),
         1,
         "BYE to the operator"
     );
-    assert_eq!(
-        pairs(&records),
-        [ended(item.record, CallbackOutcome::Answered)]
-    );
+    assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::Answered)]);
     assert!(
         out.media
             .iter()
@@ -268,28 +257,15 @@ fn an_abandoned_caller_is_called_back_and_bridged_to_the_operator() {
 #[test]
 fn the_operator_hanging_up_ends_the_callers_leg() {
     let mut h = harness();
-    let (item, invite, _) = placed(&mut h, "cb2");
-    let out = h.input(GW, &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)));
-    let ok = out.to(OP1).pop().expect("200");
-    h.input(
-        OP1,
-        &trunk_in_dialog("ACK", &ok, 2, "cb2ack").replace(TRUNK, OP1),
-    );
-    let (out, records) = input_records(
-        &mut h,
-        OP1,
-        &trunk_in_dialog("BYE", &ok, 3, "cb2bye").replace(TRUNK, OP1),
-    );
+    let (item, ack, ok) = answered(&mut h, "cb2");
+    let out = h.input(OP1, &phone_in_dialog(OP1, "BYE", &ok, "cb2bye"));
     assert_eq!(out.statuses_to(OP1), [200]);
     let bye = out
         .requests_to(GW, Method::Bye)
         .pop()
         .expect("BYE to the caller");
-    assert_eq!(bye.call_id().ok(), invite.call_id().ok());
-    assert_eq!(
-        pairs(&records),
-        [ended(item.record, CallbackOutcome::Answered)]
-    );
+    assert_eq!(bye.call_id().ok(), ack.call_id().ok());
+    assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::Answered)]);
     assert_eq!(state(&h), "wrap_up");
 }
 
@@ -299,37 +275,27 @@ fn the_operator_hanging_up_ends_the_callers_leg() {
 #[test]
 fn a_busy_caller_keeps_the_item_with_one_attempt() {
     let mut h = harness();
-    let (item, invite, _) = placed(&mut h, "cb3");
+    let Placed { item, invite, .. } = placed(&mut h, "cb3");
     // A 112 call while 1001 is on the callback: it waits (nobody else is logged in).
     let out = h.input(TRUNK, &trunk_invite("q3"));
     assert!(out.requests_to(OP1, Method::Invite).is_empty());
     assert_eq!(h.engine.waiting_calls(), 1);
 
-    let (out, records) = input_records(
-        &mut h,
-        GW,
-        &gateway_response(&invite, 486, "Busy Here", None),
-    );
+    let out = h.input(GW, &gateway_response(&invite, 486, "Busy Here", None));
     assert_eq!(
         out.requests_to(GW, Method::Ack).len(),
         1,
         "the 486 is ACKed"
     );
     assert_eq!(out.statuses_to(OP1), [486]);
-    assert_eq!(
-        pairs(&records)[0],
-        ended(item.record, CallbackOutcome::Busy)
-    );
+    assert_eq!(pairs(&out)[0], ended(item.record, CallbackOutcome::Busy));
     let list = h.engine.callbacks();
     assert_eq!(list.len(), 1);
     assert_eq!((list[0].attempts, list[0].taken_by.as_deref()), (1, None));
     assert_eq!(state(&h), "ringing", "offered the waiting 112 call at once");
-    assert!(
-        out.requests_to(OP1, Method::Invite)
-            .iter()
-            .all(|i| i.request_uri_raw() == Some("sip:1001@127.0.0.1:5071")),
-    );
-    assert_eq!(out.requests_to(OP1, Method::Invite).len(), 1);
+    let rung = out.requests_to(OP1, Method::Invite);
+    assert_eq!(rung.len(), 1);
+    assert_eq!(rung[0].request_uri_raw(), Some("sip:1001@127.0.0.1:5071"));
     assert_eq!(
         out.agent
             .iter()
@@ -347,22 +313,19 @@ fn a_busy_caller_keeps_the_item_with_one_attempt() {
 #[test]
 fn no_answer_within_the_ring_timeout_cancels_the_callers_leg() {
     let mut h = harness();
-    let (item, invite) = ringing(&mut h, "cb4");
+    let Placed { item, invite, .. } = ringing(&mut h, "cb4");
     h.advance(29_000);
     assert_eq!(state(&h), "on_call");
-    let mut out = h.advance(1_000);
+    let out = h.advance(1_000);
     let cancel = out.requests_to(GW, Method::Cancel).pop().expect("CANCEL");
     assert_eq!(cancel.call_id().ok(), invite.call_id().ok());
     assert_eq!(out.statuses_to(OP1), [480]);
-    assert!(out.events.contains(&CallEventKind::CallbackEnded {
-        operator: "1001".to_owned(),
-        outcome: CallbackOutcome::NoAnswer
-    }));
+    assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::NoAnswer)]);
     assert_eq!(state(&h), "available");
     assert_eq!(h.engine.callbacks()[0].record, item.record);
     assert_eq!(h.engine.callbacks()[0].attempts, 1);
     h.input(GW, &gateway_response(&cancel, 200, "OK", None));
-    out = h.input(
+    let out = h.input(
         GW,
         &gateway_response(&invite, 487, "Request Terminated", None),
     );
@@ -376,28 +339,23 @@ fn no_answer_within_the_ring_timeout_cancels_the_callers_leg() {
 #[test]
 fn the_operator_cancelling_cancels_the_gateway_leg() {
     let mut h = harness();
-    let (item, invite) = ringing(&mut h, "cb5");
-    // The CANCEL carries the INVITE's CSeq number (RFC 3261 §9.1).
-    let cancel = cancel_of(&star73("cb5").replace("CSeq: 2 INVITE", "CSeq: 1 INVITE"))
-        .replace("CSeq: 1 CANCEL", "CSeq: 2 CANCEL");
-    let (out, records) = input_records(&mut h, OP1, &cancel);
+    let Placed {
+        item,
+        invite,
+        star73,
+        ..
+    } = ringing(&mut h, "cb5");
+    let out = h.input(OP1, &cancel_of_code(&star73));
     assert_eq!(out.statuses_to(OP1), [200, 487]);
     let cancel = out.requests_to(GW, Method::Cancel).pop().expect("CANCEL");
     assert_eq!(cancel.call_id().ok(), invite.call_id().ok());
-    assert_eq!(
-        pairs(&records),
-        [ended(item.record, CallbackOutcome::NoAnswer)]
-    );
+    assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::NoAnswer)]);
     assert_eq!(state(&h), "available");
     // The caller picks up as the CANCEL arrives: ACKed and ended, nothing recorded.
-    let (out, records) = input_records(
-        &mut h,
-        GW,
-        &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)),
-    );
+    let out = h.input(GW, &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)));
     assert_eq!(out.requests_to(GW, Method::Ack).len(), 1);
     assert_eq!(out.requests_to(GW, Method::Bye).len(), 1);
-    assert!(records.is_empty());
+    assert!(out.events.is_empty());
     assert!(out.to(OP1).is_empty());
 }
 
@@ -408,13 +366,10 @@ fn without_a_gateway_up_the_callback_fails_with_503() {
     let mut h = harness();
     let item = abandoned(&mut h, "a6");
     h.register("1001", OP1);
-    let (out, records) = take(&mut h, "cb6");
+    let (out, _) = take(&mut h, "cb6");
     assert_eq!(out.statuses_to(OP1), [503]);
     assert!(out.requests_to(GW, Method::Invite).is_empty());
-    assert_eq!(
-        pairs(&records),
-        [ended(item.record, CallbackOutcome::Failed)]
-    );
+    assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::Failed)]);
     assert_eq!(state(&h), "available");
     assert!(out.agent.is_empty());
     assert_eq!(h.engine.callbacks()[0].attempts, 1);
@@ -426,26 +381,32 @@ fn an_empty_worklist_draws_404() {
     let mut h = harness();
     gateway_up(&mut h);
     h.register("1001", OP1);
-    let (out, records) = take(&mut h, "cb7");
+    let (out, _) = take(&mut h, "cb7");
     let refusal = out.to(OP1).pop().expect("a response");
     assert_eq!(refusal.status(), Some(404));
     assert_eq!(refusal.reason(), Some(&b"No Callback Waiting"[..]));
-    assert!(records.is_empty() && out.agent.is_empty());
+    assert!(out.events.is_empty() && out.agent.is_empty());
     assert!(out.to(GW).is_empty());
 }
 
-/// An operator the ACD cannot put on a callback (logged out: never registered) gets 403
-/// with a Warning naming why; the item goes back untouched for the next operator.
+/// An operator the ACD cannot put on a callback (not ready is fine; logged out is not:
+/// here explicitly, with `*74`) gets 403 with a Warning naming why; the item goes back
+/// untouched for the next operator.
 #[test]
 fn an_operator_who_may_not_call_back_gets_403_and_the_item_stays() {
     let mut h = harness();
     gateway_up(&mut h);
     abandoned(&mut h, "a8");
-    let (out, records) = take(&mut h, "cb8");
+    h.register("1001", OP1);
+    h.engine
+        .agent_command(h.at(), "1001", crate::engine::acd::AgentCommand::Logout)
+        .expect("logged out");
+    h.drain();
+    let (out, _) = take(&mut h, "cb8");
     let refusal = out.to(OP1).pop().expect("a response");
     assert_eq!(refusal.status(), Some(403));
     assert!(hdr(&refusal, HeaderName::Warning).contains("logged_out"));
-    assert!(records.is_empty());
+    assert!(out.events.is_empty());
     assert!(out.to(GW).is_empty());
     let list = h.engine.callbacks();
     assert_eq!((list[0].attempts, list[0].taken_by.as_deref()), (0, None));
@@ -467,13 +428,13 @@ fn restored_items_are_called_back() {
         taken_by: None,
     }]);
     h.register("1001", OP1);
-    let (out, records) = take(&mut h, "cb9");
+    let (out, _) = take(&mut h, "cb9");
     let invite = out.requests_to(GW, Method::Invite).pop().expect("INVITE");
     assert_eq!(
         invite.request_uri_raw(),
         Some("sip:0812345@127.0.0.1:5098;user=phone")
     );
-    assert_eq!(records[0].call, record);
+    assert_eq!(out.records, [record]);
 }
 
 /// The caller's phone answers with no codec siaga relays: the caller's leg is ACKed and
@@ -481,24 +442,20 @@ fn restored_items_are_called_back() {
 #[test]
 fn an_answer_without_a_common_codec_fails_the_callback() {
     let mut h = harness();
-    let (item, invite, _) = placed(&mut h, "cb10");
+    let Placed { item, invite, .. } = placed(&mut h, "cb10");
     let g729 = SDP_CALLER.replace("RTP/AVP 8 101", "RTP/AVP 18").replace(
         "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
         "a=rtpmap:18 G729/8000\r\n",
     );
-    let (out, records) = input_records(
-        &mut h,
-        GW,
-        &gateway_response(&invite, 200, "OK", Some(&g729)),
-    );
+    let out = h.input(GW, &gateway_response(&invite, 200, "OK", Some(&g729)));
     assert_eq!(out.requests_to(GW, Method::Ack).len(), 1);
     assert_eq!(out.requests_to(GW, Method::Bye).len(), 1);
     assert_eq!(out.statuses_to(OP1), [503]);
     assert_eq!(
-        pairs(&records).last(),
+        pairs(&out).last(),
         Some(&ended(item.record, CallbackOutcome::Failed))
     );
-    assert!(records.iter().all(|e| e.call == item.record));
+    assert!(out.records.iter().all(|r| *r == item.record));
     assert_eq!(state(&h), "available");
     assert_eq!(h.engine.live_calls(), 0);
 }
@@ -508,16 +465,13 @@ fn an_answer_without_a_common_codec_fails_the_callback() {
 #[test]
 fn shutdown_ends_a_ringing_callback_as_failed() {
     let mut h = harness();
-    let (item, _) = ringing(&mut h, "cb11");
+    let Placed { item, .. } = ringing(&mut h, "cb11");
     let now = h.at();
     h.engine.shutdown(now);
-    let (out, records) = drain_records(&mut h);
+    let out = h.drain();
     assert_eq!(out.statuses_to(OP1), [503]);
     assert_eq!(out.requests_to(GW, Method::Cancel).len(), 1);
-    assert_eq!(
-        pairs(&records),
-        [ended(item.record, CallbackOutcome::Failed)]
-    );
+    assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::Failed)]);
 }
 
 /// The relay's report goes on the abandoned call's record, its counters turned back: the
@@ -526,15 +480,10 @@ fn shutdown_ends_a_ringing_callback_as_failed() {
 fn the_relays_counters_are_recorded_from_the_callers_side() {
     use crate::engine::media::{MediaReport, PacketCounts, RelayClosed};
     let mut h = harness();
-    let (item, invite, out) = placed(&mut h, "cb12");
-    let Some(&MediaCommand::Open {
-        relay,
-        caller_port,
-        operator_port,
-    }) = out.media.first()
-    else {
-        panic!("a relay opened: {:?}", out.media)
-    };
+    let Placed {
+        item, invite, out, ..
+    } = placed(&mut h, "cb12");
+    let (relay, caller_port, operator_port) = relay_of(&out);
     h.input(GW, &gateway_response(&invite, 486, "Busy Here", None));
     let counts = |packets| PacketCounts {
         packets,
@@ -553,9 +502,9 @@ fn the_relays_counters_are_recorded_from_the_callers_side() {
             bind_failed: Vec::new(),
         })),
     );
-    let (_, records) = drain_records(&mut h);
+    let out = h.drain();
     assert_eq!(
-        pairs(&records),
+        pairs(&out),
         [(
             item.record,
             CallEventKind::MediaRelayed {
@@ -564,20 +513,6 @@ fn the_relays_counters_are_recorded_from_the_callers_side() {
             }
         )]
     );
-}
-
-/// An answered callback: the caller's 200, the operator's 200 and ACK; returns siaga's
-/// ACK to the gateway and its 200 to the operator.
-fn answered(h: &mut Harness, id: &str) -> (CallbackItem, SipMessage, SipMessage) {
-    let (item, invite, _) = placed(h, id);
-    let out = h.input(GW, &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)));
-    let ack = out.requests_to(GW, Method::Ack).pop().expect("ACK");
-    let ok = out.to(OP1).pop().expect("200");
-    h.input(
-        OP1,
-        &trunk_in_dialog("ACK", &ok, 2, &format!("{id}ack")).replace(TRUNK, OP1),
-    );
-    (item, ack, ok)
 }
 
 /// The caller's leg torn down by the network (a BYE with a failure Reason, RFC 3326) ends
@@ -590,14 +525,11 @@ fn a_failed_callers_leg_ends_the_callback_without_requeueing() {
         "Content-Length: 0",
         "Reason: SIP;cause=408;text=\"radio link lost\"\r\nContent-Length: 0",
     );
-    let (out, records) = input_records(&mut h, GW, &bye);
+    let out = h.input(GW, &bye);
     assert_eq!(out.statuses_to(GW), [200]);
     assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1);
     assert!(out.requests_to(GW, Method::Bye).is_empty());
-    assert_eq!(
-        pairs(&records),
-        [ended(item.record, CallbackOutcome::Answered)]
-    );
+    assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::Answered)]);
     assert_eq!(h.engine.waiting_calls(), 0);
     assert_eq!(state(&h), "wrap_up");
 }
@@ -608,16 +540,11 @@ fn a_failed_callers_leg_ends_the_callback_without_requeueing() {
 fn a_silent_caller_does_not_end_the_callback() {
     use crate::engine::media::{MediaReport, Side};
     let mut h = harness();
-    let (_, invite, out) = placed(&mut h, "cb14");
-    let Some(&MediaCommand::Open { relay, .. }) = out.media.first() else {
-        panic!("a relay opened: {:?}", out.media)
-    };
+    let Placed { invite, out, .. } = placed(&mut h, "cb14");
+    let (relay, _, _) = relay_of(&out);
     let out = h.input(GW, &gateway_response(&invite, 200, "OK", Some(SDP_CALLER)));
     let ok = out.to(OP1).pop().expect("200");
-    h.input(
-        OP1,
-        &trunk_in_dialog("ACK", &ok, 2, "cb14ack").replace(TRUNK, OP1),
-    );
+    h.input(OP1, &phone_in_dialog(OP1, "ACK", &ok, "cb14ack"));
     h.engine.handle_input(
         h.at(),
         Input::MediaReport(MediaReport::Silent {
@@ -625,8 +552,12 @@ fn a_silent_caller_does_not_end_the_callback() {
             side: Side::Operator,
         }),
     );
-    let (out, records) = drain_records(&mut h);
-    assert!(out.sent.is_empty() && records.is_empty(), "{:?}", out.sent);
+    let out = h.drain();
+    assert!(
+        out.sent.is_empty() && out.events.is_empty(),
+        "{:?}",
+        out.sent
+    );
     assert_eq!(h.engine.live_calls(), 1);
     assert_eq!(state(&h), "on_call");
 }
