@@ -946,7 +946,7 @@ impl Engine {
 
     /// Moves what the transactions and the registrar produced into the output queue, and
     /// lets the call model act on ended client transactions and registration changes.
-    pub(crate) fn collect(&mut self, now: Now) {
+    fn collect(&mut self, now: Now) {
         let mut changed = false;
         while let Some(change) = self.registrar.poll_change() {
             changed = true;
