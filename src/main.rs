@@ -173,10 +173,15 @@ fn agents(config: &Config, operator: Option<&str>, since: &str, json: bool) -> R
 
 /// A `--since` value, counted back from the wall clock when it is a duration.
 fn since_arg(text: &str) -> Result<UtcTime, String> {
+    store::parse_since(text, wall_clock()).map_err(|error| format!("--since {error}"))
+}
+
+/// The wall clock, UTC.
+fn wall_clock() -> UtcTime {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    store::parse_since(text, UtcTime(now)).map_err(|error| format!("--since {error}"))
+    UtcTime(now)
 }
 
 /// Runs `query` against the configured database, opened to read only (a missing SQLite
@@ -265,7 +270,11 @@ fn run(config: &Config) -> ExitCode {
             config.node.id.to_string(),
             store::QUEUE_CAPACITY,
         );
-        let engine = Engine::new(config.engine_config(), StdRng::from_os_rng());
+        let mut engine = Engine::new(config.engine_config(), StdRng::from_os_rng());
+        // The callback worklist as the log has it (RFC 7090); without it siaga still runs.
+        if let Err(error) = runtime::restore_callbacks(&mut engine, &store, wall_clock()).await {
+            tracing::error!(%error, "callback worklist not rebuilt from the call records");
+        }
         let mut options = runtime::RunOptions::from_config(config);
         options.events = Some(events);
         let result = runtime::run(sockets, engine, options, runtime::shutdown_signal()).await;

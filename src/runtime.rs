@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::engine::media::MediaReport;
 use crate::engine::{Engine, Input, MonoTime, Now, Output, UtcTime};
 use crate::media::MediaRelays;
-use crate::store::LogEvent;
+use crate::store::{CallbackRow, LogEvent, Store, StoreError};
 use crate::transport::{BoundSockets, Limits, Transports};
 use std::future::Future;
 use std::io;
@@ -193,6 +193,28 @@ pub async fn run(
     }
     info!("siaga stopped");
     Ok(())
+}
+
+/// Rebuilds `engine`'s callback worklist (RFC 7090) from `store`'s event log at start: the
+/// calls abandoned within `acd.callback_window_h` before `now` whose callback is still
+/// open ([`Store::callback_worklist`]), handed to [`Engine::restore_callbacks`]. Returns
+/// how many items were restored.
+///
+/// Errors: the store's ([`StoreError::Database`], [`StoreError::Corrupt`]); the engine is
+/// unchanged then, and siaga can still take calls (the worklist starts empty).
+pub async fn restore_callbacks(
+    engine: &mut Engine,
+    store: &Store,
+    now: UtcTime,
+) -> Result<usize, StoreError> {
+    let window = engine.config().calls.acd.callback_window;
+    let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let rows = store
+        .callback_worklist(UtcTime(now.0.saturating_sub(window)))
+        .await?;
+    let restored = rows.len();
+    engine.restore_callbacks(rows.into_iter().map(CallbackRow::into_item));
+    Ok(restored)
 }
 
 /// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called, and returns a
@@ -404,5 +426,96 @@ fn drain(engine: &mut Engine, shell: &mut Shell<'_>, clock: &Clock) -> Option<Mo
         for input in failed.drain(..) {
             engine.handle_input(now, input);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+    use crate::engine::record::{CallEvent, CallEventKind, CallbackOutcome, Disposition, Party};
+    use uuid::Uuid;
+
+    /// Call `call` from `caller`, received at `at` and abandoned in the queue 4 s later.
+    fn abandoned(call: u128, at: i64, caller: &str) -> Vec<CallEvent> {
+        let event = |n: u128, at: i64, kind| CallEvent {
+            id: Uuid::from_u128((call << 64) | n),
+            call: Uuid::from_u128(call),
+            at: UtcTime(at),
+            kind,
+        };
+        vec![
+            event(
+                0,
+                at,
+                CallEventKind::Received {
+                    trunk_call_id: format!("t{call}"),
+                    caller: Some(caller.to_owned()),
+                    called: "112".to_owned(),
+                    original_called: None,
+                    trunk: "telco".to_owned(),
+                },
+            ),
+            event(
+                1,
+                at + 4_000,
+                CallEventKind::Ended {
+                    by: Party::Caller,
+                    disposition: Disposition::AbandonedInQueue,
+                },
+            ),
+        ]
+    }
+
+    /// At start the worklist holds the open items of the last `acd.callback_window_h` as
+    /// the log has them (attempts counted, answered callbacks and older calls left out),
+    /// and a new engine takes them as its own.
+    #[tokio::test]
+    async fn the_callback_worklist_is_rebuilt_from_the_log_at_start() {
+        let dir = tempfile::TempDir::new().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("siaga.db").display());
+        let url = crate::config::DatabaseUrl::parse(&url).expect("a sqlite URL");
+        let store = Store::open(&url).await.expect("the store opens");
+        let config = EngineConfig::for_tests("127.0.0.1:5060".parse().expect("literal"));
+        let window = i64::try_from(config.calls.acd.callback_window.as_millis()).unwrap();
+        let now = 1_000_000_000;
+        let mut events = abandoned(1, now - window - 1, "+62801");
+        events.extend(abandoned(2, now - 60_000, "+62802"));
+        events.extend(abandoned(3, now - 50_000, "+62803"));
+        events.extend(abandoned(4, now - 40_000, "+62804"));
+        for (call, outcome) in [(3, CallbackOutcome::Busy), (4, CallbackOutcome::Answered)] {
+            events.push(CallEvent {
+                id: Uuid::from_u128((call << 64) | 9),
+                call: Uuid::from_u128(call),
+                at: UtcTime(now - 1_000),
+                kind: CallEventKind::CallbackEnded {
+                    operator: "1001".to_owned(),
+                    outcome,
+                },
+            });
+        }
+        store.write_batch("node-a", &events).await.expect("written");
+
+        let mut engine = Engine::with_seed(config, 1);
+        let restored = restore_callbacks(&mut engine, &store, UtcTime(now))
+            .await
+            .expect("read");
+        assert_eq!(restored, 2);
+        let items: Vec<(u128, &str, u32, u64)> = engine
+            .callbacks()
+            .iter()
+            .map(|i| {
+                (
+                    i.record.as_u128(),
+                    i.caller.as_str(),
+                    i.attempts,
+                    i.waited.as_millis() as u64,
+                )
+            })
+            .collect();
+        assert_eq!(items, [(2, "+62802", 0, 4_000), (3, "+62803", 1, 4_000)]);
+        assert_eq!(engine.callbacks()[0].at, UtcTime(now - 60_000));
+        assert_eq!(engine.callbacks()[0].reason, "abandoned_in_queue");
+        store.close().await;
     }
 }

@@ -159,6 +159,16 @@ impl EngineConfig {
         }
     }
 
+    /// The top Via of a request siaga sends over `transport` with `branch` (RFC 3261
+    /// §8.1.1.7, with `rport`, RFC 3581 §3).
+    pub fn via(&self, transport: Transport, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            transport.via_token(),
+            self.via_host()
+        )
+    }
+
     /// Whether `ip[:port]` is one of siaga's own addresses (no port means 5060,
     /// RFC 3261 §19.1.2); a wildcard listen address counts for any IP of its family.
     pub fn is_local_address(&self, ip: IpAddr, port: Option<u16>) -> bool {
@@ -392,12 +402,20 @@ impl Engine {
         if let Some(record) = self.calls.relays.remove(&report.relay) {
             self.ports.release(report.caller_port);
             self.ports.release(report.operator_port);
+            let (mut caller_to_operator, mut operator_to_caller) = (
+                report.caller_to_operator.packets,
+                report.operator_to_caller.packets,
+            );
+            // A callback's relay faces the operator on its caller side (`call::callback`).
+            if self.calls.callback_relays.remove(&report.relay) {
+                std::mem::swap(&mut caller_to_operator, &mut operator_to_caller);
+            }
             self.emit(
                 record,
                 now,
                 CallEventKind::MediaRelayed {
-                    caller_to_operator: report.caller_to_operator.packets,
-                    operator_to_caller: report.operator_to_caller.packets,
+                    caller_to_operator,
+                    operator_to_caller,
                 },
             );
         }
@@ -928,7 +946,7 @@ impl Engine {
 
     /// Moves what the transactions and the registrar produced into the output queue, and
     /// lets the call model act on ended client transactions and registration changes.
-    fn collect(&mut self, now: Now) {
+    pub(crate) fn collect(&mut self, now: Now) {
         let mut changed = false;
         while let Some(change) = self.registrar.poll_change() {
             changed = true;

@@ -315,14 +315,7 @@ impl Engine {
             let tag = self.new_tag();
             let call_id = format!("{}@{}", self.new_tag(), self.config.advertised_host);
             let bytes = MessageBuilder::request(&Method::Options, &gateway.uri)
-                .header(
-                    "Via",
-                    format!(
-                        "SIP/2.0/{} {};branch={branch};rport",
-                        gateway.transport.via_token(),
-                        self.config.via_host()
-                    ),
-                )
+                .header("Via", self.config.via(gateway.transport, &branch))
                 .header("Max-Forwards", 70)
                 .header(
                     "From",

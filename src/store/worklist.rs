@@ -9,6 +9,7 @@
 
 use super::{StoreError, ser_time};
 use crate::engine::UtcTime;
+use crate::engine::acd::CallbackItem;
 use crate::engine::record::{CallbackOutcome, Disposition};
 use serde::Serialize;
 use uuid::Uuid;
@@ -43,6 +44,26 @@ pub struct CallbackRow {
     /// Callbacks of this call that ended without an answer so far (its `callback_ended`
     /// events).
     pub attempts: u32,
+}
+
+impl CallbackRow {
+    /// The engine's worklist item for this row ([`Engine::restore_callbacks`]): received
+    /// at `received_at`, waited until `ended_at` (0 if the log has them the wrong way
+    /// round), nobody calling back yet.
+    ///
+    /// [`Engine::restore_callbacks`]: crate::engine::Engine::restore_callbacks
+    pub fn into_item(self) -> CallbackItem {
+        let waited = self.ended_at.0.saturating_sub(self.received_at.0);
+        CallbackItem {
+            record: self.call,
+            caller: self.caller,
+            at: self.received_at,
+            waited: std::time::Duration::from_millis(u64::try_from(waited).unwrap_or(0)),
+            reason: self.disposition,
+            attempts: self.attempts,
+            taken_by: None,
+        }
+    }
 }
 
 /// One row of a backend's worklist query: a candidate call, and one of its

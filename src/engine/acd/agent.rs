@@ -10,7 +10,7 @@
 //! | logged_out | available¹ | — | available² | not_ready² | refused | refused | refused | — | — | — |
 //! | available | — | logged_out | refused | not_ready | refused | logged_out | ringing | — | — | — |
 //! | ringing | — | logged_out³ | refused | refused | refused | refused | refused | available / not_ready(no_answer) | on_call | — |
-//! | on_call | — | (stays)⁴ | refused | refused | refused | refused | refused | — | — | wrap_up / available / logged_out⁴ |
+//! | on_call | — | (stays)⁴ | refused | refused | refused | refused | refused | — | — | wrap_up / available / logged_out⁴ ⁵ |
 //! | wrap_up | — | logged_out | available | not_ready | available | logged_out | refused | — | — | — |
 //! | not_ready | — | logged_out | available | not_ready | refused | logged_out | refused | — | — | — |
 //!
@@ -18,6 +18,8 @@
 //! ² only while registered (a phone must be reachable).
 //! ³ the call is re-offered by the call model (issue 5, point 8).
 //! ⁴ a call in progress continues; the operator is logged out when it ends.
+//! ⁵ a callback nobody answered (`CallbackUnanswered`) ends in available, never wrap-up:
+//!   nothing was handled (logged out if the operator unregistered meanwhile).
 //! "—": the trigger does not concern this state (a stale one): nothing changes, no error.
 
 use super::CallHandle;
@@ -157,6 +159,9 @@ pub enum Trigger {
     Answer(CallHandle),
     /// `call`, which the operator was on, ended.
     CallEnded(CallHandle),
+    /// The callback `call`, which the operator placed, ended without an answer (busy, no
+    /// answer, failed, or the operator hung up first, RFC 7090).
+    CallbackUnanswered(CallHandle),
 }
 
 impl Trigger {
@@ -177,6 +182,7 @@ impl Trigger {
             Trigger::OfferEnded(_, OfferEnd::Withdrawn) => "withdrawn",
             Trigger::Answer(_) => "answered",
             Trigger::CallEnded(_) => "call_ended",
+            Trigger::CallbackUnanswered(_) => "callback_unanswered",
         }
     }
 }
@@ -376,7 +382,15 @@ impl Agent {
                     }
                 }
             }
-            (_, T::OfferEnded(..) | T::CallEnded(_)) => return Ok(None),
+            (S::OnCall { call }, T::CallbackUnanswered(ended)) if call == ended => {
+                self.idle_since = None;
+                if self.registered {
+                    S::Available { since: now }
+                } else {
+                    S::LoggedOut
+                }
+            }
+            (_, T::OfferEnded(..) | T::CallEnded(_) | T::CallbackUnanswered(_)) => return Ok(None),
             (
                 _,
                 T::Ready | T::NotReady(_) | T::EndWrapUp | T::Logout | T::Offer(_) | T::Answer(_),
@@ -389,7 +403,7 @@ impl Agent {
         }
         self.state = to;
         let call = to.call().or(from.call()).or(match trigger {
-            T::CallEnded(call) | T::OfferEnded(call, _) => Some(call),
+            T::CallEnded(call) | T::OfferEnded(call, _) | T::CallbackUnanswered(call) => Some(call),
             _ => None,
         });
         Ok(Some(Transition {

@@ -8,7 +8,7 @@
 //! - inputs: registrations ([`Acd::registered`], [`Acd::unregistered`]), operator commands
 //!   ([`Acd::command`]), the queue ([`Acd::enqueue`], [`Acd::requeue`], [`Acd::forget`]),
 //!   offers and calls ([`Acd::offer`], [`Acd::offer_ended`], [`Acd::answered`],
-//!   [`Acd::call_ended`], [`Acd::start_callback`]), overflow ([`Acd::overflowing`],
+//!   [`Acd::call_ended`], [`Acd::start_callback`], [`Acd::callback_unanswered`]), overflow ([`Acd::overflowing`],
 //!   [`Acd::overflow_failed`], [`Acd::overflow_answered`]), time ([`Acd::handle_timeout`]);
 //! - decisions: [`Acd::next_offer`], [`Acd::next_overflow`];
 //! - outputs: [`Acd::poll_transition`] (every agent state change, for `agent_events`),
@@ -497,6 +497,13 @@ impl Acd {
     /// the queue's; none when 0), or logged out if the operator unregistered meanwhile.
     pub fn call_ended(&mut self, call: CallHandle, id: &str, now: MonoTime) {
         self.apply(id, Trigger::CallEnded(call), now).ok();
+    }
+
+    /// The callback `call` that operator `id` placed ended without an answer (busy, no
+    /// answer, failed, or the operator hung up first): available at once, without wrap-up
+    /// (nothing was handled), or logged out if the operator unregistered meanwhile.
+    pub fn callback_unanswered(&mut self, call: CallHandle, id: &str, now: MonoTime) {
+        self.apply(id, Trigger::CallbackUnanswered(call), now).ok();
     }
 
     /// Operator `id` places callback `call` (record `record`): on call from available,

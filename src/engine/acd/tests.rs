@@ -201,6 +201,62 @@ fn wrap_up_follows_a_call_and_ends_by_timer_or_command() {
     );
 }
 
+/// A callback (RFC 7090) puts its operator on call from an idle state and never waits in
+/// a queue; answered, it ends in wrap-up, unanswered in available at once.
+#[test]
+fn a_callback_is_placed_from_idle_and_ends_in_wrap_up_only_when_answered() {
+    let mut s = AcdSettings::single_queue(["a", "b"]);
+    s.queues[0].wrap_up = Duration::from_secs(10);
+    let mut acd = acd_with(s);
+    let refused = acd.start_callback("a", CallHandle(9), rec(9), t(0));
+    assert!(matches!(
+        refused,
+        Err(AgentError::NotAllowed {
+            state: "logged_out",
+            ..
+        })
+    ));
+    acd.registered("a", t(0));
+    acd.registered("b", t(0));
+    acd.command("b", AgentCommand::NotReady, t(0)).unwrap();
+    acd.start_callback("a", CallHandle(1), rec(1), t(1))
+        .unwrap();
+    acd.start_callback("b", CallHandle(2), rec(2), t(1))
+        .unwrap();
+    assert_eq!(
+        acd.state("a"),
+        Some(AgentState::OnCall {
+            call: CallHandle(1)
+        })
+    );
+    assert_eq!(acd.waiting(), 0);
+    assert!(next(&acd, 2).is_none());
+    acd.call_ended(CallHandle(1), "a", t(5));
+    acd.callback_unanswered(CallHandle(2), "b", t(5));
+    assert_eq!(
+        acd.state("a"),
+        Some(AgentState::WrapUp { until: t(10_005) })
+    );
+    assert_eq!(acd.state("b"), Some(AgentState::Available { since: t(5) }));
+    // Stale: another call, or an operator not on the callback, changes nothing.
+    acd.callback_unanswered(CallHandle(1), "b", t(6));
+    acd.callback_unanswered(CallHandle(1), "a", t(6));
+    assert_eq!(
+        acd.state("a"),
+        Some(AgentState::WrapUp { until: t(10_005) })
+    );
+    let last = std::iter::from_fn(|| acd.poll_transition()).last().unwrap();
+    assert_eq!(
+        (last.from.name(), last.to.name(), last.reason, last.call),
+        (
+            "on_call",
+            "available",
+            "callback_unanswered",
+            Some(CallHandle(2))
+        )
+    );
+}
+
 #[test]
 fn consecutive_no_answers_make_an_operator_not_ready_and_a_reject_blocks_briefly() {
     let mut acd = plain(&["a"]);

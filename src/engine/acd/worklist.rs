@@ -62,6 +62,14 @@ impl Worklist {
         Some(item.clone())
     }
 
+    /// `record`'s item, taken, goes back untouched (no attempt counted): the operator who
+    /// took it could not place the callback (refused by the ACD).
+    pub fn release(&mut self, record: Uuid) {
+        if let Some(item) = self.items.iter_mut().find(|i| i.record == record) {
+            item.taken_by = None;
+        }
+    }
+
     /// The callback of `record` ended with `outcome`: answered closes every item of that
     /// number; anything else puts the item back with one more attempt.
     pub fn finish(&mut self, record: Uuid, outcome: CallbackOutcome) {
@@ -114,6 +122,20 @@ mod tests {
         w.finish(Uuid::from_u128(1), CallbackOutcome::Busy);
         let back = w.take("1003").unwrap();
         assert_eq!((back.record, back.attempts), (Uuid::from_u128(1), 1));
+    }
+
+    #[test]
+    fn a_released_item_goes_back_without_an_attempt() {
+        let mut w = Worklist::default();
+        w.add(item(1, "0811", 100));
+        w.take("1001");
+        assert_eq!(w.take("1002"), None);
+        w.release(Uuid::from_u128(1));
+        let again = w.take("1002").unwrap();
+        assert_eq!(
+            (again.attempts, again.taken_by.as_deref()),
+            (0, Some("1002"))
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ impl Engine {
             Err(error) => tracing::info!(operator, ?command, %error, "operator command refused"),
         }
         self.dispatch(now);
-        self.agent_events(now);
+        // What the command set off (an INVITE to the operator now ready) goes out now,
+        // not with the next input: the API calls this outside `handle_input`.
+        self.collect(now);
         result
     }
 

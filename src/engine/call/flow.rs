@@ -101,10 +101,24 @@ pub(super) struct LegTarget {
     pub flow: Option<crate::engine::registrar::OutboundFlow>,
 }
 
+/// A new outbound leg's own parts, for [`Engine::send_leg_invite`].
+pub(super) struct NewLeg {
+    /// The operator it rings (for a callback: the operator who placed it).
+    pub operator: String,
+    /// The offer (attempt) of the call it belongs to.
+    pub attempt: u32,
+    /// The SDP origin of siaga's descriptions on it.
+    pub session: SdpSession,
+    /// The SDP offer the INVITE carries.
+    pub offer: Option<Bytes>,
+    /// The RFC 5626 flow of the binding it goes to.
+    pub flow: Option<crate::engine::registrar::OutboundFlow>,
+}
+
 /// What siaga can relay, as an offer: PCMA, PCMU and telephone-event (RFC 4733) at
 /// `ip`. Stands in for the trunk's offer when its INVITE had none (late offer): the
 /// operator is offered this, and the trunk gets siaga's offer in the 2xx (§13.2.1).
-fn capability_offer(ip: std::net::IpAddr) -> Option<crate::engine::sdp::MediaOffer> {
+pub(super) fn capability_offer(ip: std::net::IpAddr) -> Option<crate::engine::sdp::MediaOffer> {
     let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let text = format!(
         "v=0\r\no=siaga 0 0 IN {family} {ip}\r\ns=siaga\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio 9 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n"
@@ -127,7 +141,7 @@ pub(crate) fn family_mismatch(
 }
 
 /// Whether `msg` lists UPDATE in its Allow (RFC 3311 §5.1).
-fn allows_update(msg: &SipMessage) -> bool {
+pub(super) fn allows_update(msg: &SipMessage) -> bool {
     msg.allow()
         .is_ok_and(|methods| methods.contains(&Method::Update))
 }
@@ -293,6 +307,7 @@ impl Engine {
                 session_timer,
                 pending_refresh: None,
                 repeat,
+                callback: None,
             },
         );
         self.calls.by_invite.insert(tx, handle);
@@ -376,7 +391,7 @@ impl Engine {
     /// trunk's media address is IPv6 and the relay's IPv4, or the reverse — one relay
     /// socket cannot send to the other family; RFC 5118 §4.9's IPv4-mapped IPv6 addresses
     /// count as IPv4).
-    fn read_trunk_offer(
+    pub(super) fn read_trunk_offer(
         &self,
         invite: &SipMessage,
     ) -> Result<Option<crate::engine::sdp::MediaOffer>, (u16, String)> {
@@ -426,7 +441,7 @@ impl Engine {
     /// the range is exhausted (logged as an error): the call goes on, never refused — the
     /// next offer tries again, and without a relay the SDP passes through unchanged so the
     /// phones exchange media directly.
-    fn open_relay(
+    pub(super) fn open_relay(
         &mut self,
         record: uuid::Uuid,
     ) -> Option<(crate::engine::media::RelayId, u16, u16)> {
@@ -457,7 +472,13 @@ impl Engine {
 
     /// A provisional response to the trunk's INVITE (with a Contact when it carries a To
     /// tag, so it may create an early dialog, §12.1.1).
-    fn send_provisional(&mut self, now: Now, handle: CallHandle, status: u16, reason: &str) {
+    pub(super) fn send_provisional(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        status: u16,
+        reason: &str,
+    ) {
         let Some(call) = self.calls.calls.get(&handle) else {
             return;
         };
@@ -760,6 +781,84 @@ impl Engine {
         Some(leg)
     }
 
+    /// The SDP offer of a new outbound leg of `call`, with siaga's origin `session`: the
+    /// inbound leg's offer ([`Call::operator_offer`]) rewritten to the relay's outbound
+    /// port (RFC 3264 §5); without a relay, the inbound leg's offer as it came (direct
+    /// media); `None` when there is neither.
+    pub(super) fn leg_sdp(&self, call: &Call, session: &mut SdpSession) -> Option<Bytes> {
+        match (call.operator_offer().as_deref(), call.relay) {
+            (Some(offer), Some((_, _, outbound_port))) => {
+                let relay = SocketAddr::new(self.config.calls.media_ip, outbound_port);
+                sdp::offer_across(offer, relay, session).ok()
+            }
+            // No relay: the trunk's offer as it came (direct media).
+            (Some(_), None) if !call.late_offer => {
+                crate::engine::sip::body::sdp_of(&call.trunk.invite).map(Bytes::copy_from_slice)
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends `invite` (its top Via with `branch`) toward `destination` as a new outbound
+    /// leg of call `handle`: over TCP when it is too large for UDP (RFC 3261 §18.1.1), on
+    /// its own client transaction, indexed for its responses, the leg calling. False (the
+    /// leg is not placed, logged) when siaga cannot read back what it built.
+    pub(super) fn send_leg_invite(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        (invite, branch): (Bytes, String),
+        destination: Destination,
+        new: NewLeg,
+    ) -> bool {
+        let routed = self.route_request(now, invite, destination);
+        let destination = routed.destination;
+        let request = match SipMessage::parse(routed.bytes.clone(), destination.transport) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e.error, "siaga built an INVITE it cannot parse");
+                return false;
+            }
+        };
+        let key = ClientKey {
+            branch,
+            method: Method::Invite,
+        };
+        let tx = self.send_routed(now, key, routed);
+        let leg = self.calls.new_leg();
+        self.calls.invites.insert(
+            tx,
+            OutboundInvite {
+                call: handle,
+                leg,
+                request,
+                destination,
+                cancel_sent: false,
+                unwanted: Vec::new(),
+            },
+        );
+        if let Some(call) = self.calls.calls.get_mut(&handle) {
+            call.legs.insert(
+                leg,
+                OperatorLeg {
+                    operator: new.operator,
+                    attempt: new.attempt,
+                    tx,
+                    destination,
+                    state: LegState::Calling,
+                    dialog: None,
+                    ack: None,
+                    media: LegMedia {
+                        local: new.offer,
+                        ..LegMedia::new(new.session)
+                    },
+                    flow: new.flow,
+                },
+            );
+        }
+        true
+    }
+
     // ---- responses from operators -------------------------------------------------------
 
     /// A response passed up by the client INVITE transaction `tx` (first 1xx/2xx/failure,
@@ -787,6 +886,8 @@ impl Engine {
                     self.set_leg_state(handle, leg_no, LegState::Early);
                 }
                 self.early_dialog(tx, handle, leg_no, response);
+                // A callback's gateway rings: so does the operator's phone (`callback`).
+                self.callback_progress(now, handle, status);
             }
             200..=299 => match leg_state {
                 Some(LegState::Calling | LegState::Early)
@@ -1118,6 +1219,10 @@ impl Engine {
         if let Some(timer) = session_timer {
             self.start_session_timer(now, handle, timer);
         }
+        // A callback's caller answered: the operator is on call already (`callback`).
+        if self.callback_answered(handle) {
+            return;
+        }
         if let Some(caller) = self.calls.calls.get(&handle).and_then(|c| c.caller.clone()) {
             self.calls.acd.worklist.caller_reached(&caller);
         }
@@ -1216,6 +1321,10 @@ impl Engine {
 
     /// A final failure (300–699) on a leg, or its transaction's end without one.
     fn leg_failed(&mut self, now: Now, handle: CallHandle, leg_no: u32, status: u16) {
+        // A callback's leg to the caller ends the callback (`callback`).
+        if self.callback_leg_failed(now, handle, leg_no, status) {
+            return;
+        }
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
@@ -1287,6 +1396,10 @@ impl Engine {
         operator: &str,
         end: OfferEnd,
     ) {
+        // A callback is never requeued: it fails (`callback`).
+        if self.callback_offer_failed(now, handle) {
+            return;
+        }
         self.calls.acd.offer_ended(handle, operator, end, now.mono);
         if let Some(call) = self.calls.calls.get_mut(&handle)
             && let CallState::Offering { operators, .. } = &mut call.state
@@ -1555,6 +1668,11 @@ impl Engine {
         for leg in call.legs.values_mut() {
             self.release_answered_leg(now, leg, by != Party::Operator);
         }
+        // A callback is the operator's own call, recorded on the abandoned call's record
+        // and never put on the worklist (`callback`).
+        if let Some(callback) = call.callback.take() {
+            return self.callback_ended(now, handle, call, callback, by);
+        }
         match &call.state {
             CallState::Offering { operators, .. } => {
                 for operator in operators {
@@ -1680,6 +1798,10 @@ impl Engine {
     /// The ring timeout of offer `attempt` passed: every operator still ringing for it
     /// gets a no-answer (CANCEL to their phones), and the call goes back to its place.
     fn ring_timeout(&mut self, now: Now, handle: CallHandle, attempt: u32) {
+        // A callback's ring timeout (`acd.callback_ring_timeout_s`): no answer.
+        if self.callback_ring_timeout(now, handle) {
+            return;
+        }
         let Some(call) = self.calls.calls.get(&handle) else {
             return;
         };

@@ -82,6 +82,10 @@ impl Engine {
         reason: &str,
         hangup: Hangup,
     ) {
+        // A callback's outbound leg is the caller: nobody to re-queue (`callback`).
+        if self.callback_leg_lost(now, handle, reason, hangup) {
+            return;
+        }
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
@@ -175,6 +179,11 @@ impl Engine {
             return;
         };
         match (side, held) {
+            // A callback's operator side is the caller (`callback`): a silent caller is
+            // still on the line.
+            (Side::Operator, _) if self.is_callback(handle) => {
+                tracing::info!(call = %record, "callback: no RTP from the caller: the call goes on");
+            }
             (Side::Operator, Some(false)) => {
                 self.operator_leg_lost(now, handle, "no RTP from the operator", Hangup::Send);
             }

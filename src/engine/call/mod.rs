@@ -20,6 +20,7 @@ mod priority;
 mod privacy;
 mod session_timer;
 
+pub use callback::Callback;
 pub use feature::{FeatureCalls, FeatureCode};
 pub(crate) use feature::{FeatureVerdict, InboundFeatureCall};
 pub(crate) use flow::NewCall;
@@ -122,6 +123,10 @@ pub struct Call {
     /// The caller's previous call was abandoned or dropped within `acd.repeat_window_s`:
     /// the operator's phone shows `REPEAT` before the number.
     pub repeat: bool,
+    /// Set when the call is a PSAP callback (RFC 7090, `callback`): the inbound leg is the
+    /// operator's INVITE, the outbound leg goes to the caller through a trunk gateway, and
+    /// its events go on the abandoned call's record ([`Call::record`]).
+    pub callback: Option<Callback>,
 }
 
 /// The offer/answer state of one leg's session (RFC 3264 §8) and siaga's 2xx resent on it.
@@ -358,6 +363,9 @@ pub struct CallTable {
     next_call: u64,
     next_leg: u32,
     next_relay: u64,
+    /// Relays of callbacks (`callback`) whose report has not come back: their caller side
+    /// faces the operator, so their counters are turned back when recorded.
+    pub callback_relays: std::collections::HashSet<RelayId>,
     /// Operators' feature-code calls (`feature`).
     pub(crate) features: FeatureCalls,
 }

@@ -31,6 +31,8 @@ struct Out {
     events: Vec<CallEventKind>,
     media: Vec<MediaCommand>,
     agent: Vec<crate::engine::record::AgentEvent>,
+    /// The record id of each of `events`.
+    records: Vec<uuid::Uuid>,
 }
 
 impl Out {
@@ -210,7 +212,10 @@ impl Harness {
 fn collect(out: &mut Out, output: Output) {
     match output {
         Output::Transmit(t) => out.sent.push(t),
-        Output::Event(e) => out.events.push(e.kind),
+        Output::Event(e) => {
+            out.records.push(e.call);
+            out.events.push(e.kind);
+        }
         Output::AgentEvent(e) => out.agent.push(e),
         Output::Media(m) => out.media.push(m),
         Output::Close { .. } | Output::Wait { .. } => {}
@@ -1665,6 +1670,7 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
 mod acd;
 mod break_midcall;
 mod break_transport;
+mod callback;
 mod feature;
 mod leg_loss;
 mod midcall;

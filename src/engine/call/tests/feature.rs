@@ -30,7 +30,7 @@ fn with_1001() -> Harness {
 
 /// The CANCEL of the phone's `invite` (RFC 3261 §9.1: its Request-URI, Via, From, To,
 /// Call-ID and CSeq number), without credentials or body.
-fn cancel_of_code(invite: &str) -> String {
+pub(super) fn cancel_of_code(invite: &str) -> String {
     let end = ["Authorization", "Content-"]
         .iter()
         .filter_map(|h| invite.find(h))
@@ -95,7 +95,7 @@ fn failure_ack(invite: &str, response: &SipMessage) -> String {
 }
 
 /// The phone's request `method` in the dialog of siaga's 2xx `ok` (RFC 3261 §12.2.1.1).
-fn phone_in_dialog(phone: &str, method: &str, ok: &SipMessage, branch: &str) -> String {
+pub(super) fn phone_in_dialog(phone: &str, method: &str, ok: &SipMessage, branch: &str) -> String {
     let seq = match method {
         "ACK" => ok.cseq().expect("cseq").seq,
         _ => 9,
@@ -138,7 +138,7 @@ fn dial_as(
 }
 
 /// Operator `user` dials `number` from their phone with the right password and an offer.
-fn dial(h: &mut Harness, user: &str, number: &str, id: &str) -> (Out, String) {
+pub(super) fn dial(h: &mut Harness, user: &str, number: &str, id: &str) -> (Out, String) {
     let password = format!("demo-{user}");
     let phone = phone_of(user);
     dial_as(
@@ -437,10 +437,10 @@ fn not_ready_keeps_a_call_waiting_and_ready_then_rings_the_operator() {
 fn next_callback_reaches_take_callback_after_authentication() {
     let mut h = with_1001();
     let (out, _) = dial(&mut h, "1001", "*73", "cb");
-    // The placeholder of `call::callback`: 480 saying why.
+    // `call::callback` with nothing on the worklist (see `tests::callback`).
     let answer = final_to(&out, OP1);
-    assert_eq!(answer.status(), Some(480));
-    assert!(hdr(&answer, HeaderName::Warning).contains("callbacks not built yet"));
+    assert_eq!(answer.status(), Some(404));
+    assert_eq!(answer.reason(), Some(&b"No Callback Waiting"[..]));
     assert!(matches!(state(&h, "1001"), AgentState::Available { .. }));
 }
 
