@@ -878,7 +878,7 @@ impl Engine {
 
     /// Moves what the transactions and the registrar produced into the output queue, and
     /// lets the call model act on ended client transactions and registration changes.
-    fn collect(&mut self, now: Now) {
+    pub(crate) fn collect(&mut self, now: Now) {
         let mut changed = false;
         while let Some(change) = self.registrar.poll_change() {
             changed = true;

@@ -24,7 +24,9 @@ impl Engine {
             Err(error) => tracing::info!(operator, ?command, %error, "operator command refused"),
         }
         self.dispatch(now);
-        self.agent_events(now);
+        // The INVITEs a dispatch placed wait in their client transactions until collected:
+        // out now, not at the next input (their Timer A runs from now).
+        self.collect(now);
         result
     }
 

@@ -1650,6 +1650,7 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
     assert_eq!(h.engine.waiting_calls(), 1);
 }
 
+mod acd_sim;
 mod break_midcall;
 mod break_transport;
 mod midcall;
