@@ -1008,6 +1008,8 @@ impl Engine {
         }
         tracing::info!(call = %record, operator, "call answered");
         self.emit(record, now, CallEventKind::Answered { operator });
+        // The ring-all losers freed above may take a waiting call now.
+        self.dispatch(now);
     }
 
     /// Resends the ACK of the winning leg: its 2xx came again (§13.2.2.4).
