@@ -116,6 +116,9 @@ pub struct Acd {
     pub repeat: RepeatCallers,
     /// Callers to call back.
     pub worklist: Worklist,
+    /// The time of the last `handle_timeout`: deadlines after it are still to be handled,
+    /// even one at the latest time seen (an input at that instant came first).
+    handled: MonoTime,
 }
 
 impl Default for Acd {
@@ -192,6 +195,7 @@ impl Acd {
             now: MonoTime::ZERO,
             repeat: RepeatCallers::new(settings.repeat_window),
             worklist: Worklist::default(),
+            handled: MonoTime::ZERO,
         }
     }
 
@@ -585,6 +589,7 @@ impl Acd {
     /// here: the call model dispatches after this.
     pub fn handle_timeout(&mut self, now: MonoTime) {
         self.now = self.now.max(now);
+        self.handled = self.handled.max(now);
         let ended: Vec<String> = self
             .agents
             .values()
@@ -618,8 +623,9 @@ impl Acd {
         self.widened.pop_front()
     }
 
-    /// When the ACD next needs `handle_timeout` (then a dispatch): the earliest future
-    /// wrap-up end, reject-delay end, widening, or overflow deadline of a waiting call.
+    /// When the ACD next needs `handle_timeout` (then a dispatch): the earliest wrap-up
+    /// end, reject-delay end, widening, or overflow deadline of a waiting call not handled
+    /// yet (after the last `handle_timeout`; it may be at the latest time seen).
     pub fn poll_timeout(&self) -> Option<MonoTime> {
         let now = self.now;
         let agents = self.agents.values().flat_map(|a| {
@@ -637,7 +643,13 @@ impl Acd {
                 .map(|o| (e.queued_at + o.after).max(e.overflow_not_before.unwrap_or(now)));
             [widen, overflow]
         });
-        agents.chain(calls).flatten().filter(|t| *t > now).min()
+        // Not `> now`: a deadline at the instant of an input handled before the timer
+        // (which moved `now`) would be skipped until some later timer.
+        agents
+            .chain(calls)
+            .flatten()
+            .filter(|t| *t > self.handled)
+            .min()
     }
 }
 
