@@ -599,12 +599,17 @@ impl Acd {
         for id in ended {
             self.apply(&id, Trigger::WrapUpElapsed, now).ok();
         }
-        let widened: Vec<CallHandle> = self
+        // A call answered already needs no operator: it does not widen (if it comes back to
+        // the queue it widens at the next timeout).
+        let mut widened: Vec<CallHandle> = self
             .calls
             .all()
             .filter(|(_, e)| !e.widened && e.widen_at.is_some_and(|at| at <= now))
+            .filter(|(_, e)| e.stage != Stage::Connected)
             .map(|(c, _)| c)
             .collect();
+        // The entries are hashed: reported in handle order, so a seed replays exactly.
+        widened.sort();
         for call in widened {
             if let Some(entry) = self.calls.get_mut(call) {
                 entry.widened = true;

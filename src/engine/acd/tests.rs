@@ -428,3 +428,35 @@ fn a_deadline_at_the_instant_of_an_input_is_still_due() {
     ));
     assert_eq!(acd.poll_timeout(), None);
 }
+
+/// Found by the simulation (seed 9): a call answered before its skills requirement
+/// lapsed was still reported `widened` at that time, though it needed no operator any
+/// more. Calls that do widen are reported in handle order (the entries are hashed), so a
+/// seed replays exactly.
+#[test]
+fn only_calls_still_waiting_or_offered_widen_and_in_handle_order() {
+    let mut s = AcdSettings::single_queue(["1001"]);
+    s.queues[0].widen_after = Some(Duration::from_secs(10));
+    s.routes = vec![Route {
+        numbers: names(&["110"]),
+        queue: "112".to_owned(),
+        skills: names(&["police"]),
+        priority: 0,
+    }];
+    s.agents[0].skills = names(&["police"]);
+    let mut acd = acd_with(s);
+    acd.registered("1001", t(0));
+    let routing = acd.route(&["110"]);
+    for call in 1..=20 {
+        acd.enqueue(CallHandle(call), rec(call), &routing, 0, t(1));
+    }
+    let offer = acd.next_offer(t(2), |_| true, |_| true).expect("an offer");
+    assert_eq!(offer.call, CallHandle(1));
+    acd.offer(&offer, t(2));
+    acd.answered(CallHandle(1), "1001", t(3));
+    acd.handle_timeout(t(10_001));
+    let widened: Vec<u64> = std::iter::from_fn(|| acd.poll_widened())
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(widened, (2..=20).collect::<Vec<u64>>());
+}
