@@ -116,6 +116,9 @@ pub struct Acd {
     pub repeat: RepeatCallers,
     /// Callers to call back.
     pub worklist: Worklist,
+    /// The time of the last `handle_timeout`: deadlines after it are still to be handled,
+    /// even one at the latest time seen (an input at that instant came first).
+    handled: MonoTime,
 }
 
 impl Default for Acd {
@@ -192,6 +195,7 @@ impl Acd {
             now: MonoTime::ZERO,
             repeat: RepeatCallers::new(settings.repeat_window),
             worklist: Worklist::default(),
+            handled: MonoTime::ZERO,
         }
     }
 
@@ -592,6 +596,7 @@ impl Acd {
     /// here: the call model dispatches after this.
     pub fn handle_timeout(&mut self, now: MonoTime) {
         self.now = self.now.max(now);
+        self.handled = self.handled.max(now);
         let ended: Vec<String> = self
             .agents
             .values()
@@ -601,12 +606,17 @@ impl Acd {
         for id in ended {
             self.apply(&id, Trigger::WrapUpElapsed, now).ok();
         }
-        let widened: Vec<CallHandle> = self
+        // A call answered already needs no operator: it does not widen (if it comes back to
+        // the queue it widens at the next timeout).
+        let mut widened: Vec<CallHandle> = self
             .calls
             .all()
             .filter(|(_, e)| !e.widened && e.widen_at.is_some_and(|at| at <= now))
+            .filter(|(_, e)| e.stage != Stage::Connected)
             .map(|(c, _)| c)
             .collect();
+        // The entries are hashed: reported in handle order, so a seed replays exactly.
+        widened.sort();
         for call in widened {
             if let Some(entry) = self.calls.get_mut(call) {
                 entry.widened = true;
@@ -625,8 +635,9 @@ impl Acd {
         self.widened.pop_front()
     }
 
-    /// When the ACD next needs `handle_timeout` (then a dispatch): the earliest future
-    /// wrap-up end, reject-delay end, widening, or overflow deadline of a waiting call.
+    /// When the ACD next needs `handle_timeout` (then a dispatch): the earliest wrap-up
+    /// end, reject-delay end, widening, or overflow deadline of a waiting call not handled
+    /// yet (after the last `handle_timeout`; it may be at the latest time seen).
     pub fn poll_timeout(&self) -> Option<MonoTime> {
         let now = self.now;
         let agents = self.agents.values().flat_map(|a| {
@@ -644,7 +655,13 @@ impl Acd {
                 .map(|o| (e.queued_at + o.after).max(e.overflow_not_before.unwrap_or(now)));
             [widen, overflow]
         });
-        agents.chain(calls).flatten().filter(|t| *t > now).min()
+        // Not `> now`: a deadline at the instant of an input handled before the timer
+        // (which moved `now`) would be skipped until some later timer.
+        agents
+            .chain(calls)
+            .flatten()
+            .filter(|t| *t > self.handled)
+            .min()
     }
 }
 

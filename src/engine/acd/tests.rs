@@ -454,3 +454,65 @@ proptest! {
         }
     }
 }
+
+// Found by the whole-engine simulation (`engine::sim`).
+
+/// Found by the simulation (seed 84): an input at the very instant a deadline fell due
+/// (here a registration at the end of a wrap-up) moved the ACD's clock before the timer
+/// fired, and `poll_timeout` dropped the deadline as past: the wrap-up (likewise a
+/// widening or the end of a reject pause) waited for some later timer. A deadline stays
+/// due until a `handle_timeout` handled it.
+#[test]
+fn a_deadline_at_the_instant_of_an_input_is_still_due() {
+    let mut s = AcdSettings::single_queue(["1001", "1002"]);
+    s.queues[0].wrap_up = Duration::from_secs(5);
+    let mut acd = acd_with(s);
+    acd.registered("1001", t(0));
+    enqueue(&mut acd, 1, 0, 10);
+    let offer = acd.next_offer(t(10), |_| true, |_| true).expect("an offer");
+    acd.offer(&offer, t(10));
+    acd.answered(CallHandle(1), "1001", t(11));
+    acd.call_ended(CallHandle(1), "1001", t(20));
+    acd.forget(CallHandle(1));
+    assert_eq!(acd.poll_timeout(), Some(t(5_020)));
+    acd.registered("1002", t(5_020));
+    assert_eq!(acd.poll_timeout(), Some(t(5_020)), "still due");
+    acd.handle_timeout(t(5_020));
+    assert!(matches!(
+        acd.state("1001"),
+        Some(AgentState::Available { .. })
+    ));
+    assert_eq!(acd.poll_timeout(), None);
+}
+
+/// Found by the simulation (seed 9): a call answered before its skills requirement
+/// lapsed was still reported `widened` at that time, though it needed no operator any
+/// more. Calls that do widen are reported in handle order (the entries are hashed), so a
+/// seed replays exactly.
+#[test]
+fn only_calls_still_waiting_or_offered_widen_and_in_handle_order() {
+    let mut s = AcdSettings::single_queue(["1001"]);
+    s.queues[0].widen_after = Some(Duration::from_secs(10));
+    s.routes = vec![Route {
+        numbers: names(&["110"]),
+        queue: "112".to_owned(),
+        skills: names(&["police"]),
+        priority: 0,
+    }];
+    s.agents[0].skills = names(&["police"]);
+    let mut acd = acd_with(s);
+    acd.registered("1001", t(0));
+    let routing = acd.route(&["110"]);
+    for call in 1..=20 {
+        acd.enqueue(CallHandle(call), rec(call), &routing, 0, t(1));
+    }
+    let offer = acd.next_offer(t(2), |_| true, |_| true).expect("an offer");
+    assert_eq!(offer.call, CallHandle(1));
+    acd.offer(&offer, t(2));
+    acd.answered(CallHandle(1), "1001", t(3));
+    acd.handle_timeout(t(10_001));
+    let widened: Vec<u64> = std::iter::from_fn(|| acd.poll_widened())
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(widened, (2..=20).collect::<Vec<u64>>());
+}

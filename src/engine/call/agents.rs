@@ -24,8 +24,8 @@ impl Engine {
             Err(error) => tracing::info!(operator, ?command, %error, "operator command refused"),
         }
         self.dispatch(now);
-        // What the command set off (an INVITE to the operator now ready) goes out now,
-        // not with the next input: the API calls this outside `handle_input`.
+        // The INVITEs a dispatch placed wait in their client transactions until collected:
+        // out now, not at the next input (their Timer A runs from now).
         self.collect(now);
         result
     }

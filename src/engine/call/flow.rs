@@ -1232,6 +1232,8 @@ impl Engine {
         self.calls.acd.answered(handle, &operator, now.mono);
         tracing::info!(call = %record, operator, "call answered");
         self.emit(record, now, CallEventKind::Answered { operator });
+        // The ring-all losers freed above may take a waiting call now.
+        self.dispatch(now);
     }
 
     /// Resends the ACK of the winning leg: its 2xx came again (§13.2.2.4).

@@ -1668,6 +1668,7 @@ fn an_emergency_number_at_an_unlisted_host_from_the_trunk_is_taken() {
 }
 
 mod acd;
+mod acd_sim;
 mod break_midcall;
 mod break_transport;
 mod callback;
