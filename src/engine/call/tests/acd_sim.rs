@@ -54,16 +54,29 @@ fn ring_all_losers_take_a_waiting_call_at_once() {
     h.register("1001", OP1);
     h.register("1002", OP2);
     let out = h.input(TRUNK, &trunk_invite("r1"));
-    let first = out.requests_to(OP1, Method::Invite).pop().expect("1001 rings");
-    let other = out.requests_to(OP2, Method::Invite).pop().expect("1002 rings");
+    let first = out
+        .requests_to(OP1, Method::Invite)
+        .pop()
+        .expect("1001 rings");
+    let other = out
+        .requests_to(OP2, Method::Invite)
+        .pop()
+        .expect("1002 rings");
     h.input(OP2, &phone_response(&other, 180, "Ringing", "op2", None));
     let out = h.input(TRUNK, &trunk_invite("r2"));
-    assert!(out.sent.iter().all(|t| t.destination == addr(TRUNK)), "r2 waits");
+    assert!(
+        out.sent.iter().all(|t| t.destination == addr(TRUNK)),
+        "r2 waits"
+    );
     let out = h.input(
         OP1,
         &phone_response(&first, 200, "OK", "op1", Some(SDP_OPERATOR)),
     );
-    assert_eq!(out.requests_to(OP2, Method::Cancel).len(), 1, "r1 withdrawn from 1002");
+    assert_eq!(
+        out.requests_to(OP2, Method::Cancel).len(),
+        1,
+        "r1 withdrawn from 1002"
+    );
     assert_eq!(
         out.requests_to(OP2, Method::Invite).len(),
         1,
