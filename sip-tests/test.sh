@@ -20,6 +20,23 @@ if ! command -v sipp >/dev/null || ! command -v ip >/dev/null || ! command -v un
     "${SUDO[@]}" apt-get install -y -q sip-tester iproute2 util-linux
 fi
 
+# The deployment files, checked offline (no Docker engine runs here): docker-compose.yml
+# with Debian's docker-compose (the compose file must validate with a database password
+# and refuse to without one), the Dockerfile with sip-tests/dockerfile_lint.py.
+if ! command -v docker-compose >/dev/null; then
+    echo "test.sh: installing docker-compose" >&2
+    sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
+    $sudo apt-get update -q && $sudo apt-get install -y -q --no-install-recommends docker-compose
+fi
+no_env_file=$(mktemp) # so that a developer's .env does not answer for the password
+SIAGA_DB_PASSWORD=check docker-compose --env-file "$no_env_file" -f docker-compose.yml config -q
+if env -u SIAGA_DB_PASSWORD docker-compose --env-file "$no_env_file" -f docker-compose.yml config -q 2>/dev/null; then
+    echo "test.sh: docker-compose.yml validates without SIAGA_DB_PASSWORD" >&2
+    exit 1
+fi
+rm -f "$no_env_file"
+python3 sip-tests/dockerfile_lint.py Dockerfile
+
 cargo test --all-targets "$@"
 
 # End-to-end 112 calls through siaga; run it alone with `bash sip-tests/e2e.sh`. Then the

@@ -221,6 +221,47 @@ pub enum Problem {
         /// The defined queue names, quoted and comma-separated: `"112", "110"`.
         queues: String,
     },
+    /// A `categories[]` or `agencies[]` id (or a subcategory's) that is not 1–32
+    /// characters of `a-z 0-9 _ -` starting with a letter.
+    #[error("must be 1 to 32 characters of a-z 0-9 _ -, starting with a letter (e.g. medical)")]
+    BadSlug,
+    /// A category or subcategory `label`, or an agency `name`, that is empty, blank,
+    /// longer than 80 characters or holds a control character.
+    #[error("must be 1 to 80 characters, not all spaces, without control characters")]
+    BadLabel,
+    /// A `categories[].agencies` entry that no `[[agencies]]` entry (or built-in agency)
+    /// has.
+    #[error("names no agency; the agencies are {agencies}")]
+    UnknownAgency {
+        /// The defined agency ids, quoted and comma-separated: `"psc119", "damkar"`.
+        agencies: String,
+    },
+    /// `[[categories]]` is absent, so the built-in list applies, but one of its default
+    /// agencies is not among the `[[agencies]]` written.
+    #[error(
+        "is a default agency of the built-in category {category:?} but names no [[agencies]] \
+         entry; define it, or write [[categories]] too; the agencies are {agencies}"
+    )]
+    BuiltInCategoryAgency {
+        /// The built-in category's id, e.g. `medical`.
+        category: String,
+        /// The defined agency ids, quoted and comma-separated.
+        agencies: String,
+    },
+    /// An `agencies[].transfer_uri` that is not a `sip:`, `sips:` or `tel:` URI, or one
+    /// with URI headers.
+    #[error(
+        "is not a sip:, sips: or tel: URI without headers (e.g. sip:119@192.0.2.30, \
+         tel:+62-21-119)"
+    )]
+    BadTransferUri,
+    /// An `agencies[].phone` that is not 1–32 digits after an optional `+` once the
+    /// separators `- . ( )` and spaces are removed.
+    #[error(
+        "must be 1 to 32 digits, optionally after a leading +, with spaces and - . ( ) \
+         allowed as separators (e.g. +62 21 119)"
+    )]
+    BadPhone,
     /// A `queues[].overflow_uri` that is not a `sip:` URI with an IP literal host.
     #[error(
         "is not a SIP URI with an IP address: sip:[USER@]IP[:PORT][;transport=udp|tcp] (e.g. \

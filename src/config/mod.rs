@@ -9,11 +9,13 @@
 //!
 //! The sections about calls and who answers them (`[trunk]`, `[[operators]]`,
 //! `[registrar]`) are read and validated in `calls`; the ACD's (`[queue]`, `[[queues]]`,
-//! `[[routes]]`, `[acd]`, `[feature_codes]`, the operators' queues and skills) in `acd`.
+//! `[[routes]]`, `[acd]`, `[feature_codes]`, the operators' queues and skills) in `acd`;
+//! the incident vocabulary (`[[categories]]`, `[[agencies]]`) in `incidents`.
 
 mod acd;
 mod calls;
 mod error;
+mod incidents;
 mod values;
 
 #[cfg(test)]
@@ -22,6 +24,7 @@ mod tests;
 pub use acd::{DEFAULT_QUEUE, QueueConfig};
 pub use calls::{OperatorConfig, RegistrarConfig, TrunkConfig};
 pub use error::{ConfigError, Position, Problem, Source};
+pub use incidents::{Agency, Category, IncidentsConfig, Subcategory};
 pub use values::{
     DatabaseKind, DatabaseUrl, Host, HostPort, NodeId, OperatorSecret, OtherSources, PortRange,
 };
@@ -75,6 +78,9 @@ pub struct Config {
     pub acd: AcdSettings,
     /// `[registrar]`.
     pub registrar: RegistrarConfig,
+    /// `[[categories]]` and `[[agencies]]`, or the Indonesian 112 defaults for a list the
+    /// file leaves out.
+    pub incidents: IncidentsConfig,
     /// The environment variables of [`ENV_OVERRIDES`] that were set and applied.
     pub env_overrides: Vec<&'static str>,
 }
@@ -199,6 +205,8 @@ struct RawConfig {
     feature_codes: acd::RawFeatureCodes,
     #[serde(default)]
     registrar: calls::RawRegistrar,
+    categories: Option<Vec<incidents::RawCategory>>,
+    agencies: Option<Vec<incidents::RawAgency>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -863,6 +871,7 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
     let operators = calls::validate_operators(&raw.operators)?;
     let (queue, acd) = acd::validate(&raw, &operators, &trunk.emergency_numbers)?;
     let registrar = calls::validate_registrar(&raw.registrar)?;
+    let incidents = incidents::validate(raw.categories.as_deref(), raw.agencies.as_deref())?;
     let log = LogConfig {
         level: raw.log.level,
         show_personal_data: raw.log.show_personal_data,
@@ -879,6 +888,7 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
         queue,
         acd,
         registrar,
+        incidents,
         env_overrides: applied,
     })
 }
