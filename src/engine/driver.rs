@@ -406,18 +406,21 @@ impl Engine {
                 report.caller_to_operator.packets,
                 report.operator_to_caller.packets,
             );
-            // A callback's relay faces the operator on its caller side (`call::callback`).
-            if self.calls.callback_relays.remove(&report.relay) {
+            // A callback's relay faces the operator on its caller side (`call::callback`),
+            // and its counters are the callback's, not the abandoned call's.
+            let kind = if self.calls.callback_relays.remove(&report.relay) {
                 std::mem::swap(&mut caller_to_operator, &mut operator_to_caller);
-            }
-            self.emit(
-                record,
-                now,
+                CallEventKind::CallbackMedia {
+                    caller_to_operator,
+                    operator_to_caller,
+                }
+            } else {
                 CallEventKind::MediaRelayed {
                     caller_to_operator,
                     operator_to_caller,
-                },
-            );
+                }
+            };
+            self.emit(record, now, kind);
         }
     }
 

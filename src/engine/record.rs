@@ -127,6 +127,16 @@ pub enum CallEventKind {
         /// How it went.
         outcome: CallbackOutcome,
     },
+    /// The media relay's packet counters for this call's callback, reported when the
+    /// callback's relay closed (after its `callback_ended`). Kept apart from
+    /// [`Self::MediaRelayed`] so that the abandoned call's own counters in its summary stay
+    /// those of the call itself.
+    CallbackMedia {
+        /// RTP packets relayed from the called-back caller to the operator.
+        caller_to_operator: u64,
+        /// RTP packets relayed from the operator to the called-back caller.
+        operator_to_caller: u64,
+    },
     /// An operator's phone was rung (INVITE sent to a registered contact).
     Offered {
         /// The operator (agent) id.
@@ -188,7 +198,8 @@ impl CallEventKind {
     /// The kind's name as stored in `call_events.kind`: `received`, `queued`, `offered`,
     /// `no_answer`, `rejected`, `leg_failed`, `answered`, `renegotiated`,
     /// `session_expired`, `widened`, `requeued`, `overflow_offered`, `overflow_failed`,
-    /// `overflow_answered`, `callback_started`, `callback_ended`, `ended`, `media`.
+    /// `overflow_answered`, `callback_started`, `callback_ended`, `callback_media`, `ended`,
+    /// `media`.
     pub const fn kind_name(&self) -> &'static str {
         match self {
             CallEventKind::Received { .. } => "received",
@@ -200,6 +211,7 @@ impl CallEventKind {
             CallEventKind::OverflowAnswered { .. } => "overflow_answered",
             CallEventKind::CallbackStarted { .. } => "callback_started",
             CallEventKind::CallbackEnded { .. } => "callback_ended",
+            CallEventKind::CallbackMedia { .. } => "callback_media",
             CallEventKind::Offered { .. } => "offered",
             CallEventKind::NoAnswer { .. } => "no_answer",
             CallEventKind::Rejected { .. } => "rejected",

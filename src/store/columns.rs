@@ -44,6 +44,10 @@ impl<'a> EventColumns<'a> {
             CallEventKind::MediaRelayed {
                 caller_to_operator,
                 operator_to_caller,
+            }
+            | CallEventKind::CallbackMedia {
+                caller_to_operator,
+                operator_to_caller,
             } => Some(json!({
                 "caller_to_operator": caller_to_operator,
                 "operator_to_caller": operator_to_caller,
@@ -95,8 +99,9 @@ impl<'a> EventColumns<'a> {
 /// `disposition`); the highest count wins for the packet counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum SummaryUpdate {
-    /// No change (`offered` sets `first_offered_at`; `no_answer`, `rejected`, `leg_failed`
-    /// and kinds of later versions change nothing).
+    /// No change (`offered` sets `first_offered_at`; `no_answer`, `rejected`, `leg_failed`,
+    /// `callback_media` (a callback's counters are not the call's) and kinds of later
+    /// versions change nothing).
     Nothing,
     /// `queued_at`, when unset or later.
     Queued { at: i64 },
@@ -152,7 +157,8 @@ impl SummaryUpdate {
             | CallEventKind::OverflowFailed { .. }
             | CallEventKind::OverflowAnswered { .. }
             | CallEventKind::CallbackStarted { .. }
-            | CallEventKind::CallbackEnded { .. } => SummaryUpdate::Nothing,
+            | CallEventKind::CallbackEnded { .. }
+            | CallEventKind::CallbackMedia { .. } => SummaryUpdate::Nothing,
         }
     }
 
@@ -266,6 +272,10 @@ mod tests {
                 caller_to_operator: 10,
                 operator_to_caller: u64::MAX,
             },
+            CallEventKind::CallbackMedia {
+                caller_to_operator: 4,
+                operator_to_caller: 6,
+            },
         ];
         for outcome in [
             CallbackOutcome::Answered,
@@ -315,6 +325,7 @@ mod tests {
             CallEventKind::SessionExpired => 15,
             CallEventKind::Ended { .. } => 16,
             CallEventKind::MediaRelayed { .. } => 17,
+            CallEventKind::CallbackMedia { .. } => 18,
         }
     }
 
@@ -336,7 +347,7 @@ mod tests {
         let mut slots: Vec<usize> = kinds.iter().map(slot).collect();
         slots.sort_unstable();
         slots.dedup();
-        assert_eq!(slots, (0..=17).collect::<Vec<_>>());
+        assert_eq!(slots, (0..=18).collect::<Vec<_>>());
         let mut dispositions: Vec<usize> = kinds
             .iter()
             .filter_map(|k| match k {

@@ -390,10 +390,13 @@ impl Acd {
         );
     }
 
-    /// `call` waits again: at its place, or at the head of its priority (`head`: its
-    /// answered operator leg failed). False for a call the ACD does not know.
-    pub fn requeue(&mut self, call: CallHandle, head: bool) -> bool {
-        self.calls.wait_again(call, head)
+    /// `call` waits again at `now`: at its place, or at the head of its priority (`head`:
+    /// its answered operator leg failed). A call that was answered counts its overflow
+    /// wait (`overflow.after`) from `now`, not from its arrival: its caller was being
+    /// served until then. False for a call the ACD does not know.
+    pub fn requeue(&mut self, call: CallHandle, head: bool, now: MonoTime) -> bool {
+        self.now = self.now.max(now);
+        self.calls.wait_again(call, head, now)
     }
 
     /// Forgets `call` (it ended). Operators still ringing for it or on it are not changed:
@@ -581,7 +584,7 @@ impl Acd {
         if let (Some(entry), Some(pause)) = (self.calls.get_mut(call), pause) {
             entry.overflow_not_before = Some(now + pause);
         }
-        self.calls.wait_again(call, false);
+        self.calls.wait_again(call, false, now);
     }
 
     /// The backup centre answered `call`.

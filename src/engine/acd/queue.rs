@@ -45,7 +45,9 @@ pub struct Entry {
     pub widen_at: Option<MonoTime>,
     /// Whether the skills requirement lapsed (and the `widened` event was reported).
     pub widened: bool,
-    /// When the call first entered the queue (the overflow clock).
+    /// Since when the call waits unserved (the overflow clock): its arrival, or, once an
+    /// answered leg of it failed and it waits again (`wait_again` from `Connected`), that
+    /// instant. Offers and failed overflows do not restart it.
     pub queued_at: MonoTime,
     /// Not diverted to the backup centre before this (after a failed overflow).
     pub overflow_not_before: Option<MonoTime>,
@@ -112,13 +114,17 @@ impl Calls {
         self.entries.insert(call, entry);
     }
 
-    /// `call` waits again at its place (`head`: ahead of every call of its priority).
-    /// Returns false for an unknown call.
-    pub fn wait_again(&mut self, call: CallHandle, head: bool) -> bool {
+    /// `call` waits again at its place (`head`: ahead of every call of its priority) from
+    /// `now`. A call that was connected (the caller was being served) waits afresh: its
+    /// overflow clock starts at `now`. Returns false for an unknown call.
+    pub fn wait_again(&mut self, call: CallHandle, head: bool, now: MonoTime) -> bool {
         let Some(entry) = self.entries.get_mut(&call) else {
             return false;
         };
         self.waiting.remove(&(Reverse(entry.priority), entry.place));
+        if entry.stage == Stage::Connected {
+            entry.queued_at = now;
+        }
         if head {
             self.next_head -= 1;
             entry.place = i64::MIN / 2 + self.next_head;

@@ -69,8 +69,8 @@ fn higher_priority_goes_first_and_fifo_holds_within_a_priority() {
     acd.offer(&offer, t(5));
     acd.answered(CallHandle(2), "1001", t(6));
     acd.call_ended(CallHandle(2), "1001", t(7));
-    assert!(acd.requeue(CallHandle(2), true));
-    acd.requeue(CallHandle(3), true);
+    assert!(acd.requeue(CallHandle(2), true, t(7)));
+    acd.requeue(CallHandle(3), true, t(7));
     let order: Vec<u64> = acd.waiting_calls().map(|(c, _)| c.0).collect();
     assert_eq!(order, [2, 4, 3, 1]);
 }
@@ -267,7 +267,7 @@ fn consecutive_no_answers_make_an_operator_not_ready_and_a_reject_blocks_briefly
         assert_eq!(offer.call, CallHandle(1));
         acd.offer(&offer, t(now));
         acd.offer_ended(offer.call, "a", OfferEnd::NoAnswer, t(now));
-        acd.requeue(offer.call, false);
+        acd.requeue(offer.call, false, t(now));
     }
     assert_eq!(
         acd.state("a"),
@@ -280,7 +280,7 @@ fn consecutive_no_answers_make_an_operator_not_ready_and_a_reject_blocks_briefly
     let offer = acd.next_offer(t(4), |_| true, |_| true).unwrap();
     acd.offer(&offer, t(4));
     acd.offer_ended(offer.call, "a", OfferEnd::Rejected, t(5));
-    acd.requeue(offer.call, false);
+    acd.requeue(offer.call, false, t(5));
     assert_eq!(next(&acd, 5), None);
     assert_eq!(acd.poll_timeout(), Some(t(5_005)));
     assert_eq!(next(&acd, 5_005).map(|o| o.1), Some(names(&["a"])));
@@ -334,7 +334,7 @@ fn an_expiring_registration_while_ringing_hands_the_call_back() {
     assert_eq!(acd.state("a"), Some(AgentState::LoggedOut));
     // On a call, the call goes on; the operator is logged out when it ends.
     acd.registered("a", t(2));
-    acd.requeue(CallHandle(1), false);
+    acd.requeue(CallHandle(1), false, t(2));
     let offer = acd.next_offer(t(2), |_| true, |_| true).unwrap();
     acd.offer(&offer, t(2));
     acd.answered(CallHandle(1), "a", t(3));
@@ -381,6 +381,57 @@ fn overflow_when_nobody_is_logged_in_or_after_the_wait_and_pauses_after_a_failur
     );
 }
 
+/// A caller re-queued at the head after their answered operator leg failed was being
+/// served: the overflow wait counts from the requeue, not from the first arrival (else a
+/// call answered after most of `overflow.after` would be diverted the instant it comes
+/// back). A call whose offer merely went unanswered keeps its clock.
+#[test]
+fn a_requeued_answered_call_waits_the_whole_overflow_time_again() {
+    let mut s = AcdSettings::single_queue(["a", "b"]);
+    s.queues[0].wrap_up = Duration::from_secs(600);
+    s.queues[0].overflow = Some(Overflow {
+        uri: "sip:112@127.0.0.2".into(),
+        after: Duration::from_secs(60),
+        ring_timeout: Duration::from_secs(20),
+    });
+    let mut acd = acd_with(s);
+    acd.registered("a", t(0));
+    acd.registered("b", t(0));
+    enqueue(&mut acd, 1, 0, 0);
+    enqueue(&mut acd, 2, 0, 0);
+    // Call 1 answered by a at 50 s, its leg lost at 100 s: a goes to wrap-up.
+    let offer = acd.next_offer(t(50_000), |_| true, |_| true).unwrap();
+    assert_eq!(offer.call, CallHandle(1));
+    acd.offer(&offer, t(50_000));
+    acd.answered(CallHandle(1), "a", t(50_000));
+    // Call 2 offered to b at 50 s, not answered: back at its place at 55 s.
+    let offer = acd.next_offer(t(50_000), |_| true, |_| true).unwrap();
+    assert_eq!(offer.call, CallHandle(2));
+    acd.offer(&offer, t(50_000));
+    acd.offer_ended(CallHandle(2), "b", OfferEnd::Withdrawn, t(55_000));
+    acd.requeue(CallHandle(2), false, t(55_000));
+    acd.call_ended(CallHandle(1), "a", t(100_000));
+    assert!(acd.requeue(CallHandle(1), true, t(100_000)));
+
+    // Call 2 overflows on its first arrival's clock; call 1 is not due before 160 s.
+    assert_eq!(
+        acd.next_overflow(t(100_000), |_| true).map(|o| o.0),
+        Some(CallHandle(2))
+    );
+    assert_eq!(
+        acd.next_overflow(t(100_000), |c| c == CallHandle(1)),
+        None,
+        "diverted at once on the first arrival's clock"
+    );
+    acd.forget(CallHandle(2));
+    acd.handle_timeout(t(100_000));
+    assert_eq!(acd.poll_timeout(), Some(t(160_000)));
+    assert_eq!(
+        acd.next_overflow(t(160_000), |_| true).map(|o| o.0),
+        Some(CallHandle(1))
+    );
+}
+
 proptest! {
     /// Whatever the order of registrations, commands, offers, answers and ends: an
     /// operator is reserved for at most one call; ringing and on-call states always name
@@ -405,7 +456,7 @@ proptest! {
                 0 => acd.registered(id, t(now)),
                 1 => if let Some(c) = acd.unregistered(id, t(now)) && let Some(r) = ringing.get_mut(&c.0) {
                     r.retain(|x| *x != id);
-                    if r.is_empty() { ringing.remove(&c.0); acd.requeue(c, false); }
+                    if r.is_empty() { ringing.remove(&c.0); acd.requeue(c, false, t(now)); }
                 },
                 2 => if acd.entry(CallHandle(call)).is_none() { enqueue(&mut acd, call, (call % 2) as u8, now) },
                 3 => if let Some(offer) = acd.next_offer(t(now), |_| true, |_| true) {
@@ -417,7 +468,7 @@ proptest! {
                 },
                 4 => if let Some(r) = ringing.get_mut(&call) && let Some(who) = r.pop() {
                     acd.offer_ended(CallHandle(call), who, OfferEnd::NoAnswer, t(now));
-                    if r.is_empty() { ringing.remove(&call); acd.requeue(CallHandle(call), false); }
+                    if r.is_empty() { ringing.remove(&call); acd.requeue(CallHandle(call), false, t(now)); }
                 },
                 5 => if let Some(r) = ringing.remove(&call) && let Some(who) = r.first().copied() {
                     acd.answered(CallHandle(call), who, t(now));

@@ -14,18 +14,28 @@
 //!   puts the operator on call and the call straight into the connected stage, and no
 //!   failure requeues it;
 //! - it is no new 112 call record: nothing is recorded as `received`, `answered` or
-//!   `ended`; the abandoned call's record gets `callback_started` when the INVITE goes out
-//!   and `callback_ended { outcome }` when it ends (and the relay's counters), and the
-//!   operator's agent events name that record;
+//!   `ended`; the abandoned call's record gets `callback_started` when the first INVITE
+//!   goes out and `callback_ended { outcome }` when it ends — with no gateway up, both at
+//!   once (`failed`), so that every `callback_ended` in a timeline closes a
+//!   `callback_started` — and, once the relay closes, `callback_media` with its counters
+//!   (not `media`: the abandoned call's own counters stay its summary's); the operator's
+//!   agent events name that record;
 //! - its end never puts anything on the worklist: the item itself is closed (answered) or
 //!   put back with one more attempt (busy, no answer, failed);
 //! - the operator goes to wrap-up after an answered callback (`Acd::call_ended`), and is
 //!   available again at once after one nobody answered (`Acd::callback_unanswered`).
 //!
-//! Outcome, from the gateway's final response (RFC 3261 §21): 2xx → answered; 486, 600 →
-//! busy; 408, 480, 487, no response (Timer B, §8.1.3.1: a timeout is a 408) and the ring
-//! timeout (`acd.callback_ring_timeout_s`) → no answer; any other status, a transport
-//! error, no common codec, no gateway up, or siaga stopping → failed. The operator's phone
+//! Failover: a final response that says the gateway cannot place the call — 408, no
+//! response (Timer B, §8.1.3.1), any 5xx, a transport error (a 503, §8.1.3.1) — sends the
+//! same INVITE (a new transaction and dialog) to the next gateway that is up and not tried
+//! yet, in `trunk.gateways` order (RFC 3263 §4.3, RFC 3261 §16.7); nothing is recorded
+//! and the operator's phone keeps ringing back. The ring timeout still counts from the
+//! first INVITE. Busy, decline and no answer are the callback's outcome, not failover.
+//!
+//! Outcome, from the last gateway's final response (RFC 3261 §21): 2xx → answered; 486,
+//! 600 → busy; 408, 480, 487, no response and the ring timeout
+//! (`acd.callback_ring_timeout_s`) → no answer; any other status (603 among them), a
+//! transport error, no common codec, no gateway up, or siaga stopping → failed. The operator's phone
 //! shows it: 486 Busy Here, 480 Temporarily Unavailable, 503 Service Unavailable to its
 //! INVITE. The operator hanging up before the caller answers (CANCEL, or BYE in the early
 //! dialog) CANCELs the gateway leg: no answer.
@@ -39,9 +49,10 @@
 //! asserted to an element outside it), Max-Forwards 70 (a new call, not a forwarded one),
 //! and an SDP offer pointing at a new relay: the operator's offer relayed across as a
 //! trunk's is to an operator (siaga's own capabilities when the operator's INVITE has
-//! none, RFC 3261 §13.2.1). It goes to the first gateway that is up
-//! ([`Engine::trunk_gateways`], answering OPTIONS), in `trunk.gateways` order; another
-//! gateway is not tried when that one fails.
+//! none, RFC 3261 §13.2.1). It is built by `flow::place_leg` like an operator's or the
+//! backup centre's leg, and goes to the first gateway that is up
+//! ([`Engine::trunk_gateways`], answering OPTIONS), in `trunk.gateways` order, then on
+//! failover to the next.
 //!
 //! The relay's caller side faces the operator's phone (the [`Call`]'s inbound leg) and its
 //! operator side the caller; the counters recorded when it closes are turned back so that
@@ -56,18 +67,17 @@
 //! module's own CANCEL handling, which then finds it answered).
 
 use super::feature::InboundFeatureCall;
+use super::flow::{LegFrom, LegTarget};
 use super::{Call, CallState, CallTimer, LegMedia, LegState, Pii};
+use crate::engine::Transport;
 use crate::engine::acd::{CallHandle, CallbackItem};
-use crate::engine::driver::{Engine, SERVER};
-use crate::engine::media::{MediaCommand, Side};
+use crate::engine::driver::Engine;
+use crate::engine::media::MediaCommand;
 use crate::engine::record::{CallEventKind, CallbackOutcome, Party};
 use crate::engine::sdp::SdpSession;
-use crate::engine::sip::Method;
-use crate::engine::sip::builder::MessageBuilder;
 use crate::engine::time::Now;
 use crate::engine::transaction::Destination;
 use crate::engine::trunk_health::{Gateway, GatewayState};
-use crate::engine::{Transport, uas};
 
 /// What makes a [`Call`] a callback (RFC 7090): who placed it, for which worklist item,
 /// through which gateway, and how it stands.
@@ -78,8 +88,11 @@ pub struct Callback {
     /// The worklist item: the abandoned call's record (the [`Call::record`] too) and the
     /// number called back (personal data: log through `Pii`).
     pub item: CallbackItem,
-    /// The gateway the INVITE went to.
+    /// The gateway the current INVITE went to.
     pub gateway: Gateway,
+    /// Every gateway tried so far, `gateway` last (`trunk.gateways` order): failover never
+    /// tries one twice.
+    pub tried: Vec<Gateway>,
     /// The caller answered (the gateway's 2xx was bridged).
     pub answered: bool,
     /// Why it ended unanswered, once siaga decided it (a failure, the ring timeout).
@@ -93,6 +106,16 @@ fn outcome_of(status: u16) -> CallbackOutcome {
         0 | 408 | 480 | 487 => CallbackOutcome::NoAnswer,
         _ => CallbackOutcome::Failed,
     }
+}
+
+/// Whether a final failure `status` from a gateway (0: no response; a transport error
+/// comes as 503, RFC 3261 §8.1.3.1) says that gateway cannot place the call rather than
+/// how the caller's line answered, so the next gateway that is up is tried (the failover
+/// of RFC 3263 §4.3 and RFC 3261 §16.7): 408 and no response, 5xx. Busy (486, 600),
+/// decline (603), no answer (480, 487) and every other 4xx/6xx are outcomes of the
+/// callback itself.
+fn is_failover(status: u16) -> bool {
+    matches!(status, 0 | 408 | 500..=599)
 }
 
 /// The final response to the operator's INVITE for a callback that ended `outcome`
@@ -161,15 +184,16 @@ impl Engine {
 
     /// Operator `operator`, authenticated, dialled the `next_callback` feature code with
     /// `invite`: they take the oldest worklist item nobody is calling back, and siaga calls
-    /// that caller back through the first gateway that is up, bridged to the operator's
-    /// phone once the caller answers (see the module docs).
+    /// that caller back through the first gateway that is up (the next on failover),
+    /// bridged to the operator's phone once the caller answers (see the module docs).
     ///
     /// Refusals, each a final response to `invite`, nothing else changed: 488 with a
     /// Warning when its offer cannot be relayed (as a trunk's, RFC 3264 §6); 404 "No
     /// Callback Waiting" when the worklist holds nothing to take; 503 while siaga stops;
     /// 403 with a Warning (399) naming the ACD's refusal (the operator is ringing, on a
     /// call, or logged out: the item goes back untouched). With no gateway up the item is
-    /// taken and fails at once: 503, recorded as a `failed` callback.
+    /// taken and fails at once: 503, recorded as a `callback_started` and a
+    /// `callback_ended` (`failed`).
     pub(crate) fn take_callback(&mut self, now: Now, operator: &str, invite: InboundFeatureCall) {
         let respond = |engine: &mut Engine, status: (u16, &str), headers: &[(&str, String)]| {
             engine.refuse_feature_call(now, &invite, status, headers);
@@ -193,20 +217,25 @@ impl Engine {
             tracing::info!(operator, "no callback waiting");
             return respond(self, (404, "No Callback Waiting"), &[]);
         };
-        let Some(gateway) = self.callback_gateway() else {
+        let Some(gateway) = self.callback_gateway(&[]) else {
             tracing::warn!(operator, call = %item.record, "callback failed: no trunk gateway is up");
             self.calls
                 .acd
                 .worklist
                 .finish(item.record, CallbackOutcome::Failed);
-            self.emit(
-                item.record,
-                now,
+            // A started/ended pair like any callback attempt: the timeline reads "1001
+            // called back, failed", and every `callback_ended` closes a `callback_started`.
+            for kind in [
+                CallEventKind::CallbackStarted {
+                    operator: operator.to_owned(),
+                },
                 CallEventKind::CallbackEnded {
                     operator: operator.to_owned(),
                     outcome: CallbackOutcome::Failed,
                 },
-            );
+            ] {
+                self.emit(item.record, now, kind);
+            }
             return respond(self, (503, "Service Unavailable"), &[]);
         };
         let handle = self.calls.new_call_handle();
@@ -224,20 +253,8 @@ impl Engine {
         let mut media = LegMedia::new(SdpSession::random(&mut self.rng));
         media.remote_origin = offer.as_ref().map(|o| o.origin());
         media.allows_update = super::flow::allows_update(&invite.invite);
-        let phone_rtp = offer.as_ref().and_then(|o| o.rtp);
         let trunk_offer =
             offer.or_else(|| super::flow::capability_offer(self.config.calls.media_ip));
-        let relay = self.open_relay(item.record);
-        if let Some((relay, _, _)) = relay {
-            self.calls.callback_relays.insert(relay);
-            if let Some(rtp) = phone_rtp {
-                self.media(MediaCommand::SetPeer {
-                    relay,
-                    side: Side::Caller,
-                    rtp,
-                });
-            }
-        }
         let record = item.record;
         let max_forwards = invite.invite.max_forwards().ok().flatten().unwrap_or(70);
         let call = Call {
@@ -262,7 +279,8 @@ impl Engine {
             },
             legs: Default::default(),
             caller: None,
-            relay,
+            // Opened with the first INVITE (`leg_offer`), its caller side at the phone.
+            relay: None,
             trunk_offer,
             late_offer,
             received_at: now.mono,
@@ -273,6 +291,7 @@ impl Engine {
             callback: Some(Callback {
                 operator: operator.to_owned(),
                 item,
+                tried: vec![gateway.clone()],
                 gateway,
                 answered: false,
                 outcome: None,
@@ -289,26 +308,26 @@ impl Engine {
         self.place_callback(now, handle);
     }
 
-    /// The first trunk gateway that is up, in `trunk.gateways` order.
-    fn callback_gateway(&self) -> Option<Gateway> {
+    /// The first trunk gateway that is up and not in `tried`, in `trunk.gateways` order.
+    fn callback_gateway(&self, tried: &[Gateway]) -> Option<Gateway> {
         self.trunk_gateways()
-            .find(|g| g.state == GatewayState::Up)
+            .find(|g| g.state == GatewayState::Up && !tried.contains(&g.gateway))
             .map(|g| g.gateway.clone())
     }
 
-    /// Sends callback `handle`'s INVITE to its gateway (see the module docs), arms its ring
-    /// timeout and records `callback_started`.
+    /// Sends callback `handle`'s INVITE to its current gateway (see the module docs) as a
+    /// leg like an operator's (`place_leg`); the first one arms the ring timeout and
+    /// records `callback_started`, a failover's (`callback_leg_failed`) neither.
     fn place_callback(&mut self, now: Now, handle: CallHandle) {
-        let Some(call) = self.calls.calls.get(&handle) else {
+        let Some(callback) = self.callback_of(handle).cloned() else {
             return;
         };
-        let Some(callback) = call.callback.clone() else {
+        let Some((mut offer, _)) = self.leg_offer(handle) else {
             return;
         };
-        let mut session = SdpSession::random(&mut self.rng);
-        let body = self.leg_sdp(call, &mut session);
-        let gateway = &callback.gateway;
-        let uri = callback_uri(&callback.item.caller, gateway);
+        if let Some((relay, _, _)) = self.calls.calls.get(&handle).and_then(|c| c.relay) {
+            self.calls.callback_relays.insert(relay);
+        }
         let domain = self.config.domains.first().cloned().unwrap_or_default();
         let psap = self
             .config
@@ -316,46 +335,29 @@ impl Engine {
             .emergency_numbers
             .first()
             .map_or("112", String::as_str);
-        let identity = format!("<sip:{psap}@{domain}>");
-        let (branch, from_tag) = (self.new_branch(), self.new_tag());
-        let call_id = format!("{}@{}", self.new_tag(), self.config.node_id);
-        let mut b = MessageBuilder::request(&Method::Invite, &uri)
-            .header("Via", self.config.via(gateway.transport, &branch))
-            .header("Max-Forwards", 70)
-            .header("From", format!("{identity};tag={from_tag}"))
-            .header("To", format!("<{uri}>"))
-            .header("Call-ID", &call_id)
-            .header("CSeq", "1 INVITE")
-            .header("Contact", self.config.contact(gateway.transport))
-            .header("Priority", "psap-callback");
-        if self.config.calls.trust_of(gateway.address.ip()) == super::Trust::Inside {
-            b = b.header("P-Asserted-Identity", &identity);
-        }
-        b = b
-            .header("Allow", uas::allow_value())
-            .header("User-Agent", SERVER);
-        if let Some(body) = &body {
-            b = b.body("application/sdp", body.clone());
-        }
-        let destination = Destination {
-            transport: gateway.transport,
-            address: gateway.address,
-            connection: None,
-        };
-        let leg = super::flow::NewLeg {
-            operator: callback.operator.clone(),
-            attempt: 1,
-            session,
-            offer: body,
+        offer.from = LegFrom::Psap(format!("<sip:{psap}@{domain}>"));
+        offer.priority = Some("psap-callback");
+        let gateway = &callback.gateway;
+        let uri = callback_uri(&callback.item.caller, gateway);
+        let target = LegTarget {
+            name: callback.operator.clone(),
+            to: format!("<{uri}>"),
+            uri,
+            destination: Destination {
+                transport: gateway.transport,
+                address: gateway.address,
+                connection: None,
+            },
+            trust: self.config.calls.trust_of(gateway.address.ip()),
             flow: None,
         };
-        if !self.send_leg_invite(now, handle, (b.build(), branch), destination, leg) {
+        // Max-Forwards 70: a new call, not a forwarded one.
+        if self
+            .place_leg(now, (handle, 1), 70, &offer, target)
+            .is_none()
+        {
             return self.callback_failed(now, handle, CallbackOutcome::Failed);
         }
-        self.calls.schedule(
-            now.mono + self.config.calls.acd.callback_ring_timeout,
-            CallTimer::RingTimeout(handle, 1),
-        );
         tracing::info!(
             call = %callback.item.record,
             operator = %callback.operator,
@@ -363,6 +365,13 @@ impl Engine {
             %gateway,
             attempt = callback.item.attempts + 1,
             "callback placed"
+        );
+        if callback.tried.len() > 1 {
+            return;
+        }
+        self.calls.schedule(
+            now.mono + self.config.calls.acd.callback_ring_timeout,
+            CallTimer::RingTimeout(handle, 1),
         );
         self.emit(
             callback.item.record,
@@ -447,8 +456,10 @@ impl Engine {
     }
 
     /// A final failure `status` on leg `leg_no` (0: no response), or its transaction's
-    /// end. Returns whether `handle` is a callback, which then ends with the outcome the
-    /// status means, unless siaga had given the leg up already (its CANCEL is out).
+    /// end. Returns whether `handle` is a callback, which then fails over to the next
+    /// gateway up when `status` says this one cannot place it (`is_failover`), else ends
+    /// with the outcome the status means, unless siaga had given the leg up already (its
+    /// CANCEL is out).
     pub(super) fn callback_leg_failed(
         &mut self,
         now: Now,
@@ -468,7 +479,33 @@ impl Engine {
         if matches!(leg.state, LegState::Cancelled | LegState::CancelPending) {
             return true;
         }
-        tracing::info!(call = %call.record, status, "callback not answered");
+        let record = call.record;
+        let tried = call
+            .callback
+            .as_ref()
+            .filter(|c| is_failover(status) && !c.answered && c.outcome.is_none())
+            .map(|c| c.tried.clone());
+        let next = tried.and_then(|tried| self.callback_gateway(&tried));
+        if let Some(next) = next
+            && let Some(callback) = self
+                .calls
+                .calls
+                .get_mut(&handle)
+                .and_then(|c| c.callback.as_mut())
+        {
+            tracing::info!(
+                call = %record,
+                status,
+                failed = %callback.gateway,
+                next = %next,
+                "callback: the gateway cannot place it, trying the next one"
+            );
+            callback.tried.push(next.clone());
+            callback.gateway = next;
+            self.place_callback(now, handle);
+            return true;
+        }
+        tracing::info!(call = %record, status, "callback not answered");
         self.callback_failed(now, handle, outcome_of(status));
         true
     }

@@ -70,18 +70,34 @@ pub(crate) struct NewCall {
     pub called: String,
 }
 
-/// What every leg of one offer (or overflow attempt) of a call carries (`leg_offer`).
+/// What every leg of one offer (or overflow attempt, or callback) of a call carries
+/// (`leg_offer`).
 pub(super) struct LegOffer {
     /// siaga's SDP origin on these legs.
     session: SdpSession,
     /// The SDP offer: the trunk's across the relay, as it came without relay, `None` for a
     /// late offer without relay.
     body: Option<Bytes>,
-    /// The caller as the trunk's INVITE names them.
-    caller: super::CallerIdentity,
+    /// Whom the legs name as the originator: the caller as the trunk's INVITE names them
+    /// (`leg_offer`), or siaga itself on a callback (`callback`).
+    pub(super) from: LegFrom,
     /// Flag the caller as a repeat caller on the legs (`Call::repeat`): operators' phones
     /// show it; the backup centre's leg does not carry it (`overflow`).
     pub(super) repeat: bool,
+    /// The `Priority` header value of the legs (RFC 3261 §20.26), if any: `psap-callback`
+    /// on a callback (RFC 7090 §4).
+    pub(super) priority: Option<&'static str>,
+}
+
+/// Whom an outbound leg's INVITE names as its originator (From, and P-Asserted-Identity
+/// inside the trust domain: RFC 3325 §5).
+pub(super) enum LegFrom {
+    /// The caller, as the trunk's INVITE names them (`CallerIdentity::outbound_headers`):
+    /// operators' legs and the backup centre's.
+    Caller(super::CallerIdentity),
+    /// siaga's PSAP identity, a name-addr such as `<sip:112@siaga.test>`: a callback's leg
+    /// (RFC 7090 §4), as From, and as P-Asserted-Identity inside the trust domain.
+    Psap(String),
 }
 
 /// Where one outbound leg goes (`place_leg`).
@@ -98,20 +114,6 @@ pub(super) struct LegTarget {
     /// Whether the peer is inside siaga's trust domain (RFC 3325 §5).
     pub trust: super::Trust,
     /// The RFC 5626 flow of an operator's binding.
-    pub flow: Option<crate::engine::registrar::OutboundFlow>,
-}
-
-/// A new outbound leg's own parts, for [`Engine::send_leg_invite`].
-pub(super) struct NewLeg {
-    /// The operator it rings (for a callback: the operator who placed it).
-    pub operator: String,
-    /// The offer (attempt) of the call it belongs to.
-    pub attempt: u32,
-    /// The SDP origin of siaga's descriptions on it.
-    pub session: SdpSession,
-    /// The SDP offer the INVITE carries.
-    pub offer: Option<Bytes>,
-    /// The RFC 5626 flow of the binding it goes to.
     pub flow: Option<crate::engine::registrar::OutboundFlow>,
 }
 
@@ -669,8 +671,9 @@ impl Engine {
         let offer = LegOffer {
             session,
             body,
-            caller,
+            from: LegFrom::Caller(caller),
             repeat: call.repeat,
+            priority: None,
         };
         Some((offer, call.trunk.outbound_max_forwards()))
     }
@@ -711,7 +714,18 @@ impl Engine {
                 ),
             )
             .header("Max-Forwards", max_forwards);
-        for (name, value) in offer.caller.outbound_headers(trust, &domain, &from_tag) {
+        let identity = match &offer.from {
+            LegFrom::Caller(caller) => caller.outbound_headers(trust, &domain, &from_tag),
+            LegFrom::Psap(psap) => {
+                let asserted =
+                    (trust == super::Trust::Inside).then(|| ("P-Asserted-Identity", psap.clone()));
+                [("From", format!("{psap};tag={from_tag}"))]
+                    .into_iter()
+                    .chain(asserted)
+                    .collect()
+            }
+        };
+        for (name, value) in identity {
             // A repeat caller is flagged where every softphone shows it: the display
             // name, and a high-priority alert (RFC 7462 §4.2.3) for phones that ring
             // differently.
@@ -723,6 +737,9 @@ impl Engine {
         }
         if offer.repeat {
             b = b.header("Alert-Info", "<urn:alert:priority:high>");
+        }
+        if let Some(priority) = offer.priority {
+            b = b.header("Priority", priority);
         }
         let mut b = b
             .header("To", to)
@@ -779,84 +796,6 @@ impl Engine {
             },
         );
         Some(leg)
-    }
-
-    /// The SDP offer of a new outbound leg of `call`, with siaga's origin `session`: the
-    /// inbound leg's offer ([`Call::operator_offer`]) rewritten to the relay's outbound
-    /// port (RFC 3264 §5); without a relay, the inbound leg's offer as it came (direct
-    /// media); `None` when there is neither.
-    pub(super) fn leg_sdp(&self, call: &Call, session: &mut SdpSession) -> Option<Bytes> {
-        match (call.operator_offer().as_deref(), call.relay) {
-            (Some(offer), Some((_, _, outbound_port))) => {
-                let relay = SocketAddr::new(self.config.calls.media_ip, outbound_port);
-                sdp::offer_across(offer, relay, session).ok()
-            }
-            // No relay: the trunk's offer as it came (direct media).
-            (Some(_), None) if !call.late_offer => {
-                crate::engine::sip::body::sdp_of(&call.trunk.invite).map(Bytes::copy_from_slice)
-            }
-            _ => None,
-        }
-    }
-
-    /// Sends `invite` (its top Via with `branch`) toward `destination` as a new outbound
-    /// leg of call `handle`: over TCP when it is too large for UDP (RFC 3261 §18.1.1), on
-    /// its own client transaction, indexed for its responses, the leg calling. False (the
-    /// leg is not placed, logged) when siaga cannot read back what it built.
-    pub(super) fn send_leg_invite(
-        &mut self,
-        now: Now,
-        handle: CallHandle,
-        (invite, branch): (Bytes, String),
-        destination: Destination,
-        new: NewLeg,
-    ) -> bool {
-        let routed = self.route_request(now, invite, destination);
-        let destination = routed.destination;
-        let request = match SipMessage::parse(routed.bytes.clone(), destination.transport) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e.error, "siaga built an INVITE it cannot parse");
-                return false;
-            }
-        };
-        let key = ClientKey {
-            branch,
-            method: Method::Invite,
-        };
-        let tx = self.send_routed(now, key, routed);
-        let leg = self.calls.new_leg();
-        self.calls.invites.insert(
-            tx,
-            OutboundInvite {
-                call: handle,
-                leg,
-                request,
-                destination,
-                cancel_sent: false,
-                unwanted: Vec::new(),
-            },
-        );
-        if let Some(call) = self.calls.calls.get_mut(&handle) {
-            call.legs.insert(
-                leg,
-                OperatorLeg {
-                    operator: new.operator,
-                    attempt: new.attempt,
-                    tx,
-                    destination,
-                    state: LegState::Calling,
-                    dialog: None,
-                    ack: None,
-                    media: LegMedia {
-                        local: new.offer,
-                        ..LegMedia::new(new.session)
-                    },
-                    flow: new.flow,
-                },
-            );
-        }
-        true
     }
 
     // ---- responses from operators -------------------------------------------------------
@@ -1409,7 +1348,7 @@ impl Engine {
             operators.retain(|o| o != operator);
             if operators.is_empty() {
                 call.state = CallState::Queued;
-                self.calls.acd.requeue(handle, false);
+                self.calls.acd.requeue(handle, false, now.mono);
             }
         }
         self.dispatch(now);

@@ -133,7 +133,7 @@ impl Engine {
                 },
             );
             self.calls.acd.call_ended(handle, &operator, now.mono);
-            self.calls.acd.requeue(handle, true);
+            self.calls.acd.requeue(handle, true, now.mono);
         }
         self.dispatch(now);
     }

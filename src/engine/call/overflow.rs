@@ -270,7 +270,7 @@ impl Engine {
                 reason: format!("mid-call: {reason}"),
             },
         );
-        self.calls.acd.requeue(handle, true);
+        self.calls.acd.requeue(handle, true, now.mono);
         self.calls.acd.overflow_failed(handle, now.mono);
     }
 

@@ -360,7 +360,8 @@ fn the_operator_cancelling_cancels_the_gateway_leg() {
 }
 
 /// No gateway up (none answered OPTIONS yet): 503 to the operator, no INVITE, the attempt
-/// recorded as `failed`, the operator's state untouched.
+/// recorded as a `callback_started`/`callback_ended` (`failed`) pair like any other, the
+/// operator's state untouched.
 #[test]
 fn without_a_gateway_up_the_callback_fails_with_503() {
     let mut h = harness();
@@ -369,7 +370,18 @@ fn without_a_gateway_up_the_callback_fails_with_503() {
     let (out, _) = take(&mut h, "cb6");
     assert_eq!(out.statuses_to(OP1), [503]);
     assert!(out.requests_to(GW, Method::Invite).is_empty());
-    assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::Failed)]);
+    assert_eq!(
+        pairs(&out),
+        [
+            (
+                item.record,
+                CallEventKind::CallbackStarted {
+                    operator: "1001".to_owned()
+                }
+            ),
+            ended(item.record, CallbackOutcome::Failed)
+        ]
+    );
     assert_eq!(state(&h), "available");
     assert!(out.agent.is_empty());
     assert_eq!(h.engine.callbacks()[0].attempts, 1);
@@ -474,10 +486,11 @@ fn shutdown_ends_a_ringing_callback_as_failed() {
     assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::Failed)]);
 }
 
-/// The relay's report goes on the abandoned call's record, its counters turned back: the
+/// The relay's report goes on the abandoned call's record as `callback_media`, not as the
+/// call's own `media` (whose counters the summary keeps), its counters turned back: the
 /// relay's caller side faced the operator's phone.
 #[test]
-fn the_relays_counters_are_recorded_from_the_callers_side() {
+fn the_relays_counters_are_recorded_apart_from_the_callers_side() {
     use crate::engine::media::{MediaReport, PacketCounts, RelayClosed};
     let mut h = harness();
     let Placed {
@@ -507,7 +520,7 @@ fn the_relays_counters_are_recorded_from_the_callers_side() {
         pairs(&out),
         [(
             item.record,
-            CallEventKind::MediaRelayed {
+            CallEventKind::CallbackMedia {
                 caller_to_operator: 5,
                 operator_to_caller: 3
             }
@@ -560,4 +573,188 @@ fn a_silent_caller_does_not_end_the_callback() {
     );
     assert_eq!(h.engine.live_calls(), 1);
     assert_eq!(state(&h), "on_call");
+}
+
+/// A second trunk gateway, after `GW` in `trunk.gateways`.
+const GW2: &str = "127.0.0.1:5099";
+
+/// `harness` with `GW2` configured after `GW`, both probed and answering when `up` says.
+fn two_gateways(up: [bool; 2]) -> Harness {
+    let mut h = harness();
+    let mut config = h.engine.config().clone();
+    config.calls.trunk_health.gateways.push(Gateway {
+        uri: format!("sip:{GW2}"),
+        address: addr(GW2),
+        transport: Transport::Udp,
+    });
+    h.engine = Engine::with_seed(config, 11);
+    let out = h.advance(0);
+    for (gw, up) in [GW, GW2].into_iter().zip(up) {
+        let options = out
+            .requests_to(gw, Method::Options)
+            .pop()
+            .expect("every gateway is probed");
+        if up {
+            h.input(gw, &gateway_response(&options, 200, "OK", None));
+        }
+    }
+    h
+}
+
+/// An abandoned call, 1001 registered and taking it: its item and what `*73` drew.
+fn take_one(h: &mut Harness, id: &str) -> (CallbackItem, Out) {
+    let item = abandoned(h, &format!("{id}-abandoned"));
+    h.register("1001", OP1);
+    let (out, _) = take(h, id);
+    (item, out)
+}
+
+/// A gateway that cannot place the call (503, 408, a 5xx: RFC 3263 §4.3 failover) makes
+/// siaga try the next gateway that is up with the same INVITE (a new transaction and
+/// dialog); the callback goes on as one: `callback_started` once, the ring timeout still
+/// running from the first INVITE, and the caller answering through the second gateway is
+/// bridged as usual.
+#[test]
+fn a_gateway_that_cannot_place_the_callback_fails_over_to_the_next_one_up() {
+    for (status, reason) in [
+        (503, "Service Unavailable"),
+        (408, "Request Timeout"),
+        (500, "Server Internal Error"),
+    ] {
+        let mut h = two_gateways([true, true]);
+        let (_, out) = take_one(&mut h, "fo1");
+        let first = out.requests_to(GW, Method::Invite).pop().expect("INVITE");
+        assert!(out.requests_to(GW2, Method::Invite).is_empty(), "GW first");
+
+        h.advance(5_000);
+        let out = h.input(GW, &gateway_response(&first, status, reason, None));
+        assert_eq!(out.requests_to(GW, Method::Ack).len(), 1, "{status} ACKed");
+        let second = out
+            .requests_to(GW2, Method::Invite)
+            .pop()
+            .unwrap_or_else(|| panic!("{status}: INVITE to the next gateway"));
+        assert_eq!(
+            second.request_uri_raw(),
+            Some("sip:+628115550001@127.0.0.1:5099;user=phone")
+        );
+        assert_eq!(hdr(&second, HeaderName::Priority), "psap-callback");
+        assert!(hdr(&second, HeaderName::From).starts_with("<sip:112@siaga.test>;tag="));
+        assert_eq!(second.max_forwards().ok().flatten(), Some(70));
+        assert_ne!(second.call_id().ok(), first.call_id().ok());
+        let media = |m: &SipMessage| {
+            String::from_utf8_lossy(m.body())
+                .lines()
+                .find(|l| l.starts_with("m="))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            media(&second),
+            media(&first),
+            "the same offer at the same relay"
+        );
+        assert!(
+            out.statuses_to(OP1).is_empty(),
+            "the operator hears nothing"
+        );
+        assert!(out.events.is_empty(), "{status}: {:?}", out.events);
+        assert_eq!(state(&h), "on_call");
+
+        let out = h.input(GW2, &gateway_response(&second, 200, "OK", Some(SDP_CALLER)));
+        assert_eq!(out.requests_to(GW2, Method::Ack).len(), 1);
+        assert_eq!(out.to(OP1).pop().and_then(|ok| ok.status()), Some(200));
+        let caller_rtp = "127.0.0.1:9000".parse().expect("literal");
+        assert!(out.media.iter().any(|m| matches!(
+            m,
+            MediaCommand::SetPeer { side: crate::engine::media::Side::Operator, rtp, .. } if *rtp == caller_rtp
+        )));
+    }
+}
+
+/// The ring timeout counts from the first INVITE: a failover does not give the caller's
+/// phone longer to ring.
+#[test]
+fn the_ring_timeout_runs_from_the_first_gateway() {
+    let mut h = two_gateways([true, true]);
+    let (item, out) = take_one(&mut h, "fo2");
+    let first = out.requests_to(GW, Method::Invite).pop().expect("INVITE");
+    h.advance(10_000);
+    let out = h.input(
+        GW,
+        &gateway_response(&first, 503, "Service Unavailable", None),
+    );
+    let second = out
+        .requests_to(GW2, Method::Invite)
+        .pop()
+        .expect("failover");
+    h.input(GW2, &gateway_response(&second, 180, "Ringing", None));
+    let out = h.advance(20_000);
+    let cancel = out.requests_to(GW2, Method::Cancel).pop().expect("CANCEL");
+    assert_eq!(cancel.call_id().ok(), second.call_id().ok());
+    assert_eq!(out.statuses_to(OP1), [480]);
+    assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::NoAnswer)]);
+}
+
+/// Busy, decline and no answer are the caller's line speaking, not the gateway failing:
+/// no other gateway is tried.
+#[test]
+fn busy_decline_and_no_answer_are_outcomes_not_failover() {
+    for (status, outcome, shown) in [
+        (486, CallbackOutcome::Busy, 486),
+        (600, CallbackOutcome::Busy, 486),
+        (603, CallbackOutcome::Failed, 503),
+        (480, CallbackOutcome::NoAnswer, 480),
+    ] {
+        let mut h = two_gateways([true, true]);
+        let (item, out) = take_one(&mut h, "fo3");
+        let first = out.requests_to(GW, Method::Invite).pop().expect("INVITE");
+        let out = h.input(GW, &gateway_response(&first, status, "No", None));
+        assert!(
+            out.requests_to(GW2, Method::Invite).is_empty(),
+            "{status}: no failover"
+        );
+        assert_eq!(out.statuses_to(OP1), [shown], "{status}");
+        assert_eq!(pairs(&out), [ended(item.record, outcome)], "{status}");
+        assert_eq!(state(&h), "available");
+    }
+}
+
+/// Failover goes only to a gateway that is up, and each one once: with the second down,
+/// the first's 503 ends the callback as `failed` (503 to the phone); with both up, the
+/// second's 503 after the first's ends it too, without going back to the first.
+#[test]
+fn failover_tries_only_gateways_up_and_each_once() {
+    let mut h = two_gateways([true, false]);
+    let (item, out) = take_one(&mut h, "fo4");
+    let first = out.requests_to(GW, Method::Invite).pop().expect("INVITE");
+    let out = h.input(
+        GW,
+        &gateway_response(&first, 503, "Service Unavailable", None),
+    );
+    assert!(
+        out.requests_to(GW2, Method::Invite).is_empty(),
+        "GW2 is not up"
+    );
+    assert_eq!(out.statuses_to(OP1), [503]);
+    assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::Failed)]);
+
+    let mut h = two_gateways([true, true]);
+    let (item, out) = take_one(&mut h, "fo5");
+    let first = out.requests_to(GW, Method::Invite).pop().expect("INVITE");
+    let out = h.input(
+        GW,
+        &gateway_response(&first, 503, "Service Unavailable", None),
+    );
+    let second = out
+        .requests_to(GW2, Method::Invite)
+        .pop()
+        .expect("failover");
+    let out = h.input(GW2, &gateway_response(&second, 502, "Bad Gateway", None));
+    assert!(
+        out.requests_to(GW, Method::Invite).is_empty(),
+        "GW was tried"
+    );
+    assert_eq!(out.statuses_to(OP1), [503]);
+    assert_eq!(pairs(&out), [ended(item.record, CallbackOutcome::Failed)]);
+    assert_eq!(state(&h), "available");
+    assert_eq!(h.engine.live_calls(), 0);
 }

@@ -393,9 +393,11 @@ fn a_backup_leg_lost_mid_call_requeues_the_caller_for_an_operator() {
     }));
 }
 
-/// A call re-queued after its operator's leg failed, with that operator in wrap-up and
-/// nobody else: its overflow clock runs from its first arrival, so it is diverted at once,
-/// and the backup's answer is bridged without a second 2xx to the trunk.
+/// A call re-queued after its operator's leg failed, with that operator in wrap-up (still
+/// logged in) and nobody else: its caller was being served, so its overflow wait starts
+/// again at the requeue — answered 25 s after arrival with `overflow_after_s = 20`, it is
+/// not diverted the instant the leg drops, but 20 s later — and the backup's answer is
+/// bridged without a second 2xx to the trunk.
 #[test]
 fn a_requeued_call_nobody_takes_overflows_and_ends_overflowed() {
     let mut h = overflow_harness(20, 30, false);
@@ -410,10 +412,31 @@ fn a_requeued_call_nobody_takes_overflows_and_ends_overflowed() {
     );
     let out = h.input(OP1, &bye);
     assert!(out.to(TRUNK).is_empty());
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, CallEventKind::Requeued { operator, .. } if operator == "1001")),
+        "{:?}",
+        out.events
+    );
+    assert!(
+        out.requests_to(BACKUP, Method::Invite).is_empty(),
+        "diverted at once, on the first arrival's clock"
+    );
+    assert_eq!(waiting_order(&h), ["o11"]);
+    let out = h.advance(19_999);
+    assert!(out.requests_to(BACKUP, Method::Invite).is_empty());
+    let out = h.advance(1);
+    assert_eq!(
+        out.events,
+        [CallEventKind::OverflowOffered {
+            target: BACKUP_URI.to_owned()
+        }]
+    );
     let invite = out
         .requests_to(BACKUP, Method::Invite)
         .pop()
-        .expect("diverted at once");
+        .expect("diverted overflow_after_s after the requeue");
     // Only the codec the trunk agreed to (PCMA) is offered.
     let body = String::from_utf8_lossy(invite.body()).into_owned();
     assert!(body.contains("RTP/AVP 8 101"), "{body}");

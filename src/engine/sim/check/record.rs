@@ -217,7 +217,8 @@ pub(super) fn records(w: &World, calls: &CallViews, v: &mut Vec<String>) {
                 | CallEventKind::OverflowFailed { .. }
                 | CallEventKind::OverflowAnswered { .. }
                 | CallEventKind::CallbackStarted { .. }
-                | CallEventKind::CallbackEnded { .. } => {
+                | CallEventKind::CallbackEnded { .. }
+                | CallEventKind::CallbackMedia { .. } => {
                     fail(format!(
                         "{:?}: not a behaviour of these peers",
                         r.event.kind
