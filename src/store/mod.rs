@@ -71,6 +71,8 @@ mod worklist;
 mod writer;
 
 #[cfg(test)]
+mod test_pg;
+#[cfg(test)]
 mod tests;
 
 pub use log::{LogEvent, LogRef, Logged};

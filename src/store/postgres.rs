@@ -99,7 +99,8 @@ impl PgStore {
         let mut conn = self.pool.acquire().await?;
         conn.ensure_migrations_table(&MIGRATOR.table_name).await?;
         let before = conn.list_applied_migrations(&MIGRATOR.table_name).await?;
-        MIGRATOR.run(&mut *conn).await?;
+        drop(conn);
+        MIGRATOR.run(&self.pool).await?;
         Ok(super::newly_applied(&MIGRATOR, &before))
     }
 
