@@ -82,6 +82,11 @@ async fn on_server(server: &str, statement: String) {
     let _ = conn.close().await;
 }
 
+/// Creates the empty database `name` on `server`.
+pub async fn create_database(server: &str, name: &str) {
+    on_server(server, format!("CREATE DATABASE \"{name}\"")).await;
+}
+
 /// Drops the database `name` on `server`, whoever is still connected to it.
 pub async fn drop_database(server: &str, name: &str) {
     on_server(
@@ -99,7 +104,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let name = unique_name();
-    on_server(server, format!("CREATE DATABASE \"{name}\"")).await;
+    create_database(server, &name).await;
     let outcome = tokio::spawn(body(with_database(server, &name))).await;
     drop_database(server, &name).await;
     if let Err(error) = outcome {
