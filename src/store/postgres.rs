@@ -95,10 +95,21 @@ impl PgStore {
     }
 
     /// Applies the migrations not applied yet and returns them, oldest first.
+    ///
+    /// The migrations table is only read here, not created: creating it is left to the
+    /// migrator, under its advisory lock, so two nodes starting on a new database do not
+    /// race on `CREATE TABLE IF NOT EXISTS`.
     pub(super) async fn migrate(&self) -> Result<Vec<Migrated>, sqlx::migrate::MigrateError> {
         let mut conn = self.pool.acquire().await?;
-        conn.ensure_migrations_table(&MIGRATOR.table_name).await?;
-        let before = conn.list_applied_migrations(&MIGRATOR.table_name).await?;
+        let table_exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(MIGRATOR.table_name.as_ref())
+            .fetch_one(&mut *conn)
+            .await?;
+        let before = if table_exists {
+            conn.list_applied_migrations(&MIGRATOR.table_name).await?
+        } else {
+            Vec::new()
+        };
         drop(conn);
         MIGRATOR.run(&self.pool).await?;
         Ok(super::newly_applied(&MIGRATOR, &before))

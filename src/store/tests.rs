@@ -432,22 +432,25 @@ async fn a_missing_postgres_database_is_created_by_open_only() {
     test_pg::drop_database(&server, &name).await;
     outcome.unwrap();
 
-    on_postgres("an empty database", |url| async move {
-        match Store::open_existing(&url).await {
-            Err(error @ StoreError::NoTables { .. }) => {
-                assert!(
-                    error.to_string().starts_with("no call records yet in "),
-                    "{error}"
-                );
+    on_postgres(
+        "a_missing_postgres_database_is_created_by_open_only",
+        |url| async move {
+            match Store::open_existing(&url).await {
+                Err(error @ StoreError::NoTables { .. }) => {
+                    assert!(
+                        error.to_string().starts_with("no call records yet in "),
+                        "{error}"
+                    );
+                }
+                other => panic!("expected NoTables, got {other:?}"),
             }
-            other => panic!("expected NoTables, got {other:?}"),
-        }
-        // Still without tables: a second look says the same.
-        assert!(matches!(
-            Store::open_existing(&url).await,
-            Err(StoreError::NoTables { .. })
-        ));
-    })
+            // Still without tables: a second look says the same.
+            assert!(matches!(
+                Store::open_existing(&url).await,
+                Err(StoreError::NoTables { .. })
+            ));
+        },
+    )
     .await;
 }
 
