@@ -6,6 +6,10 @@
 # (sip-tests/e2e.sh: SIPp trunk and operators against a running siaga; it ends with
 # "e2e: N passed, M failed" and installs tcpdump for its RTP capture when missing) and the
 # ACD's (sip-tests/e2e-acd.sh, ending with "e2e-acd: N passed, M failed").
+#
+# The store tests run on SQLite and on PostgreSQL: the PostgreSQL on 127.0.0.1:5432 when
+# one answers, else one this script installs (Debian postgresql), starts on a free port
+# and stops at its end (sip-tests/postgres.sh; SIAGA_TEST_POSTGRES_URL overrides both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +40,10 @@ if env -u SIAGA_DB_PASSWORD docker-compose --env-file "$no_env_file" -f docker-c
 fi
 rm -f "$no_env_file"
 python3 sip-tests/dockerfile_lint.py Dockerfile
+
+# shellcheck source=sip-tests/postgres.sh
+source sip-tests/postgres.sh
+pg_for_tests || { echo "test.sh: no PostgreSQL for the store tests" >&2; exit 1; }
 
 cargo test --all-targets "$@"
 

@@ -1,6 +1,7 @@
 //! The `siaga` binary: `siaga run` starts the service, `siaga check-config` validates a
-//! configuration, `siaga calls` prints the latest call records, `siaga agents` the
-//! operators' state changes. Exit codes: 0 success,
+//! configuration, `siaga migrate` creates or updates the database's tables, `siaga calls`
+//! prints the latest call records, `siaga agents` the operators' state changes. Exit
+//! codes: 0 success,
 //! 1 failure (the address is in use, no database yet, a bad `--since` …), 2 invalid
 //! configuration.
 
@@ -37,6 +38,14 @@ enum Command {
     /// Validate a configuration (with the environment's overrides) and exit: 0 if valid,
     /// 2 if not, naming the key and the problem.
     CheckConfig {
+        /// The configuration file.
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Create or update the configured database's tables (`database.url`, or
+    /// SIAGA_DATABASE_URL; SQLite or PostgreSQL) and print each migration applied.
+    /// `siaga run` does the same at start; this is for deploying before the nodes start.
+    Migrate {
         /// The configuration file.
         #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
@@ -98,6 +107,10 @@ fn main() -> ExitCode {
             Ok(c) => run(&c),
             Err(code) => code,
         },
+        Command::Migrate { config } => match load(&config) {
+            Ok(c) => report("migrate", migrate(&c)),
+            Err(code) => code,
+        },
         Command::Calls {
             config,
             limit,
@@ -128,6 +141,28 @@ fn report(command: &str, result: Result<(), String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `siaga migrate`: opens (creating) the configured database, applies the migrations it
+/// lacks and prints one line per migration applied, or that it was up to date. Errors are
+/// one-line messages.
+fn migrate(config: &Config) -> Result<(), String> {
+    let url = &config.database.url;
+    let ran = block_on(async {
+        let store = Store::open_unmigrated(url).await?;
+        let ran = store.migrate().await;
+        store.close().await;
+        ran
+    })?;
+    let mut text = String::new();
+    for m in &ran {
+        text.push_str(&format!("applied {:04} {}\n", m.version, m.description));
+    }
+    text.push_str(&match ran.len() {
+        0 => format!("{url}: up to date, no migration to apply\n"),
+        n => format!("{url}: {n} migration(s) applied\n"),
+    });
+    print(&text)
 }
 
 /// `siaga calls`: prints up to `limit` calls received since `since`, as a table or JSON.
@@ -182,6 +217,15 @@ fn wall_clock() -> UtcTime {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     UtcTime(now)
+}
+
+/// Runs `future` on a runtime of its own; its error as a one-line message.
+fn block_on<T>(future: impl Future<Output = Result<T, store::StoreError>>) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the tokio runtime: {error}"))?;
+    runtime.block_on(future).map_err(|error| error.to_string())
 }
 
 /// Runs `query` against the configured database, opened to read only (a missing SQLite

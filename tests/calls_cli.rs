@@ -1,5 +1,9 @@
-//! `siaga calls` and `siaga agents` end to end: the built binary against a SQLite database
-//! prepared with the store's own writer API.
+//! `siaga calls`, `siaga agents` and `siaga migrate` end to end: the built binary against
+//! a database prepared with the store's own writer API, each case on SQLite and on a fresh
+//! PostgreSQL database (`SIAGA_TEST_POSTGRES_URL`; see `src/store/test_pg.rs`).
+
+#[path = "../src/store/test_pg.rs"]
+mod test_pg;
 
 use siaga::config::DatabaseUrl;
 use siaga::engine::UtcTime;
@@ -39,9 +43,40 @@ fn received(call: u128, at: i64, caller: Option<&str>) -> CallEvent {
     )
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `body` with a temporary directory and the URL of a database not created yet: a
+/// SQLite file in that directory, then (when a server is configured: see `test_pg`) a
+/// fresh, empty PostgreSQL database, dropped afterwards, also when `body` panics.
+fn on_both(test: &str, body: impl Fn(&TempDir, &str)) {
+    let dir = TempDir::new().unwrap();
+    body(
+        &dir,
+        &format!("sqlite://{}", dir.path().join("siaga.db").display()),
+    );
+    let Some(server) = test_pg::server_url(test) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let name = test_pg::unique_name();
+    let runtime = runtime();
+    runtime.block_on(test_pg::create_database(&server, &name));
+    let url = test_pg::with_database(&server, &name);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&dir, &url)));
+    runtime.block_on(test_pg::drop_database(&server, &name));
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// A database at `path` with two calls: one answered (received at T, diverted from 110),
 /// and one abandoned in the queue an hour later.
-fn prepare(path: &Path) {
+fn prepare(url: &str) {
     let events = vec![
         received(1, T, Some("+6281234567890")),
         ev(
@@ -102,32 +137,32 @@ fn prepare(path: &Path) {
             },
         ),
     ];
-    write(path, &events);
+    write(url, &events);
 }
 
-/// Writes `events` to a database at `path`, created when missing.
-fn write<E: siaga::store::Logged>(path: &Path, events: &[E]) {
-    let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+/// Writes `events` to the database at `url`, created when missing.
+fn write<E: siaga::store::Logged>(url: &str, events: &[E]) {
+    let url = DatabaseUrl::parse(url).unwrap();
+    runtime().block_on(async {
         let store = Store::open(&url).await.unwrap();
         store.write_batch("node-a", events).await.unwrap();
         store.close().await;
     });
 }
 
-/// A config file naming `database` (a sqlite path) in `dir`.
-fn config(dir: &TempDir, database: &Path) -> PathBuf {
+/// A config file in `dir` naming the database at `url`.
+fn config(dir: &TempDir, url: &str) -> PathBuf {
     let text = format!(
-        "[node]\nid = \"t1\"\n[sip]\ndomains = [\"example.com\"]\n[trunk]\nsources = [\"127.0.0.1\"]\n[database]\nurl = \"sqlite://{}\"\n",
-        database.display()
+        "[node]\nid = \"t1\"\n[sip]\ndomains = [\"example.com\"]\n[trunk]\nsources = [\"127.0.0.1\"]\n[database]\nurl = \"{url}\"\n"
     );
     let path = dir.path().join("siaga.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A config file in `dir` naming the SQLite file `database`.
+fn sqlite_config(dir: &TempDir, database: &Path) -> PathBuf {
+    config(dir, &format!("sqlite://{}", database.display()))
 }
 
 fn calls(config: &Path, args: &[&str]) -> Output {
@@ -164,10 +199,12 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn prints_a_table_newest_first() {
-    let dir = TempDir::new().unwrap();
-    let db = dir.path().join("siaga.db");
-    prepare(&db);
-    let text = stdout(&calls(&config(&dir, &db), &[]));
+    on_both("prints_a_table_newest_first", prints_a_table);
+}
+
+fn prints_a_table(dir: &TempDir, db: &str) {
+    prepare(db);
+    let text = stdout(&calls(&config(dir, db), &[]));
     let expected = "\
 RECEIVED (UTC)       CALLER          CALLED  FIRST DIALLED  WAIT S  TALK S  OPERATOR  DISPOSITION         ENDED BY
 2026-11-29 13:01:05  -               112     -                 8.0       -  -         abandoned_in_queue  caller
@@ -175,18 +212,20 @@ RECEIVED (UTC)       CALLER          CALLED  FIRST DIALLED  WAIT S  TALK S  OPER
 ";
     assert_eq!(text, expected);
 
-    let limited = stdout(&calls(&config(&dir, &db), &["--limit", "1"]));
+    let limited = stdout(&calls(&config(dir, db), &["--limit", "1"]));
     assert_eq!(limited.lines().count(), 2, "{limited}");
     assert!(limited.contains("abandoned_in_queue"), "{limited}");
 }
 
 #[test]
 fn prints_json_keyed_by_column_names() {
-    let dir = TempDir::new().unwrap();
-    let db = dir.path().join("siaga.db");
-    prepare(&db);
+    on_both("prints_json_keyed_by_column_names", prints_json);
+}
+
+fn prints_json(dir: &TempDir, db: &str) {
+    prepare(db);
     let text = stdout(&calls(
-        &config(&dir, &db),
+        &config(dir, db),
         &["--json", "--since", "2026-11-29T12:00:00Z"],
     ));
     let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -229,7 +268,7 @@ fn prints_json_keyed_by_column_names() {
 
     // --since filters: only the later call is at or after 13:00.
     let later = stdout(&calls(
-        &config(&dir, &db),
+        &config(dir, db),
         &["--json", "--since", "2026-11-29 13:00"],
     ));
     let later: serde_json::Value = serde_json::from_str(&later).unwrap();
@@ -240,9 +279,9 @@ fn prints_json_keyed_by_column_names() {
 fn follows_siaga_database_url_and_reports_what_is_missing() {
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("siaga.db");
-    prepare(&db);
+    prepare(&format!("sqlite://{}", db.display()));
     let missing = dir.path().join("nothing/here.db");
-    let config = config(&dir, &missing);
+    let config = sqlite_config(&dir, &missing);
 
     // The configured file does not exist: a one-line error, exit 1, nothing created.
     let out = calls(&config, &[]);
@@ -262,12 +301,13 @@ fn follows_siaga_database_url_and_reports_what_is_missing() {
     let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(rows.as_array().map(Vec::len), Some(2));
 
-    // Not yet supported, and not understood: one line each, exit 1.
+    // A PostgreSQL server that does not answer (nothing listens on 127.0.0.1:1), and a
+    // --since not understood: one line each, exit 1, no password.
     for (env, args, needle) in [
         (
-            "postgres://u:pw@db/siaga",
+            "postgres://u:pw@127.0.0.1:1/siaga",
             vec![],
-            "PostgreSQL arrives in a later issue",
+            "cannot open the database postgres://u:***@127.0.0.1:1/siaga: ",
         ),
         ("sqlite://x.db", vec!["--since", "last week"], "--since"),
     ] {
@@ -289,17 +329,49 @@ fn follows_siaga_database_url_and_reports_what_is_missing() {
 
 #[test]
 fn an_empty_database_says_so() {
-    let dir = TempDir::new().unwrap();
-    let db = dir.path().join("empty.db");
-    let url = DatabaseUrl::parse(&format!("sqlite://{}", db.display())).unwrap();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async { Store::open(&url).await.unwrap().close().await });
-    let config = config(&dir, &db);
-    assert_eq!(stdout(&calls(&config, &[])), "no calls recorded\n");
-    assert_eq!(stdout(&calls(&config, &["--json"])), "[]\n");
+    on_both("an_empty_database_says_so", |dir, db| {
+        let url = DatabaseUrl::parse(db).unwrap();
+        runtime().block_on(async { Store::open(&url).await.unwrap().close().await });
+        let config = config(dir, db);
+        assert_eq!(stdout(&calls(&config, &[])), "no calls recorded\n");
+        assert_eq!(stdout(&calls(&config, &["--json"])), "[]\n");
+    });
+}
+
+/// `siaga migrate` on a database without siaga's tables applies and names every
+/// migration; a second run applies none; `siaga calls` reads the result. Before it,
+/// `siaga calls` says there are no records (SQLite: no file; PostgreSQL: no tables).
+#[test]
+fn migrate_applies_each_migration_once_and_says_which() {
+    on_both(
+        "migrate_applies_each_migration_once_and_says_which",
+        |dir, db| {
+            let config = config(dir, db);
+            let out = calls(&config, &[]);
+            assert_eq!(out.status.code(), Some(1), "{out:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.starts_with("siaga calls: no call records yet "),
+                "{stderr}"
+            );
+
+            let first = stdout(&siaga("migrate", &config, &[]));
+            let shown = DatabaseUrl::parse(db).unwrap().redacted();
+            assert_eq!(
+                first,
+                format!(
+                    "applied 0001 call records\napplied 0002 original called\n\
+                 applied 0003 agent events\n{shown}: 3 migration(s) applied\n"
+                )
+            );
+            let second = stdout(&siaga("migrate", &config, &[]));
+            assert_eq!(
+                second,
+                format!("{shown}: up to date, no migration to apply\n")
+            );
+            assert_eq!(stdout(&calls(&config, &[])), "no calls recorded\n");
+        },
+    );
 }
 
 // ---- siaga agents ---------------------------------------------------------------------
@@ -307,7 +379,7 @@ fn an_empty_database_says_so() {
 /// A database at `path` with the shift of two operators from T: op-3 logs in, its phone
 /// rings for call 1 and is not answered, so it goes not ready (no_answer); op-4 logs in
 /// and answers call 1; a day earlier op-3 logged out.
-fn prepare_agents(path: &Path) {
+fn prepare_agents(url: &str) {
     let day = 86_400_000;
     let shift = [
         (
@@ -358,15 +430,17 @@ fn prepare_agents(path: &Path) {
             call: call.map(Uuid::from_u128),
         })
         .collect();
-    write(path, &events);
+    write(url, &events);
 }
 
 #[test]
 fn agents_prints_state_changes_oldest_first() {
-    let dir = TempDir::new().unwrap();
-    let db = dir.path().join("siaga.db");
-    prepare_agents(&db);
-    let config = config(&dir, &db);
+    on_both("agents_prints_state_changes_oldest_first", agents_table);
+}
+
+fn agents_table(dir: &TempDir, db: &str) {
+    prepare_agents(db);
+    let config = config(dir, db);
     let text = stdout(&siaga("agents", &config, &["--since", "2026-11-29"]));
     let expected = "\
 TIME (UTC)           OPERATOR  STATE                   REASON      CALL
@@ -407,12 +481,14 @@ TIME (UTC)           OPERATOR  STATE                   REASON      CALL
 
 #[test]
 fn agents_prints_json_keyed_by_column_names() {
-    let dir = TempDir::new().unwrap();
-    let db = dir.path().join("siaga.db");
-    prepare_agents(&db);
+    on_both("agents_prints_json_keyed_by_column_names", agents_json);
+}
+
+fn agents_json(dir: &TempDir, db: &str) {
+    prepare_agents(db);
     let text = stdout(&siaga(
         "agents",
-        &config(&dir, &db),
+        &config(dir, db),
         &[
             "--json",
             "--operator",
@@ -451,7 +527,7 @@ fn agents_prints_json_keyed_by_column_names() {
 fn agents_reports_a_missing_database_and_a_bad_since() {
     let dir = TempDir::new().unwrap();
     let missing = dir.path().join("nothing/here.db");
-    let config = config(&dir, &missing);
+    let config = sqlite_config(&dir, &missing);
     for (args, needle) in [
         (vec![], "no call records yet at"),
         (vec!["--since", "last week"], "--since"),

@@ -1,7 +1,8 @@
 //! The call record store: siaga's durable record of every 112 call (DESIGN.md, "Store").
 //!
-//! It owns three tables (`migrations/sqlite/`, embedded in the binary and applied by
-//! [`Store::open`]):
+//! It owns three tables, on SQLite or PostgreSQL alike (`migrations/sqlite/` and
+//! `migrations/postgres/`, both embedded in the binary, applied by [`Store::open`] and by
+//! `siaga migrate` through [`Store::migrate`]):
 //! - `call_events`: the append-only log of
 //!   [`CallEvent`](crate::engine::record::CallEvent)s, the source of truth. An event's
 //!   UUID is its primary key, so writing an event twice is a no-op.
@@ -18,8 +19,10 @@
 //! as rebuilt after a restart ([`Store::callback_worklist`]).
 //!
 //! Timestamps are stored as BIGINT milliseconds since the Unix epoch, UTC (the engine's
-//! [`UtcTime`]); ids as TEXT UUIDs; `node_id` is the writing node's `node.id`, so several
-//! nodes can share one database. Text output (JSON, tables) renders times as RFC 3339 UTC
+//! [`UtcTime`]) on both backends; ids are UUIDs, in PostgreSQL's `UUID` type and as
+//! lower-case hyphenated TEXT on SQLite (which has no UUID type; the text orders as the
+//! UUIDs do); `node_id` is the writing node's `node.id`, so several nodes can share one
+//! database. Text output (JSON, tables) renders times as RFC 3339 UTC
 //! ([`rfc3339_millis`]).
 //!
 //! Writing never blocks the engine: [`spawn_writer`] gives the engine an [`EventSink`]
@@ -49,18 +52,26 @@
 //! # }
 //! ```
 //!
-//! Backends: SQLite (`sqlite://PATH`, `sqlite::memory:`). PostgreSQL arrives in a later
-//! issue as a second backend behind this same [`Store`] type; the SQL here is kept to what
-//! both accept (`$N` parameters, `ON CONFLICT … DO NOTHING`, `CASE`, BIGINT and TEXT).
+//! Backends, chosen by `database.url` (or `SIAGA_DATABASE_URL`): SQLite (`sqlite://PATH`,
+//! `sqlite::memory:`; the default, one file, nothing to install) and PostgreSQL
+//! (`postgres://USER:PASSWORD@HOST:PORT/DB` or `postgresql://…`, for production and for
+//! several nodes sharing one database). Both sit behind this one [`Store`] type and run
+//! the same SQL text, kept to what both accept (`$N` parameters, `ON CONFLICT … DO
+//! NOTHING`, `CASE`, BIGINT and TEXT); they differ in connection handling and in how ids
+//! are bound (text on SQLite, `UUID` on PostgreSQL). The store tests run every case on
+//! both (PostgreSQL from `SIAGA_TEST_POSTGRES_URL`, see `sip-tests/test.sh`).
 
 mod columns;
 mod log;
+mod postgres;
 mod sqlite;
 mod table;
 mod time_text;
 mod worklist;
 mod writer;
 
+#[cfg(test)]
+mod test_pg;
 #[cfg(test)]
 mod tests;
 
@@ -84,19 +95,17 @@ pub const MAX_BATCH: usize = 256;
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A `postgres://` or `postgresql://` `database.url`: not supported yet.
-    #[error(
-        "database.url {url}: PostgreSQL arrives in a later issue; use a sqlite://PATH URL for now"
-    )]
-    PostgresNotYet {
-        /// The URL, password hidden.
-        url: String,
-    },
     /// [`Store::open_existing`] found no database file: nothing was recorded yet.
     #[error("no call records yet at {} (siaga run creates the database)", path.display())]
     NoDatabase {
         /// The database file.
         path: PathBuf,
+    },
+    /// [`Store::open_existing`] found a PostgreSQL database without siaga's tables.
+    #[error("no call records yet in {url} (siaga run or siaga migrate creates the tables)")]
+    NoTables {
+        /// The URL, password hidden.
+        url: String,
     },
     /// The directory that should hold the database file could not be created.
     #[error("cannot create the database directory {}: {source}", path.display())]
@@ -141,43 +150,120 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// The URL, password hidden, for error messages.
+    url: String,
 }
 
+/// The two backends: the same operations, the same SQL, each with its own connection
+/// types. An enum rather than a trait object: the set is closed, and the writer's
+/// futures stay `Send` without boxing.
 #[derive(Clone, Debug)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// A migration [`Store::migrate`] applied: `migrations/<backend>/<version>_<name>.sql`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Migrated {
+    /// The version, the file name's number (1, 2, 3 …).
+    pub version: i64,
+    /// What it does, from the file name (`call records`).
+    pub description: String,
+}
+
+/// The up-migrations of `migrator` not in `before` (the applied ones read before running
+/// it), oldest first.
+fn newly_applied(
+    migrator: &sqlx::migrate::Migrator,
+    before: &[sqlx::migrate::AppliedMigration],
+) -> Vec<Migrated> {
+    migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .filter(|m| before.iter().all(|applied| applied.version != m.version))
+        .map(|m| Migrated {
+            version: m.version,
+            description: m.description.to_string(),
+        })
+        .collect()
 }
 
 impl Store {
     /// Opens the database `url` names, creating it when missing, and applies the embedded
-    /// migrations. For `sqlite://PATH` the parent directory and the file are created
-    /// (a relative PATH is relative to the working directory); the file is put in WAL
-    /// mode with `synchronous = FULL` (a committed record survives a power cut).
+    /// migrations ([`Store::migrate`]). For `sqlite://PATH` the parent directory and the
+    /// file are created (a relative PATH is relative to the working directory); the file
+    /// is put in WAL mode with `synchronous = FULL` (a committed record survives a power
+    /// cut). For `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` a missing DB is created
+    /// (`CREATE DATABASE`, when the user may; otherwise create it beforehand); the
+    /// connection is checked at once.
     ///
-    /// Errors: [`StoreError::PostgresNotYet`] for a PostgreSQL URL;
-    /// [`StoreError::CreateDir`], [`StoreError::Open`], [`StoreError::Migrate`].
+    /// Errors: [`StoreError::CreateDir`], [`StoreError::Open`], [`StoreError::Migrate`].
     pub async fn open(url: &DatabaseUrl) -> Result<Store, StoreError> {
-        Self::open_with(url, true).await
+        Self::open_with(url, true, true).await
+    }
+
+    /// [`Store::open`] without migrating: creates the database (file) when missing and
+    /// connects, for `siaga migrate`, which then calls [`Store::migrate`] to report what
+    /// it applies.
+    ///
+    /// Errors: as [`Store::open`], [`StoreError::Migrate`] aside.
+    pub async fn open_unmigrated(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        Self::open_with(url, true, false).await
     }
 
     /// Opens an existing database to read it, creating and migrating nothing (for
     /// `siaga calls`: reading records must not leave an empty database behind).
     ///
-    /// Errors: [`StoreError::NoDatabase`] when the SQLite file does not exist; otherwise as
-    /// [`Store::open`].
+    /// Errors: [`StoreError::NoDatabase`] when the SQLite file does not exist,
+    /// [`StoreError::NoTables`] when the PostgreSQL database has no `calls` table;
+    /// otherwise as [`Store::open`].
     pub async fn open_existing(url: &DatabaseUrl) -> Result<Store, StoreError> {
-        Self::open_with(url, false).await
+        Self::open_with(url, false, false).await
     }
 
-    async fn open_with(url: &DatabaseUrl, create: bool) -> Result<Store, StoreError> {
-        match url.kind() {
-            DatabaseKind::Sqlite => Ok(Store {
-                backend: Backend::Sqlite(sqlite::SqliteStore::open(url, create).await?),
-            }),
-            DatabaseKind::Postgres => Err(StoreError::PostgresNotYet {
-                url: url.redacted(),
-            }),
+    /// Opens (`create`: creating the database when missing) and, when `migrate`, migrates.
+    /// An in-memory SQLite database opened to read is migrated too: it is new and empty.
+    async fn open_with(
+        url: &DatabaseUrl,
+        create: bool,
+        migrate: bool,
+    ) -> Result<Store, StoreError> {
+        let backend = match url.kind() {
+            DatabaseKind::Sqlite => Backend::Sqlite(sqlite::SqliteStore::open(url, create).await?),
+            DatabaseKind::Postgres => {
+                Backend::Postgres(postgres::PgStore::open(url, create).await?)
+            }
+        };
+        let store = Store {
+            backend,
+            url: url.redacted(),
+        };
+        let memory = matches!(&store.backend, Backend::Sqlite(s) if s.memory);
+        if migrate || (memory && !create) {
+            store.migrate().await?;
         }
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations (`migrations/sqlite/` or `migrations/postgres/`)
+    /// that the database has not had yet, in version order, each in its own transaction,
+    /// and returns those it applied (empty when it was up to date). On PostgreSQL it holds
+    /// an advisory lock meanwhile, so nodes starting together migrate once; a migration
+    /// another process applied in the same moment may be listed too. [`Store::open`]
+    /// calls it; `siaga migrate` calls it to report.
+    ///
+    /// Errors: [`StoreError::Migrate`] (unreachable, or migrated by a newer siaga: a
+    /// version this one does not know, or a changed migration).
+    pub async fn migrate(&self) -> Result<Vec<Migrated>, StoreError> {
+        let result = match &self.backend {
+            Backend::Sqlite(s) => s.migrate().await,
+            Backend::Postgres(s) => s.migrate().await,
+        };
+        result.map_err(|source| StoreError::Migrate {
+            url: self.url.clone(),
+            source,
+        })
     }
 
     /// Appends `events` (call events, agent events, or both as [`LogEvent`]s) to their logs
@@ -194,6 +280,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.write_batch(node_id, events).await,
+            Backend::Postgres(s) => s.write_batch(node_id, events).await,
         }
     }
 
@@ -208,6 +295,7 @@ impl Store {
     ) -> Result<Vec<CallRow>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.recent_calls(limit, since).await,
+            Backend::Postgres(s) => s.recent_calls(limit, since).await,
         }
     }
 
@@ -218,6 +306,7 @@ impl Store {
     pub async fn call_events(&self, call: Uuid) -> Result<Vec<EventRow>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.call_events(call).await,
+            Backend::Postgres(s) => s.call_events(call).await,
         }
     }
 
@@ -234,6 +323,7 @@ impl Store {
     ) -> Result<Vec<AgentEventRow>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.agent_events(operator, from, to).await,
+            Backend::Postgres(s) => s.agent_events(operator, from, to).await,
         }
     }
 
@@ -248,6 +338,7 @@ impl Store {
     pub async fn callback_worklist(&self, since: UtcTime) -> Result<Vec<CallbackRow>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.callback_worklist(since).await,
+            Backend::Postgres(s) => s.callback_worklist(since).await,
         }
     }
 
@@ -255,6 +346,7 @@ impl Store {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(s) => s.close().await,
+            Backend::Postgres(s) => s.close().await,
         }
     }
 }

@@ -3,15 +3,15 @@
 //! and the read queries (calls, a call's timeline, agent events, the callback worklist).
 //!
 //! The SQL is written to be accepted by PostgreSQL too (`$N` parameters, `ON CONFLICT`,
-//! `CASE`), so the PostgreSQL backend of a later issue can share it.
+//! `CASE`): [`super::postgres`] runs these same statements.
 
 use super::columns::{EventColumns, SummaryUpdate};
 use super::worklist::{self, ABANDONED, CALLBACK_ENDED, CandidateRow};
-use super::{AgentEventRow, CallRow, CallbackRow, EventRow, LogRef, Logged, StoreError};
+use super::{AgentEventRow, CallRow, CallbackRow, EventRow, LogRef, Logged, Migrated, StoreError};
 use crate::config::DatabaseUrl;
 use crate::engine::UtcTime;
 use crate::engine::record::{AgentEvent, CallEvent, CallEventKind};
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -35,6 +35,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub(super) struct SqliteStore {
     pub(super) pool: SqlitePool,
+    /// An in-memory database: empty at each open, so always migrated.
+    pub(super) memory: bool,
 }
 
 /// Where a SQLite URL points.
@@ -46,7 +48,8 @@ enum Location {
 }
 
 impl SqliteStore {
-    /// Opens (`create`: creating the directory and file, and migrating) the database.
+    /// Opens (`create`: creating the directory and file) the database. It does not
+    /// migrate (see [`SqliteStore::migrate`]).
     pub(super) async fn open(url: &DatabaseUrl, create: bool) -> Result<Self, StoreError> {
         let open_error = |source| StoreError::Open {
             url: url.redacted(),
@@ -86,16 +89,20 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(open_error)?;
-        if create || matches!(location, Location::Memory) {
-            MIGRATOR
-                .run(&pool)
-                .await
-                .map_err(|source| StoreError::Migrate {
-                    url: url.redacted(),
-                    source,
-                })?;
-        }
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            memory: matches!(location, Location::Memory),
+        })
+    }
+
+    /// Applies the migrations not applied yet and returns them, oldest first.
+    pub(super) async fn migrate(&self) -> Result<Vec<Migrated>, sqlx::migrate::MigrateError> {
+        let mut conn = self.pool.acquire().await?;
+        conn.ensure_migrations_table(&MIGRATOR.table_name).await?;
+        let before = conn.list_applied_migrations(&MIGRATOR.table_name).await?;
+        drop(conn);
+        MIGRATOR.run(&self.pool).await?;
+        Ok(super::newly_applied(&MIGRATOR, &before))
     }
 
     pub(super) async fn close(&self) {
@@ -226,40 +233,40 @@ fn create_parent(path: &Path) -> Result<(), StoreError> {
 // ---- writing --------------------------------------------------------------------------
 
 /// Appends the event with the next `seq` of its call; a no-op when its id is stored.
-const INSERT_EVENT: &str = "\
+pub(super) const INSERT_EVENT: &str = "\
     INSERT INTO call_events (id, call_id, node_id, seq, at, kind, operator, detail) \
     SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7 \
     FROM call_events WHERE call_id = $2 \
     ON CONFLICT (id) DO NOTHING";
 
-const INSERT_CALL: &str = "\
+pub(super) const INSERT_CALL: &str = "\
     INSERT INTO calls (id, node_id, trunk_call_id, caller, called, trunk, received_at, \
     original_called) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
     ON CONFLICT (id) DO NOTHING";
 
 /// The call's other stored events, to complete a summary row created after them.
-const EARLIER_EVENTS: &str = "\
+pub(super) const EARLIER_EVENTS: &str = "\
     SELECT kind, at, operator, detail FROM call_events \
     WHERE call_id = $1 AND kind <> 'received' ORDER BY seq";
 
-const SET_QUEUED: &str = "\
+pub(super) const SET_QUEUED: &str = "\
     UPDATE calls SET queued_at = $2 \
     WHERE id = $1 AND (queued_at IS NULL OR queued_at > $2)";
 
-const SET_OFFERED: &str = "\
+pub(super) const SET_OFFERED: &str = "\
     UPDATE calls SET first_offered_at = $2 \
     WHERE id = $1 AND (first_offered_at IS NULL OR first_offered_at > $2)";
 
-const SET_ANSWERED: &str = "\
+pub(super) const SET_ANSWERED: &str = "\
     UPDATE calls SET answered_at = $2, operator = $3 \
     WHERE id = $1 AND (answered_at IS NULL OR answered_at > $2)";
 
-const SET_ENDED: &str = "\
+pub(super) const SET_ENDED: &str = "\
     UPDATE calls SET ended_at = $2, ended_by = $3, disposition = $4 \
     WHERE id = $1 AND (ended_at IS NULL OR ended_at > $2)";
 
-const SET_MEDIA: &str = "\
+pub(super) const SET_MEDIA: &str = "\
     UPDATE calls SET \
     caller_to_operator_packets = CASE \
         WHEN caller_to_operator_packets IS NULL OR caller_to_operator_packets < $2 THEN $2 \
@@ -331,7 +338,7 @@ async fn write_event(
 /// Appends an agent event with the next `seq` of its operator's events at its `at`; a
 /// no-op when its id is stored. (The `seq` lookup is a range of the (operator, at, seq)
 /// index, not a scan of the operator's history.)
-const INSERT_AGENT_EVENT: &str = "\
+pub(super) const INSERT_AGENT_EVENT: &str = "\
     INSERT INTO agent_events (id, node_id, operator, at, seq, from_state, to_state, reason, \
     call_id) \
     SELECT $1, $2, $3, $4, COALESCE(MAX(seq), 0) + 1, $5, $6, $7, $8 \
@@ -402,19 +409,19 @@ macro_rules! call_columns {
     };
 }
 
-const RECENT_CALLS: &str = concat!(
+pub(super) const RECENT_CALLS: &str = concat!(
     "SELECT ",
     call_columns!(),
     " FROM calls ORDER BY received_at DESC, id DESC LIMIT $1"
 );
 
-const RECENT_CALLS_SINCE: &str = concat!(
+pub(super) const RECENT_CALLS_SINCE: &str = concat!(
     "SELECT ",
     call_columns!(),
     " FROM calls WHERE received_at >= $1 ORDER BY received_at DESC, id DESC LIMIT $2"
 );
 
-const CALL_EVENTS: &str = "\
+pub(super) const CALL_EVENTS: &str = "\
     SELECT id, call_id, node_id, seq, at, kind, operator, detail FROM call_events \
     WHERE call_id = $1 ORDER BY at, seq";
 
@@ -425,13 +432,13 @@ macro_rules! agent_event_columns {
     };
 }
 
-const AGENT_EVENTS: &str = concat!(
+pub(super) const AGENT_EVENTS: &str = concat!(
     "SELECT ",
     agent_event_columns!(),
     " FROM agent_events WHERE at >= $1 AND at < $2 ORDER BY at, operator, seq"
 );
 
-const OPERATOR_AGENT_EVENTS: &str = concat!(
+pub(super) const OPERATOR_AGENT_EVENTS: &str = concat!(
     "SELECT ",
     agent_event_columns!(),
     " FROM agent_events WHERE operator = $1 AND at >= $2 AND at < $3 ORDER BY at, seq"
@@ -440,7 +447,7 @@ const OPERATOR_AGENT_EVENTS: &str = concat!(
 /// The callback worklist's candidates (see [`worklist`]): abandoned calls ($2, $3) since
 /// $1 with a known caller whom no later answered call reached, each joined with its
 /// `callback_ended` ($4) events, if any; a call's rows adjacent, oldest call first.
-const CALLBACK_CANDIDATES: &str = "\
+pub(super) const CALLBACK_CANDIDATES: &str = "\
     SELECT c.id, c.caller, c.received_at, c.ended_at, c.disposition, \
     e.id AS callback_id, e.detail AS callback_detail \
     FROM calls c \

@@ -1,9 +1,13 @@
-//! Store and writer tests against real SQLite files in temporary directories.
+//! Store and writer tests, each run on both backends: on a SQLite file in a temporary
+//! directory (`NAME::sqlite`) and on a fresh PostgreSQL database (`NAME::postgres`, from
+//! `SIAGA_TEST_POSTGRES_URL`; see [`test_pg`]). A few cases are one backend's own (file
+//! creation, in-memory SQLite, creating a missing PostgreSQL database).
 
 use super::*;
 use crate::engine::record::{
     AgentEvent, CallEvent, CallEventKind, CallbackOutcome, Disposition, Party,
 };
+use std::future::Future;
 use tempfile::TempDir;
 
 fn url_in(dir: &TempDir, name: &str) -> DatabaseUrl {
@@ -18,6 +22,101 @@ async fn open_temp() -> (TempDir, Store) {
         .expect("the store opens");
     (dir, store)
 }
+
+/// Runs `body` with the URL of a fresh, empty PostgreSQL database, dropped afterwards
+/// (nothing when no server is configured and none is required: see [`test_pg`]).
+async fn on_postgres<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(DatabaseUrl) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(server) = test_pg::server_url(test) else {
+        return;
+    };
+    test_pg::with_fresh_database(&server, |url| {
+        body(DatabaseUrl::parse(&url).expect("a postgres URL"))
+    })
+    .await;
+}
+
+/// Runs `body` with a store opened (created and migrated) on a fresh PostgreSQL
+/// database.
+async fn on_postgres_store<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(Store) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    on_postgres(test, |url| async move {
+        let store = Store::open(&url).await.expect("the store opens");
+        body(store.clone()).await;
+        store.close().await;
+    })
+    .await;
+}
+
+/// Each `async fn NAME(store: Store)` as two tests, `NAME::sqlite` and `NAME::postgres`,
+/// each on a store of its own, created and migrated.
+macro_rules! store_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let (_dir, store) = super::open_temp().await;
+                super::$name(store).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::on_postgres_store(stringify!($name), super::$name).await;
+            }
+        }
+    )+};
+}
+
+/// Each `async fn NAME(url: DatabaseUrl)` as two tests, `NAME::sqlite` and
+/// `NAME::postgres`, each given the URL of a database not opened yet (a file path in an
+/// empty directory; an empty PostgreSQL database).
+macro_rules! url_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let dir = tempfile::TempDir::new().expect("a temporary directory");
+                super::$name(super::url_in(&dir, "nested/dir/siaga.db")).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::on_postgres(stringify!($name), super::$name).await;
+            }
+        }
+    )+};
+}
+
+url_tests!(
+    opening_twice_migrates_once_and_keeps_records,
+    a_schema_1_database_gains_original_called,
+);
+
+store_tests!(
+    a_call_in_one_batch_gives_its_summary_and_timeline,
+    events_split_over_batches_with_duplicates_give_the_same_row,
+    a_received_event_written_last_still_completes_the_row,
+    rewriting_an_event_does_not_apply_it_again,
+    abandoned_calls_have_no_answer_fields,
+    recent_calls_are_newest_first_limited_and_since,
+    the_writer_takes_10k_events_through_a_small_queue_without_loss,
+    a_dropped_sink_hands_its_backlog_over_before_shutdown_returns,
+    the_writer_holds_events_while_the_database_fails_and_writes_them_after,
+    shutdown_gives_up_on_a_dead_database_after_the_grace_period,
+    shutdown_gives_up_on_a_sink_never_closed_after_the_grace_period,
+    agent_events_round_trip_in_order,
+    agent_events_written_twice_are_stored_once,
+    the_writer_stores_agent_events_with_call_events_and_flushes_them_at_shutdown,
+    the_writer_holds_agent_events_while_their_table_is_gone,
+    the_callback_worklist_keeps_open_abandoned_calls_oldest_first,
+    an_overflowed_call_is_recorded_as_such,
+);
 
 /// Event ids that say which call and which event they are, for readable failures.
 fn ev(call: u128, n: u128, at: i64, kind: CallEventKind) -> CallEvent {
@@ -180,59 +279,85 @@ async fn only_call(store: &Store) -> CallRow {
     rows.remove(0)
 }
 
-#[tokio::test]
-async fn opening_twice_migrates_once_and_keeps_records() {
-    let dir = TempDir::new().unwrap();
-    let url = url_in(&dir, "nested/dir/siaga.db");
+async fn opening_twice_migrates_once_and_keeps_records(url: DatabaseUrl) {
+    // `siaga migrate` on a new database: every migration, in order; then none.
+    let store = Store::open_unmigrated(&url).await.unwrap();
+    let versions = |ran: Vec<Migrated>| ran.iter().map(|m| m.version).collect::<Vec<_>>();
+    let ran = store.migrate().await.unwrap();
+    assert_eq!(ran[0].description, "call records");
+    assert_eq!(versions(ran), [1, 2, 3]);
+    assert!(store.migrate().await.unwrap().is_empty());
+    store.close().await;
+
     let store = Store::open(&url).await.unwrap();
     store
         .write_batch("node-a", &answered_call(1, 1_000))
         .await
         .unwrap();
     store.close().await;
-    assert!(dir.path().join("nested/dir/siaga.db").exists());
     let store = Store::open(&url).await.expect("a second open is fine");
     assert_eq!(only_call(&store).await, expected_answered_row(1, 1_000));
+    assert!(store.migrate().await.unwrap().is_empty());
+    store.close().await;
     let reader = Store::open_existing(&url).await.unwrap();
     assert_eq!(reader.recent_calls(5, None).await.unwrap().len(), 1);
+    reader.close().await;
+}
+
+#[tokio::test]
+async fn a_sqlite_file_and_its_directories_are_created() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(&url_in(&dir, "nested/dir/siaga.db"))
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(dir.path().join("nested/dir/siaga.db").exists());
 }
 
 /// A database written by a siaga with schema 1 only (before `original_called`) is
 /// migrated in place: its calls stay, with no first-dialled number, and new calls get one.
-#[tokio::test]
-async fn a_schema_1_database_gains_original_called() {
+async fn a_schema_1_database_gains_original_called(url: DatabaseUrl) {
     let dir = TempDir::new().unwrap();
-    let path = dir.path().join("old.db");
+    let backend = match url.kind() {
+        DatabaseKind::Sqlite => "sqlite",
+        DatabaseKind::Postgres => "postgres",
+    };
     let schema_1 = dir.path().join("schema-1");
     std::fs::create_dir(&schema_1).unwrap();
     std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/migrations/sqlite/0001_call_records.sql"
+        format!(
+            "{}/migrations/{backend}/0001_call_records.sql",
+            env!("CARGO_MANIFEST_DIR")
         ),
         schema_1.join("0001_call_records.sql"),
     )
     .unwrap();
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    sqlx::migrate::Migrator::new(schema_1.as_path())
-        .await
-        .unwrap()
-        .run(&pool)
+    let schema_1 = sqlx::migrate::Migrator::new(schema_1.as_path())
         .await
         .unwrap();
-    sqlx::query(
-        "INSERT INTO calls (id, node_id, trunk_call_id, called, trunk, received_at) \
-         VALUES ('00000000-0000-0000-0000-000000000007', 'old', 't7', '112', 'telco', 5)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
+    // A text UUID literal: SQLite stores it as it is, PostgreSQL converts it.
+    let insert = "INSERT INTO calls (id, node_id, trunk_call_id, called, trunk, received_at) \
+         VALUES ('00000000-0000-0000-0000-000000000007', 'old', 't7', '112', 'telco', 5)";
+    match url.kind() {
+        DatabaseKind::Sqlite => {
+            let path = url.as_str().strip_prefix("sqlite://").unwrap();
+            std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            schema_1.run(&pool).await.unwrap();
+            sqlx::query(insert).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        DatabaseKind::Postgres => {
+            let pool = sqlx::PgPool::connect(url.as_str()).await.unwrap();
+            schema_1.run(&pool).await.unwrap();
+            sqlx::query(insert).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
 
-    let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
     let store = Store::open(&url).await.expect("schema 1 is migrated");
     let old = only_call(&store).await;
     assert_eq!(
@@ -245,6 +370,7 @@ async fn a_schema_1_database_gains_original_called() {
         .unwrap();
     let rows = store.recent_calls(10, None).await.unwrap();
     assert_eq!(rows[0], expected_answered_row(1, 1_000));
+    store.close().await;
 }
 
 #[tokio::test]
@@ -260,17 +386,72 @@ async fn open_existing_creates_nothing() {
     assert!(!dir.path().join("missing").exists());
 }
 
+/// Nothing listens on port 1 of 127.0.0.1: the connection is refused, and `open` says
+/// so at once (no pool timeout), without the password.
 #[tokio::test]
-async fn postgres_is_a_clear_error() {
-    let url = DatabaseUrl::parse("postgres://siaga:secret@db/siaga").unwrap();
-    let error = Store::open(&url).await.unwrap_err();
-    let text = error.to_string();
-    assert!(matches!(error, StoreError::PostgresNotYet { .. }));
-    assert!(
-        text.contains("PostgreSQL arrives in a later issue"),
-        "{text}"
-    );
-    assert!(!text.contains("secret"), "{text}");
+async fn an_unreachable_postgres_is_a_clear_error() {
+    let url = DatabaseUrl::parse("postgres://siaga:secret@127.0.0.1:1/siaga").unwrap();
+    for error in [
+        Store::open(&url).await.unwrap_err(),
+        Store::open_existing(&url).await.unwrap_err(),
+    ] {
+        let text = error.to_string();
+        assert!(matches!(error, StoreError::Open { .. }), "{error:?}");
+        assert!(
+            text.starts_with("cannot open the database postgres://siaga:***@127.0.0.1:1/siaga: "),
+            "{text}"
+        );
+        assert!(text.contains("refused"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+}
+
+/// `open` creates a PostgreSQL database that does not exist yet (as SQLite creates the
+/// file); `open_existing` does not, and a database without siaga's tables is reported
+/// as such, not created.
+#[tokio::test]
+async fn a_missing_postgres_database_is_created_by_open_only() {
+    let Some(server) = test_pg::server_url("a_missing_postgres_database_is_created_by_open_only")
+    else {
+        return;
+    };
+    let name = test_pg::unique_name();
+    let url = DatabaseUrl::parse(&test_pg::with_database(&server, &name)).unwrap();
+    let outcome = tokio::spawn(async move {
+        let error = Store::open_existing(&url).await.unwrap_err();
+        assert!(error.to_string().contains("does not exist"), "{error}");
+        let store = Store::open(&url).await.expect("created and migrated");
+        store
+            .write_batch("node-a", &answered_call(1, 1_000))
+            .await
+            .unwrap();
+        assert_eq!(only_call(&store).await, expected_answered_row(1, 1_000));
+        store.close().await;
+    })
+    .await;
+    test_pg::drop_database(&server, &name).await;
+    outcome.unwrap();
+
+    on_postgres(
+        "a_missing_postgres_database_is_created_by_open_only",
+        |url| async move {
+            match Store::open_existing(&url).await {
+                Err(error @ StoreError::NoTables { .. }) => {
+                    assert!(
+                        error.to_string().starts_with("no call records yet in "),
+                        "{error}"
+                    );
+                }
+                other => panic!("expected NoTables, got {other:?}"),
+            }
+            // Still without tables: a second look says the same.
+            assert!(matches!(
+                Store::open_existing(&url).await,
+                Err(StoreError::NoTables { .. })
+            ));
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -285,9 +466,7 @@ async fn in_memory_database_works() {
     assert_eq!(only_call(&store).await, expected_answered_row(1, 5));
 }
 
-#[tokio::test]
-async fn a_call_in_one_batch_gives_its_summary_and_timeline() {
-    let (_dir, store) = open_temp().await;
+async fn a_call_in_one_batch_gives_its_summary_and_timeline(store: Store) {
     let events = answered_call(7, 1_795_953_665_123);
     store.write_batch("node-a", &events).await.unwrap();
     assert_eq!(
@@ -335,9 +514,7 @@ async fn a_call_in_one_batch_gives_its_summary_and_timeline() {
     );
 }
 
-#[tokio::test]
-async fn events_split_over_batches_with_duplicates_give_the_same_row() {
-    let (_dir, store) = open_temp().await;
+async fn events_split_over_batches_with_duplicates_give_the_same_row(store: Store) {
     let events = answered_call(3, 10_000);
     let other = answered_call(4, 11_000);
     // Batches that split the call, interleave another, and repeat events across batches.
@@ -375,9 +552,7 @@ async fn events_split_over_batches_with_duplicates_give_the_same_row() {
     assert_eq!(timeline[9].seq, 9);
 }
 
-#[tokio::test]
-async fn a_received_event_written_last_still_completes_the_row() {
-    let (_dir, store) = open_temp().await;
+async fn a_received_event_written_last_still_completes_the_row(store: Store) {
     let mut events = answered_call(5, 2_000);
     let received = events.remove(0);
     events.reverse();
@@ -387,9 +562,7 @@ async fn a_received_event_written_last_still_completes_the_row() {
     assert_eq!(only_call(&store).await, expected_answered_row(5, 2_000));
 }
 
-#[tokio::test]
-async fn rewriting_an_event_does_not_apply_it_again() {
-    let (_dir, store) = open_temp().await;
+async fn rewriting_an_event_does_not_apply_it_again(store: Store) {
     let call = 9;
     let media = |n, c2o, o2c| {
         ev(
@@ -432,9 +605,7 @@ async fn rewriting_an_event_does_not_apply_it_again() {
     assert_eq!((row.received_at, row.caller), (UtcTime(100), None));
 }
 
-#[tokio::test]
-async fn abandoned_calls_have_no_answer_fields() {
-    let (_dir, store) = open_temp().await;
+async fn abandoned_calls_have_no_answer_fields(store: Store) {
     let call = 11;
     store
         .write_batch(
@@ -464,9 +635,7 @@ async fn abandoned_calls_have_no_answer_fields() {
     assert_eq!(expected_answered_row(1, 0).talk_ms(), Some(60_000));
 }
 
-#[tokio::test]
-async fn recent_calls_are_newest_first_limited_and_since() {
-    let (_dir, store) = open_temp().await;
+async fn recent_calls_are_newest_first_limited_and_since(store: Store) {
     let batch: Vec<CallEvent> = (1..=30)
         .map(|c| received(c, c as i64 * 1_000, None))
         .collect();
@@ -577,9 +746,7 @@ async fn assert_all_written_in_order(store: &Store, events: &[CallEvent]) {
     }
 }
 
-#[tokio::test]
-async fn the_writer_takes_10k_events_through_a_small_queue_without_loss() {
-    let (_dir, store) = open_temp().await;
+async fn the_writer_takes_10k_events_through_a_small_queue_without_loss(store: Store) {
     let events = many_events(1000);
     let (mut sink, handle) = spawn_writer(store.clone(), "node-a".to_owned(), 64);
     // No await between pushes: the writer cannot run, so all but 8 wait in the backlog.
@@ -599,9 +766,7 @@ async fn the_writer_takes_10k_events_through_a_small_queue_without_loss() {
     assert_all_written_in_order(&store, &events).await;
 }
 
-#[tokio::test]
-async fn a_dropped_sink_hands_its_backlog_over_before_shutdown_returns() {
-    let (_dir, store) = open_temp().await;
+async fn a_dropped_sink_hands_its_backlog_over_before_shutdown_returns(store: Store) {
     let events = many_events(200);
     let (mut sink, handle) = spawn_writer(store.clone(), "node-a".to_owned(), 4);
     for (i, event) in events.iter().enumerate() {
@@ -617,20 +782,25 @@ async fn a_dropped_sink_hands_its_backlog_over_before_shutdown_returns() {
     assert_all_written_in_order(&store, &events).await;
 }
 
-/// The raw pool behind a store, to break and mend the database under the writer.
-fn pool(store: &Store) -> &sqlx::SqlitePool {
-    match &store.backend {
-        Backend::Sqlite(s) => &s.pool,
-    }
-}
-
+/// Runs `sql` on the store's own pool, to break and mend the database under the writer.
 async fn execute(store: &Store, sql: &'static str) {
-    sqlx::query(sql).execute(pool(store)).await.expect(sql);
+    match &store.backend {
+        Backend::Sqlite(s) => sqlx::query(sql).execute(&s.pool).await.map(drop),
+        Backend::Postgres(s) => sqlx::query(sql).execute(&s.pool).await.map(drop),
+    }
+    .expect(sql);
 }
 
-#[tokio::test]
-async fn the_writer_holds_events_while_the_database_fails_and_writes_them_after() {
-    let (_dir, store) = open_temp().await;
+/// The one number `sql` selects.
+async fn scalar(store: &Store, sql: &'static str) -> i64 {
+    match &store.backend {
+        Backend::Sqlite(s) => sqlx::query_scalar(sql).fetch_one(&s.pool).await,
+        Backend::Postgres(s) => sqlx::query_scalar(sql).fetch_one(&s.pool).await,
+    }
+    .expect(sql)
+}
+
+async fn the_writer_holds_events_while_the_database_fails_and_writes_them_after(store: Store) {
     execute(&store, "ALTER TABLE call_events RENAME TO call_events_away").await;
     let events = answered_call(1, 1_000);
     let (mut sink, handle) = spawn_writer(store.clone(), "node-a".to_owned(), 4);
@@ -642,10 +812,7 @@ async fn the_writer_holds_events_while_the_database_fails_and_writes_them_after(
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     // The writer is stuck: nothing is stored; the events wait in memory (its batch and the
     // sink's backlog).
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_events_away")
-        .fetch_one(pool(&store))
-        .await
-        .expect("count");
+    let stored = scalar(&store, "SELECT COUNT(*) FROM call_events_away").await;
     assert_eq!(stored, 0);
     sink.flush_pending();
     execute(&store, "ALTER TABLE call_events_away RENAME TO call_events").await;
@@ -663,9 +830,7 @@ async fn the_writer_holds_events_while_the_database_fails_and_writes_them_after(
     assert_eq!(stored, events.iter().map(|e| e.id).collect::<Vec<_>>());
 }
 
-#[tokio::test]
-async fn shutdown_gives_up_on_a_dead_database_after_the_grace_period() {
-    let (_dir, store) = open_temp().await;
+async fn shutdown_gives_up_on_a_dead_database_after_the_grace_period(store: Store) {
     execute(&store, "DROP TABLE call_events").await;
     let grace = std::time::Duration::from_millis(150);
     let (mut sink, handle) = writer::spawn_with_grace(store.clone(), "node-a".to_owned(), 4, grace);
@@ -684,11 +849,7 @@ async fn shutdown_gives_up_on_a_dead_database_after_the_grace_period() {
     );
 }
 
-#[tokio::test]
-async fn shutdown_gives_up_on_a_sink_never_closed_after_the_grace_period() {
-    let store = Store::open(&DatabaseUrl::parse("sqlite::memory:").unwrap())
-        .await
-        .unwrap();
+async fn shutdown_gives_up_on_a_sink_never_closed_after_the_grace_period(store: Store) {
     let grace = std::time::Duration::from_millis(50);
     let (mut sink, handle) =
         writer::spawn_with_grace(store.clone(), "node-a".to_owned(), 16, grace);
@@ -787,9 +948,7 @@ fn ids(rows: &[AgentEventRow]) -> Vec<u128> {
 
 const ALL_TIME: (UtcTime, UtcTime) = (UtcTime(i64::MIN), UtcTime(i64::MAX));
 
-#[tokio::test]
-async fn agent_events_round_trip_in_order() {
-    let (_dir, store) = open_temp().await;
+async fn agent_events_round_trip_in_order(store: Store) {
     // One batch mixing both logs, as the writer sends them.
     let mut batch: Vec<LogEvent> = shift().into_iter().map(LogEvent::from).collect();
     batch.insert(1, received(1, 1_500, Some("+62811")).into());
@@ -853,9 +1012,7 @@ async fn agent_events_round_trip_in_order() {
     );
 }
 
-#[tokio::test]
-async fn agent_events_written_twice_are_stored_once() {
-    let (_dir, store) = open_temp().await;
+async fn agent_events_written_twice_are_stored_once(store: Store) {
     let events = shift();
     store.write_batch("node-a", &events[..5]).await.unwrap();
     // A replay overlapping the first batch, from another node, with a duplicate inside.
@@ -891,9 +1048,9 @@ async fn agent_events_written_twice_are_stored_once() {
     );
 }
 
-#[tokio::test]
-async fn the_writer_stores_agent_events_with_call_events_and_flushes_them_at_shutdown() {
-    let (_dir, store) = open_temp().await;
+async fn the_writer_stores_agent_events_with_call_events_and_flushes_them_at_shutdown(
+    store: Store,
+) {
     let calls = many_events(100);
     let agents: Vec<AgentEvent> = (0..1000u128)
         .map(|n| {
@@ -941,9 +1098,7 @@ async fn the_writer_stores_agent_events_with_call_events_and_flushes_them_at_shu
     );
 }
 
-#[tokio::test]
-async fn the_writer_holds_agent_events_while_their_table_is_gone() {
-    let (_dir, store) = open_temp().await;
+async fn the_writer_holds_agent_events_while_their_table_is_gone(store: Store) {
     execute(
         &store,
         "ALTER TABLE agent_events RENAME TO agent_events_away",
@@ -955,10 +1110,7 @@ async fn the_writer_holds_agent_events_while_their_table_is_gone() {
         tokio::task::yield_now().await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agent_events_away")
-        .fetch_one(pool(&store))
-        .await
-        .expect("count");
+    let stored = scalar(&store, "SELECT COUNT(*) FROM agent_events_away").await;
     assert_eq!(stored, 0);
     execute(
         &store,
@@ -1017,11 +1169,9 @@ fn callback_ended(call: u128, n: u128, at: i64, outcome: CallbackOutcome) -> Cal
     )
 }
 
-#[tokio::test]
-async fn the_callback_worklist_keeps_open_abandoned_calls_oldest_first() {
+async fn the_callback_worklist_keeps_open_abandoned_calls_oldest_first(store: Store) {
     use CallbackOutcome::{Answered, Busy, NoAnswer};
     use Disposition::{AbandonedInQueue, AbandonedWhileRinging, Failed, Interrupted, Overflowed};
-    let (_dir, store) = open_temp().await;
     let since = 100_000;
     let min = 60_000;
     let mut events = Vec::new();
@@ -1153,9 +1303,7 @@ async fn the_callback_worklist_keeps_open_abandoned_calls_oldest_first() {
     );
 }
 
-#[tokio::test]
-async fn an_overflowed_call_is_recorded_as_such() {
-    let (_dir, store) = open_temp().await;
+async fn an_overflowed_call_is_recorded_as_such(store: Store) {
     let mut events = call_ending(1, 1_000, Some("+62811"), Disposition::Overflowed);
     let target = "sip:112@backup.example".to_owned();
     events.insert(
