@@ -22,6 +22,7 @@
 //! (`strategy`). Every choice is deterministic: operators are kept in id order.
 
 mod agent;
+pub mod erlang;
 mod queue;
 mod repeat;
 mod settings;
