@@ -165,7 +165,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_is_busy_and_a_dropped_receiver_is_stopped() {
-        let (link, mut rx) = EngineLink::new(1);
+        let (link, rx) = EngineLink::new(1);
         // Fill the queue with a request nobody answers yet.
         let first = tokio::spawn({
             let link = link.clone();

@@ -305,7 +305,14 @@ mod tests {
                 _ => {}
             }
         }
-        assert_eq!(reasons, [("not_ready", Some("training".to_owned()))]);
+        // On-register login (the default policy) made 1001 available first.
+        assert_eq!(
+            reasons,
+            [
+                ("available", Some("registered".to_owned())),
+                ("not_ready", Some("training".to_owned()))
+            ]
+        );
     }
 
     #[test]
