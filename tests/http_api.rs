@@ -192,7 +192,13 @@ impl Http {
 
     /// Sends `method path` with `token` and a JSON `body` (or raw text); the status and
     /// the body (JSON, or a string holding the text).
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Body>) -> (StatusCode, Value) {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Body>,
+    ) -> (StatusCode, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
@@ -254,14 +260,22 @@ fn samples(text: &str) -> Vec<(String, f64)> {
     text.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| {
-            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("sample line {l:?}"));
+            let (series, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("sample line {l:?}"));
             let name = series.split('{').next().expect("name");
             assert!(
-                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
                 "metric name in {l:?}"
             );
             if let Some(labels) = series.strip_prefix(name) {
-                assert!(labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')), "{l:?}");
+                assert!(
+                    labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                    "{l:?}"
+                );
             }
             let value: f64 = value.parse().unwrap_or_else(|_| panic!("value in {l:?}"));
             (series.to_owned(), value)
@@ -278,7 +292,10 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
 
     // Machines.
     let (status, body) = http.get("/healthz", None);
-    assert_eq!((status, body), (StatusCode::OK, Value::String("ok\n".into())));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, Value::String("ok\n".into()))
+    );
     let (status, body) = http.get("/readyz", None);
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"ready": true, "engine": "ok", "store": "ok"}));
@@ -319,10 +336,16 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
 
     let (status, me) = http.get("/api/me", Some(&op));
     assert_eq!(status, StatusCode::OK, "{me}");
-    assert_eq!((&me["user"], &me["role"], &me["name"]), (&json!("1001"), &json!("operator"), &json!("Ayu")));
+    assert_eq!(
+        (&me["user"], &me["role"], &me["name"]),
+        (&json!("1001"), &json!("operator"), &json!("Ayu"))
+    );
     assert_eq!(me["agent"]["state"], "logged_out");
     let (_, me) = http.get("/api/me", Some(&sup));
-    assert_eq!((&me["role"], &me["agent"]), (&json!("supervisor"), &Value::Null));
+    assert_eq!(
+        (&me["role"], &me["agent"]),
+        (&json!("supervisor"), &Value::Null)
+    );
 
     // The ACD refuses what its table refuses: not registered yet.
     let (status, body) = http.post("/api/me/state", Some(&op), json!({"state": "ready"}));
@@ -340,7 +363,10 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
     // Invalid bodies name their field.
     for (body, field) in [
         (Body::Json(json!({"state": "asleep"})), "state"),
-        (Body::Json(json!({"state": "not_ready", "reason": "nap"})), "reason"),
+        (
+            Body::Json(json!({"state": "not_ready", "reason": "nap"})),
+            "reason",
+        ),
         (Body::Json(json!({"reason": "break"})), "state"),
         (Body::Json(json!({"state": "ready", "mood": "ok"})), "mood"),
         (Body::Raw("{not json"), "body"),
@@ -349,19 +375,40 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
         assert_eq!(answer["field"], field, "{answer}");
     }
-    let (_, answer) = http.post("/api/me/state", Some(&op), json!({"state": "not_ready", "reason": "nap"}));
+    let (_, answer) = http.post(
+        "/api/me/state",
+        Some(&op),
+        json!({"state": "not_ready", "reason": "nap"}),
+    );
     assert_eq!(
         answer["allowed"],
-        json!(["requested", "break", "meal", "training", "meeting", "paperwork"])
+        json!([
+            "requested",
+            "break",
+            "meal",
+            "training",
+            "meeting",
+            "paperwork"
+        ])
     );
 
     // Not ready for a break: the answer, the supervisor's view and the metrics agree.
-    let (status, state) = http.post("/api/me/state", Some(&op), json!({"state": "not_ready", "reason": "break"}));
+    let (status, state) = http.post(
+        "/api/me/state",
+        Some(&op),
+        json!({"state": "not_ready", "reason": "break"}),
+    );
     assert_eq!(status, StatusCode::OK, "{state}");
-    assert_eq!((&state["state"], &state["reason"]), (&json!("not_ready"), &json!("break")));
+    assert_eq!(
+        (&state["state"], &state["reason"]),
+        (&json!("not_ready"), &json!("break"))
+    );
     let (_, live) = http.get("/api/supervisor/live", Some(&sup));
     let entry = operator(&live, "1001");
-    assert_eq!((&entry["state"], &entry["reason"]), (&json!("not_ready"), &json!("break")));
+    assert_eq!(
+        (&entry["state"], &entry["reason"]),
+        (&json!("not_ready"), &json!("break"))
+    );
     assert!(entry["in_state_ms"].as_u64().expect("ms") < GUARD.as_millis() as u64);
     assert_eq!(live["waiting"], json!([]));
     assert_eq!(live["in_progress"], json!([]));
@@ -387,10 +434,16 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
     assert_eq!(value("siaga_calls_waiting"), 0.0);
     assert_eq!(value("siaga_calls_total{disposition=\"answered\"}"), 0.0);
     assert!(value("siaga_store_queue_depth") >= 0.0);
-    assert!(text.contains("# TYPE siaga_answer_time_seconds histogram"), "{text}");
+    assert!(
+        text.contains("# TYPE siaga_answer_time_seconds histogram"),
+        "{text}"
+    );
 
     let (status, state) = http.post("/api/me/state", Some(&op), json!({"state": "ready"}));
-    assert_eq!((status, &state["state"]), (StatusCode::OK, &json!("available")));
+    assert_eq!(
+        (status, &state["state"]),
+        (StatusCode::OK, &json!("available"))
+    );
 
     // The OpenAPI document lists every route served, and only those.
     let (status, doc) = http.get("/openapi.json", None);
@@ -422,7 +475,10 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(documented, expected);
-    assert!(doc["components"]["securitySchemes"]["bearer"].is_object(), "{doc}");
+    assert!(
+        doc["components"]["securitySchemes"]["bearer"].is_object(),
+        "{doc}"
+    );
     for (method, path) in routes {
         let (status, _) = http.call(method, path, None, None);
         assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path} is served");

@@ -310,8 +310,10 @@ pub fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiE
             .and_then(|rest| rest.split('`').next())
             .map(str::to_owned);
         let field = match (missing, path.as_str()) {
+            // Not JSON at all: the path is unknown ("?").
+            _ if !inner.is_data() => "body".to_owned(),
             (Some(name), _) => name,
-            (None, "." | "") => "body".to_owned(),
+            (None, "." | "" | "?") => "body".to_owned(),
             (None, path) => path.to_owned(),
         };
         ApiError::invalid(&field, inner.to_string(), &[])
