@@ -9,7 +9,9 @@
 //! - [`runtime`]: owns the one engine task and wires transports, timers and shutdown.
 //! - [`store`]: the call records (SQLite via sqlx) and the writer task that feeds them.
 //! - [`config`]: the TOML configuration and its environment overrides.
+//! - [`api`]: the HTTP API (axum) that talks to the engine task by requests with replies.
 
+pub mod api;
 pub mod config;
 pub mod engine;
 pub mod media;

@@ -1,7 +1,7 @@
 //! The `siaga` binary: `siaga run` starts the service, `siaga check-config` validates a
 //! configuration, `siaga migrate` creates or updates the database's tables, `siaga calls`
-//! prints the latest call records, `siaga agents` the operators' state changes. Exit
-//! codes: 0 success,
+//! prints the latest call records, `siaga agents` the operators' state changes, `siaga
+//! hash-password` an API password's argon2id hash. Exit codes: 0 success,
 //! 1 failure (the address is in use, no database yet, a bad `--since` …), 2 invalid
 //! configuration.
 
@@ -88,6 +88,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read an HTTP API password from stdin (one line) and print its argon2id hash (PHC
+    /// string) for `operators[].api_password_hash` or `users[].api_password_hash`.
+    HashPassword,
 }
 
 /// Exit code for an invalid configuration.
@@ -129,7 +132,22 @@ fn main() -> ExitCode {
             Ok(c) => report("agents", agents(&c, operator.as_deref(), &since, json)),
             Err(code) => code,
         },
+        Command::HashPassword => report("hash-password", hash_password()),
     }
+}
+
+/// `siaga hash-password`: the first line of stdin (without its line end) hashed.
+fn hash_password() -> Result<(), String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|error| format!("cannot read stdin: {error}"))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err("the password is empty (give it on stdin)".to_owned());
+    }
+    print(&format!("{}\n", siaga::api::auth::hash_password(password)))
 }
 
 /// The exit code of a reading command, printing its one-line error.
@@ -319,8 +337,16 @@ fn run(config: &Config) -> ExitCode {
         if let Err(error) = runtime::restore_callbacks(&mut engine, &store, wall_clock()).await {
             tracing::error!(%error, "callback worklist not rebuilt from the call records");
         }
+        let http = match siaga::api::bind(config).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(%error, listen = %config.http.listen, "cannot bind http.listen");
+                return ExitCode::FAILURE;
+            }
+        };
         let mut options = runtime::RunOptions::from_config(config);
         options.events = Some(events);
+        options.api = Some(siaga::api::Api::new(http, config, Some(store.clone())));
         let result = runtime::run(sockets, engine, options, runtime::shutdown_signal()).await;
         // The sink was closed by run(): the writer drains what is queued, then stops.
         let report = writer.shutdown().await;

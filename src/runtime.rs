@@ -11,6 +11,10 @@
 //! Input queue: bounded ([`RunOptions::input_queue`]). When the engine falls behind,
 //! receivers wait instead of dropping (see [`crate::transport`] for where the overload goes).
 //!
+//! The HTTP API ([`RunOptions::api`]) serves beside the engine task; its requests reach the
+//! task through their own bounded queue ([`crate::api::link`]), which is full rather than
+//! waited on. It stops taking requests when the shutdown starts.
+//!
 //! Shutdown: when `shutdown` resolves, the engine ends every live call
 //! ([`Engine::shutdown`]: BYE, 503, CANCEL; records `interrupted`) and siaga keeps reading
 //! until each request it sent has its final response, at most [`SHUTDOWN_GRACE`]. Then
@@ -18,6 +22,8 @@
 //! inputs already queued and sends their outputs, then TCP writers write what is queued (up
 //! to [`SHUTDOWN_FLUSH`]) and close.
 
+use crate::api::CallObserver;
+use crate::api::link::{EngineLink, EngineRequest};
 use crate::config::Config;
 use crate::engine::media::MediaReport;
 use crate::engine::{Engine, Input, MonoTime, Now, Output, UtcTime};
@@ -64,6 +70,8 @@ pub struct RunOptions {
     /// Where call events and agent events go (the store's writer). `None`: they are
     /// logged at debug and dropped — only for tests that do not look at records.
     pub events: Option<crate::store::EventSink>,
+    /// The HTTP API on `http.listen`, bound; `None`: no API.
+    pub api: Option<crate::api::Api>,
 }
 
 impl Default for RunOptions {
@@ -75,6 +83,7 @@ impl Default for RunOptions {
             media_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             silence_timeout: None,
             events: None,
+            api: None,
         }
     }
 }
@@ -145,15 +154,19 @@ pub async fn run(
     // bounded by the relays open (the port pool bounds those), so a relay waiting for
     // room never holds more than its reports.
     let (reports_tx, reports_rx) = mpsc::channel(1024);
+    let (link, requests_rx) = EngineLink::new(crate::api::link::REQUEST_QUEUE);
+    let observer = options.api.as_ref().map(|api| api.metrics().observer());
+    let api_task = options.api.map(|api| api.start(link, stop.clone()));
     let shell = Shell {
         transports: &transports,
         relays: MediaRelays::new(options.media_bind, reports_tx)
             .with_silence_timeout(options.silence_timeout),
         events: options.events,
+        observer,
     };
     let engine_task = drive(
         engine,
-        (inputs_rx, reports_rx),
+        (inputs_rx, reports_rx, requests_rx),
         shell,
         options.tap,
         (stop.clone(), transport_stop),
@@ -167,6 +180,14 @@ pub async fn run(
             engine_task.await
         }
     };
+    if let Some(mut task) = api_task
+        && tokio::time::timeout(SHUTDOWN_FLUSH, &mut task)
+            .await
+            .is_err()
+    {
+        warn!("HTTP requests did not finish in time: aborted");
+        task.abort();
+    }
     shell.relays.shutdown().await;
     if let Some(events) = shell.events {
         let left = events.close().await;
@@ -293,6 +314,8 @@ struct Shell<'a> {
     transports: &'a Transports,
     relays: MediaRelays,
     events: Option<crate::store::EventSink>,
+    /// Counts call events for the API's metrics.
+    observer: Option<CallObserver>,
 }
 
 impl Shell<'_> {
@@ -310,7 +333,11 @@ impl Shell<'_> {
 /// the shell once the input queue is closed (at `stop`) and empty.
 async fn drive<'a>(
     mut engine: Engine,
-    (mut inputs, mut reports): (mpsc::Receiver<Input>, mpsc::Receiver<MediaReport>),
+    (mut inputs, mut reports, mut requests): (
+        mpsc::Receiver<Input>,
+        mpsc::Receiver<MediaReport>,
+        mpsc::Receiver<EngineRequest>,
+    ),
     mut shell: Shell<'a>,
     tap: Option<mpsc::Sender<Input>>,
     (stop, transport_stop): (CancellationToken, CancellationToken),
@@ -356,6 +383,10 @@ async fn drive<'a>(
             }
             Some(report) = reports.recv() => {
                 engine.handle_input(clock.now(), Input::MediaReport(report));
+            }
+            Some(request) = requests.recv() => {
+                let depth = shell.events.as_ref().map(crate::store::EventSink::depth);
+                request.serve(&mut engine, clock.now(), depth);
             }
             () = timer => engine.handle_timeout(clock.now()),
         }
@@ -406,7 +437,12 @@ fn drain(engine: &mut Engine, shell: &mut Shell<'_>, clock: &Clock) -> Option<Mo
                 }
                 Output::Close { connection } => shell.transports.close(connection),
                 Output::Media(command) => shell.relays.execute(command),
-                Output::Event(event) => shell.log(event),
+                Output::Event(event) => {
+                    if let Some(observer) = &mut shell.observer {
+                        observer.observe(&event);
+                    }
+                    shell.log(event);
+                }
                 Output::AgentEvent(event) => shell.log(event),
                 Output::Wait { until } => break until,
             }

@@ -85,6 +85,9 @@ pub struct OperatorConfig {
     /// `operators[].ha1` or `operators[].password` (exactly one): the digest credential.
     /// Its `Debug` hides it.
     pub secret: OperatorSecret,
+    /// `operators[].api_password_hash` (optional): the operator's HTTP API password as an
+    /// argon2id hash; without it the operator cannot log in to the API.
+    pub api_password_hash: Option<super::users::PasswordHash>,
 }
 
 /// `[registrar]`: binding lifetimes (RFC 3261 §10.3) and digest nonces.
@@ -160,6 +163,7 @@ pub(super) struct RawOperator {
     name: Option<String>,
     ha1: Option<String>,
     password: Option<String>,
+    api_password_hash: Option<String>,
     /// `operators[].queues`, `skills`, `wrap_up_s`: validated in `acd`.
     pub(super) queues: Option<Vec<String>>,
     #[serde(default)]
@@ -174,6 +178,10 @@ impl fmt::Debug for RawOperator {
             .field("name", &self.name)
             .field("ha1", &self.ha1.as_ref().map(|_| "***"))
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field(
+                "api_password_hash",
+                &self.api_password_hash.as_ref().map(|_| "***"),
+            )
             .field("queues", &self.queues)
             .field("skills", &self.skills)
             .field("wrap_up_s", &self.wrap_up_s)
@@ -340,7 +348,19 @@ pub(super) fn validate_operators(raw: &[RawOperator]) -> Result<Vec<OperatorConf
                 });
             }
         };
-        operators.push(OperatorConfig { id, name, secret });
+        let api_password_hash = match &op.api_password_hash {
+            Some(hash) => Some(
+                super::users::PasswordHash::parse(hash)
+                    .map_err(|p| entry_invalid("api_password_hash", &Hidden(hash.len()), p))?,
+            ),
+            None => None,
+        };
+        operators.push(OperatorConfig {
+            id,
+            name,
+            secret,
+            api_password_hash,
+        });
     }
     Ok(operators)
 }

@@ -283,6 +283,12 @@ pub enum Problem {
     /// `operators[].password` is empty.
     #[error("is empty")]
     EmptyPassword,
+    /// An `api_password_hash` that is not an argon2id PHC string.
+    #[error(
+        "must be an argon2id PHC string ($argon2id$v=19$m=…,t=…,p=…$SALT$HASH), as printed by \
+         `siaga hash-password`"
+    )]
+    BadPasswordHash,
     /// `operators[].name` is empty, longer than 64 characters or holds a control character.
     #[error("must be 1 to 64 characters without control characters")]
     BadDisplayName,

@@ -10,12 +10,15 @@
 //! The sections about calls and who answers them (`[trunk]`, `[[operators]]`,
 //! `[registrar]`) are read and validated in `calls`; the ACD's (`[queue]`, `[[queues]]`,
 //! `[[routes]]`, `[acd]`, `[feature_codes]`, the operators' queues and skills) in `acd`;
-//! the incident vocabulary (`[[categories]]`, `[[agencies]]`) in `incidents`.
+//! the incident vocabulary (`[[categories]]`, `[[agencies]]`) in `incidents`; the HTTP
+//! API's users (`[[users]]`, `operators[].api_password_hash`, `http.session_ttl_s`) in
+//! `users`.
 
 mod acd;
 mod calls;
 mod error;
 mod incidents;
+mod users;
 mod values;
 
 #[cfg(test)]
@@ -25,6 +28,7 @@ pub use acd::{DEFAULT_QUEUE, QueueConfig};
 pub use calls::{OperatorConfig, RegistrarConfig, TrunkConfig};
 pub use error::{ConfigError, Position, Problem, Source};
 pub use incidents::{Agency, Category, IncidentsConfig, Subcategory};
+pub use users::{PasswordHash, Role, UserConfig};
 pub use values::{
     DatabaseKind, DatabaseUrl, Host, HostPort, NodeId, OperatorSecret, OtherSources, PortRange,
 };
@@ -81,6 +85,9 @@ pub struct Config {
     /// `[[categories]]` and `[[agencies]]`, or the Indonesian 112 defaults for a list the
     /// file leaves out.
     pub incidents: IncidentsConfig,
+    /// `[[users]]`: supervisors and administrators of the HTTP API (operators log in with
+    /// `operators[].api_password_hash`).
+    pub users: Vec<UserConfig>,
     /// The environment variables of [`ENV_OVERRIDES`] that were set and applied.
     pub env_overrides: Vec<&'static str>,
 }
@@ -163,6 +170,9 @@ pub struct DatabaseConfig {
 pub struct HttpConfig {
     /// `http.listen` (default `127.0.0.1:8080`; `SIAGA_HTTP_LISTEN`).
     pub listen: SocketAddr,
+    /// `http.session_ttl_s` (default 43200 s = 12 h, a long shift; 60–604800 s): how long
+    /// an API session token is valid after login.
+    pub session_ttl: Duration,
 }
 
 /// `[log]`.
@@ -207,6 +217,8 @@ struct RawConfig {
     registrar: calls::RawRegistrar,
     categories: Option<Vec<incidents::RawCategory>>,
     agencies: Option<Vec<incidents::RawAgency>>,
+    #[serde(default)]
+    users: Vec<users::RawUser>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,12 +337,14 @@ impl Default for RawDatabase {
 #[serde(deny_unknown_fields, default)]
 struct RawHttp {
     listen: String,
+    session_ttl_s: u32,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: "127.0.0.1:8080".to_owned(),
+            session_ttl_s: 43_200,
         }
     }
 }
@@ -827,6 +841,7 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
         listen: check("http.listen", &raw.http.listen, a, |s| {
             values::parse_listen(s, false)
         })?,
+        session_ttl: users::session_ttl(raw.http.session_ttl_s)?,
     };
     check("log.level", &raw.log.level, a, |s| {
         tracing_subscriber::EnvFilter::builder()
@@ -872,6 +887,7 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
     let (queue, acd) = acd::validate(&raw, &operators, &trunk.emergency_numbers)?;
     let registrar = calls::validate_registrar(&raw.registrar)?;
     let incidents = incidents::validate(raw.categories.as_deref(), raw.agencies.as_deref())?;
+    let users = users::validate(&raw.users, &operators)?;
     let log = LogConfig {
         level: raw.log.level,
         show_personal_data: raw.log.show_personal_data,
@@ -889,6 +905,7 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
         acd,
         registrar,
         incidents,
+        users,
         env_overrides: applied,
     })
 }

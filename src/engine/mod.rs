@@ -13,6 +13,7 @@ pub mod call;
 pub mod delivery;
 pub mod dialog;
 pub mod digest;
+pub mod live;
 pub mod media;
 pub mod record;
 pub mod registrar;

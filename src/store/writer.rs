@@ -172,6 +172,12 @@ impl EventSink {
         self.backlog.len()
     }
 
+    /// Events handed over and not yet taken by the writer: the channel's and the
+    /// backlog's (the store queue depth of `/metrics`).
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity() + self.backlog.len()
+    }
+
     /// Hands the whole backlog to the writer, waiting for room in the channel, then closes
     /// the sink. Returns how many events could not be handed over because the writer had
     /// stopped (0 normally; they are logged as lost).

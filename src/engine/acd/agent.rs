@@ -31,23 +31,56 @@ use std::time::Duration;
 /// offered a call again.
 const MIN_BLOCK: Duration = Duration::from_secs(1);
 
-/// Why an operator is not ready.
+/// Why an operator is not ready (the ACD's "reason codes").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NotReadyReason {
-    /// The operator asked (feature code `not_ready`, or the API).
+    /// The operator asked without saying why (feature code `not_ready`, or the API
+    /// without a reason).
     Requested,
     /// `queues[].no_answer_limit` offers in a row went unanswered: visible to supervisors,
-    /// ended by the operator with `ready`.
+    /// ended by the operator with `ready`. Never chosen by an operator.
     NoAnswer,
+    /// A break (the API's `break`).
+    Break,
+    /// A meal break (`meal`).
+    Meal,
+    /// Training or coaching (`training`).
+    Training,
+    /// A meeting or shift briefing (`meeting`).
+    Meeting,
+    /// Work on an incident's record away from the queue (`paperwork`).
+    Paperwork,
 }
 
 impl NotReadyReason {
-    /// As logged and stored: `requested`, `no_answer`.
+    /// The reasons an operator may give (the HTTP API's `reason` values), in this order.
+    pub const CHOSEN: [NotReadyReason; 6] = [
+        NotReadyReason::Requested,
+        NotReadyReason::Break,
+        NotReadyReason::Meal,
+        NotReadyReason::Training,
+        NotReadyReason::Meeting,
+        NotReadyReason::Paperwork,
+    ];
+
+    /// As logged and stored: `requested`, `no_answer`, `break`, `meal`, `training`,
+    /// `meeting`, `paperwork`.
     pub const fn as_str(self) -> &'static str {
         match self {
             NotReadyReason::Requested => "requested",
             NotReadyReason::NoAnswer => "no_answer",
+            NotReadyReason::Break => "break",
+            NotReadyReason::Meal => "meal",
+            NotReadyReason::Training => "training",
+            NotReadyReason::Meeting => "meeting",
+            NotReadyReason::Paperwork => "paperwork",
         }
+    }
+
+    /// The reason an operator may choose named `name` ([`NotReadyReason::CHOSEN`]);
+    /// `None` for any other text, `no_answer` included.
+    pub fn chosen(name: &str) -> Option<NotReadyReason> {
+        Self::CHOSEN.into_iter().find(|r| r.as_str() == name)
     }
 }
 
@@ -250,6 +283,9 @@ pub struct Agent {
     /// The idle time kept across a withdrawn offer: the operator goes back to where they
     /// were among the longest idle.
     pub idle_since: Option<MonoTime>,
+    /// When `state` was entered ([`MonoTime::ZERO`] until the first change): the
+    /// supervisor's "time in state".
+    pub entered: MonoTime,
 }
 
 impl Agent {
@@ -402,6 +438,7 @@ impl Agent {
             reason = why.as_str();
         }
         self.state = to;
+        self.entered = now;
         let call = to.call().or(from.call()).or(match trigger {
             T::CallEnded(call) | T::OfferEnded(call, _) | T::CallbackUnanswered(call) => Some(call),
             _ => None,

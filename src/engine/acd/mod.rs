@@ -174,6 +174,7 @@ impl Acd {
                     reject_delay: first.reject_delay,
                     blocked_until: None,
                     idle_since: None,
+                    entered: MonoTime::ZERO,
                 },
             );
             serves.insert(
@@ -210,6 +211,13 @@ impl Acd {
     /// Every operator and their state, in id order.
     pub fn agents(&self) -> impl Iterator<Item = (&str, AgentState)> + '_ {
         self.agents.iter().map(|(id, a)| (id.as_str(), a.state))
+    }
+
+    /// Operator `id`'s state, when it entered it, and whether their phone is registered.
+    pub fn agent_status(&self, id: &str) -> Option<(AgentState, MonoTime, bool)> {
+        self.agents
+            .get(id)
+            .map(|a| (a.state, a.entered, a.registered))
     }
 
     /// The settings of queue `queue`.
@@ -331,6 +339,20 @@ impl Acd {
         now: MonoTime,
     ) -> Result<AgentState, AgentError> {
         self.apply(id, command.trigger(), now)?;
+        self.state(id)
+            .ok_or_else(|| AgentError::UnknownOperator(id.to_owned()))
+    }
+
+    /// Operator `id` goes not ready for `reason` (one of [`NotReadyReason::CHOSEN`]): the
+    /// new state, or why not, as [`Acd::command`]. `no_answer` is refused: only the ACD
+    /// sets it.
+    pub fn not_ready(
+        &mut self,
+        id: &str,
+        reason: NotReadyReason,
+        now: MonoTime,
+    ) -> Result<AgentState, AgentError> {
+        self.apply(id, Trigger::NotReady(reason), now)?;
         self.state(id)
             .ok_or_else(|| AgentError::UnknownOperator(id.to_owned()))
     }

@@ -1,0 +1,145 @@
+//! The API's errors and how each is answered: a status code and a JSON body
+//! `{"error": CODE, "message": TEXT, …}` ([`ErrorBody`]).
+//!
+//! | error | status |
+//! |---|---|
+//! | no token, an unknown or expired one, bad credentials | 401, `WWW-Authenticate: Bearer` |
+//! | a role the endpoint does not admit | 403 |
+//! | a body that is not what the endpoint takes | 422, naming the field |
+//! | the ACD refuses the operator's command ([`AgentError`]) | 409, with the reason |
+//! | the engine task is busy, stopped or slow; logins over their limit | 503 |
+
+use super::link::LinkError;
+use crate::config::Role;
+use crate::engine::acd::AgentError;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No bearer token, or one that is unknown or expired.
+    #[error("a valid session token is required (POST /api/login)")]
+    Unauthenticated,
+    /// Unknown user or wrong password: the same answer for both.
+    #[error("unknown user or wrong password")]
+    BadCredentials,
+    /// The caller's role is not admitted.
+    #[error("this needs the role {}", needs.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or "))]
+    Forbidden {
+        /// The roles admitted.
+        needs: &'static [Role],
+    },
+    /// The body is not what the endpoint takes.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// The field at fault (`body` when the body as a whole is).
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+        /// The values accepted, when they are a list.
+        allowed: Vec<&'static str>,
+    },
+    /// The ACD refused the operator's command; the state is unchanged.
+    #[error("{0}")]
+    Agent(AgentError),
+    /// The engine task did not answer.
+    #[error("{0}")]
+    Engine(LinkError),
+    /// Too many logins are being checked at once.
+    #[error("too many logins at once; try again")]
+    LoginBusy,
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `unauthorized`, `forbidden`, `invalid`, `agent_state`,
+    /// `unavailable`.
+    pub error: &'static str,
+    /// A sentence for people.
+    pub message: String,
+    /// For `invalid`: the field at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For `invalid`: the values accepted, when they are a list.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<&'static str>,
+    /// For `agent_state`: `unknown_operator`, `not_registered` or `not_allowed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+impl ApiError {
+    /// The status code it is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Agent(_) => StatusCode::CONFLICT,
+            ApiError::Engine(_) | ApiError::LoginBusy => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A 422 about `field`.
+    pub fn invalid(field: &str, problem: impl Into<String>, allowed: &[&'static str]) -> Self {
+        ApiError::Invalid {
+            field: field.to_owned(),
+            problem: problem.into(),
+            allowed: allowed.to_vec(),
+        }
+    }
+
+    fn body(&self) -> ErrorBody {
+        let mut body = ErrorBody {
+            error: match self {
+                ApiError::Unauthenticated | ApiError::BadCredentials => "unauthorized",
+                ApiError::Forbidden { .. } => "forbidden",
+                ApiError::Invalid { .. } => "invalid",
+                ApiError::Agent(_) => "agent_state",
+                ApiError::Engine(_) | ApiError::LoginBusy => "unavailable",
+            },
+            message: self.to_string(),
+            field: None,
+            allowed: Vec::new(),
+            reason: None,
+        };
+        match self {
+            ApiError::Invalid { field, allowed, .. } => {
+                body.field = Some(field.clone());
+                body.allowed = allowed.clone();
+            }
+            ApiError::Agent(error) => {
+                body.reason = Some(match error {
+                    AgentError::UnknownOperator(_) => "unknown_operator",
+                    AgentError::NotRegistered => "not_registered",
+                    AgentError::NotAllowed { .. } => "not_allowed",
+                });
+            }
+            _ => {}
+        }
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if self.status() == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<LinkError> for ApiError {
+    fn from(error: LinkError) -> Self {
+        ApiError::Engine(error)
+    }
+}

@@ -1,0 +1,186 @@
+//! The API's line to the engine task (DESIGN.md, "API": command messages with replies,
+//! snapshots; never engine state directly).
+//!
+//! Handlers hold an [`EngineLink`]: a bounded queue of [`EngineRequest`]s, each carrying a
+//! oneshot for its reply. The runtime's engine task receives them beside its other inputs
+//! and calls [`EngineRequest::serve`], which runs one engine method and replies.
+//!
+//! Overload: the queue holds [`REQUEST_QUEUE`] requests. When it is full a request is not
+//! queued and the handler answers 503 at once ([`LinkError::Busy`]): HTTP clients retry,
+//! while SIP input (112 calls) keeps its place in the engine task. A reply that takes
+//! longer than [`REPLY_TIMEOUT`] is given up on ([`LinkError::NoReply`], 503).
+
+use crate::engine::acd::{AgentCommand, AgentError, AgentState, NotReadyReason};
+use crate::engine::live::Snapshot;
+use crate::engine::{Engine, Now};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests the engine task may hold queued from the API.
+pub const REQUEST_QUEUE: usize = 64;
+
+/// How long a handler waits for the engine task's reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An operator's change of their own agent state (`POST /api/me/state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateChange {
+    /// Log in or become available (from not ready or wrap-up).
+    Ready,
+    /// Not ready, for a reason of [`NotReadyReason::CHOSEN`].
+    NotReady(NotReadyReason),
+    /// End wrap-up now.
+    EndWrapUp,
+}
+
+/// The live view at one instant: the engine's snapshot and the store's queue.
+#[derive(Clone, Debug)]
+pub struct Live {
+    /// The engine's snapshot.
+    pub snapshot: Snapshot,
+    /// Call and agent events handed to the store's writer and not yet taken by it
+    /// (`None`: siaga runs without a store).
+    pub store_queue: Option<usize>,
+}
+
+/// One request to the engine task.
+#[derive(Debug)]
+pub enum EngineRequest {
+    /// Operator `operator` changes their agent state.
+    SetState {
+        /// `operators[].id`.
+        operator: String,
+        /// The change.
+        change: StateChange,
+        /// The new state, or why not.
+        reply: oneshot::Sender<Result<AgentState, AgentError>>,
+    },
+    /// The live view.
+    Live {
+        /// Where it goes.
+        reply: oneshot::Sender<Live>,
+    },
+}
+
+impl EngineRequest {
+    /// Carries the request out on `engine` at `now` and replies (a handler that gave up
+    /// waiting is no error). `store_queue` is the store writer's queue depth, for
+    /// [`Live`]. Drain the engine's outputs afterwards as after any input.
+    pub fn serve(self, engine: &mut Engine, now: Now, store_queue: Option<usize>) {
+        match self {
+            EngineRequest::SetState {
+                operator,
+                change,
+                reply,
+            } => {
+                let result = match change {
+                    StateChange::Ready => engine.agent_command(now, &operator, AgentCommand::Ready),
+                    StateChange::EndWrapUp => {
+                        engine.agent_command(now, &operator, AgentCommand::EndWrapUp)
+                    }
+                    StateChange::NotReady(reason) => engine.agent_not_ready(now, &operator, reason),
+                };
+                let _ = reply.send(result);
+            }
+            EngineRequest::Live { reply } => {
+                let _ = reply.send(Live {
+                    snapshot: engine.snapshot(now.mono),
+                    store_queue,
+                });
+            }
+        }
+    }
+}
+
+/// Why the engine task gave no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// The request queue is full.
+    #[error("the engine is busy; try again")]
+    Busy,
+    /// The engine task has stopped (siaga is shutting down).
+    #[error("the engine has stopped")]
+    Stopped,
+    /// No reply within [`REPLY_TIMEOUT`].
+    #[error("the engine did not answer in time")]
+    NoReply,
+}
+
+/// The handlers' end of the line. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EngineLink {
+    tx: mpsc::Sender<EngineRequest>,
+}
+
+impl EngineLink {
+    /// A link and the receiver the engine task reads, holding `capacity` requests.
+    pub fn new(capacity: usize) -> (EngineLink, mpsc::Receiver<EngineRequest>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (EngineLink { tx }, rx)
+    }
+
+    /// Operator `operator` changes their state: the new state or the engine's refusal.
+    ///
+    /// Errors: [`LinkError`].
+    pub async fn set_state(
+        &self,
+        operator: &str,
+        change: StateChange,
+    ) -> Result<Result<AgentState, AgentError>, LinkError> {
+        self.ask(|reply| EngineRequest::SetState {
+            operator: operator.to_owned(),
+            change,
+            reply,
+        })
+        .await
+    }
+
+    /// The live view.
+    ///
+    /// Errors: [`LinkError`].
+    pub async fn live(&self) -> Result<Live, LinkError> {
+        self.ask(|reply| EngineRequest::Live { reply }).await
+    }
+
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<T>) -> EngineRequest,
+    ) -> Result<T, LinkError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.try_send(request(reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LinkError::Busy,
+            mpsc::error::TrySendError::Closed(_) => LinkError::Stopped,
+        })?;
+        match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(LinkError::Stopped),
+            Err(_) => Err(LinkError::NoReply),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_is_busy_and_a_dropped_receiver_is_stopped() {
+        let (link, rx) = EngineLink::new(1);
+        // Fill the queue with a request nobody answers yet.
+        let first = tokio::spawn({
+            let link = link.clone();
+            async move { link.live().await }
+        });
+        while rx.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(link.live().await.err(), Some(LinkError::Busy));
+        drop(rx);
+        assert_eq!(
+            first.await.expect("task").err(),
+            Some(LinkError::Stopped),
+            "a queued request whose receiver is gone"
+        );
+        assert_eq!(link.live().await.err(), Some(LinkError::Stopped));
+    }
+}
