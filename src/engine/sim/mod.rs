@@ -72,6 +72,7 @@
 //! common enough, to `tests::MUST_REACH`. The engine is read by the simulation only
 //! through its outputs and the read-only `Engine::residue` (in `check`).
 
+mod bulk;
 mod check;
 mod net;
 mod phone;

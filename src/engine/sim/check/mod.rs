@@ -16,6 +16,7 @@
 //!   and stop when the answer arrives.
 //! - [`media`]: the SDP each side got and the relay's peers point at the right parties.
 
+pub mod acd;
 mod record;
 mod wire;
 
