@@ -86,7 +86,7 @@ enum Status {
 #[derive(Clone, Debug)]
 struct CallM {
     arrival: u64,
-    /// Arrival index: the call's place.
+    /// Enqueue index: the call's place.
     seq: u64,
     caller: String,
     dialled: &'static str,
@@ -190,6 +190,8 @@ pub struct Run {
     last_offered: BTreeMap<usize, String>,
     waiting: BTreeSet<ServiceOrder>,
     heads: u64,
+    /// Calls enqueued so far: the next one's place.
+    arrived: u64,
     callbacks: u64,
     /// The last `handle_timeout`.
     handled: Option<u64>,
@@ -257,6 +259,7 @@ impl Run {
             last_offered: BTreeMap::new(),
             waiting: BTreeSet::new(),
             heads: 0,
+            arrived: 0,
             callbacks: 0,
             handled: None,
             last_arrival: 0,
@@ -596,7 +599,10 @@ impl Run {
             .max(signalled)
             .saturating_add(u8::from(repeat));
         let widen_after = self.settings.queues[routing.queue.0].widen_after;
+        self.arrived += 1;
         let c = self.calls.get_mut(&call).expect("known call");
+        // Two calls in the same ms arrive in the order drawn for them.
+        c.seq = self.arrived;
         c.priority = priority;
         c.queue = routing.queue.0;
         c.skills = routing.skills.clone();

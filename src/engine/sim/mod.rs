@@ -74,6 +74,7 @@
 
 mod bulk;
 mod check;
+mod desk;
 mod net;
 mod phone;
 mod scenario;

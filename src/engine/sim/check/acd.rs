@@ -28,6 +28,8 @@
 //! drained of offers, no waiting call has an eligible operator.
 
 use crate::engine::acd::{AgentCommand, AgentState, CallHandle};
+use crate::engine::record::CallEventKind;
+use crate::engine::sim::world::World;
 use std::collections::BTreeMap;
 
 /// Whether the table allows a move `from` → `to` for `reason` (state names and the reason
@@ -136,6 +138,48 @@ pub enum HeadRank {
     Head(std::cmp::Reverse<u64>),
     /// At its arrival place.
     Place,
+}
+
+/// The whole-engine run's agent events (`Output::AgentEvent`): each change in the table
+/// and chained per operator; an operator rings only for a call siaga recorded `offered`
+/// to them at that instant, is on call only for one recorded `answered` by them at that
+/// instant (or a callback they placed); and the run ends with every operator logged out
+/// (the phones unregistered), none left ringing or on call.
+pub fn agent_events(w: &World, v: &mut Vec<String>) {
+    let mut track = AgentTrack::default();
+    for (at, e) in &w.agent_events {
+        let reason = e.reason.as_deref().unwrap_or("");
+        for broken in track.step(&e.operator, e.from, e.to, reason) {
+            v.push(format!("at {at} ms: {broken}"));
+        }
+        let wanted = |kind: &CallEventKind| match (e.to, kind) {
+            ("ringing", CallEventKind::Offered { operator }) => *operator == e.operator,
+            ("on_call", CallEventKind::Answered { operator }) => *operator == e.operator,
+            _ => false,
+        };
+        if matches!(e.to, "ringing" | "on_call") {
+            let recorded = e.call.is_some_and(|call| {
+                w.records
+                    .iter()
+                    .any(|r| r.at == *at && r.event.call == call && wanted(&r.event.kind))
+            });
+            if !recorded {
+                v.push(format!(
+                    "at {at} ms: {} went {} for {:?}, which siaga did not record {} to them then",
+                    e.operator,
+                    e.to,
+                    e.call,
+                    if e.to == "ringing" { "offered" } else { "answered" }
+                ));
+            }
+        }
+    }
+    for (id, _) in &w.scenario.operators {
+        let last = track.last(id);
+        if last != "logged_out" {
+            v.push(format!("{id} ends the run {last}, not logged out"));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -85,6 +85,7 @@ pub fn all(w: &World) -> Vec<String> {
     let mut v = w.violations.clone();
     let calls = CallViews::of(w);
     residue(w, &mut v);
+    acd::agent_events(w, &mut v);
     record::records(w, &calls, &mut v);
     peers(w, &calls, &mut v);
     wire::phone_dialogs(w, &mut v);
