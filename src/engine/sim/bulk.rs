@@ -202,6 +202,9 @@ pub struct Run {
     /// Broken rules; the run stops at the first step that breaks any.
     pub broken: Vec<String>,
     trace: Option<Vec<String>>,
+    /// From this step on, until it takes, an operator is sent `not_ready` behind the
+    /// model's back (to show that the checks catch an ACD that strays).
+    tamper_from: Option<u64>,
 }
 
 impl Run {
@@ -268,6 +271,7 @@ impl Run {
             tally: Tally::default(),
             broken: Vec::new(),
             trace: traced.then(Vec::new),
+            tamper_from: None,
         };
         run.draw_calls();
         for i in 0..run.ops.len() {
@@ -386,12 +390,34 @@ impl Run {
                 self.now = self.now.max(key.0);
                 self.event(ev);
             }
+            if self.tamper_from.is_some_and(|from| steps >= from) {
+                self.tamper();
+            }
             self.dispatch();
             self.check();
             self.maybe_drain();
         }
         if self.broken.is_empty() {
             self.check_end();
+        }
+    }
+
+    fn tamper(&mut self) {
+        let now = t(self.now);
+        for op in &self.ops {
+            let idle = matches!(
+                op.state,
+                AgentState::Available { .. } | AgentState::WrapUp { .. }
+            );
+            if idle
+                && self
+                    .acd
+                    .command(&op.id, AgentCommand::NotReady, now)
+                    .is_ok()
+            {
+                self.tamper_from = None;
+                return;
+            }
         }
     }
 
@@ -434,10 +460,12 @@ impl Run {
         let mut reported = BTreeSet::new();
         while let Some(call) = self.acd.poll_widened() {
             if !reported.insert(call) {
-                self.broken.push(format!("{call:?} reported widened twice at once"));
+                self.broken
+                    .push(format!("{call:?} reported widened twice at once"));
             }
             let Some(c) = self.calls.get_mut(&call) else {
-                self.broken.push(format!("{call:?} widened, unknown to the model"));
+                self.broken
+                    .push(format!("{call:?} widened, unknown to the model"));
                 continue;
             };
             let due = c.widen_at.is_some_and(|at| at <= now);
@@ -610,8 +638,13 @@ impl Run {
         c.widen_at = widen_after
             .filter(|_| !routing.skills.is_empty())
             .map(|a| now + ms(a));
-        self.acd
-            .enqueue(call, Uuid::from_u128(call.0.into()), &routing, priority, t(now));
+        self.acd.enqueue(
+            call,
+            Uuid::from_u128(call.0.into()),
+            &routing,
+            priority,
+            t(now),
+        );
         self.wait(call);
     }
 
@@ -666,7 +699,8 @@ impl Run {
             self.seen("ring-all: one answered, others withdrawn");
         }
         for other in ringing.iter().filter(|o| **o != id) {
-            self.acd.offer_ended(call, other, OfferEnd::Withdrawn, t(now));
+            self.acd
+                .offer_ended(call, other, OfferEnd::Withdrawn, t(now));
             self.expect_offer_end(other, call, OfferEnd::Withdrawn);
         }
         self.acd.answered(call, &id, t(now));
@@ -689,8 +723,7 @@ impl Run {
 
     fn offer_end(&mut self, call: CallHandle, i: usize, attempt: u32, end: OfferEnd) {
         let id = self.ops[i].id.clone();
-        let Some(Status::Ringing(mut ops)) = self.calls.get(&call).map(|c| c.status.clone())
-        else {
+        let Some(Status::Ringing(mut ops)) = self.calls.get(&call).map(|c| c.status.clone()) else {
             return;
         };
         if !self.live(call, attempt) || !ops.remove(&id) {
@@ -1003,9 +1036,8 @@ impl Run {
             };
             let reserved = self.acd.offer(&offer, t(now));
             if reserved != offer.operators {
-                self.broken.push(format!(
-                    "offer {offer:?} reserved only {reserved:?}"
-                ));
+                self.broken
+                    .push(format!("offer {offer:?} reserved only {reserved:?}"));
                 return;
             }
             self.note(|| format!("offer {:?} to {:?}", offer.call, offer.operators));
@@ -1014,7 +1046,10 @@ impl Run {
             self.last_offered
                 .insert(queue, reserved.last().expect("reserved").clone());
             let attempt = self.bump(offer.call);
-            self.set(offer.call, Status::Ringing(reserved.iter().cloned().collect()));
+            self.set(
+                offer.call,
+                Status::Ringing(reserved.iter().cloned().collect()),
+            );
             let ring = ms(self.settings.queues[queue].ring_timeout);
             let abandon_at = self.calls[&offer.call].abandon_at;
             for id in &reserved {
@@ -1032,21 +1067,26 @@ impl Run {
             let got = self.acd.next_overflow(t(now), |_| true);
             let Some((call, _)) = got else {
                 if let Some(call) = due.first() {
-                    self.broken
-                        .push(format!("{call:?} is due to overflow, the ACD does not say so"));
+                    self.broken.push(format!(
+                        "{call:?} is due to overflow, the ACD does not say so"
+                    ));
                 }
                 break;
             };
             if !due.contains(&call) {
-                self.broken
-                    .push(format!("{call:?} overflows, the model has it not due: {due:?}"));
+                self.broken.push(format!(
+                    "{call:?} overflows, the model has it not due: {due:?}"
+                ));
                 return;
             }
             self.seen("overflowing");
             self.acd.overflowing(call);
             let attempt = self.bump(call);
             self.set(call, Status::Overflowing);
-            let ring = self.overflow_of(call).map(|o| ms(o.ring_timeout)).unwrap_or(0);
+            let ring = self
+                .overflow_of(call)
+                .map(|o| ms(o.ring_timeout))
+                .unwrap_or(0);
             if self.rng.random_bool(0.6) {
                 let at = now + self.rng.random_range(100..ring.max(200));
                 self.at(at, Ev::BackupAnswer(call, attempt));
@@ -1164,9 +1204,10 @@ impl Run {
                 let Some(o) = self.settings.queues[c.queue].overflow.as_ref() else {
                     return false;
                 };
-                let nobody = !self.ops.iter().any(|op| {
-                    op.state != AgentState::LoggedOut && op.queues.contains(&c.queue)
-                });
+                let nobody = !self
+                    .ops
+                    .iter()
+                    .any(|op| op.state != AgentState::LoggedOut && op.queues.contains(&c.queue));
                 let paused = c.overflow_not_before.is_some_and(|n| n > now);
                 !paused && (nobody || now - c.arrival >= ms(o.after))
             })
@@ -1184,7 +1225,12 @@ impl Run {
     fn check(&mut self) {
         let mut v = Vec::new();
         while let Some(tr) = self.acd.poll_transition() {
-            self.note(|| format!("  {}: {} -> {} ({})", tr.operator, tr.from, tr.to, tr.reason));
+            self.note(|| {
+                format!(
+                    "  {}: {} -> {} ({})",
+                    tr.operator, tr.from, tr.to, tr.reason
+                )
+            });
             v.extend(
                 self.track
                     .step(&tr.operator, tr.from.name(), tr.to.name(), tr.reason),
@@ -1298,13 +1344,20 @@ impl Run {
 
     /// At the end: every call ended once, none waits, no operator is held.
     fn check_end(&mut self) {
-        let left: Vec<CallHandle> = self.pending.keys().chain(self.calls.keys()).copied().collect();
+        let left: Vec<CallHandle> = self
+            .pending
+            .keys()
+            .chain(self.calls.keys())
+            .copied()
+            .collect();
         if !left.is_empty() {
             self.broken.push(format!("calls never ended: {left:?}"));
         }
         if self.ended.len() != CALLS_PER_SEED {
-            self.broken
-                .push(format!("{} calls ended of {CALLS_PER_SEED}", self.ended.len()));
+            self.broken.push(format!(
+                "{} calls ended of {CALLS_PER_SEED}",
+                self.ended.len()
+            ));
         }
         for h in self.ended.keys() {
             if self.acd.entry(*h).is_some() {
@@ -1327,7 +1380,9 @@ impl Run {
 fn order(call: CallHandle, c: &CallM) -> ServiceOrder {
     ServiceOrder {
         priority: Reverse(c.priority),
-        head: c.head.map_or(HeadRank::Place, |h| HeadRank::Head(Reverse(h))),
+        head: c
+            .head
+            .map_or(HeadRank::Place, |h| HeadRank::Head(Reverse(h))),
         arrival: c.seq,
         call,
     }
@@ -1419,7 +1474,8 @@ fn draw_settings(rng: &mut StdRng) -> AcdSettings {
 /// whose queue never widens held by someone serving that queue (else its calls would wait
 /// until their callers give up, and callers who never do would wait for ever).
 fn serve_everything(queues: &[QueueSettings], routes: &[Route], agents: &mut [AgentSettings]) {
-    let serves = |a: &AgentSettings, q: &str| a.queues.is_empty() || a.queues.iter().any(|n| n == q);
+    let serves =
+        |a: &AgentSettings, q: &str| a.queues.is_empty() || a.queues.iter().any(|n| n == q);
     for q in queues {
         if !agents.iter().any(|a| serves(a, &q.name)) {
             agents[0].queues.push(q.name.clone());
@@ -1513,7 +1569,10 @@ fn batch(n: u64) {
         .into_iter()
         .filter(|what| !tally.seen.contains_key(what))
         .collect();
-    assert!(missed.is_empty(), "batch {n} never reached {missed:?}: {tally:?}");
+    assert!(
+        missed.is_empty(),
+        "batch {n} never reached {missed:?}: {tally:?}"
+    );
     for end in [
         End::Answered,
         End::AbandonedInQueue,
@@ -1521,7 +1580,10 @@ fn batch(n: u64) {
         End::AbandonedOverflowing,
         End::Overflowed,
     ] {
-        assert!(tally.ends.contains_key(&end), "batch {n}: no call ended {end:?}");
+        assert!(
+            tally.ends.contains_key(&end),
+            "batch {n}: no call ended {end:?}"
+        );
     }
     assert!(
         tally.calls() >= SUITE_CALLS / BATCHES,
@@ -1555,6 +1617,19 @@ fn one_seed() {
     println!("{}", r.trace().unwrap_or_default().join("\n"));
     println!("{:?}", r.tally());
     assert!(r.broken.is_empty(), "{}", r.broken.join("\n"));
+}
+
+/// An operator made not ready behind the model's back is caught at that step.
+#[test]
+fn the_checks_catch_an_acd_that_strays() {
+    let mut r = Run::new(11, false);
+    r.tamper_from = Some(500);
+    r.run();
+    assert!(
+        r.broken.iter().any(|b| b.contains("the model expects")),
+        "{:?}",
+        r.broken
+    );
 }
 
 #[test]

@@ -183,7 +183,10 @@ fn acd_batch(n: u64) {
             .into_iter()
             .filter(|what| !tally.0.contains_key(*what))
             .collect();
-        assert!(missed.is_empty(), "ACD batch {n} never reached {missed:?}: {tally:?}");
+        assert!(
+            missed.is_empty(),
+            "ACD batch {n} never reached {missed:?}: {tally:?}"
+        );
     }
 }
 

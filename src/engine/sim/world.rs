@@ -4,8 +4,8 @@
 //! it, and every media command, for the checks in `check`.
 
 use super::Ctx;
-use super::net::{Datagram, Network};
 use super::desk::Desks;
+use super::net::{Datagram, Network};
 use super::phone::{Account, Phone};
 pub use super::scenario::Scenario;
 use super::trunk::Trunk;

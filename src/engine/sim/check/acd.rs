@@ -97,12 +97,21 @@ pub struct AgentTrack {
 
 impl AgentTrack {
     /// Takes one change of `operator`'s state; the broken rules go to `v`.
-    pub fn step(&mut self, operator: &str, from: &'static str, to: &'static str, reason: &str) -> Vec<String> {
+    pub fn step(
+        &mut self,
+        operator: &str,
+        from: &'static str,
+        to: &'static str,
+        reason: &str,
+    ) -> Vec<String> {
         let mut v = Vec::new();
         if let Err(e) = table(from, to, reason) {
             v.push(format!("{operator}: {e}"));
         }
-        let last = self.last.insert(operator.to_owned(), to).unwrap_or("logged_out");
+        let last = self
+            .last
+            .insert(operator.to_owned(), to)
+            .unwrap_or("logged_out");
         if last != from {
             v.push(format!(
                 "{operator}: a change from {from} ({reason}) follows one that entered {last}"
@@ -169,7 +178,11 @@ pub fn agent_events(w: &World, v: &mut Vec<String>) {
                     e.operator,
                     e.to,
                     e.call,
-                    if e.to == "ringing" { "offered" } else { "answered" }
+                    if e.to == "ringing" {
+                        "offered"
+                    } else {
+                        "answered"
+                    }
                 ));
             }
         }
@@ -199,7 +212,10 @@ mod tests {
     #[test]
     fn a_track_catches_a_broken_chain() {
         let mut t = AgentTrack::default();
-        assert!(t.step("a", "logged_out", "available", "registered").is_empty());
+        assert!(
+            t.step("a", "logged_out", "available", "registered")
+                .is_empty()
+        );
         assert_eq!(t.step("a", "ringing", "on_call", "answered").len(), 1);
         assert_eq!(t.last("a"), "on_call");
     }
@@ -209,7 +225,10 @@ mod tests {
         let wrap = AgentState::WrapUp {
             until: MonoTime::from_millis(5),
         };
-        assert_eq!(command(&wrap, true, AgentCommand::EndWrapUp), Ok("available"));
+        assert_eq!(
+            command(&wrap, true, AgentCommand::EndWrapUp),
+            Ok("available")
+        );
         assert_eq!(
             command(&AgentState::LoggedOut, false, AgentCommand::Ready),
             Err("not_registered")
@@ -221,6 +240,9 @@ mod tests {
         let ringing = AgentState::Ringing {
             call: CallHandle(1),
         };
-        assert_eq!(command(&ringing, true, AgentCommand::NotReady), Err("not_allowed"));
+        assert_eq!(
+            command(&ringing, true, AgentCommand::NotReady),
+            Err("not_allowed")
+        );
     }
 }
