@@ -143,7 +143,8 @@ fn seeds_batch_3() {
 const ACD_SEEDS_PER_BATCH: u64 = 300;
 
 /// What every batch of ACD seeds must reach besides the first-call outcomes it shares.
-const ACD_MUST_REACH: [&str; 4] = [
+const ACD_MUST_REACH: [&str; 5] = [
+    "leg failed: registration expired",
     "command refused",
     "command obeyed",
     "wrap-up",
@@ -264,6 +265,7 @@ fn directed(drop: super::net::DropRule, talk_ms: u64) -> Scenario {
         },
         wrap_up_ms: 0,
         desk: Default::default(),
+        lapses: Default::default(),
     }
 }
 

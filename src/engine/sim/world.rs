@@ -166,6 +166,8 @@ impl World {
         config.calls.acd.queues[0].ring_timeout = Duration::from_millis(scenario.ring_timeout_ms);
         config.calls.acd.queues[0].reject_delay = Duration::from_millis(scenario.reject_delay_ms);
         config.calls.acd.queues[0].wrap_up = Duration::from_millis(scenario.wrap_up_ms);
+        // A lapsing binding is short (`Scenario::lapses`); the phones ask for an hour else.
+        config.calls.registrar.min_expires_s = 5;
         config.calls.rtp_ports = (30000, 30000 + 2 * scenario.rtp_pairs - 1);
         let mut rng = StdRng::seed_from_u64(scenario.seed ^ 0xbe4a_710e);
         let mut phones = Vec::new();
@@ -180,6 +182,11 @@ impl World {
                 };
                 let ua = Ua::new(phone_addr(k), &name, t);
                 phones.push(Phone::new(ua, account, SIAGA, rng.random_range(0..1_000)));
+            }
+        }
+        for (k, lapse) in &scenario.lapses {
+            if let Some(phone) = phones.get_mut(*k) {
+                phone.lapse = Some(*lapse);
             }
         }
         let mut world = World {
