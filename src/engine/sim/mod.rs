@@ -44,9 +44,9 @@
 //!   overflow is made, and that `poll_timeout` is no later than anything that falls due;
 //!   at the end every call has exactly one disposition and nothing waits or is held.
 //!   2 batches × 200 seeds × 250 calls: each batch asserts it ended its 50,000 calls
-//!   (from the runs' own count). `SIAGA_ACD_SEED=N cargo test --lib sim::bulk::one_seed
+//!   (from the runs' own count). `SIAGA_ACD_SEED=N cargo test --lib sim::bulk::tests::one_seed
 //!   -- --nocapture` prints seed N's trace; `SIAGA_ACD_SEEDS=N` sets the seeds per batch
-//!   (to hunt: `SIAGA_ACD_SEEDS=20000 cargo test --release --lib sim::bulk::acd_seeds_batch_0`).
+//!   (to hunt: `SIAGA_ACD_SEEDS=20000 cargo test --release --lib sim::bulk::tests::acd_seeds_batch_0`).
 //!
 //! # A run
 //!
