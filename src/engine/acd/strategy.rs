@@ -143,6 +143,48 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Ties (idle times and skill counts drawn from a few values, so they are common)
+        /// are broken as documented, so a seeded engine makes one choice: longest-idle
+        /// takes the least (idle since, id), skills the least (skill count, idle since,
+        /// id), ring-all rings every candidate in id order, and round-robin, given the
+        /// operator it chose as the next cursor, visits every candidate once in id order.
+        #[test]
+        fn ties_are_broken_as_documented(
+            spec in proptest::collection::btree_map(0u8..20, (0u64..3, 0u8..3), 1..10),
+        ) {
+            let spec: Vec<(u8, u64, u8)> = spec.into_iter().map(|(id, (s, n))| (id, s, n)).collect();
+            let (ids, skills) = candidates(&spec);
+            let cands: Vec<Candidate> = spec
+                .iter()
+                .enumerate()
+                .map(|(i, (_, since, _))| Candidate {
+                    id: &ids[i],
+                    since: MonoTime::from_millis(*since),
+                    skills: &skills[i],
+                })
+                .collect();
+            let least = |key: &dyn Fn(&Candidate) -> (usize, MonoTime)| {
+                cands.iter().min_by(|a, b| (key(a), a.id).cmp(&(key(b), b.id))).unwrap().id
+            };
+            let idle = Strategy::LongestIdle.policy().choose(&cands, None);
+            prop_assert_eq!(idle, vec![least(&|c| (0, c.since))]);
+            let skilled = Strategy::Skills.policy().choose(&cands, None);
+            prop_assert_eq!(skilled, vec![least(&|c| (c.skills.len(), c.since))]);
+            let all = Strategy::RingAll.policy().choose(&cands, None);
+            prop_assert_eq!(all, ids.iter().map(String::as_str).collect::<Vec<_>>());
+            let mut last: Option<&str> = None;
+            let mut visited = Vec::new();
+            for _ in 0..cands.len() {
+                let next = Strategy::RoundRobin.policy().choose(&cands, last);
+                prop_assert_eq!(next.len(), 1);
+                visited.push(next[0]);
+                last = Some(next[0]);
+            }
+            prop_assert_eq!(visited, ids.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+
     #[test]
     fn round_robin_goes_around_in_id_order() {
         let skills: Vec<String> = Vec::new();

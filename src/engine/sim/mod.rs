@@ -1,5 +1,6 @@
 //! Deterministic simulation (tests only): whole 112 calls through the real [`Engine`] in
-//! virtual time, against simulated peers over a simulated network, from a seed.
+//! virtual time, against simulated peers over a simulated network, from a seed; and the
+//! real ACD alone at 100,000 calls (`bulk`).
 //!
 //! # Pieces
 //!
@@ -14,6 +15,9 @@
 //! - `phone`: an operator's softphone: registers with digest authentication, then for each
 //!   INVITE draws a plan (answer after a while, reject, ring until CANCEL or give up with
 //!   480, or ignore it), hangs up after a hold time, BYEs a 2xx nobody ACKed.
+//! - `desk`: operators' commands (`ready`, `not_ready`, `end_wrap_up`, `logout`) through
+//!   `Engine::agent_command` at drawn times (ACD seeds only), each outcome checked against
+//!   the agent table.
 //! - `world`: the engine, the peers, the network and a stand-in for the media relay (it
 //!   binds nothing; it answers each `MediaCommand::Close` with a `MediaReport` a few ms
 //!   later, as `crate::media` does). It steps virtual time to the next deadline of anyone,
@@ -22,7 +26,27 @@
 //! - `check`: what every run must satisfy (see its docs): no state left in the engine, a
 //!   consistent call record whose every step has the cause the RFCs give it, agreement with
 //!   what the peers saw, retransmissions on RFC 3261's exact schedules, media pointed at
-//!   the right parties.
+//!   the right parties; and (`check::acd`) the engine's `Output::AgentEvent`s: each move
+//!   in `acd::agent`'s table, chained per operator, ringing or on call only for a call
+//!   recorded offered to or answered by that operator at that instant, every operator
+//!   logged out at the end.
+//! - `bulk`: the ACD alone, without SIP: the real [`crate::engine::acd::Acd`] driven by a
+//!   seeded model of what `call` does with it (arrivals routed by called number with
+//!   signalled and repeat-caller priority; offers; phones that answer — sometimes at the
+//!   instant the caller hangs up —, reject, fail or ring out; ring-all losers withdrawn;
+//!   callers who give up while waiting, ringing or overflowing; mid-call operator leg loss
+//!   re-queued at the head; overflow answered or failed; registrations lapsing, also while
+//!   ringing; operators' commands and callbacks), several queues, strategies, login
+//!   policies, skills and widening drawn per seed. After every step it compares the ACD
+//!   with the model's prediction of every operator's state and of the exact next offer
+//!   (`check::acd` states the order of service it promises), checks every transition
+//!   against the table, that no eligible operator idles beside a waiting call, that a due
+//!   overflow is made, and that `poll_timeout` is no later than anything that falls due;
+//!   at the end every call has exactly one disposition and nothing waits or is held.
+//!   2 batches × 200 seeds × 250 calls: each batch asserts it ended its 50,000 calls
+//!   (from the runs' own count). `SIAGA_ACD_SEED=N cargo test --lib sim::bulk::tests::one_seed
+//!   -- --nocapture` prints seed N's trace; `SIAGA_ACD_SEEDS=N` sets the seeds per batch
+//!   (to hunt: `SIAGA_ACD_SEEDS=20000 cargo test --release --lib sim::bulk::tests::acd_seeds_batch_0`).
 //!
 //! # A run
 //!
@@ -38,7 +62,10 @@
 //! exactly. `SIAGA_SIM_SEED=N cargo test --lib sim::tests::one_seed -- --nocapture` runs
 //! seed N and prints its trace (every datagram with its fate, every peer decision, every
 //! call event and media command); a failing seed in the suite panics with the same trace.
-//! `SIAGA_SIM_SEEDS=N` runs N seeds per batch instead of the default; to hunt, run
+//! `SIAGA_SIM_SEEDS=N` runs N seeds per batch instead of the default. ACD seeds
+//! (`Scenario::acd_from_seed`, batches `acd_seeds_batch_*`, 2 × 300, `SIAGA_SIM_ACD_SEEDS`)
+//! take a first-call seed's calls and network and staff it with 3–8 operators, a wrap-up,
+//! and drawn operator commands. To hunt, run
 //! `SIAGA_SIM_SEEDS=100000 cargo test --release --lib sim::tests::survey -- --ignored
 //! --nocapture`, which lists every broken rule of every seed and how often each outcome
 //! came up.
@@ -72,7 +99,9 @@
 //! common enough, to `tests::MUST_REACH`. The engine is read by the simulation only
 //! through its outputs and the read-only `Engine::residue` (in `check`).
 
+mod bulk;
 mod check;
+mod desk;
 mod net;
 mod phone;
 mod scenario;

@@ -130,6 +130,9 @@ pub struct Phone {
     pub closing: bool,
     /// When set, every INVITE gets this plan (directed tests).
     pub fixed: Option<PhonePlan>,
+    /// A registration that lapses: the first binding asks for this many seconds and is
+    /// not refreshed; the phone registers again this many ms after it expired.
+    pub lapse: Option<(u32, u64)>,
 }
 
 impl Phone {
@@ -161,6 +164,7 @@ impl Phone {
             next_rtp: 7000,
             closing: false,
             fixed: None,
+            lapse: None,
         }
     }
 
@@ -272,6 +276,12 @@ impl Phone {
             200 => {
                 self.registered = self.want_registered;
                 self.reg_tries = 0;
+                if let Some((expires_s, back_ms)) = self.lapse.take().filter(|_| self.registered) {
+                    ctx.trace(|| {
+                        format!("{name}: lets its binding lapse, back {back_ms} ms after")
+                    });
+                    self.reg_at = Some(ctx.now + u64::from(expires_s) * 1_000 + back_ms);
+                }
                 let registered = self.registered;
                 ctx.trace(|| format!("{name}: registered={registered}"));
             }
@@ -300,7 +310,14 @@ impl Phone {
             .header("Call-ID", &self.reg_call_id)
             .header("CSeq", format!("{} REGISTER", self.reg_cseq))
             .header("Contact", format!("<sip:{op}@{addr}>"))
-            .header("Expires", if self.want_registered { 3600 } else { 0 });
+            .header(
+                "Expires",
+                match (self.want_registered, self.lapse) {
+                    (false, _) => 0,
+                    (true, Some((expires_s, _))) => expires_s,
+                    (true, None) => 3600,
+                },
+            );
         if let Some(nonce) = &self.nonce {
             self.nc += 1;
             let nc = format!("{:08x}", self.nc);

@@ -1,12 +1,14 @@
 //! What a seed decides about a run: the operators and their phones, the calls and what
 //! each caller does, T1, the ring timeout, the RTP port range and the network.
 
+use super::desk::DeskPlan;
 use super::net::{NetProfile, Outage};
 use super::trunk::{CallSpec, CallerPlan};
 use super::ua::Timers;
 use super::world::{SIAGA, TRUNK, phone_addr};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 
 /// Everything a seed decides about a run.
 #[derive(Clone, Debug)]
@@ -27,6 +29,13 @@ pub struct Scenario {
     pub calls: Vec<CallSpec>,
     /// The network.
     pub net: NetProfile,
+    /// `queue.wrap_up_s`, in ms.
+    pub wrap_up_ms: u64,
+    /// Operators' commands (none in the first-call seeds).
+    pub desk: DeskPlan,
+    /// Phones (by index) whose first registration lapses: (its `Expires` in s, when the
+    /// phone registers again after it expired, in ms).
+    pub lapses: BTreeMap<usize, (u32, u64)>,
 }
 
 impl Scenario {
@@ -117,6 +126,38 @@ impl Scenario {
             operators,
             calls,
             net,
+            wrap_up_ms: 0,
+            desk: DeskPlan::default(),
+            lapses: BTreeMap::new(),
         }
+    }
+
+    /// An ACD seed: the scenario of `seed` (same calls and network), staffed by 3–8
+    /// operators with one phone each, a wrap-up of 0–8 s after each call, 0–12 operator
+    /// commands at drawn times, then `ready` for everyone 30 s after the last call
+    /// started, and about one phone in three whose first binding (5–40 s) lapses, to
+    /// register again 1–30 s later (drawn apart, so the first-call seeds keep their draws).
+    pub fn acd_from_seed(seed: u64) -> Scenario {
+        let mut s = Scenario::from_seed(seed);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xacd0_de5c);
+        s.operators = (0..rng.random_range(3..=8))
+            .map(|i| (format!("100{}", i + 1), 1))
+            .collect();
+        s.wrap_up_ms = if rng.random_bool(0.3) {
+            0
+        } else {
+            rng.random_range(500..8_000)
+        };
+        let ids: Vec<String> = s.operators.iter().map(|(id, _)| id.clone()).collect();
+        let last = s.calls.iter().map(|c| c.start_ms).max().unwrap_or(0);
+        let n = rng.random_range(0..=12);
+        s.desk = DeskPlan::draw(&mut rng, &ids, n, last + 30_000);
+        for phone in 0..ids.len() {
+            if rng.random_bool(0.3) {
+                let lapse = (rng.random_range(5..=40), rng.random_range(1_000..30_000));
+                s.lapses.insert(phone, lapse);
+            }
+        }
+        s
     }
 }

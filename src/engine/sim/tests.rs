@@ -139,6 +139,68 @@ fn seeds_batch_3() {
     batch(3);
 }
 
+/// ACD seeds per batch (`Scenario::acd_from_seed`); `SIAGA_SIM_ACD_SEEDS` overrides.
+const ACD_SEEDS_PER_BATCH: u64 = 300;
+
+/// What every batch of ACD seeds must reach besides the first-call outcomes it shares.
+const ACD_MUST_REACH: [&str; 5] = [
+    "leg failed: registration expired",
+    "command refused",
+    "command obeyed",
+    "wrap-up",
+    "ended answered by caller",
+];
+
+/// A batch of ACD seeds (numbered from 1,000,000 so they do not repeat the first-call
+/// seeds' calls): more operators, wrap-up, operators' commands; every check, including the
+/// agent events' (`check::acd::agent_events`).
+fn acd_batch(n: u64) {
+    let per = std::env::var("SIAGA_SIM_ACD_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(ACD_SEEDS_PER_BATCH);
+    let mut tally = Tally::default();
+    let base = 1_000_000;
+    for seed in base + n * per..base + (n + 1) * per {
+        match run(Scenario::acd_from_seed(seed)) {
+            Ok(w) => {
+                tally.add(&w);
+                let mut count = |what: &str| *tally.0.entry(what.to_owned()).or_default() += 1;
+                if w.desks.obeyed > 0 {
+                    count("command obeyed");
+                }
+                if w.desks.refused > 0 {
+                    count("command refused");
+                }
+                if w.agent_events.iter().any(|(_, e)| e.to == "wrap_up") {
+                    count("wrap-up");
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    if per >= ACD_SEEDS_PER_BATCH {
+        let missed: Vec<&str> = ACD_MUST_REACH
+            .into_iter()
+            .filter(|what| !tally.0.contains_key(*what))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "ACD batch {n} never reached {missed:?}: {tally:?}"
+        );
+    }
+}
+
+#[test]
+fn acd_seeds_batch_0() {
+    acd_batch(0);
+}
+
+#[test]
+fn acd_seeds_batch_1() {
+    acd_batch(1);
+}
+
 /// `SIAGA_SIM_SEED=N`: runs seed N and prints its trace and verdict.
 #[test]
 fn one_seed() {
@@ -201,6 +263,9 @@ fn directed(drop: super::net::DropRule, talk_ms: u64) -> Scenario {
             outages: Vec::new(),
             drop: Some(drop),
         },
+        wrap_up_ms: 0,
+        desk: Default::default(),
+        lapses: Default::default(),
     }
 }
 

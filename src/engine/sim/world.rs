@@ -4,6 +4,7 @@
 //! it, and every media command, for the checks in `check`.
 
 use super::Ctx;
+use super::desk::Desks;
 use super::net::{Datagram, Network};
 use super::phone::{Account, Phone};
 pub use super::scenario::Scenario;
@@ -11,7 +12,7 @@ use super::trunk::Trunk;
 use super::ua::Ua;
 use crate::engine::digest::Ha1;
 use crate::engine::media::{MediaCommand, MediaReport, PacketCounts, RelayClosed, RelayId, Side};
-use crate::engine::record::CallEvent;
+use crate::engine::record::{AgentEvent, CallEvent};
 use crate::engine::sip::{Method, SipMessage};
 use crate::engine::transaction::TimerConfig;
 use crate::engine::{Engine, EngineConfig, Input, Now, Output, Received, Transport};
@@ -71,6 +72,8 @@ pub enum Cause {
     MediaReport,
     /// `Engine::shutdown`: calls nobody could end were hung up.
     Shutdown,
+    /// An operator's command (`desk`).
+    Command,
 }
 
 /// A call event and its cause.
@@ -108,6 +111,8 @@ pub struct World {
     /// siaga.
     pub engine: Engine,
     engine_deadline: Option<u64>,
+    /// The operators' desks.
+    pub desks: Desks,
     net: Network,
     /// The trunk and its callers.
     pub trunk: Trunk,
@@ -120,6 +125,8 @@ pub struct World {
     pub records: Vec<Rec>,
     /// Every media command, with its time.
     pub media: Vec<(u64, MediaCommand)>,
+    /// Every agent state change siaga output, with its time.
+    pub agent_events: Vec<(u64, AgentEvent)>,
     /// Open relays.
     pub relays: BTreeMap<RelayId, Relay>,
     /// What each relay looked like when it closed.
@@ -158,6 +165,9 @@ impl World {
             .collect();
         config.calls.acd.queues[0].ring_timeout = Duration::from_millis(scenario.ring_timeout_ms);
         config.calls.acd.queues[0].reject_delay = Duration::from_millis(scenario.reject_delay_ms);
+        config.calls.acd.queues[0].wrap_up = Duration::from_millis(scenario.wrap_up_ms);
+        // A lapsing binding is short (`Scenario::lapses`); the phones ask for an hour else.
+        config.calls.registrar.min_expires_s = 5;
         config.calls.rtp_ports = (30000, 30000 + 2 * scenario.rtp_pairs - 1);
         let mut rng = StdRng::seed_from_u64(scenario.seed ^ 0xbe4a_710e);
         let mut phones = Vec::new();
@@ -174,9 +184,15 @@ impl World {
                 phones.push(Phone::new(ua, account, SIAGA, rng.random_range(0..1_000)));
             }
         }
+        for (k, lapse) in &scenario.lapses {
+            if let Some(phone) = phones.get_mut(*k) {
+                phone.lapse = Some(*lapse);
+            }
+        }
         let mut world = World {
             engine: Engine::with_seed(config, scenario.seed),
             engine_deadline: None,
+            desks: Desks::new(&scenario.desk),
             net: Network::new(scenario.net.clone(), scenario.seed ^ 0x0e7_0e7),
             trunk: Trunk::new(TRUNK, SIAGA, t, &scenario.calls),
             phones,
@@ -185,6 +201,7 @@ impl World {
             wire: Vec::new(),
             records: Vec::new(),
             media: Vec::new(),
+            agent_events: Vec::new(),
             relays: BTreeMap::new(),
             closed_relays: BTreeMap::new(),
             reports: BTreeMap::new(),
@@ -264,6 +281,7 @@ impl World {
                 self.engine_deadline,
                 self.reports.keys().next().map(|(at, _)| *at),
                 trunk,
+                self.desks.next_deadline(),
             ]
             .into_iter()
             .chain(phones.iter().copied())
@@ -297,6 +315,14 @@ impl World {
         if self.engine_deadline.is_some_and(|d| d <= now) {
             self.engine.handle_timeout(self.at());
             self.drain_engine(Cause::Timer);
+        }
+        if self.desks.next_deadline().is_some_and(|d| d <= now) {
+            let (lines, broken) = self.desks.act(now, &mut self.engine);
+            for line in lines {
+                self.trace_line(|| line);
+            }
+            self.violations.extend(broken);
+            self.drain_engine(Cause::Command);
         }
         if trunk.is_some_and(|d| d <= now) {
             let (rng, trace) = (&mut self.rng, &mut self.trace);
@@ -429,7 +455,18 @@ impl World {
                     });
                 }
                 Output::Media(command) => self.on_media(command),
-                Output::AgentEvent(_) => {}
+                Output::AgentEvent(event) => {
+                    self.trace_line(|| {
+                        format!(
+                            "siaga agent {}: {} -> {} ({})",
+                            event.operator,
+                            event.from,
+                            event.to,
+                            event.reason.as_deref().unwrap_or("")
+                        )
+                    });
+                    self.agent_events.push((self.now, event));
+                }
                 Output::Close { connection } => {
                     self.violations
                         .push(format!("siaga closed {connection:?} in a UDP-only run"));

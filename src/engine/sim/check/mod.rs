@@ -16,6 +16,7 @@
 //!   and stop when the answer arrives.
 //! - [`media`]: the SDP each side got and the relay's peers point at the right parties.
 
+pub mod acd;
 mod record;
 mod wire;
 
@@ -84,6 +85,7 @@ pub fn all(w: &World) -> Vec<String> {
     let mut v = w.violations.clone();
     let calls = CallViews::of(w);
     residue(w, &mut v);
+    acd::agent_events(w, &mut v);
     record::records(w, &calls, &mut v);
     peers(w, &calls, &mut v);
     wire::phone_dialogs(w, &mut v);

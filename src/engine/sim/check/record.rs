@@ -103,6 +103,15 @@ pub(super) fn records(w: &World, calls: &CallViews, v: &mut Vec<String>) {
                     let ok = match reason.as_str() {
                         // Timer B of one of the offer's INVITEs (§17.1.1.2).
                         "no response" => r.cause == Cause::Timer && at == since + t64,
+                        // The binding of a phone whose registration lapses expired
+                        // (the registrar's timer) while it rang: the offer is withdrawn.
+                        "registration expired" => {
+                            r.cause == Cause::Timer
+                                && w.scenario
+                                    .lapses
+                                    .keys()
+                                    .any(|k| w.phones.get(*k).is_some_and(|p| p.operator == op))
+                        }
                         _ => from_op(op).is_some_and(|d| {
                             reason.starts_with(&d.msg.status().unwrap_or(0).to_string())
                         }),
