@@ -91,13 +91,14 @@ impl Run {
                     self.seen("leg lost: requeued at the head");
                     self.acd.call_ended(call, &op, t(now));
                     self.expect_call_ended(&op, call);
-                    if !self.acd.requeue(call, true) {
+                    if !self.acd.requeue(call, true, t(now)) {
                         self.broken.push(format!("requeue of {call:?} refused"));
                     }
                     self.heads += 1;
                     let heads = self.heads;
                     let c = self.calls.get_mut(&call).expect("live");
                     c.head = Some(heads);
+                    c.overflow_from = now;
                     self.wait(call);
                 }
             }
@@ -312,7 +313,7 @@ impl Run {
     /// `call` now rings `ops`: back to its place when nobody rings for it any more.
     pub(super) fn ringing_left(&mut self, call: CallHandle, ops: BTreeSet<String>) {
         if ops.is_empty() {
-            if !self.acd.requeue(call, false) {
+            if !self.acd.requeue(call, false, t(self.now)) {
                 self.broken.push(format!("requeue of {call:?} refused"));
             }
             self.bump(call);
@@ -463,6 +464,7 @@ impl Run {
                 call,
                 CallM {
                     arrival: now,
+                    overflow_from: now,
                     seq: 0,
                     caller: String::new(),
                     dialled: "",

@@ -87,7 +87,7 @@ impl Run {
                     .iter()
                     .any(|op| op.state != AgentState::LoggedOut && op.queues.contains(&c.queue));
                 let paused = c.overflow_not_before.is_some_and(|n| n > now);
-                !paused && (nobody || now - c.arrival >= ms(o.after))
+                !paused && (nobody || now - c.overflow_from >= ms(o.after))
             })
             .map(|w| w.call)
             .collect()
@@ -214,7 +214,7 @@ impl Run {
             if c.status == Status::Waiting
                 && let Some(o) = self.settings.queues[c.queue].overflow.as_ref()
             {
-                d.push((c.arrival + ms(o.after)).max(c.overflow_not_before.unwrap_or(0)));
+                d.push((c.overflow_from + ms(o.after)).max(c.overflow_not_before.unwrap_or(0)));
             }
         }
         d

@@ -85,6 +85,9 @@ enum Status {
 #[derive(Clone, Debug)]
 struct CallM {
     arrival: u64,
+    /// Since when its overflow wait counts: its arrival, or when its answered leg failed
+    /// and it waited again (`Acd::requeue`).
+    overflow_from: u64,
     /// Enqueue index: the call's place.
     seq: u64,
     caller: String,
@@ -325,6 +328,7 @@ impl Run {
             };
             let call = CallM {
                 arrival,
+                overflow_from: arrival,
                 seq: n,
                 caller: format!("08{}", self.rng.random_range(0..callers)),
                 dialled: if self.rng.random_bool(0.6) {
