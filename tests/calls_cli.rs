@@ -361,7 +361,8 @@ fn migrate_applies_each_migration_once_and_says_which() {
                 first,
                 format!(
                     "applied 0001 call records\napplied 0002 original called\n\
-                 applied 0003 agent events\n{shown}: 3 migration(s) applied\n"
+                 applied 0003 agent events\napplied 0004 incidents\n\
+                 {shown}: 4 migration(s) applied\n"
                 )
             );
             let second = stdout(&siaga("migrate", &config, &[]));

@@ -61,10 +61,16 @@
 //! are bound (text on SQLite, `UUID` on PostgreSQL). The store tests run every case on
 //! both (PostgreSQL from `SIAGA_TEST_POSTGRES_URL`, see `sip-tests/test.sh`).
 
+mod backend_ops;
 mod columns;
+mod export;
+mod incident_input;
+mod incidents;
 mod log;
 mod postgres;
+mod search;
 mod sqlite;
+mod stats;
 mod table;
 mod time_text;
 mod worklist;
@@ -75,8 +81,18 @@ mod test_pg;
 #[cfg(test)]
 mod tests;
 
+pub use export::{CSV_COLUMNS, ExportError, export_csv};
+pub use incident_input::{
+    AgencyId, CALLER_NAME_MAX, Classification, HandoffMethod, InputError, LOCATION_MAX,
+    NOTES_MAX, OUTCOME_MAX, Position, REFERENCE_MAX,
+};
+pub use incidents::{
+    Handoff, HandoffUpdate, Incident, IncidentDetails, IncidentUpdate, NewHandoff, NewIncident,
+};
 pub use log::{LogEvent, LogRef, Logged};
-pub use table::{agents_table, calls_table};
+pub use search::{CallDetail, CallFilter, CallLogRow, CallPage, Cursor, CursorError, MAX_PAGE};
+pub use stats::{ANSWER_THRESHOLDS_MS, AnswerTimes, OperatorStats, Statistics, WithinThreshold};
+pub use table::{agents_table, call_log_table, calls_table};
 pub use time_text::{SinceError, parse_since, rfc3339_millis, table_time};
 pub use worklist::CallbackRow;
 pub use writer::{
@@ -135,6 +151,27 @@ pub enum StoreError {
     /// A query failed (the database is unavailable, locked, full …).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The call, incident or handoff asked for is not recorded (the API answers 404).
+    #[error("no {what} {id}")]
+    NotFound {
+        /// `call`, `incident` or `handoff`.
+        what: &'static str,
+        /// Its id.
+        id: Uuid,
+    },
+    /// The call belongs to another incident already: a call belongs to at most one (the
+    /// API answers 409).
+    #[error("call {call} belongs to incident {incident} already")]
+    AlreadyLinked {
+        /// The call.
+        call: Uuid,
+        /// The incident it belongs to.
+        incident: Uuid,
+    },
+    /// An input the store refuses (a text too long, a handoff acknowledged before it was
+    /// made …; the API answers 422 naming [`InputError::field`]).
+    #[error(transparent)]
+    Invalid(#[from] InputError),
     /// A stored value this version cannot read (e.g. an id that is not a UUID).
     #[error("unreadable value in {column}: {value:?}")]
     Corrupt {
