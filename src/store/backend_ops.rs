@@ -10,8 +10,8 @@
 use super::incidents::{
     CALL_EXISTS, Cols, HandoffUpdate, INCIDENT_CALLS, INCIDENT_EXISTS, INCIDENT_HANDOFFS,
     INCIDENT_OF_CALL, INSERT_HANDOFF, INSERT_INCIDENT, INSERT_LINK, Incident, IncidentUpdate,
-    NewHandoff, NewIncident, SELECT_HANDOFF, SELECT_INCIDENT, TOUCH_INCIDENT,
-    UPDATE_HANDOFF, UPDATE_INCIDENT, handoff_row, incident_row,
+    NewHandoff, NewIncident, SELECT_HANDOFF, SELECT_INCIDENT, TOUCH_INCIDENT, UPDATE_HANDOFF,
+    UPDATE_INCIDENT, handoff_row, incident_row,
 };
 use super::postgres::PgStore;
 use super::search::{CallLogRow, SEARCH_CALLS, SELECT_CALL, SearchParams, fold};
@@ -125,7 +125,10 @@ macro_rules! backend_ops {
                     .fetch_one(&mut *tx)
                     .await?;
                 if calls == 0 {
-                    return Err(StoreError::NotFound { what: "call", id: call });
+                    return Err(StoreError::NotFound {
+                        what: "call",
+                        id: call,
+                    });
                 }
                 let details = &incident.details;
                 sqlx::query(INSERT_INCIDENT)
@@ -176,7 +179,12 @@ macro_rules! backend_ops {
                 let text = |v: &Option<Option<String>>| v.clone().flatten();
                 let changed = sqlx::query(UPDATE_INCIDENT)
                     .bind($id(id))
-                    .bind(update.classification.as_ref().map(|c| c.category().to_owned()))
+                    .bind(
+                        update
+                            .classification
+                            .as_ref()
+                            .map(|c| c.category().to_owned()),
+                    )
                     .bind(
                         update
                             .classification
@@ -207,8 +215,14 @@ macro_rules! backend_ops {
                 now: UtcTime,
             ) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
-                for (sql, what, id) in [(CALL_EXISTS, "call", call), (INCIDENT_EXISTS, "incident", incident)] {
-                    let n: i64 = sqlx::query_scalar(sql).bind($id(id)).fetch_one(&mut *tx).await?;
+                for (sql, what, id) in [
+                    (CALL_EXISTS, "call", call),
+                    (INCIDENT_EXISTS, "incident", incident),
+                ] {
+                    let n: i64 = sqlx::query_scalar(sql)
+                        .bind($id(id))
+                        .fetch_one(&mut *tx)
+                        .await?;
                     if n == 0 {
                         return Err(StoreError::NotFound { what, id });
                     }
@@ -228,7 +242,10 @@ macro_rules! backend_ops {
                         .await?;
                     let current = row.uuid("incident_id")?;
                     if current != incident {
-                        return Err(StoreError::AlreadyLinked { call, incident: current });
+                        return Err(StoreError::AlreadyLinked {
+                            call,
+                            incident: current,
+                        });
                     }
                     return Ok(());
                 }
@@ -269,7 +286,10 @@ macro_rules! backend_ops {
                 Ok(Some(incident))
             }
 
-            pub(super) async fn incident_of_call(&self, call: Uuid) -> Result<Option<Uuid>, StoreError> {
+            pub(super) async fn incident_of_call(
+                &self,
+                call: Uuid,
+            ) -> Result<Option<Uuid>, StoreError> {
                 let row = sqlx::query(INCIDENT_OF_CALL)
                     .bind($id(call))
                     .fetch_optional(&self.pool)
@@ -291,7 +311,10 @@ macro_rules! backend_ops {
                     .fetch_one(&mut *tx)
                     .await?;
                 if n == 0 {
-                    return Err(StoreError::NotFound { what: "incident", id: incident });
+                    return Err(StoreError::NotFound {
+                        what: "incident",
+                        id: incident,
+                    });
                 }
                 sqlx::query(INSERT_HANDOFF)
                     .bind($id(id))
@@ -381,15 +404,27 @@ macro_rules! backend_ops {
                     (stats::BY_DISPOSITION, &mut raw.by_disposition),
                     (stats::BY_AGENCY, &mut raw.by_agency),
                 ] {
-                    let rows = sqlx::query(sql).bind(from).bind(to).fetch_all(&mut *tx).await?;
+                    let rows = sqlx::query(sql)
+                        .bind(from)
+                        .bind(to)
+                        .fetch_all(&mut *tx)
+                        .await?;
                     *out = rows.iter().map(stats::keyed).collect::<Result<_, _>>()?;
                 }
-                let rows = sqlx::query(stats::BY_HOUR).bind(from).bind(to).fetch_all(&mut *tx).await?;
+                let rows = sqlx::query(stats::BY_HOUR)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 raw.by_hour = rows
                     .iter()
                     .map(|row| Ok((row.int("hour")?, row.int("n")?)))
                     .collect::<Result<_, StoreError>>()?;
-                let rows = sqlx::query(stats::BY_OPERATOR).bind(from).bind(to).fetch_all(&mut *tx).await?;
+                let rows = sqlx::query(stats::BY_OPERATOR)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 raw.by_operator = rows
                     .iter()
                     .map(|row| Ok((row.opt_text("key")?, row.int("n")?, row.opt_int("total")?)))
@@ -413,8 +448,15 @@ macro_rules! backend_ops {
                     row.opt_int("within_2")?.unwrap_or(0),
                     row.opt_int("within_3")?.unwrap_or(0),
                 ];
-                let rows = sqlx::query(stats::WAITS).bind(from).bind(to).fetch_all(&mut *tx).await?;
-                raw.waits = rows.iter().map(|row| row.int("wait")).collect::<Result<_, _>>()?;
+                let rows = sqlx::query(stats::WAITS)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                raw.waits = rows
+                    .iter()
+                    .map(|row| row.int("wait"))
+                    .collect::<Result<_, _>>()?;
                 tx.commit().await?;
                 Ok(raw)
             }

@@ -60,7 +60,9 @@ pub enum InputError {
     },
     /// `latitude`/`longitude` outside WGS 84's ranges (−90…90, −180…180 degrees), not a
     /// number, or only one of the two given.
-    #[error("{field} {value} is not a WGS 84 position in degrees (latitude -90..90, longitude -180..180, both or neither)")]
+    #[error(
+        "{field} {value} is not a WGS 84 position in degrees (latitude -90..90, longitude -180..180, both or neither)"
+    )]
     BadPosition {
         /// `latitude` or `longitude`.
         field: &'static str,

@@ -11,8 +11,8 @@
 //! fields do not undo each other.
 
 use super::incident_input::{
-    AgencyId, CALLER_NAME_MAX, Classification, HandoffMethod, InputError, LOCATION_MAX,
-    NOTES_MAX, OUTCOME_MAX, Position, REFERENCE_MAX, check_len,
+    AgencyId, CALLER_NAME_MAX, Classification, HandoffMethod, InputError, LOCATION_MAX, NOTES_MAX,
+    OUTCOME_MAX, Position, REFERENCE_MAX, check_len,
 };
 use super::{Backend, Store, StoreError, ser_opt_time, ser_time};
 use crate::engine::UtcTime;
@@ -260,8 +260,11 @@ pub(super) const INCIDENT_HANDOFFS: &str = concat!(
     " FROM handoffs WHERE incident_id = $1 ORDER BY handed_off_at, id"
 );
 
-pub(super) const SELECT_HANDOFF: &str =
-    concat!("SELECT ", handoff_columns!(), " FROM handoffs WHERE id = $1");
+pub(super) const SELECT_HANDOFF: &str = concat!(
+    "SELECT ",
+    handoff_columns!(),
+    " FROM handoffs WHERE id = $1"
+);
 
 pub(super) const INSERT_HANDOFF: &str = concat!(
     "INSERT INTO handoffs (",

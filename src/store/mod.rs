@@ -83,8 +83,8 @@ mod tests;
 
 pub use export::{CSV_COLUMNS, ExportError, export_csv};
 pub use incident_input::{
-    AgencyId, CALLER_NAME_MAX, Classification, HandoffMethod, InputError, LOCATION_MAX,
-    NOTES_MAX, OUTCOME_MAX, Position, REFERENCE_MAX,
+    AgencyId, CALLER_NAME_MAX, Classification, HandoffMethod, InputError, LOCATION_MAX, NOTES_MAX,
+    OUTCOME_MAX, Position, REFERENCE_MAX,
 };
 pub use incidents::{
     Handoff, HandoffUpdate, Incident, IncidentDetails, IncidentUpdate, NewHandoff, NewIncident,

@@ -280,7 +280,10 @@ impl Store {
             Backend::Sqlite(s) => s.call(call).await?,
             Backend::Postgres(s) => s.call(call).await?,
         };
-        let row = row.ok_or(StoreError::NotFound { what: "call", id: call })?;
+        let row = row.ok_or(StoreError::NotFound {
+            what: "call",
+            id: call,
+        })?;
         Ok(CallDetail {
             call: row,
             timeline: self.call_events(call).await?,
@@ -302,7 +305,12 @@ mod tests {
         let text = cursor.to_string();
         assert_eq!(text, "1795953665123.00000000-0000-0000-0000-000000000007");
         assert_eq!(text.parse(), Ok(cursor));
-        for bad in ["", "12", "x.00000000-0000-0000-0000-000000000007", "12.nope"] {
+        for bad in [
+            "",
+            "12",
+            "x.00000000-0000-0000-0000-000000000007",
+            "12.nope",
+        ] {
             assert_eq!(bad.parse::<Cursor>(), Err(CursorError(bad.to_owned())));
         }
     }

@@ -1343,3 +1343,5 @@ async fn an_overflowed_call_is_recorded_as_such(store: Store) {
         ]
     );
 }
+
+mod incidents;
