@@ -847,3 +847,73 @@ async fn the_csv_export_has_a_line_per_call(store: Store) {
         "unset fields are empty: {waiting}"
     );
 }
+
+#[test]
+fn inputs_are_checked_against_the_configured_lists() {
+    let config = incidents_config();
+    assert!(Classification::new(&config, "medical", Some("injury")).is_ok());
+    assert!(Classification::new(&config, "prank", None).is_ok());
+    let error = Classification::new(&config, "Medical", None).unwrap_err();
+    assert_eq!(error.field(), "category");
+    assert_eq!(
+        error,
+        InputError::UnknownCategory {
+            given: "Medical".to_owned(),
+            allowed: [
+                "medical",
+                "fire",
+                "natural_disaster",
+                "security",
+                "prank",
+                "silent",
+                "information",
+                "misdial",
+                "test_call",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        }
+    );
+    let error = Classification::new(&config, "fire", Some("flood")).unwrap_err();
+    assert_eq!(error.field(), "subcategory");
+    assert!(
+        error
+            .to_string()
+            .starts_with("unknown subcategory \"flood\" of category fire; allowed: building, "),
+        "{error}"
+    );
+    let error = AgencyId::new(&config, "basarnas").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "unknown agency \"basarnas\"; allowed: psc119, damkar, bpbd, polri"
+    );
+    assert_eq!("radio".parse(), Ok(HandoffMethod::Radio));
+    let error = "fax".parse::<HandoffMethod>().unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "unknown handoff method \"fax\"; allowed: call_transfer, phone, radio, app"
+    );
+}
+
+#[test]
+fn positions_are_wgs84_degrees_both_or_neither() {
+    assert!(Position::new(-90.0, 180.0).is_ok());
+    assert!(Position::new(-6.2, 106.8).is_ok());
+    for (lat, lon, field) in [
+        (90.5, 0.0, "latitude"),
+        (f64::NAN, 0.0, "latitude"),
+        (0.0, -180.1, "longitude"),
+        (0.0, f64::INFINITY, "longitude"),
+    ] {
+        assert_eq!(Position::new(lat, lon).unwrap_err().field(), field);
+    }
+    assert_eq!(Position::from_pair(None, None), Ok(None));
+    assert_eq!(
+        Position::from_pair(Some(1.0), None).unwrap_err().field(),
+        "longitude"
+    );
+    assert_eq!(
+        Position::from_pair(None, Some(1.0)).unwrap_err().field(),
+        "latitude"
+    );
+}
