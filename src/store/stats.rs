@@ -264,6 +264,101 @@ pub(super) fn assemble(from: UtcTime, to: UtcTime, raw: Raw) -> Statistics {
     }
 }
 
+impl Statistics {
+    /// The statistics as text for a terminal (`siaga stats`): one section per grouping,
+    /// shares as percentages with one decimal, durations in seconds with one decimal.
+    pub fn report(&self) -> String {
+        let percent = |share: Option<f64>| match share {
+            Some(share) => format!("{:.1} %", share * 100.0),
+            None => "-".to_owned(),
+        };
+        let seconds = |ms: Option<f64>| match ms {
+            Some(ms) => format!("{:.1} s", ms / 1000.0),
+            None => "-".to_owned(),
+        };
+        let a = &self.answer;
+        let mut out = format!(
+            "calls received {} to {}: {}\n",
+            super::rfc3339_millis(self.from),
+            super::rfc3339_millis(self.to),
+            self.calls
+        );
+        out.push_str(&format!(
+            "\nanswer times ({} calls answered or ended; {} answered)\n",
+            a.calls, a.answered
+        ));
+        for w in &a.within {
+            out.push_str(&format!(
+                "  answered within {} s  {:>6}  {}\n",
+                w.seconds,
+                w.answered,
+                percent(w.share)
+            ));
+        }
+        out.push_str(&format!(
+            "  abandoned             {:>6}  {}\n",
+            a.abandoned,
+            percent(a.abandoned_share)
+        ));
+        out.push_str(&format!(
+            "  wait: mean {}, 90th percentile {}\n",
+            seconds(a.mean_wait_ms),
+            seconds(a.p90_wait_ms.map(|ms| ms as f64))
+        ));
+        let section = |out: &mut String, title: &str, rows: Vec<(String, u64)>| {
+            out.push_str(&format!("\n{title}\n"));
+            if rows.is_empty() {
+                out.push_str("  -\n");
+            }
+            for (key, n) in rows {
+                out.push_str(&format!("  {key:<24}  {n:>6}\n"));
+            }
+        };
+        let mut categories: Vec<(String, u64)> = self
+            .by_category
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        if self.unclassified > 0 {
+            categories.push(("(unclassified)".to_owned(), self.unclassified));
+        }
+        section(&mut out, "by category", categories);
+        let mut dispositions: Vec<(String, u64)> = self
+            .by_disposition
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        if self.in_progress > 0 {
+            dispositions.push(("(in progress)".to_owned(), self.in_progress));
+        }
+        section(&mut out, "by disposition", dispositions);
+        let agencies = self
+            .by_agency
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        section(&mut out, "by agency", agencies);
+        let hours = (0..24)
+            .zip(self.by_hour)
+            .filter(|(_, n)| *n > 0)
+            .map(|(h, n)| (format!("{h:02}:00 UTC"), n))
+            .collect();
+        section(&mut out, "by hour", hours);
+        out.push_str("\nby operator                  calls  talk\n");
+        if self.by_operator.is_empty() {
+            out.push_str("  -\n");
+        }
+        for (operator, o) in &self.by_operator {
+            out.push_str(&format!(
+                "  {operator:<24}  {:>6}  {}\n",
+                o.calls,
+                seconds(Some(o.talk_ms as f64))
+            ));
+        }
+        out
+    }
+}
+
 impl Store {
     /// The statistics of the calls received at or after `from` and before `to`.
     ///
