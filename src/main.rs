@@ -1,7 +1,8 @@
 //! The `siaga` binary: `siaga run` starts the service, `siaga check-config` validates a
 //! configuration, `siaga migrate` creates or updates the database's tables, `siaga calls`
-//! prints the latest call records, `siaga agents` the operators' state changes, `siaga
-//! hash-password` an API password's argon2id hash. Exit codes: 0 success,
+//! searches the call log, `siaga export` writes it as CSV, `siaga stats` prints a
+//! period's statistics, `siaga agents` the operators' state changes, `siaga hash-password`
+//! an API password's argon2id hash. Exit codes: 0 success,
 //! 1 failure (the address is in use, no database yet, a bad `--since` …), 2 invalid
 //! configuration.
 
@@ -50,22 +51,67 @@ enum Command {
         #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
-    /// Print the latest call records from the configured database (`database.url`, or
-    /// SIAGA_DATABASE_URL), newest first. Reads only: a missing SQLite file is reported,
-    /// not created.
+    /// Print the call log from the configured database (`database.url`, or
+    /// SIAGA_DATABASE_URL), newest first, with each call's incident category and the
+    /// agencies it was handed to. Reads only: a missing SQLite file is reported, not
+    /// created. When more calls match than were printed, stderr says how to get the next
+    /// page (`--after`).
     Calls {
         /// The configuration file.
         #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
-        /// How many calls to print.
+        /// How many calls to print (at most 1000).
         #[arg(long, value_name = "N", default_value_t = 20)]
         limit: u32,
         /// Only calls received at or after TIME: a UTC time (2026-11-29T12:00:00Z,
         /// 2026-11-29 12:00, 2026-11-29) or a duration back from now (90m, 2h, 1day).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
-        /// Print a JSON array of objects keyed by the `calls` columns (times RFC 3339 UTC)
-        /// instead of a table.
+        /// Only calls received before TIME (as --since).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Start after this call: the cursor the previous page named.
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+        /// Print a JSON array of objects keyed by the `calls` columns (times RFC 3339 UTC),
+        /// plus incident_id, category, subcategory and agencies, instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the call log of a period as CSV (a header line, then one line per call,
+    /// newest first), to stdout or a file. Reads only, like `calls`.
+    Export {
+        /// The configuration file.
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Calls received at or after TIME (as `calls --since`).
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        /// Calls received before TIME (as `calls --since`).
+        #[arg(long, value_name = "TIME")]
+        to: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Write to FILE (created or replaced) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print the statistics of the calls received in a period: by category, disposition,
+    /// agency and hour (UTC); answered within 10, 15 and 20 s; mean and 90th-percentile
+    /// wait; abandoned share; calls and talk time per operator. Reads only, like `calls`.
+    Stats {
+        /// The configuration file.
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Calls received at or after TIME (as `calls --since`).
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        /// Calls received before TIME (as `calls --since`).
+        #[arg(long, value_name = "TIME")]
+        to: String,
+        /// Print a JSON object instead of text (shares as fractions, durations in ms).
         #[arg(long)]
         json: bool,
     },
@@ -93,6 +139,45 @@ enum Command {
     HashPassword,
 }
 
+/// The call-log filters `siaga calls` and `siaga export` share.
+#[derive(Debug, clap::Args)]
+struct FilterArgs {
+    /// Only calls whose incident has this category (`categories[].id`).
+    #[arg(long, value_name = "ID")]
+    category: Option<String>,
+    /// Only calls with this disposition (answered, abandoned_in_queue …).
+    #[arg(long, value_name = "WORD")]
+    disposition: Option<String>,
+    /// Only calls answered by this operator (`operators[].id`).
+    #[arg(long, value_name = "ID")]
+    operator: Option<String>,
+    /// Only calls from this number, as recorded (+6281234567890).
+    #[arg(long, value_name = "NUMBER")]
+    caller: Option<String>,
+    /// Only calls whose incident was handed off to this agency (`agencies[].id`).
+    #[arg(long, value_name = "ID")]
+    agency: Option<String>,
+    /// Only calls whose incident's notes contain TEXT (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    text: Option<String>,
+}
+
+impl FilterArgs {
+    /// The store's filter for calls received in [`from`, `to`).
+    fn filter(self, from: Option<UtcTime>, to: Option<UtcTime>) -> store::CallFilter {
+        store::CallFilter {
+            from,
+            to,
+            category: self.category,
+            disposition: self.disposition,
+            operator: self.operator,
+            caller: self.caller,
+            agency: self.agency,
+            text: self.text,
+        }
+    }
+}
+
 /// Exit code for an invalid configuration.
 const EXIT_BAD_CONFIG: u8 = 2;
 
@@ -118,9 +203,40 @@ fn main() -> ExitCode {
             config,
             limit,
             since,
+            until,
+            filter,
+            after,
             json,
         } => match load(&config) {
-            Ok(c) => report("calls", calls(&c, limit, since.as_deref(), json)),
+            Ok(c) => {
+                let page = CallsPage {
+                    limit,
+                    since: since.as_deref(),
+                    until: until.as_deref(),
+                    after: after.as_deref(),
+                    json,
+                };
+                report("calls", calls(&c, filter, page))
+            }
+            Err(code) => code,
+        },
+        Command::Export {
+            config,
+            from,
+            to,
+            filter,
+            output,
+        } => match load(&config) {
+            Ok(c) => report("export", export(&c, &from, &to, filter, output.as_deref())),
+            Err(code) => code,
+        },
+        Command::Stats {
+            config,
+            from,
+            to,
+            json,
+        } => match load(&config) {
+            Ok(c) => report("stats", stats(&c, &from, &to, json)),
             Err(code) => code,
         },
         Command::Agents {
@@ -183,24 +299,110 @@ fn migrate(config: &Config) -> Result<(), String> {
     print(&text)
 }
 
-/// `siaga calls`: prints up to `limit` calls received since `since`, as a table or JSON.
-/// Errors are one-line messages.
-fn calls(config: &Config, limit: u32, since: Option<&str>, json: bool) -> Result<(), String> {
-    let since = since.map(since_arg).transpose()?;
-    let rows = read(config, |store| async move {
-        store.recent_calls(limit, since).await
+/// `siaga calls`' paging and output options.
+struct CallsPage<'a> {
+    limit: u32,
+    since: Option<&'a str>,
+    until: Option<&'a str>,
+    after: Option<&'a str>,
+    json: bool,
+}
+
+/// `siaga calls`: prints up to `limit` calls matching the filters, as a table or JSON, and
+/// on stderr the cursor of the next page when there may be one. Errors are one-line
+/// messages.
+fn calls(config: &Config, filter: FilterArgs, page: CallsPage<'_>) -> Result<(), String> {
+    let since = page.since.map(since_arg).transpose()?;
+    let until = page.until.map(|t| time_arg("--until", t)).transpose()?;
+    let after = page
+        .after
+        .map(|c| {
+            c.parse::<store::Cursor>()
+                .map_err(|e| format!("--after {e}"))
+        })
+        .transpose()?;
+    let filter = filter.filter(since, until);
+    let narrowed = store::CallFilter {
+        from: None,
+        ..filter.clone()
+    } != store::CallFilter::default();
+    let limit = page.limit;
+    let found = read(config, |store| async move {
+        store.search_calls(&filter, after, limit).await
     })?;
-    let text = if json {
-        json_text(&rows)?
+    let rows = &found.calls;
+    let text = if page.json {
+        json_text(rows)?
     } else if rows.is_empty() {
         match since {
+            _ if narrowed || after.is_some() => "no calls match\n".to_owned(),
             Some(since) => format!("no calls since {}\n", store::rfc3339_millis(since)),
             None => "no calls recorded\n".to_owned(),
         }
     } else {
-        store::calls_table(&rows)
+        store::call_log_table(rows)
+    };
+    print(&text)?;
+    if let Some(next) = found.next {
+        eprintln!("more calls may match: add --after {next}");
+    }
+    Ok(())
+}
+
+/// `siaga export`: writes the calls received in [`from`, `to`) matching the filters as
+/// CSV to `output` (created or replaced) or stdout. Errors are one-line messages.
+fn export(
+    config: &Config,
+    from: &str,
+    to: &str,
+    filter: FilterArgs,
+    output: Option<&Path>,
+) -> Result<(), String> {
+    let filter = filter.filter(Some(time_arg("--from", from)?), Some(time_arg("--to", to)?));
+    let result = read(config, |store| async move {
+        let written = match output {
+            Some(path) => match std::fs::File::create(path) {
+                Ok(file) => store::export_csv(&store, &filter, std::io::BufWriter::new(file)).await,
+                Err(error) => {
+                    return Ok(Err(format!("cannot create {}: {error}", path.display())));
+                }
+            },
+            None => store::export_csv(&store, &filter, std::io::stdout().lock()).await,
+        };
+        match written {
+            Ok(n) => Ok(Ok(n)),
+            Err(store::ExportError::Store(error)) => Err(error),
+            Err(error @ store::ExportError::Write(_)) => Ok(Err(error.to_string())),
+        }
+    })?;
+    match result {
+        Ok(_) => Ok(()),
+        // `siaga export | head` closed the pipe: not an error.
+        Err(message) if output.is_none() && message.contains("Broken pipe") => Ok(()),
+        Err(message) => Err(message),
+    }
+}
+
+/// `siaga stats`: prints the statistics of [`from`, `to`) as text or JSON. Errors are
+/// one-line messages.
+fn stats(config: &Config, from: &str, to: &str, json: bool) -> Result<(), String> {
+    let from = time_arg("--from", from)?;
+    let to = time_arg("--to", to)?;
+    let stats = read(
+        config,
+        |store| async move { store.statistics(from, to).await },
+    )?;
+    let text = if json {
+        json_text(&stats)?
+    } else {
+        stats.report()
     };
     print(&text)
+}
+
+/// A time argument (`--from`, `--to`, `--until`): as `--since`.
+fn time_arg(flag: &str, text: &str) -> Result<UtcTime, String> {
+    store::parse_since(text, wall_clock()).map_err(|error| format!("{flag} {error}"))
 }
 
 /// `siaga agents`: prints the agent events since `since` (of `operator` only, when given),

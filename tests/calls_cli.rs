@@ -206,9 +206,9 @@ fn prints_a_table(dir: &TempDir, db: &str) {
     prepare(db);
     let text = stdout(&calls(&config(dir, db), &[]));
     let expected = "\
-RECEIVED (UTC)       CALLER          CALLED  FIRST DIALLED  WAIT S  TALK S  OPERATOR  DISPOSITION         ENDED BY
-2026-11-29 13:01:05  -               112     -                 8.0       -  -         abandoned_in_queue  caller
-2026-11-29 12:01:05  +6281234567890  112     110              12.3    60.1  op-3      answered            operator
+RECEIVED (UTC)       CALLER          CALLED  FIRST DIALLED  WAIT S  TALK S  OPERATOR  DISPOSITION         ENDED BY  CATEGORY  AGENCIES
+2026-11-29 13:01:05  -               112     -                 8.0       -  -         abandoned_in_queue  caller    -         -
+2026-11-29 12:01:05  +6281234567890  112     110              12.3    60.1  op-3      answered            operator  -         -
 ";
     assert_eq!(text, expected);
 
@@ -250,6 +250,10 @@ fn prints_json(dir: &TempDir, db: &str) {
         "ended_by",
         "caller_to_operator_packets",
         "operator_to_caller_packets",
+        "incident_id",
+        "category",
+        "subcategory",
+        "agencies",
     ];
     columns.sort_unstable();
     assert_eq!(keys, columns);
@@ -361,7 +365,8 @@ fn migrate_applies_each_migration_once_and_says_which() {
                 first,
                 format!(
                     "applied 0001 call records\napplied 0002 original called\n\
-                 applied 0003 agent events\n{shown}: 3 migration(s) applied\n"
+                 applied 0003 agent events\napplied 0004 incidents\n\
+                 {shown}: 4 migration(s) applied\n"
                 )
             );
             let second = stdout(&siaga("migrate", &config, &[]));

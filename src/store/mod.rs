@@ -1,6 +1,6 @@
 //! The call record store: siaga's durable record of every 112 call (DESIGN.md, "Store").
 //!
-//! It owns three tables, on SQLite or PostgreSQL alike (`migrations/sqlite/` and
+//! It owns six tables, on SQLite or PostgreSQL alike (`migrations/sqlite/` and
 //! `migrations/postgres/`, both embedded in the binary, applied by [`Store::open`] and by
 //! `siaga migrate` through [`Store::migrate`]):
 //! - `call_events`: the append-only log of
@@ -13,10 +13,24 @@
 //! - `agent_events`: the append-only log of every operator's ACD state transitions
 //!   ([`AgentEvent`](crate::engine::record::AgentEvent), read as [`AgentEventRow`]);
 //!   idempotent by event id like `call_events`.
+//! - `incidents`, `incident_calls` and `handoffs` (schema 4): what the operator classified
+//!   a call as ([`Incident`]: category, subcategory, location, position, caller name,
+//!   notes), the calls of each incident (a call belongs to at most one), and each handoff
+//!   to a field agency ([`Handoff`]). Written by the API through [`Store::create_incident`],
+//!   [`Store::update_incident`], [`Store::link_call`], [`Store::add_handoff`] and
+//!   [`Store::update_handoff`], which take only inputs parsed against the configuration
+//!   ([`Classification`], [`AgencyId`], [`Position`]; errors as [`InputError`], listing the
+//!   allowed values) and answer [`StoreError::NotFound`] for an unknown call, incident or
+//!   handoff (the API's 404) and [`StoreError::AlreadyLinked`] (409).
 //!
 //! Besides the call log ([`Store::recent_calls`], [`Store::call_events`]) it answers the
-//! supervisor's agent history ([`Store::agent_events`]) and the RFC 7090 callback worklist
-//! as rebuilt after a restart ([`Store::callback_worklist`]).
+//! supervisor's search of the log ([`Store::search_calls`]: by time range, category,
+//! disposition, operator, caller, agency and text in notes, newest first, keyset pages),
+//! a call's detail ([`Store::call_detail`]: timeline, incident, handoffs), a period's
+//! statistics ([`Store::statistics`]), the CSV export ([`export_csv`]), the supervisor's
+//! agent history ([`Store::agent_events`]) and the RFC 7090 callback worklist as rebuilt
+//! after a restart ([`Store::callback_worklist`]). Queries take user input as bound
+//! parameters only.
 //!
 //! Timestamps are stored as BIGINT milliseconds since the Unix epoch, UTC (the engine's
 //! [`UtcTime`]) on both backends; ids are UUIDs, in PostgreSQL's `UUID` type and as
@@ -58,13 +72,20 @@
 //! several nodes sharing one database). Both sit behind this one [`Store`] type and run
 //! the same SQL text, kept to what both accept (`$N` parameters, `ON CONFLICT … DO
 //! NOTHING`, `CASE`, BIGINT and TEXT); they differ in connection handling and in how ids
-//! are bound (text on SQLite, `UUID` on PostgreSQL). The store tests run every case on
-//! both (PostgreSQL from `SIAGA_TEST_POSTGRES_URL`, see `sip-tests/test.sh`).
+//! are bound (text on SQLite, `UUID` on PostgreSQL; the incident, search and statistics
+//! operations are written once for both in `backend_ops.rs`). The store tests run every
+//! case on both (PostgreSQL from `SIAGA_TEST_POSTGRES_URL`, see `sip-tests/test.sh`).
 
+mod backend_ops;
 mod columns;
+mod export;
+mod incident_input;
+mod incidents;
 mod log;
 mod postgres;
+mod search;
 mod sqlite;
+mod stats;
 mod table;
 mod time_text;
 mod worklist;
@@ -75,8 +96,18 @@ mod test_pg;
 #[cfg(test)]
 mod tests;
 
+pub use export::{CSV_COLUMNS, ExportError, export_csv};
+pub use incident_input::{
+    AgencyId, CALLER_NAME_MAX, Classification, HandoffMethod, InputError, LOCATION_MAX, NOTES_MAX,
+    OUTCOME_MAX, Position, REFERENCE_MAX,
+};
+pub use incidents::{
+    Handoff, HandoffUpdate, Incident, IncidentDetails, IncidentUpdate, NewHandoff, NewIncident,
+};
 pub use log::{LogEvent, LogRef, Logged};
-pub use table::{agents_table, calls_table};
+pub use search::{CallDetail, CallFilter, CallLogRow, CallPage, Cursor, CursorError, MAX_PAGE};
+pub use stats::{ANSWER_THRESHOLDS_MS, AnswerTimes, OperatorStats, Statistics, WithinThreshold};
+pub use table::{agents_table, call_log_table, calls_table};
 pub use time_text::{SinceError, parse_since, rfc3339_millis, table_time};
 pub use worklist::CallbackRow;
 pub use writer::{
@@ -135,6 +166,27 @@ pub enum StoreError {
     /// A query failed (the database is unavailable, locked, full …).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The call, incident or handoff asked for is not recorded (the API answers 404).
+    #[error("no {what} {id}")]
+    NotFound {
+        /// `call`, `incident` or `handoff`.
+        what: &'static str,
+        /// Its id.
+        id: Uuid,
+    },
+    /// The call belongs to another incident already: a call belongs to at most one (the
+    /// API answers 409).
+    #[error("call {call} belongs to incident {incident} already")]
+    AlreadyLinked {
+        /// The call.
+        call: Uuid,
+        /// The incident it belongs to.
+        incident: Uuid,
+    },
+    /// An input the store refuses (a text too long, a handoff acknowledged before it was
+    /// made …; the API answers 422 naming [`InputError::field`]).
+    #[error(transparent)]
+    Invalid(#[from] InputError),
     /// A stored value this version cannot read (e.g. an id that is not a UUID).
     #[error("unreadable value in {column}: {value:?}")]
     Corrupt {

@@ -352,7 +352,7 @@ fn count(row: &PgRow, column: &'static str, name: &str) -> Result<Option<u64>, S
     }
 }
 
-fn call_row(row: &PgRow) -> Result<CallRow, StoreError> {
+pub(super) fn call_row(row: &PgRow) -> Result<CallRow, StoreError> {
     Ok(CallRow {
         id: row.try_get("id")?,
         node_id: row.try_get("node_id")?,

@@ -484,7 +484,7 @@ fn count(row: &SqliteRow, column: &'static str, name: &str) -> Result<Option<u64
     }
 }
 
-fn call_row(row: &SqliteRow) -> Result<CallRow, StoreError> {
+pub(super) fn call_row(row: &SqliteRow) -> Result<CallRow, StoreError> {
     Ok(CallRow {
         id: uuid(row, "calls.id", "id")?,
         node_id: row.try_get("node_id")?,

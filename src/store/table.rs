@@ -2,7 +2,7 @@
 //! text columns for a supervisor's terminal. Times are UTC; the caller's number is shown
 //! in full (the supervisor's own tool reading its own records, not a log).
 
-use super::{AgentEventRow, CallRow, table_time};
+use super::{AgentEventRow, CallLogRow, CallRow, table_time};
 
 /// The column headings, left to right.
 pub const HEADINGS: [&str; 9] = [
@@ -29,6 +29,43 @@ const UNSET: &str = "-";
 /// until the end; talk is from answer to end; both in seconds with one decimal.
 pub fn calls_table(rows: &[CallRow]) -> String {
     render(&HEADINGS, &RIGHT, rows.iter().map(cells))
+}
+
+/// The call log's headings: [`HEADINGS`], then the incident's category and agencies.
+pub const LOG_HEADINGS: [&str; 11] = [
+    "RECEIVED (UTC)",
+    "CALLER",
+    "CALLED",
+    "FIRST DIALLED",
+    "WAIT S",
+    "TALK S",
+    "OPERATOR",
+    "DISPOSITION",
+    "ENDED BY",
+    "CATEGORY",
+    "AGENCIES",
+];
+
+/// The call log (`siaga calls`) as a table: [`calls_table`]'s columns, then the
+/// incident's `category/subcategory` and the agencies it was handed to (comma-separated).
+pub fn call_log_table(rows: &[CallLogRow]) -> String {
+    let mut right = [false; 11];
+    right[..9].copy_from_slice(&RIGHT);
+    let lines = rows.iter().map(|row| {
+        let [a, b, c, d, e, f, g, h, i] = cells(&row.call);
+        let category = match (&row.category, &row.subcategory) {
+            (Some(category), Some(sub)) => format!("{category}/{sub}"),
+            (Some(category), None) => category.clone(),
+            (None, _) => UNSET.to_owned(),
+        };
+        let agencies = if row.agencies.is_empty() {
+            UNSET.to_owned()
+        } else {
+            row.agencies.join(",")
+        };
+        [a, b, c, d, e, f, g, h, i, category, agencies]
+    });
+    render(&LOG_HEADINGS, &right, lines)
 }
 
 /// `siaga agents`' column headings, left to right.
