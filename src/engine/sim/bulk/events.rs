@@ -463,7 +463,6 @@ impl Run {
             self.calls.insert(
                 call,
                 CallM {
-                    arrival: now,
                     overflow_from: now,
                     seq: 0,
                     caller: String::new(),

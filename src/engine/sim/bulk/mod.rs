@@ -84,7 +84,6 @@ enum Status {
 
 #[derive(Clone, Debug)]
 struct CallM {
-    arrival: u64,
     /// Since when its overflow wait counts: its arrival, or when its answered leg failed
     /// and it waited again (`Acd::requeue`).
     overflow_from: u64,
@@ -327,7 +326,6 @@ impl Run {
                 _ => Some(self.rng.random_range(100..5_000)),
             };
             let call = CallM {
-                arrival,
                 overflow_from: arrival,
                 seq: n,
                 caller: format!("08{}", self.rng.random_range(0..callers)),
