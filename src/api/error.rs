@@ -6,12 +6,18 @@
 //! | no token, an unknown or expired one, bad credentials | 401, `WWW-Authenticate: Bearer` |
 //! | a role the endpoint does not admit | 403 |
 //! | a body that is not what the endpoint takes | 422, naming the field |
+//! | an incident or handoff input the store refuses ([`InputError`]) | 422, naming the field and listing the allowed values |
+//! | an unknown call, incident or handoff ([`StoreError::NotFound`]) | 404 |
+//! | a call that belongs to an incident already ([`StoreError::AlreadyLinked`]) | 409 |
+//! | an operator writing about a call that is not theirs | 403 |
+//! | no store, or the database failing | 503 |
 //! | the ACD refuses the operator's command ([`AgentError`]) | 409, with the reason |
 //! | the engine task is busy, stopped or slow; logins over their limit | 503 |
 
 use super::link::LinkError;
 use crate::config::Role;
 use crate::engine::acd::AgentError;
+use crate::store::{HandoffMethod, InputError, StoreError};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -52,13 +58,28 @@ pub enum ApiError {
     /// Too many logins are being checked at once.
     #[error("too many logins at once; try again")]
     LoginBusy,
+    /// An incident or handoff input the store refuses (unknown category, agency …).
+    #[error("{0}")]
+    Input(InputError),
+    /// No such call, incident or handoff.
+    #[error("{0}")]
+    NotFound(StoreError),
+    /// The write conflicts with what is recorded (a call linked to another incident).
+    #[error("{0}")]
+    Conflict(StoreError),
+    /// An operator's write about a call or incident that is not theirs.
+    #[error("{0}")]
+    NotYours(String),
+    /// siaga runs without a store, or the database failed.
+    #[error("the call record store is unavailable: {0}")]
+    Store(String),
 }
 
 /// The JSON body of every error.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// A stable code: `unauthorized`, `forbidden`, `invalid`, `agent_state`,
-    /// `unavailable`.
+    /// A stable code: `unauthorized`, `forbidden`, `invalid`, `not_found`, `conflict`,
+    /// `agent_state`, `unavailable`.
     pub error: &'static str,
     /// A sentence for people.
     pub message: String,
@@ -67,7 +88,7 @@ pub struct ErrorBody {
     pub field: Option<String>,
     /// For `invalid`: the values accepted, when they are a list.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub allowed: Vec<&'static str>,
+    pub allowed: Vec<String>,
     /// For `agent_state`: `unknown_operator`, `not_registered` or `not_allowed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
@@ -78,10 +99,13 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Agent(_) => StatusCode::CONFLICT,
-            ApiError::Engine(_) | ApiError::LoginBusy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Forbidden { .. } | ApiError::NotYours(_) => StatusCode::FORBIDDEN,
+            ApiError::Invalid { .. } | ApiError::Input(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Agent(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Engine(_) | ApiError::LoginBusy | ApiError::Store(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -98,10 +122,12 @@ impl ApiError {
         let mut body = ErrorBody {
             error: match self {
                 ApiError::Unauthenticated | ApiError::BadCredentials => "unauthorized",
-                ApiError::Forbidden { .. } => "forbidden",
-                ApiError::Invalid { .. } => "invalid",
+                ApiError::Forbidden { .. } | ApiError::NotYours(_) => "forbidden",
+                ApiError::Invalid { .. } | ApiError::Input(_) => "invalid",
+                ApiError::NotFound(_) => "not_found",
+                ApiError::Conflict(_) => "conflict",
                 ApiError::Agent(_) => "agent_state",
-                ApiError::Engine(_) | ApiError::LoginBusy => "unavailable",
+                ApiError::Engine(_) | ApiError::LoginBusy | ApiError::Store(_) => "unavailable",
             },
             message: self.to_string(),
             field: None,
@@ -111,7 +137,20 @@ impl ApiError {
         match self {
             ApiError::Invalid { field, allowed, .. } => {
                 body.field = Some(field.clone());
-                body.allowed = allowed.clone();
+                body.allowed = allowed.iter().map(|a| (*a).to_owned()).collect();
+            }
+            ApiError::Input(error) => {
+                body.field = Some(error.field().to_owned());
+                body.allowed = match error {
+                    InputError::UnknownCategory { allowed, .. }
+                    | InputError::UnknownSubcategory { allowed, .. }
+                    | InputError::UnknownAgency { allowed, .. } => allowed.clone(),
+                    InputError::UnknownMethod { .. } => HandoffMethod::ALL
+                        .iter()
+                        .map(|m| m.as_str().to_owned())
+                        .collect(),
+                    _ => Vec::new(),
+                };
             }
             ApiError::Agent(error) => {
                 body.reason = Some(match error {
@@ -135,6 +174,28 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(error: InputError) -> Self {
+        ApiError::Input(error)
+    }
+}
+
+/// 404, 409 and 422 for what the caller asked; 503 for the database itself (logged: the
+/// client sees only that the store is unavailable).
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { .. } => ApiError::NotFound(error),
+            StoreError::AlreadyLinked { .. } => ApiError::Conflict(error),
+            StoreError::Invalid(input) => ApiError::Input(input),
+            other => {
+                tracing::error!(error = %other, "API request failed in the store");
+                ApiError::Store("the database failed; try again".to_owned())
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! while SIP input (112 calls) keeps its place in the engine task. A reply that takes
 //! longer than [`REPLY_TIMEOUT`] is given up on ([`LinkError::NoReply`], 503).
 
-use crate::engine::acd::{AgentCommand, AgentError, AgentState, NotReadyReason};
+use crate::engine::acd::{AgentCommand, AgentError, AgentState, CallbackItem, NotReadyReason};
 use crate::engine::live::Snapshot;
 use crate::engine::{Engine, Now};
 use std::time::Duration;
@@ -60,6 +60,11 @@ pub enum EngineRequest {
         /// Where it goes.
         reply: oneshot::Sender<Live>,
     },
+    /// The callback worklist (RFC 7090), oldest first ([`Engine::callbacks`]).
+    Callbacks {
+        /// Where it goes.
+        reply: oneshot::Sender<Vec<CallbackItem>>,
+    },
 }
 
 impl EngineRequest {
@@ -87,6 +92,9 @@ impl EngineRequest {
                     snapshot: engine.snapshot(now.mono),
                     store_queue,
                 });
+            }
+            EngineRequest::Callbacks { reply } => {
+                let _ = reply.send(engine.callbacks().to_vec());
             }
         }
     }
@@ -140,6 +148,13 @@ impl EngineLink {
     /// Errors: [`LinkError`].
     pub async fn live(&self) -> Result<Live, LinkError> {
         self.ask(|reply| EngineRequest::Live { reply }).await
+    }
+
+    /// The callback worklist, oldest first, with who is calling back each item now.
+    ///
+    /// Errors: [`LinkError`].
+    pub async fn callbacks(&self) -> Result<Vec<CallbackItem>, LinkError> {
+        self.ask(|reply| EngineRequest::Callbacks { reply }).await
     }
 
     async fn ask<T>(
