@@ -7,6 +7,8 @@
 //! supervisor's live view and in `agent_events`, metrics text, the OpenAPI document.
 
 mod common;
+#[path = "../src/store/test_pg.rs"]
+mod test_pg;
 
 use common::{GUARD, UdpPeer, header};
 use md5::{Digest, Md5};
@@ -29,8 +31,13 @@ fn md5_hex(s: &str) -> String {
 }
 
 /// The configuration: operators 1001 (with an API password) and 1002 (without), a
-/// supervisor and an admin.
+/// supervisor and an admin; the store a SQLite file at `db`.
 fn config(db: &std::path::Path) -> Config {
+    config_for(&format!("sqlite://{}", db.display()))
+}
+
+/// [`config`] with the store at `url`.
+fn config_for(url: &str) -> Config {
     let op = hash_password("op-1001-api");
     let sup = hash_password("sup-api");
     let admin = hash_password("admin-api");
@@ -44,7 +51,7 @@ domains = ["siaga.test"]
 [media]
 rtp_ports = "42000-42099"
 [database]
-url = "sqlite://{db}"
+url = "{url}"
 [trunk]
 sources = ["127.0.0.1"]
 [[operators]]
@@ -64,8 +71,7 @@ api_password_hash = "{sup}"
 id = "root"
 role = "admin"
 api_password_hash = "{admin}"
-"#,
-        db = db.display()
+"#
     );
     let mut config = Config::from_toml(&text, |_| None).expect("valid config");
     config.sip.listen = "127.0.0.1:0".parse().expect("literal");
@@ -616,7 +622,28 @@ fn uuid(n: u128) -> String {
 fn the_call_record_over_http() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("siaga.db");
-    let config = config(&db);
+    call_record_checks(&format!("sqlite://{}", db.display()));
+    let Some(server) = test_pg::server_url("the_call_record_over_http") else {
+        return;
+    };
+    let name = test_pg::unique_name();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(test_pg::create_database(&server, &name));
+    let outcome = std::panic::catch_unwind(|| {
+        call_record_checks(&test_pg::with_database(&server, &name));
+    });
+    rt.block_on(test_pg::drop_database(&server, &name));
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The checks of [`the_call_record_over_http`] on the store at `url` (created empty).
+fn call_record_checks(url: &str) {
+    let config = config_for(url);
     let categories: Vec<String> = config.incidents.category_ids().map(str::to_owned).collect();
     let agencies: Vec<String> = config.incidents.agency_ids().map(str::to_owned).collect();
     let now = wall_clock().0;
@@ -626,7 +653,7 @@ fn the_call_record_over_http() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let store = Store::open(&config_url(&db)).await.expect("store");
+        let store = Store::open(&config.database.url).await.expect("store");
         let mut events = recorded_call(1, t, "+628111", Some("1001"));
         events.extend(recorded_call(2, t + 1_800_000, "+628111", None));
         events.extend(recorded_call(3, t + 3_600_000, "+628333", Some("1002")));
