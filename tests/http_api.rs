@@ -948,5 +948,79 @@ fn call_record_checks(url: &str) {
     let (status, body) = http.get("/api/export.csv?category=flood", Some(&sup));
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
+    // A live call from +628111 rings 1001: the operator sees who calls, the number
+    // dialled, and the caller's two earlier calls with their category.
+    let phone = UdpPeer::bind("127.0.0.1:0");
+    register_1001(&phone, siaga.sip);
+    let trunk = UdpPeer::bind("127.0.0.1:0");
+    trunk.send(trunk_invite("live-1", trunk.port()).as_bytes(), siaga.sip);
+    let ringing = loop {
+        let message = phone
+            .recv_within(GUARD)
+            .expect("the call rings 1001's phone");
+        if message.method() == Some(&siaga::engine::sip::Method::Invite) {
+            break message;
+        }
+    };
+    assert!(header(&ringing, HeaderName::From).contains("+628111"));
+    // The store's writer records the call a moment after the engine offers it.
+    let mine = loop {
+        let (status, mine) = http.get("/api/me/call", Some(&op));
+        assert_eq!(status, StatusCode::OK, "{mine}");
+        if !mine["call"]["called"].is_null() {
+            break mine;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let call = &mine["call"];
+    // `repeat` is the ACD's flag: a call it saw abandoned within `acd.repeat_window_s`; the
+    // abandoned call here was recorded before this siaga started, so it is history only.
+    assert_eq!(
+        (
+            &call["stage"],
+            &call["caller"],
+            &call["called"],
+            &call["repeat"]
+        ),
+        (
+            &json!("offered"),
+            &json!("+628111"),
+            &json!("112"),
+            &json!(false)
+        ),
+        "{mine}"
+    );
+    assert_eq!(call["incident"], Value::Null);
+    let previous: Vec<(&Value, &Value, &Value)> = call["previous"]
+        .as_array()
+        .expect("previous")
+        .iter()
+        .map(|p| (&p["call"], &p["disposition"], &p["category"]))
+        .collect();
+    assert_eq!(
+        previous,
+        [
+            (
+                &json!(uuid(2)),
+                &json!("abandoned_in_queue"),
+                &json!("fire")
+            ),
+            (&json!(uuid(1)), &json!("answered"), &json!("fire")),
+        ]
+    );
+
     siaga.stop();
+}
+
+const SDP: &str = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+
+/// The trunk's INVITE of a 112 call from +628111 (`port`: the trunk's own).
+fn trunk_invite(call_id: &str, port: u16) -> String {
+    format!(
+        "INVITE sip:112@siaga.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call_id};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+628111@trunk.test>;tag=t{call_id}\r\nTo: <sip:112@siaga.test>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:gw@127.0.0.1:{port}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    )
 }
