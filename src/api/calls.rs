@@ -14,6 +14,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::incidents::{path_id, store, utc_now};
 use super::live::{OPERATORS, SUPERVISORS};
+use crate::config::IncidentsConfig;
 use crate::engine::UtcTime;
 use crate::engine::record::Disposition;
 use crate::store::{
@@ -93,7 +94,7 @@ pub struct CallQuery {
 /// understood, an unknown category, disposition or agency (listing the allowed values), a
 /// text longer than 200 characters.
 pub(super) fn parse_filter(
-    state: &AppState,
+    incidents: &IncidentsConfig,
     params: &mut BTreeMap<String, String>,
     extra: &[&'static str],
 ) -> Result<CallFilter, ApiError> {
@@ -129,11 +130,11 @@ pub(super) fn parse_filter(
     let to = time("to", take("to")?)?;
     let category = take("category")?;
     if let Some(id) = &category {
-        crate::store::Classification::new(&state.incidents, id, None)?;
+        crate::store::Classification::new(incidents, id, None)?;
     }
     let agency = take("agency")?;
     if let Some(id) = &agency {
-        crate::store::AgencyId::new(&state.incidents, id)?;
+        crate::store::AgencyId::new(incidents, id)?;
     }
     let disposition = take("disposition")?;
     if let Some(d) = &disposition
@@ -178,7 +179,7 @@ pub async fn search(
     Query(mut params): Query<BTreeMap<String, String>>,
 ) -> Result<Json<CallPage>, ApiError> {
     caller.require(SUPERVISORS)?;
-    let filter = parse_filter(&state, &mut params, &["cursor", "limit"])?;
+    let filter = parse_filter(&state.incidents, &mut params, &["cursor", "limit"])?;
     let after = params
         .remove("cursor")
         .map(|c| {
@@ -407,4 +408,136 @@ pub async fn callbacks(
             })
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn incidents() -> IncidentsConfig {
+        let text = "[node]\nid = \"t\"\n[sip]\ndomains = [\"x.test\"]\n\
+                    [trunk]\nsources = [\"127.0.0.1\"]\n";
+        Config::from_toml(text, |_| None).expect("config").incidents
+    }
+
+    fn filter(query: &[(&str, &str)]) -> Result<CallFilter, (String, Vec<String>)> {
+        let mut params: BTreeMap<String, String> = query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        parse_filter(&incidents(), &mut params, &["limit"]).map_err(|e| match e {
+            ApiError::Invalid { field, allowed, .. } => {
+                (field, allowed.iter().map(|a| (*a).to_owned()).collect())
+            }
+            ApiError::Input(input) => (input.field().to_owned(), Vec::new()),
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn filter_parameters_are_parsed_and_checked() {
+        let parsed = filter(&[
+            ("from", "2026-11-29T12:00:00Z"),
+            ("category", "fire"),
+            ("agency", "damkar"),
+            ("disposition", "answered"),
+            ("text", "50%"),
+            ("limit", "10"),
+        ])
+        .expect("valid");
+        assert_eq!(parsed.from, Some(UtcTime(1_795_953_600_000)));
+        assert_eq!(parsed.to, None);
+        assert_eq!(parsed.category.as_deref(), Some("fire"));
+        assert_eq!(parsed.agency.as_deref(), Some("damkar"));
+        assert_eq!(parsed.text.as_deref(), Some("50%"));
+        assert_eq!(filter(&[]).expect("none"), CallFilter::default());
+        assert_eq!(filter(&[("category", "flood")]).unwrap_err().0, "category");
+        assert_eq!(filter(&[("agency", "army")]).unwrap_err().0, "agency");
+        assert_eq!(
+            filter(&[("disposition", "lost")]).unwrap_err(),
+            (
+                "disposition".to_owned(),
+                DISPOSITIONS.map(str::to_owned).to_vec()
+            )
+        );
+        assert_eq!(filter(&[("from", "someday")]).unwrap_err().0, "from");
+        assert_eq!(filter(&[("caller", "")]).unwrap_err().0, "caller");
+        assert_eq!(
+            filter(&[("text", &"x".repeat(FILTER_MAX + 1))])
+                .unwrap_err()
+                .0,
+            "text"
+        );
+        let (field, known) = filter(&[("sort", "asc")]).unwrap_err();
+        assert_eq!(field, "sort");
+        assert!(known.contains(&"limit".to_owned()) && known.contains(&"text".to_owned()));
+    }
+
+    #[test]
+    fn dispositions_are_the_recorded_ones() {
+        assert_eq!(
+            DISPOSITIONS,
+            [
+                "answered",
+                "abandoned_in_queue",
+                "abandoned_while_ringing",
+                "failed",
+                "interrupted",
+                "overflowed"
+            ]
+        );
+    }
+
+    /// The document names the bodies the handlers answer with, not bare objects.
+    #[test]
+    fn the_openapi_document_has_the_record_schemas() {
+        let doc = serde_json::to_value(crate::api::openapi()).expect("json");
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        for name in [
+            "Incident",
+            "Handoff",
+            "HandoffMethod",
+            "CallPage",
+            "CallLogRow",
+            "CallDetail",
+            "CallRow",
+            "EventRow",
+            "Statistics",
+            "AnswerTimes",
+            "ClassifyRequest",
+            "IncidentPatch",
+            "HandoffRequest",
+            "HandoffPatch",
+            "LinkRequest",
+            "MyCall",
+            "CallbackView",
+        ] {
+            assert!(schemas.contains_key(name), "{name} in {:?}", schemas.keys());
+        }
+        let received = &schemas["CallRow"]["properties"]["received_at"];
+        assert_eq!(received["format"], "date-time", "{received}");
+        let search = &doc["paths"]["/api/calls"]["get"]["parameters"];
+        let names: Vec<&str> = search
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .map(|p| p["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "from",
+                "to",
+                "category",
+                "disposition",
+                "operator",
+                "caller",
+                "agency",
+                "text",
+                "cursor",
+                "limit"
+            ]
+        );
+    }
 }

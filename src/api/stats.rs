@@ -177,7 +177,7 @@ pub async fn export(
     Query(mut params): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
     caller.require(SUPERVISORS)?;
-    let filter = parse_filter(&state, &mut params, &[])?;
+    let filter = parse_filter(&state.incidents, &mut params, &[])?;
     let store = store(&state)?.clone();
     let first = store.search_calls(&filter, None, MAX_PAGE).await?;
     let head = csv_page(&first, true).map_err(|e| ApiError::Store(e.to_string()))?;
