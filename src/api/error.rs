@@ -70,9 +70,13 @@ pub enum ApiError {
     /// An operator's write about a call or incident that is not theirs.
     #[error("{0}")]
     NotYours(String),
-    /// siaga runs without a store, or the database failed.
-    #[error("the call record store is unavailable: {0}")]
-    Store(String),
+    /// siaga runs without a store (`database.url` unset in this process's setup).
+    #[error("siaga runs without a call record store")]
+    NoStore,
+    /// The database failed (unreachable, locked, a value it cannot read); logged, not
+    /// shown.
+    #[error("the call record store failed; try again")]
+    Database,
 }
 
 /// The JSON body of every error.
@@ -103,7 +107,7 @@ impl ApiError {
             ApiError::Invalid { .. } | ApiError::Input(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Agent(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Engine(_) | ApiError::LoginBusy | ApiError::Store(_) => {
+            ApiError::Engine(_) | ApiError::LoginBusy | ApiError::NoStore | ApiError::Database => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
@@ -127,7 +131,10 @@ impl ApiError {
                 ApiError::NotFound(_) => "not_found",
                 ApiError::Conflict(_) => "conflict",
                 ApiError::Agent(_) => "agent_state",
-                ApiError::Engine(_) | ApiError::LoginBusy | ApiError::Store(_) => "unavailable",
+                ApiError::Engine(_)
+                | ApiError::LoginBusy
+                | ApiError::NoStore
+                | ApiError::Database => "unavailable",
             },
             message: self.to_string(),
             field: None,
@@ -193,7 +200,7 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(input) => ApiError::Input(input),
             other => {
                 tracing::error!(error = %other, "API request failed in the store");
-                ApiError::Store("the database failed; try again".to_owned())
+                ApiError::Database
             }
         }
     }

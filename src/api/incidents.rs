@@ -44,10 +44,7 @@ pub(super) fn utc_now() -> UtcTime {
 
 /// The store, or 503 when siaga runs without one.
 pub(super) fn store(state: &AppState) -> Result<&Store, ApiError> {
-    state
-        .store
-        .as_ref()
-        .ok_or_else(|| ApiError::Store("siaga runs without a database".to_owned()))
+    state.store.as_ref().ok_or(ApiError::NoStore)
 }
 
 /// A path id as a UUID. Errors: 422 naming `id`.
