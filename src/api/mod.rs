@@ -13,7 +13,7 @@
 //! | `GET /api/me` | any session | who the caller is; an operator's agent state |
 //! | `POST /api/me/state` | operator | ready / not ready with a reason / end wrap-up ([`live`]) |
 //! | `GET /api/supervisor/live` | supervisor, admin | calls waiting, operators, calls in progress |
-//! | `GET /api/me/call` | operator | the operator's current call, with the caller's last 24 h ([`calls`]) |
+//! | `GET /api/me/call` | operator | the operator's current call, with the caller's last 24 h ([`call_log`]) |
 //! | `POST /api/calls/{id}/incident` | operator (own call), supervisor, admin | classify: a new incident ([`incidents`]) |
 //! | `POST /api/calls/{id}/link` | operator (own call), supervisor, admin | link the call to an existing incident |
 //! | `PATCH /api/incidents/{id}` | operator (own incident), supervisor, admin | edit classification, location, notes … |
@@ -29,7 +29,7 @@
 //! (`utoipa-axum`), so a route cannot be served without being documented.
 
 pub mod auth;
-pub mod calls;
+pub mod call_log;
 pub mod error;
 pub mod health;
 pub mod incidents;
@@ -116,10 +116,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::me))
         .routes(routes!(live::set_state))
         .routes(routes!(live::supervisor_live))
-        .routes(routes!(calls::my_call))
-        .routes(routes!(calls::search))
-        .routes(routes!(calls::detail))
-        .routes(routes!(calls::callbacks))
+        .routes(routes!(call_log::my_call))
+        .routes(routes!(call_log::search))
+        .routes(routes!(call_log::detail))
+        .routes(routes!(call_log::callbacks))
         .routes(routes!(incidents::classify))
         .routes(routes!(incidents::link))
         .routes(routes!(incidents::edit))

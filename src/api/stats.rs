@@ -10,7 +10,7 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::calls::parse_filter;
+use super::call_log::parse_filter;
 use super::error::{ApiError, ErrorBody};
 use super::incidents::{store, utc_now};
 use super::live::SUPERVISORS;
