@@ -1590,6 +1590,7 @@ logout = "*99#"
         repeat_window: Duration::ZERO,
         callback_window: secs(48 * 3600),
         callback_ring_timeout: secs(45),
+        transfer_ring_timeout: secs(30),
         feature_codes: FeatureCodes {
             ready: "#1".into(),
             not_ready: "#2".into(),

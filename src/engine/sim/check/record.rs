@@ -216,6 +216,9 @@ pub(super) fn records(w: &World, calls: &CallViews, v: &mut Vec<String>) {
                 | CallEventKind::OverflowOffered { .. }
                 | CallEventKind::OverflowFailed { .. }
                 | CallEventKind::OverflowAnswered { .. }
+                | CallEventKind::TransferOffered { .. }
+                | CallEventKind::TransferAnswered { .. }
+                | CallEventKind::TransferFailed { .. }
                 | CallEventKind::CallbackStarted { .. }
                 | CallEventKind::CallbackEnded { .. }
                 | CallEventKind::CallbackMedia { .. } => {
