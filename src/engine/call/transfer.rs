@@ -139,7 +139,8 @@ impl Engine {
     /// operator kept with the caller meanwhile (see the module doc). `Ok` once the INVITE
     /// is sent; the outcome comes as `transfer_answered` or `transfer_failed`.
     ///
-    /// Errors: [`TransferError`]; nothing is sent or recorded then.
+    /// Errors: [`TransferError`], checked in this order: the call, the agency id, the
+    /// call's state, the agency's URI, the relay. Nothing is sent or recorded then.
     pub fn transfer(&mut self, now: Now, call: Uuid, agency: &str) -> Result<(), TransferError> {
         let handle = self
             .calls
@@ -148,6 +149,12 @@ impl Engine {
             .find(|(_, c)| c.record == call)
             .map(|(h, _)| *h)
             .ok_or(TransferError::UnknownCall)?;
+        let agencies = &self.config.calls.agencies;
+        let entry = agencies.iter().find(|a| a.id == agency).ok_or_else(|| {
+            TransferError::UnknownAgency {
+                allowed: agencies.iter().map(|a| a.id.clone()).collect(),
+            }
+        })?;
         let c = &self.calls.calls[&handle];
         let CallState::Answered { operator, .. } = &c.state else {
             return Err(TransferError::NotAnswered);
@@ -158,12 +165,6 @@ impl Engine {
         if c.transfer.is_some() {
             return Err(TransferError::InProgress);
         }
-        let agencies = &self.config.calls.agencies;
-        let entry = agencies.iter().find(|a| a.id == agency).ok_or_else(|| {
-            TransferError::UnknownAgency {
-                allowed: agencies.iter().map(|a| a.id.clone()).collect(),
-            }
-        })?;
         let target = entry
             .transfer_uri
             .clone()
@@ -217,12 +218,15 @@ impl Engine {
             .is_none()
         {
             self.transfer_ended(now, handle, "INVITE could not be formed");
-            return Ok(());
+        } else {
+            self.calls.schedule(
+                now.mono + self.config.calls.acd.transfer_ring_timeout,
+                CallTimer::TransferTimeout(handle, attempt),
+            );
         }
-        self.calls.schedule(
-            now.mono + self.config.calls.acd.transfer_ring_timeout,
-            CallTimer::TransferTimeout(handle, attempt),
-        );
+        // The INVITE waits in its client transaction until collected: out now, not at the
+        // next input (its Timer A runs from now).
+        self.collect(now);
         Ok(())
     }
 
