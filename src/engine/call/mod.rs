@@ -84,7 +84,8 @@ pub enum CallState {
         target: String,
         /// The backup centre's leg.
         leg: u32,
-    },    /// The operator left while the call's transfer to a field agency rings
+    },
+    /// The operator left while the call's transfer to a field agency rings
     /// ([`Call::transfer`], `transfer`): nobody is with the caller until the agency
     /// answers; a failed transfer puts the call back in the queue.
     Transferring {

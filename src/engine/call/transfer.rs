@@ -124,6 +124,11 @@ impl TransferError {
 }
 
 impl Engine {
+    /// Whether a live call has record id `call`.
+    pub fn is_live_call(&self, call: Uuid) -> bool {
+        self.calls.calls.values().any(|c| c.record == call)
+    }
+
     /// The operator on live call `call` (record id): the one who answered it, while the
     /// call is [`CallState::Answered`] and no callback.
     pub fn call_operator(&self, call: Uuid) -> Option<&str> {

@@ -135,7 +135,11 @@ fn the_agency_answers_the_caller_is_bridged_to_it_and_the_operator_goes_to_wrap_
         &agency_response(&invite, 200, "OK", Some(SDP_AGENCY)),
     );
     assert_eq!(out.requests_to(AGENCY, Method::Ack).len(), 1);
-    assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1, "1001's leg ends");
+    assert_eq!(
+        out.requests_to(OP1, Method::Bye).len(),
+        1,
+        "1001's leg ends"
+    );
     assert!(
         out.to(TRUNK).is_empty(),
         "no re-INVITE to the caller: only the relay's operator peer moves"
