@@ -172,3 +172,57 @@ impl From<LinkError> for ApiError {
         ApiError::Engine(error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each transfer refusal's status, code, and field, allowed ids or reason.
+    #[test]
+    fn transfer_refusals_map_to_statuses_and_bodies() {
+        let engine = |e: TransferError| ApiError::Transfer(TransferRefusal::Engine(e));
+        let unknown = engine(TransferError::UnknownAgency {
+            allowed: vec!["psc119".to_owned(), "damkar".to_owned()],
+        });
+        assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = unknown.body();
+        assert_eq!(
+            (body.error, body.field.as_deref(), body.allowed),
+            (
+                "invalid",
+                Some("agency"),
+                vec!["psc119".into(), "damkar".into()]
+            )
+        );
+        let gone = engine(TransferError::UnknownCall);
+        assert_eq!(
+            (gone.status(), gone.body().error),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        let theirs = ApiError::Transfer(TransferRefusal::NotYourCall);
+        assert_eq!(
+            (theirs.status(), theirs.body().error),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
+        for (error, reason) in [
+            (TransferError::NotAnswered, "not_answered"),
+            (
+                TransferError::NoTransferUri("polri".into()),
+                "no_transfer_uri",
+            ),
+            (
+                TransferError::Unreachable(crate::engine::call::IpUriError::NotSip),
+                "unreachable",
+            ),
+            (TransferError::NoRelay, "no_relay"),
+            (TransferError::InProgress, "in_progress"),
+        ] {
+            let e = engine(error);
+            let body = e.body();
+            assert_eq!(
+                (e.status(), body.error, body.reason),
+                (StatusCode::CONFLICT, "transfer", Some(reason))
+            );
+        }
+    }
+}
