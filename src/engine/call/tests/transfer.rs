@@ -399,3 +399,42 @@ fn an_agency_uri_siaga_cannot_call_is_refused() {
         ))
     );
 }
+
+#[test]
+fn the_agencys_leg_lost_after_it_answered_requeues_the_caller_for_an_operator() {
+    let mut h = transfer_harness();
+    let (ok, _, invite, _) = transferring(&mut h, "t11");
+    let out = h.input(
+        AGENCY,
+        &agency_response(&invite, 200, "OK", Some(SDP_AGENCY)),
+    );
+    let ack = out.requests_to(AGENCY, Method::Ack).pop().expect("ACK");
+    h.register("1002", OP2);
+    let bye = operator_bye(&ack).replace(OP1, AGENCY).replace(
+        "Content-Length: 0",
+        "Reason: SIP;cause=503\r\nContent-Length: 0",
+    );
+    let out = h.input(AGENCY, &bye);
+    assert_eq!(out.statuses_to(AGENCY), [200]);
+    assert!(out.to(TRUNK).is_empty(), "the caller stays connected");
+    assert_eq!(
+        out.events[0],
+        failed("mid-call: BYE with Reason SIP;cause=503")
+    );
+    // 1001 is in wrap-up: 1002 is offered the caller, and its answer needs no 2xx to the
+    // trunk.
+    let offer = out.requests_to(OP2, Method::Invite).pop().expect("offered");
+    let out = h.input(
+        OP2,
+        &phone_response(&offer, 200, "OK", "op2", Some(SDP_OPERATOR)),
+    );
+    assert!(out.to(TRUNK).is_empty(), "no second 2xx to the trunk");
+    assert_eq!(
+        out.events,
+        [CallEventKind::Answered {
+            operator: "1002".to_owned()
+        }]
+    );
+    let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 2, "t11bye"));
+    assert_eq!(out.requests_to(OP2, Method::Bye).len(), 1);
+}
