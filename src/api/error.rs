@@ -7,11 +7,13 @@
 //! | a role the endpoint does not admit | 403 |
 //! | a body that is not what the endpoint takes | 422, naming the field |
 //! | the ACD refuses the operator's command ([`AgentError`]) | 409, with the reason |
+//! | a transfer of an unknown call; to an unknown agency; by another operator; that the call's state refuses ([`TransferRefusal`]) | 404; 422 naming `agency`; 403; 409 with the reason |
 //! | the engine task is busy, stopped or slow; logins over their limit | 503 |
 
-use super::link::LinkError;
+use super::link::{LinkError, TransferRefusal};
 use crate::config::Role;
 use crate::engine::acd::AgentError;
+use crate::engine::call::TransferError;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +51,9 @@ pub enum ApiError {
     /// The engine task did not answer.
     #[error("{0}")]
     Engine(LinkError),
+    /// The transfer of a live call was not placed.
+    #[error("{0}")]
+    Transfer(TransferRefusal),
     /// Too many logins are being checked at once.
     #[error("too many logins at once; try again")]
     LoginBusy,
@@ -58,7 +63,7 @@ pub enum ApiError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `unauthorized`, `forbidden`, `invalid`, `agent_state`,
-    /// `unavailable`.
+    /// `not_found`, `transfer`, `unavailable`.
     pub error: &'static str,
     /// A sentence for people.
     pub message: String,
@@ -67,8 +72,10 @@ pub struct ErrorBody {
     pub field: Option<String>,
     /// For `invalid`: the values accepted, when they are a list.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub allowed: Vec<&'static str>,
-    /// For `agent_state`: `unknown_operator`, `not_registered` or `not_allowed`.
+    pub allowed: Vec<String>,
+    /// For `agent_state`: `unknown_operator`, `not_registered` or `not_allowed`; for
+    /// `transfer`: `not_answered`, `no_transfer_uri`, `unreachable`, `no_relay` or
+    /// `in_progress`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
 }
@@ -81,6 +88,14 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Agent(_) => StatusCode::CONFLICT,
+            ApiError::Transfer(refusal) => match refusal {
+                TransferRefusal::NotYourCall => StatusCode::FORBIDDEN,
+                TransferRefusal::Engine(TransferError::UnknownCall) => StatusCode::NOT_FOUND,
+                TransferRefusal::Engine(TransferError::UnknownAgency { .. }) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                TransferRefusal::Engine(_) => StatusCode::CONFLICT,
+            },
             ApiError::Engine(_) | ApiError::LoginBusy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -101,6 +116,12 @@ impl ApiError {
                 ApiError::Forbidden { .. } => "forbidden",
                 ApiError::Invalid { .. } => "invalid",
                 ApiError::Agent(_) => "agent_state",
+                ApiError::Transfer(refusal) => match refusal {
+                    TransferRefusal::NotYourCall => "forbidden",
+                    TransferRefusal::Engine(TransferError::UnknownCall) => "not_found",
+                    TransferRefusal::Engine(TransferError::UnknownAgency { .. }) => "invalid",
+                    TransferRefusal::Engine(_) => "transfer",
+                },
                 ApiError::Engine(_) | ApiError::LoginBusy => "unavailable",
             },
             message: self.to_string(),
@@ -111,8 +132,16 @@ impl ApiError {
         match self {
             ApiError::Invalid { field, allowed, .. } => {
                 body.field = Some(field.clone());
-                body.allowed = allowed.clone();
+                body.allowed = allowed.iter().map(|a| a.to_string()).collect();
             }
+            ApiError::Transfer(TransferRefusal::Engine(error)) => match error {
+                TransferError::UnknownAgency { allowed } => {
+                    body.field = Some("agency".to_owned());
+                    body.allowed = allowed.clone();
+                }
+                TransferError::UnknownCall => {}
+                other => body.reason = Some(other.code()),
+            },
             ApiError::Agent(error) => {
                 body.reason = Some(match error {
                     AgentError::UnknownOperator(_) => "unknown_operator",
@@ -141,5 +170,59 @@ impl IntoResponse for ApiError {
 impl From<LinkError> for ApiError {
     fn from(error: LinkError) -> Self {
         ApiError::Engine(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each transfer refusal's status, code, and field, allowed ids or reason.
+    #[test]
+    fn transfer_refusals_map_to_statuses_and_bodies() {
+        let engine = |e: TransferError| ApiError::Transfer(TransferRefusal::Engine(e));
+        let unknown = engine(TransferError::UnknownAgency {
+            allowed: vec!["psc119".to_owned(), "damkar".to_owned()],
+        });
+        assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = unknown.body();
+        assert_eq!(
+            (body.error, body.field.as_deref(), body.allowed),
+            (
+                "invalid",
+                Some("agency"),
+                vec!["psc119".into(), "damkar".into()]
+            )
+        );
+        let gone = engine(TransferError::UnknownCall);
+        assert_eq!(
+            (gone.status(), gone.body().error),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        let theirs = ApiError::Transfer(TransferRefusal::NotYourCall);
+        assert_eq!(
+            (theirs.status(), theirs.body().error),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
+        for (error, reason) in [
+            (TransferError::NotAnswered, "not_answered"),
+            (
+                TransferError::NoTransferUri("polri".into()),
+                "no_transfer_uri",
+            ),
+            (
+                TransferError::Unreachable(crate::engine::call::IpUriError::NotSip),
+                "unreachable",
+            ),
+            (TransferError::NoRelay, "no_relay"),
+            (TransferError::InProgress, "in_progress"),
+        ] {
+            let e = engine(error);
+            let body = e.body();
+            assert_eq!(
+                (e.status(), body.error, body.reason),
+                (StatusCode::CONFLICT, "transfer", Some(reason))
+            );
+        }
     }
 }

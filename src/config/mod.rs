@@ -488,6 +488,15 @@ impl Config {
                 failures_before_down: self.trunk.options_failures,
             },
             acd: self.acd.clone(),
+            agencies: self
+                .incidents
+                .agencies
+                .iter()
+                .map(|a| crate::engine::call::TransferAgency {
+                    id: a.id.clone(),
+                    transfer_uri: a.transfer_uri.clone(),
+                })
+                .collect(),
         }
     }
 

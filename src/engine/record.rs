@@ -114,6 +114,36 @@ pub enum CallEventKind {
         /// The backup destination's SIP URI.
         target: String,
     },
+    /// `operator` handed the answered call to field agency `agency` by transferring it
+    /// (`engine::call::transfer`): an INVITE went to `target` (`agencies[].transfer_uri`);
+    /// the operator stays with the caller while it rings.
+    TransferOffered {
+        /// The operator who asked for the transfer.
+        operator: String,
+        /// `agencies[].id`.
+        agency: String,
+        /// The agency's SIP URI.
+        target: String,
+    },
+    /// The agency answered: the caller talks to it, the operator's leg ended (the
+    /// handoff's outcome: transferred).
+    TransferAnswered {
+        /// `agencies[].id`.
+        agency: String,
+        /// The agency's SIP URI.
+        target: String,
+    },
+    /// The transfer did not happen (a final failure such as `486 response`, `no response`,
+    /// no answer within `acd.transfer_ring_timeout_s`, the caller hung up): the operator
+    /// stays with the caller, if still there.
+    TransferFailed {
+        /// `agencies[].id`.
+        agency: String,
+        /// The agency's SIP URI.
+        target: String,
+        /// Why, in a few words.
+        reason: String,
+    },
     /// An operator took this (abandoned) call's callback (RFC 7090): an INVITE with
     /// `Priority: psap-callback` went to the caller's number through a trunk gateway.
     CallbackStarted {
@@ -209,6 +239,9 @@ impl CallEventKind {
             CallEventKind::OverflowOffered { .. } => "overflow_offered",
             CallEventKind::OverflowFailed { .. } => "overflow_failed",
             CallEventKind::OverflowAnswered { .. } => "overflow_answered",
+            CallEventKind::TransferOffered { .. } => "transfer_offered",
+            CallEventKind::TransferAnswered { .. } => "transfer_answered",
+            CallEventKind::TransferFailed { .. } => "transfer_failed",
             CallEventKind::CallbackStarted { .. } => "callback_started",
             CallEventKind::CallbackEnded { .. } => "callback_ended",
             CallEventKind::CallbackMedia { .. } => "callback_media",
@@ -233,6 +266,7 @@ impl CallEventKind {
             | CallEventKind::LegFailed { operator, .. }
             | CallEventKind::Answered { operator }
             | CallEventKind::Requeued { operator, .. }
+            | CallEventKind::TransferOffered { operator, .. }
             | CallEventKind::CallbackStarted { operator }
             | CallEventKind::CallbackEnded { operator, .. } => Some(operator),
             _ => None,

@@ -74,6 +74,15 @@ impl<'a> EventColumns<'a> {
                 "target": target,
                 "reason": reason,
             })),
+            CallEventKind::TransferOffered { agency, target, .. }
+            | CallEventKind::TransferAnswered { agency, target } => {
+                Some(json!({ "agency": agency, "target": target }))
+            }
+            CallEventKind::TransferFailed {
+                agency,
+                target,
+                reason,
+            } => Some(json!({ "agency": agency, "target": target, "reason": reason })),
             CallEventKind::CallbackEnded { outcome, .. } => {
                 Some(json!({ "outcome": outcome.as_str() }))
             }
@@ -156,6 +165,9 @@ impl SummaryUpdate {
             | CallEventKind::OverflowOffered { .. }
             | CallEventKind::OverflowFailed { .. }
             | CallEventKind::OverflowAnswered { .. }
+            | CallEventKind::TransferOffered { .. }
+            | CallEventKind::TransferAnswered { .. }
+            | CallEventKind::TransferFailed { .. }
             | CallEventKind::CallbackStarted { .. }
             | CallEventKind::CallbackEnded { .. }
             | CallEventKind::CallbackMedia { .. } => SummaryUpdate::Nothing,
@@ -251,6 +263,20 @@ mod tests {
                 reason: "486 Busy Here".to_owned(),
             },
             CallEventKind::OverflowAnswered { target: target() },
+            CallEventKind::TransferOffered {
+                operator: op(),
+                agency: "damkar".to_owned(),
+                target: target(),
+            },
+            CallEventKind::TransferAnswered {
+                agency: "damkar".to_owned(),
+                target: target(),
+            },
+            CallEventKind::TransferFailed {
+                agency: "damkar".to_owned(),
+                target: target(),
+                reason: "486 response".to_owned(),
+            },
             CallEventKind::CallbackStarted { operator: op() },
             CallEventKind::Offered { operator: op() },
             CallEventKind::NoAnswer { operator: op() },
@@ -326,6 +352,9 @@ mod tests {
             CallEventKind::Ended { .. } => 16,
             CallEventKind::MediaRelayed { .. } => 17,
             CallEventKind::CallbackMedia { .. } => 18,
+            CallEventKind::TransferOffered { .. } => 19,
+            CallEventKind::TransferAnswered { .. } => 20,
+            CallEventKind::TransferFailed { .. } => 21,
         }
     }
 
@@ -347,7 +376,7 @@ mod tests {
         let mut slots: Vec<usize> = kinds.iter().map(slot).collect();
         slots.sort_unstable();
         slots.dedup();
-        assert_eq!(slots, (0..=18).collect::<Vec<_>>());
+        assert_eq!(slots, (0..=21).collect::<Vec<_>>());
         let mut dispositions: Vec<usize> = kinds
             .iter()
             .filter_map(|k| match k {

@@ -218,13 +218,17 @@ pub(super) fn records(w: &World, calls: &CallViews, v: &mut Vec<String>) {
                         r.event.kind
                     ));
                 }
-                // The simulated world has one queue without skills, overflow or callbacks,
+                // The simulated world has one queue without skills, overflow, transfers or
+                // callbacks,
                 // and its phones fail no answered leg.
                 CallEventKind::Widened
                 | CallEventKind::Requeued { .. }
                 | CallEventKind::OverflowOffered { .. }
                 | CallEventKind::OverflowFailed { .. }
                 | CallEventKind::OverflowAnswered { .. }
+                | CallEventKind::TransferOffered { .. }
+                | CallEventKind::TransferAnswered { .. }
+                | CallEventKind::TransferFailed { .. }
                 | CallEventKind::CallbackStarted { .. }
                 | CallEventKind::CallbackEnded { .. }
                 | CallEventKind::CallbackMedia { .. } => {
