@@ -62,8 +62,10 @@
 //! both (PostgreSQL from `SIAGA_TEST_POSTGRES_URL`, see `sip-tests/test.sh`).
 
 mod columns;
+mod journal;
 mod log;
 mod postgres;
+mod recovery;
 mod sqlite;
 mod table;
 mod time_text;
@@ -75,12 +77,15 @@ mod test_pg;
 #[cfg(test)]
 mod tests;
 
+pub use journal::{Chunk, Damage, Journal, JournalError, damaged_path};
 pub use log::{LogEvent, LogRef, Logged};
+pub use recovery::{Recovery, RecoveryError, last_state, recover};
 pub use table::{agents_table, calls_table};
 pub use time_text::{SinceError, parse_since, rfc3339_millis, table_time};
 pub use worklist::CallbackRow;
 pub use writer::{
-    EventSink, QUEUE_CAPACITY, SHUTDOWN_GRACE, WriterHandle, WriterReport, spawn_writer,
+    EventSink, GATHER, QUEUE_CAPACITY, SHUTDOWN_GRACE, SLOW_COMMIT, WriterHandle, WriterOptions,
+    WriterReport, spawn_writer, spawn_writer_with,
 };
 
 use crate::config::{DatabaseKind, DatabaseUrl};
@@ -296,6 +301,18 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.recent_calls(limit, since).await,
             Backend::Postgres(s) => s.recent_calls(limit, since).await,
+        }
+    }
+
+    /// The calls of node `node_id` that have not ended (no `ended` event stored), oldest
+    /// (`received_at`) first: at start, the calls a previous process of this node left
+    /// open when it died ([`recover`]).
+    ///
+    /// Errors: [`StoreError::Database`], [`StoreError::Corrupt`].
+    pub async fn open_calls(&self, node_id: &str) -> Result<Vec<CallRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.open_calls(node_id).await,
+            Backend::Postgres(s) => s.open_calls(node_id).await,
         }
     }
 
