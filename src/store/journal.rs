@@ -225,7 +225,7 @@ impl Journal {
             let body = line.strip_suffix(b"\n");
             let decoded = match body {
                 None => Err("torn line (no end of line)".to_owned()),
-                Some(body) if body.is_empty() => continue,
+                Some([]) => continue,
                 Some(body) => serde_json::from_slice::<LogEvent>(body).map_err(|e| e.to_string()),
             };
             match decoded {
