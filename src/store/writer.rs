@@ -177,6 +177,7 @@ pub fn spawn_writer_with(
         backlog: VecDeque::new(),
         episode_peak: 0,
         writer_gone_logged: false,
+        pushed: 0,
     };
     let handle = WriterHandle {
         stop: stop_tx,
@@ -200,6 +201,8 @@ pub struct EventSink {
     episode_peak: usize,
     /// Whether the writer's absence was logged already.
     writer_gone_logged: bool,
+    /// Events pushed since the start.
+    pushed: u64,
 }
 
 impl EventSink {
@@ -208,6 +211,7 @@ impl EventSink {
     /// after the backlog: into the channel when there is room, else into the backlog.
     /// Never blocks, never drops.
     pub fn push(&mut self, event: impl Into<LogEvent>) {
+        self.pushed += 1;
         self.backlog.push_back(event.into());
         self.flush_pending();
     }
@@ -255,6 +259,12 @@ impl EventSink {
             self.episode_peak = self.episode_peak.max(held);
         }
         held
+    }
+
+    /// Events pushed since the sink was made: siaga's own count of the events it recorded
+    /// (logged at shutdown), to compare with the database's.
+    pub fn pushed(&self) -> u64 {
+        self.pushed
     }
 
     /// Events held in the backlog (not yet in the channel).
