@@ -30,6 +30,9 @@ use std::path::{Path, PathBuf};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 
+/// Bytes read from the file at a time at replay (a chunk of 256 events is about 90 KB).
+const READ_BUFFER: usize = 256 * 1024;
+
 /// Why the journal could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("journal {} (database.journal): cannot {action}: {source}", path.display())]
@@ -201,7 +204,9 @@ impl Journal {
             .seek(SeekFrom::Start(self.committed))
             .await
             .map_err(|e| self.error("read", e))?;
-        let mut reader = BufReader::new(reader.take(self.len - self.committed));
+        // Large reads: each one is a trip to tokio's blocking pool.
+        let mut reader =
+            BufReader::with_capacity(READ_BUFFER, reader.take(self.len - self.committed));
         let mut chunk = Chunk {
             end: self.committed,
             ..Chunk::default()
