@@ -2017,3 +2017,39 @@ fn operator_skills_and_wrap_up_are_validated() {
         Problem::OutOfRange { min: 0, max: 3600 },
     );
 }
+
+#[test]
+fn the_journal_defaults_beside_the_database_and_is_validated_naming_its_key() {
+    let journal = |text: &str| load(text).unwrap().database.journal;
+    let db = |lines: &str| with("database", lines);
+    assert_eq!(
+        journal(MINIMAL),
+        Some(std::path::PathBuf::from("data/siaga.journal"))
+    );
+    assert_eq!(
+        journal(&db("url = \"sqlite:///var/lib/siaga/records.db?mode=rwc\"")),
+        Some(std::path::PathBuf::from("/var/lib/siaga/records.journal"))
+    );
+    assert_eq!(
+        journal(&db("url = \"postgres://siaga@db/siaga\"")),
+        Some(std::path::PathBuf::from("data/siaga.journal"))
+    );
+    assert_eq!(journal(&db("url = \"sqlite::memory:\"")), None);
+    assert_eq!(
+        journal(&db("url = \"sqlite::memory:\"\njournal = \"/spool/j\"")),
+        Some(std::path::PathBuf::from("/spool/j"))
+    );
+    for bad in ["", "  ", "spool/", "a\tb"] {
+        assert_invalid(
+            &db(&format!("journal = {bad:?}")),
+            "database.journal",
+            Problem::BadJournalPath,
+        );
+    }
+    // The journal must not overwrite the database it stands in for.
+    assert_invalid(
+        &db("url = \"sqlite://data/x.db\"\njournal = \"data/x.db\""),
+        "database.journal",
+        Problem::BadJournalPath,
+    );
+}

@@ -86,6 +86,9 @@ impl<'a> EventColumns<'a> {
             CallEventKind::CallbackEnded { outcome, .. } => {
                 Some(json!({ "outcome": outcome.as_str() }))
             }
+            CallEventKind::Interrupted { last_state, .. } => {
+                Some(json!({ "last_state": last_state }))
+            }
             CallEventKind::SessionExpired
             | CallEventKind::Widened
             | CallEventKind::CallbackStarted { .. }
@@ -170,7 +173,8 @@ impl SummaryUpdate {
             | CallEventKind::TransferFailed { .. }
             | CallEventKind::CallbackStarted { .. }
             | CallEventKind::CallbackEnded { .. }
-            | CallEventKind::CallbackMedia { .. } => SummaryUpdate::Nothing,
+            | CallEventKind::CallbackMedia { .. }
+            | CallEventKind::Interrupted { .. } => SummaryUpdate::Nothing,
         }
     }
 
@@ -302,6 +306,10 @@ mod tests {
                 caller_to_operator: 4,
                 operator_to_caller: 6,
             },
+            CallEventKind::Interrupted {
+                last_state: "on_call".to_owned(),
+                operator: Some(op()),
+            },
         ];
         for outcome in [
             CallbackOutcome::Answered,
@@ -355,6 +363,7 @@ mod tests {
             CallEventKind::TransferOffered { .. } => 19,
             CallEventKind::TransferAnswered { .. } => 20,
             CallEventKind::TransferFailed { .. } => 21,
+            CallEventKind::Interrupted { .. } => 22,
         }
     }
 
@@ -376,7 +385,7 @@ mod tests {
         let mut slots: Vec<usize> = kinds.iter().map(slot).collect();
         slots.sort_unstable();
         slots.dedup();
-        assert_eq!(slots, (0..=21).collect::<Vec<_>>());
+        assert_eq!(slots, (0..=22).collect::<Vec<_>>());
         let mut dispositions: Vec<usize> = kinds
             .iter()
             .filter_map(|k| match k {
@@ -386,6 +395,18 @@ mod tests {
             .collect();
         dispositions.sort_unstable();
         assert_eq!(dispositions, (0..=5).collect::<Vec<_>>());
+    }
+
+    /// Every kind (each disposition, each callback outcome) comes back from its JSON form
+    /// as it was: the journal keeps events in that form while the database is away.
+    #[test]
+    fn every_kind_round_trips_through_json() {
+        for kind in every_kind() {
+            let ev = event(kind);
+            let text = serde_json::to_string(&ev).expect("serializable");
+            let back: CallEvent = serde_json::from_str(&text).expect("readable");
+            assert_eq!(back, ev, "{text}");
+        }
     }
 
     /// Every kind's stored columns decode back to the summary change of the event itself.

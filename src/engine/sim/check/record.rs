@@ -231,7 +231,9 @@ pub(super) fn records(w: &World, calls: &CallViews, v: &mut Vec<String>) {
                 | CallEventKind::TransferFailed { .. }
                 | CallEventKind::CallbackStarted { .. }
                 | CallEventKind::CallbackEnded { .. }
-                | CallEventKind::CallbackMedia { .. } => {
+                | CallEventKind::CallbackMedia { .. }
+                // Written by the next process after a crash, never by the engine.
+                | CallEventKind::Interrupted { .. } => {
                     fail(format!(
                         "{:?}: not a behaviour of these peers",
                         r.event.kind
