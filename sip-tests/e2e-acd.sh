@@ -36,12 +36,17 @@
 #     overflow        a 113 call -> INVITE to the backup centre, which answers -> record
 #                       overflowed; a second one whose backup answers 486 -> back in the
 #                       queue (overflow_failed), then the caller cancels -> abandoned
+#     transfer        a 112 call answered by 1003; a supervisor POSTs
+#                       /api/calls/{id}/transfer {"agency":"damkar"} -> INVITE to the agency's
+#                       transfer_uri (a SIPp UAS on the backup centre's port), which answers;
+#                       siaga BYEs 1003; the agency hangs up later -> the trunk gets BYE;
+#                       record answered by 1003, timeline transfer_offered, transfer_answered
 #
 # Usage: bash sip-tests/e2e-acd.sh [--selftest-only | --no-selftest]
 # Env:   SIPTESTS_KEEP=1 keeps the log directory even when everything passed.
 #        SIAGA_BIN=PATH uses that siaga binary instead of building one.
 #        E2E_LOG_LEVEL (default "info,siaga=debug") is siaga's log.level.
-#        E2E_ACD_ONLY=ring-all,features,skills,expiry,callback,overflow runs only those
+#        E2E_ACD_ONLY=ring-all,features,skills,expiry,callback,overflow,transfer runs only those
 #        of siaga's checks (default: all).
 # Exit:  0 all checks passed, 1 some failed, 2 could not run. Last line:
 #        "e2e-acd: N passed, M failed". Logs are kept in /tmp/siaga-e2e-acd.* on failure.
@@ -170,6 +175,7 @@ setup_siaga() {
     RTP_LO=${ports[17]}
     RTP_HI=$((RTP_LO + 199))
     BACKUP_URI="sip:112@127.0.0.1:$BACKUP_PORT"
+    AGENCY_URI="sip:113@127.0.0.1:$BACKUP_PORT"
     CONF="$WORK/siaga.toml"
     local op operators=""
     for op in 1001 1002 1003; do
@@ -233,10 +239,37 @@ logout = "*74"
 
 [registrar]
 min_expires_s = 2
+
+# The transfer check: a supervisor for the API, and the agencies (the built-in four ids,
+# which the built-in categories name), the fire brigade reachable on the backup port.
+[[users]]
+id = "sup"
+role = "supervisor"
+api_password_hash = "$(printf '%s\n' "$SUP_PASSWORD" | "$SIAGA_BIN" hash-password)"
+
+[[agencies]]
+id = "psc119"
+name = "PSC 119"
+
+[[agencies]]
+id = "damkar"
+name = "Damkar"
+transfer_uri = "$AGENCY_URI"
+
+[[agencies]]
+id = "bpbd"
+name = "BPBD"
+
+[[agencies]]
+id = "polri"
+name = "Polri"
 EOF
     note "siaga sip 127.0.0.1:$SIP_PORT, rtp $RTP_LO-$RTP_HI, db $SIAGA_DB_PATH"
     note "trunk $TRUNK_PORT, operators $OP1_PORT $OP2_PORT $OP3_PORT, dialling phone $DIAL_PORT, gateway $GW_PORT, backup centre $BACKUP_PORT"
 }
+
+# The supervisor's API password (the transfer check).
+SUP_PASSWORD=sup-e2e-transfer
 
 # retry SECS CMD...: runs CMD every 0.5 s until it succeeds or SECS seconds have passed.
 retry() {
@@ -506,6 +539,95 @@ check_overflow_busy() {
     fi
 }
 
+# api_transfer AGENCY: as supervisor, transfers the only answered call in progress to
+# AGENCY over the HTTP API; prints the POST's status and body. Returns 0 on 202.
+api_transfer() {
+    python3 - "$HTTP_PORT" "$SUP_PASSWORD" "$1" <<'PY'
+import json, sys, urllib.request, urllib.error
+port, password, agency = sys.argv[1], sys.argv[2], sys.argv[3]
+base = f"http://127.0.0.1:{port}"
+def call(method, path, token=None, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+status, login = call("POST", "/api/login", body={"username": "sup", "password": password})
+if status != 200:
+    print(f"login {status} {login}")
+    sys.exit(1)
+token = login["token"]
+status, live = call("GET", "/api/supervisor/live", token)
+calls = [c["call"] for c in live.get("in_progress", []) if c.get("stage") == "answered"]
+if len(calls) != 1:
+    print(f"live {status}: {len(calls)} answered calls in progress: {live}")
+    sys.exit(1)
+status, body = call("POST", f"/api/calls/{calls[0]}/transfer", token, {"agency": agency})
+print(f"{status} {json.dumps(body)}")
+sys.exit(0 if status == 202 else 1)
+PY
+}
+
+check_transfer() {
+    section "transfer: 1003 answers a 112 call; a supervisor transfers it to the agency damkar, which answers"
+    local rc=0 rc_a=0 agency answer
+    start_operator tr-1003 1003 operator-answer.xml "$OP3_PORT" "$OP3_MP" || return
+    sipp_bg agency -sf "$SCENARIOS/operator-answer.xml" -p "$BACKUP_PORT" -mp "$BACKUP_MP" -m 1 \
+        -trace_logs -log_file "$WORK/agency.log" -trace_msg -message_file "$WORK/agency.msg" \
+        -timeout 30s -timeout_error
+    agency=$SIPP_PID
+    trunk_call transfer trunk-call-wait-bye.xml 1 1 e2e-acd-xfer- 40 background
+    if ! wait_log "$WORK/tr-1003.log" ANSWERED 8 "$TRUNK_PID"; then
+        fail "1003 did not answer the call within 8 s"
+        siaga_log_tail "$WORK/siaga.log" 15
+        lib_stop "$TRUNK_PID"
+        lib_stop "$agency"
+        stop_operator tr-1003 1003
+        return
+    fi
+    # operator-answer.xml hangs up by itself 6 s after answering: the transfer must be
+    # answered before that (the agency answers 500 ms after the INVITE).
+    if answer=$(api_transfer damkar 2>&1); then
+        pass "POST /api/calls/{id}/transfer {\"agency\":\"damkar\"} as supervisor: $answer"
+    else
+        fail "POST /api/calls/{id}/transfer: $answer"
+        siaga_log_tail "$WORK/siaga.log" 15
+    fi
+    if wait_log "$WORK/agency.log" OFFERED 5 "$agency"; then
+        pass "agency got the INVITE: $(grep -m1 -aoE '^INVITE [^ ]+' "$WORK/agency.msg")"
+    else
+        fail "agency got no INVITE within 5 s (transfer to $AGENCY_URI)"
+        siaga_log_tail "$WORK/siaga.log" 15
+    fi
+    wait_pid "$TRUNK_PID" 20 || rc=$?
+    wait_pid "$agency" 10 || rc_a=$?
+    if [ $rc -eq 0 ]; then
+        pass "trunk: call answered, then siaga's BYE once the agency hung up"
+    else
+        fail "trunk: expected an answered call ended by siaga's BYE (SIPp exit $rc)"
+        sipp_explain transfer
+        siaga_log_tail "$WORK/siaga.log" 20
+    fi
+    expect_log tr-1003 '^HUNGUP_BY_PEER' "1003: siaga's BYE once the agency answered (its leg ended)"
+    if [ $rc_a -eq 0 ] && grep -q '^HUNGUP_BY_OPERATOR' "$WORK/agency.log"; then
+        pass "agency: 180, 200, ACK, then its own BYE (200)"
+    else
+        fail "agency: expected 180, 200, ACK, then its own BYE (SIPp exit $rc_a)"
+        sipp_explain agency
+    fi
+    if fetch_records e2e-acd-xfer- 1; then
+        run_checks records --json "$CALLS_JSON" --prefix e2e-acd-xfer- --count 1 --disposition answered \
+            --operators 1003 --need-times received_at,answered_at,ended_at
+        check_timeline e2e-acd-xfer- "received,offered:1003,answered:1003,transfer_offered:1003:agency=damkar,transfer_answered:agency=damkar,ended"
+    fi
+    stop_operator tr-1003 1003
+}
+
 siaga_checks() {
     section "siaga: build, ACD configuration, start"
     build_siaga debug
@@ -531,6 +653,7 @@ siaga_checks() {
         check_overflow
         check_overflow_busy
     fi
+    if only transfer; then check_alive_or_stop || return; check_transfer; fi
     check_alive_or_stop || return
     pass "siaga still running after all checks"
 }

@@ -60,7 +60,7 @@ pg_as_owner() {
 
 # Starts a server of our own; sets PG_OURS_PORT, PG_OURS_PID and PG_OURS_DIR.
 pg_start_ours() {
-    local bin port i
+    local bin port
     bin=$(pg_bindir) || { pg_install && bin=$(pg_bindir); } || {
         echo "postgres.sh: no PostgreSQL binaries" >&2
         return 1
@@ -74,10 +74,18 @@ pg_start_ours() {
         tail -5 "$PG_OURS_DIR/initdb.log" >&2
         return 1
     }
+    pg_serve "$bin" "$port"
+}
+
+# pg_serve BIN PORT: starts `postgres` on $PG_OURS_DIR/data, port PORT of 127.0.0.1, and
+# waits until it answers; sets PG_OURS_PORT and PG_OURS_PID. Used to start our server,
+# and again after pg_halt_ours (sip-tests/e2e-durability.sh stops it mid-run).
+pg_serve() {
+    local bin=$1 port=$2 i
     # A throw-away server: no fsync; sockets only in its own directory and on loopback.
     pg_as_owner "$bin/postgres" -D "$PG_OURS_DIR/data" -p "$port" \
         -c listen_addresses=127.0.0.1 -c unix_socket_directories="$PG_OURS_DIR" \
-        -c fsync=off -c max_connections=200 >"$PG_OURS_DIR/postgres.log" 2>&1 &
+        -c fsync=off -c max_connections=200 >>"$PG_OURS_DIR/postgres.log" 2>&1 &
     # $! is runuser's pid when we are root; the server's own is in postmaster.pid.
     for i in $(seq 300); do
         if [ -s "$PG_OURS_DIR/data/postmaster.pid" ]; then
@@ -94,20 +102,24 @@ pg_start_ours() {
     return 1
 }
 
+# Stops the server pg_serve started (fast shutdown, by its pid), keeping its directory.
+pg_halt_ours() {
+    local i
+    [ -n "$PG_OURS_PID" ] || return 0
+    kill -INT "$PG_OURS_PID" 2>/dev/null || true
+    for i in $(seq 300); do
+        kill -0 "$PG_OURS_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$PG_OURS_PID" 2>/dev/null || true
+    echo "postgres.sh: stopped our PostgreSQL (pid $PG_OURS_PID)" >&2
+    PG_OURS_PID=""
+}
+
 # Stops the server pg_start_ours started (fast shutdown, by its pid) and removes its
 # directory. Nothing else is ever stopped.
 pg_stop_ours() {
-    local i
-    if [ -n "$PG_OURS_PID" ]; then
-        kill -INT "$PG_OURS_PID" 2>/dev/null || true
-        for i in $(seq 300); do
-            kill -0 "$PG_OURS_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$PG_OURS_PID" 2>/dev/null || true
-        echo "postgres.sh: stopped our PostgreSQL (pid $PG_OURS_PID)" >&2
-        PG_OURS_PID=""
-    fi
+    pg_halt_ours
     if [ -n "$PG_OURS_DIR" ]; then
         rm -rf "$PG_OURS_DIR"
         PG_OURS_DIR=""

@@ -5,7 +5,9 @@
 # summary lines ("test result: ...") are what CI reads, and then the end-to-end test
 # (sip-tests/e2e.sh: SIPp trunk and operators against a running siaga; it ends with
 # "e2e: N passed, M failed" and installs tcpdump for its RTP capture when missing) and the
-# ACD's (sip-tests/e2e-acd.sh, ending with "e2e-acd: N passed, M failed").
+# ACD's (sip-tests/e2e-acd.sh, ending with "e2e-acd: N passed, M failed") and the call
+# record's durability (sip-tests/e2e-durability.sh, against a PostgreSQL of its own that it
+# stops and starts mid-run; "e2e-durability: N passed, M failed").
 #
 # The store tests run on SQLite and on PostgreSQL: the PostgreSQL on 127.0.0.1:5432 when
 # one answers, else one this script installs (Debian postgresql), starts on a free port
@@ -54,4 +56,5 @@ cargo test --all-targets "$@"
 status=0
 bash sip-tests/e2e.sh || status=$?
 bash sip-tests/e2e-acd.sh || status=$?
+bash sip-tests/e2e-durability.sh || status=$?
 exit "$status"

@@ -529,11 +529,23 @@ fn run(config: &Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let (events, writer) = store::spawn_writer(
-            store.clone(),
-            config.node.id.to_string(),
-            store::QUEUE_CAPACITY,
-        );
+        let journal = match &config.database.journal {
+            Some(path) => match store::Journal::open(path).await {
+                Ok(journal) => Some(journal),
+                Err(error) => {
+                    tracing::error!(%error, "cannot open the journal");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        let journal = recover(config, &store, journal).await;
+        let options = store::WriterOptions {
+            journal,
+            ..store::WriterOptions::default()
+        };
+        let (events, writer) =
+            store::spawn_writer_with(store.clone(), config.node.id.to_string(), options);
         let mut engine = Engine::new(config.engine_config(), StdRng::from_os_rng());
         // The callback worklist as the log has it (RFC 7090); without it siaga still runs.
         if let Err(error) = runtime::restore_callbacks(&mut engine, &store, wall_clock()).await {
@@ -559,7 +571,11 @@ fn run(config: &Config) -> ExitCode {
                 "call and agent events could not be stored"
             );
         }
-        tracing::info!(written = report.written, "call records flushed");
+        tracing::info!(
+            written = report.written,
+            journaled = report.journaled,
+            "call records flushed"
+        );
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -568,6 +584,41 @@ fn run(config: &Config) -> ExitCode {
             }
         }
     })
+}
+
+/// Start-up recovery ([`store::recover`]): replays the journal a previous process left,
+/// then closes this node's calls it left open as interrupted. Returns the journal for the
+/// writer. On error siaga still starts: the writer replays the journal once the database
+/// answers (the open calls then stay open until the next start).
+async fn recover(
+    config: &Config,
+    store: &Store,
+    mut journal: Option<store::Journal>,
+) -> Option<store::Journal> {
+    let node = config.node.id.to_string();
+    let mut rng = StdRng::from_os_rng();
+    match store::recover(store, journal.as_mut(), &node, &mut rng).await {
+        Ok(recovery) => {
+            if recovery.replayed > 0 || recovery.damaged > 0 {
+                tracing::info!(
+                    replayed = recovery.replayed,
+                    damaged = recovery.damaged,
+                    "journal of the previous process replayed"
+                );
+            }
+            for (call, last_state) in &recovery.interrupted {
+                tracing::warn!(
+                    %call, last_state,
+                    "call left open by the previous process closed as interrupted"
+                );
+            }
+        }
+        Err(error) => tracing::error!(
+            %error,
+            "start-up recovery incomplete: the journal is replayed once the database answers"
+        ),
+    }
+    journal
 }
 
 /// Start-up warnings about settings that work but should not stay as they are.

@@ -190,6 +190,10 @@ pub async fn run(
     }
     shell.relays.shutdown().await;
     if let Some(events) = shell.events {
+        info!(
+            events = events.pushed(),
+            "call and agent events handed to the store"
+        );
         let left = events.close().await;
         if left > 0 {
             warn!(

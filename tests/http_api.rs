@@ -457,6 +457,17 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
         (StatusCode::OK, &json!("available"))
     );
 
+    // A transfer needs a live call (404), and a body naming the agency (422).
+    let nowhere = "/api/calls/00000000-0000-4000-8000-000000000000/transfer";
+    for token in [&op, &sup] {
+        let (status, body) = http.post(nowhere, Some(token), json!({"agency": "damkar"}));
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"], "not_found");
+    }
+    let (status, body) = http.post(nowhere, Some(&op), json!({}));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "agency");
+
     // The OpenAPI document lists every route served, and only those.
     let (status, doc) = http.get("/openapi.json", None);
     assert_eq!(status, StatusCode::OK);
@@ -488,6 +499,7 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
         ("PATCH", "/api/handoffs/{id}"),
         ("GET", "/api/stats"),
         ("GET", "/api/export.csv"),
+        ("POST", "/api/calls/{id}/transfer"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),

@@ -12,11 +12,13 @@
 //! | an operator writing about a call that is not theirs | 403 |
 //! | no store, or the database failing | 503 |
 //! | the ACD refuses the operator's command ([`AgentError`]) | 409, with the reason |
+//! | a transfer of an unknown call; to an unknown agency; by another operator; that the call's state refuses ([`TransferRefusal`]) | 404; 422 naming `agency`; 403; 409 with the reason |
 //! | the engine task is busy, stopped or slow; logins over their limit | 503 |
 
-use super::link::LinkError;
+use super::link::{LinkError, TransferRefusal};
 use crate::config::Role;
 use crate::engine::acd::AgentError;
+use crate::engine::call::TransferError;
 use crate::store::{HandoffMethod, InputError, StoreError};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -55,6 +57,9 @@ pub enum ApiError {
     /// The engine task did not answer.
     #[error("{0}")]
     Engine(LinkError),
+    /// The transfer of a live call was not placed.
+    #[error("{0}")]
+    Transfer(TransferRefusal),
     /// Too many logins are being checked at once.
     #[error("too many logins at once; try again")]
     LoginBusy,
@@ -83,7 +88,7 @@ pub enum ApiError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `unauthorized`, `forbidden`, `invalid`, `not_found`, `conflict`,
-    /// `agent_state`, `unavailable`.
+    /// `agent_state`, `transfer`, `unavailable`.
     pub error: &'static str,
     /// A sentence for people.
     pub message: String,
@@ -93,7 +98,9 @@ pub struct ErrorBody {
     /// For `invalid`: the values accepted, when they are a list.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<String>,
-    /// For `agent_state`: `unknown_operator`, `not_registered` or `not_allowed`.
+    /// For `agent_state`: `unknown_operator`, `not_registered` or `not_allowed`; for
+    /// `transfer`: `not_answered`, `no_transfer_uri`, `unreachable`, `no_relay` or
+    /// `in_progress`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
 }
@@ -107,6 +114,14 @@ impl ApiError {
             ApiError::Invalid { .. } | ApiError::Input(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Agent(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Transfer(refusal) => match refusal {
+                TransferRefusal::NotYourCall => StatusCode::FORBIDDEN,
+                TransferRefusal::Engine(TransferError::UnknownCall) => StatusCode::NOT_FOUND,
+                TransferRefusal::Engine(TransferError::UnknownAgency { .. }) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                TransferRefusal::Engine(_) => StatusCode::CONFLICT,
+            },
             ApiError::Engine(_) | ApiError::LoginBusy | ApiError::NoStore | ApiError::Database => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -131,6 +146,12 @@ impl ApiError {
                 ApiError::NotFound(_) => "not_found",
                 ApiError::Conflict(_) => "conflict",
                 ApiError::Agent(_) => "agent_state",
+                ApiError::Transfer(refusal) => match refusal {
+                    TransferRefusal::NotYourCall => "forbidden",
+                    TransferRefusal::Engine(TransferError::UnknownCall) => "not_found",
+                    TransferRefusal::Engine(TransferError::UnknownAgency { .. }) => "invalid",
+                    TransferRefusal::Engine(_) => "transfer",
+                },
                 ApiError::Engine(_)
                 | ApiError::LoginBusy
                 | ApiError::NoStore
@@ -159,6 +180,14 @@ impl ApiError {
                     _ => Vec::new(),
                 };
             }
+            ApiError::Transfer(TransferRefusal::Engine(error)) => match error {
+                TransferError::UnknownAgency { allowed } => {
+                    body.field = Some("agency".to_owned());
+                    body.allowed = allowed.clone();
+                }
+                TransferError::UnknownCall => {}
+                other => body.reason = Some(other.code()),
+            },
             ApiError::Agent(error) => {
                 body.reason = Some(match error {
                     AgentError::UnknownOperator(_) => "unknown_operator",
@@ -209,5 +238,59 @@ impl From<StoreError> for ApiError {
 impl From<LinkError> for ApiError {
     fn from(error: LinkError) -> Self {
         ApiError::Engine(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each transfer refusal's status, code, and field, allowed ids or reason.
+    #[test]
+    fn transfer_refusals_map_to_statuses_and_bodies() {
+        let engine = |e: TransferError| ApiError::Transfer(TransferRefusal::Engine(e));
+        let unknown = engine(TransferError::UnknownAgency {
+            allowed: vec!["psc119".to_owned(), "damkar".to_owned()],
+        });
+        assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = unknown.body();
+        assert_eq!(
+            (body.error, body.field.as_deref(), body.allowed),
+            (
+                "invalid",
+                Some("agency"),
+                vec!["psc119".into(), "damkar".into()]
+            )
+        );
+        let gone = engine(TransferError::UnknownCall);
+        assert_eq!(
+            (gone.status(), gone.body().error),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        let theirs = ApiError::Transfer(TransferRefusal::NotYourCall);
+        assert_eq!(
+            (theirs.status(), theirs.body().error),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
+        for (error, reason) in [
+            (TransferError::NotAnswered, "not_answered"),
+            (
+                TransferError::NoTransferUri("polri".into()),
+                "no_transfer_uri",
+            ),
+            (
+                TransferError::Unreachable(crate::engine::call::IpUriError::NotSip),
+                "unreachable",
+            ),
+            (TransferError::NoRelay, "no_relay"),
+            (TransferError::InProgress, "in_progress"),
+        ] {
+            let e = engine(error);
+            let body = e.body();
+            assert_eq!(
+                (e.status(), body.error, body.reason),
+                (StatusCode::CONFLICT, "transfer", Some(reason))
+            );
+        }
     }
 }

@@ -11,10 +11,12 @@
 //! longer than [`REPLY_TIMEOUT`] is given up on ([`LinkError::NoReply`], 503).
 
 use crate::engine::acd::{AgentCommand, AgentError, AgentState, CallbackItem, NotReadyReason};
+use crate::engine::call::TransferError;
 use crate::engine::live::Snapshot;
 use crate::engine::{Engine, Now};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 /// Requests the engine task may hold queued from the API.
 pub const REQUEST_QUEUE: usize = 64;
@@ -43,6 +45,17 @@ pub struct Live {
     pub store_queue: Option<usize>,
 }
 
+/// Why a transfer asked through the API was not placed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransferRefusal {
+    /// The operator asking is not the one on the call.
+    #[error("you are not the operator on this call")]
+    NotYourCall,
+    /// The engine refused it.
+    #[error("{0}")]
+    Engine(TransferError),
+}
+
 /// One request to the engine task.
 #[derive(Debug)]
 pub enum EngineRequest {
@@ -65,6 +78,18 @@ pub enum EngineRequest {
         /// Where it goes.
         reply: oneshot::Sender<Vec<CallbackItem>>,
     },
+    /// Transfer live call `call` to agency `agency` (`Engine::transfer`), asked by
+    /// operator `operator` (who must be on the call) or by a supervisor (`None`).
+    Transfer {
+        /// The call record id.
+        call: Uuid,
+        /// `agencies[].id`.
+        agency: String,
+        /// The operator asking; `None`: a supervisor or admin.
+        operator: Option<String>,
+        /// `Ok` once the INVITE to the agency is sent, or why not.
+        reply: oneshot::Sender<Result<(), TransferRefusal>>,
+    },
 }
 
 impl EngineRequest {
@@ -84,6 +109,24 @@ impl EngineRequest {
                         engine.agent_command(now, &operator, AgentCommand::EndWrapUp)
                     }
                     StateChange::NotReady(reason) => engine.agent_not_ready(now, &operator, reason),
+                };
+                let _ = reply.send(result);
+            }
+            EngineRequest::Transfer {
+                call,
+                agency,
+                operator,
+                reply,
+            } => {
+                let not_theirs = operator.is_some_and(|op| {
+                    engine.is_live_call(call) && engine.call_operator(call) != Some(op.as_str())
+                });
+                let result = if not_theirs {
+                    Err(TransferRefusal::NotYourCall)
+                } else {
+                    engine
+                        .transfer(now, call, &agency)
+                        .map_err(TransferRefusal::Engine)
                 };
                 let _ = reply.send(result);
             }
@@ -155,6 +198,25 @@ impl EngineLink {
     /// Errors: [`LinkError`].
     pub async fn callbacks(&self) -> Result<Vec<CallbackItem>, LinkError> {
         self.ask(|reply| EngineRequest::Callbacks { reply }).await
+    }
+
+    /// Transfers call `call` to agency `agency`, asked by `operator` (`None`: a
+    /// supervisor): `Ok` once the agency's INVITE is sent, or why not.
+    ///
+    /// Errors: [`LinkError`].
+    pub async fn transfer(
+        &self,
+        call: Uuid,
+        agency: &str,
+        operator: Option<&str>,
+    ) -> Result<Result<(), TransferRefusal>, LinkError> {
+        self.ask(|reply| EngineRequest::Transfer {
+            call,
+            agency: agency.to_owned(),
+            operator: operator.map(str::to_owned),
+            reply,
+        })
+        .await
     }
 
     async fn ask<T>(

@@ -145,7 +145,8 @@ impl WaitingView {
 pub struct CallView {
     /// The call record id.
     pub call: Uuid,
-    /// `offered`, `answered`, `overflowing` or `overflowed`.
+    /// `offered`, `answered`, `overflowing`, `overflowed`, `transferring` (the operator left
+    /// while a field agency rings) or `transferred` (the agency took the caller).
     pub stage: String,
     /// The operators ringing, or the one who answered.
     pub operators: Vec<String>,

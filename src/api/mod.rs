@@ -13,6 +13,7 @@
 //! | `GET /api/me` | any session | who the caller is; an operator's agent state |
 //! | `POST /api/me/state` | operator | ready / not ready with a reason / end wrap-up ([`live`]) |
 //! | `GET /api/supervisor/live` | supervisor, admin | calls waiting, operators, calls in progress |
+//! | `POST /api/calls/{id}/transfer` | the operator on the call, supervisor, admin | transfer the live call to a field agency ([`calls`]) |
 //! | `GET /api/me/call` | operator | the operator's current call, with the caller's last 24 h ([`call_log`]) |
 //! | `POST /api/calls/{id}/incident` | operator (own call), supervisor, admin | classify: a new incident ([`incidents`]) |
 //! | `POST /api/calls/{id}/link` | operator (own call), supervisor, admin | link the call to an existing incident |
@@ -30,6 +31,7 @@
 
 pub mod auth;
 pub mod call_log;
+pub mod calls;
 pub mod error;
 pub mod health;
 pub mod incidents;
@@ -87,7 +89,7 @@ pub struct AppState {
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Login, logout, who am I"),
-        (name = "operator", description = "An operator's own agent state"),
+        (name = "operator", description = "An operator's own agent state and actions on their call"),
         (name = "supervisor", description = "Supervisors' live view, call log, statistics, export"),
         (name = "incidents", description = "Classifying calls, incidents and handoffs to agencies"),
         (name = "machine", description = "Health, readiness, metrics, this document"),
@@ -116,6 +118,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::me))
         .routes(routes!(live::set_state))
         .routes(routes!(live::supervisor_live))
+        .routes(routes!(calls::transfer))
         .routes(routes!(call_log::my_call))
         .routes(routes!(call_log::search))
         .routes(routes!(call_log::detail))

@@ -79,6 +79,7 @@ pub(super) struct RawAcd {
     repeat_window_s: Option<u32>,
     callback_window_h: Option<u32>,
     callback_ring_timeout_s: Option<u32>,
+    transfer_ring_timeout_s: Option<u32>,
 }
 
 /// `[feature_codes]`; `None`: the default of [`FeatureCodes::default`].
@@ -215,6 +216,13 @@ pub(super) fn validate(
             600,
         )?
         .unwrap_or(defaults.callback_ring_timeout),
+        transfer_ring_timeout: optional_seconds(
+            "acd.transfer_ring_timeout_s",
+            a.transfer_ring_timeout_s,
+            1,
+            600,
+        )?
+        .unwrap_or(defaults.transfer_ring_timeout),
         feature_codes: validate_feature_codes(&raw.feature_codes, emergency_numbers)?,
     };
     Ok((queue, acd))

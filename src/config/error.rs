@@ -168,6 +168,12 @@ pub enum Problem {
     /// A database URL of an unsupported scheme, or with nothing after the scheme.
     #[error("is not a sqlite:// or postgres:// (postgresql://) URL")]
     BadDatabaseUrl,
+    /// `database.journal` is not a file path siaga can use for its journal.
+    #[error(
+        "must be the path of a file (not empty, not a directory, without control characters, \
+         not the SQLite database itself)"
+    )]
+    BadJournalPath,
     /// Not a `tracing_subscriber::EnvFilter` directive; the text is the filter's error.
     #[error("is not a tracing filter directive ({0})")]
     BadLogFilter(String),

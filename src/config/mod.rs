@@ -38,7 +38,7 @@ use crate::engine::acd::AcdSettings;
 use crate::engine::transaction::TimerConfig;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The default configuration file, relative to the working directory.
@@ -158,11 +158,18 @@ pub struct MediaConfig {
     pub silence_timeout: Option<Duration>,
 }
 
-/// `[database]` (used from a later issue; validated now).
+/// `[database]`: where call records go, and the journal that holds them while the
+/// database is unavailable.
 #[derive(Clone, Debug)]
 pub struct DatabaseConfig {
     /// `database.url` (default `sqlite://data/siaga.db`; `SIAGA_DATABASE_URL`).
     pub url: DatabaseUrl,
+    /// `database.journal`: the journal file (`crate::store::Journal`). Default: beside a
+    /// SQLite database file, its name with `.journal` (`data/siaga.journal` for the default
+    /// URL); `data/siaga.journal` for PostgreSQL; `None` for an in-memory SQLite database
+    /// (nothing of it outlives the process, so neither need its events), unless set.
+    /// A relative path is relative to the directory siaga runs in.
+    pub journal: Option<PathBuf>,
 }
 
 /// `[http]`: the operator and supervisor API (used from a later issue; validated now).
@@ -323,12 +330,14 @@ const SILENCE_TIMEOUT_S: (u32, u32) = (5, 3600);
 #[serde(deny_unknown_fields, default)]
 struct RawDatabase {
     url: String,
+    journal: Option<String>,
 }
 
 impl Default for RawDatabase {
     fn default() -> Self {
         RawDatabase {
             url: "sqlite://data/siaga.db".to_owned(),
+            journal: None,
         }
     }
 }
@@ -488,6 +497,15 @@ impl Config {
                 failures_before_down: self.trunk.options_failures,
             },
             acd: self.acd.clone(),
+            agencies: self
+                .incidents
+                .agencies
+                .iter()
+                .map(|a| crate::engine::call::TransferAgency {
+                    id: a.id.clone(),
+                    transfer_uri: a.transfer_uri.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -834,9 +852,14 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
             }
         },
     };
-    let database = DatabaseConfig {
-        url: check("database.url", &raw.database.url, a, DatabaseUrl::parse)?,
+    let url = check("database.url", &raw.database.url, a, DatabaseUrl::parse)?;
+    let journal = match &raw.database.journal {
+        Some(path) => Some(check("database.journal", path, a, |s| {
+            values::parse_journal_path(s, &url)
+        })?),
+        None => values::default_journal_path(&url),
     };
+    let database = DatabaseConfig { url, journal };
     let http = HttpConfig {
         listen: check("http.listen", &raw.http.listen, a, |s| {
             values::parse_listen(s, false)

@@ -105,6 +105,28 @@ fn defaults_fill_everything_but_node_id_domains_and_trunk_sources() {
 }
 
 #[test]
+fn the_engine_gets_every_agency_and_its_transfer_uri() {
+    let text = SHIPPED.replace(
+        "name = \"Pemadam Kebakaran dan Penyelamatan (Damkar)\"\n",
+        "name = \"Damkar\"\ntransfer_uri = \"sip:113@192.0.2.30\"\n",
+    );
+    let agencies = load(&text).unwrap().engine_config().calls.agencies;
+    let ids: Vec<(&str, Option<&str>)> = agencies
+        .iter()
+        .map(|a| (a.id.as_str(), a.transfer_uri.as_deref()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("psc119", None),
+            ("damkar", Some("sip:113@192.0.2.30")),
+            ("bpbd", None),
+            ("polri", None)
+        ]
+    );
+}
+
+#[test]
 fn engine_config_from_listen_only() {
     let e = load(MINIMAL).unwrap().engine_config();
     assert_eq!(e.node_id, "n1");
@@ -1352,6 +1374,7 @@ fn acd_defaults_when_no_acd_key_is_given() {
     assert_eq!(acd.repeat_window, secs(600));
     assert_eq!(acd.callback_window, secs(24 * 3600));
     assert_eq!(acd.callback_ring_timeout, secs(30));
+    assert_eq!(acd.transfer_ring_timeout, secs(30));
     let codes = &acd.feature_codes;
     assert_eq!(
         [
@@ -1510,6 +1533,7 @@ queue = "fire"
 repeat_window_s = 0
 callback_window_h = 48
 callback_ring_timeout_s = 45
+transfer_ring_timeout_s = 20
 
 [feature_codes]
 ready = "#1"
@@ -1590,6 +1614,7 @@ logout = "*99#"
         repeat_window: Duration::ZERO,
         callback_window: secs(48 * 3600),
         callback_ring_timeout: secs(45),
+        transfer_ring_timeout: secs(20),
         feature_codes: FeatureCodes {
             ready: "#1".into(),
             not_ready: "#2".into(),
@@ -1889,6 +1914,18 @@ fn acd_table_values_out_of_range_name_their_key() {
             1,
             600,
         ),
+        (
+            "transfer_ring_timeout_s = 0",
+            "acd.transfer_ring_timeout_s",
+            1,
+            600,
+        ),
+        (
+            "transfer_ring_timeout_s = 601",
+            "acd.transfer_ring_timeout_s",
+            1,
+            600,
+        ),
     ];
     for (line, key, min, max) in cases {
         assert_invalid(&with("acd", line), key, Problem::OutOfRange { min, max });
@@ -1978,5 +2015,41 @@ fn operator_skills_and_wrap_up_are_validated() {
         &with_operators(&[&format!("id = \"a\"\n{pw}\nwrap_up_s = 3601")]),
         "operators[0].wrap_up_s",
         Problem::OutOfRange { min: 0, max: 3600 },
+    );
+}
+
+#[test]
+fn the_journal_defaults_beside_the_database_and_is_validated_naming_its_key() {
+    let journal = |text: &str| load(text).unwrap().database.journal;
+    let db = |lines: &str| with("database", lines);
+    assert_eq!(
+        journal(MINIMAL),
+        Some(std::path::PathBuf::from("data/siaga.journal"))
+    );
+    assert_eq!(
+        journal(&db("url = \"sqlite:///var/lib/siaga/records.db?mode=rwc\"")),
+        Some(std::path::PathBuf::from("/var/lib/siaga/records.journal"))
+    );
+    assert_eq!(
+        journal(&db("url = \"postgres://siaga@db/siaga\"")),
+        Some(std::path::PathBuf::from("data/siaga.journal"))
+    );
+    assert_eq!(journal(&db("url = \"sqlite::memory:\"")), None);
+    assert_eq!(
+        journal(&db("url = \"sqlite::memory:\"\njournal = \"/spool/j\"")),
+        Some(std::path::PathBuf::from("/spool/j"))
+    );
+    for bad in ["", "  ", "spool/", "a\tb"] {
+        assert_invalid(
+            &db(&format!("journal = {bad:?}")),
+            "database.journal",
+            Problem::BadJournalPath,
+        );
+    }
+    // The journal must not overwrite the database it stands in for.
+    assert_invalid(
+        &db("url = \"sqlite://data/x.db\"\njournal = \"data/x.db\""),
+        "database.journal",
+        Problem::BadJournalPath,
     );
 }

@@ -5,6 +5,7 @@ use super::error::Problem;
 use ipnet::IpNet;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// `node.id`: a short name of this node, 1–32 characters of `[A-Za-z0-9._-]`. Carried by
@@ -342,6 +343,44 @@ impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
     }
+}
+
+/// The SQLite database file `url` names, when it names one (not `sqlite::memory:`,
+/// `:memory:` or `mode=memory`; query parameters stripped).
+fn sqlite_file(url: &DatabaseUrl) -> Option<PathBuf> {
+    if url.kind() != DatabaseKind::Sqlite || url.as_str() == "sqlite::memory:" {
+        return None;
+    }
+    let rest = url.as_str().get("sqlite://".len()..)?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+/// The default `database.journal` for `url`: beside a SQLite file, its name with the
+/// extension `journal` (`sqlite://data/siaga.db` → `data/siaga.journal`); for PostgreSQL
+/// `data/siaga.journal`; none for an in-memory SQLite database.
+pub fn default_journal_path(url: &DatabaseUrl) -> Option<PathBuf> {
+    match url.kind() {
+        DatabaseKind::Postgres => Some(PathBuf::from("data/siaga.journal")),
+        DatabaseKind::Sqlite => sqlite_file(url).map(|db| db.with_extension("journal")),
+    }
+}
+
+/// Parses `database.journal`: a file path, not empty, not ending in a separator, without
+/// control characters, and not the SQLite database file of `url`. Errors:
+/// [`Problem::BadJournalPath`].
+pub fn parse_journal_path(s: &str, url: &DatabaseUrl) -> Result<PathBuf, Problem> {
+    if s.trim().is_empty() || s.ends_with('/') || s.chars().any(char::is_control) {
+        return Err(Problem::BadJournalPath);
+    }
+    let path = PathBuf::from(s);
+    if sqlite_file(url).is_some_and(|db| db == path) {
+        return Err(Problem::BadJournalPath);
+    }
+    Ok(path)
 }
 
 /// Parses an entry of `trunk.sources`: an IP address (one host: /32 or /128) or a network

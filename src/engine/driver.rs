@@ -89,6 +89,9 @@ pub struct CallSettings {
     /// `[[routes]]`, `[acd]`, `[feature_codes]`, `[[operators]]`). An operator of
     /// `operators` missing from `acd.agents` serves every queue without skills.
     pub acd: super::acd::AcdSettings,
+    /// `[[agencies]]`: the field agencies a live call may be transferred to
+    /// (`Engine::transfer`), in file order.
+    pub agencies: Vec<super::call::TransferAgency>,
 }
 
 impl CallSettings {
@@ -112,6 +115,7 @@ impl CallSettings {
             operators: Vec::new(),
             registrar: RegistrarConfig::new(realm),
             trunk_health: Default::default(),
+            agencies: Vec::new(),
             acd: {
                 // No wrap-up and no no-answer limit: the first-call tests take an
                 // operator free again at once; the ACD tests set these themselves.

@@ -76,16 +76,22 @@ pub enum CallStage {
     Overflowing,
     /// The backup centre answered.
     Overflowed,
+    /// The operator left while a field agency's transfer URI rings.
+    Transferring,
+    /// A field agency answered the transfer: no operator is on the call.
+    Transferred,
 }
 
 impl CallStage {
-    /// `offered`, `answered`, `overflowing`, `overflowed`.
+    /// `offered`, `answered`, `overflowing`, `overflowed`, `transferring`, `transferred`.
     pub const fn as_str(self) -> &'static str {
         match self {
             CallStage::Offered => "offered",
             CallStage::Answered => "answered",
             CallStage::Overflowing => "overflowing",
             CallStage::Overflowed => "overflowed",
+            CallStage::Transferring => "transferring",
+            CallStage::Transferred => "transferred",
         }
     }
 }
@@ -172,6 +178,8 @@ impl Engine {
                     }
                     CallState::Overflowing { .. } => (CallStage::Overflowing, Vec::new()),
                     CallState::Overflowed { .. } => (CallStage::Overflowed, Vec::new()),
+                    CallState::Transferring { .. } => (CallStage::Transferring, Vec::new()),
+                    CallState::Transferred { .. } => (CallStage::Transferred, Vec::new()),
                 };
                 Some(CallInProgress {
                     record: call.record,

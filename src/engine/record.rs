@@ -7,11 +7,16 @@
 //! [`random_uuid`]), so several nodes can write one database without coordination
 //! (DESIGN.md, "Scale"). Times are [`UtcTime`]: milliseconds since the Unix epoch, UTC.
 //!
+//! Every type here is serde-serializable (the names as stored: `snake_case` variants) so
+//! the store's journal can keep events on disk while the database is unavailable.
+//!
 //! No RFC governs the record itself; the disposition words follow NENA/EENA usage
 //! (DESIGN.md, "Words").
 
+use super::acd::AgentState;
 use super::time::UtcTime;
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use uuid::Uuid;
 
@@ -25,7 +30,7 @@ pub fn random_uuid(rng: &mut impl Rng) -> Uuid {
 /// Events of a call are emitted in the order they happened; [`CallEventKind::Ended`] is the
 /// last one of the signalling, though [`CallEventKind::MediaRelayed`] may follow it (the
 /// relay reports its counters when it closes).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallEvent {
     /// This event's id (UUID v4): the store ignores an event whose id it already holds, so
     /// replaying events is safe.
@@ -51,7 +56,8 @@ impl CallEvent {
 }
 
 /// What happened to a call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum CallEventKind {
     /// The trunk's INVITE arrived: the call exists from here on. Always a call's first
     /// event.
@@ -113,6 +119,36 @@ pub enum CallEventKind {
     OverflowAnswered {
         /// The backup destination's SIP URI.
         target: String,
+    },
+    /// `operator` handed the answered call to field agency `agency` by transferring it
+    /// (`engine::call::transfer`): an INVITE went to `target` (`agencies[].transfer_uri`);
+    /// the operator stays with the caller while it rings.
+    TransferOffered {
+        /// The operator who asked for the transfer.
+        operator: String,
+        /// `agencies[].id`.
+        agency: String,
+        /// The agency's SIP URI.
+        target: String,
+    },
+    /// The agency answered: the caller talks to it, the operator's leg ended (the
+    /// handoff's outcome: transferred).
+    TransferAnswered {
+        /// `agencies[].id`.
+        agency: String,
+        /// The agency's SIP URI.
+        target: String,
+    },
+    /// The transfer did not happen (a final failure such as `486 response`, `no response`,
+    /// no answer within `acd.transfer_ring_timeout_s`, the caller hung up): the operator
+    /// stays with the caller, if still there.
+    TransferFailed {
+        /// `agencies[].id`.
+        agency: String,
+        /// The agency's SIP URI.
+        target: String,
+        /// Why, in a few words.
+        reason: String,
     },
     /// An operator took this (abandoned) call's callback (RFC 7090): an INVITE with
     /// `Priority: psap-callback` went to the caller's number through a trunk gateway.
@@ -178,6 +214,18 @@ pub enum CallEventKind {
     },
     /// The trunk did not refresh the session in time (RFC 4028 §10): siaga ends the call.
     SessionExpired,
+    /// The call was open when siaga's process died (a crash, `kill -9`, a power cut):
+    /// recorded by the next process of the same node at start, just before the
+    /// [`Self::Ended`] with [`Disposition::Interrupted`] that closes the call. Never emitted
+    /// by the engine.
+    Interrupted {
+        /// What the log last said of the call: `received`, `in_queue`, `ringing`,
+        /// `on_call`, `overflow_ringing`, `overflowed`, `callback`, `transferring`,
+        /// `transferred` (see `store::last_state`).
+        last_state: String,
+        /// The operator it was ringing or talking to, if any.
+        operator: Option<String>,
+    },
     /// The call ended: the last signalling event of a call.
     Ended {
         /// Who ended it.
@@ -197,7 +245,7 @@ pub enum CallEventKind {
 impl CallEventKind {
     /// The kind's name as stored in `call_events.kind`: `received`, `queued`, `offered`,
     /// `no_answer`, `rejected`, `leg_failed`, `answered`, `renegotiated`,
-    /// `session_expired`, `widened`, `requeued`, `overflow_offered`, `overflow_failed`,
+    /// `session_expired`, `interrupted`, `widened`, `requeued`, `overflow_offered`, `overflow_failed`,
     /// `overflow_answered`, `callback_started`, `callback_ended`, `callback_media`, `ended`,
     /// `media`.
     pub const fn kind_name(&self) -> &'static str {
@@ -209,6 +257,9 @@ impl CallEventKind {
             CallEventKind::OverflowOffered { .. } => "overflow_offered",
             CallEventKind::OverflowFailed { .. } => "overflow_failed",
             CallEventKind::OverflowAnswered { .. } => "overflow_answered",
+            CallEventKind::TransferOffered { .. } => "transfer_offered",
+            CallEventKind::TransferAnswered { .. } => "transfer_answered",
+            CallEventKind::TransferFailed { .. } => "transfer_failed",
             CallEventKind::CallbackStarted { .. } => "callback_started",
             CallEventKind::CallbackEnded { .. } => "callback_ended",
             CallEventKind::CallbackMedia { .. } => "callback_media",
@@ -219,6 +270,7 @@ impl CallEventKind {
             CallEventKind::Answered { .. } => "answered",
             CallEventKind::Renegotiated { .. } => "renegotiated",
             CallEventKind::SessionExpired => "session_expired",
+            CallEventKind::Interrupted { .. } => "interrupted",
             CallEventKind::Ended { .. } => "ended",
             CallEventKind::MediaRelayed { .. } => "media",
         }
@@ -233,15 +285,21 @@ impl CallEventKind {
             | CallEventKind::LegFailed { operator, .. }
             | CallEventKind::Answered { operator }
             | CallEventKind::Requeued { operator, .. }
+            | CallEventKind::TransferOffered { operator, .. }
             | CallEventKind::CallbackStarted { operator }
-            | CallEventKind::CallbackEnded { operator, .. } => Some(operator),
+            | CallEventKind::CallbackEnded { operator, .. }
+            | CallEventKind::Interrupted {
+                operator: Some(operator),
+                ..
+            } => Some(operator),
             _ => None,
         }
     }
 }
 
 /// How a callback (RFC 7090) went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CallbackOutcome {
     /// The caller answered and was bridged to the operator: the worklist item is closed.
     Answered,
@@ -274,7 +332,7 @@ impl CallbackOutcome {
 
 /// One agent state transition of one operator, for the durable log (`agent_events`),
 /// emitted by the ACD (`acd::Acd::poll_transition`) for every change of state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AgentEvent {
     /// This event's id (UUID v4): written twice, stored once.
     pub id: Uuid,
@@ -294,8 +352,53 @@ pub struct AgentEvent {
     pub call: Option<Uuid>,
 }
 
+/// An [`AgentEvent`] as read back (its state names as text), before they are checked
+/// against [`AgentState::NAMES`].
+#[derive(Deserialize)]
+struct AgentEventText {
+    id: Uuid,
+    operator: String,
+    at: UtcTime,
+    from: String,
+    to: String,
+    reason: Option<String>,
+    call: Option<Uuid>,
+}
+
+impl<'de> Deserialize<'de> for AgentEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = AgentEventText::deserialize(deserializer)?;
+        AgentEvent::try_from(text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<AgentEventText> for AgentEvent {
+    type Error = String;
+
+    /// Errors: a state name that is not one of [`AgentState::NAMES`] (a record of a
+    /// newer siaga).
+    fn try_from(text: AgentEventText) -> Result<Self, String> {
+        let state = |name: &str| {
+            AgentState::NAMES
+                .into_iter()
+                .find(|known| *known == name)
+                .ok_or_else(|| format!("unknown agent state {name:?}"))
+        };
+        Ok(AgentEvent {
+            id: text.id,
+            from: state(&text.from)?,
+            to: state(&text.to)?,
+            operator: text.operator,
+            at: text.at,
+            reason: text.reason,
+            call: text.call,
+        })
+    }
+}
+
 /// Who ended a call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Party {
     /// The caller hung up (BYE or CANCEL from the trunk).
     Caller,
@@ -326,7 +429,8 @@ impl fmt::Display for Party {
 ///
 /// Stored as text in `calls.disposition`; the set grows in later issues (interrupted,
 /// overflowed), so readers of the database treat it as open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Disposition {
     /// An operator answered.
     Answered,

@@ -51,8 +51,22 @@ impl Sub<MonoTime> for MonoTime {
     }
 }
 
-/// Wall-clock time for records: milliseconds since the Unix epoch, UTC.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Wall-clock time for records: milliseconds since the Unix epoch, UTC. Serializes as
+/// the bare number.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct UtcTime(pub i64);
 
 impl UtcTime {

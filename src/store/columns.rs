@@ -74,8 +74,20 @@ impl<'a> EventColumns<'a> {
                 "target": target,
                 "reason": reason,
             })),
+            CallEventKind::TransferOffered { agency, target, .. }
+            | CallEventKind::TransferAnswered { agency, target } => {
+                Some(json!({ "agency": agency, "target": target }))
+            }
+            CallEventKind::TransferFailed {
+                agency,
+                target,
+                reason,
+            } => Some(json!({ "agency": agency, "target": target, "reason": reason })),
             CallEventKind::CallbackEnded { outcome, .. } => {
                 Some(json!({ "outcome": outcome.as_str() }))
+            }
+            CallEventKind::Interrupted { last_state, .. } => {
+                Some(json!({ "last_state": last_state }))
             }
             CallEventKind::SessionExpired
             | CallEventKind::Widened
@@ -156,9 +168,13 @@ impl SummaryUpdate {
             | CallEventKind::OverflowOffered { .. }
             | CallEventKind::OverflowFailed { .. }
             | CallEventKind::OverflowAnswered { .. }
+            | CallEventKind::TransferOffered { .. }
+            | CallEventKind::TransferAnswered { .. }
+            | CallEventKind::TransferFailed { .. }
             | CallEventKind::CallbackStarted { .. }
             | CallEventKind::CallbackEnded { .. }
-            | CallEventKind::CallbackMedia { .. } => SummaryUpdate::Nothing,
+            | CallEventKind::CallbackMedia { .. }
+            | CallEventKind::Interrupted { .. } => SummaryUpdate::Nothing,
         }
     }
 
@@ -251,6 +267,20 @@ mod tests {
                 reason: "486 Busy Here".to_owned(),
             },
             CallEventKind::OverflowAnswered { target: target() },
+            CallEventKind::TransferOffered {
+                operator: op(),
+                agency: "damkar".to_owned(),
+                target: target(),
+            },
+            CallEventKind::TransferAnswered {
+                agency: "damkar".to_owned(),
+                target: target(),
+            },
+            CallEventKind::TransferFailed {
+                agency: "damkar".to_owned(),
+                target: target(),
+                reason: "486 response".to_owned(),
+            },
             CallEventKind::CallbackStarted { operator: op() },
             CallEventKind::Offered { operator: op() },
             CallEventKind::NoAnswer { operator: op() },
@@ -275,6 +305,10 @@ mod tests {
             CallEventKind::CallbackMedia {
                 caller_to_operator: 4,
                 operator_to_caller: 6,
+            },
+            CallEventKind::Interrupted {
+                last_state: "on_call".to_owned(),
+                operator: Some(op()),
             },
         ];
         for outcome in [
@@ -326,6 +360,10 @@ mod tests {
             CallEventKind::Ended { .. } => 16,
             CallEventKind::MediaRelayed { .. } => 17,
             CallEventKind::CallbackMedia { .. } => 18,
+            CallEventKind::TransferOffered { .. } => 19,
+            CallEventKind::TransferAnswered { .. } => 20,
+            CallEventKind::TransferFailed { .. } => 21,
+            CallEventKind::Interrupted { .. } => 22,
         }
     }
 
@@ -347,7 +385,7 @@ mod tests {
         let mut slots: Vec<usize> = kinds.iter().map(slot).collect();
         slots.sort_unstable();
         slots.dedup();
-        assert_eq!(slots, (0..=18).collect::<Vec<_>>());
+        assert_eq!(slots, (0..=22).collect::<Vec<_>>());
         let mut dispositions: Vec<usize> = kinds
             .iter()
             .filter_map(|k| match k {
@@ -357,6 +395,18 @@ mod tests {
             .collect();
         dispositions.sort_unstable();
         assert_eq!(dispositions, (0..=5).collect::<Vec<_>>());
+    }
+
+    /// Every kind (each disposition, each callback outcome) comes back from its JSON form
+    /// as it was: the journal keeps events in that form while the database is away.
+    #[test]
+    fn every_kind_round_trips_through_json() {
+        for kind in every_kind() {
+            let ev = event(kind);
+            let text = serde_json::to_string(&ev).expect("serializable");
+            let back: CallEvent = serde_json::from_str(&text).expect("readable");
+            assert_eq!(back, ev, "{text}");
+        }
     }
 
     /// Every kind's stored columns decode back to the summary change of the event itself.

@@ -4,9 +4,12 @@
 //! [`Logged`]) so [`super::Store::write_batch`] takes a slice of either, or of both mixed.
 
 use crate::engine::record::{AgentEvent, CallEvent};
+use serde::{Deserialize, Serialize};
 
-/// One event for the durable log: a call's or an operator's.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One event for the durable log: a call's or an operator's. Serializes (serde) as
+/// `{"call":{…}}` or `{"agent":{…}}`: the form of a journal line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LogEvent {
     /// Appended to `call_events`, and applied to the call's `calls` row.
     Call(CallEvent),

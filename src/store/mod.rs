@@ -41,9 +41,12 @@
 //!
 //! Writing never blocks the engine: [`spawn_writer`] gives the engine an [`EventSink`]
 //! (a bounded queue plus an in-memory backlog when it is full) and runs a writer task that
-//! batches call and agent events ([`LogEvent`]) into transactions, retrying while the
-//! database is unavailable. A journal file that keeps events across a restart while the
-//! database is down is a later issue; today they are held in memory.
+//! batches call and agent events ([`LogEvent`]) into transactions. When the database is
+//! unreachable or slow (a batch not committed within [`SLOW_COMMIT`]) events go to a
+//! local [`Journal`] file (`database.journal`, fsync per batch) and are replayed in order
+//! once it answers; see [`writer`'s docs](spawn_writer_with) for the overload behaviour.
+//! At start, [`recover`] replays a journal left by the previous process and closes the
+//! calls it left open (`interrupted`).
 //!
 //! Wiring, in the runtime:
 //!
@@ -51,8 +54,16 @@
 //! # async fn wire(config: &siaga::config::Config) -> Result<(), siaga::store::StoreError> {
 //! use siaga::store::{self, Store};
 //! let store = Store::open(&config.database.url).await?; // creates and migrates
-//! let (mut sink, writer) =
-//!     store::spawn_writer(store.clone(), config.node.id.to_string(), store::QUEUE_CAPACITY);
+//! let node = config.node.id.to_string();
+//! let mut journal = match &config.database.journal {
+//!     Some(path) => Some(store::Journal::open(path).await.expect("journal")),
+//!     None => None,
+//! };
+//! // The previous process's journal first, then the calls it left open.
+//! let mut rng = rand::rng();
+//! store::recover(&store, journal.as_mut(), &node, &mut rng).await.expect("recovered");
+//! let options = store::WriterOptions { journal, ..store::WriterOptions::default() };
+//! let (mut sink, writer) = store::spawn_writer_with(store.clone(), node, options);
 //! // In the engine task: `sink.push(event)` for each call event and agent event the
 //! // engine outputs, and `sink.flush_pending()` on each turn of the loop.
 //! # let event: siaga::engine::record::CallEvent = todo!();
@@ -60,7 +71,7 @@
 //! sink.flush_pending();
 //! // Graceful stop, after the engine task has finished:
 //! sink.close().await; // or drop(sink)
-//! let report = writer.shutdown().await; // everything handed over is written
+//! let report = writer.shutdown().await; // everything handed over is committed or journaled
 //! store.close().await;
 //! # let _ = report; Ok(())
 //! # }
@@ -81,8 +92,10 @@ mod columns;
 mod export;
 mod incident_input;
 mod incidents;
+mod journal;
 mod log;
 mod postgres;
+mod recovery;
 mod search;
 mod sqlite;
 mod stats;
@@ -104,14 +117,17 @@ pub use incident_input::{
 pub use incidents::{
     Handoff, HandoffUpdate, Incident, IncidentDetails, IncidentUpdate, NewHandoff, NewIncident,
 };
+pub use journal::{Chunk, Damage, Journal, JournalError, damaged_path};
 pub use log::{LogEvent, LogRef, Logged};
+pub use recovery::{Recovery, RecoveryError, last_state, recover};
 pub use search::{CallDetail, CallFilter, CallLogRow, CallPage, Cursor, CursorError, MAX_PAGE};
 pub use stats::{ANSWER_THRESHOLDS_MS, AnswerTimes, OperatorStats, Statistics, WithinThreshold};
 pub use table::{agents_table, call_log_table, calls_table};
 pub use time_text::{SinceError, parse_since, rfc3339_millis, table_time};
 pub use worklist::CallbackRow;
 pub use writer::{
-    EventSink, QUEUE_CAPACITY, SHUTDOWN_GRACE, WriterHandle, WriterReport, spawn_writer,
+    EventSink, GATHER, QUEUE_CAPACITY, SHUTDOWN_GRACE, SLOW_COMMIT, WriterHandle, WriterOptions,
+    WriterReport, spawn_writer, spawn_writer_with,
 };
 
 use crate::config::{DatabaseKind, DatabaseUrl};
@@ -348,6 +364,18 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.recent_calls(limit, since).await,
             Backend::Postgres(s) => s.recent_calls(limit, since).await,
+        }
+    }
+
+    /// The calls of node `node_id` that have not ended (no `ended` event stored), oldest
+    /// (`received_at`) first: at start, the calls a previous process of this node left
+    /// open when it died ([`recover`]).
+    ///
+    /// Errors: [`StoreError::Database`], [`StoreError::Corrupt`].
+    pub async fn open_calls(&self, node_id: &str) -> Result<Vec<CallRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.open_calls(node_id).await,
+            Backend::Postgres(s) => s.open_calls(node_id).await,
         }
     }
 

@@ -15,7 +15,7 @@
 use super::columns::{EventColumns, SummaryUpdate};
 use super::sqlite::{
     AGENT_EVENTS, CALL_EVENTS, CALLBACK_CANDIDATES, EARLIER_EVENTS, INSERT_AGENT_EVENT,
-    INSERT_CALL, INSERT_EVENT, OPERATOR_AGENT_EVENTS, RECENT_CALLS, RECENT_CALLS_SINCE,
+    INSERT_CALL, INSERT_EVENT, OPEN_CALLS, OPERATOR_AGENT_EVENTS, RECENT_CALLS, RECENT_CALLS_SINCE,
     SET_ANSWERED, SET_ENDED, SET_MEDIA, SET_OFFERED, SET_QUEUED,
 };
 use super::worklist::{self, ABANDONED, CALLBACK_ENDED, CandidateRow};
@@ -158,6 +158,14 @@ impl PgStore {
                     .await?
             }
         };
+        rows.iter().map(call_row).collect()
+    }
+
+    pub(super) async fn open_calls(&self, node_id: &str) -> Result<Vec<CallRow>, StoreError> {
+        let rows = sqlx::query(OPEN_CALLS)
+            .bind(node_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(call_row).collect()
     }
 

@@ -151,6 +151,14 @@ impl SqliteStore {
         rows.iter().map(call_row).collect()
     }
 
+    pub(super) async fn open_calls(&self, node_id: &str) -> Result<Vec<CallRow>, StoreError> {
+        let rows = sqlx::query(OPEN_CALLS)
+            .bind(node_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(call_row).collect()
+    }
+
     pub(super) async fn call_events(&self, call: Uuid) -> Result<Vec<EventRow>, StoreError> {
         let rows = sqlx::query(CALL_EVENTS)
             .bind(call.hyphenated().to_string())
@@ -419,6 +427,13 @@ pub(super) const RECENT_CALLS_SINCE: &str = concat!(
     "SELECT ",
     call_columns!(),
     " FROM calls WHERE received_at >= $1 ORDER BY received_at DESC, id DESC LIMIT $2"
+);
+
+/// This node's calls that have no end yet (no `ended` event), oldest first.
+pub(super) const OPEN_CALLS: &str = concat!(
+    "SELECT ",
+    call_columns!(),
+    " FROM calls WHERE node_id = $1 AND ended_at IS NULL ORDER BY received_at, id"
 );
 
 pub(super) const CALL_EVENTS: &str = "\

@@ -760,7 +760,8 @@ async fn the_writer_takes_10k_events_through_a_small_queue_without_loss(store: S
         report,
         WriterReport {
             written: 10_000,
-            unwritten: 0
+            unwritten: 0,
+            ..WriterReport::default()
         }
     );
     assert_all_written_in_order(&store, &events).await;
@@ -844,7 +845,8 @@ async fn shutdown_gives_up_on_a_dead_database_after_the_grace_period(store: Stor
         report,
         WriterReport {
             written: 0,
-            unwritten: 2
+            unwritten: 2,
+            ..WriterReport::default()
         }
     );
 }
@@ -861,7 +863,8 @@ async fn shutdown_gives_up_on_a_sink_never_closed_after_the_grace_period(store: 
         report,
         WriterReport {
             written: 1,
-            unwritten: 0
+            unwritten: 0,
+            ..WriterReport::default()
         }
     );
     assert_eq!(only_call(&store).await.id, Uuid::from_u128(1));
@@ -1078,7 +1081,8 @@ async fn the_writer_stores_agent_events_with_call_events_and_flushes_them_at_shu
         report,
         WriterReport {
             written: 2000,
-            unwritten: 0
+            unwritten: 0,
+            ..WriterReport::default()
         }
     );
     assert_all_written_in_order(&store, &calls).await;
@@ -1345,3 +1349,4 @@ async fn an_overflowed_call_is_recorded_as_such(store: Store) {
 }
 
 mod incidents;
+mod journal;

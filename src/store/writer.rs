@@ -1,35 +1,55 @@
 //! The event writer: how call and agent events get from the engine task to the database
-//! without the engine ever waiting (DESIGN.md, "Store": "Writing never blocks the engine").
+//! without the engine ever waiting (DESIGN.md, "Store": "Writing never blocks the engine"),
+//! and without one being lost while the database is away.
 //!
 //! [`spawn_writer`] returns an [`EventSink`], which the engine task owns, and a
 //! [`WriterHandle`] for the runtime's shutdown. Between them is a bounded tokio channel of
 //! [`LogEvent`]s: call events and agent events share it, so they are written in the order
-//! the engine emitted them, with the same batching, retries and shutdown flush.
-//!
-//! Overload behaviour, written down as STYLE.md asks: [`EventSink::push`] never blocks and
-//! never drops. It `try_send`s into the channel; when the channel is full (the writer is
-//! behind, or the database is unavailable and the writer is retrying) the event joins an
-//! in-memory backlog in the sink, in order, and one warning is logged for the episode.
-//! Each later `push`, and [`EventSink::flush_pending`], first moves what it can of the
-//! backlog into the channel; when the backlog empties, one line says so. The backlog is
-//! unbounded: an event is never the thing that gets dropped, and memory is what holds
-//! them until the database returns. (A journal file that also survives a restart while the
-//! database is down is a later issue.)
+//! the engine emitted them, with the same batching, journal and shutdown flush.
 //!
 //! The writer task takes what is queued and what arrives within [`GATHER`] of it (up to
-//! [`super::MAX_BATCH`] events: one commit and fsync per batch, not per event), writes it in
-//! one transaction ([`super::Store::write_batch`]) and, when that fails, retries the same
-//! batch with exponential backoff (100 ms doubling to 5 s) until it succeeds, so events
-//! reach the database in the order they were pushed.
+//! [`super::MAX_BATCH`] events: one commit and fsync per batch, not per event) and writes
+//! it in one transaction ([`super::Store::write_batch`]).
+//!
+//! **Unreachable or slow database, with a journal** ([`WriterOptions::journal`],
+//! `database.journal`): a batch that fails, or is not committed within
+//! [`WriterOptions::slow`] ([`SLOW_COMMIT`], 2 s: a healthy commit takes milliseconds), is
+//! appended to the [`Journal`] (fsync per batch) instead. From then on every new batch
+//! goes to the journal too, behind it, so order is kept; the writer replays the journal
+//! into the database a chunk of [`super::MAX_BATCH`] events per transaction, first after
+//! 100 ms, then backing off (doubling to 5 s) while it keeps failing, and between chunks
+//! takes new events into the journal. Once every journal line is committed the file is
+//! emptied and batches go straight to the database again. A batch that timed out may
+//! still commit in the database: its replay is then a no-op (event ids). A journal that
+//! a previous process left is replayed first, before the events of this one.
+//!
+//! Overload behaviour, written down as STYLE.md asks: [`EventSink::push`] never blocks and
+//! never drops. It `try_send`s into the channel; when the channel is full the event joins
+//! an in-memory backlog in the sink, in order, and one warning is logged for the episode.
+//! Each later `push`, and [`EventSink::flush_pending`], first moves what it can of the
+//! backlog into the channel. With a journal the writer never waits on the database for
+//! longer than [`WriterOptions::slow`] per batch, so while the database is away it
+//! drains the channel at the disk's pace (an append and an fsync per batch of up to 256
+//! events): the backlog spills to the journal instead of growing, and grows only while a
+//! single commit attempt is pending or the disk itself stalls. Without a journal (an
+//! in-memory SQLite database) the writer retries the same batch in place (backoff 100 ms
+//! doubling to 5 s) and memory holds the backlog until the database returns.
+//!
+//! What a `kill -9` can lose: the events the engine emitted that are neither committed nor
+//! in the journal yet: those in the channel and the batch being gathered or written,
+//! at most [`GATHER`] plus one commit attempt (bounded by [`WriterOptions::slow`]) old.
+//! README, "Durability", gives the measured figure.
 //!
 //! Shutdown, in this order: drop the sink or call [`EventSink::close`] (which hands its
 //! backlog to the channel), then [`WriterHandle::shutdown`], which waits until every event
-//! handed over is written. It waits at most [`SHUTDOWN_GRACE`] for the sink to go and for
-//! a failing database to come back; what is still unwritten then is counted in the
-//! [`WriterReport`] and logged as an error.
+//! handed over is committed or in the journal. Once the channel is empty it replays the
+//! journal while the database accepts it; what the journal still holds then stays for the
+//! next start ([`WriterReport::journaled`]). It waits at most [`SHUTDOWN_GRACE`] for the
+//! sink to go; without a journal, it waits that long for a failing database to come back,
+//! and what is still unwritten then is counted in [`WriterReport::unwritten`] and logged.
 
-use super::LogEvent;
-use super::{MAX_BATCH, Store};
+use super::journal::{Chunk, Journal};
+use super::{LogEvent, MAX_BATCH, Store};
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
@@ -42,44 +62,114 @@ use tokio::time::Instant;
 pub const QUEUE_CAPACITY: usize = 4096;
 
 /// How long [`WriterHandle::shutdown`] waits, from its call, for the sink to be dropped or
-/// closed and for a failing database to come back, before it gives up on the events it
-/// still holds.
+/// closed and (without a journal) for a failing database to come back, before it gives
+/// up on the events it still holds.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// First wait before retrying a failed batch; doubles on each failure up to
-/// [`RETRY_MAX`].
+/// "Slow": a batch not committed within this is treated as failed and goes to the
+/// journal. A healthy commit of a batch takes milliseconds (README, "Durability"); a
+/// PostgreSQL that stopped answering would otherwise hold a batch for the pool's acquire
+/// timeout (5 s) or a TCP timeout (minutes).
+pub const SLOW_COMMIT: Duration = Duration::from_secs(2);
+
+/// First wait before retrying a failed batch or journal replay; doubles on each failure
+/// up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 
-/// Longest wait between retries of a failed batch.
+/// Longest wait between retries.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// How long the writer waits after an event for more to join its batch. Bounds how late
+/// an event is written (and so what a crash can lose) by this plus the write itself.
+pub const GATHER: Duration = Duration::from_millis(10);
+
+/// How [`spawn_writer_with`] sets the writer up.
+#[derive(Debug)]
+pub struct WriterOptions {
+    /// The channel's capacity in events (at least 1; [`QUEUE_CAPACITY`] suits a node).
+    pub capacity: usize,
+    /// The journal (`database.journal`), already opened, possibly holding events of a
+    /// previous process (replayed first). `None`: no journal (see the module doc).
+    pub journal: Option<Journal>,
+    /// A batch not committed within this goes to the journal ([`SLOW_COMMIT`]).
+    pub slow: Duration,
+    /// How long shutdown waits ([`SHUTDOWN_GRACE`]).
+    pub grace: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            capacity: QUEUE_CAPACITY,
+            journal: None,
+            slow: SLOW_COMMIT,
+            grace: SHUTDOWN_GRACE,
+        }
+    }
+}
+
 /// Starts the writer task, which writes events as node `node_id`, behind a channel of
-/// `capacity` events (at least 1; [`QUEUE_CAPACITY`] suits a node). Returns the sink the
-/// engine task pushes into and the handle for shutdown.
+/// `capacity` events (at least 1; [`QUEUE_CAPACITY`] suits a node), without a journal.
+/// Returns the sink the engine task pushes into and the handle for shutdown.
 ///
 /// Panics when called outside a Tokio runtime (it spawns the task).
 pub fn spawn_writer(store: Store, node_id: String, capacity: usize) -> (EventSink, WriterHandle) {
-    spawn_with_grace(store, node_id, capacity, SHUTDOWN_GRACE)
+    spawn_writer_with(
+        store,
+        node_id,
+        WriterOptions {
+            capacity,
+            ..WriterOptions::default()
+        },
+    )
 }
 
-/// [`spawn_writer`] with another shutdown grace period (tests).
+/// [`spawn_writer`] with a shutdown grace period of `grace` (tests).
+#[cfg(test)]
 pub(super) fn spawn_with_grace(
     store: Store,
     node_id: String,
     capacity: usize,
     grace: Duration,
 ) -> (EventSink, WriterHandle) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let options = WriterOptions {
+        capacity,
+        grace,
+        ..WriterOptions::default()
+    };
+    spawn_writer_with(store, node_id, options)
+}
+
+/// Starts the writer task as `options` say (with a journal, in particular). Returns the
+/// sink the engine task pushes into and the handle for shutdown.
+///
+/// Panics when called outside a Tokio runtime (it spawns the task).
+pub fn spawn_writer_with(
+    store: Store,
+    node_id: String,
+    options: WriterOptions,
+) -> (EventSink, WriterHandle) {
+    let (tx, rx) = mpsc::channel(options.capacity.max(1));
     let (stop_tx, stop_rx) = oneshot::channel();
+    // A journal left by a previous process is replayed before anything else is written.
+    let replay_at = options
+        .journal
+        .as_ref()
+        .filter(|j| j.held() > 0)
+        .map(|_| Instant::now());
     let writer = Writer {
         store,
         node_id,
         rx,
         stop: Some(stop_rx),
-        grace,
+        grace: options.grace,
+        slow: options.slow,
         deadline: None,
         closed: false,
-        written: 0,
+        journal: options.journal,
+        replay_at,
+        replay_delay: RETRY_FIRST,
+        report: WriterReport::default(),
     };
     let task = tokio::spawn(writer.run());
     let sink = EventSink {
@@ -87,6 +177,7 @@ pub(super) fn spawn_with_grace(
         backlog: VecDeque::new(),
         episode_peak: 0,
         writer_gone_logged: false,
+        pushed: 0,
     };
     let handle = WriterHandle {
         stop: stop_tx,
@@ -110,6 +201,8 @@ pub struct EventSink {
     episode_peak: usize,
     /// Whether the writer's absence was logged already.
     writer_gone_logged: bool,
+    /// Events pushed since the start.
+    pushed: u64,
 }
 
 impl EventSink {
@@ -118,6 +211,7 @@ impl EventSink {
     /// after the backlog: into the channel when there is room, else into the backlog.
     /// Never blocks, never drops.
     pub fn push(&mut self, event: impl Into<LogEvent>) {
+        self.pushed += 1;
         self.backlog.push_back(event.into());
         self.flush_pending();
     }
@@ -165,6 +259,12 @@ impl EventSink {
             self.episode_peak = self.episode_peak.max(held);
         }
         held
+    }
+
+    /// Events pushed since the sink was made: siaga's own count of the events it recorded
+    /// (logged at shutdown), to compare with the database's.
+    pub fn pushed(&self) -> u64 {
+        self.pushed
     }
 
     /// Events held in the backlog (not yet in the channel).
@@ -227,18 +327,25 @@ pub struct WriterHandle {
 /// What the writer did, returned by [`WriterHandle::shutdown`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterReport {
-    /// Events in committed batches (an event the database already held counts too).
+    /// Events in committed batches, directly or replayed from the journal (an event the
+    /// database already held counts too).
     pub written: u64,
-    /// Events given up on at shutdown: the database stayed unavailable, or the sink was
-    /// not dropped or closed, for [`SHUTDOWN_GRACE`]. 0 after a clean stop.
+    /// Events appended to the journal (each counted once, when appended).
+    pub spilled: u64,
+    /// Events the journal still holds at the end, for the next start to replay.
+    pub journaled: u64,
+    /// Events given up on at shutdown: without a journal, the database stayed unavailable
+    /// (or the sink was not dropped or closed) for [`SHUTDOWN_GRACE`]; with one, the
+    /// journal could not be written either. 0 after a clean stop.
     pub unwritten: u64,
 }
 
 impl WriterHandle {
-    /// Stops the writer once everything handed to it is written: it keeps taking events
-    /// until the sink is dropped or closed (and a dropped sink's backlog is handed over),
-    /// writes them, and returns. Gives up after [`SHUTDOWN_GRACE`], counting what it
-    /// could not write in [`WriterReport::unwritten`].
+    /// Stops the writer once everything handed to it is committed or journaled: it keeps
+    /// taking events until the sink is dropped or closed (and a dropped sink's backlog is
+    /// handed over), stores them, replays the journal while the database accepts it, and
+    /// returns. Gives up after [`SHUTDOWN_GRACE`], counting what it could not store in
+    /// [`WriterReport::unwritten`].
     ///
     /// Dropping the handle instead detaches the writer: it runs until the sink is gone.
     pub async fn shutdown(self) -> WriterReport {
@@ -264,22 +371,43 @@ struct Writer {
     stop: Option<oneshot::Receiver<()>>,
     /// How long to wait after the stop request ([`SHUTDOWN_GRACE`]).
     grace: Duration,
+    /// A commit not done within this counts as failed ([`SLOW_COMMIT`]).
+    slow: Duration,
     /// When stopping: when to give up.
     deadline: Option<Instant>,
     /// Whether the channel was closed at the deadline (only buffered events remain).
     closed: bool,
-    /// Events in committed batches.
-    written: u64,
+    /// The journal, if configured.
+    journal: Option<Journal>,
+    /// When to try the next journal chunk; `None` while the journal holds nothing.
+    replay_at: Option<Instant>,
+    /// The wait after the next failed replay.
+    replay_delay: Duration,
+    report: WriterReport,
 }
 
-/// How long the writer waits after an event for more to join its batch. Bounds how late
-/// an event is written (and so what a crash can lose) by this plus the write itself.
-pub const GATHER: Duration = Duration::from_millis(10);
+/// What the writer does next.
+enum Step {
+    /// Store this event (and what joins its batch).
+    Event(LogEvent),
+    /// Replay a chunk of the journal.
+    Replay,
+    /// The channel is closed and empty.
+    Done,
+}
 
 impl Writer {
     async fn run(mut self) -> WriterReport {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Some(event) = self.next_event().await {
+        loop {
+            let event = match self.next_step().await {
+                Step::Event(event) => event,
+                Step::Replay => {
+                    self.replay_chunk().await;
+                    continue;
+                }
+                Step::Done => break,
+            };
             batch.push(event);
             // Gather what arrives within GATHER of the first event: one commit (and one
             // fsync) per batch, not per event, when calls come fast.
@@ -294,22 +422,36 @@ impl Writer {
                     },
                 }
             }
-            if !self.write(&batch).await {
+            if !self.store_batch(&batch).await {
                 return self.give_up(batch.len());
             }
             batch.clear();
         }
-        WriterReport {
-            written: self.written,
-            unwritten: 0,
+        // Everything handed over is committed or journaled: replay while the database
+        // takes it; what is left stays in the journal for the next start.
+        while self.replay_at.is_some() {
+            if !self.replay_chunk().await {
+                break;
+            }
         }
+        self.report.journaled = self.journal.as_ref().map_or(0, Journal::held);
+        if self.report.journaled > 0 {
+            tracing::warn!(
+                events = self.report.journaled,
+                journal = %self.journal_path(),
+                "database unavailable at shutdown: events kept in the journal for the next start"
+            );
+        }
+        self.report
     }
 
-    /// The next event; `None` when the channel is closed and empty.
-    async fn next_event(&mut self) -> Option<LogEvent> {
+    /// What to do next: an event from the channel, a journal replay when one is due, or
+    /// stop.
+    async fn next_step(&mut self) -> Step {
         loop {
             tokio::select! {
-                event = self.rx.recv() => return event,
+                event = self.rx.recv() => return event.map_or(Step::Done, Step::Event),
+                () = wait_until(self.replay_at) => return Step::Replay,
                 requested = wait_stop(&mut self.stop) => self.on_stop(requested),
                 () = wait_until(self.deadline), if !self.closed => {
                     // The sink outlived the grace period: take what is buffered, no more.
@@ -331,26 +473,77 @@ impl Writer {
         }
     }
 
-    /// Writes `batch`, retrying with backoff; false when it gave up at the deadline.
-    async fn write(&mut self, batch: &[LogEvent]) -> bool {
+    fn journal_path(&self) -> String {
+        self.journal
+            .as_ref()
+            .map_or_else(String::new, |j| j.path().display().to_string())
+    }
+
+    /// Whether batches must go to the journal: it holds events not yet replayed.
+    fn spilling(&self) -> bool {
+        self.journal.as_ref().is_some_and(|j| j.held() > 0)
+    }
+
+    /// Commits `batch` within `slow`; the error, or `None` when it was too slow.
+    async fn commit(&self, batch: &[LogEvent]) -> Result<(), Option<super::StoreError>> {
+        match tokio::time::timeout(self.slow, self.store.write_batch(&self.node_id, batch)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(Some(error)),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// Stores `batch`: in the database when the journal is empty and the database commits
+    /// it in time, else in the journal. Retries (backoff) only when neither works; false
+    /// when it gave up at the shutdown deadline.
+    async fn store_batch(&mut self, batch: &[LogEvent]) -> bool {
         let mut delay = RETRY_FIRST;
         let mut failures: u32 = 0;
         loop {
-            match self.store.write_batch(&self.node_id, batch).await {
-                Ok(()) => {
-                    if failures > 0 {
-                        tracing::info!(failures, "events are being written again");
+            if !self.spilling() {
+                match self.commit(batch).await {
+                    Ok(()) => {
+                        if failures > 0 {
+                            tracing::info!(failures, "events are being written again");
+                        }
+                        self.report.written += batch.len() as u64;
+                        return true;
                     }
-                    self.written += batch.len() as u64;
-                    return true;
+                    Err(error) => {
+                        failures += 1;
+                        if failures == 1 || failures.is_multiple_of(10) {
+                            let error = error.map_or_else(
+                                || format!("not committed within {:?}", self.slow),
+                                |e| e.to_string(),
+                            );
+                            tracing::warn!(
+                                %error, failures, batch = batch.len(),
+                                journal = %self.journal_path(),
+                                "cannot write events to the database"
+                            );
+                        }
+                    }
                 }
-                Err(error) => {
-                    failures += 1;
-                    if failures == 1 || failures.is_multiple_of(10) {
-                        tracing::warn!(
-                            %error, failures, batch = batch.len(),
-                            "cannot write events; holding them and retrying"
-                        );
+            }
+            if let Some(journal) = &mut self.journal {
+                let was_empty = journal.held() == 0;
+                match journal.append(batch).await {
+                    Ok(()) => {
+                        self.report.spilled += batch.len() as u64;
+                        if was_empty {
+                            tracing::warn!(
+                                journal = %journal.path().display(),
+                                "events go to the journal until the database takes them again"
+                            );
+                            self.replay_delay = RETRY_FIRST;
+                        }
+                        self.replay_at
+                            .get_or_insert_with(|| Instant::now() + RETRY_FIRST);
+                        return true;
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        tracing::error!(%error, batch = batch.len(), "cannot journal events");
                     }
                 }
             }
@@ -369,6 +562,61 @@ impl Writer {
         }
     }
 
+    /// Replays the next chunk of the journal into the database; true when it was
+    /// committed (the next chunk is due at once, or the journal is empty now).
+    async fn replay_chunk(&mut self) -> bool {
+        self.replay_at = None;
+        let Some(journal) = &mut self.journal else {
+            return false;
+        };
+        let chunk = match journal.read_chunk(MAX_BATCH).await {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the journal");
+                return self.replay_failed();
+            }
+        };
+        report_damage(journal, &chunk);
+        if let Err(error) = self.commit(&chunk.events).await {
+            let failures = self.replay_delay.as_millis() / RETRY_FIRST.as_millis();
+            if self.replay_delay == RETRY_MAX || failures.is_power_of_two() {
+                let error = error.map_or_else(
+                    || format!("not committed within {:?}", self.slow),
+                    |e| e.to_string(),
+                );
+                tracing::warn!(%error, held = self.journal.as_ref().map_or(0, Journal::held),
+                    "journal replay: database still unavailable");
+            }
+            return self.replay_failed();
+        }
+        self.report.written += chunk.events.len() as u64;
+        let Some(journal) = &mut self.journal else {
+            return false;
+        };
+        if let Err(error) = journal.advance(&chunk).await {
+            // The events are committed; replaying them again is a no-op.
+            tracing::error!(%error, "cannot empty the journal after replaying it");
+            return self.replay_failed();
+        }
+        if journal.held() > 0 {
+            self.replay_at = Some(Instant::now());
+        } else {
+            tracing::info!(
+                journal = %journal.path().display(),
+                "journal replayed: events go to the database again"
+            );
+            self.replay_delay = RETRY_FIRST;
+        }
+        true
+    }
+
+    /// Schedules the next replay after a failure (backoff); returns false.
+    fn replay_failed(&mut self) -> bool {
+        self.replay_at = Some(Instant::now() + self.replay_delay);
+        self.replay_delay = (self.replay_delay * 2).min(RETRY_MAX);
+        false
+    }
+
     /// Gives up at the deadline with `held` events unwritten, plus those still queued.
     fn give_up(mut self, held: usize) -> WriterReport {
         self.rx.close();
@@ -378,12 +626,25 @@ impl Writer {
         }
         tracing::error!(
             unwritten,
-            "the database stayed unavailable through shutdown; events lost"
+            "the database (and journal, if any) stayed unavailable through shutdown; events lost"
         );
-        WriterReport {
-            written: self.written,
-            unwritten,
-        }
+        self.report.unwritten = unwritten;
+        self.report.journaled = self.journal.as_ref().map_or(0, Journal::held);
+        self.report
+    }
+}
+
+/// Logs the damaged lines of `chunk`, if any.
+fn report_damage(journal: &Journal, chunk: &Chunk) {
+    for damage in &chunk.damaged {
+        tracing::error!(
+            journal = %journal.path().display(),
+            line = damage.line,
+            offset = damage.offset,
+            reason = %damage.reason,
+            kept_in = %super::journal::damaged_path(journal.path()).display(),
+            "journal line damaged: skipped (the intact lines are replayed)"
+        );
     }
 }
 

@@ -117,6 +117,16 @@ pub enum AgentState {
 }
 
 impl AgentState {
+    /// Every [`AgentState::name`], for reading a stored name back.
+    pub const NAMES: [&'static str; 6] = [
+        "logged_out",
+        "available",
+        "ringing",
+        "on_call",
+        "wrap_up",
+        "not_ready",
+    ];
+
     /// The state's name as stored in `agent_events`: `logged_out`, `available`, `ringing`,
     /// `on_call`, `wrap_up`, `not_ready`.
     pub const fn name(&self) -> &'static str {

@@ -224,13 +224,16 @@ pub struct AcdSettings {
     pub callback_window: Duration,
     /// `acd.callback_ring_timeout_s` (default 30): how long a callback rings the caller.
     pub callback_ring_timeout: Duration,
+    /// `acd.transfer_ring_timeout_s` (default 30): how long a field agency's transfer URI
+    /// rings before the transfer is given up and the operator keeps the caller.
+    pub transfer_ring_timeout: Duration,
     /// `[feature_codes]`.
     pub feature_codes: FeatureCodes,
 }
 
 impl AcdSettings {
     /// One queue `112` with the defaults, served by `operators` (plain), repeat window
-    /// 10 min, callback window 24 h, callback ring 30 s, default feature codes.
+    /// 10 min, callback window 24 h, callback and transfer ring 30 s, default feature codes.
     pub fn single_queue<'a>(operators: impl IntoIterator<Item = &'a str>) -> Self {
         AcdSettings {
             queues: vec![QueueSettings::named("112")],
@@ -239,6 +242,7 @@ impl AcdSettings {
             repeat_window: Duration::from_secs(600),
             callback_window: Duration::from_secs(24 * 3600),
             callback_ring_timeout: Duration::from_secs(30),
+            transfer_ring_timeout: Duration::from_secs(30),
             feature_codes: FeatureCodes::default(),
         }
     }

@@ -288,6 +288,7 @@ impl Engine {
             session_timer: None,
             pending_refresh: None,
             repeat: false,
+            transfer: None,
             callback: Some(Callback {
                 operator: operator.to_owned(),
                 item,

@@ -309,6 +309,7 @@ impl Engine {
                 session_timer,
                 pending_refresh: None,
                 repeat,
+                transfer: None,
                 callback: None,
             },
         );
@@ -829,6 +830,12 @@ impl Engine {
                 self.callback_progress(now, handle, status);
             }
             200..=299 => match leg_state {
+                // A field agency answered the transfer (`transfer`).
+                Some(LegState::Calling | LegState::Early)
+                    if self.is_transfer_leg(handle, leg_no) =>
+                {
+                    self.transfer_answered(now, tx, (handle, leg_no), response);
+                }
                 Some(LegState::Calling | LegState::Early)
                     if self.is_current_offer(handle, leg_no) =>
                 {
@@ -1266,6 +1273,10 @@ impl Engine {
         if self.callback_leg_failed(now, handle, leg_no, status) {
             return;
         }
+        // A transfer's leg to a field agency ends the transfer (`transfer`).
+        if self.transfer_leg_failed(now, handle, leg_no, status) {
+            return;
+        }
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
@@ -1588,6 +1599,8 @@ impl Engine {
         by: Party,
         disposition: Disposition,
     ) {
+        // A transfer still ringing fails with the call; its leg is CANCELled below.
+        self.transfer_ends_with_call(now, handle, by);
         self.cancel_legs(now, handle, |l| {
             matches!(l.state, LegState::Calling | LegState::Early)
         });
@@ -1626,7 +1639,12 @@ impl Engine {
                 self.calls.acd.call_ended(handle, operator, now.mono);
             }
             // No operator is involved (`overflow`): the ACD forgets the call below.
-            CallState::Queued | CallState::Overflowing { .. } | CallState::Overflowed { .. } => {}
+            // Nor after the operator left a transfer (`transfer`).
+            CallState::Queued
+            | CallState::Overflowing { .. }
+            | CallState::Overflowed { .. }
+            | CallState::Transferring { .. }
+            | CallState::Transferred { .. } => {}
         }
         // A call the backup centre answered ends `overflowed`.
         let disposition = call.state.disposition(disposition);
@@ -1678,6 +1696,9 @@ impl Engine {
                 CallTimer::RingTimeout(handle, attempt) => self.ring_timeout(now, handle, attempt),
                 CallTimer::OverflowTimeout(handle, attempt) => {
                     self.overflow_timeout(now, handle, attempt)
+                }
+                CallTimer::TransferTimeout(handle, attempt) => {
+                    self.transfer_timeout(now, handle, attempt)
                 }
                 CallTimer::RingingRefresh(handle) => {
                     // Not once the trunk has the 2xx, even re-queued (§13.3.1.1: a 1xx

@@ -86,13 +86,24 @@ impl Engine {
         if self.callback_leg_lost(now, handle, reason, hangup) {
             return;
         }
+        // An operator whose leg fails while their transfer rings leaves the caller to the
+        // agency (`transfer`).
+        if self.transfer_without_operator(now, handle, reason, hangup) {
+            return;
+        }
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
-        let (operator, leg, overflowed) = match call.state.clone() {
-            CallState::Answered { operator, leg } => (operator, leg, false),
+        let (operator, leg, overflowed, agency) = match call.state.clone() {
+            CallState::Answered { operator, leg } => (operator, leg, false, None),
             // The backup centre's leg (`overflow`) is lost the same way.
-            CallState::Overflowed { target, leg } => (target, leg, true),
+            CallState::Overflowed { target, leg } => (target, leg, true, None),
+            // So is a field agency's after a transfer (`transfer`).
+            CallState::Transferred {
+                agency,
+                target,
+                leg,
+            } => (target, leg, false, Some(agency)),
             _ => return,
         };
         call.state = CallState::Queued;
@@ -123,6 +134,8 @@ impl Engine {
         tracing::warn!(call = %record, operator, reason, "operator leg failed: caller re-queued");
         if overflowed {
             self.overflow_leg_lost(now, handle, operator, reason);
+        } else if let Some(agency) = agency {
+            self.transferred_leg_lost(now, handle, (agency, operator), reason);
         } else {
             self.emit(
                 record,

@@ -209,6 +209,15 @@ impl Engine {
                         let reason = format!("BYE with Reason {reason}");
                         self.operator_leg_lost(now, handle, &reason, Hangup::Received);
                     }
+                    // The operator hanging up while their transfer rings leaves the
+                    // caller to the agency (`transfer`).
+                    None if side == Side::Operator
+                        && self.transfer_without_operator(
+                            now,
+                            handle,
+                            "the operator hung up",
+                            Hangup::Received,
+                        ) => {}
                     None => self.end_call(now, handle, by, Disposition::Answered),
                 }
                 DialogReply::Final(200, "OK", None)

@@ -19,6 +19,7 @@ mod prack;
 mod priority;
 mod privacy;
 mod session_timer;
+mod transfer;
 
 pub use callback::Callback;
 pub use feature::{FeatureCalls, FeatureCode};
@@ -31,6 +32,7 @@ pub use overflow::{IpUriError, ip_sip_destination};
 pub use prack::{EarlyOffer, Reliable};
 pub use privacy::{CallerIdentity, Trust};
 pub use session_timer::{Refresher, SessionTimer};
+pub use transfer::{Transfer, TransferAgency, TransferError};
 
 use super::acd::{Acd, AcdSettings, CallHandle};
 use super::dialog::{Dialog, DialogKey};
@@ -83,6 +85,25 @@ pub enum CallState {
         /// The backup centre's leg.
         leg: u32,
     },
+    /// The operator left while the call's transfer to a field agency rings
+    /// ([`Call::transfer`], `transfer`): nobody is with the caller until the agency
+    /// answers; a failed transfer puts the call back in the queue.
+    Transferring {
+        /// `agencies[].id`.
+        agency: String,
+        /// The agency's SIP URI.
+        target: String,
+    },
+    /// The field agency answered the transfer on leg `leg`: the caller talks to it, no
+    /// operator is on the call, and it ends `answered`.
+    Transferred {
+        /// `agencies[].id`.
+        agency: String,
+        /// The agency's SIP URI.
+        target: String,
+        /// The agency's leg.
+        leg: u32,
+    },
 }
 
 /// One emergency call.
@@ -127,6 +148,8 @@ pub struct Call {
     /// operator's INVITE, the outbound leg goes to the caller through a trunk gateway, and
     /// its events go on the abandoned call's record ([`Call::record`]).
     pub callback: Option<Callback>,
+    /// The transfer to a field agency ringing for this call (`transfer`), if any.
+    pub transfer: Option<Transfer>,
 }
 
 /// The offer/answer state of one leg's session (RFC 3264 §8) and siaga's 2xx resent on it.
@@ -332,6 +355,9 @@ pub enum CallTimer {
     /// The ring timeout of overflow attempt `attempt` of a call
     /// (`queues[].overflow_ring_timeout_s`).
     OverflowTimeout(CallHandle, u32),
+    /// The ring timeout of transfer attempt `attempt` of a call
+    /// (`acd.transfer_ring_timeout_s`).
+    TransferTimeout(CallHandle, u32),
 }
 
 /// Every call and the indexes that route messages to it.

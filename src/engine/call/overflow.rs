@@ -83,10 +83,13 @@ pub fn ip_sip_destination(uri: &str) -> Result<Destination, IpUriError> {
 }
 
 impl CallState {
-    /// The leg bridged to the trunk: the answering operator's, or the backup centre's.
+    /// The leg bridged to the trunk: the answering operator's, the backup centre's, or a
+    /// field agency's after a transfer.
     pub fn bridged_leg(&self) -> Option<u32> {
         match self {
-            CallState::Answered { leg, .. } | CallState::Overflowed { leg, .. } => Some(*leg),
+            CallState::Answered { leg, .. }
+            | CallState::Overflowed { leg, .. }
+            | CallState::Transferred { leg, .. } => Some(*leg),
             _ => None,
         }
     }

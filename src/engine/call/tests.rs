@@ -1678,6 +1678,7 @@ mod midcall;
 mod overflow;
 mod prack;
 mod races;
+mod transfer;
 mod trunk_interop;
 
 /// After the TCP connection to an operator's record-routing proxy closed, the BYE still

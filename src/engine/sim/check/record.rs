@@ -218,16 +218,22 @@ pub(super) fn records(w: &World, calls: &CallViews, v: &mut Vec<String>) {
                         r.event.kind
                     ));
                 }
-                // The simulated world has one queue without skills, overflow or callbacks,
+                // The simulated world has one queue without skills, overflow, transfers or
+                // callbacks,
                 // and its phones fail no answered leg.
                 CallEventKind::Widened
                 | CallEventKind::Requeued { .. }
                 | CallEventKind::OverflowOffered { .. }
                 | CallEventKind::OverflowFailed { .. }
                 | CallEventKind::OverflowAnswered { .. }
+                | CallEventKind::TransferOffered { .. }
+                | CallEventKind::TransferAnswered { .. }
+                | CallEventKind::TransferFailed { .. }
                 | CallEventKind::CallbackStarted { .. }
                 | CallEventKind::CallbackEnded { .. }
-                | CallEventKind::CallbackMedia { .. } => {
+                | CallEventKind::CallbackMedia { .. }
+                // Written by the next process after a crash, never by the engine.
+                | CallEventKind::Interrupted { .. } => {
                     fail(format!(
                         "{:?}: not a behaviour of these peers",
                         r.event.kind

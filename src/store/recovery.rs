@@ -1,0 +1,149 @@
+//! Start-up recovery after a crash (issue 6 point 3): before the engine takes calls,
+//! [`recover`] replays the journal a previous process left ([`super::Journal`]) and then
+//! closes the calls that process left open.
+//!
+//! A call is left open when the process died (`kill -9`, a crash, a power cut) while it was
+//! live: its `calls` row has no `ended_at`. Only this node's calls are closed (`node_id` =
+//! `node.id`): on a shared PostgreSQL another node's open calls are live. Each is closed by
+//! two events recorded by the new process, so the timeline says what happened:
+//! `interrupted` (`{"last_state": …}`, the operator in its column when there was one) and
+//! `ended` by `siaga` with disposition `interrupted`.
+//!
+//! Their time: when the process died is not known, only that it was alive when it
+//! recorded its last event. Both events are dated at the latest event of the calls left
+//! open (a lower bound of the crash, at most the crash-to-last-event gap early), so wait
+//! and talk times are not stretched by how long the node stayed down.
+
+use super::{EventRow, Journal, LogEvent, MAX_BATCH, Store, StoreError};
+use crate::engine::record::{CallEvent, CallEventKind, Disposition, Party, random_uuid};
+use rand::Rng;
+use uuid::Uuid;
+
+/// What [`recover`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Journal events committed to the database.
+    pub replayed: u64,
+    /// Journal lines that could not be read (reported, kept in `<journal>.damaged`).
+    pub damaged: u64,
+    /// Calls closed as interrupted: (call id, last state).
+    pub interrupted: Vec<(Uuid, String)>,
+}
+
+/// Why [`recover`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    /// The database failed; the journal keeps what was not replayed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The journal could not be read or emptied.
+    #[error(transparent)]
+    Journal(#[from] super::JournalError),
+}
+
+/// Replays `journal` (when given) into `store`, in order, then closes the calls of node
+/// `node_id` left open as interrupted. Call it at start, before the writer starts.
+/// Event ids come from `rng`.
+///
+/// Errors: [`RecoveryError`]; calls are closed only once the journal is fully replayed
+/// (an `ended` event in the journal must not be overruled), so on error nothing is closed
+/// and the journal keeps the events not replayed, for the writer to replay later.
+pub async fn recover(
+    store: &Store,
+    journal: Option<&mut Journal>,
+    node_id: &str,
+    rng: &mut impl Rng,
+) -> Result<Recovery, RecoveryError> {
+    let mut recovery = Recovery::default();
+    if let Some(journal) = journal {
+        while journal.held() > 0 {
+            let chunk = journal.read_chunk(MAX_BATCH).await?;
+            for damage in &chunk.damaged {
+                tracing::error!(
+                    journal = %journal.path().display(),
+                    line = damage.line,
+                    offset = damage.offset,
+                    reason = %damage.reason,
+                    "journal line damaged: skipped (the intact lines are replayed)"
+                );
+            }
+            recovery.damaged += chunk.damaged.len() as u64;
+            store.write_batch(node_id, &chunk.events).await?;
+            recovery.replayed += chunk.events.len() as u64;
+            journal.advance(&chunk).await?;
+        }
+    }
+    let open = store.open_calls(node_id).await?;
+    let mut timelines = Vec::with_capacity(open.len());
+    for call in &open {
+        timelines.push((call.id, store.call_events(call.id).await?));
+    }
+    let Some(at) = timelines
+        .iter()
+        .flat_map(|(_, events)| events.iter().map(|e| e.at))
+        .max()
+    else {
+        return Ok(recovery);
+    };
+    let mut events: Vec<LogEvent> = Vec::new();
+    for (call, timeline) in &timelines {
+        let (state, operator) = last_state(timeline);
+        let mut event = |kind| {
+            LogEvent::Call(CallEvent {
+                id: random_uuid(rng),
+                call: *call,
+                at,
+                kind,
+            })
+        };
+        events.push(event(CallEventKind::Interrupted {
+            last_state: state.to_owned(),
+            operator,
+        }));
+        events.push(event(CallEventKind::Ended {
+            by: Party::Siaga,
+            disposition: Disposition::Interrupted,
+        }));
+        recovery.interrupted.push((*call, state.to_owned()));
+    }
+    for batch in events.chunks(MAX_BATCH) {
+        store.write_batch(node_id, batch).await?;
+    }
+    Ok(recovery)
+}
+
+/// The state a call's stored events (in order) leave it in, and the operator it was
+/// ringing or talking to: `received` (nothing after it), `in_queue` (queued, or back in
+/// the queue after a leg ended without answer), `ringing` (an operator's phone), `on_call`
+/// (answered), `overflow_ringing` (offered to the backup centre), `overflowed` (bridged to
+/// it), `callback` (an operator calling the caller back), `transferring` (an agency's
+/// leg ringing, with the operator who asked still on the call), `transferred` (bridged to
+/// the agency; a failed transfer returns to the state before it). Kinds that change no
+/// state (`media`, `renegotiated`, …) and kinds of later versions are passed over.
+pub fn last_state(events: &[EventRow]) -> (&'static str, Option<String>) {
+    let mut state = ("received", None);
+    let mut before_transfer = None;
+    for event in events {
+        let operator = || event.operator.clone();
+        state = match event.kind.as_str() {
+            "transfer_offered" => {
+                before_transfer = Some(state.clone());
+                ("transferring", operator())
+            }
+            "transfer_failed" => match before_transfer.take() {
+                Some(before) => before,
+                None => continue,
+            },
+            "transfer_answered" => ("transferred", None),
+            "queued" | "widened" | "requeued" | "no_answer" | "rejected" | "leg_failed"
+            | "overflow_failed" => ("in_queue", None),
+            "offered" => ("ringing", operator()),
+            "answered" => ("on_call", operator()),
+            "overflow_offered" => ("overflow_ringing", None),
+            "overflow_answered" => ("overflowed", None),
+            "callback_started" => ("callback", operator()),
+            _ => continue,
+        };
+    }
+    state
+}
