@@ -7,6 +7,8 @@
 //! supervisor's live view and in `agent_events`, metrics text, the OpenAPI document.
 
 mod common;
+#[path = "../src/store/test_pg.rs"]
+mod test_pg;
 
 use common::{GUARD, UdpPeer, header};
 use md5::{Digest, Md5};
@@ -14,6 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use siaga::api::{Api, auth::hash_password};
 use siaga::config::Config;
+use siaga::engine::record::{CallEvent, CallEventKind, Disposition, Party};
 use siaga::engine::sip::HeaderName;
 use siaga::engine::{Engine, UtcTime};
 use siaga::runtime::{self, RunOptions};
@@ -21,14 +24,20 @@ use siaga::store::{self, Store};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::mpsc;
+use uuid::Uuid;
 
 fn md5_hex(s: &str) -> String {
     hex::encode(Md5::digest(s.as_bytes()))
 }
 
 /// The configuration: operators 1001 (with an API password) and 1002 (without), a
-/// supervisor and an admin.
+/// supervisor and an admin; the store a SQLite file at `db`.
 fn config(db: &std::path::Path) -> Config {
+    config_for(&format!("sqlite://{}", db.display()))
+}
+
+/// [`config`] with the store at `url`.
+fn config_for(url: &str) -> Config {
     let op = hash_password("op-1001-api");
     let sup = hash_password("sup-api");
     let admin = hash_password("admin-api");
@@ -42,7 +51,7 @@ domains = ["siaga.test"]
 [media]
 rtp_ports = "42000-42099"
 [database]
-url = "sqlite://{db}"
+url = "{url}"
 [trunk]
 sources = ["127.0.0.1"]
 [[operators]]
@@ -62,8 +71,7 @@ api_password_hash = "{sup}"
 id = "root"
 role = "admin"
 api_password_hash = "{admin}"
-"#,
-        db = db.display()
+"#
     );
     let mut config = Config::from_toml(&text, |_| None).expect("valid config");
     config.sip.listen = "127.0.0.1:0".parse().expect("literal");
@@ -110,7 +118,11 @@ impl Running {
                 let mut options = RunOptions::from_config(&config);
                 options.events = Some(events);
                 options.api = Some(api);
-                let engine = Engine::with_seed(config.engine_config(), 3);
+                let mut engine = Engine::with_seed(config.engine_config(), 3);
+                // As `siaga run` does: the worklist from the calls already recorded.
+                runtime::restore_callbacks(&mut engine, &store, wall_clock())
+                    .await
+                    .expect("worklist");
                 runtime::run(sockets, engine, options, async {
                     let _ = stop_rx.await;
                 })
@@ -476,6 +488,17 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
         ("GET", "/api/me"),
         ("POST", "/api/me/state"),
         ("GET", "/api/supervisor/live"),
+        ("GET", "/api/me/call"),
+        ("GET", "/api/calls"),
+        ("GET", "/api/calls/{id}"),
+        ("GET", "/api/callbacks"),
+        ("POST", "/api/calls/{id}/incident"),
+        ("POST", "/api/calls/{id}/link"),
+        ("PATCH", "/api/incidents/{id}"),
+        ("POST", "/api/incidents/{id}/handoffs"),
+        ("PATCH", "/api/handoffs/{id}"),
+        ("GET", "/api/stats"),
+        ("GET", "/api/export.csv"),
         ("POST", "/api/calls/{id}/transfer"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
@@ -492,7 +515,8 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
         "{doc}"
     );
     for (method, path) in routes {
-        let (status, _) = http.call(method, path, None, None);
+        let path = path.replace("{id}", "00000000-0000-0000-0000-000000000001");
+        let (status, _) = http.call(method, &path, None, None);
         assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path} is served");
     }
     let (status, _) = http.get("/api/nothing-here", None);
@@ -538,4 +562,477 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
 
 fn config_url(db: &std::path::Path) -> siaga::config::DatabaseUrl {
     siaga::config::DatabaseUrl::parse(&format!("sqlite://{}", db.display())).expect("url")
+}
+
+/// The wall clock, as the runtime's store records it.
+fn wall_clock() -> UtcTime {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    UtcTime(i64::try_from(ms).expect("ms"))
+}
+
+fn event(call: u128, n: u128, at: i64, kind: CallEventKind) -> CallEvent {
+    CallEvent {
+        id: Uuid::from_u128((call << 64) | n),
+        call: Uuid::from_u128(call),
+        at: UtcTime(at),
+        kind,
+    }
+}
+
+/// A call received at `t` from `caller`: answered by `operator` after 4 s and ended by
+/// the caller 60 s later, or (no operator) abandoned in the queue after 8 s.
+fn recorded_call(id: u128, t: i64, caller: &str, operator: Option<&str>) -> Vec<CallEvent> {
+    let mut events = vec![event(
+        id,
+        0,
+        t,
+        CallEventKind::Received {
+            trunk_call_id: format!("c{id}@telco"),
+            caller: Some(caller.to_owned()),
+            called: "112".to_owned(),
+            original_called: None,
+            trunk: "telco".to_owned(),
+        },
+    )];
+    let (end, disposition) = match operator {
+        Some(operator) => {
+            let operator = operator.to_owned();
+            events.push(event(
+                id,
+                1,
+                t + 4_000,
+                CallEventKind::Answered { operator },
+            ));
+            (t + 64_000, Disposition::Answered)
+        }
+        None => (t + 8_000, Disposition::AbandonedInQueue),
+    };
+    events.push(event(
+        id,
+        2,
+        end,
+        CallEventKind::Ended {
+            by: Party::Caller,
+            disposition,
+        },
+    ));
+    events
+}
+
+fn uuid(n: u128) -> String {
+    Uuid::from_u128(n).to_string()
+}
+
+/// Classification, handoffs, the call log, a call's detail, statistics and the CSV export
+/// over HTTP, on calls recorded in the SQLite file before siaga started (1: +628111,
+/// answered by 1001, two hours ago; 2: +628111 again, abandoned, 90 minutes ago; 3:
+/// +628333, answered by 1002, an hour ago).
+#[test]
+fn the_call_record_over_http() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("siaga.db");
+    call_record_checks(&format!("sqlite://{}", db.display()));
+    let Some(server) = test_pg::server_url("the_call_record_over_http") else {
+        return;
+    };
+    let name = test_pg::unique_name();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(test_pg::create_database(&server, &name));
+    let outcome = std::panic::catch_unwind(|| {
+        call_record_checks(&test_pg::with_database(&server, &name));
+    });
+    rt.block_on(test_pg::drop_database(&server, &name));
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The checks of [`the_call_record_over_http`] on the store at `url` (created empty).
+fn call_record_checks(url: &str) {
+    let config = config_for(url);
+    let categories: Vec<String> = config.incidents.category_ids().map(str::to_owned).collect();
+    let agencies: Vec<String> = config.incidents.agency_ids().map(str::to_owned).collect();
+    let now = wall_clock().0;
+    let t = now - 2 * 3_600_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = Store::open(&config.database.url).await.expect("store");
+        let mut events = recorded_call(1, t, "+628111", Some("1001"));
+        events.extend(recorded_call(2, t + 1_800_000, "+628111", None));
+        events.extend(recorded_call(3, t + 3_600_000, "+628333", Some("1002")));
+        store.write_batch("api-test", &events).await.expect("write");
+        store.close().await;
+    });
+    let siaga = Running::start(config);
+    let http = Http::new(siaga.http);
+    let op = http.login("1001", "op-1001-api");
+    let sup = http.login("sup", "sup-api");
+    let patch = |path: &str, token: &str, body: Value| {
+        http.call("PATCH", path, Some(token), Some(Body::Json(body)))
+    };
+
+    // Classify: the operator's own call, fields as given.
+    let classify = format!("/api/calls/{}/incident", uuid(1));
+    let (status, _) = http.post(&classify, None, json!({"category": "fire"}));
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = http.post(&classify, Some(&op), json!({"category": "flood?"}));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        (&body["field"], &body["allowed"]),
+        (&json!("category"), &json!(categories))
+    );
+    let (status, body) = http.post(
+        &classify,
+        Some(&op),
+        json!({"category": "fire", "latitude": -6.2}),
+    );
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "longitude");
+    let (status, incident) = http.post(
+        &classify,
+        Some(&op),
+        json!({"category": "fire", "location": "Jl. Merdeka 12", "latitude": -6.2,
+               "longitude": 106.8, "caller_name": "Budi", "notes": "Smoke from the KITCHEN"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{incident}");
+    assert_eq!(
+        (
+            &incident["category"],
+            &incident["operator"],
+            &incident["latitude"],
+            &incident["calls"]
+        ),
+        (
+            &json!("fire"),
+            &json!("1001"),
+            &json!(-6.2),
+            &json!([uuid(1)])
+        )
+    );
+    let incident_id = incident["id"].as_str().expect("id").to_owned();
+    let (status, body) = http.post(&classify, Some(&op), json!({"category": "medical"}));
+    assert_eq!(status, StatusCode::CONFLICT, "classified already: {body}");
+    let (status, body) = http.post(
+        &format!("/api/calls/{}/incident", uuid(3)),
+        Some(&op),
+        json!({"category": "medical"}),
+    );
+    assert_eq!(status, StatusCode::FORBIDDEN, "1002's call: {body}");
+    let (status, body) = http.post(
+        &format!("/api/calls/{}/incident", uuid(99)),
+        Some(&sup),
+        json!({"category": "medical"}),
+    );
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"], "not_found");
+    let (status, body) = http.post(
+        "/api/calls/not-a-uuid/incident",
+        Some(&sup),
+        json!({"category": "medical"}),
+    );
+    assert_eq!(
+        (status, &body["field"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("id"))
+    );
+
+    // Edit: only the fields given change; null clears.
+    let incident_path = format!("/api/incidents/{incident_id}");
+    let (status, edited) = patch(
+        &incident_path,
+        &op,
+        json!({"caller_name": null, "location": "Jl. Merdeka 14"}),
+    );
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(
+        (
+            &edited["caller_name"],
+            &edited["location"],
+            &edited["notes"]
+        ),
+        (
+            &Value::Null,
+            &json!("Jl. Merdeka 14"),
+            &json!("Smoke from the KITCHEN")
+        )
+    );
+    let (status, body) = patch(&incident_path, &op, json!({"subcategory": "nope"}));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "subcategory");
+    let (status, _) = patch(
+        &format!("/api/incidents/{}", uuid(98)),
+        &sup,
+        json!({"notes": "x"}),
+    );
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Handoffs: agency and method checked, then recorded and acknowledged.
+    let handoffs = format!("{incident_path}/handoffs");
+    let (status, body) = http.post(
+        &handoffs,
+        Some(&op),
+        json!({"agency": "army", "method": "phone"}),
+    );
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        (&body["field"], &body["allowed"]),
+        (&json!("agency"), &json!(agencies))
+    );
+    let (_, body) = http.post(
+        &handoffs,
+        Some(&op),
+        json!({"agency": "damkar", "method": "pigeon"}),
+    );
+    assert_eq!(
+        (&body["field"], &body["allowed"]),
+        (
+            &json!("method"),
+            &json!(["call_transfer", "phone", "radio", "app"])
+        )
+    );
+    let (status, _) = http.post(
+        &format!("/api/incidents/{}/handoffs", uuid(98)),
+        Some(&sup),
+        json!({"agency": "damkar", "method": "phone"}),
+    );
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, handoff) = http.post(
+        &handoffs,
+        Some(&op),
+        json!({"agency": "damkar", "method": "phone", "reference": "DK-17"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{handoff}");
+    let handoff_path = format!("/api/handoffs/{}", handoff["id"].as_str().expect("id"));
+    let (status, body) = patch(
+        &handoff_path,
+        &op,
+        json!({"acknowledged_at": "1999-01-01T00:00:00Z"}),
+    );
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "acknowledged_at");
+    let (status, acked) = patch(
+        &handoff_path,
+        &op,
+        json!({"acknowledged_at": "now", "outcome": "unit 3 on scene"}),
+    );
+    assert_eq!(status, StatusCode::OK, "{acked}");
+    assert!(acked["acknowledged_at"].is_string(), "{acked}");
+    assert_eq!(acked["outcome"], "unit 3 on scene");
+
+    // Link: the abandoned call 2 is about the same fire; it is nobody's, so a supervisor's.
+    let link = format!("/api/calls/{}/link", uuid(2));
+    let (status, _) = http.post(&link, Some(&op), json!({"incident": incident_id}));
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, linked) = http.post(&link, Some(&sup), json!({"incident": incident_id}));
+    assert_eq!(status, StatusCode::OK, "{linked}");
+    assert_eq!(linked["calls"], json!([uuid(1), uuid(2)]));
+
+    // The operator's view: no current call; the worklist has the abandoned call.
+    let (status, mine) = http.get("/api/me/call", Some(&op));
+    assert_eq!((status, mine), (StatusCode::OK, json!({"call": null})));
+    let (status, _) = http.get("/api/me/call", Some(&sup));
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, worklist) = http.get("/api/callbacks", Some(&op));
+    assert_eq!(status, StatusCode::OK, "{worklist}");
+    let listed: Vec<&Value> = worklist.as_array().expect("list").iter().collect();
+    assert_eq!(listed.len(), 1, "{worklist}");
+    assert_eq!(
+        (
+            &listed[0]["call"],
+            &listed[0]["caller"],
+            &listed[0]["waited_ms"]
+        ),
+        (&json!(uuid(2)), &json!("+628111"), &json!(8000))
+    );
+
+    // The log: by category and notes text, by agency; paged newest first.
+    let (status, body) = http.get("/api/calls", Some(&op));
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let ids = |page: &Value| -> Vec<String> {
+        page["calls"]
+            .as_array()
+            .expect("calls")
+            .iter()
+            .map(|c| c["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let (status, page) = http.get("/api/calls?category=fire&text=kitchen", Some(&sup));
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(ids(&page), [uuid(2), uuid(1)]);
+    assert_eq!(page["calls"][1]["agencies"], json!(["damkar"]));
+    assert_eq!(page["next"], Value::Null);
+    let (_, page) = http.get("/api/calls?agency=damkar&disposition=answered", Some(&sup));
+    assert_eq!(ids(&page), [uuid(1)]);
+    let (_, page) = http.get("/api/calls?text=flood", Some(&sup));
+    assert_eq!(ids(&page), Vec::<String>::new());
+    let (_, first) = http.get("/api/calls?limit=2&from=1day", Some(&sup));
+    assert_eq!(ids(&first), [uuid(3), uuid(2)]);
+    let cursor = first["next"].as_str().expect("a full page has a next");
+    let (_, second) = http.get(&format!("/api/calls?limit=2&cursor={cursor}"), Some(&sup));
+    assert_eq!(ids(&second), [uuid(1)]);
+    for (query, field) in [
+        ("category=flood", "category"),
+        ("agency=army", "agency"),
+        ("disposition=lost", "disposition"),
+        ("limit=0", "limit"),
+        ("cursor=12", "cursor"),
+        ("from=someday", "from"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, body) = http.get(&format!("/api/calls?{query}"), Some(&sup));
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        assert_eq!(body["field"], field, "{query}: {body}");
+    }
+    let (_, body) = http.get("/api/calls?agency=army", Some(&sup));
+    assert_eq!(body["allowed"], json!(agencies));
+
+    // A call's detail: timeline, incident, handoff.
+    let (status, detail) = http.get(&format!("/api/calls/{}", uuid(1)), Some(&sup));
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    let kinds: Vec<&str> = detail["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["received", "answered", "ended"]);
+    assert_eq!(detail["call"]["operator"], "1001");
+    assert_eq!(detail["incident"]["id"], json!(incident_id));
+    assert_eq!(detail["incident"]["handoffs"][0]["reference"], "DK-17");
+    assert_eq!(
+        detail["incident"]["handoffs"][0]["outcome"],
+        "unit 3 on scene"
+    );
+    let (status, _) = http.get(&format!("/api/calls/{}", uuid(99)), Some(&sup));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Statistics of the period holding the three calls.
+    let from = siaga::store::rfc3339_millis(UtcTime(t - 1));
+    let to = siaga::store::rfc3339_millis(UtcTime(now));
+    let (status, stats) = http.get(&format!("/api/stats?from={from}&to={to}"), Some(&sup));
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["calls"], 3);
+    assert_eq!(stats["by_category"], json!({"fire": 2}));
+    assert_eq!(stats["unclassified"], 1);
+    assert_eq!(stats["by_agency"], json!({"damkar": 2}));
+    assert_eq!(
+        stats["by_disposition"],
+        json!({"answered": 2, "abandoned_in_queue": 1})
+    );
+    assert_eq!(stats["by_operator"]["1001"]["talk_ms"], 60_000);
+    assert_eq!(stats["answer"]["within"][0]["answered"], 2);
+    let (status, body) = http.get(&format!("/api/stats?from={to}&to={from}"), Some(&sup));
+    assert_eq!(
+        (status, &body["field"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("to"))
+    );
+    let (status, _) = http.get("/api/stats", Some(&op));
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The CSV export: a header and the calls, newest first.
+    let (content_type, csv) = http.rt.block_on(async {
+        let response = http
+            .client
+            .get(format!("{}/api/export.csv?category=fire", http.base))
+            .bearer_auth(&sup)
+            .send()
+            .await
+            .expect("export");
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response.headers()["content-type"].clone();
+        (content_type, response.text().await.expect("csv"))
+    });
+    assert_eq!(content_type, "text/csv; charset=utf-8");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("call_id,received_at,caller,"), "{csv}");
+    assert!(lines[1].starts_with(&uuid(2)), "{csv}");
+    assert!(lines[2].starts_with(&uuid(1)), "{csv}");
+    assert!(lines[2].ends_with(",fire,,damkar"), "{csv}");
+    let (status, body) = http.get("/api/export.csv?category=flood", Some(&sup));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // A live call from +628111 rings 1001: the operator sees who calls, the number
+    // dialled, and the caller's two earlier calls with their category.
+    let phone = UdpPeer::bind("127.0.0.1:0");
+    register_1001(&phone, siaga.sip);
+    let trunk = UdpPeer::bind("127.0.0.1:0");
+    trunk.send(trunk_invite("live-1", trunk.port()).as_bytes(), siaga.sip);
+    let ringing = loop {
+        let message = phone
+            .recv_within(GUARD)
+            .expect("the call rings 1001's phone");
+        if message.method() == Some(&siaga::engine::sip::Method::Invite) {
+            break message;
+        }
+    };
+    assert!(header(&ringing, HeaderName::From).contains("+628111"));
+    // The store's writer records the call a moment after the engine offers it.
+    let mine = loop {
+        let (status, mine) = http.get("/api/me/call", Some(&op));
+        assert_eq!(status, StatusCode::OK, "{mine}");
+        if !mine["call"]["called"].is_null() {
+            break mine;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let call = &mine["call"];
+    // `repeat` is the ACD's flag: a call it saw abandoned within `acd.repeat_window_s`; the
+    // abandoned call here was recorded before this siaga started, so it is history only.
+    assert_eq!(
+        (
+            &call["stage"],
+            &call["caller"],
+            &call["called"],
+            &call["repeat"]
+        ),
+        (
+            &json!("offered"),
+            &json!("+628111"),
+            &json!("112"),
+            &json!(false)
+        ),
+        "{mine}"
+    );
+    assert_eq!(call["incident"], Value::Null);
+    let previous: Vec<(&Value, &Value, &Value)> = call["previous"]
+        .as_array()
+        .expect("previous")
+        .iter()
+        .map(|p| (&p["call"], &p["disposition"], &p["category"]))
+        .collect();
+    assert_eq!(
+        previous,
+        [
+            (
+                &json!(uuid(2)),
+                &json!("abandoned_in_queue"),
+                &json!("fire")
+            ),
+            (&json!(uuid(1)), &json!("answered"), &json!("fire")),
+        ]
+    );
+
+    siaga.stop();
+}
+
+const SDP: &str = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+
+/// The trunk's INVITE of a 112 call from +628111 (`port`: the trunk's own).
+fn trunk_invite(call_id: &str, port: u16) -> String {
+    format!(
+        "INVITE sip:112@siaga.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call_id};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+628111@trunk.test>;tag=t{call_id}\r\nTo: <sip:112@siaga.test>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:gw@127.0.0.1:{port}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    )
 }

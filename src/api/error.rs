@@ -6,6 +6,11 @@
 //! | no token, an unknown or expired one, bad credentials | 401, `WWW-Authenticate: Bearer` |
 //! | a role the endpoint does not admit | 403 |
 //! | a body that is not what the endpoint takes | 422, naming the field |
+//! | an incident or handoff input the store refuses ([`InputError`]) | 422, naming the field and listing the allowed values |
+//! | an unknown call, incident or handoff ([`StoreError::NotFound`]) | 404 |
+//! | a call that belongs to an incident already ([`StoreError::AlreadyLinked`]) | 409 |
+//! | an operator writing about a call that is not theirs | 403 |
+//! | no store, or the database failing | 503 |
 //! | the ACD refuses the operator's command ([`AgentError`]) | 409, with the reason |
 //! | a transfer of an unknown call; to an unknown agency; by another operator; that the call's state refuses ([`TransferRefusal`]) | 404; 422 naming `agency`; 403; 409 with the reason |
 //! | the engine task is busy, stopped or slow; logins over their limit | 503 |
@@ -14,6 +19,7 @@ use super::link::{LinkError, TransferRefusal};
 use crate::config::Role;
 use crate::engine::acd::AgentError;
 use crate::engine::call::TransferError;
+use crate::store::{HandoffMethod, InputError, StoreError};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -57,13 +63,32 @@ pub enum ApiError {
     /// Too many logins are being checked at once.
     #[error("too many logins at once; try again")]
     LoginBusy,
+    /// An incident or handoff input the store refuses (unknown category, agency …).
+    #[error("{0}")]
+    Input(InputError),
+    /// No such call, incident or handoff.
+    #[error("{0}")]
+    NotFound(StoreError),
+    /// The write conflicts with what is recorded (a call linked to another incident).
+    #[error("{0}")]
+    Conflict(StoreError),
+    /// An operator's write about a call or incident that is not theirs.
+    #[error("{0}")]
+    NotYours(String),
+    /// siaga runs without a store (`database.url` unset in this process's setup).
+    #[error("siaga runs without a call record store")]
+    NoStore,
+    /// The database failed (unreachable, locked, a value it cannot read); logged, not
+    /// shown.
+    #[error("the call record store failed; try again")]
+    Database,
 }
 
 /// The JSON body of every error.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// A stable code: `unauthorized`, `forbidden`, `invalid`, `agent_state`,
-    /// `not_found`, `transfer`, `unavailable`.
+    /// A stable code: `unauthorized`, `forbidden`, `invalid`, `not_found`, `conflict`,
+    /// `agent_state`, `transfer`, `unavailable`.
     pub error: &'static str,
     /// A sentence for people.
     pub message: String,
@@ -85,9 +110,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Agent(_) => StatusCode::CONFLICT,
+            ApiError::Forbidden { .. } | ApiError::NotYours(_) => StatusCode::FORBIDDEN,
+            ApiError::Invalid { .. } | ApiError::Input(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Agent(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Transfer(refusal) => match refusal {
                 TransferRefusal::NotYourCall => StatusCode::FORBIDDEN,
                 TransferRefusal::Engine(TransferError::UnknownCall) => StatusCode::NOT_FOUND,
@@ -96,7 +122,9 @@ impl ApiError {
                 }
                 TransferRefusal::Engine(_) => StatusCode::CONFLICT,
             },
-            ApiError::Engine(_) | ApiError::LoginBusy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Engine(_) | ApiError::LoginBusy | ApiError::NoStore | ApiError::Database => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -113,8 +141,10 @@ impl ApiError {
         let mut body = ErrorBody {
             error: match self {
                 ApiError::Unauthenticated | ApiError::BadCredentials => "unauthorized",
-                ApiError::Forbidden { .. } => "forbidden",
-                ApiError::Invalid { .. } => "invalid",
+                ApiError::Forbidden { .. } | ApiError::NotYours(_) => "forbidden",
+                ApiError::Invalid { .. } | ApiError::Input(_) => "invalid",
+                ApiError::NotFound(_) => "not_found",
+                ApiError::Conflict(_) => "conflict",
                 ApiError::Agent(_) => "agent_state",
                 ApiError::Transfer(refusal) => match refusal {
                     TransferRefusal::NotYourCall => "forbidden",
@@ -122,7 +152,10 @@ impl ApiError {
                     TransferRefusal::Engine(TransferError::UnknownAgency { .. }) => "invalid",
                     TransferRefusal::Engine(_) => "transfer",
                 },
-                ApiError::Engine(_) | ApiError::LoginBusy => "unavailable",
+                ApiError::Engine(_)
+                | ApiError::LoginBusy
+                | ApiError::NoStore
+                | ApiError::Database => "unavailable",
             },
             message: self.to_string(),
             field: None,
@@ -132,7 +165,20 @@ impl ApiError {
         match self {
             ApiError::Invalid { field, allowed, .. } => {
                 body.field = Some(field.clone());
-                body.allowed = allowed.iter().map(|a| a.to_string()).collect();
+                body.allowed = allowed.iter().map(|a| (*a).to_owned()).collect();
+            }
+            ApiError::Input(error) => {
+                body.field = Some(error.field().to_owned());
+                body.allowed = match error {
+                    InputError::UnknownCategory { allowed, .. }
+                    | InputError::UnknownSubcategory { allowed, .. }
+                    | InputError::UnknownAgency { allowed, .. } => allowed.clone(),
+                    InputError::UnknownMethod { .. } => HandoffMethod::ALL
+                        .iter()
+                        .map(|m| m.as_str().to_owned())
+                        .collect(),
+                    _ => Vec::new(),
+                };
             }
             ApiError::Transfer(TransferRefusal::Engine(error)) => match error {
                 TransferError::UnknownAgency { allowed } => {
@@ -164,6 +210,28 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(error: InputError) -> Self {
+        ApiError::Input(error)
+    }
+}
+
+/// 404, 409 and 422 for what the caller asked; 503 for the database itself (logged: the
+/// client sees only that the store is unavailable).
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { .. } => ApiError::NotFound(error),
+            StoreError::AlreadyLinked { .. } => ApiError::Conflict(error),
+            StoreError::Invalid(input) => ApiError::Input(input),
+            other => {
+                tracing::error!(error = %other, "API request failed in the store");
+                ApiError::Database
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! while SIP input (112 calls) keeps its place in the engine task. A reply that takes
 //! longer than [`REPLY_TIMEOUT`] is given up on ([`LinkError::NoReply`], 503).
 
-use crate::engine::acd::{AgentCommand, AgentError, AgentState, NotReadyReason};
+use crate::engine::acd::{AgentCommand, AgentError, AgentState, CallbackItem, NotReadyReason};
 use crate::engine::call::TransferError;
 use crate::engine::live::Snapshot;
 use crate::engine::{Engine, Now};
@@ -73,6 +73,11 @@ pub enum EngineRequest {
         /// Where it goes.
         reply: oneshot::Sender<Live>,
     },
+    /// The callback worklist (RFC 7090), oldest first ([`Engine::callbacks`]).
+    Callbacks {
+        /// Where it goes.
+        reply: oneshot::Sender<Vec<CallbackItem>>,
+    },
     /// Transfer live call `call` to agency `agency` (`Engine::transfer`), asked by
     /// operator `operator` (who must be on the call) or by a supervisor (`None`).
     Transfer {
@@ -131,6 +136,9 @@ impl EngineRequest {
                     store_queue,
                 });
             }
+            EngineRequest::Callbacks { reply } => {
+                let _ = reply.send(engine.callbacks().to_vec());
+            }
         }
     }
 }
@@ -183,6 +191,13 @@ impl EngineLink {
     /// Errors: [`LinkError`].
     pub async fn live(&self) -> Result<Live, LinkError> {
         self.ask(|reply| EngineRequest::Live { reply }).await
+    }
+
+    /// The callback worklist, oldest first, with who is calling back each item now.
+    ///
+    /// Errors: [`LinkError`].
+    pub async fn callbacks(&self) -> Result<Vec<CallbackItem>, LinkError> {
+        self.ask(|reply| EngineRequest::Callbacks { reply }).await
     }
 
     /// Transfers call `call` to agency `agency`, asked by `operator` (`None`: a

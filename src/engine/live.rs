@@ -115,6 +115,9 @@ pub struct CallInProgress {
     pub caller: Option<String>,
     /// Whether it is an operator's callback to an abandoned caller (RFC 7090).
     pub callback: bool,
+    /// The caller's previous call was abandoned or dropped within `acd.repeat_window_s`
+    /// (as [`WaitingCall::repeat`]; the operator's screen shows it).
+    pub repeat: bool,
 }
 
 /// A trunk gateway's health (OPTIONS probes, `trunk_health`).
@@ -186,6 +189,7 @@ impl Engine {
                     priority: acd.entry(*handle).map(|e| e.priority),
                     caller: call.caller.clone(),
                     callback: call.callback.is_some(),
+                    repeat: call.repeat,
                 })
             })
             .collect();

@@ -61,7 +61,7 @@ pub async fn export_csv(
     loop {
         let page = store.search_calls(filter, after, MAX_PAGE).await?;
         for row in &page.calls {
-            writer.write_record(record(row))?;
+            writer.write_record(csv_record(row))?;
             written += 1;
         }
         writer.flush().map_err(csv::Error::from)?;
@@ -73,7 +73,7 @@ pub async fn export_csv(
 }
 
 /// One call's fields, in [`CSV_COLUMNS`]' order.
-fn record(row: &CallLogRow) -> [String; 19] {
+pub fn csv_record(row: &CallLogRow) -> [String; 19] {
     let call = &row.call;
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let time = |t: Option<crate::engine::UtcTime>| t.map(rfc3339_millis).unwrap_or_default();

@@ -175,7 +175,9 @@ impl AgencyId {
 }
 
 /// How an incident was handed to an agency (stored in `handoffs.method`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HandoffMethod {
     /// `call_transfer`: the live call was transferred to the agency's `transfer_uri`.

@@ -137,7 +137,7 @@ impl HandoffUpdate {
 
 /// A row of `incidents` with the calls linked to it and its handoffs. Serializes like
 /// [`super::CallRow`]: column names, RFC 3339 UTC times, `null` for what is unset.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Incident {
     /// `id`: the incident's UUID.
     pub id: Uuid,
@@ -161,9 +161,11 @@ pub struct Incident {
     pub operator: Option<String>,
     /// `created_at`.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: UtcTime,
     /// `updated_at`: the last change to the incident, its calls or its handoffs.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: UtcTime,
     /// The calls linked to it (`incident_calls`), in the order they were linked.
     pub calls: Vec<Uuid>,
@@ -172,7 +174,7 @@ pub struct Incident {
 }
 
 /// A row of `handoffs`. Serializes like [`Incident`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Handoff {
     /// `id`: the handoff's UUID.
     pub id: Uuid,
@@ -186,14 +188,17 @@ pub struct Handoff {
     pub method: HandoffMethod,
     /// `handed_off_at`.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub handed_off_at: UtcTime,
     /// `reference`: the agency's reference number.
     pub reference: Option<String>,
     /// `acknowledged_at`.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub acknowledged_at: Option<UtcTime>,
     /// `closed_at`.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub closed_at: Option<UtcTime>,
     /// `outcome`.
     pub outcome: Option<String>,
@@ -201,6 +206,7 @@ pub struct Handoff {
     pub operator: Option<String>,
     /// `updated_at`.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: UtcTime,
 }
 

@@ -109,7 +109,7 @@ mod test_pg;
 #[cfg(test)]
 mod tests;
 
-pub use export::{CSV_COLUMNS, ExportError, export_csv};
+pub use export::{CSV_COLUMNS, ExportError, csv_record, export_csv};
 pub use incident_input::{
     AgencyId, CALLER_NAME_MAX, Classification, HandoffMethod, InputError, LOCATION_MAX, NOTES_MAX,
     OUTCOME_MAX, Position, REFERENCE_MAX,
@@ -434,7 +434,7 @@ impl Store {
 /// A row of `calls`: one call's summary. Serializes (serde) to an object whose keys are
 /// the column names, with times as RFC 3339 UTC strings with milliseconds
 /// (`"2026-11-29T12:01:05.123Z"`) and `null` for what is unset.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CallRow {
     /// `id`: the call's UUID.
     pub id: Uuid,
@@ -453,18 +453,23 @@ pub struct CallRow {
     pub trunk: String,
     /// `received_at`: the trunk's INVITE arrived.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub received_at: UtcTime,
     /// `queued_at`: first entered the ACD queue.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub queued_at: Option<UtcTime>,
     /// `first_offered_at`: the first operator phone was rung.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub first_offered_at: Option<UtcTime>,
     /// `answered_at`: an operator answered.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub answered_at: Option<UtcTime>,
     /// `ended_at`: the call ended.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<UtcTime>,
     /// `operator`: who answered.
     pub operator: Option<String>,
@@ -496,7 +501,7 @@ impl CallRow {
 
 /// A row of `call_events`: one stored event. Serializes like [`CallRow`] (column names,
 /// RFC 3339 time); `detail` as the JSON object it holds.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     /// `id`: the event's UUID.
     pub id: Uuid,
@@ -508,6 +513,7 @@ pub struct EventRow {
     pub seq: i64,
     /// `at`: when it happened.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: UtcTime,
     /// `kind`: `received`, `queued`, `offered`, `no_answer`, `rejected`, `leg_failed`,
     /// `answered`, `ended`, `media` (later versions may add kinds).
@@ -515,12 +521,13 @@ pub struct EventRow {
     /// `operator`: the operator of an operator-leg event.
     pub operator: Option<String>,
     /// `detail`: the kind's other fields (`{"status":486}`), `None` when it has none.
+    #[schema(value_type = Option<Object>)]
     pub detail: Option<serde_json::Value>,
 }
 
 /// A row of `agent_events`: one operator state transition. Serializes like [`CallRow`]
 /// (column names, RFC 3339 times, `null` for what is unset).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AgentEventRow {
     /// `id`: the event's UUID.
     pub id: Uuid,
@@ -530,6 +537,7 @@ pub struct AgentEventRow {
     pub operator: String,
     /// `at`: when the state changed.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: UtcTime,
     /// `seq`: 1, 2, 3 … among the operator's events of the same `at`, in written order.
     pub seq: i64,

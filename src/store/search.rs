@@ -84,7 +84,7 @@ impl FromStr for Cursor {
 
 /// A call in the log: its summary row, and its incident's classification and agencies.
 /// Serializes as [`CallRow`]'s object with four more keys.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CallLogRow {
     /// The call's summary.
     #[serde(flatten)]
@@ -101,17 +101,18 @@ pub struct CallLogRow {
 }
 
 /// One page of the log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CallPage {
     /// The calls, newest (`received_at`, then id) first.
     pub calls: Vec<CallLogRow>,
     /// Where the next page starts; `None` when this page was not full (a full last page
     /// is followed by an empty one).
+    #[schema(value_type = Option<String>, example = "1795953665123.00000000-0000-0000-0000-000000000007")]
     pub next: Option<Cursor>,
 }
 
 /// A call with everything recorded about it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CallDetail {
     /// The summary row.
     pub call: CallRow,

@@ -20,13 +20,15 @@ pub const ANSWER_THRESHOLDS_MS: [i64; 3] = [10_000, 15_000, 20_000];
 
 /// What the calls received in `[from, to)` add up to. Every share is a fraction in
 /// 0.0–1.0, `None` when its denominator is 0; every duration is in ms.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Statistics {
     /// The period's start (inclusive).
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub from: UtcTime,
     /// The period's end (exclusive).
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub to: UtcTime,
     /// Calls received in the period.
     pub calls: u64,
@@ -41,6 +43,7 @@ pub struct Statistics {
     /// Calls whose incident was handed to each agency (a call counts once per agency).
     pub by_agency: BTreeMap<String, u64>,
     /// Calls per hour of the day they were received, UTC: index 0 is 00:00–00:59.
+    #[schema(value_type = Vec<u64>, min_items = 24, max_items = 24)]
     pub by_hour: [u64; 24],
     /// Answer times.
     pub answer: AnswerTimes,
@@ -50,7 +53,7 @@ pub struct Statistics {
 
 /// Answer times and waits of the calls with an outcome: answered, or ended without an
 /// answer. A call still waiting counts in neither.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AnswerTimes {
     /// Calls answered or ended: the denominator of the shares.
     pub calls: u64,
@@ -73,7 +76,7 @@ pub struct AnswerTimes {
 }
 
 /// Calls answered within a threshold.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WithinThreshold {
     /// The threshold, in seconds.
     pub seconds: i64,
@@ -84,7 +87,7 @@ pub struct WithinThreshold {
 }
 
 /// One operator's calls in the period.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OperatorStats {
     /// Calls the operator answered.
     pub calls: u64,
