@@ -2,9 +2,12 @@
 //! a database prepared with the store's own writer API, each case on SQLite and on a fresh
 //! PostgreSQL database (`SIAGA_TEST_POSTGRES_URL`; see `src/store/test_pg.rs`).
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "../src/store/test_pg.rs"]
 mod test_pg;
 
+use cli::{SIAGA, T, ev, on_both, runtime, siaga, stdout};
 use siaga::config::DatabaseUrl;
 use siaga::engine::UtcTime;
 use siaga::engine::record::{AgentEvent, CallEvent, CallEventKind, Disposition, Party};
@@ -13,20 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tempfile::TempDir;
 use uuid::Uuid;
-
-const SIAGA: &str = env!("CARGO_BIN_EXE_siaga");
-
-/// 2026-11-29T12:01:05.123Z
-const T: i64 = 1_795_953_665_123;
-
-fn ev(call: u128, n: u128, at: i64, kind: CallEventKind) -> CallEvent {
-    CallEvent {
-        id: Uuid::from_u128((call << 64) | n),
-        call: Uuid::from_u128(call),
-        at: UtcTime(at),
-        kind,
-    }
-}
 
 fn received(call: u128, at: i64, caller: Option<&str>) -> CallEvent {
     ev(
@@ -41,37 +30,6 @@ fn received(call: u128, at: i64, caller: Option<&str>) -> CallEvent {
             trunk: "telco".to_owned(),
         },
     )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Runs `body` with a temporary directory and the URL of a database not created yet: a
-/// SQLite file in that directory, then (when a server is configured: see `test_pg`) a
-/// fresh, empty PostgreSQL database, dropped afterwards, also when `body` panics.
-fn on_both(test: &str, body: impl Fn(&TempDir, &str)) {
-    let dir = TempDir::new().unwrap();
-    body(
-        &dir,
-        &format!("sqlite://{}", dir.path().join("siaga.db").display()),
-    );
-    let Some(server) = test_pg::server_url(test) else {
-        return;
-    };
-    let dir = TempDir::new().unwrap();
-    let name = test_pg::unique_name();
-    let runtime = runtime();
-    runtime.block_on(test_pg::create_database(&server, &name));
-    let url = test_pg::with_database(&server, &name);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&dir, &url)));
-    runtime.block_on(test_pg::drop_database(&server, &name));
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 /// A database at `path` with two calls: one answered (received at T, diverted from 110),
@@ -169,17 +127,6 @@ fn calls(config: &Path, args: &[&str]) -> Output {
     siaga("calls", config, args)
 }
 
-fn siaga(command: &str, config: &Path, args: &[&str]) -> Output {
-    Command::new(SIAGA)
-        .arg(command)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("SIAGA_DATABASE_URL")
-        .output()
-        .unwrap()
-}
-
 /// The keys of a JSON object, sorted.
 fn sorted_keys(row: &serde_json::Value) -> Vec<&str> {
     let mut keys: Vec<&str> = row
@@ -190,11 +137,6 @@ fn sorted_keys(row: &serde_json::Value) -> Vec<&str> {
         .collect();
     keys.sort_unstable();
     keys
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 #[test]

@@ -3,34 +3,24 @@
 //! `write_batch`, incidents and handoffs through their methods), each case on SQLite and
 //! on a fresh PostgreSQL database (`SIAGA_TEST_POSTGRES_URL`; see `src/store/test_pg.rs`).
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "../src/store/test_pg.rs"]
 mod test_pg;
 
+use cli::{T, ev, on_both, runtime, siaga, stdout};
 use siaga::config::{Config, DatabaseUrl};
 use siaga::engine::UtcTime;
 use siaga::engine::record::{CallEvent, CallEventKind, Disposition, Party};
 use siaga::store::{
     AgencyId, Classification, HandoffMethod, IncidentDetails, NewHandoff, NewIncident, Store,
 };
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 use tempfile::TempDir;
 use uuid::Uuid;
 
-const SIAGA: &str = env!("CARGO_BIN_EXE_siaga");
-
-/// 2026-11-29T12:01:05.123Z
-const T: i64 = 1_795_953_665_123;
 const HOUR: i64 = 3_600_000;
-
-fn ev(call: u128, n: u128, at: i64, kind: CallEventKind) -> CallEvent {
-    CallEvent {
-        id: Uuid::from_u128((call << 64) | n),
-        call: Uuid::from_u128(call),
-        at: UtcTime(at),
-        kind,
-    }
-}
 
 /// A call received at `t` from `caller`, answered by `answer` (operator, after ms) and
 /// ended 60 s later by the caller, or abandoned in the queue after 8 s.
@@ -65,37 +55,6 @@ fn call(id: u128, t: i64, caller: &str, answer: Option<(&str, i64)>) -> Vec<Call
         },
     ));
     events
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Runs `body` with a temporary directory and the URL of a database not created yet: a
-/// SQLite file, then (when a server is configured) a fresh PostgreSQL database, dropped
-/// afterwards, also when `body` panics.
-fn on_both(test: &str, body: impl Fn(&TempDir, &str)) {
-    let dir = TempDir::new().unwrap();
-    body(
-        &dir,
-        &format!("sqlite://{}", dir.path().join("siaga.db").display()),
-    );
-    let Some(server) = test_pg::server_url(test) else {
-        return;
-    };
-    let dir = TempDir::new().unwrap();
-    let name = test_pg::unique_name();
-    let runtime = runtime();
-    runtime.block_on(test_pg::create_database(&server, &name));
-    let url = test_pg::with_database(&server, &name);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&dir, &url)));
-    runtime.block_on(test_pg::drop_database(&server, &name));
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 const CONFIG: &str = "[node]\nid = \"t1\"\n[sip]\ndomains = [\"example.com\"]\n\
@@ -159,22 +118,6 @@ fn prepare(url: &str) {
         }
         store.close().await;
     });
-}
-
-fn siaga(command: &str, config: &Path, args: &[&str]) -> Output {
-    Command::new(SIAGA)
-        .arg(command)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("SIAGA_DATABASE_URL")
-        .output()
-        .unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn json(out: &Output) -> serde_json::Value {

@@ -4,8 +4,8 @@
 //! bound (text on SQLite, `UUID` on PostgreSQL) and read ([`Cols`]).
 //!
 //! The bodies are written once, in [`backend_ops!`], and expanded for [`SqliteStore`] and
-//! [`PgStore`]: the alternative, one copy per backend file, is how the event writer does
-//! it, and it doubles every change.
+//! [`PgStore`] (the event log's half likewise, in [`super::log_ops`]): one copy per
+//! backend file would double every change.
 
 use super::incidents::{
     CALL_EXISTS, Cols, HandoffUpdate, INCIDENT_CALLS, INCIDENT_EXISTS, INCIDENT_HANDOFFS,
@@ -13,36 +13,45 @@ use super::incidents::{
     NewHandoff, NewIncident, SELECT_HANDOFF, SELECT_INCIDENT, TOUCH_INCIDENT, UPDATE_HANDOFF,
     UPDATE_INCIDENT, handoff_row, incident_row,
 };
+use super::log_ops::call_row;
 use super::postgres::PgStore;
 use super::search::{CallLogRow, SEARCH_CALLS, SELECT_CALL, SearchParams, fold};
 use super::sqlite::SqliteStore;
 use super::stats::{self, ABANDONED, ANSWER_THRESHOLDS_MS, Raw};
 use super::{CallRow, Handoff, StoreError};
 use crate::engine::UtcTime;
-use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, ValueRef};
 use uuid::Uuid;
 
 impl Cols for SqliteRow {
-    fn uuid(&self, name: &'static str) -> Result<Uuid, StoreError> {
+    fn uuid_in(&self, column: &'static str, name: &'static str) -> Result<Uuid, StoreError> {
         let text: String = self.try_get(name)?;
         Uuid::parse_str(&text).map_err(|_| StoreError::Corrupt {
-            column: name,
+            column,
             value: text,
         })
     }
 
-    fn opt_uuid(&self, name: &'static str) -> Result<Option<Uuid>, StoreError> {
+    fn opt_uuid_in(
+        &self,
+        column: &'static str,
+        name: &'static str,
+    ) -> Result<Option<Uuid>, StoreError> {
         match self.try_get::<Option<String>, _>(name)? {
             None => Ok(None),
             Some(text) => Uuid::parse_str(&text)
                 .map(Some)
                 .map_err(|_| StoreError::Corrupt {
-                    column: name,
+                    column,
                     value: text,
                 }),
         }
+    }
+
+    fn is_null(&self, name: &'static str) -> Result<bool, StoreError> {
+        Ok(self.try_get_raw(name)?.is_null())
     }
 
     fn text(&self, name: &'static str) -> Result<String, StoreError> {
@@ -67,12 +76,20 @@ impl Cols for SqliteRow {
 }
 
 impl Cols for PgRow {
-    fn uuid(&self, name: &'static str) -> Result<Uuid, StoreError> {
+    fn uuid_in(&self, _column: &'static str, name: &'static str) -> Result<Uuid, StoreError> {
         Ok(self.try_get(name)?)
     }
 
-    fn opt_uuid(&self, name: &'static str) -> Result<Option<Uuid>, StoreError> {
+    fn opt_uuid_in(
+        &self,
+        _column: &'static str,
+        name: &'static str,
+    ) -> Result<Option<Uuid>, StoreError> {
         Ok(self.try_get(name)?)
+    }
+
+    fn is_null(&self, name: &'static str) -> Result<bool, StoreError> {
+        Ok(self.try_get_raw(name)?.is_null())
     }
 
     fn text(&self, name: &'static str) -> Result<String, StoreError> {
@@ -97,19 +114,18 @@ impl Cols for PgRow {
 }
 
 /// An id as SQLite stores it: lower-case hyphenated text.
-fn sqlite_id(id: Uuid) -> String {
+pub(super) fn sqlite_id(id: Uuid) -> String {
     id.hyphenated().to_string()
 }
 
 /// An id as PostgreSQL stores it: a `UUID`.
-fn pg_id(id: Uuid) -> Uuid {
+pub(super) fn pg_id(id: Uuid) -> Uuid {
     id
 }
 
-/// The operations, for the backend `$store` whose ids bind as `$id(uuid)` and whose call
-/// rows decode with `$call_row`.
+/// The operations, for the backend `$store` whose ids bind as `$id(uuid)`.
 macro_rules! backend_ops {
-    ($store:ty, $id:path, $call_row:path) => {
+    ($store:ty, $id:path) => {
         impl $store {
             pub(super) async fn create_incident(
                 &self,
@@ -384,7 +400,7 @@ macro_rules! backend_ops {
                     .bind(p.limit)
                     .fetch_all(&self.pool)
                     .await?;
-                fold(&rows, $call_row)
+                fold(&rows, call_row)
             }
 
             pub(super) async fn call(&self, id: Uuid) -> Result<Option<CallRow>, StoreError> {
@@ -392,7 +408,7 @@ macro_rules! backend_ops {
                     .bind($id(id))
                     .fetch_optional(&self.pool)
                     .await?;
-                row.as_ref().map($call_row).transpose()
+                row.as_ref().map(call_row).transpose()
             }
 
             /// The statistics queries' rows for [from, to), read in one transaction.
@@ -464,5 +480,5 @@ macro_rules! backend_ops {
     };
 }
 
-backend_ops!(SqliteStore, sqlite_id, super::sqlite::call_row);
-backend_ops!(PgStore, pg_id, super::postgres::call_row);
+backend_ops!(SqliteStore, sqlite_id);
+backend_ops!(PgStore, pg_id);

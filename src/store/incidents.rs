@@ -296,8 +296,22 @@ pub(super) const UPDATE_HANDOFF: &str = "\
 /// Reads a row's columns by name, whichever backend it comes from (ids: UUID on
 /// PostgreSQL, text on SQLite).
 pub(super) trait Cols {
-    fn uuid(&self, name: &'static str) -> Result<Uuid, StoreError>;
-    fn opt_uuid(&self, name: &'static str) -> Result<Option<Uuid>, StoreError>;
+    /// The id in column `name`; one that is not a UUID is [`StoreError::Corrupt`] naming
+    /// `column` (`table.column`).
+    fn uuid_in(&self, column: &'static str, name: &'static str) -> Result<Uuid, StoreError>;
+    fn opt_uuid_in(
+        &self,
+        column: &'static str,
+        name: &'static str,
+    ) -> Result<Option<Uuid>, StoreError>;
+    fn uuid(&self, name: &'static str) -> Result<Uuid, StoreError> {
+        self.uuid_in(name, name)
+    }
+    fn opt_uuid(&self, name: &'static str) -> Result<Option<Uuid>, StoreError> {
+        self.opt_uuid_in(name, name)
+    }
+    /// Whether column `name` is NULL, whatever its type.
+    fn is_null(&self, name: &'static str) -> Result<bool, StoreError>;
     fn text(&self, name: &'static str) -> Result<String, StoreError>;
     fn opt_text(&self, name: &'static str) -> Result<Option<String>, StoreError>;
     fn int(&self, name: &'static str) -> Result<i64, StoreError>;

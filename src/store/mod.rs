@@ -83,8 +83,9 @@
 //! several nodes sharing one database). Both sit behind this one [`Store`] type and run
 //! the same SQL text, kept to what both accept (`$N` parameters, `ON CONFLICT … DO
 //! NOTHING`, `CASE`, BIGINT and TEXT); they differ in connection handling and in how ids
-//! are bound (text on SQLite, `UUID` on PostgreSQL; the incident, search and statistics
-//! operations are written once for both in `backend_ops.rs`). The store tests run every
+//! are bound (text on SQLite, `UUID` on PostgreSQL; the event log's operations are
+//! written once for both in `log_ops.rs`, the incident, search and statistics ones in
+//! `backend_ops.rs`). The store tests run every
 //! case on both (PostgreSQL from `SIAGA_TEST_POSTGRES_URL`, see `sip-tests/test.sh`).
 
 mod backend_ops;
@@ -94,6 +95,7 @@ mod incident_input;
 mod incidents;
 mod journal;
 mod log;
+mod log_ops;
 mod postgres;
 mod recovery;
 mod search;
