@@ -769,7 +769,11 @@ async fn the_writer_takes_10k_events_through_a_small_queue_without_loss(store: S
 
 async fn a_dropped_sink_hands_its_backlog_over_before_shutdown_returns(store: Store) {
     let events = many_events(200);
-    let (mut sink, handle) = spawn_writer(store.clone(), "node-a".to_owned(), 4);
+    // A grace far beyond any commit time: 2,000 events through a 4-event channel are
+    // hundreds of commits, which on a loaded machine take longer than the real
+    // SHUTDOWN_GRACE; this test is about the handover, not the grace (which has its own).
+    let grace = std::time::Duration::from_secs(600);
+    let (mut sink, handle) = writer::spawn_with_grace(store.clone(), "node-a".to_owned(), 4, grace);
     for (i, event) in events.iter().enumerate() {
         sink.push(event.clone());
         if i % 300 == 0 {
