@@ -72,7 +72,23 @@ pub async fn export_csv(
     }
 }
 
-/// One call's fields, in [`CSV_COLUMNS`]' order.
+/// `cell` made safe to open in a spreadsheet (OWASP "CSV injection"): a value that a
+/// spreadsheet would read as a formula — one starting with `=`, `@`, a tab or a carriage
+/// return, or with `+` or `-` followed by anything but digits — gets a leading `'`, which
+/// spreadsheets show as text. Caller numbers such as `+6281234567890` stay as they are.
+/// The caller and the numbers come from the trunk's signalling, so they are outside data.
+fn spreadsheet_safe(cell: String) -> String {
+    let mut chars = cell.chars();
+    let formula = match chars.next() {
+        Some('=' | '@' | '\t' | '\r') => true,
+        Some('+' | '-') => !chars.as_str().bytes().all(|b| b.is_ascii_digit()),
+        _ => false,
+    };
+    if formula { format!("'{cell}") } else { cell }
+}
+
+/// One call's fields, in [`CSV_COLUMNS`]' order; the fields that come from signalling
+/// (caller, called, original called) pass through [`spreadsheet_safe`].
 pub fn csv_record(row: &CallLogRow) -> [String; 19] {
     let call = &row.call;
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -84,9 +100,9 @@ pub fn csv_record(row: &CallLogRow) -> [String; 19] {
     [
         call.id.to_string(),
         rfc3339_millis(call.received_at),
-        text(&call.caller),
-        call.called.clone(),
-        text(&call.original_called),
+        spreadsheet_safe(text(&call.caller)),
+        spreadsheet_safe(call.called.clone()),
+        spreadsheet_safe(text(&call.original_called)),
         call.trunk.clone(),
         call.node_id.clone(),
         time(call.queued_at),
@@ -102,4 +118,27 @@ pub fn csv_record(row: &CallLogRow) -> [String; 19] {
         text(&row.subcategory),
         row.agencies.join(";"),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_as_formulas_are_quoted() {
+        for (cell, shown) in [
+            ("=1+2+cmd", "'=1+2+cmd"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("+1+2", "'+1+2"),
+            ("-2+3", "'-2+3"),
+            ("\tx", "'\tx"),
+            ("+6281234567890", "+6281234567890"),
+            ("-1", "-1"),
+            ("081234567890", "081234567890"),
+            ("112", "112"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(cell.to_owned()), shown, "{cell:?}");
+        }
+    }
 }

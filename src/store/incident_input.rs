@@ -77,6 +77,13 @@ pub enum InputError {
         /// Its limit, in characters.
         max: usize,
     },
+    /// A text holding a NUL character (U+0000), which no record can keep (PostgreSQL's
+    /// `text` refuses it, SQLSTATE 22021).
+    #[error("{field} contains a NUL character")]
+    Nul {
+        /// The field.
+        field: &'static str,
+    },
     /// A handoff's `acknowledged_at` or `closed_at` before its `handed_off_at`.
     #[error("{field} is before handed_off_at")]
     BeforeHandoff {
@@ -96,6 +103,7 @@ impl InputError {
             InputError::UnknownMethod { .. } => "method",
             InputError::BadPosition { field, .. }
             | InputError::TooLong { field, .. }
+            | InputError::Nul { field }
             | InputError::BeforeHandoff { field } => field,
         }
     }
@@ -292,11 +300,12 @@ impl Position {
     }
 }
 
-/// Checks that `value` (of `field`) has at most `max` characters.
+/// Checks that `value` (of `field`) has at most `max` characters and no NUL.
 ///
-/// Errors: [`InputError::TooLong`].
-pub fn check_len(field: &'static str, value: Option<&str>, max: usize) -> Result<(), InputError> {
+/// Errors: [`InputError::Nul`], [`InputError::TooLong`].
+pub fn check_text(field: &'static str, value: Option<&str>, max: usize) -> Result<(), InputError> {
     match value {
+        Some(text) if text.contains('\0') => Err(InputError::Nul { field }),
         Some(text) if text.chars().count() > max => Err(InputError::TooLong { field, max }),
         _ => Ok(()),
     }

@@ -12,7 +12,7 @@
 
 use super::incident_input::{
     AgencyId, CALLER_NAME_MAX, Classification, HandoffMethod, InputError, LOCATION_MAX, NOTES_MAX,
-    OUTCOME_MAX, Position, REFERENCE_MAX, check_len,
+    OUTCOME_MAX, Position, REFERENCE_MAX, check_text,
 };
 use super::{Backend, Store, StoreError, ser_opt_time, ser_time};
 use crate::engine::UtcTime;
@@ -38,9 +38,9 @@ impl IncidentDetails {
     ///
     /// Errors: [`InputError::TooLong`] naming the field.
     pub fn check(&self) -> Result<(), InputError> {
-        check_len("location", self.location.as_deref(), LOCATION_MAX)?;
-        check_len("caller_name", self.caller_name.as_deref(), CALLER_NAME_MAX)?;
-        check_len("notes", self.notes.as_deref(), NOTES_MAX)
+        check_text("location", self.location.as_deref(), LOCATION_MAX)?;
+        check_text("caller_name", self.caller_name.as_deref(), CALLER_NAME_MAX)?;
+        check_text("notes", self.notes.as_deref(), NOTES_MAX)
     }
 }
 
@@ -80,9 +80,9 @@ impl IncidentUpdate {
         fn given(v: &Option<Option<String>>) -> Option<&str> {
             v.as_ref().and_then(|v| v.as_deref())
         }
-        check_len("location", given(&self.location), LOCATION_MAX)?;
-        check_len("caller_name", given(&self.caller_name), CALLER_NAME_MAX)?;
-        check_len("notes", given(&self.notes), NOTES_MAX)
+        check_text("location", given(&self.location), LOCATION_MAX)?;
+        check_text("caller_name", given(&self.caller_name), CALLER_NAME_MAX)?;
+        check_text("notes", given(&self.notes), NOTES_MAX)
     }
 }
 
@@ -107,7 +107,7 @@ impl NewHandoff {
     ///
     /// Errors: [`InputError::TooLong`].
     pub fn check(&self) -> Result<(), InputError> {
-        check_len("reference", self.reference.as_deref(), REFERENCE_MAX)
+        check_text("reference", self.reference.as_deref(), REFERENCE_MAX)
     }
 }
 
@@ -130,8 +130,8 @@ impl HandoffUpdate {
     ///
     /// Errors: [`InputError::TooLong`].
     pub fn check(&self) -> Result<(), InputError> {
-        check_len("reference", self.reference.as_deref(), REFERENCE_MAX)?;
-        check_len("outcome", self.outcome.as_deref(), OUTCOME_MAX)
+        check_text("reference", self.reference.as_deref(), REFERENCE_MAX)?;
+        check_text("outcome", self.outcome.as_deref(), OUTCOME_MAX)
     }
 }
 

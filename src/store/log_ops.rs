@@ -288,12 +288,12 @@ macro_rules! log_ops {
                     sqlx::query(INSERT_CALL)
                         .bind(&call)
                         .bind(node_id)
-                        .bind(trunk_call_id)
-                        .bind(caller.as_deref())
-                        .bind(called)
-                        .bind(trunk)
+                        .bind(storable(trunk_call_id))
+                        .bind(caller.as_deref().map(storable))
+                        .bind(storable(called))
+                        .bind(storable(trunk))
                         .bind(event.at.unix_millis())
-                        .bind(original_called.as_deref())
+                        .bind(original_called.as_deref().map(storable))
                         .execute(&mut *conn)
                         .await?;
                     let earlier = sqlx::query(EARLIER_EVENTS)
@@ -376,6 +376,19 @@ log_ops!(SqliteStore, sqlite_id, SqliteConnection);
 log_ops!(PgStore, pg_id, PgConnection);
 
 // ---- reading rows ---------------------------------------------------------------------
+
+/// `text` from the trunk's signalling as a column can hold it: every NUL (U+0000, which a
+/// caller number may carry as `%00`, RFC 3261 §25.1's escaped user) becomes U+FFFD.
+/// PostgreSQL's `text` refuses NUL (SQLSTATE 22021), and one such event would hold back
+/// every batch behind it; SQLite gets the same value, so the backends agree. Details are
+/// JSON, where serde writes NUL as `\u0000`.
+fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
 
 fn time(row: &impl Cols, name: &'static str) -> Result<Option<UtcTime>, StoreError> {
     Ok(row.opt_int(name)?.map(UtcTime))

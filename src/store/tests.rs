@@ -116,6 +116,7 @@ store_tests!(
     the_writer_holds_agent_events_while_their_table_is_gone,
     the_callback_worklist_keeps_open_abandoned_calls_oldest_first,
     an_overflowed_call_is_recorded_as_such,
+    a_nul_in_signalled_text_is_stored_as_a_replacement_character,
 );
 
 /// Event ids that say which call and which event they are, for readable failures.
@@ -560,6 +561,31 @@ async fn a_received_event_written_last_still_completes_the_row(store: Store) {
     assert!(store.recent_calls(10, None).await.unwrap().is_empty());
     store.write_batch("node-a", &[received]).await.unwrap();
     assert_eq!(only_call(&store).await, expected_answered_row(5, 2_000));
+}
+
+/// A caller number with `%00` in the trunk's From (found by a newcomer's run: on
+/// PostgreSQL it failed every batch behind it, for good).
+async fn a_nul_in_signalled_text_is_stored_as_a_replacement_character(store: Store) {
+    let mut nul = received(1, 100, Some("62\u{0}811"));
+    if let CallEventKind::Received {
+        trunk_call_id,
+        original_called,
+        ..
+    } = &mut nul.kind
+    {
+        *trunk_call_id = "a\u{0}b@telco".to_owned();
+        *original_called = Some("11\u{0}0".to_owned());
+    }
+    store
+        .write_batch("node-a", &[nul, received(2, 200, Some("628222"))])
+        .await
+        .expect("a NUL is no reason to refuse a batch");
+    let calls = store.recent_calls(10, None).await.unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].caller.as_deref(), Some("62\u{FFFD}811"));
+    assert_eq!(calls[1].trunk_call_id, "a\u{FFFD}b@telco");
+    assert_eq!(calls[1].original_called.as_deref(), Some("11\u{FFFD}0"));
+    assert_eq!(calls[0].caller.as_deref(), Some("628222"));
 }
 
 async fn rewriting_an_event_does_not_apply_it_again(store: Store) {

@@ -379,6 +379,18 @@ async fn incidents_are_created_linked_and_updated(store: Store) {
         ),
         "{refused:?}"
     );
+    let nul = IncidentUpdate {
+        notes: Some(Some("fire on\u{0} the 3rd floor".to_owned())),
+        ..IncidentUpdate::default()
+    };
+    let refused = store.update_incident(created.id, &nul, t3).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Invalid(InputError::Nul { field: "notes" }))
+        ),
+        "{refused:?}"
+    );
 
     // Another incident cannot take call 2.
     let other = store.create_incident("node-a", call(2), &medical, t3).await;
