@@ -158,6 +158,18 @@ async fn until_journal_holds(path: &std::path::Path, lines: usize) {
     panic!("the journal never held {lines} lines");
 }
 
+/// Waits (polling every 10 ms, at most 30 s: replays back off up to 5 s) until the
+/// sink's [`EventSink::journal_events`] satisfies `ok`.
+async fn until_sink_reports(sink: &EventSink, ok: impl Fn(u64) -> bool) {
+    for _ in 0..3000 {
+        if ok(sink.journal_events()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the sink reports {} journal events", sink.journal_events());
+}
+
 async fn the_writer_journals_while_the_database_fails_and_replays_in_order(store: Store) {
     let dir = TempDir::new().unwrap();
     let options = with_journal(&dir, SLOW_COMMIT).await;
@@ -173,12 +185,16 @@ async fn the_writer_journals_while_the_database_fails_and_replays_in_order(store
         scalar(&store, "SELECT COUNT(*) FROM call_events_away").await,
         0
     );
+    // The sink reports what the journal holds (`siaga_store_journal_events`).
+    until_sink_reports(&sink, |held| held >= 150).await;
     // While the journal holds events, new ones go behind them even if the database is
     // back: order is kept.
     execute(&store, "ALTER TABLE call_events_away RENAME TO call_events").await;
     for event in &events[150..] {
         sink.push(event.clone());
     }
+    // Replayed, the journal is empty again.
+    until_sink_reports(&sink, |held| held == 0).await;
     assert_eq!(sink.close().await, 0);
     let report = handle.shutdown().await;
     assert_eq!(
