@@ -612,6 +612,13 @@ async fn recover(
                     "call left open by the previous process closed as interrupted"
                 );
             }
+            for (operator, last_state) in &recovery.logged_out {
+                tracing::warn!(
+                    operator,
+                    last_state,
+                    "operator left logged in by the previous process logged out as interrupted"
+                );
+            }
         }
         Err(error) => tracing::error!(
             %error,

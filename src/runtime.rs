@@ -390,7 +390,8 @@ async fn drive<'a>(
             }
             Some(request) = requests.recv() => {
                 let depth = shell.events.as_ref().map(crate::store::EventSink::depth);
-                request.serve(&mut engine, clock.now(), depth);
+                let journal = shell.events.as_ref().map(crate::store::EventSink::journal_events);
+                request.serve(&mut engine, clock.now(), depth, journal);
             }
             () = timer => engine.handle_timeout(clock.now()),
         }

@@ -446,6 +446,11 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
     assert_eq!(value("siaga_calls_waiting"), 0.0);
     assert_eq!(value("siaga_calls_total{disposition=\"answered\"}"), 0.0);
     assert!(value("siaga_store_queue_depth") >= 0.0);
+    assert_eq!(
+        value("siaga_store_journal_events"),
+        0.0,
+        "a writer without a journal holds nothing in one"
+    );
     assert!(
         text.contains("# TYPE siaga_answer_time_seconds histogram"),
         "{text}"

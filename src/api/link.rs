@@ -43,6 +43,10 @@ pub struct Live {
     /// Call and agent events handed to the store's writer and not yet taken by it
     /// (`None`: siaga runs without a store).
     pub store_queue: Option<usize>,
+    /// Call and agent events in the store's journal (`database.journal`), waiting to be
+    /// replayed into the database: 0 without a journal or while the database keeps up
+    /// (`None`: siaga runs without a store).
+    pub store_journal: Option<u64>,
 }
 
 /// Why a transfer asked through the API was not placed.
@@ -94,9 +98,16 @@ pub enum EngineRequest {
 
 impl EngineRequest {
     /// Carries the request out on `engine` at `now` and replies (a handler that gave up
-    /// waiting is no error). `store_queue` is the store writer's queue depth, for
-    /// [`Live`]. Drain the engine's outputs afterwards as after any input.
-    pub fn serve(self, engine: &mut Engine, now: Now, store_queue: Option<usize>) {
+    /// waiting is no error). `store_queue` is the store writer's queue depth and
+    /// `store_journal` the events its journal holds, for [`Live`]. Drain the engine's
+    /// outputs afterwards as after any input.
+    pub fn serve(
+        self,
+        engine: &mut Engine,
+        now: Now,
+        store_queue: Option<usize>,
+        store_journal: Option<u64>,
+    ) {
         match self {
             EngineRequest::SetState {
                 operator,
@@ -134,6 +145,7 @@ impl EngineRequest {
                 let _ = reply.send(Live {
                     snapshot: engine.snapshot(now.mono),
                     store_queue,
+                    store_journal,
                 });
             }
             EngineRequest::Callbacks { reply } => {

@@ -10,7 +10,9 @@
 //! - read from the live view at each scrape ([`Metrics::render`]): `siaga_calls_waiting`,
 //!   `siaga_calls_in_progress`, `siaga_operators{state}` (every agent state, 0 included),
 //!   `siaga_trunk_gateway_up{gateway}` (1 up, 0 down or not probed yet) and
-//!   `siaga_store_queue_depth` (events waiting for the store's writer).
+//!   `siaga_store_queue_depth` (events waiting for the store's writer) and
+//!   `siaga_store_journal_events` (events in the store's journal, waiting to be replayed
+//!   into the database; issue 6 point 6).
 
 use super::link::Live;
 use crate::engine::record::{CallEvent, CallEventKind, Disposition};
@@ -105,6 +107,10 @@ impl Metrics {
                 "siaga_store_queue_depth",
                 "Call and agent events waiting for the store's writer.",
             ),
+            describe(
+                "siaga_store_journal_events",
+                "Call and agent events in the store's journal, not yet in the database.",
+            ),
         ] {
             recorder.describe_gauge(name, None, help);
         }
@@ -178,6 +184,9 @@ impl Metrics {
         }
         if let Some(depth) = live.store_queue {
             gauge("siaga_store_queue_depth", vec![], depth as f64);
+        }
+        if let Some(held) = live.store_journal {
+            gauge("siaga_store_journal_events", vec![], held as f64);
         }
         self.recorder.handle().render()
     }
@@ -313,6 +322,7 @@ mod tests {
                 trunk: vec![],
             },
             store_queue: Some(3),
+            store_journal: Some(250),
         });
         let value = |prefix: &str| -> f64 {
             line(&text, prefix)
@@ -335,6 +345,7 @@ mod tests {
         assert_eq!(value("siaga_calls_total{disposition=\"overflowed\"}"), 0.0);
         assert_eq!(value("siaga_operators{state=\"available\"}"), 0.0);
         assert_eq!(value("siaga_store_queue_depth"), 3.0);
+        assert_eq!(value("siaga_store_journal_events"), 250.0);
         assert!(observer.received.is_empty(), "ended calls are forgotten");
     }
 }

@@ -129,6 +129,18 @@ const OPERATOR_AGENT_EVENTS: &str = concat!(
     " FROM agent_events WHERE operator = $1 AND at >= $2 AND at < $3 ORDER BY at, seq"
 );
 
+/// Each operator's latest agent event written by node $1 (by `at`, then `seq`), by
+/// operator. It reads every agent event of the node once: it runs once, at start.
+const LAST_AGENT_EVENTS: &str = concat!(
+    "SELECT ",
+    agent_event_columns!(),
+    " FROM agent_events a WHERE node_id = $1 AND NOT EXISTS ( \
+        SELECT 1 FROM agent_events b \
+        WHERE b.node_id = $1 AND b.operator = a.operator \
+        AND (b.at > a.at OR (b.at = a.at AND b.seq > a.seq))) \
+    ORDER BY operator"
+);
+
 /// The callback worklist's candidates (see [`worklist`]): abandoned calls ($2, $3) since
 /// $1 with a known caller whom no later answered call reached, each joined with its
 /// `callback_ended` ($4) events, if any; a call's rows adjacent, oldest call first.
@@ -233,6 +245,17 @@ macro_rules! log_ops {
                 let rows = query
                     .bind(from.unix_millis())
                     .bind(to.unix_millis())
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(agent_event_row).collect()
+            }
+
+            pub(super) async fn last_agent_events(
+                &self,
+                node_id: &str,
+            ) -> Result<Vec<AgentEventRow>, StoreError> {
+                let rows = sqlx::query(LAST_AGENT_EVENTS)
+                    .bind(node_id)
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter().map(agent_event_row).collect()

@@ -409,6 +409,18 @@ impl Store {
         }
     }
 
+    /// Each operator's latest agent event written by node `node_id` (the latest `at`, then
+    /// `seq`), ordered by operator: at start, the state a previous process of this node
+    /// left each operator in ([`recover`]). Events other nodes wrote are not read.
+    ///
+    /// Errors: [`StoreError::Database`], [`StoreError::Corrupt`].
+    pub async fn last_agent_events(&self, node_id: &str) -> Result<Vec<AgentEventRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.last_agent_events(node_id).await,
+            Backend::Postgres(s) => s.last_agent_events(node_id).await,
+        }
+    }
+
     /// The callback worklist (RFC 7090) as the log has it, to rebuild it after a restart:
     /// the calls received at or after `since` that were abandoned (in queue or while
     /// ringing) by a caller whose number is known, and are still open: no callback of
@@ -422,6 +434,20 @@ impl Store {
             Backend::Sqlite(s) => s.callback_worklist(since).await,
             Backend::Postgres(s) => s.callback_worklist(since).await,
         }
+    }
+
+    /// Checks that the database answers: `SELECT 1` on a connection of the pool (for
+    /// `/readyz`). It reads no table, so it costs one round trip and holds no lock.
+    ///
+    /// Errors: [`StoreError::Database`] (no connection within the pool's acquire timeout,
+    /// or the query failed).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        const PING: &str = "SELECT 1";
+        match &self.backend {
+            Backend::Sqlite(s) => sqlx::query(PING).execute(&s.pool).await.map(drop),
+            Backend::Postgres(s) => sqlx::query(PING).execute(&s.pool).await.map(drop),
+        }
+        .map_err(StoreError::Database)
     }
 
     /// Closes the pool, waiting for connections in use to be returned.

@@ -1,6 +1,6 @@
 //! Start-up recovery after a crash (issue 6 point 3): before the engine takes calls,
 //! [`recover`] replays the journal a previous process left ([`super::Journal`]) and then
-//! closes the calls that process left open.
+//! closes the calls that process left open and logs out the operators it left logged in.
 //!
 //! A call is left open when the process died (`kill -9`, a crash, a power cut) while it was
 //! live: its `calls` row has no `ended_at`. Only this node's calls are closed (`node_id` =
@@ -9,13 +9,26 @@
 //! `interrupted` (`{"last_state": …}`, the operator in its column when there was one) and
 //! `ended` by `siaga` with disposition `interrupted`.
 //!
+//! The operators that process left logged in (their latest agent event of this node is
+//! not to `logged_out`: `available`, `ringing`, `on_call`, `wrap_up`, `not_ready`) get an
+//! agent event to `logged_out` with reason `interrupted` (and the call of their last
+//! event, if any), so state durations (time on call, occupancy) end where the process
+//! did. It is a record of the restart, not a transition of the ACD's table
+//! (`acd::agent`): the table has no `on_call` → `logged_out` edge (an unregistered
+//! operator stays on call until the call ends), and `interrupted` is no trigger name.
+//! The new process starts every operator logged out, so the log and the ACD agree again.
+//!
 //! Their time: when the process died is not known, only that it was alive when it
-//! recorded its last event. Both events are dated at the latest event of the calls left
-//! open (a lower bound of the crash, at most the crash-to-last-event gap early), so wait
-//! and talk times are not stretched by how long the node stayed down.
+//! recorded its last event. All these events are dated at the latest event of the calls
+//! left open and of those operators' last agent events (a lower bound of the crash, at
+//! most the crash-to-last-event gap early), so wait, talk and agent state times are not
+//! stretched by how long the node stayed down.
 
-use super::{EventRow, Journal, LogEvent, MAX_BATCH, Store, StoreError};
-use crate::engine::record::{CallEvent, CallEventKind, Disposition, Party, random_uuid};
+use super::{AgentEventRow, EventRow, Journal, LogEvent, MAX_BATCH, Store, StoreError};
+use crate::engine::acd::AgentState;
+use crate::engine::record::{
+    AgentEvent, CallEvent, CallEventKind, Disposition, Party, random_uuid,
+};
 use rand::Rng;
 use uuid::Uuid;
 
@@ -28,7 +41,15 @@ pub struct Recovery {
     pub damaged: u64,
     /// Calls closed as interrupted: (call id, last state).
     pub interrupted: Vec<(Uuid, String)>,
+    /// Operators logged out as interrupted: (operator, the state they were left in).
+    pub logged_out: Vec<(String, String)>,
 }
+
+/// The agent state an operator is logged out to (`AgentState::LoggedOut`'s name).
+const LOGGED_OUT: &str = "logged_out";
+
+/// The reason of the restart's agent events.
+const INTERRUPTED: &str = "interrupted";
 
 /// Why [`recover`] stopped.
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +99,16 @@ pub async fn recover(
     for call in &open {
         timelines.push((call.id, store.call_events(call.id).await?));
     }
+    let operators: Vec<AgentEventRow> = store
+        .last_agent_events(node_id)
+        .await?
+        .into_iter()
+        .filter(|last| last.to_state != LOGGED_OUT)
+        .collect();
     let Some(at) = timelines
         .iter()
         .flat_map(|(_, events)| events.iter().map(|e| e.at))
+        .chain(operators.iter().map(|last| last.at))
         .max()
     else {
         return Ok(recovery);
@@ -105,6 +133,30 @@ pub async fn recover(
             disposition: Disposition::Interrupted,
         }));
         recovery.interrupted.push((*call, state.to_owned()));
+    }
+    for last in operators {
+        // A state of a later version cannot be named as `from`: left as it is.
+        let Some(from) = AgentState::NAMES
+            .into_iter()
+            .find(|name| *name == last.to_state)
+        else {
+            tracing::warn!(
+                operator = %last.operator,
+                state = %last.to_state,
+                "unknown agent state left by the previous process: not logged out"
+            );
+            continue;
+        };
+        events.push(LogEvent::Agent(AgentEvent {
+            id: random_uuid(rng),
+            operator: last.operator.clone(),
+            at,
+            from,
+            to: LOGGED_OUT,
+            reason: Some(INTERRUPTED.to_owned()),
+            call: last.call_id,
+        }));
+        recovery.logged_out.push((last.operator, from.to_owned()));
     }
     for batch in events.chunks(MAX_BATCH) {
         store.write_batch(node_id, batch).await?;

@@ -117,6 +117,7 @@ store_tests!(
     the_callback_worklist_keeps_open_abandoned_calls_oldest_first,
     an_overflowed_call_is_recorded_as_such,
     a_nul_in_signalled_text_is_stored_as_a_replacement_character,
+    ping_answers_while_the_database_does_and_fails_once_it_is_closed,
 );
 
 /// Event ids that say which call and which event they are, for readable failures.
@@ -1380,3 +1381,18 @@ async fn an_overflowed_call_is_recorded_as_such(store: Store) {
 
 mod incidents;
 mod journal;
+
+// ---- ping -----------------------------------------------------------------------------
+
+async fn ping_answers_while_the_database_does_and_fails_once_it_is_closed(store: Store) {
+    store.ping().await.expect("an open store answers SELECT 1");
+    store.close().await;
+    let error = store
+        .ping()
+        .await
+        .expect_err("a closed pool has no connection");
+    assert!(
+        matches!(error, StoreError::Database(sqlx::Error::PoolClosed)),
+        "{error:?}"
+    );
+}

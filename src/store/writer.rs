@@ -51,6 +51,8 @@
 use super::journal::{Chunk, Journal};
 use super::{LogEvent, MAX_BATCH, Store};
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -157,7 +159,11 @@ pub fn spawn_writer_with(
         .as_ref()
         .filter(|j| j.held() > 0)
         .map(|_| Instant::now());
+    let journal_events = Arc::new(AtomicU64::new(
+        options.journal.as_ref().map_or(0, Journal::held),
+    ));
     let writer = Writer {
+        journal_events: Arc::clone(&journal_events),
         store,
         node_id,
         rx,
@@ -178,6 +184,7 @@ pub fn spawn_writer_with(
         episode_peak: 0,
         writer_gone_logged: false,
         pushed: 0,
+        journal_events,
     };
     let handle = WriterHandle {
         stop: stop_tx,
@@ -203,6 +210,8 @@ pub struct EventSink {
     writer_gone_logged: bool,
     /// Events pushed since the start.
     pushed: u64,
+    /// Events the journal holds, as the writer last set it.
+    journal_events: Arc<AtomicU64>,
 }
 
 impl EventSink {
@@ -276,6 +285,14 @@ impl EventSink {
     /// backlog's (the store queue depth of `/metrics`).
     pub fn depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity() + self.backlog.len()
+    }
+
+    /// Events the writer's journal holds, not yet replayed into the database (the journal
+    /// size of `/metrics`); 0 without a journal. The writer updates it after each append
+    /// and each replayed chunk, so it may lag the file by one operation; reading it is one
+    /// atomic load.
+    pub fn journal_events(&self) -> u64 {
+        self.journal_events.load(Ordering::Relaxed)
     }
 
     /// Hands the whole backlog to the writer, waiting for room in the channel, then closes
@@ -379,6 +396,8 @@ struct Writer {
     closed: bool,
     /// The journal, if configured.
     journal: Option<Journal>,
+    /// [`Journal::held`], published for [`EventSink::journal_events`].
+    journal_events: Arc<AtomicU64>,
     /// When to try the next journal chunk; `None` while the journal holds nothing.
     replay_at: Option<Instant>,
     /// The wait after the next failed replay.
@@ -529,6 +548,7 @@ impl Writer {
                 let was_empty = journal.held() == 0;
                 match journal.append(batch).await {
                     Ok(()) => {
+                        self.journal_events.store(journal.held(), Ordering::Relaxed);
                         self.report.spilled += batch.len() as u64;
                         if was_empty {
                             tracing::warn!(
@@ -598,6 +618,7 @@ impl Writer {
             tracing::error!(%error, "cannot empty the journal after replaying it");
             return self.replay_failed();
         }
+        self.journal_events.store(journal.held(), Ordering::Relaxed);
         if journal.held() > 0 {
             self.replay_at = Some(Instant::now());
         } else {

@@ -158,6 +158,18 @@ async fn until_journal_holds(path: &std::path::Path, lines: usize) {
     panic!("the journal never held {lines} lines");
 }
 
+/// Waits (polling every 10 ms, at most 30 s: replays back off up to 5 s) until the
+/// sink's [`EventSink::journal_events`] satisfies `ok`.
+async fn until_sink_reports(sink: &EventSink, ok: impl Fn(u64) -> bool) {
+    for _ in 0..3000 {
+        if ok(sink.journal_events()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the sink reports {} journal events", sink.journal_events());
+}
+
 async fn the_writer_journals_while_the_database_fails_and_replays_in_order(store: Store) {
     let dir = TempDir::new().unwrap();
     let options = with_journal(&dir, SLOW_COMMIT).await;
@@ -173,12 +185,16 @@ async fn the_writer_journals_while_the_database_fails_and_replays_in_order(store
         scalar(&store, "SELECT COUNT(*) FROM call_events_away").await,
         0
     );
+    // The sink reports what the journal holds (`siaga_store_journal_events`).
+    until_sink_reports(&sink, |held| held >= 150).await;
     // While the journal holds events, new ones go behind them even if the database is
     // back: order is kept.
     execute(&store, "ALTER TABLE call_events_away RENAME TO call_events").await;
     for event in &events[150..] {
         sink.push(event.clone());
     }
+    // Replayed, the journal is empty again.
+    until_sink_reports(&sink, |held| held == 0).await;
     assert_eq!(sink.close().await, 0);
     let report = handle.shutdown().await;
     assert_eq!(
@@ -362,12 +378,169 @@ async fn calls_left_open_are_closed_as_interrupted_with_their_last_state(store: 
     assert!(again.interrupted.is_empty());
 }
 
+async fn operators_left_logged_in_are_logged_out_as_interrupted(store: Store) {
+    let t = 1_000_000;
+    // Call 1 (this node): answered by op-3 at t + 20 s, then the process died.
+    store
+        .write_batch("node-a", &answered_call(1, t)[..8])
+        .await
+        .unwrap();
+    let registered = Some("registered");
+    let node_a = [
+        agent(1, "op-3", t, ("logged_out", "available"), registered, None),
+        agent(
+            2,
+            "op-3",
+            t + 16_000,
+            ("available", "ringing"),
+            None,
+            Some(1),
+        ),
+        agent(3, "op-3", t + 20_000, ("ringing", "on_call"), None, Some(1)),
+        agent(4, "op-2", t, ("logged_out", "available"), registered, None),
+        agent(
+            5,
+            "op-2",
+            t + 17_000,
+            ("available", "logged_out"),
+            Some("logout"),
+            None,
+        ),
+        agent(6, "op-1", t, ("logged_out", "available"), registered, None),
+        // The latest event the process recorded: the restart is dated here.
+        agent(
+            7,
+            "op-1",
+            t + 45_000,
+            ("available", "not_ready"),
+            Some("requested"),
+            None,
+        ),
+    ];
+    store.write_batch("node-a", &node_a).await.unwrap();
+    // Another node's operator, on the same database, later still: left alone.
+    let node_b = [agent(
+        8,
+        "op-4",
+        t + 60_000,
+        ("logged_out", "available"),
+        registered,
+        None,
+    )];
+    store.write_batch("node-b", &node_b).await.unwrap();
+
+    let mut rng = StdRng::seed_from_u64(7);
+    let recovery = recover(&store, None, "node-a", &mut rng).await.unwrap();
+    assert_eq!(
+        recovery.logged_out,
+        [
+            ("op-1".to_owned(), "not_ready".to_owned()),
+            ("op-3".to_owned(), "on_call".to_owned()),
+        ]
+    );
+    assert_eq!(
+        recovery.interrupted,
+        [(Uuid::from_u128(1), "on_call".to_owned())]
+    );
+    let last_alive = UtcTime(t + 45_000);
+    let (from, to) = ALL_TIME;
+    let history = |operator: &'static str| {
+        let store = store.clone();
+        async move { store.agent_events(Some(operator), from, to).await.unwrap() }
+    };
+    let op3 = history("op-3").await;
+    assert_eq!(op3.len(), 4);
+    let restart = &op3[3];
+    assert_eq!(
+        (
+            restart.node_id.as_str(),
+            restart.at,
+            restart.from_state.as_str(),
+            restart.to_state.as_str(),
+            restart.reason.as_deref(),
+            restart.call_id,
+        ),
+        (
+            "node-a",
+            last_alive,
+            "on_call",
+            "logged_out",
+            Some("interrupted"),
+            Some(Uuid::from_u128(1)),
+        )
+    );
+    let op1 = history("op-1").await;
+    assert_eq!(
+        transitions(&op1[2..]),
+        [(
+            "op-1".to_owned(),
+            last_alive.unix_millis(),
+            "not_ready".to_owned(),
+            "logged_out".to_owned()
+        )]
+    );
+    assert_eq!(op1[2].reason.as_deref(), Some("interrupted"));
+    assert_eq!(op1[2].call_id, None);
+    assert_eq!(
+        history("op-2").await.len(),
+        2,
+        "a logged-out operator is left alone"
+    );
+    assert_eq!(
+        history("op-4").await.len(),
+        1,
+        "another node's operator is left alone"
+    );
+    // The call is closed at the same instant as its operator.
+    let call = store.recent_calls(10, None).await.unwrap();
+    assert_eq!(call[0].ended_at, Some(last_alive));
+
+    // A second start finds everyone logged out.
+    let again = recover(&store, None, "node-a", &mut rng).await.unwrap();
+    assert!(again.logged_out.is_empty() && again.interrupted.is_empty());
+    // With no call left open, an operator left available is still logged out, at their
+    // own last event.
+    let later = [agent(
+        9,
+        "op-5",
+        t + 90_000,
+        ("logged_out", "available"),
+        registered,
+        None,
+    )];
+    store.write_batch("node-a", &later).await.unwrap();
+    let third = recover(&store, None, "node-a", &mut rng).await.unwrap();
+    assert_eq!(
+        third.logged_out,
+        [("op-5".to_owned(), "available".to_owned())]
+    );
+    let op5 = history("op-5").await;
+    assert_eq!(
+        transitions(&op5),
+        [
+            (
+                "op-5".to_owned(),
+                t + 90_000,
+                "logged_out".to_owned(),
+                "available".to_owned()
+            ),
+            (
+                "op-5".to_owned(),
+                t + 90_000,
+                "available".to_owned(),
+                "logged_out".to_owned()
+            ),
+        ]
+    );
+}
+
 store_tests!(
     the_writer_journals_while_the_database_fails_and_replays_in_order,
     a_slow_database_sends_batches_to_the_journal_after_the_bound,
     events_journaled_at_shutdown_are_replayed_by_the_next_start,
     a_replay_cut_short_by_a_crash_replays_again_harmlessly,
     calls_left_open_are_closed_as_interrupted_with_their_last_state,
+    operators_left_logged_in_are_logged_out_as_interrupted,
 );
 
 #[test]
