@@ -11,7 +11,6 @@ mod common;
 mod test_pg;
 
 use common::{GUARD, UdpPeer, header};
-use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use siaga::api::{Api, auth::hash_password};
@@ -25,10 +24,6 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use uuid::Uuid;
-
-fn md5_hex(s: &str) -> String {
-    hex::encode(Md5::digest(s.as_bytes()))
-}
 
 /// The configuration: operators 1001 (with an API password) and 1002 (without), a
 /// supervisor and an admin; the store a SQLite file at `db`.
@@ -162,19 +157,7 @@ fn register_1001(phone: &UdpPeer, siaga: SocketAddr) {
     phone.send(register(1, "").as_bytes(), siaga);
     let challenge = phone.response_for(&call_id);
     assert_eq!(challenge.status(), Some(401));
-    let www = header(&challenge, HeaderName::WwwAuthenticate);
-    let nonce = www
-        .split("nonce=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("nonce");
-    let ha1 = md5_hex("1001:siaga.test:sip-1001");
-    let ha2 = md5_hex("REGISTER:sip:siaga.test");
-    let response = md5_hex(&format!("{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}"));
-    let auth = format!(
-        "Authorization: Digest username=\"1001\", realm=\"siaga.test\", nonce=\"{nonce}\", uri=\"sip:siaga.test\", \
-         response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\"\r\n"
-    );
+    let auth = common::register_authorization(&challenge, "1001", "sip-1001");
     phone.send(register(2, &auth).as_bytes(), siaga);
     let ok = phone.response_for(&call_id);
     assert_eq!(ok.status(), Some(200), "{:?}", ok.reason());

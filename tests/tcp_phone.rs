@@ -8,16 +8,11 @@
 mod common;
 
 use common::{Siaga, TcpPeer, UdpPeer, config, header};
-use md5::{Digest, Md5};
 use siaga::engine::digest::Ha1;
 use siaga::engine::sip::{HeaderName, Method, SipMessage};
 
 const INSTANCE: &str = "<urn:uuid:00000000-0000-1000-8000-000a95a0e128>";
 const SDP: &str = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
-
-fn md5_hex(s: &str) -> String {
-    hex::encode(Md5::digest(s.as_bytes()))
-}
 
 fn siaga() -> Siaga {
     let mut c = config(&["siaga.test"]);
@@ -46,19 +41,7 @@ fn register_flow(phone: &mut TcpPeer, cseq: u32) -> SipMessage {
     phone.write(register(cseq, "").as_bytes());
     let challenge = phone.read_sip().expect("401");
     assert_eq!(challenge.status(), Some(401));
-    let www = header(&challenge, HeaderName::WwwAuthenticate);
-    let nonce = www
-        .split("nonce=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("nonce");
-    let ha1 = md5_hex("1001:siaga.test:secret");
-    let ha2 = md5_hex("REGISTER:sip:siaga.test");
-    let response = md5_hex(&format!("{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}"));
-    let auth = format!(
-        "Authorization: Digest username=\"1001\", realm=\"siaga.test\", nonce=\"{nonce}\", uri=\"sip:siaga.test\", \
-         response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\"\r\n"
-    );
+    let auth = common::register_authorization(&challenge, "1001", "secret");
     phone.write(register(cseq + 1, &auth).as_bytes());
     let ok = phone.read_sip().expect("200");
     assert_eq!(ok.status(), Some(200), "{:?}", ok.reason());

@@ -198,3 +198,24 @@ pub fn header(msg: &SipMessage, name: HeaderName) -> String {
         .map(|h| String::from_utf8_lossy(&h.value()).into_owned())
         .unwrap_or_default()
 }
+
+/// The `Authorization` header line (with its CRLF) answering the 401 `challenge` to a
+/// REGISTER of `user` with `password` in realm `siaga.test` for `sip:siaga.test` (RFC 2617
+/// §3.2.2, MD5, qop=auth, nc 1, a fixed cnonce).
+pub fn register_authorization(challenge: &SipMessage, user: &str, password: &str) -> String {
+    use md5::{Digest, Md5};
+    let md5_hex = |s: &str| hex::encode(Md5::digest(s.as_bytes()));
+    let www = header(challenge, HeaderName::WwwAuthenticate);
+    let nonce = www
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("nonce");
+    let ha1 = md5_hex(&format!("{user}:siaga.test:{password}"));
+    let ha2 = md5_hex("REGISTER:sip:siaga.test");
+    let response = md5_hex(&format!("{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}"));
+    format!(
+        "Authorization: Digest username=\"{user}\", realm=\"siaga.test\", nonce=\"{nonce}\", uri=\"sip:siaga.test\", \
+         response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\"\r\n"
+    )
+}
