@@ -306,3 +306,58 @@ fn a_datagram_of_the_maximum_udp_size_is_received_whole() {
     let r = peer.response_for("udp-max");
     assert_eq!(r.status(), Some(200), "{:?}", r.reason());
 }
+
+/// An emergency INVITE from the trunk whose From has an unquoted UTF-8 display name
+/// (strictly a 400, RFC 4475 §3.1.2.15) is taken as a call (RFC 3261 §8.2: a UAS may be
+/// lenient): 100, then the caller hears it ring in the queue, never a 400.
+#[test]
+fn an_emergency_invite_with_an_unquoted_utf8_display_name_is_taken() {
+    let s = siaga();
+    let peer = UdpPeer::bind("127.0.0.1:0");
+    let port = peer.port();
+    let sdp = "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    let invite = format!(
+        "INVITE sip:112@siaga.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-utf8\r\nMax-Forwards: 70\r\nFrom: Budi Santoso° <sip:0812@127.0.0.1>;tag=1\r\nTo: <sip:112@siaga.test>\r\nCall-ID: utf8-from\r\nCSeq: 1 INVITE\r\nContact: <sip:trunk@127.0.0.1:{port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    peer.send(invite.as_bytes(), s.udp);
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let Some(r) = peer.recv_within(Duration::from_secs(3)) else {
+            break;
+        };
+        if r.call_id() != Ok("utf8-from") {
+            continue;
+        }
+        let status = r.status().expect("a response");
+        assert!(
+            status < 300,
+            "no refusal: {status} {:?}",
+            r.reason().map(String::from_utf8_lossy)
+        );
+        assert!(header(&r, HeaderName::From).starts_with("Budi Santoso° <sip:0812@"));
+        statuses.push(status);
+        if (180..200).contains(&status) {
+            break;
+        }
+    }
+    assert_eq!(statuses.first(), Some(&100), "{statuses:?}");
+    assert!(
+        statuses.iter().any(|s| (180..200).contains(s)),
+        "queued and ringing: {statuses:?}"
+    );
+    peer.assert_alive(s.udp, 1);
+}
+
+/// A Via naming port 0 is answered at the packet's source port (as with rport, RFC 3581
+/// §4), never sent to port 0.
+#[test]
+fn a_via_with_port_zero_is_answered_at_the_source_port() {
+    let s = siaga();
+    let peer = UdpPeer::bind("127.0.0.1:0");
+    let zero = options("port-zero", peer.port(), "UDP")
+        .replace(&format!("127.0.0.1:{};", peer.port()), "127.0.0.1:0;");
+    assert!(zero.contains("127.0.0.1:0;"), "{zero}");
+    peer.send(zero.as_bytes(), s.udp);
+    assert_eq!(peer.response_for("port-zero").status(), Some(200));
+}

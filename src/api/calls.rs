@@ -53,7 +53,7 @@ pub struct TransferPlaced {
         (status = 404, description = "No live call has this id", body = ErrorBody),
         (status = 409, description = "Not now: reason not_answered (no operator on the call), no_transfer_uri, unreachable (a URI siaga cannot call), no_relay or in_progress", body = ErrorBody),
         (status = 422, description = "An unknown agency (the allowed ids listed) or a body without one", body = ErrorBody),
-        (status = 503, description = "The engine did not answer", body = ErrorBody),
+        (status = 503, description = "The engine did not answer, or reason no_gateway: the agency's transfer_uri is a tel: URI and no trunk gateway is up", body = ErrorBody),
     )
 )]
 pub async fn transfer(

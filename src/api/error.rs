@@ -99,8 +99,8 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<String>,
     /// For `agent_state`: `unknown_operator`, `not_registered` or `not_allowed`; for
-    /// `transfer`: `not_answered`, `no_transfer_uri`, `unreachable`, `no_relay` or
-    /// `in_progress`.
+    /// `transfer`: `not_answered`, `no_transfer_uri`, `unreachable`, `no_relay`,
+    /// `in_progress` or (with 503) `no_gateway`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
 }
@@ -119,6 +119,10 @@ impl ApiError {
                 TransferRefusal::Engine(TransferError::UnknownCall) => StatusCode::NOT_FOUND,
                 TransferRefusal::Engine(TransferError::UnknownAgency { .. }) => {
                     StatusCode::UNPROCESSABLE_ENTITY
+                }
+                // No trunk gateway up for a tel: agency: the service, not the request.
+                TransferRefusal::Engine(TransferError::NoGateway) => {
+                    StatusCode::SERVICE_UNAVAILABLE
                 }
                 TransferRefusal::Engine(_) => StatusCode::CONFLICT,
             },

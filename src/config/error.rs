@@ -261,6 +261,10 @@ pub enum Problem {
          tel:+62-21-119)"
     )]
     BadTransferUri,
+    /// An `agencies[].transfer_uri` that is a `tel:` URI while `trunk.gateways` is empty:
+    /// a number is called through the trunk's gateways, and there is none.
+    #[error("is a tel: URI, which is called through trunk.gateways, and trunk.gateways is empty")]
+    TelTransferWithoutGateways,
     /// An `agencies[].phone` that is not 1–32 digits after an optional `+` once the
     /// separators `- . ( )` and spaces are removed.
     #[error(

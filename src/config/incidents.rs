@@ -338,6 +338,27 @@ fn parse_label(s: &str) -> Result<String, Problem> {
     }
 }
 
+/// A `tel:` transfer_uri is called through the trunk's gateways (`call::gateway`), so it
+/// needs at least one. Errors: [`Problem::TelTransferWithoutGateways`] naming the first
+/// `agencies[i].transfer_uri` that is a `tel:` URI when `has_gateways` is false.
+pub(super) fn check_tel_transfers(
+    agencies: &[Agency],
+    has_gateways: bool,
+) -> Result<(), ConfigError> {
+    if has_gateways {
+        return Ok(());
+    }
+    for (i, a) in agencies.iter().enumerate() {
+        if let Some(uri) = &a.transfer_uri
+            && matches!(Uri::parse(uri), Ok(Uri::Tel(_)))
+        {
+            let key = Source::Entry(format!("agencies[{i}].transfer_uri"));
+            return Err(invalid(key, uri, Problem::TelTransferWithoutGateways));
+        }
+    }
+    Ok(())
+}
+
 /// A transfer target: a `sip:`, `sips:` or `tel:` URI by the engine's own URI grammar (so
 /// what the configuration accepts the engine can write in a Request-URI), without URI
 /// headers. Errors: [`Problem::BadTransferUri`].

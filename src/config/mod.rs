@@ -910,6 +910,7 @@ fn validate(raw: RawConfig, applied: Vec<&'static str>) -> Result<Config, Config
     let (queue, acd) = acd::validate(&raw, &operators, &trunk.emergency_numbers)?;
     let registrar = calls::validate_registrar(&raw.registrar)?;
     let incidents = incidents::validate(raw.categories.as_deref(), raw.agencies.as_deref())?;
+    incidents::check_tel_transfers(&incidents.agencies, !trunk.gateways.is_empty())?;
     let users = users::validate(&raw.users, &operators)?;
     let log = LogConfig {
         level: raw.log.level,

@@ -70,9 +70,17 @@ impl Dialog {
         source: Destination,
     ) -> Result<Dialog, ParseError> {
         // §12.1.1: a From without a tag (an RFC 2543 peer) is a null remote tag.
-        let remote_tag = invite.from()?.tag().unwrap_or_default().to_owned();
-        let to = invite.single(HeaderName::To)?.value_str()?.into_owned();
-        let remote = invite.single(HeaderName::From)?.value_str()?.into_owned();
+        // Read leniently, as the emergency INVITE was taken (`uas::RequestHead::parse_lenient`).
+        let remote_tag = invite.from_lenient()?.tag().unwrap_or_default().to_owned();
+        // Kept as text even when not UTF-8 (a trunk's Latin-1 display name): peers match
+        // dialogs by tags, never by display names (§12.2.1.1).
+        let text = |name| {
+            invite
+                .single(name)
+                .map(|f| String::from_utf8_lossy(&f.value()).into_owned())
+        };
+        let to = text(HeaderName::To)?;
+        let remote = text(HeaderName::From)?;
         let route_set = record_route(invite)?;
         // §8.1.1.8 makes Contact mandatory in an INVITE; a trunk that leaves it out is
         // still reached, at the address its INVITE came from.

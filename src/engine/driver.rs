@@ -215,6 +215,9 @@ pub struct Stats {
     /// Requests answered without a transaction because transactions already held
     /// [`EngineConfig::max_held_bytes`] of responses.
     pub stateless_answers: u64,
+    /// Requests whose top Via named port 0 (answered at the packet's source port, see
+    /// [`response_target`]).
+    pub via_port_zero: u64,
 }
 
 /// Default of [`EngineConfig::max_held_bytes`]: 64 MiB of responses held by server
@@ -455,6 +458,7 @@ impl Engine {
         match SipMessage::parse(rx.bytes.clone(), rx.transport) {
             Ok(msg) if msg.is_request() => {
                 self.stats.requests += 1;
+                self.note_via_port_zero(&rx, &msg);
                 self.handle_request(now, &rx, &msg);
             }
             Ok(msg) => {
@@ -466,6 +470,7 @@ impl Engine {
                 partial: Some(partial),
             }) if partial.is_request() => {
                 self.stats.requests += 1;
+                self.record_if_unprocessable_emergency(now, &rx, &partial, &error);
                 self.reject_malformed(&rx, &partial, &error);
             }
             Err(Malformed { error, partial }) => {
@@ -605,6 +610,7 @@ impl Engine {
         let Ok(key) = ServerKey::of_request(msg) else {
             // No transaction can be identified: the request is malformed (§8.1.1).
             let error = first_mandatory_error(msg);
+            self.record_if_unprocessable_emergency(now, rx, msg, &error);
             return self.reject_malformed(rx, msg, &error);
         };
         let is_ack = msg.method() == Some(&Method::Ack);
@@ -640,8 +646,15 @@ impl Engine {
         }
         let head = match RequestHead::parse(msg) {
             Ok(head) => head,
-            // Stateless (RFC 4475 §3.1.2): a 400 lacking To or Call-ID may never be ACKed.
-            Err(error) => return self.reject_malformed(rx, msg, &error),
+            Err(error) => match self.lenient_head(rx, msg, &error) {
+                Some(head) => head,
+                None => {
+                    self.record_if_unprocessable_emergency(now, rx, msg, &error);
+                    // Stateless (RFC 4475 §3.1.2): a 400 lacking To or Call-ID may never
+                    // be ACKed.
+                    return self.reject_malformed(rx, msg, &error);
+                }
+            },
         };
         let target = response_target(rx, msg);
         // Every response of this transaction carries the same To tag (§8.2.6.2).
@@ -869,6 +882,64 @@ impl Engine {
         }
     }
 
+    /// The mandatory headers of a request whose strict parse failed with `error`, read
+    /// leniently (`RequestHead::parse_lenient`, RFC 3261 §8.2) when the request belongs
+    /// to an emergency call ([`Engine::is_emergency_request`]); `None` otherwise or when
+    /// even that fails (the 400 stays).
+    fn lenient_head(
+        &self,
+        rx: &Received,
+        msg: &SipMessage,
+        error: &ParseError,
+    ) -> Option<RequestHead> {
+        if !self.is_emergency_request(msg) {
+            return None;
+        }
+        let head = RequestHead::parse_lenient(msg).ok()?;
+        tracing::info!(source = %rx.source, %error, "malformed From/To read leniently: the request belongs to an emergency call (RFC 3261 §8.2)");
+        Some(head)
+    }
+
+    /// Whether `msg` belongs to an emergency call: an INVITE or CANCEL whose Request-URI
+    /// is an emergency number (a CANCEL's is its INVITE's, RFC 3261 §9.1), or a request
+    /// in one of siaga's dialogs (its Call-ID and To tag).
+    fn is_emergency_request(&self, msg: &SipMessage) -> bool {
+        let to_emergency = matches!(msg.method(), Some(Method::Invite | Method::Cancel))
+            && msg
+                .request_uri()
+                .and_then(Result::ok)
+                .is_some_and(|uri| self.emergency_number(&uri).is_some());
+        to_emergency || dialog_key(msg).is_some_and(|k| self.calls.by_dialog.contains_key(&k))
+    }
+
+    /// A new INVITE to an emergency number from the trunk that siaga must refuse with
+    /// 400 even leniently (no Call-ID, no CSeq, no usable Via or From tag: what
+    /// transactions and dialogs need) is still recorded, as a call `failed` at once, so
+    /// the supervisor sees that a caller tried (`record_refused_call`). Not from other
+    /// sources (anyone could fill the records), nor with a To tag (not a new call).
+    fn record_if_unprocessable_emergency(
+        &mut self,
+        now: Now,
+        rx: &Received,
+        msg: &SipMessage,
+        error: &ParseError,
+    ) {
+        if msg.method() != Some(&Method::Invite)
+            || !self.is_trunk_source(rx.source.ip())
+            || msg.to_lenient().is_ok_and(|to| to.tag().is_some())
+        {
+            return;
+        }
+        let Some(called) = msg
+            .request_uri()
+            .and_then(Result::ok)
+            .and_then(|uri| self.emergency_number(&uri))
+        else {
+            return;
+        };
+        self.record_refused_call(now, msg, called, 400, &format!("Bad Request - {error}"));
+    }
+
     /// Whether `ip` is one of `trunk.sources` (IPv4-mapped IPv6 counts as IPv4).
     fn is_trunk_source(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
@@ -927,6 +998,20 @@ impl Engine {
                 id,
             ),
             None => Reply::Final(Answer::reject(481, "Call/Transaction Does Not Exist")),
+        }
+    }
+
+    /// Counts a request whose top Via names port 0 and logs it, rate-limited: the 1st,
+    /// 2nd, 4th, 8th … such request (a peer that does it once does it on every request).
+    /// Its responses go to the packet's source port ([`response_target`]).
+    fn note_via_port_zero(&mut self, rx: &Received, msg: &SipMessage) {
+        if !msg.top_via().is_ok_and(|v| v.port == Some(0)) {
+            return;
+        }
+        self.stats.via_port_zero += 1;
+        let seen = self.stats.via_port_zero;
+        if seen.is_power_of_two() {
+            tracing::warn!(source = %rx.source, seen, "top Via names port 0 (RFC 3261 §18.2.2): answering at the source port");
         }
     }
 
@@ -1035,7 +1120,9 @@ enum Reply {
 
 /// The dialog a request with a To tag names from siaga's side (§12.2.2).
 fn dialog_key(msg: &SipMessage) -> Option<DialogKey> {
-    let to = msg.to().ok()?;
+    // Lenient: the To of a request in an emergency call's dialog echoes the trunk's own
+    // display name, which may not parse strictly (RFC 3261 §8.2).
+    let to = msg.to_lenient().ok()?;
     Some(DialogKey {
         call_id: msg.call_id().ok()?.to_owned(),
         local_tag: to.tag()?.to_owned(),
@@ -1151,11 +1238,19 @@ fn first_mandatory_error(msg: &SipMessage) -> ParseError {
 /// connection it came on; over UDP to the packet's source address (never a host named in
 /// the Via), at the source port when the top Via has `rport` (or cannot be read), else at
 /// the Via's port.
+///
+/// A Via port 0 names no port anything listens on (UDP/TCP port 0 is reserved, RFC 768,
+/// RFC 9293), so §18.2.2's "port in the sent-by" cannot be used: such a Via is treated as
+/// if it carried `rport` (RFC 3581 §4), the response goes to the source port. Refusing
+/// it with 400 would turn away an emergency call over a header siaga can do without.
 pub fn response_target(rx: &Received, msg: &SipMessage) -> ResponseTarget {
     let via = msg.top_via().ok();
-    let at_via_port = via.as_ref().map_or(rx.source, |v| {
-        SocketAddr::new(rx.source.ip(), v.port_or_default())
-    });
+    let at_via_port = via
+        .as_ref()
+        .map_or(rx.source, |v| match v.port_or_default() {
+            0 => rx.source,
+            port => SocketAddr::new(rx.source.ip(), port),
+        });
     let destination = match (rx.transport, &via) {
         (Transport::Tcp, _) => rx.source,
         (Transport::Udp, Some(v)) if v.rport().is_none() => at_via_port,

@@ -289,6 +289,41 @@ fn responses_follow_rport_and_via_port_never_the_via_host() {
     );
 }
 
+/// A Via naming port 0 (no port anything listens on): every response, first and
+/// retransmitted (Timer G), goes to the packet's source port as if the Via had `rport`;
+/// the requests are counted once each.
+#[test]
+fn via_port_zero_is_answered_at_the_source_port() {
+    let mut e = engine();
+    let invite = request("INVITE", "sip:999@siaga.test", "")
+        .replace("127.0.0.1:5099;branch", "127.0.0.1:0;branch");
+    let first = one_response(&mut e, 0, udp(&invite));
+    assert_eq!(first.status(), Some(404));
+    let mut now = 0;
+    let mut destinations = Vec::new();
+    while let Some(deadline) = drain(&mut e).1 {
+        now = deadline.since_origin().as_millis() as u64;
+        if now > 4000 {
+            break;
+        }
+        e.handle_timeout(Now::from_millis(now));
+        destinations.extend(drain(&mut e).0.iter().map(|t| t.destination));
+    }
+    assert_eq!(
+        destinations,
+        vec![addr(PEER); 3],
+        "Timer G at 0.5, 1.5, 3.5 s"
+    );
+    let options = request("OPTIONS", "sip:siaga.test", "")
+        .replace("127.0.0.1:5099;branch", "127.0.0.1:0;branch");
+    e.handle_input(Now::from_millis(now), udp(&options));
+    let (sent, _) = drain(&mut e);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].destination, addr(PEER));
+    assert_eq!(parsed(&sent[0]).status(), Some(200));
+    assert_eq!(e.stats().via_port_zero, 2);
+}
+
 #[test]
 fn tcp_responses_go_back_on_the_same_connection() {
     let mut e = engine();

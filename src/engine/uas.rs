@@ -147,6 +147,37 @@ impl RequestHead {
         msg.vias()?;
         Ok(head)
     }
+
+    /// As [`RequestHead::parse`], with From and To read leniently
+    /// ([`SipMessage::from_lenient`], RFC 3261 §8.2): for the requests of an emergency
+    /// call, which siaga takes whenever it can. Call-ID, CSeq, Via and the Request-URI stay
+    /// strict (transactions and dialogs need them), and so does a usable From tag: a
+    /// From that does not parse must at least yield its tag, or the dialog could not be
+    /// told from others (§12.1.1).
+    ///
+    /// Errors: as [`RequestHead::parse`]; a From salvaged without a tag.
+    pub fn parse_lenient(msg: &SipMessage) -> Result<RequestHead, ParseError> {
+        let from = match msg.from() {
+            Ok(from) => from,
+            Err(error) => {
+                let from = msg.from_lenient()?;
+                if from.tag().is_none() {
+                    return Err(error);
+                }
+                from
+            }
+        };
+        let head = RequestHead {
+            to: msg.to_lenient()?,
+            from,
+            call_id: msg.call_id()?.to_owned(),
+            cseq: msg.cseq()?,
+            max_forwards: msg.max_forwards()?,
+            request_uri: msg.request_uri().ok_or(ParseError::BadStartLine)??,
+        };
+        msg.vias()?;
+        Ok(head)
+    }
 }
 
 fn check(

@@ -479,12 +479,44 @@ fn transfer_uris_are_sip_sips_or_tel() {
         "tel:+62-21-113",
         "tel:113;phone-context=+6221",
     ] {
-        let i = incidents(&with_uri(good));
+        // A tel: URI is called through the trunk's gateways: give it one.
+        let text = format!("{}{}", with_gateway(MINIMAL), with_uri(good));
+        let i = match Config::from_toml(&text, |_| None) {
+            Ok(c) => c.incidents,
+            Err(e) => panic!("expected a valid config, got: {e}"),
+        };
         assert_eq!(
             i.agency("damkar").and_then(|a| a.transfer_uri.as_deref()),
             Some(good)
         );
     }
+}
+
+/// `text` (holding [`MINIMAL`]'s `[trunk]`) with one trunk gateway.
+fn with_gateway(text: &str) -> String {
+    let sources = "sources = [\"127.0.0.1\"]";
+    assert!(text.contains(sources));
+    text.replacen(
+        sources,
+        &format!("{sources}\ngateways = [\"sip:192.0.2.10\"]"),
+        1,
+    )
+}
+
+#[test]
+fn a_tel_transfer_uri_needs_trunk_gateways() {
+    let text = agencies_with(
+        "transfer_uri = \"sip:113@192.0.2.30:5060\"",
+        "transfer_uri = \"tel:113;phone-context=+6221\"",
+    );
+    assert_invalid(
+        &text,
+        "agencies[1].transfer_uri",
+        Problem::TelTransferWithoutGateways,
+    );
+    assert!(err(&text).to_string().contains("trunk.gateways"));
+    let full = format!("{}{text}", with_gateway(MINIMAL));
+    assert!(Config::from_toml(&full, |_| None).is_ok());
 }
 
 #[test]

@@ -68,8 +68,8 @@
 
 use super::feature::InboundFeatureCall;
 use super::flow::{LegFrom, LegTarget};
+use super::gateway::{gateway_uri, is_failover};
 use super::{Call, CallState, CallTimer, LegMedia, LegState, Pii};
-use crate::engine::Transport;
 use crate::engine::acd::{CallHandle, CallbackItem};
 use crate::engine::driver::Engine;
 use crate::engine::media::MediaCommand;
@@ -77,7 +77,7 @@ use crate::engine::record::{CallEventKind, CallbackOutcome, Party};
 use crate::engine::sdp::SdpSession;
 use crate::engine::time::Now;
 use crate::engine::transaction::Destination;
-use crate::engine::trunk_health::{Gateway, GatewayState};
+use crate::engine::trunk_health::Gateway;
 
 /// What makes a [`Call`] a callback (RFC 7090): who placed it, for which worklist item,
 /// through which gateway, and how it stands.
@@ -108,16 +108,6 @@ fn outcome_of(status: u16) -> CallbackOutcome {
     }
 }
 
-/// Whether a final failure `status` from a gateway (0: no response; a transport error
-/// comes as 503, RFC 3261 §8.1.3.1) says that gateway cannot place the call rather than
-/// how the caller's line answered, so the next gateway that is up is tried (the failover
-/// of RFC 3263 §4.3 and RFC 3261 §16.7): 408 and no response, 5xx. Busy (486, 600),
-/// decline (603), no answer (480, 487) and every other 4xx/6xx are outcomes of the
-/// callback itself.
-fn is_failover(status: u16) -> bool {
-    matches!(status, 0 | 408 | 500..=599)
-}
-
 /// The final response to the operator's INVITE for a callback that ended `outcome`
 /// unanswered, so the phone shows why.
 fn operator_status(outcome: CallbackOutcome) -> (u16, &'static str) {
@@ -126,34 +116,6 @@ fn operator_status(outcome: CallbackOutcome) -> (u16, &'static str) {
         CallbackOutcome::NoAnswer => (480, "Temporarily Unavailable"),
         CallbackOutcome::Answered | CallbackOutcome::Failed => (503, "Service Unavailable"),
     }
-}
-
-/// The Request-URI of the callback of `number` through `gateway`: `sip:<number>@<ip:port>`,
-/// `;user=phone` for a telephone number (digits, optionally after `+`; RFC 3261 §19.1.1),
-/// `;transport=tcp` for a TCP gateway. Characters outside RFC 3261 §25.1's `unreserved`
-/// are escaped.
-fn callback_uri(number: &str, gateway: &Gateway) -> String {
-    let digits = number.strip_prefix('+').unwrap_or(number);
-    let phone = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-    let mut user = String::with_capacity(number.len());
-    for c in number.chars() {
-        if c.is_ascii_alphanumeric() || "-_.!~*'()+".contains(c) {
-            user.push(c);
-        } else {
-            let mut buf = [0; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                user.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    let mut uri = format!("sip:{user}@{}", gateway.address);
-    if phone {
-        uri.push_str(";user=phone");
-    }
-    if gateway.transport == Transport::Tcp {
-        uri.push_str(";transport=tcp");
-    }
-    uri
 }
 
 impl Engine {
@@ -217,7 +179,7 @@ impl Engine {
             tracing::info!(operator, "no callback waiting");
             return respond(self, (404, "No Callback Waiting"), &[]);
         };
-        let Some(gateway) = self.callback_gateway(&[]) else {
+        let Some(gateway) = self.gateway_up(&[]) else {
             tracing::warn!(operator, call = %item.record, "callback failed: no trunk gateway is up");
             self.calls
                 .acd
@@ -309,13 +271,6 @@ impl Engine {
         self.place_callback(now, handle);
     }
 
-    /// The first trunk gateway that is up and not in `tried`, in `trunk.gateways` order.
-    fn callback_gateway(&self, tried: &[Gateway]) -> Option<Gateway> {
-        self.trunk_gateways()
-            .find(|g| g.state == GatewayState::Up && !tried.contains(&g.gateway))
-            .map(|g| g.gateway.clone())
-    }
-
     /// Sends callback `handle`'s INVITE to its current gateway (see the module docs) as a
     /// leg like an operator's (`place_leg`); the first one arms the ring timeout and
     /// records `callback_started`, a failover's (`callback_leg_failed`) neither.
@@ -339,7 +294,7 @@ impl Engine {
         offer.from = LegFrom::Psap(format!("<sip:{psap}@{domain}>"));
         offer.priority = Some("psap-callback");
         let gateway = &callback.gateway;
-        let uri = callback_uri(&callback.item.caller, gateway);
+        let uri = gateway_uri(&callback.item.caller, gateway);
         let target = LegTarget {
             name: callback.operator.clone(),
             to: format!("<{uri}>"),
@@ -486,7 +441,7 @@ impl Engine {
             .as_ref()
             .filter(|c| is_failover(status) && !c.answered && c.outcome.is_none())
             .map(|c| c.tried.clone());
-        let next = tried.and_then(|tried| self.callback_gateway(&tried));
+        let next = tried.and_then(|tried| self.gateway_up(&tried));
         if let Some(next) = next
             && let Some(callback) = self
                 .calls
@@ -621,32 +576,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn gateway(transport: Transport) -> Gateway {
-        Gateway {
-            uri: "sip:192.0.2.10:5060".to_owned(),
-            address: "192.0.2.10:5060".parse().expect("literal"),
-            transport,
-        }
-    }
-
-    #[test]
-    fn a_telephone_number_is_called_with_user_phone_and_anything_else_escaped() {
-        let udp = gateway(Transport::Udp);
-        assert_eq!(
-            callback_uri("+628115550001", &udp),
-            "sip:+628115550001@192.0.2.10:5060;user=phone"
-        );
-        assert_eq!(
-            callback_uri("0811", &gateway(Transport::Tcp)),
-            "sip:0811@192.0.2.10:5060;user=phone;transport=tcp"
-        );
-        assert_eq!(
-            callback_uri("alice;x=1", &udp),
-            "sip:alice%3Bx%3D1@192.0.2.10:5060"
-        );
-        assert_eq!(callback_uri("+", &udp), "sip:+@192.0.2.10:5060");
-    }
 
     #[test]
     fn statuses_map_to_outcomes_and_back_to_what_the_phone_shows() {

@@ -67,9 +67,10 @@ fn is_anonymous(user: &str) -> bool {
 }
 
 /// The number of the From URI (a `tel:` number or a SIP user part, without visual
-/// separators), unless it is `anonymous` (RFC 3323 §4.1.1.3).
+/// separators), unless it is `anonymous` (RFC 3323 §4.1.1.3). A From that does not parse
+/// is read leniently (`NameAddr::parse_lenient`): what its URI's user part holds.
 pub(super) fn from_number(msg: &SipMessage) -> Option<String> {
-    msg.from()
+    msg.from_lenient()
         .ok()
         .and_then(|na| user_of(&na.uri))
         .filter(|u| !is_anonymous(u))

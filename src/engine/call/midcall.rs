@@ -1130,7 +1130,8 @@ impl super::Call {
     /// Whether `msg`'s From tag is the peer's tag of the dialog on leg `leg` (`None`: the
     /// trunk's, early or confirmed; a From without tag is a null tag, §12.1.1).
     pub(crate) fn is_remote_tag(&self, leg: Option<u32>, msg: &SipMessage) -> bool {
-        let Ok(from) = msg.from() else {
+        // The trunk's From is read as leniently as its INVITE was taken (RFC 3261 §8.2).
+        let Ok(from) = msg.from_lenient() else {
             return false;
         };
         let theirs = from.tag().unwrap_or_default();
@@ -1138,7 +1139,7 @@ impl super::Call {
             None => self
                 .trunk
                 .invite
-                .from()
+                .from_lenient()
                 .is_ok_and(|f| f.tag().unwrap_or_default() == theirs),
             Some(leg) => self
                 .legs

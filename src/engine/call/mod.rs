@@ -11,6 +11,7 @@ mod callback;
 mod ending;
 mod feature;
 mod flow;
+mod gateway;
 mod ident;
 mod leg_loss;
 mod midcall;
@@ -32,7 +33,7 @@ pub use overflow::{IpUriError, ip_sip_destination};
 pub use prack::{EarlyOffer, Reliable};
 pub use privacy::{CallerIdentity, Trust};
 pub use session_timer::{Refresher, SessionTimer};
-pub use transfer::{Transfer, TransferAgency, TransferError};
+pub use transfer::{GatewayRoute, Transfer, TransferAgency, TransferError};
 
 use super::acd::{Acd, AcdSettings, CallHandle};
 use super::dialog::{Dialog, DialogKey};

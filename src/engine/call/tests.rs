@@ -1674,11 +1674,13 @@ mod break_transport;
 mod callback;
 mod feature;
 mod leg_loss;
+mod lenient_from;
 mod midcall;
 mod overflow;
 mod prack;
 mod races;
 mod transfer;
+mod transfer_tel;
 mod trunk_interop;
 
 /// After the TCP connection to an operator's record-routing proxy closed, the BYE still

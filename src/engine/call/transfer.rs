@@ -34,12 +34,19 @@
 //! - The agency's leg failing after it answered (`leg_loss`: a BYE with a failure Reason,
 //!   silence, a failed re-INVITE) re-queues the caller likewise; the agency hanging up
 //!   ends the call.
+//! - A `tel:` transfer_uri (`tel:110`, `tel:+62-21-113`) is called like a callback
+//!   (`gateway`): Request-URI `sip:<number>@<gateway>;user=phone` at the first trunk
+//!   gateway that is up (answering OPTIONS), in `trunk.gateways` order; a 408, 5xx or no
+//!   response from it tries the next gateway up not tried yet (RFC 3263 §4.3, RFC 3261
+//!   §16.7), within the same ring timeout. With no gateway up the transfer is refused
+//!   ([`TransferError::NoGateway`]).
 //!
 //! Every step is a call event: `transfer_offered`, then `transfer_answered` or
 //! `transfer_failed` with the reason, for the incident's handoff (method `call_transfer`)
 //! and its outcome.
 
 use super::flow::LegTarget;
+use super::gateway::{gateway_uri, is_failover};
 use super::leg_loss::Hangup;
 use super::overflow::{IpUriError, ip_sip_destination};
 use super::{CallState, CallTimer, LegState, OperatorLeg};
@@ -49,8 +56,10 @@ use crate::engine::driver::Engine;
 use crate::engine::media::{MediaCommand, Side};
 use crate::engine::record::{CallEventKind, Party};
 use crate::engine::sip::SipMessage;
+use crate::engine::sip::uri::Uri;
 use crate::engine::time::Now;
-use crate::engine::transaction::ClientTxId;
+use crate::engine::transaction::{ClientTxId, Destination};
+use crate::engine::trunk_health::Gateway;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use uuid::Uuid;
 
@@ -68,10 +77,23 @@ pub struct TransferAgency {
 pub struct Transfer {
     /// `agencies[].id`.
     pub agency: String,
-    /// The agency's SIP URI (`agencies[].transfer_uri`).
+    /// The agency's URI as configured (`agencies[].transfer_uri`, `sip:` or `tel:`).
     pub target: String,
-    /// The call's attempt the agency's leg belongs to; the ring timeout names it.
+    /// The call's attempt the agency's leg belongs to; the ring timeout names it (a
+    /// gateway failover keeps it: one ring timeout for the whole transfer).
     pub attempt: u32,
+    /// For a `tel:` target: the number and the gateways it goes through.
+    pub gateways: Option<GatewayRoute>,
+}
+
+/// How a `tel:` transfer goes out: the number, and the trunk gateways tried so far in
+/// `trunk.gateways` order, the current one last (failover never goes back to one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayRoute {
+    /// The number, without visual separators (RFC 3966 §5.1.1): `110`, `+6221113`.
+    pub number: String,
+    /// Gateways tried, the one the current INVITE went to last. Never empty.
+    pub tried: Vec<Gateway>,
 }
 
 /// Why [`Engine::transfer`] placed no leg. Nothing changed.
@@ -105,11 +127,15 @@ pub enum TransferError {
     /// A transfer of this call is ringing already.
     #[error("a transfer of this call is ringing already")]
     InProgress,
+    /// The agency's `transfer_uri` is a `tel:` URI, called through `trunk.gateways`, and
+    /// no gateway is up (answering OPTIONS).
+    #[error("the agency's transfer_uri is a tel: URI and no trunk gateway is up")]
+    NoGateway,
 }
 
 impl TransferError {
     /// A stable code for the API: `unknown_call`, `not_answered`, `unknown_agency`,
-    /// `no_transfer_uri`, `unreachable`, `no_relay`, `in_progress`.
+    /// `no_transfer_uri`, `unreachable`, `no_relay`, `in_progress`, `no_gateway`.
     pub const fn code(&self) -> &'static str {
         match self {
             TransferError::UnknownCall => "unknown_call",
@@ -119,6 +145,7 @@ impl TransferError {
             TransferError::Unreachable(_) => "unreachable",
             TransferError::NoRelay => "no_relay",
             TransferError::InProgress => "in_progress",
+            TransferError::NoGateway => "no_gateway",
         }
     }
 }
@@ -174,7 +201,18 @@ impl Engine {
             .transfer_uri
             .clone()
             .ok_or_else(|| TransferError::NoTransferUri(agency.to_owned()))?;
-        let destination = ip_sip_destination(&target).map_err(TransferError::Unreachable)?;
+        let gateways = match Uri::parse(&target) {
+            Ok(uri @ Uri::Tel(_)) => {
+                let number = super::called_number(&uri).ok_or(TransferError::NoGateway)?;
+                let gateway = self.gateway_up(&[]).ok_or(TransferError::NoGateway)?;
+                Some(GatewayRoute {
+                    number,
+                    tried: vec![gateway],
+                })
+            }
+            _ => None,
+        };
+        let leg = self.transfer_leg_target(&target, gateways.as_ref())?;
         if c.relay.is_none() {
             return Err(TransferError::NoRelay);
         }
@@ -187,21 +225,13 @@ impl Engine {
         let (mut offer, _) = self.leg_offer(handle).ok_or(TransferError::UnknownCall)?;
         // The REPEAT flag is a hint for siaga's own operators, not an agency's From.
         offer.repeat = false;
-        let trust = self.config.calls.trust_of(destination.address.ip());
         let Some(c) = self.calls.calls.get_mut(&handle) else {
             return Err(TransferError::UnknownCall);
         };
         c.attempts += 1;
         let attempt = c.attempts;
-        let leg = LegTarget {
-            name: target.clone(),
-            uri: target.clone(),
-            to: format!("<{target}>"),
-            destination,
-            trust,
-            flow: None,
-        };
-        tracing::info!(call = %record, operator, agency, %target, ?trust, "transferring the call to the agency");
+        let (trust, uri) = (leg.trust, leg.uri.clone());
+        tracing::info!(call = %record, operator, agency, %target, %uri, ?trust, "transferring the call to the agency");
         self.emit(
             record,
             now,
@@ -216,6 +246,7 @@ impl Engine {
                 agency: agency.to_owned(),
                 target: target.clone(),
                 attempt,
+                gateways,
             });
         }
         if self
@@ -233,6 +264,83 @@ impl Engine {
         // next input (its Timer A runs from now).
         self.collect(now);
         Ok(())
+    }
+
+    /// The leg to `target` (`agencies[].transfer_uri`): a `sip:` URI with an IP literal
+    /// host is called as written; a `tel:` one (`gateways` set) as
+    /// `sip:<number>@<gateway>;user=phone` at the last gateway of `gateways.tried`.
+    ///
+    /// Errors: [`TransferError::Unreachable`] for a URI siaga cannot call,
+    /// [`TransferError::NoGateway`] for an empty `tried`.
+    fn transfer_leg_target(
+        &self,
+        target: &str,
+        gateways: Option<&GatewayRoute>,
+    ) -> Result<LegTarget, TransferError> {
+        let (uri, destination) = match gateways {
+            None => (
+                target.to_owned(),
+                ip_sip_destination(target).map_err(TransferError::Unreachable)?,
+            ),
+            Some(route) => {
+                let gateway = route.tried.last().ok_or(TransferError::NoGateway)?;
+                let destination = Destination {
+                    transport: gateway.transport,
+                    address: gateway.address,
+                    connection: None,
+                };
+                (gateway_uri(&route.number, gateway), destination)
+            }
+        };
+        Ok(LegTarget {
+            name: target.to_owned(),
+            to: format!("<{uri}>"),
+            uri,
+            trust: self.config.calls.trust_of(destination.address.ip()),
+            destination,
+            flow: None,
+        })
+    }
+
+    /// A `tel:` transfer's gateway could not place the call (`is_failover`): the same
+    /// INVITE (a new transaction and dialog) goes to the next gateway up not tried yet,
+    /// under the same attempt (and ring timeout). Returns whether a leg was placed.
+    fn transfer_fail_over(&mut self, now: Now, handle: CallHandle, status: u16) -> bool {
+        let Some(c) = self.calls.calls.get(&handle) else {
+            return false;
+        };
+        let Some(transfer) = c.transfer.clone() else {
+            return false;
+        };
+        let Some(mut route) = transfer.gateways.clone() else {
+            return false;
+        };
+        let Some(max_forwards) = c.trunk.outbound_max_forwards() else {
+            return false;
+        };
+        let record = c.record;
+        let Some(next) = self.gateway_up(&route.tried) else {
+            return false;
+        };
+        let Some((mut offer, _)) = self.leg_offer(handle) else {
+            return false;
+        };
+        offer.repeat = false;
+        tracing::info!(call = %record, status, %next, "transfer: the gateway cannot place it, trying the next one");
+        route.tried.push(next);
+        let Ok(leg) = self.transfer_leg_target(&transfer.target, Some(&route)) else {
+            return false;
+        };
+        if let Some(t) = self
+            .calls
+            .calls
+            .get_mut(&handle)
+            .and_then(|c| c.transfer.as_mut())
+        {
+            t.gateways = Some(route);
+        }
+        self.place_leg(now, (handle, transfer.attempt), max_forwards, &offer, leg)
+            .is_some()
     }
 
     /// Whether leg `leg_no` of `handle` is the ringing transfer's.
@@ -280,7 +388,9 @@ impl Engine {
         else {
             return false;
         };
-        if !matches!(leg.state, LegState::Cancelled | LegState::CancelPending) {
+        if !matches!(leg.state, LegState::Cancelled | LegState::CancelPending)
+            && !(is_failover(status) && self.transfer_fail_over(now, handle, status))
+        {
             self.transfer_ended(now, handle, &super::flow::failure_reason(status));
         }
         true

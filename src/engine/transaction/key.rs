@@ -99,7 +99,8 @@ impl ServerKey {
         let top_via = via.to_string();
         Ok(ServerKey::Rfc2543 {
             request_uri: request.request_uri_raw().unwrap_or_default().to_owned(),
-            from_tag: request.from()?.tag().map(str::to_owned),
+            // Read leniently: an emergency INVITE's From may be (RFC 3261 §8.2, `uas`).
+            from_tag: request.from_lenient()?.tag().map(str::to_owned),
             call_id: request.call_id()?.to_owned(),
             cseq: request.cseq()?.seq,
             top_via,

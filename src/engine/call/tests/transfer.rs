@@ -389,13 +389,13 @@ fn a_second_transfer_while_one_rings_and_the_other_refusals() {
 fn an_agency_uri_siaga_cannot_call_is_refused() {
     let mut h = transfer_harness();
     let mut config = h.engine.config().clone();
-    config.calls.agencies[0].transfer_uri = Some("tel:+62-21-113".to_owned());
+    config.calls.agencies[0].transfer_uri = Some("sips:113@127.0.0.8".to_owned());
     h.engine = Engine::with_seed(config, 11);
     answered_call(&mut h, "t10", "");
     assert_eq!(
         h.engine.transfer(h.at(), record(&h), "damkar"),
         Err(TransferError::Unreachable(
-            crate::engine::call::IpUriError::NotSip
+            crate::engine::call::IpUriError::Secure
         ))
     );
 }

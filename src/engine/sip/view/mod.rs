@@ -66,6 +66,22 @@ impl SipMessage {
         self.single_name_addr(HeaderName::To)
     }
 
+    /// The From value read leniently ([`NameAddr::parse_lenient`]), for the requests of
+    /// an emergency call. Errors: From missing or repeated, or a `<` without `>`.
+    pub fn from_lenient(&self) -> Result<NameAddr, ParseError> {
+        self.single_name_addr_lenient(HeaderName::From)
+    }
+
+    /// The To value read leniently, as [`SipMessage::from_lenient`].
+    pub fn to_lenient(&self) -> Result<NameAddr, ParseError> {
+        self.single_name_addr_lenient(HeaderName::To)
+    }
+
+    fn single_name_addr_lenient(&self, name: HeaderName) -> Result<NameAddr, ParseError> {
+        let field = self.single(name)?;
+        NameAddr::parse_lenient(&String::from_utf8_lossy(&field.value()), name)
+    }
+
     fn single_name_addr(&self, name: HeaderName) -> Result<NameAddr, ParseError> {
         NameAddr::parse(&self.single(name)?.value_str()?, name)
     }

@@ -85,6 +85,68 @@ impl NameAddr {
         })
     }
 
+    /// Parses one From or To value as a UAS may when it chooses to be lenient (RFC 3261
+    /// §8.2: a UAS takes a request it can make sense of): the strict parse when it
+    /// succeeds, else what can be salvaged:
+    /// - the display name is whatever precedes the first `<` outside a quoted string,
+    ///   trimmed and unquoted when quoted (unquoted UTF-8, commas, `°` … kept as written);
+    /// - the URI is the text inside `< >` (or before the first `;` without brackets) with
+    ///   whitespace removed; one that still does not parse becomes
+    ///   `sip:<user>@<host>` with the user part's illegal characters %-escaped (the host
+    ///   `unknown.invalid` when it cannot be read, RFC 6761 §6.4), or, without any user
+    ///   part, `sip:anonymous@anonymous.invalid` (RFC 3323 §4.1.1.3: identity unknown);
+    /// - the header parameters as strictly parsed, or else only `tag`, searched as text.
+    ///
+    /// Only for requests siaga chose to be lenient with (an emergency INVITE and the
+    /// requests of its call); everything else keeps [`NameAddr::parse`]'s policy, so RFC
+    /// 4475's §3.1.2.14/15 messages still draw 400.
+    ///
+    /// Errors: [`ParseError::BadHeader`] for a `<` with no `>` after it (where the URI
+    /// ends, and so where the tag is, cannot be told).
+    pub fn parse_lenient(value: &str, header: HeaderName) -> Result<NameAddr, ParseError> {
+        if let Ok(strict) = NameAddr::parse(value, header) {
+            return Ok(strict);
+        }
+        let b = value.as_bytes();
+        let i = skip_ws(b, 0);
+        let mut at = i;
+        let lt = loop {
+            match b.get(at) {
+                None => break None,
+                Some(b'<') => break Some(at),
+                Some(b'"') => at = skip_quoted(b, at).unwrap_or(at + 1),
+                Some(_) => at += 1,
+            }
+        };
+        let (display_name, uri_text, after, bracketed) = match lt {
+            Some(lt) => {
+                let gt = b[lt..]
+                    .iter()
+                    .position(|&c| c == b'>')
+                    .map(|p| lt + p)
+                    .ok_or(ParseError::bad(header, "unterminated <"))?;
+                let raw = value[i..lt].trim();
+                let name = unquote(raw).unwrap_or_else(|| raw.trim_matches('"').to_owned());
+                let name = (!name.is_empty()).then_some(name);
+                (name, &value[lt + 1..gt], gt + 1, true)
+            }
+            None => {
+                let end = value[i..].find(';').map_or(value.len(), |p| i + p);
+                (None, &value[i..end], end, false)
+            }
+        };
+        let compact: String = uri_text.split_whitespace().collect();
+        let uri = Uri::parse(&compact).unwrap_or_else(|_| salvage_uri(&compact));
+        let rest = &value[after..];
+        let params = parse_params(rest, header).unwrap_or_else(|_| salvage_tag(rest));
+        Ok(NameAddr {
+            display_name,
+            uri,
+            bracketed,
+            params,
+        })
+    }
+
     /// Parses a comma-separated list of values.
     pub fn parse_list(value: &str, header: HeaderName) -> Result<Vec<NameAddr>, ParseError> {
         split_commas(value, header)?
@@ -153,6 +215,61 @@ impl NameAddr {
         }
         Ok(Some(q))
     }
+}
+
+/// A URI for text that is not one (see [`NameAddr::parse_lenient`]): its user part kept
+/// (escaped), its host if readable.
+fn salvage_uri(text: &str) -> Uri {
+    use super::super::uri::{Component, percent_encode};
+    let anonymous =
+        || Uri::parse("sip:anonymous@anonymous.invalid").expect("a literal valid SIP URI");
+    let rest = match text.split_once(':') {
+        Some((scheme, rest))
+            if ["sip", "sips", "tel"]
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(scheme)) =>
+        {
+            rest
+        }
+        _ => text,
+    };
+    let (user, host) = match rest.split_once('@') {
+        Some((user, host)) => (user, host),
+        None => (rest.split(';').next().unwrap_or_default(), ""),
+    };
+    // A user's own `;params` (RFC 4475 §3.1.1.9) are kept; a password is not a number.
+    let user = user.split(':').next().unwrap_or_default();
+    if user.is_empty() {
+        return anonymous();
+    }
+    let user = percent_encode(user.as_bytes(), Component::User);
+    let host = host.split([';', '?', '>']).next().unwrap_or_default();
+    Uri::parse(&format!("sip:{user}@{host}"))
+        .or_else(|_| Uri::parse(&format!("sip:{user}@unknown.invalid")))
+        .unwrap_or_else(|_| anonymous())
+}
+
+/// The `tag` parameter of header parameters that do not parse, searched as text.
+fn salvage_tag(rest: &str) -> Vec<Param> {
+    let lower = rest.to_ascii_lowercase();
+    let Some(start) = lower.find(";tag=").or_else(|| lower.find("tag=")) else {
+        return Vec::new();
+    };
+    let from = rest[start..]
+        .find('=')
+        .map_or(rest.len(), |p| start + p + 1);
+    let value: String = rest[from..]
+        .trim_start()
+        .chars()
+        .take_while(|&c| c.is_ascii() && is_token_char(c as u8))
+        .collect();
+    if value.is_empty() {
+        return Vec::new();
+    }
+    vec![Param {
+        name: "tag".to_owned(),
+        value: Some(value),
+    }]
 }
 
 /// The value of the Contact header(s) of a message.
@@ -224,6 +341,44 @@ mod tests {
         ] {
             assert!(NameAddr::parse(bad, F).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn lenient_parse_salvages_display_names_uris_and_tags() {
+        // Strict still refuses these (RFC 4475 §3.1.2.15); lenient reads them.
+        let v = "Budi Santoso° <sip:0812@x.example>;tag=1";
+        assert!(NameAddr::parse(v, F).is_err());
+        let na = NameAddr::parse_lenient(v, F).expect("salvaged");
+        assert_eq!(na.display_name.as_deref(), Some("Budi Santoso°"));
+        assert_eq!(na.uri.to_string(), "sip:0812@x.example");
+        assert_eq!(na.tag(), Some("1"));
+        let na = NameAddr::parse_lenient("Bell, Alexander <sip:a.g.bell@example.com>;tag=43", F)
+            .expect("salvaged");
+        assert_eq!(na.display_name.as_deref(), Some("Bell, Alexander"));
+        assert_eq!(na.tag(), Some("43"));
+        // A URI with spaces and an illegal character: the user part escaped.
+        let na =
+            NameAddr::parse_lenient("<sip:0812 555#1@10.0.0.1 >;tag=a b", F).expect("salvaged");
+        assert_eq!(na.uri.to_string(), "sip:0812555%231@10.0.0.1");
+        assert_eq!(na.tag(), Some("a"));
+        // An unreadable host: the number kept at unknown.invalid.
+        let na = NameAddr::parse_lenient("\"X\" <sip:+62 811@[bad>;tag=t", F).expect("salvaged");
+        assert_eq!(na.uri.to_string(), "sip:+62811@unknown.invalid");
+        assert_eq!(na.display_name.as_deref(), Some("X"));
+        // Nothing of a user: anonymous (RFC 3323).
+        let na = NameAddr::parse_lenient("Someone <garbage>;;tag=9;;", F).expect("salvaged");
+        assert_eq!(na.uri.to_string(), "sip:garbage@unknown.invalid");
+        assert_eq!(na.tag(), Some("9"));
+        let na = NameAddr::parse_lenient("Someone <sip:@>;tag=9", F).expect("salvaged");
+        assert_eq!(na.uri.to_string(), "sip:anonymous@anonymous.invalid");
+        // A well-formed value reads as strictly.
+        let ok = "\"A\" <sip:a@b>;tag=x";
+        assert_eq!(NameAddr::parse_lenient(ok, F), NameAddr::parse(ok, F));
+        // No `>`: where the URI ends cannot be told.
+        assert!(NameAddr::parse_lenient("Budi <sip:0812@x;tag=1", F).is_err());
+        // No tag found: none.
+        let na = NameAddr::parse_lenient("Budi° <sip:0812@x>", F).expect("salvaged");
+        assert_eq!(na.tag(), None);
     }
 
     #[test]
