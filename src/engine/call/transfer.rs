@@ -388,11 +388,13 @@ impl Engine {
         else {
             return false;
         };
-        if !matches!(leg.state, LegState::Cancelled | LegState::CancelPending)
-            && !(is_failover(status) && self.transfer_fail_over(now, handle, status))
-        {
-            self.transfer_ended(now, handle, &super::flow::failure_reason(status));
+        // A leg siaga CANCELled ended its transfer already; a gateway that cannot place
+        // the call hands it to the next one up.
+        let given_up = matches!(leg.state, LegState::Cancelled | LegState::CancelPending);
+        if given_up || (is_failover(status) && self.transfer_fail_over(now, handle, status)) {
+            return true;
         }
+        self.transfer_ended(now, handle, &super::flow::failure_reason(status));
         true
     }
 
