@@ -360,15 +360,18 @@ pub async fn my_call(
 /// An item of the callback worklist.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallbackView {
-    /// The abandoned call's record id.
+    /// The call's record id.
     pub call: Uuid,
     /// The number to call back.
     pub caller: String,
-    /// When the abandoned call arrived (RFC 3339 UTC).
+    /// When the call arrived (RFC 3339 UTC).
     pub received_at: String,
-    /// How long the caller waited before hanging up, in ms.
+    /// How long the call lasted before the caller hung up, in ms (the wait, for an
+    /// abandoned call).
     pub waited_ms: u64,
-    /// `abandoned_in_queue` or `abandoned_while_ringing`.
+    /// Why it is listed: `abandoned_in_queue`, `abandoned_while_ringing`, or
+    /// `dropped_unclassified` (answered, then dropped by the caller's side before it was
+    /// classified; classifying or linking the call closes the item).
     pub reason: String,
     /// Callbacks tried so far without an answer.
     pub attempts: u32,

@@ -14,6 +14,11 @@
 //! `answered` event is stored) and the incidents they created or that hold one of those
 //! calls; anything else is 403. An operator does not classify a colleague's call: the
 //! record says who answered, and a supervisor corrects records.
+//!
+//! Once the store took a classification or a link, the engine is told
+//! ([`EngineRequest::Classified`](super::link::EngineRequest::Classified)): an answered call
+//! that drops unclassified goes on the callback worklist, a classified one does not, and
+//! classifying it after it dropped closes its item (issue 6 point 4).
 
 use super::AppState;
 use super::auth::{Caller, json_body};
@@ -206,6 +211,7 @@ pub async fn classify(
         .create_incident(&state.node_id, call, &incident, utc_now())
         .await?;
     tracing::info!(user = %caller.user, %call, incident = %created.id, category = %created.category, "call classified");
+    tell_engine(&state, call);
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -248,7 +254,18 @@ pub async fn link(
         .link_call(call, request.incident, Some(&caller.user), utc_now())
         .await?;
     tracing::info!(user = %caller.user, %call, incident = %incident.id, "call linked");
+    tell_engine(&state, call);
     Ok(Json(incident))
+}
+
+/// Tells the engine that `call` has an incident now (the store wrote it), so that an
+/// answered call dropping unclassified is not put on the callback worklist, or its item
+/// closes (`engine::call::dropped`). Fire-and-forget: a busy link is only logged; the
+/// worklist rebuilt at the next start checks `incident_calls`.
+fn tell_engine(state: &AppState, call: Uuid) {
+    if let Err(error) = state.engine.classified(call) {
+        tracing::warn!(%call, %error, "the engine was not told the call is classified");
+    }
 }
 
 /// `PATCH /api/incidents/{id}`'s body: only the fields present change; `null` clears an

@@ -94,6 +94,12 @@ pub enum EngineRequest {
         /// `Ok` once the INVITE to the agency is sent, or why not.
         reply: oneshot::Sender<Result<(), TransferRefusal>>,
     },
+    /// Call `call` was classified or linked to an incident, and the store has it
+    /// ([`Engine::call_classified`]): its drop lists nothing, or its item closes. No reply.
+    Classified {
+        /// The call record id.
+        call: Uuid,
+    },
 }
 
 impl EngineRequest {
@@ -151,6 +157,7 @@ impl EngineRequest {
             EngineRequest::Callbacks { reply } => {
                 let _ = reply.send(engine.callbacks().to_vec());
             }
+            EngineRequest::Classified { call } => engine.call_classified(call),
         }
     }
 }
@@ -229,6 +236,20 @@ impl EngineLink {
             reply,
         })
         .await
+    }
+
+    /// Tells the engine that call `call` was classified or linked (after the store wrote
+    /// it), without waiting: a full queue or a stopped engine is logged and dropped, as the
+    /// worklist rebuilt at the next start checks the incidents anyway.
+    ///
+    /// Errors: [`LinkError::Busy`], [`LinkError::Stopped`] (the note was not queued).
+    pub fn classified(&self, call: Uuid) -> Result<(), LinkError> {
+        self.tx
+            .try_send(EngineRequest::Classified { call })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => LinkError::Busy,
+                mpsc::error::TrySendError::Closed(_) => LinkError::Stopped,
+            })
     }
 
     async fn ask<T>(

@@ -226,6 +226,16 @@ pub enum CallEventKind {
         /// The operator it was ringing or talking to, if any.
         operator: Option<String>,
     },
+    /// The answered call dropped: the caller's side ended it (the caller's BYE, or the
+    /// trunk's leg lost: no response or 408/481 to a request in its dialog, the session
+    /// timer expired, no ACK for a later 2xx), while an operator had it or it waited
+    /// re-queued, never by the operator, a transfer or shutdown (`engine::call::dropped`).
+    /// Just before its [`Self::Ended`]; recorded whether or not the call was classified
+    /// (an unclassified one goes on the callback worklist, `Store::callback_worklist`).
+    Dropped {
+        /// Why, in a few words (`the caller hung up`, `session expired` …).
+        reason: String,
+    },
     /// The call ended: the last signalling event of a call.
     Ended {
         /// Who ended it.
@@ -246,8 +256,8 @@ impl CallEventKind {
     /// The kind's name as stored in `call_events.kind`: `received`, `queued`, `offered`,
     /// `no_answer`, `rejected`, `leg_failed`, `answered`, `renegotiated`,
     /// `session_expired`, `interrupted`, `widened`, `requeued`, `overflow_offered`, `overflow_failed`,
-    /// `overflow_answered`, `callback_started`, `callback_ended`, `callback_media`, `ended`,
-    /// `media`.
+    /// `overflow_answered`, `callback_started`, `callback_ended`, `callback_media`, `dropped`,
+    /// `ended`, `media`.
     pub const fn kind_name(&self) -> &'static str {
         match self {
             CallEventKind::Received { .. } => "received",
@@ -271,6 +281,7 @@ impl CallEventKind {
             CallEventKind::Renegotiated { .. } => "renegotiated",
             CallEventKind::SessionExpired => "session_expired",
             CallEventKind::Interrupted { .. } => "interrupted",
+            CallEventKind::Dropped { .. } => "dropped",
             CallEventKind::Ended { .. } => "ended",
             CallEventKind::MediaRelayed { .. } => "media",
         }

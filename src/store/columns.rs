@@ -67,7 +67,9 @@ impl<'a> EventColumns<'a> {
                 "repeat": repeat,
                 "skills": skills,
             })),
-            CallEventKind::Requeued { reason, .. } => Some(json!({ "reason": reason })),
+            CallEventKind::Requeued { reason, .. } | CallEventKind::Dropped { reason } => {
+                Some(json!({ "reason": reason }))
+            }
             CallEventKind::OverflowOffered { target }
             | CallEventKind::OverflowAnswered { target } => Some(json!({ "target": target })),
             CallEventKind::OverflowFailed { target, reason } => Some(json!({
@@ -174,6 +176,7 @@ impl SummaryUpdate {
             | CallEventKind::CallbackStarted { .. }
             | CallEventKind::CallbackEnded { .. }
             | CallEventKind::CallbackMedia { .. }
+            | CallEventKind::Dropped { .. }
             | CallEventKind::Interrupted { .. } => SummaryUpdate::Nothing,
         }
     }
@@ -310,6 +313,9 @@ mod tests {
                 last_state: "on_call".to_owned(),
                 operator: Some(op()),
             },
+            CallEventKind::Dropped {
+                reason: "the caller hung up".to_owned(),
+            },
         ];
         for outcome in [
             CallbackOutcome::Answered,
@@ -364,6 +370,7 @@ mod tests {
             CallEventKind::TransferAnswered { .. } => 20,
             CallEventKind::TransferFailed { .. } => 21,
             CallEventKind::Interrupted { .. } => 22,
+            CallEventKind::Dropped { .. } => 23,
         }
     }
 
@@ -385,7 +392,7 @@ mod tests {
         let mut slots: Vec<usize> = kinds.iter().map(slot).collect();
         slots.sort_unstable();
         slots.dedup();
-        assert_eq!(slots, (0..=22).collect::<Vec<_>>());
+        assert_eq!(slots, (0..=23).collect::<Vec<_>>());
         let mut dispositions: Vec<usize> = kinds
             .iter()
             .filter_map(|k| match k {

@@ -14,7 +14,7 @@ use super::columns::{EventColumns, SummaryUpdate};
 use super::incidents::Cols;
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
-use super::worklist::{self, ABANDONED, CALLBACK_ENDED, CandidateRow};
+use super::worklist::{self, ABANDONED, CALLBACK_ENDED, CandidateRow, DROPPED};
 use super::{AgentEventRow, CallRow, CallbackRow, EventRow, LogRef, Logged, StoreError};
 use crate::engine::UtcTime;
 use crate::engine::record::{AgentEvent, CallEvent, CallEventKind};
@@ -141,16 +141,20 @@ const LAST_AGENT_EVENTS: &str = concat!(
     ORDER BY operator"
 );
 
-/// The callback worklist's candidates (see [`worklist`]): abandoned calls ($2, $3) since
-/// $1 with a known caller whom no later answered call reached, each joined with its
-/// `callback_ended` ($4) events, if any; a call's rows adjacent, oldest call first.
+/// The callback worklist's candidates (see [`worklist`]): calls since $1 with a known
+/// caller whom no later answered call reached, abandoned ($2, $3) or dropped (a $5 event,
+/// ended) with no incident, each joined with its `callback_ended` ($4) events, if any; a
+/// call's rows adjacent, oldest call first.
 const CALLBACK_CANDIDATES: &str = "\
     SELECT c.id, c.caller, c.received_at, c.ended_at, c.disposition, \
     e.id AS callback_id, e.detail AS callback_detail \
     FROM calls c \
     LEFT JOIN call_events e ON e.call_id = c.id AND e.kind = $4 \
     WHERE c.received_at >= $1 \
-    AND c.disposition IN ($2, $3) \
+    AND (c.disposition IN ($2, $3) \
+        OR (c.ended_at IS NOT NULL \
+            AND EXISTS (SELECT 1 FROM call_events d WHERE d.call_id = c.id AND d.kind = $5) \
+            AND NOT EXISTS (SELECT 1 FROM incident_calls i WHERE i.call_id = c.id))) \
     AND c.caller IS NOT NULL \
     AND NOT EXISTS ( \
         SELECT 1 FROM calls later \
@@ -270,6 +274,7 @@ macro_rules! log_ops {
                     .bind(ABANDONED[0])
                     .bind(ABANDONED[1])
                     .bind(CALLBACK_ENDED)
+                    .bind(DROPPED)
                     .fetch_all(&self.pool)
                     .await?;
                 let rows = rows

@@ -1317,6 +1317,7 @@ async fn the_callback_worklist_keeps_open_abandoned_calls_oldest_first(store: St
             received_at: UtcTime(since + min),
             ended_at: UtcTime(since + min + 8_000),
             disposition: "abandoned_while_ringing".to_owned(),
+            reason: "abandoned_while_ringing".to_owned(),
             attempts: 2,
         }
     );

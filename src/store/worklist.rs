@@ -1,15 +1,19 @@
-//! The callback worklist (RFC 7090, issue 5) as the event log has it, independent of the
-//! database: the shape of an item ([`CallbackRow`]) and how a backend's query rows (one per
-//! candidate call and `callback_ended` event) fold into items ([`fold`]).
+//! The callback worklist (RFC 7090, issue 5; issue 6 point 4) as the event log has it,
+//! independent of the database: the shape of an item ([`CallbackRow`]) and how a backend's
+//! query rows (one per candidate call and `callback_ended` event) fold into items
+//! ([`fold`]).
 //!
-//! A backend's query selects the candidates (abandoned, caller known, no later answered
-//! call of the same caller) with each of their `callback_ended` events' `detail` joined;
-//! the outcome is read here from that JSON, so the SQL needs no JSON functions and stays
-//! the same for SQLite and PostgreSQL.
+//! A backend's query selects the candidates — caller known, no later answered call of the
+//! same caller, and either abandoned (`calls.disposition`) or dropped unclassified (a
+//! `dropped` event, see `engine::call::dropped`, an `ended_at`, and no `incident_calls`
+//! row) — with each of their `callback_ended` events' `detail` joined; the outcome is read
+//! here from that JSON, so the SQL needs no JSON functions and stays the same for SQLite
+//! and PostgreSQL. Why a call is listed ([`CallbackRow::reason`]) is decided here from its
+//! disposition: an abandoned one's, else `dropped_unclassified`.
 
 use super::{StoreError, ser_time};
 use crate::engine::UtcTime;
-use crate::engine::acd::CallbackItem;
+use crate::engine::acd::{CallbackItem, DROPPED_UNCLASSIFIED};
 use crate::engine::record::{CallbackOutcome, Disposition};
 use serde::Serialize;
 use uuid::Uuid;
@@ -20,12 +24,17 @@ pub(super) const ABANDONED: [&str; 2] = [
     Disposition::AbandonedWhileRinging.as_str(),
 ];
 
+/// `call_events.kind` of an answered call's drop
+/// ([`CallEventKind::Dropped`](crate::engine::record::CallEventKind::Dropped)).
+pub(super) const DROPPED: &str = "dropped";
+
 /// `call_events.kind` of a callback's end
 /// ([`CallEventKind::CallbackEnded`](crate::engine::record::CallEventKind::CallbackEnded)).
 pub(super) const CALLBACK_ENDED: &str = "callback_ended";
 
-/// One open item of the callback worklist: an abandoned call whose caller should be called
-/// back. Serializes with its field names, times as RFC 3339 UTC.
+/// One open item of the callback worklist: an abandoned call, or an answered one that
+/// dropped before it was classified, whose caller should be called back. Serializes with
+/// its field names, times as RFC 3339 UTC.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CallbackRow {
     /// The abandoned call's id (`calls.id`).
@@ -39,8 +48,12 @@ pub struct CallbackRow {
     /// When the caller hung up; the wait is `ended_at - received_at`.
     #[serde(serialize_with = "ser_time")]
     pub ended_at: UtcTime,
-    /// Why it is on the list: `abandoned_in_queue` or `abandoned_while_ringing`.
+    /// The call's disposition (`calls.disposition`): `abandoned_in_queue`,
+    /// `abandoned_while_ringing`, or `answered` for a dropped call.
     pub disposition: String,
+    /// Why it is on the list: `abandoned_in_queue`, `abandoned_while_ringing` (its
+    /// disposition) or `dropped_unclassified` ([`DROPPED_UNCLASSIFIED`]).
+    pub reason: String,
     /// Callbacks of this call that ended without an answer so far (its `callback_ended`
     /// events).
     pub attempts: u32,
@@ -59,7 +72,7 @@ impl CallbackRow {
             caller: self.caller,
             at: self.received_at,
             waited: std::time::Duration::from_millis(u64::try_from(waited).unwrap_or(0)),
-            reason: self.disposition,
+            reason: self.reason,
             attempts: self.attempts,
             taken_by: None,
         }
@@ -99,12 +112,18 @@ pub(super) fn fold(rows: Vec<CandidateRow>) -> Result<Vec<CallbackRow>, StoreErr
                 column: "calls.ended_at",
                 value: format!("NULL with disposition {}", row.disposition),
             })?;
+            let reason = if ABANDONED.contains(&row.disposition.as_str()) {
+                row.disposition.clone()
+            } else {
+                DROPPED_UNCLASSIFIED.to_owned()
+            };
             items.push(CallbackRow {
                 call: row.call,
                 caller: row.caller,
                 received_at: row.received_at,
                 ended_at,
                 disposition: row.disposition,
+                reason,
                 attempts: 0,
             });
         }
@@ -157,6 +176,10 @@ mod tests {
         };
         let columns = EventColumns::of(&ended);
         assert_eq!(columns.kind, CALLBACK_ENDED);
+        let dropped = CallEventKind::Dropped {
+            reason: "the caller hung up".to_owned(),
+        };
+        assert_eq!(dropped.kind_name(), DROPPED);
         assert_eq!(
             outcome(columns.detail.as_deref()),
             Some(CallbackOutcome::Answered)
@@ -186,6 +209,14 @@ mod tests {
         assert_eq!(got, [(1, 0), (2, 3), (4, 1)]);
         assert_eq!(items[0].caller, "+621");
         assert_eq!(items[0].ended_at, UtcTime(6));
+        assert_eq!(items[0].reason, "abandoned_in_queue");
+        let mut dropped = candidate(6, None);
+        dropped.disposition = "answered".to_owned();
+        let items = fold(vec![dropped]).unwrap();
+        assert_eq!(
+            (items[0].disposition.as_str(), items[0].reason.as_str()),
+            ("answered", DROPPED_UNCLASSIFIED)
+        );
         assert!(fold(Vec::new()).unwrap().is_empty());
     }
 

@@ -36,7 +36,7 @@ pub use settings::{
     AcdSettings, AgentSettings, FeatureCodes, LoginPolicy, Overflow, QueueSettings, Route, Strategy,
 };
 pub use strategy::{Candidate, Policy};
-pub use worklist::{CallbackItem, Worklist};
+pub use worklist::{CallbackItem, DROPPED_UNCLASSIFIED, Worklist};
 
 use super::time::MonoTime;
 use agent::Agent;

@@ -1,16 +1,23 @@
 //! The callback worklist (RFC 7090 "PSAP callback"): every call abandoned in the queue or
-//! while ringing, so that an operator can call the caller back.
+//! while ringing, and every answered call that dropped before the operator classified it
+//! (issue 6 point 4, `engine::call::dropped`), so that an operator can call the caller
+//! back.
 //!
 //! An item is taken by one operator at a time; the callback's outcome closes it (answered)
 //! or puts it back (busy, no answer, failure) with one more attempt counted. A later call
 //! from the same number that an operator answers closes that number's items: the caller
-//! got through. The list is rebuilt from the event log after a restart
-//! (`Store::callback_worklist`, `acd.callback_window_h`).
+//! got through. A dropped call's item also closes when the call is classified or linked
+//! to an incident after it dropped ([`Worklist::classified`]). The list is rebuilt from
+//! the event log after a restart (`Store::callback_worklist`, `acd.callback_window_h`).
 
 use crate::engine::record::CallbackOutcome;
 use crate::engine::time::UtcTime;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// [`CallbackItem::reason`] of an answered call that dropped before it was classified
+/// (the abandoned ones carry their disposition).
+pub const DROPPED_UNCLASSIFIED: &str = "dropped_unclassified";
 
 /// One caller to call back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,10 +28,10 @@ pub struct CallbackItem {
     pub caller: String,
     /// When the call was received (UTC).
     pub at: UtcTime,
-    /// How long the caller waited before hanging up.
+    /// How long the call lasted until the caller hung up (waiting, for an abandoned one).
     pub waited: Duration,
-    /// Why it is on the list: the call's disposition (`abandoned_in_queue`,
-    /// `abandoned_while_ringing`).
+    /// Why it is on the list: the abandoned call's disposition (`abandoned_in_queue`,
+    /// `abandoned_while_ringing`), or [`DROPPED_UNCLASSIFIED`].
     pub reason: String,
     /// Callbacks tried so far without an answer.
     pub attempts: u32,
@@ -83,6 +90,17 @@ impl Worklist {
             item.taken_by = None;
             item.attempts += 1;
         }
+    }
+
+    /// Call `record` was classified or linked to an incident: its item, if it is one of
+    /// [`DROPPED_UNCLASSIFIED`], is closed (taken or not: the operator has what they
+    /// needed, and the rebuild after a restart would not list it either). Returns whether
+    /// one was.
+    pub fn classified(&mut self, record: Uuid) -> bool {
+        let before = self.items.len();
+        self.items
+            .retain(|i| i.record != record || i.reason != DROPPED_UNCLASSIFIED);
+        self.items.len() != before
     }
 
     /// An operator answered a new call from `caller`: their items nobody is calling back
@@ -149,5 +167,23 @@ mod tests {
         assert_eq!(w.items().len(), 1);
         w.caller_reached("0899");
         assert!(w.items().is_empty());
+    }
+
+    #[test]
+    fn classifying_closes_only_a_dropped_calls_item() {
+        let mut w = Worklist::default();
+        w.add(item(1, "0811", 100));
+        let mut dropped = item(2, "0812", 200);
+        dropped.reason = DROPPED_UNCLASSIFIED.to_owned();
+        w.add(dropped);
+        assert!(
+            !w.classified(Uuid::from_u128(1)),
+            "an abandoned call's stays"
+        );
+        assert!(!w.classified(Uuid::from_u128(3)), "no such item");
+        assert_eq!(w.items().len(), 2);
+        assert!(w.classified(Uuid::from_u128(2)));
+        let left: Vec<Uuid> = w.items().iter().map(|i| i.record).collect();
+        assert_eq!(left, [Uuid::from_u128(1)]);
     }
 }

@@ -1599,6 +1599,19 @@ impl Engine {
         by: Party,
         disposition: Disposition,
     ) {
+        self.finish_call(now, handle, by, disposition, None);
+    }
+
+    /// [`Self::end_call`], where `lost` says why siaga gave up the trunk's leg of an
+    /// answered call (`dropped::caller_leg_lost`): a drop, like the caller's BYE.
+    pub(super) fn finish_call(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        by: Party,
+        disposition: Disposition,
+        lost: Option<&str>,
+    ) {
         // A transfer still ringing fails with the call; its leg is CANCELled below.
         self.transfer_ends_with_call(now, handle, by);
         self.cancel_legs(now, handle, |l| {
@@ -1613,6 +1626,8 @@ impl Engine {
         }
         self.calls.by_invite.remove(&call.trunk.tx);
         self.calls.by_dialog.remove(&call.trunk.dialog_key());
+        // Read before the trunk's dialog is taken for its BYE (`dropped`).
+        let was_answered = call.was_answered();
         // The trunk side: BYE unless the caller hung up (a CANCELled INVITE has no dialog).
         if let Some(mut dialog) = call.trunk.dialog.take()
             && by != Party::Caller
@@ -1622,6 +1637,8 @@ impl Engine {
         for leg in call.legs.values_mut() {
             self.release_answered_leg(now, leg, by != Party::Operator);
         }
+        // Classified while live (`dropped`): the mark goes with the call.
+        let classified = self.calls.classified.remove(&call.record);
         // A callback is the operator's own call, recorded on the abandoned call's record
         // and never put on the worklist (`callback`).
         if let Some(callback) = call.callback.take() {
@@ -1649,6 +1666,9 @@ impl Engine {
         // A call the backup centre answered ends `overflowed`.
         let disposition = call.state.disposition(disposition);
         self.remember_for_callback(now, &call, disposition);
+        // An answered call the caller's side ended: `dropped`, listed unless classified.
+        let ended = (by, disposition, was_answered);
+        self.note_drop(now, &call, ended, lost, classified);
         // The transitions name the call's record: out before the ACD forgets it.
         self.agent_events(now);
         self.calls.acd.forget(handle);
@@ -1733,13 +1753,13 @@ impl Engine {
                             "no ACK for siaga's 2xx within 64*T1: ending the call"
                         );
                         // The first 2xx never confirmed the call; a later one (a
-                        // re-INVITE's) ends a call that was answered.
-                        let disposition = if ok.first {
-                            Disposition::Failed
+                        // re-INVITE's) ends a call that was answered: the caller's
+                        // side is lost (`dropped`).
+                        if ok.first {
+                            self.end_call(now, handle, Party::Siaga, Disposition::Failed);
                         } else {
-                            Disposition::Answered
-                        };
-                        self.end_call(now, handle, Party::Siaga, disposition);
+                            self.caller_leg_lost(now, handle, "no ACK for siaga's 2xx");
+                        }
                     }
                 }
                 CallTimer::Session(handle) => self.session_timer_fired(now, handle),

@@ -607,7 +607,8 @@ impl Engine {
             if matches!(status, 408 | 481) {
                 // §14.1: the trunk's dialog is gone (an operator's failure re-queued the
                 // caller before this, in `on_in_dialog_response`).
-                self.end_call(now, handle, Party::Siaga, Disposition::Answered);
+                let reason = format!("{status} response to {}", in_dialog_method(&request));
+                self.caller_leg_lost(now, handle, &reason);
             }
             return;
         }
@@ -840,7 +841,8 @@ impl Engine {
             self.refuse_exchange(now, &exchange, 408, "Request Timeout");
         }
         tracing::warn!(side = ?out.to, method = ?out.request.method(), "no response to siaga's request in the dialog: ending the call");
-        self.end_call(now, handle, Party::Siaga, Disposition::Answered);
+        let reason = format!("no response to {}", in_dialog_method(&out.request));
+        self.caller_leg_lost(now, handle, &reason);
     }
 
     // ---- session timer (RFC 4028) ---------------------------------------------------------
@@ -890,7 +892,7 @@ impl Engine {
                 let record = call.record;
                 tracing::warn!(call = %record, interval_s = timer.interval, "session expired: the trunk did not refresh it");
                 self.emit(record, now, CallEventKind::SessionExpired);
-                self.end_call(now, handle, Party::Siaga, Disposition::Answered);
+                self.caller_leg_lost(now, handle, "session expired");
             }
             Refresher::Siaga => self.send_refresh(now, handle, timer),
         }
@@ -1006,7 +1008,8 @@ impl Engine {
                     status,
                     "the trunk refused siaga's session refresh: ending the call"
                 );
-                self.end_call(now, handle, Party::Siaga, Disposition::Answered);
+                let reason = format!("{status} response to the session refresh");
+                self.caller_leg_lost(now, handle, &reason);
             }
             _ => {}
         }

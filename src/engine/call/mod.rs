@@ -8,6 +8,7 @@
 
 mod agents;
 mod callback;
+mod dropped;
 mod ending;
 mod feature;
 mod flow;
@@ -395,6 +396,9 @@ pub struct CallTable {
     pub callback_relays: std::collections::HashSet<RelayId>,
     /// Operators' feature-code calls (`feature`).
     pub(crate) features: FeatureCalls,
+    /// Records of live calls classified or linked to an incident (`dropped`): their drop
+    /// lists nothing. An entry leaves with its call (`end_call`).
+    pub(crate) classified: BTreeSet<Uuid>,
 }
 
 impl CallTable {

@@ -405,10 +405,13 @@ fn a_call_is_answered_bridged_and_ended_by_the_caller() {
     assert_eq!(bye.to().expect("to").tag(), Some("op1"));
     assert!(matches!(
         out.events[..],
-        [CallEventKind::Ended {
-            by: Party::Caller,
-            disposition: Disposition::Answered
-        }]
+        [
+            CallEventKind::Dropped { .. },
+            CallEventKind::Ended {
+                by: Party::Caller,
+                disposition: Disposition::Answered
+            }
+        ]
     ));
     assert!(
         out.media
@@ -1672,6 +1675,7 @@ mod acd_sim;
 mod break_midcall;
 mod break_transport;
 mod callback;
+mod dropped;
 mod feature;
 mod leg_loss;
 mod lenient_from;

@@ -19,6 +19,7 @@ store_tests!(
     a_call_detail_has_timeline_incident_and_handoffs,
     statistics_of_a_known_day_are_exact,
     the_csv_export_has_a_line_per_call,
+    dropped_calls_are_on_the_worklist_until_classified,
 );
 
 fn incidents_config() -> IncidentsConfig {
@@ -928,4 +929,165 @@ fn positions_are_wgs84_degrees_both_or_neither() {
         Position::from_pair(None, Some(1.0)).unwrap_err().field(),
         "latitude"
     );
+}
+
+/// Call `call` from `caller`, received at `t`, answered +5 s, dropped by the caller's side
+/// +60 s (`dropped` then `ended`); without `ended` when `ends` is false (the log lost it).
+fn dropped_call(call: u128, t: i64, caller: &str, ends: bool) -> Vec<CallEvent> {
+    let mut events = call_events(call, t, Some(caller), None, None);
+    events.push(ev(
+        call,
+        2,
+        t + 5 * S,
+        CallEventKind::Answered {
+            operator: "op-1".to_owned(),
+        },
+    ));
+    events.push(ev(
+        call,
+        3,
+        t + 60 * S,
+        CallEventKind::Dropped {
+            reason: "session expired".to_owned(),
+        },
+    ));
+    if ends {
+        events.push(ev(
+            call,
+            4,
+            t + 60 * S,
+            CallEventKind::Ended {
+                by: Party::Siaga,
+                disposition: Disposition::Answered,
+            },
+        ));
+    }
+    events
+}
+
+/// The rebuild lists an answered call that dropped (`dropped` event) while it has no
+/// incident, with reason `dropped_unclassified`, beside an abandoned one; classifying or
+/// linking it, an answered callback, or a later answered call of the caller closes it; a
+/// call the operator ended is not listed.
+async fn dropped_calls_are_on_the_worklist_until_classified(store: Store) {
+    let call = Uuid::from_u128;
+    let t = DAY;
+    let min = 60 * S;
+    let mut events = Vec::new();
+    // 1: dropped, never classified: listed.
+    events.extend(dropped_call(1, t, "+62801", true));
+    // 2: dropped, then classified in wrap-up; 3: dropped, linked to 2's incident.
+    events.extend(dropped_call(2, t + min, "+62802", true));
+    events.extend(dropped_call(3, t + 2 * min, "+62803", true));
+    // 4: answered and ended by the caller's BYE without `dropped` (the operator's end
+    // looks the same in `calls`): only the event lists a call.
+    events.extend(call_events(
+        4,
+        t + 3 * min,
+        Some("+62804"),
+        Some((5 * S, 60 * S, "op-1")),
+        None,
+    ));
+    // 5: dropped, the caller called again and was answered (call 6): moot.
+    events.extend(dropped_call(5, t + 4 * min, "+62805", true));
+    events.extend(call_events(
+        6,
+        t + 5 * min,
+        Some("+62805"),
+        Some((5 * S, 60 * S, "op-2")),
+        None,
+    ));
+    // 7: dropped, one busy callback: listed, 1 attempt. 8: dropped, called back: closed.
+    events.extend(dropped_call(7, t + 6 * min, "+62807", true));
+    events.push(ev(
+        7,
+        10,
+        t + 7 * min,
+        CallEventKind::CallbackEnded {
+            operator: "op-2".to_owned(),
+            outcome: CallbackOutcome::Busy,
+        },
+    ));
+    events.extend(dropped_call(8, t + 6 * min, "+62808", true));
+    events.push(ev(
+        8,
+        10,
+        t + 7 * min,
+        CallEventKind::CallbackEnded {
+            operator: "op-2".to_owned(),
+            outcome: CallbackOutcome::Answered,
+        },
+    ));
+    // 9: `dropped` stored but not `ended`: not listed (and no error).
+    events.extend(dropped_call(9, t + 8 * min, "+62809", false));
+    // 10: abandoned in the queue: listed as before.
+    events.extend(call_events(
+        10,
+        t + 9 * min,
+        Some("+62810"),
+        None,
+        Some(20 * S),
+    ));
+    store.write_batch("node-a", &events).await.unwrap();
+    let incident = store
+        .create_incident(
+            "node-a",
+            call(2),
+            &new_incident("medical", None, "fell"),
+            UtcTime(t + 2 * min),
+        )
+        .await
+        .unwrap();
+    store
+        .link_call(call(3), incident.id, Some("op-1"), UtcTime(t + 3 * min))
+        .await
+        .unwrap();
+
+    let list = store.callback_worklist(UtcTime(t)).await.unwrap();
+    let got: Vec<(u128, &str, &str, u32)> = list
+        .iter()
+        .map(|r| {
+            (
+                r.call.as_u128(),
+                r.disposition.as_str(),
+                r.reason.as_str(),
+                r.attempts,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "answered", "dropped_unclassified", 0),
+            (7, "answered", "dropped_unclassified", 1),
+            (10, "abandoned_in_queue", "abandoned_in_queue", 0),
+        ]
+    );
+    let item = list[0].clone().into_item();
+    assert_eq!(
+        (item.reason.as_str(), item.waited, item.at),
+        (
+            "dropped_unclassified",
+            std::time::Duration::from_secs(60),
+            UtcTime(t)
+        )
+    );
+    // Classifying call 1 now closes its item too.
+    store
+        .create_incident(
+            "node-a",
+            call(1),
+            &new_incident("fire", None, "smoke"),
+            UtcTime(t + 20 * min),
+        )
+        .await
+        .unwrap();
+    let after: Vec<u128> = store
+        .callback_worklist(UtcTime(t))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.call.as_u128())
+        .collect();
+    assert_eq!(after, [7, 10]);
 }

@@ -37,10 +37,15 @@ fn a_cancel_after_the_2xx_draws_200_and_no_487_and_the_call_goes_on() {
     assert_eq!(out.requests_to(OP1, Method::Bye).len(), 1);
     assert_eq!(
         out.events,
-        [CallEventKind::Ended {
-            by: Party::Caller,
-            disposition: Disposition::Answered
-        }]
+        [
+            CallEventKind::Dropped {
+                reason: "the caller hung up".to_owned()
+            },
+            CallEventKind::Ended {
+                by: Party::Caller,
+                disposition: Disposition::Answered
+            }
+        ]
     );
 }
 

@@ -280,6 +280,10 @@ fn the_caller_hanging_up_while_the_agency_rings_cancels_it() {
         out.events,
         [
             failed("the caller hung up"),
+            // The agency never got the caller: a drop (`call::dropped`).
+            CallEventKind::Dropped {
+                reason: "the caller hung up".to_owned()
+            },
             CallEventKind::Ended {
                 by: Party::Caller,
                 disposition: Disposition::Answered

@@ -53,6 +53,7 @@ pub(super) fn records(w: &World, calls: &CallViews, v: &mut Vec<String>) {
         let mut offer: Option<(&str, u64)> = None;
         let mut answer: Option<(&str, SocketAddr, String, u64)> = None;
         let mut ended = false;
+        let mut dropped = false;
         for r in &call.recs[2..] {
             let at = r.at;
             let from_op =
@@ -146,6 +147,21 @@ pub(super) fn records(w: &World, calls: &CallViews, v: &mut Vec<String>) {
                         )),
                     }
                 }
+                // The caller's BYE on the answered call (`call::dropped`), just before
+                // its `Ended`.
+                CallEventKind::Dropped { reason } => {
+                    dropped = true;
+                    let by_bye = delivered(w, r.cause).is_some_and(|d| {
+                        d.from == TRUNK
+                            && is(&d.msg, Method::Bye)
+                            && d.call_id.as_str() == call.trunk_call_id
+                    });
+                    if answer.is_none() || !by_bye || reason != "the caller hung up" {
+                        fail(format!(
+                            "Dropped ({reason}) at {at} not caused by the caller's BYE on an answered call"
+                        ));
+                    }
+                }
                 CallEventKind::Ended { by, disposition } => {
                     ended = true;
                     let d = delivered(w, r.cause);
@@ -158,7 +174,7 @@ pub(super) fn records(w: &World, calls: &CallViews, v: &mut Vec<String>) {
                     };
                     let ok = match (by, disposition) {
                         (Party::Caller, Disposition::Answered) => {
-                            answer.is_some() && from_trunk(Method::Bye)
+                            answer.is_some() && dropped && from_trunk(Method::Bye)
                         }
                         (Party::Caller, Disposition::AbandonedInQueue) => {
                             answer.is_none()
