@@ -296,5 +296,16 @@ mod tests {
                 (StatusCode::CONFLICT, "transfer", Some(reason))
             );
         }
+        // A tel: agency with no trunk gateway up: the service is unavailable.
+        let e = engine(TransferError::NoGateway);
+        let body = e.body();
+        assert_eq!(
+            (e.status(), body.error, body.reason),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transfer",
+                Some("no_gateway")
+            )
+        );
     }
 }
