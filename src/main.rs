@@ -371,7 +371,7 @@ fn migrate(config: &Config) -> Result<(), String> {
         0 => format!("{url}: up to date, no migration to apply\n"),
         n => format!("{url}: {n} migration(s) applied\n"),
     });
-    Ok(print(&text)?)
+    print(&text)
 }
 
 /// `siaga calls`' paging and output options.
