@@ -3,8 +3,10 @@
 //! searches the call log, `siaga export` writes it as CSV, `siaga stats` prints a
 //! period's statistics, `siaga agents` the operators' state changes, `siaga hash-password`
 //! an API password's argon2id hash. Exit codes: 0 success,
-//! 1 failure (the address is in use, no database yet, a bad `--since` …), 2 invalid
-//! configuration.
+//! 1 failure (the address is in use, no database yet …), 2 invalid configuration or
+//! arguments (clap's, and the values the HTTP API refuses too: a `--limit` outside
+//! 1–1000, a time not understood, a period whose end is not after its start; checked by
+//! [`store::parse_limit`], [`store::parse_time`], [`store::check_period`]).
 
 use clap::{Parser, Subcommand};
 use rand::SeedableRng;
@@ -60,14 +62,15 @@ enum Command {
         /// The configuration file.
         #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
-        /// How many calls to print (at most 1000).
-        #[arg(long, value_name = "N", default_value_t = 20)]
-        limit: u32,
+        /// How many calls to print: 1 to 1000 (as the API's `limit`).
+        #[arg(long, value_name = "N", default_value = "20")]
+        limit: String,
         /// Only calls received at or after TIME: a UTC time (2026-11-29T12:00:00Z,
-        /// 2026-11-29 12:00, 2026-11-29) or a duration back from now (90m, 2h, 1day).
+        /// 2026-11-29 12:00, 2026-11-29), a duration back from now (90m, 2h, 1day), or
+        /// `now`.
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
-        /// Only calls received before TIME (as --since).
+        /// Only calls received before TIME (as --since; after --since when both are given).
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
         #[command(flatten)]
@@ -89,8 +92,8 @@ enum Command {
         /// Calls received at or after TIME (as `calls --since`).
         #[arg(long, value_name = "TIME")]
         from: String,
-        /// Calls received before TIME (as `calls --since`).
-        #[arg(long, value_name = "TIME")]
+        /// Calls received before TIME (as `calls --since`; after --from).
+        #[arg(long, value_name = "TIME", default_value = "now")]
         to: String,
         #[command(flatten)]
         filter: FilterArgs,
@@ -105,11 +108,12 @@ enum Command {
         /// The configuration file.
         #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
-        /// Calls received at or after TIME (as `calls --since`).
+        /// Calls received at or after TIME (as `calls --since`); default 24 hours before
+        /// --to (as the API's `GET /api/stats`).
         #[arg(long, value_name = "TIME")]
-        from: String,
-        /// Calls received before TIME (as `calls --since`).
-        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Calls received before TIME (as `calls --since`; after --from).
+        #[arg(long, value_name = "TIME", default_value = "now")]
         to: String,
         /// Print a JSON object instead of text (shares as fractions, durations in ms).
         #[arg(long)]
@@ -126,7 +130,8 @@ enum Command {
         #[arg(long, value_name = "ID")]
         operator: Option<String>,
         /// Only changes at or after TIME: a UTC time (2026-11-29T12:00:00Z,
-        /// 2026-11-29 12:00, 2026-11-29) or a duration back from now (90m, 2h, 1day).
+        /// 2026-11-29 12:00, 2026-11-29), a duration back from now (90m, 2h, 1day), or
+        /// `now`.
         #[arg(long, value_name = "TIME", default_value = "1day")]
         since: String,
         /// Print a JSON array of objects keyed by the `agent_events` columns (times
@@ -163,23 +168,88 @@ struct FilterArgs {
 }
 
 impl FilterArgs {
-    /// The store's filter for calls received in [`from`, `to`).
-    fn filter(self, from: Option<UtcTime>, to: Option<UtcTime>) -> store::CallFilter {
-        store::CallFilter {
-            from,
-            to,
-            category: self.category,
-            disposition: self.disposition,
-            operator: self.operator,
-            caller: self.caller,
-            agency: self.agency,
-            text: self.text,
-        }
+    /// The store's filter for calls received in [`from`, `to`), each flag checked as the
+    /// API checks its query parameter (`siaga::api::call_log::parse_filter`): a category,
+    /// agency or disposition that is not configured or recorded, an empty value, a text
+    /// over 200 characters.
+    ///
+    /// Errors: [`Failure::Usage`] naming the flag (and the values allowed).
+    fn filter(
+        self,
+        incidents: &config::IncidentsConfig,
+        from: Option<UtcTime>,
+        to: Option<UtcTime>,
+    ) -> Result<store::CallFilter, Failure> {
+        let mut params: std::collections::BTreeMap<String, String> = [
+            ("category", self.category),
+            ("disposition", self.disposition),
+            ("operator", self.operator),
+            ("caller", self.caller),
+            ("agency", self.agency),
+            ("text", self.text),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key.to_owned(), value?)))
+        .collect();
+        let filter =
+            siaga::api::call_log::parse_filter(incidents, &mut params, &[]).map_err(|error| {
+                Failure::Usage(match error {
+                    siaga::api::error::ApiError::Invalid {
+                        field,
+                        problem,
+                        allowed,
+                    } if allowed.is_empty() => format!("--{field} {problem}"),
+                    siaga::api::error::ApiError::Invalid {
+                        field,
+                        problem,
+                        allowed,
+                    } => format!("--{field} {problem}; allowed: {}", allowed.join(", ")),
+                    siaga::api::error::ApiError::Input(input) => {
+                        format!("--{} {input}", input.field())
+                    }
+                    other => other.to_string(),
+                })
+            })?;
+        Ok(store::CallFilter { from, to, ..filter })
     }
 }
 
-/// Exit code for an invalid configuration.
+/// Exit code for an invalid configuration or invalid arguments (as clap's).
 const EXIT_BAD_CONFIG: u8 = 2;
+
+/// Why a command failed: its arguments (exit 2, as clap's errors) or its work (exit 1).
+/// Both are one-line messages.
+#[derive(Debug)]
+enum Failure {
+    /// An argument refused, named with the problem (`--limit "0" is not …`).
+    Usage(String),
+    /// The command could not do its work (no database, a write failed …).
+    Run(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Run(message)
+    }
+}
+
+/// A time argument (`--since`, `--until`, `--from`, `--to`) as [`store::parse_time`]
+/// reads it, relative to `now`.
+///
+/// Errors: [`Failure::Usage`] naming `flag`.
+fn time_arg(flag: &str, text: &str, now: UtcTime) -> Result<UtcTime, Failure> {
+    store::parse_time(text, now).map_err(|error| Failure::Usage(format!("{flag} {error}")))
+}
+
+/// Checks a period given by `start` and `end` flags ([`store::check_period`]).
+///
+/// Errors: [`Failure::Usage`] naming `end`.
+fn period_arg(
+    (start, from): (&'static str, Option<UtcTime>),
+    (end, to): (&str, Option<UtcTime>),
+) -> Result<(), Failure> {
+    store::check_period(from, to, start).map_err(|error| Failure::Usage(format!("{end} {error}")))
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -210,7 +280,7 @@ fn main() -> ExitCode {
         } => match load(&config) {
             Ok(c) => {
                 let page = CallsPage {
-                    limit,
+                    limit: &limit,
                     since: since.as_deref(),
                     until: until.as_deref(),
                     after: after.as_deref(),
@@ -236,7 +306,7 @@ fn main() -> ExitCode {
             to,
             json,
         } => match load(&config) {
-            Ok(c) => report("stats", stats(&c, &from, &to, json)),
+            Ok(c) => report("stats", stats(&c, from.as_deref(), &to, json)),
             Err(code) => code,
         },
         Command::Agents {
@@ -266,11 +336,16 @@ fn hash_password() -> Result<(), String> {
     print(&format!("{}\n", siaga::api::auth::hash_password(password)))
 }
 
-/// The exit code of a reading command, printing its one-line error.
-fn report(command: &str, result: Result<(), String>) -> ExitCode {
-    match result {
+/// The exit code of a command, printing its one-line error: 2 for an argument refused, 1
+/// for a failure.
+fn report(command: &str, result: Result<(), impl Into<Failure>>) -> ExitCode {
+    match result.map_err(Into::into) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure::Usage(message)) => {
+            eprintln!("siaga {command}: {message}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+        Err(Failure::Run(message)) => {
             eprintln!("siaga {command}: {message}");
             ExitCode::FAILURE
         }
@@ -301,7 +376,7 @@ fn migrate(config: &Config) -> Result<(), String> {
 
 /// `siaga calls`' paging and output options.
 struct CallsPage<'a> {
-    limit: u32,
+    limit: &'a str,
     since: Option<&'a str>,
     until: Option<&'a str>,
     after: Option<&'a str>,
@@ -311,22 +386,31 @@ struct CallsPage<'a> {
 /// `siaga calls`: prints up to `limit` calls matching the filters, as a table or JSON, and
 /// on stderr the cursor of the next page when there may be one. Errors are one-line
 /// messages.
-fn calls(config: &Config, filter: FilterArgs, page: CallsPage<'_>) -> Result<(), String> {
-    let since = page.since.map(since_arg).transpose()?;
-    let until = page.until.map(|t| time_arg("--until", t)).transpose()?;
+fn calls(config: &Config, filter: FilterArgs, page: CallsPage<'_>) -> Result<(), Failure> {
+    let now = wall_clock();
+    let limit = store::parse_limit(page.limit)
+        .map_err(|error| Failure::Usage(format!("--limit {error}")))?;
+    let since = page
+        .since
+        .map(|t| time_arg("--since", t, now))
+        .transpose()?;
+    let until = page
+        .until
+        .map(|t| time_arg("--until", t, now))
+        .transpose()?;
+    period_arg(("--since", since), ("--until", until))?;
     let after = page
         .after
         .map(|c| {
             c.parse::<store::Cursor>()
-                .map_err(|e| format!("--after {e}"))
+                .map_err(|e| Failure::Usage(format!("--after {e}")))
         })
         .transpose()?;
-    let filter = filter.filter(since, until);
+    let filter = filter.filter(&config.incidents, since, until)?;
     let narrowed = store::CallFilter {
         from: None,
         ..filter.clone()
     } != store::CallFilter::default();
-    let limit = page.limit;
     let found = read(config, |store| async move {
         store.search_calls(&filter, after, limit).await
     })?;
@@ -357,8 +441,12 @@ fn export(
     to: &str,
     filter: FilterArgs,
     output: Option<&Path>,
-) -> Result<(), String> {
-    let filter = filter.filter(Some(time_arg("--from", from)?), Some(time_arg("--to", to)?));
+) -> Result<(), Failure> {
+    let now = wall_clock();
+    let from = time_arg("--from", from, now)?;
+    let to = time_arg("--to", to, now)?;
+    period_arg(("--from", Some(from)), ("--to", Some(to)))?;
+    let filter = filter.filter(&config.incidents, Some(from), Some(to))?;
     let result = read(config, |store| async move {
         let written = match output {
             Some(path) => match std::fs::File::create(path) {
@@ -379,15 +467,20 @@ fn export(
         Ok(_) => Ok(()),
         // `siaga export | head` closed the pipe: not an error.
         Err(message) if output.is_none() && message.contains("Broken pipe") => Ok(()),
-        Err(message) => Err(message),
+        Err(message) => Err(Failure::Run(message)),
     }
 }
 
-/// `siaga stats`: prints the statistics of [`from`, `to`) as text or JSON. Errors are
-/// one-line messages.
-fn stats(config: &Config, from: &str, to: &str, json: bool) -> Result<(), String> {
-    let from = time_arg("--from", from)?;
-    let to = time_arg("--to", to)?;
+/// `siaga stats`: prints the statistics of [`from`, `to`) as text or JSON; without `from`,
+/// of the 24 hours before `to` (as `GET /api/stats`). Errors are one-line messages.
+fn stats(config: &Config, from: Option<&str>, to: &str, json: bool) -> Result<(), Failure> {
+    let now = wall_clock();
+    let to = time_arg("--to", to, now)?;
+    let from = match from {
+        Some(from) => time_arg("--from", from, now)?,
+        None => UtcTime(to.0.saturating_sub(siaga::api::stats::DEFAULT_PERIOD_MS)),
+    };
+    period_arg(("--from", Some(from)), ("--to", Some(to)))?;
     let stats = read(
         config,
         |store| async move { store.statistics(from, to).await },
@@ -397,18 +490,13 @@ fn stats(config: &Config, from: &str, to: &str, json: bool) -> Result<(), String
     } else {
         stats.report()
     };
-    print(&text)
-}
-
-/// A time argument (`--from`, `--to`, `--until`): as `--since`.
-fn time_arg(flag: &str, text: &str) -> Result<UtcTime, String> {
-    store::parse_since(text, wall_clock()).map_err(|error| format!("{flag} {error}"))
+    Ok(print(&text)?)
 }
 
 /// `siaga agents`: prints the agent events since `since` (of `operator` only, when given),
 /// oldest first, as a table or JSON. Errors are one-line messages.
-fn agents(config: &Config, operator: Option<&str>, since: &str, json: bool) -> Result<(), String> {
-    let since = since_arg(since)?;
+fn agents(config: &Config, operator: Option<&str>, since: &str, json: bool) -> Result<(), Failure> {
+    let since = time_arg("--since", since, wall_clock())?;
     let rows = read(config, |store| async move {
         store.agent_events(operator, since, UtcTime(i64::MAX)).await
     })?;
@@ -423,12 +511,7 @@ fn agents(config: &Config, operator: Option<&str>, since: &str, json: bool) -> R
     } else {
         store::agents_table(&rows)
     };
-    print(&text)
-}
-
-/// A `--since` value, counted back from the wall clock when it is a duration.
-fn since_arg(text: &str) -> Result<UtcTime, String> {
-    store::parse_since(text, wall_clock()).map_err(|error| format!("--since {error}"))
+    Ok(print(&text)?)
 }
 
 /// The wall clock, UTC.

@@ -142,10 +142,17 @@ pub async fn run(
         &tracker,
     )?;
     let config = engine.config();
+    // The API's address as `127.0.0.1:8080`, or `off` when this process serves none.
+    let http = match options.api.as_ref().map(|api| api.local_addr()) {
+        Some(Ok(addr)) => addr.to_string(),
+        Some(Err(_)) => "unknown".to_owned(),
+        None => "off".to_owned(),
+    };
     info!(
         node = %config.node_id,
         udp = %transports.udp_addr(),
         tcp = %transports.tcp_addr(),
+        http = %http,
         advertised = %format_args!("{}:{}", config.advertised_host, config.advertised_port),
         "siaga started"
     );

@@ -247,15 +247,17 @@ fn follows_siaga_database_url_and_reports_what_is_missing() {
     let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(rows.as_array().map(Vec::len), Some(2));
 
-    // A PostgreSQL server that does not answer (nothing listens on 127.0.0.1:1), and a
-    // --since not understood: one line each, exit 1, no password.
-    for (env, args, needle) in [
+    // A PostgreSQL server that does not answer (nothing listens on 127.0.0.1:1): one
+    // line, exit 1, no password; a --since not understood: one line, exit 2 (an argument
+    // refused, as clap's errors).
+    for (env, args, needle, code) in [
         (
             "postgres://u:pw@127.0.0.1:1/siaga",
             vec![],
             "cannot open the database postgres://u:***@127.0.0.1:1/siaga: ",
+            1,
         ),
-        ("sqlite://x.db", vec!["--since", "last week"], "--since"),
+        ("sqlite://x.db", vec!["--since", "last week"], "--since", 2),
     ] {
         let out = Command::new(SIAGA)
             .args(["calls", "--config"])
@@ -265,7 +267,7 @@ fn follows_siaga_database_url_and_reports_what_is_missing() {
             .current_dir(dir.path())
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(out.status.code(), Some(code), "{out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(needle), "{stderr}");
@@ -475,16 +477,166 @@ fn agents_reports_a_missing_database_and_a_bad_since() {
     let dir = TempDir::new().unwrap();
     let missing = dir.path().join("nothing/here.db");
     let config = sqlite_config(&dir, &missing);
-    for (args, needle) in [
-        (vec![], "no call records yet at"),
-        (vec!["--since", "last week"], "--since"),
+    for (args, needle, code) in [
+        (vec![], "no call records yet at", 1),
+        (vec!["--since", "last week"], "--since", 2),
     ] {
         let out = siaga("agents", &config, &args);
-        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(out.status.code(), Some(code), "{out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.starts_with("siaga agents: "), "{stderr}");
         assert!(stderr.contains(needle), "{stderr}");
     }
     assert!(!missing.parent().unwrap().exists());
+}
+
+/// The arguments the API refuses are refused by the CLI too, before the database is
+/// opened (the file here does not exist): exit 2 and one line naming the flag and the
+/// problem. Nothing is clamped.
+#[test]
+fn calls_refuses_what_the_api_refuses() {
+    let dir = TempDir::new().unwrap();
+    let missing = dir.path().join("nothing/here.db");
+    let config = sqlite_config(&dir, &missing);
+    for (command, args, message) in [
+        (
+            "calls",
+            vec!["--limit", "0"],
+            "siaga calls: --limit \"0\" is not a whole number 1–1000",
+        ),
+        (
+            "calls",
+            vec!["--limit", "1001"],
+            "siaga calls: --limit \"1001\" is not a whole number 1–1000",
+        ),
+        (
+            "calls",
+            vec!["--limit=-5"],
+            "siaga calls: --limit \"-5\" is not a whole number 1–1000",
+        ),
+        (
+            "calls",
+            vec!["--since", "2026-11-30", "--until", "2026-11-29"],
+            "siaga calls: --until is not after --since",
+        ),
+        (
+            "calls",
+            vec!["--since", "now", "--until", "2h"],
+            "siaga calls: --until is not after --since",
+        ),
+        (
+            "export",
+            vec!["--from", "2026-11-30", "--to", "2026-11-29"],
+            "siaga export: --to is not after --from",
+        ),
+        (
+            "export",
+            vec!["--from", "now"],
+            "siaga export: --to is not after --from",
+        ),
+        (
+            "stats",
+            vec!["--from", "1h", "--to", "2h"],
+            "siaga stats: --to is not after --from",
+        ),
+        (
+            "calls",
+            vec!["--category", "flood"],
+            "siaga calls: --category unknown category \"flood\"",
+        ),
+        (
+            "calls",
+            vec!["--disposition", "lost"],
+            "siaga calls: --disposition is not a disposition; allowed: answered, abandoned_in_queue,",
+        ),
+        (
+            "export",
+            vec!["--from", "1day", "--agency", "army"],
+            "siaga export: --agency unknown agency \"army\"",
+        ),
+        (
+            "calls",
+            vec!["--caller", ""],
+            "siaga calls: --caller is empty",
+        ),
+        (
+            "agents",
+            vec!["--since", "tomorrow"],
+            "siaga agents: --since \"tomorrow\" is neither",
+        ),
+    ] {
+        let out = siaga(command, &config, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with(message), "{args:?}: {stderr}");
+    }
+    assert!(!missing.parent().unwrap().exists());
+}
+
+/// `now` is a time wherever the CLI takes one; `--since now` lists nothing (no call
+/// received after now), `--until now` every call.
+#[test]
+fn now_is_a_time() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("siaga.db");
+    prepare(&format!("sqlite://{}", db.display()));
+    let config = sqlite_config(&dir, &db);
+    let all = stdout(&siaga("calls", &config, &["--json", "--until", "now"]));
+    let rows: serde_json::Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(2), "{all}");
+    let none = stdout(&siaga("calls", &config, &["--since", "now"]));
+    assert!(none.starts_with("no calls since "), "{none}");
+    let agents = stdout(&siaga("agents", &config, &["--since", "now"]));
+    assert!(agents.starts_with("no agent events since "), "{agents}");
+}
+
+/// A caller number holding a right-to-left override, an ANSI escape and a line break,
+/// and a very long called URI: the table shows them cleaned (U+FFFD, cut with `…` at
+/// `TABLE_CELL_MAX` characters) on one line, while `--json` gives the values exactly as
+/// stored (the record is evidence), and the CSV export neutralises the bidi control.
+#[test]
+fn signalled_text_is_cleaned_for_display_only() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("siaga.db");
+    let url = format!("sqlite://{}", db.display());
+    let caller = "\u{202E}0987654321826+\u{1b}[2J\nX";
+    let called = format!("sip:{}@x.test", "1".repeat(60));
+    write(
+        &url,
+        &[ev(
+            7,
+            0,
+            T,
+            CallEventKind::Received {
+                trunk_call_id: "hostile@telco".to_owned(),
+                caller: Some(caller.to_owned()),
+                called: called.clone(),
+                original_called: None,
+                trunk: "telco".to_owned(),
+            },
+        )],
+    );
+    let config = sqlite_config(&dir, &db);
+    let table = stdout(&siaga("calls", &config, &[]));
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(!table.contains(['\u{202E}', '\u{1b}']), "{table}");
+    assert!(
+        table.contains("\u{FFFD}0987654321826+\u{FFFD}[2J\u{FFFD}X"),
+        "{table}"
+    );
+    let cut: String = called
+        .chars()
+        .take(siaga::store::TABLE_CELL_MAX - 1)
+        .collect();
+    assert!(table.contains(&format!("{cut}…")), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&siaga("calls", &config, &["--json"]))).unwrap();
+    assert_eq!(json[0]["caller"], caller);
+    assert_eq!(json[0]["called"], called.as_str());
+    let csv = stdout(&siaga("export", &config, &["--from", "2026-11-29"]));
+    let line = csv.lines().nth(1).expect("the call");
+    assert!(!csv.contains('\u{202E}'), "{csv}");
+    assert!(line.contains("\u{FFFD}0987654321826+"), "{csv}");
 }

@@ -204,6 +204,9 @@ impl Http {
             Some(Body::Raw(text)) => request
                 .header("content-type", "application/json")
                 .body(text.to_owned()),
+            Some(Body::Owned(text)) => request
+                .header("content-type", "application/json")
+                .body(text),
             None => request,
         };
         self.rt.block_on(async {
@@ -237,6 +240,7 @@ impl Http {
 enum Body {
     Json(Value),
     Raw(&'static str),
+    Owned(String),
 }
 
 /// The operator's entry in the supervisor's live view.
@@ -755,6 +759,22 @@ fn call_record_checks(url: &str) {
     let (status, body) = patch(&incident_path, &op, json!({"subcategory": "nope"}));
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["field"], "subcategory");
+    // One coordinate alone: the error names the other, the one missing.
+    for (edit, missing) in [
+        (json!({"latitude": -6.2}), "longitude"),
+        (json!({"longitude": 106.8}), "latitude"),
+        (json!({"latitude": null}), "longitude"),
+        (json!({"latitude": -6.2, "longitude": null}), "longitude"),
+    ] {
+        let (status, body) = patch(&incident_path, &op, edit.clone());
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{edit}: {body}");
+        assert_eq!(body["field"], missing, "{edit}: {body}");
+        let message = body["message"].as_str().expect("message");
+        assert!(
+            message.starts_with(&format!("{missing} is missing")),
+            "{body}"
+        );
+    }
     let (status, _) = patch(
         &format!("/api/incidents/{}", uuid(98)),
         &sup,
@@ -871,8 +891,10 @@ fn call_record_checks(url: &str) {
         ("agency=army", "agency"),
         ("disposition=lost", "disposition"),
         ("limit=0", "limit"),
+        ("limit=1001", "limit"),
         ("cursor=12", "cursor"),
         ("from=someday", "from"),
+        ("from=now&to=1day", "to"),
         ("colour=red", "colour"),
     ] {
         let (status, body) = http.get(&format!("/api/calls?{query}"), Some(&sup));
@@ -881,6 +903,8 @@ fn call_record_checks(url: &str) {
     }
     let (_, body) = http.get("/api/calls?agency=army", Some(&sup));
     assert_eq!(body["allowed"], json!(agencies));
+    let (status, page) = http.get("/api/calls?from=1day&to=now", Some(&sup));
+    assert_eq!((status, ids(&page).len()), (StatusCode::OK, 3), "{page}");
 
     // A call's detail: timeline, incident, handoff.
     let (status, detail) = http.get(&format!("/api/calls/{}", uuid(1)), Some(&sup));
@@ -947,6 +971,60 @@ fn call_record_checks(url: &str) {
     assert!(lines[2].ends_with(",fire,,damkar"), "{csv}");
     let (status, body) = http.get("/api/export.csv?category=flood", Some(&sup));
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = http.get("/api/export.csv?from=now&to=2h", Some(&sup));
+    assert_eq!(
+        (status, &body["field"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("to"))
+    );
+
+    // What axum answers before a handler runs is the same JSON error shape.
+    let (status, body) = http.get("/api/nothing-here", Some(&sup));
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::NOT_FOUND, &json!("not_found")),
+        "{body}"
+    );
+    let (status, allow, body) = http.rt.block_on(async {
+        let response = http
+            .client
+            .delete(format!("{}/api/stats", http.base))
+            .bearer_auth(&sup)
+            .send()
+            .await
+            .expect("answer");
+        let allow = response.headers().get("allow").cloned();
+        (
+            response.status(),
+            allow,
+            response.json::<Value>().await.expect("JSON"),
+        )
+    });
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(allow.expect("Allow kept"), "GET,HEAD");
+    assert_eq!(
+        (&body["error"], &body["allowed"]),
+        (&json!("method_not_allowed"), &json!(["GET", "HEAD"]))
+    );
+    let big = format!(
+        "{{\"username\": \"{}\", \"password\": \"x\"}}",
+        "u".repeat(70_000)
+    );
+    let (status, body) = http.call("POST", "/api/login", None, Some(Body::Owned(big)));
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::PAYLOAD_TOO_LARGE, &json!("too_large")),
+        "{body}"
+    );
+    let (status, body) = http.post(
+        "/api/calls/not-a-uuid/transfer",
+        Some(&sup),
+        json!({"agency": "damkar"}),
+    );
+    assert_eq!(
+        (status, &body["field"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("id")),
+        "{body}"
+    );
 
     // A live call from +628111 rings 1001: the operator sees who calls, the number
     // dialled, and the caller's two earlier calls with their category.

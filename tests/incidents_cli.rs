@@ -199,7 +199,7 @@ RECEIVED (UTC)       CALLER   CALLED  FIRST DIALLED  WAIT S  TALK S  OPERATOR  D
             "no calls match\n"
         );
         let bad = siaga("calls", &config, &["--after", "yesterday"]);
-        assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+        assert_eq!(bad.status.code(), Some(2), "{bad:?}");
         let stderr = String::from_utf8_lossy(&bad.stderr);
         assert!(
             stderr.starts_with("siaga calls: --after \"yesterday\" is not a page cursor"),
@@ -231,16 +231,16 @@ call_id,received_at,caller,called,original_called,trunk,node_id,queued_at,answer
         assert_eq!(written, expected.replace("INCIDENT", incident));
         // To stdout, the same bytes.
         assert_eq!(stdout(&siaga("export", &config, &period)), written);
-        // --from and --to are required, and checked.
+        // --from is required, --to defaults to now; both are checked (exit 2, as clap's
+        // errors).
         let out = siaga("export", &config, &["--from", "2026-11-29", "--to", "soon"]);
-        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
         assert!(String::from_utf8_lossy(&out.stderr).starts_with("siaga export: --to \"soon\""));
-        assert_eq!(
-            siaga("export", &config, &["--from", "2026-11-29"])
-                .status
-                .code(),
-            Some(2)
-        );
+        assert_eq!(siaga("export", &config, &[]).status.code(), Some(2));
+        let until_now = stdout(&siaga("export", &config, &["--from", "2026-11-29 13:00"]));
+        assert_eq!(until_now, written);
+        let to_now = ["--from", "2026-11-29 13:00", "--to", "now"];
+        assert_eq!(stdout(&siaga("export", &config, &to_now)), written);
         let missing = dir.path().join("no/such/dir.csv");
         let out = siaga(
             "export",
@@ -304,5 +304,24 @@ by operator                  calls  talk
         assert_eq!(stats["answer"]["within"][1]["answered"], 2);
         assert_eq!(stats["by_operator"]["op-3"]["talk_ms"], 60_000);
         assert_eq!(stats["by_hour"][13], 1);
+
+        // --to defaults to now (the calls of the 29th are all before it); without --from,
+        // the period is the 24 hours before --to, as `GET /api/stats`.
+        let until_now = json(&siaga(
+            "stats",
+            &config,
+            &["--json", "--from", "2026-11-29"],
+        ));
+        assert_eq!(until_now["calls"], 3, "{until_now}");
+        let day = json(&siaga("stats", &config, &["--json", "--to", "2026-11-30"]));
+        assert_eq!(
+            (&day["from"], &day["to"], &day["calls"]),
+            (
+                &serde_json::json!("2026-11-29T00:00:00.000Z"),
+                &serde_json::json!("2026-11-30T00:00:00.000Z"),
+                &serde_json::json!(3)
+            ),
+            "{day}"
+        );
     });
 }

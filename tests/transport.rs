@@ -811,6 +811,15 @@ fn run_serves_and_stops_on_sigterm() {
             if line.contains("siaga started") {
                 assert!(line.contains("node=t1"), "{line}");
                 assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+                // The API's address plainly (`http=127.0.0.1:8080`), not a Rust `Some(..)`.
+                let http = line
+                    .split(" http=")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next());
+                assert!(
+                    http.is_some_and(|a| a.parse::<std::net::SocketAddr>().is_ok()),
+                    "{line}"
+                );
                 started = true;
                 break;
             }

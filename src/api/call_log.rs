@@ -18,7 +18,8 @@ use crate::config::IncidentsConfig;
 use crate::engine::UtcTime;
 use crate::engine::record::Disposition;
 use crate::store::{
-    CallDetail, CallFilter, CallPage, Cursor, Incident, MAX_PAGE, parse_since, rfc3339_millis,
+    CallDetail, CallFilter, CallPage, Cursor, Incident, check_period, parse_limit, parse_time,
+    rfc3339_millis,
 };
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -88,12 +89,13 @@ pub struct CallQuery {
 }
 
 /// Parses the filter parameters of `params` (removing them); `extra` are the other
-/// parameters the endpoint takes, left in `params`.
+/// parameters the endpoint takes, left in `params`. The CLI (`siaga calls`, `siaga
+/// export`) checks its filter flags with it too.
 ///
 /// Errors: 422 naming the parameter: an unknown one (listing the known ones), a time not
-/// understood, an unknown category, disposition or agency (listing the allowed values), a
-/// text longer than 200 characters.
-pub(super) fn parse_filter(
+/// understood, `to` not after `from`, an unknown category, disposition or agency (listing
+/// the allowed values), a text longer than 200 characters.
+pub fn parse_filter(
     incidents: &IncidentsConfig,
     params: &mut BTreeMap<String, String>,
     extra: &[&'static str],
@@ -123,11 +125,12 @@ pub(super) fn parse_filter(
     };
     let time = |key: &'static str, value: Option<String>| {
         value
-            .map(|v| parse_since(&v, now).map_err(|e| ApiError::invalid(key, e.to_string(), &[])))
+            .map(|v| parse_time(&v, now).map_err(|e| ApiError::invalid(key, e.to_string(), &[])))
             .transpose()
     };
     let from = time("from", take("from")?)?;
     let to = time("to", take("to")?)?;
+    check_period(from, to, "from").map_err(|e| ApiError::invalid("to", e.to_string(), &[]))?;
     let category = take("category")?;
     if let Some(id) = &category {
         crate::store::Classification::new(incidents, id, None)?;
@@ -189,11 +192,7 @@ pub async fn search(
         .transpose()?;
     let limit = match params.remove("limit") {
         None => DEFAULT_PAGE,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| ApiError::invalid("limit", "is not a whole number 1–1000", &[]))?,
+        Some(l) => parse_limit(&l).map_err(|e| ApiError::invalid("limit", e.to_string(), &[]))?,
     };
     Ok(Json(
         store(&state)?.search_calls(&filter, after, limit).await?,
@@ -250,9 +249,10 @@ pub struct CurrentCall {
     pub call: Uuid,
     /// `offered` (ringing) or `answered`.
     pub stage: String,
-    /// The caller's number (ANI), when known.
+    /// The caller's number (ANI), when known. Untrusted signalled text: exactly as the trunk signalled it, so it may hold control or bidi-control characters (U+202A–U+202E, U+2066–U+2069) and be long; render it as plain text, escaped.
     pub caller: Option<String>,
     /// The number or URN dialled (`112`, `urn:service:sos`), once the store has the call.
+    /// Untrusted signalled text: exactly as the trunk signalled it, so it may hold control or bidi-control characters (U+202A–U+202E, U+2066–U+2069) and be long; render it as plain text, escaped.
     pub called: Option<String>,
     /// The caller's previous call was abandoned or dropped recently (`acd.repeat_window_s`).
     pub repeat: bool,
@@ -362,7 +362,7 @@ pub async fn my_call(
 pub struct CallbackView {
     /// The call's record id.
     pub call: Uuid,
-    /// The number to call back.
+    /// The number to call back. Untrusted signalled text: exactly as the trunk signalled it, so it may hold control or bidi-control characters (U+202A–U+202E, U+2066–U+2069) and be long; render it as plain text, escaped.
     pub caller: String,
     /// When the call arrived (RFC 3339 UTC).
     pub received_at: String,
@@ -465,6 +465,13 @@ mod tests {
             )
         );
         assert_eq!(filter(&[("from", "someday")]).unwrap_err().0, "from");
+        assert_eq!(
+            filter(&[("from", "2026-11-29"), ("to", "2026-11-28")])
+                .unwrap_err()
+                .0,
+            "to"
+        );
+        assert_eq!(filter(&[("to", "now")]).expect("now").from, None);
         assert_eq!(filter(&[("caller", "")]).unwrap_err().0, "caller");
         assert_eq!(
             filter(&[("text", &"x".repeat(FILTER_MAX + 1))])
@@ -517,6 +524,24 @@ mod tests {
             "CallbackView",
         ] {
             assert!(schemas.contains_key(name), "{name} in {:?}", schemas.keys());
+        }
+        // Signalled text is documented as untrusted wherever the API shows it.
+        for (schema, field) in [
+            ("CallRow", "caller"),
+            ("CallRow", "called"),
+            ("CallRow", "original_called"),
+            ("CurrentCall", "caller"),
+            ("CallbackView", "caller"),
+            ("WaitingView", "caller"),
+            ("CallView", "caller"),
+        ] {
+            let description = schemas[schema]["properties"][field]["description"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                description.contains("Untrusted signalled text"),
+                "{schema}.{field}: {description:?}"
+            );
         }
         let received = &schemas["CallRow"]["properties"]["received_at"];
         assert_eq!(received["format"], "date-time", "{received}");

@@ -52,17 +52,18 @@ pub struct TransferPlaced {
         (status = 403, description = "An operator who is not the one on this call", body = ErrorBody),
         (status = 404, description = "No live call has this id", body = ErrorBody),
         (status = 409, description = "Not now: reason not_answered (no operator on the call), no_transfer_uri, unreachable (a URI siaga cannot call), no_relay or in_progress", body = ErrorBody),
-        (status = 422, description = "An unknown agency (the allowed ids listed) or a body without one", body = ErrorBody),
+        (status = 422, description = "An unknown agency (the allowed ids listed), a body without one, or an id that is not a UUID", body = ErrorBody),
         (status = 503, description = "The engine did not answer, or reason no_gateway: the agency's transfer_uri is a tel: URI and no trunk gateway is up", body = ErrorBody),
     )
 )]
 pub async fn transfer(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<TransferPlaced>), ApiError> {
     caller.require(TRANSFERRERS)?;
+    let id = super::incidents::path_id(&id)?;
     let request = json_body::<TransferRequest>(&body)?;
     let operator = (caller.role == Role::Operator).then_some(caller.user.as_str());
     state

@@ -14,6 +14,14 @@
 //! | the ACD refuses the operator's command ([`AgentError`]) | 409, with the reason |
 //! | a transfer of an unknown call; to an unknown agency; by another operator; that the call's state refuses ([`TransferRefusal`]) | 404; 422 naming `agency`; 403; 409 with the reason |
 //! | the engine task is busy, stopped or slow; logins over their limit | 503 |
+//! | no route at that path | 404 `not_found` |
+//! | a method the path does not take | 405 `method_not_allowed`, `Allow` and `allowed` listing the methods |
+//! | a body over [`BODY_LIMIT`] | 413 `too_large` |
+//! | what axum's extractors refuse before a handler runs (a query string that is not `key=value` UTF-8, a wrong content type …) | their status (400 `bad_request`, 415 `unsupported_media_type`, 422 `invalid`) with their text as `message` |
+//!
+//! The last four are axum's own answers, plain text; [`json_errors`], the router's
+//! outermost middleware, rewrites every error answer that is not JSON into an
+//! [`ErrorBody`], keeping its status and headers, so a client parses one shape everywhere.
 
 use super::link::{LinkError, TransferRefusal};
 use crate::config::Role;
@@ -21,7 +29,10 @@ use crate::engine::acd::AgentError;
 use crate::engine::call::TransferError;
 use crate::store::{HandoffMethod, InputError, StoreError};
 use axum::Json;
+use axum::body::Body;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -88,14 +99,17 @@ pub enum ApiError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `unauthorized`, `forbidden`, `invalid`, `not_found`, `conflict`,
-    /// `agent_state`, `transfer`, `unavailable`.
+    /// `agent_state`, `transfer`, `unavailable`; for what axum answers before a handler
+    /// runs, `method_not_allowed`, `too_large`, `bad_request`, `unsupported_media_type`
+    /// (`error` for any other status).
     pub error: &'static str,
     /// A sentence for people.
     pub message: String,
     /// For `invalid`: the field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// For `invalid`: the values accepted, when they are a list.
+    /// For `invalid`: the values accepted, when they are a list; for
+    /// `method_not_allowed`: the methods the path takes (as the `Allow` header).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<String>,
     /// For `agent_state`: `unknown_operator`, `not_registered` or `not_allowed`; for
@@ -217,6 +231,94 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The largest request body the API reads, in bytes (64 KiB): an incident's longest texts
+/// (notes 4000 characters, location 500, caller name 200, in UTF-8 at most 4 bytes each)
+/// fit with room to spare. A larger body is a 413 before it is parsed.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Most bytes of a plain-text error answer kept as the JSON body's `message`.
+const PLAIN_MESSAGE_MAX: usize = 1024;
+
+/// The stable code of an error answer axum gives before a handler runs.
+fn code_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        _ => "error",
+    }
+}
+
+/// Middleware: an error answer (4xx, 5xx) that is not JSON becomes an [`ErrorBody`] with
+/// the same status and headers (405 keeps `Allow`, listed again as `allowed`). The
+/// message is the plain text axum wrote (at most 1 KiB), or for a 404 or 405 the method
+/// and path asked for. Answers that are JSON already, and successes, pass untouched (a
+/// streamed CSV export is never read here).
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // A body longer than the cap (none of axum's rejections is) keeps only the status text.
+    let text = axum::body::to_bytes(body, PLAIN_MESSAGE_MAX)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let allowed: Vec<String> = parts
+        .headers
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .map(|m| m.trim().to_owned())
+                .filter(|m| !m.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::NOT_FOUND if text.is_empty() => format!("no route for {method} {path}"),
+        StatusCode::METHOD_NOT_ALLOWED if text.is_empty() => {
+            format!("{path} does not take {method}")
+        }
+        _ if text.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_owned(),
+        _ => text,
+    };
+    let body = ErrorBody {
+        error: code_of(status),
+        message,
+        field: None,
+        allowed,
+        reason: None,
+    };
+    // Invariant: a struct of strings always serializes.
+    let json = serde_json::to_vec(&body).expect("ErrorBody serializes");
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(json))
+}
+
 impl From<InputError> for ApiError {
     fn from(error: InputError) -> Self {
         ApiError::Input(error)
@@ -248,6 +350,102 @@ impl From<LinkError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every error axum answers by itself (unknown path, wrong method, body over the
+    /// limit, extractor rejections: 400, 415, 422) comes out as an [`ErrorBody`] with its
+    /// status kept; a 405 keeps `Allow`; JSON errors and successes pass untouched.
+    #[tokio::test]
+    async fn axums_own_errors_are_the_json_shape() {
+        use axum::extract::{DefaultBodyLimit, Path, Query};
+        use axum::routing::{get, post};
+
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[allow(dead_code)]
+            n: u32,
+        }
+        let app = axum::Router::new()
+            .route(
+                "/json",
+                post(|Json(v): Json<serde_json::Value>| async move { Json(v) }),
+            )
+            .route("/bytes", post(|_: axum::body::Bytes| async { "ok" }))
+            .route("/query", get(|_: Query<Page>| async { "ok" }))
+            .route("/path/{id}", get(|_: Path<uuid::Uuid>| async { "ok" }))
+            .route(
+                "/refused",
+                get(|| async { ApiError::invalid("x", "is wrong", &[]) }),
+            )
+            .layer(DefaultBodyLimit::max(16));
+        // As `Api::start` wraps the router: around it whole, so a 405 has its `Allow`.
+        let app = axum::Router::new()
+            .fallback_service(app)
+            .layer(axum::middleware::from_fn(json_errors));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("client");
+        let json = |body: &'static str| {
+            client
+                .post(format!("{base}/json"))
+                .header("content-type", "application/json")
+                .body(body)
+        };
+        let cases = [
+            (client.get(format!("{base}/nowhere")), 404, "not_found"),
+            (
+                client.get(format!("{base}/json")),
+                405,
+                "method_not_allowed",
+            ),
+            (
+                client.post(format!("{base}/bytes")).body("x".repeat(17)),
+                413,
+                "too_large",
+            ),
+            (json("{\"a\": \"much too long a body\"}"), 413, "too_large"),
+            (
+                client.post(format!("{base}/json")).body("{}"),
+                415,
+                "unsupported_media_type",
+            ),
+            (json("{"), 400, "bad_request"),
+            (json("[1]").header("x", "y"), 200, ""),
+            (client.get(format!("{base}/query?n=x")), 400, "bad_request"),
+            (client.get(format!("{base}/path/nope")), 400, "bad_request"),
+            (client.get(format!("{base}/refused")), 422, "invalid"),
+        ];
+        for (request, status, code) in cases {
+            let response = request.send().await.expect("answer");
+            assert_eq!(response.status().as_u16(), status, "{code}");
+            let allow = response.headers().get("allow").cloned();
+            let text = response.text().await.expect("body");
+            if status == 200 {
+                assert_eq!(text, "[1]");
+                continue;
+            }
+            let body: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON: {text}"));
+            assert_eq!(body["error"], code, "{body}");
+            assert!(
+                body["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{body}"
+            );
+            if status == 405 {
+                assert_eq!(allow.expect("Allow kept"), "POST");
+                assert_eq!(body["allowed"], serde_json::json!(["POST"]), "{body}");
+            }
+            if status == 422 {
+                assert_eq!(body["field"], "x", "the handler's own body: {body}");
+            }
+        }
+        server.abort();
+    }
 
     /// Each transfer refusal's status, code, and field, allowed ids or reason.
     #[test]

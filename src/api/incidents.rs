@@ -316,23 +316,7 @@ impl IncidentPatch {
                 subcategory.clone().flatten().as_deref(),
             )?),
         };
-        let position = match (self.latitude, self.longitude) {
-            (None, None) => None,
-            (Some(None), Some(None)) => Some(None),
-            (Some(Some(lat)), Some(Some(lon))) => Some(Some(Position::new(lat, lon)?)),
-            (lat, _) => {
-                let missing = if lat.flatten().is_none() {
-                    "latitude"
-                } else {
-                    "longitude"
-                };
-                return Err(ApiError::invalid(
-                    missing,
-                    "latitude and longitude change together: both numbers, or both null",
-                    &[],
-                ));
-            }
-        };
+        let position = Position::from_patch(self.latitude, self.longitude)?;
         let update = IncidentUpdate {
             classification,
             location: self.location,

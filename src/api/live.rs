@@ -123,7 +123,7 @@ pub struct WaitingView {
     pub waited_ms: u64,
     /// The caller's previous call was abandoned or dropped recently.
     pub repeat: bool,
-    /// The caller's number (ANI), when known.
+    /// The caller's number (ANI), when known. Untrusted signalled text: exactly as the trunk signalled it, so it may hold control or bidi-control characters (U+202A–U+202E, U+2066–U+2069) and be long; render it as plain text, escaped.
     pub caller: Option<String>,
 }
 
@@ -154,7 +154,7 @@ pub struct CallView {
     pub age_ms: u64,
     /// Priority in the queue, when queued.
     pub priority: Option<u8>,
-    /// The caller's number (ANI), when known.
+    /// The caller's number (ANI), when known. Untrusted signalled text: exactly as the trunk signalled it, so it may hold control or bidi-control characters (U+202A–U+202E, U+2066–U+2069) and be long; render it as plain text, escaped.
     pub caller: Option<String>,
     /// An operator's callback to an abandoned caller (RFC 7090).
     pub callback: bool,

@@ -16,8 +16,8 @@ use super::incidents::{store, utc_now};
 use super::live::SUPERVISORS;
 use crate::engine::UtcTime;
 use crate::store::{
-    CSV_COLUMNS, CallFilter, CallPage, Cursor, MAX_PAGE, Statistics, Store, StoreError, csv_record,
-    parse_since,
+    CSV_COLUMNS, CallFilter, CallPage, Cursor, MAX_PAGE, Statistics, Store, StoreError,
+    check_period, csv_record, parse_time,
 };
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -97,14 +97,13 @@ pub async fn statistics(
     let time = |key: &'static str| {
         params
             .get(key)
-            .map(|v| parse_since(v, now).map_err(|e| ApiError::invalid(key, e.to_string(), &[])))
+            .map(|v| parse_time(v, now).map_err(|e| ApiError::invalid(key, e.to_string(), &[])))
             .transpose()
     };
     let to = time("to")?.unwrap_or(now);
     let from = time("from")?.unwrap_or(UtcTime(to.0.saturating_sub(DEFAULT_PERIOD_MS)));
-    if to <= from {
-        return Err(ApiError::invalid("to", "is not after from", &[]));
-    }
+    check_period(Some(from), Some(to), "from")
+        .map_err(|e| ApiError::invalid("to", e.to_string(), &[]))?;
     Ok(Json(store(&state)?.statistics(from, to).await?))
 }
 

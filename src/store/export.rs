@@ -76,8 +76,15 @@ pub async fn export_csv(
 /// spreadsheet would read as a formula — one starting with `=`, `@`, a tab or a carriage
 /// return, or with `+` or `-` followed by anything but digits — gets a leading `'`, which
 /// spreadsheets show as text. Caller numbers such as `+6281234567890` stay as they are.
-/// The caller and the numbers come from the trunk's signalling, so they are outside data.
+/// Bidi controls (U+202A–U+202E, U+2066–U+2069, LRM, RLM, ALM), which would show the
+/// cell's characters in another order than stored, are replaced by U+FFFD first
+/// ([`super::display::without_bidi_controls`]). The caller and the numbers come from the
+/// trunk's signalling, so they are outside data.
 fn spreadsheet_safe(cell: String) -> String {
+    let cell = match super::display::without_bidi_controls(&cell) {
+        std::borrow::Cow::Borrowed(_) => cell,
+        std::borrow::Cow::Owned(cleaned) => cleaned,
+    };
     let mut chars = cell.chars();
     let formula = match chars.next() {
         Some('=' | '@' | '\t' | '\r') => true,
@@ -137,6 +144,9 @@ mod tests {
             ("081234567890", "081234567890"),
             ("112", "112"),
             ("", ""),
+            ("\u{202E}0987654321826+", "\u{FFFD}0987654321826+"),
+            ("+62\u{2066}811\u{2069}", "'+62\u{FFFD}811\u{FFFD}"),
+            ("\u{200F}=1+2", "\u{FFFD}=1+2"),
         ] {
             assert_eq!(spreadsheet_safe(cell.to_owned()), shown, "{cell:?}");
         }

@@ -58,16 +58,25 @@ pub enum InputError {
         /// The value given.
         given: String,
     },
-    /// `latitude`/`longitude` outside WGS 84's ranges (−90…90, −180…180 degrees), not a
-    /// number, or only one of the two given.
+    /// `latitude`/`longitude` outside WGS 84's ranges (−90…90, −180…180 degrees), or not
+    /// a number.
     #[error(
         "{field} {value} is not a WGS 84 position in degrees (latitude -90..90, longitude -180..180, both or neither)"
     )]
     BadPosition {
         /// `latitude` or `longitude`.
         field: &'static str,
-        /// The value given (NaN when the other coordinate is missing).
+        /// The value given.
         value: f64,
+    },
+    /// Only one of `latitude` and `longitude` given (or, in an edit, one set and the
+    /// other cleared): `missing` names the one absent (or cleared).
+    #[error(
+        "{missing} is missing: latitude and longitude are given together (both numbers, or both null)"
+    )]
+    HalfPosition {
+        /// `latitude` or `longitude`.
+        missing: &'static str,
     },
     /// A text longer than its field allows.
     #[error("{field} is longer than {max} characters")]
@@ -101,7 +110,8 @@ impl InputError {
             InputError::UnknownSubcategory { .. } => "subcategory",
             InputError::UnknownAgency { .. } => "agency",
             InputError::UnknownMethod { .. } => "method",
-            InputError::BadPosition { field, .. }
+            InputError::HalfPosition { missing: field }
+            | InputError::BadPosition { field, .. }
             | InputError::TooLong { field, .. }
             | InputError::Nul { field }
             | InputError::BeforeHandoff { field } => field,
@@ -270,7 +280,8 @@ impl Position {
 
     /// A position from optional coordinates as an API receives them: both or neither.
     ///
-    /// Errors: [`InputError::BadPosition`] (out of range, or only one given).
+    /// Errors: [`InputError::BadPosition`] (out of range), [`InputError::HalfPosition`]
+    /// naming the coordinate missing.
     pub fn from_pair(
         latitude: Option<f64>,
         longitude: Option<f64>,
@@ -278,15 +289,35 @@ impl Position {
         match (latitude, longitude) {
             (None, None) => Ok(None),
             (Some(lat), Some(lon)) => Position::new(lat, lon).map(Some),
-            (None, Some(_)) => Err(InputError::BadPosition {
-                field: "latitude",
-                value: f64::NAN,
+            (None, Some(_)) => Err(InputError::HalfPosition {
+                missing: "latitude",
             }),
-            (Some(_), None) => Err(InputError::BadPosition {
-                field: "longitude",
-                value: f64::NAN,
+            (Some(_), None) => Err(InputError::HalfPosition {
+                missing: "longitude",
             }),
         }
+    }
+
+    /// The position change of an edit (`PATCH`), where each coordinate is absent (`None`:
+    /// unchanged), `null` (`Some(None)`: cleared) or a number: `None` leaves the position,
+    /// `Some(None)` clears it, `Some(Some(_))` sets it. The two change together.
+    ///
+    /// Errors: [`InputError::BadPosition`] (out of range); [`InputError::HalfPosition`]
+    /// naming the coordinate absent, or when both are given, the one that is `null`
+    /// while the other is a number.
+    #[allow(clippy::option_option)] // absent, null and a value are three answers
+    pub fn from_patch(
+        latitude: Option<Option<f64>>,
+        longitude: Option<Option<f64>>,
+    ) -> Result<Option<Option<Self>>, InputError> {
+        let missing = match (latitude, longitude) {
+            (None, None) => return Ok(None),
+            (Some(None), Some(None)) => return Ok(Some(None)),
+            (Some(Some(lat)), Some(Some(lon))) => return Ok(Some(Some(Position::new(lat, lon)?))),
+            (_, None) | (Some(Some(_)), Some(None)) => "longitude",
+            (None, _) | (Some(None), Some(Some(_))) => "latitude",
+        };
+        Err(InputError::HalfPosition { missing })
     }
 
     /// Degrees north (negative: south).
@@ -308,5 +339,57 @@ pub fn check_text(field: &'static str, value: Option<&str>, max: usize) -> Resul
         Some(text) if text.contains('\0') => Err(InputError::Nul { field }),
         Some(text) if text.chars().count() > max => Err(InputError::TooLong { field, max }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A half position names the coordinate that is missing, whichever of the two is
+    /// given, in a new incident and in an edit.
+    #[test]
+    fn a_half_position_names_the_missing_coordinate() {
+        let missing = |e: InputError| match e {
+            InputError::HalfPosition { missing } => missing,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            missing(Position::from_pair(Some(-6.2), None).unwrap_err()),
+            "longitude"
+        );
+        assert_eq!(
+            missing(Position::from_pair(None, Some(106.8)).unwrap_err()),
+            "latitude"
+        );
+        for (lat, lon, expected) in [
+            (Some(Some(-6.2)), None, "longitude"),
+            (None, Some(Some(106.8)), "latitude"),
+            (Some(None), None, "longitude"),
+            (None, Some(None), "latitude"),
+            (Some(Some(-6.2)), Some(None), "longitude"),
+            (Some(None), Some(Some(106.8)), "latitude"),
+        ] {
+            let error = Position::from_patch(lat, lon).unwrap_err();
+            assert_eq!(error.field(), expected, "{lat:?} {lon:?}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("{expected} is missing")),
+                "{error}"
+            );
+        }
+        assert_eq!(Position::from_patch(None, None), Ok(None));
+        assert_eq!(Position::from_patch(Some(None), Some(None)), Ok(Some(None)));
+        assert_eq!(
+            Position::from_patch(Some(Some(-6.2)), Some(Some(106.8))),
+            Ok(Some(Some(Position::new(-6.2, 106.8).unwrap())))
+        );
+        assert_eq!(
+            Position::from_patch(Some(Some(91.0)), Some(Some(0.0)))
+                .unwrap_err()
+                .field(),
+            "latitude"
+        );
     }
 }

@@ -90,6 +90,7 @@
 
 mod backend_ops;
 mod columns;
+mod display;
 mod export;
 mod incident_input;
 mod incidents;
@@ -97,6 +98,7 @@ mod journal;
 mod log;
 mod log_ops;
 mod postgres;
+mod query_input;
 mod recovery;
 mod search;
 mod sqlite;
@@ -111,6 +113,7 @@ mod test_pg;
 #[cfg(test)]
 mod tests;
 
+pub use display::{REPLACEMENT, TABLE_CELL_MAX, for_table, is_bidi_control, without_bidi_controls};
 pub use export::{CSV_COLUMNS, ExportError, csv_record, export_csv};
 pub use incident_input::{
     AgencyId, CALLER_NAME_MAX, Classification, HandoffMethod, InputError, LOCATION_MAX, NOTES_MAX,
@@ -121,6 +124,7 @@ pub use incidents::{
 };
 pub use journal::{Chunk, Damage, Journal, JournalError, damaged_path};
 pub use log::{LogEvent, LogRef, Logged};
+pub use query_input::{QueryError, check_period, parse_limit, parse_time};
 pub use recovery::{Recovery, RecoveryError, last_state, recover};
 pub use search::{CallDetail, CallFilter, CallLogRow, CallPage, Cursor, CursorError, MAX_PAGE};
 pub use stats::{ANSWER_THRESHOLDS_MS, AnswerTimes, OperatorStats, Statistics, WithinThreshold};
@@ -471,11 +475,12 @@ pub struct CallRow {
     /// `trunk_call_id`: the trunk leg's SIP Call-ID.
     pub trunk_call_id: String,
     /// `caller`: the caller's number (ANI), `None` when withheld. Personal data.
+    /// Untrusted signalled text: exactly as the trunk signalled it, so it may hold control or bidi-control characters (U+202A–U+202E, U+2066–U+2069) and be long; render it as plain text, escaped.
     pub caller: Option<String>,
-    /// `called`: the number or URN dialled.
+    /// `called`: the number or URN dialled. Untrusted signalled text: exactly as the trunk signalled it, so it may hold control or bidi-control characters (U+202A–U+202E, U+2066–U+2069) and be long; render it as plain text, escaped.
     pub called: String,
     /// `original_called`: the number first dialled, when the call arrived diverted or
-    /// retargeted (History-Info, Diversion); `None` otherwise.
+    /// retargeted (History-Info, Diversion); `None` otherwise. Untrusted signalled text: exactly as the trunk signalled it, so it may hold control or bidi-control characters (U+202A–U+202E, U+2066–U+2069) and be long; render it as plain text, escaped.
     pub original_called: Option<String>,
     /// `trunk`: which trunk delivered the call.
     pub trunk: String,

@@ -1,7 +1,11 @@
 //! The tables of `siaga calls` and `siaga agents`: call rows and agent events as aligned
 //! text columns for a supervisor's terminal. Times are UTC; the caller's number is shown
-//! in full (the supervisor's own tool reading its own records, not a log).
+//! in full (the supervisor's own tool reading its own records, not a log). Every cell is
+//! shown cleaned ([`display::for_table`]): control and bidi-control characters replaced by
+//! U+FFFD, values longer than [`TABLE_CELL_MAX`] characters cut with `…`, since the
+//! numbers come from the trunk's signalling.
 
+use super::display::{self, TABLE_CELL_MAX};
 use super::{AgentEventRow, CallLogRow, CallRow, table_time};
 
 /// The column headings, left to right.
@@ -88,13 +92,15 @@ pub fn agents_table(rows: &[AgentEventRow]) -> String {
 }
 
 /// Headings and cells as aligned columns (`right`: which are aligned right), two spaces
-/// apart, without trailing spaces.
+/// apart, without trailing spaces; each cell cleaned for display.
 fn render<const N: usize>(
     headings: &[&str; N],
     right: &[bool; N],
     rows: impl Iterator<Item = [String; N]>,
 ) -> String {
-    let cells: Vec<[String; N]> = rows.collect();
+    let cells: Vec<[String; N]> = rows
+        .map(|row| row.map(|cell| display::for_table(&cell, TABLE_CELL_MAX).into_owned()))
+        .collect();
     let mut widths = headings.map(|h| h.chars().count());
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -192,6 +198,31 @@ RECEIVED (UTC)       CALLER          CALLED  FIRST DIALLED  WAIT S  TALK S  OPER
 2026-11-29 12:01:05  +6281234567890  112     110              12.3    60.1  op-3      answered     caller
 ";
         assert_eq!(table, expected);
+    }
+
+    /// A caller number with a right-to-left override, an escape sequence, a line break and
+    /// a very long called URI show cleaned, the columns still aligned on one line each.
+    #[test]
+    fn signalled_text_is_cleaned_for_the_terminal() {
+        let hostile = CallRow {
+            caller: Some("\u{202E}0987654321826+\u{1b}[2J\nX".to_owned()),
+            called: format!("sip:{}@x.test", "1".repeat(60)),
+            ..row(1_795_953_665_123)
+        };
+        let table = calls_table(&[hostile]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2, "{table}");
+        assert!(!table.contains(['\u{202E}', '\u{1b}']), "{table}");
+        assert!(
+            lines[1].contains("\u{FFFD}0987654321826+\u{FFFD}[2J\u{FFFD}X"),
+            "{table}"
+        );
+        let called = lines[1]
+            .split("  ")
+            .find(|c| c.starts_with("sip:"))
+            .expect("called");
+        assert_eq!(called.chars().count(), TABLE_CELL_MAX, "{called}");
+        assert!(called.ends_with('…'), "{called}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Stored timestamps ([`UtcTime`], ms since the Unix epoch, UTC) as text and back:
 //! RFC 3339 with milliseconds for JSON (`2026-11-29T12:01:05.123Z`), a short form for
 //! tables (`2026-11-29 12:01:05`), and `siaga calls --since` input (an RFC 3339 time, a
-//! date, or a duration back from now such as `2h`).
+//! date, a duration back from now such as `2h`, or `now`).
 
 use crate::engine::UtcTime;
 use std::time::{Duration, UNIX_EPOCH};
@@ -52,17 +52,21 @@ pub fn table_time(t: UtcTime) -> String {
 /// Why a `--since` value was not understood.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "{0:?} is neither a UTC time (2026-11-29T12:00:00Z, 2026-11-29 12:00, 2026-11-29) nor a \
-     duration back from now (90m, 2h, 1day)"
+    "{0:?} is neither a UTC time (2026-11-29T12:00:00Z, 2026-11-29 12:00, 2026-11-29), a \
+     duration back from now (90m, 2h, 1day), nor now"
 )]
 pub struct SinceError(pub String);
 
 /// Parses a `--since` value: an RFC 3339 time in UTC (`2026-11-29T12:00:00Z`, also with a
 /// space, without `Z`, or without seconds), a date (`2026-11-29`, its midnight UTC), or a
-/// duration (`2h`, `90m`, `1day 2h`, humantime's syntax) counted back from `now`.
+/// duration (`2h`, `90m`, `1day 2h`, humantime's syntax) counted back from `now`, or the
+/// word `now` itself.
 pub fn parse_since(s: &str, now: UtcTime) -> Result<UtcTime, SinceError> {
     let s = s.trim();
     let err = || SinceError(s.to_owned());
+    if s == "now" {
+        return Ok(now);
+    }
     if let Ok(d) = humantime::parse_duration(s) {
         let ms = i64::try_from(d.as_millis()).map_err(|_| err())?;
         return Ok(UtcTime(now.unix_millis().saturating_sub(ms)));
@@ -130,6 +134,9 @@ mod tests {
         );
         assert_eq!(parse_since("2h", now), Ok(UtcTime(now.0 - 7_200_000)));
         assert_eq!(parse_since(" 90m ", now), Ok(UtcTime(now.0 - 5_400_000)));
+        assert_eq!(parse_since("now", now), Ok(now));
+        assert_eq!(parse_since(" now ", now), Ok(now));
+        assert!(parse_since("NOW!", now).is_err());
         assert!(parse_since("yesterday", now).is_err());
         assert!(parse_since("2026-13-01", now).is_err());
         assert!(parse_since("", now).is_err());
