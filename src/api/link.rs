@@ -11,7 +11,7 @@
 //! longer than [`REPLY_TIMEOUT`] is given up on ([`LinkError::NoReply`], 503).
 
 use crate::engine::acd::{AgentCommand, AgentError, AgentState, CallbackItem, NotReadyReason};
-use crate::engine::call::TransferError;
+use crate::engine::call::{CallbackTakeError, TransferError};
 use crate::engine::live::Snapshot;
 use crate::engine::{Engine, Now};
 use std::time::Duration;
@@ -94,6 +94,14 @@ pub enum EngineRequest {
         /// `Ok` once the INVITE to the agency is sent, or why not.
         reply: oneshot::Sender<Result<(), TransferRefusal>>,
     },
+    /// Operator `operator` takes the next callback (`Engine::take_callback_for`): siaga
+    /// rings their phone, then calls the caller back.
+    TakeCallback {
+        /// `operators[].id`.
+        operator: String,
+        /// The item taken once the phone's INVITE is sent, or why none was.
+        reply: oneshot::Sender<Result<CallbackItem, CallbackTakeError>>,
+    },
 }
 
 impl EngineRequest {
@@ -150,6 +158,9 @@ impl EngineRequest {
             }
             EngineRequest::Callbacks { reply } => {
                 let _ = reply.send(engine.callbacks().to_vec());
+            }
+            EngineRequest::TakeCallback { operator, reply } => {
+                let _ = reply.send(engine.take_callback_for(now, &operator));
             }
         }
     }
@@ -226,6 +237,20 @@ impl EngineLink {
             call,
             agency: agency.to_owned(),
             operator: operator.map(str::to_owned),
+            reply,
+        })
+        .await
+    }
+
+    /// Operator `operator` takes the next callback: the item taken, or why none was.
+    ///
+    /// Errors: [`LinkError`].
+    pub async fn take_callback(
+        &self,
+        operator: &str,
+    ) -> Result<Result<CallbackItem, CallbackTakeError>, LinkError> {
+        self.ask(|reply| EngineRequest::TakeCallback {
+            operator: operator.to_owned(),
             reply,
         })
         .await

@@ -1672,6 +1672,7 @@ mod acd_sim;
 mod break_midcall;
 mod break_transport;
 mod callback;
+mod callback_api;
 mod feature;
 mod leg_loss;
 mod midcall;
