@@ -322,3 +322,47 @@ fn shutdown_cancels_the_ringing_phone() {
         Err(CallbackTakeError::Stopping)
     );
 }
+
+/// The operator putting the caller on hold: the phone's re-INVITE in the dialog siaga
+/// created (matched by its remote tag, the phone's To tag) is carried to the caller's leg,
+/// and the gateway's answer comes back to the phone in a 2xx.
+#[test]
+fn the_operators_re_invite_is_carried_to_the_caller() {
+    let mut h = harness();
+    let (_, _, gw_invite, ack) = operator_answered(&mut h, "api9");
+    h.input(
+        GW,
+        &gateway_response(&gw_invite, 200, "OK", Some(SDP_CALLER)),
+    );
+    let hold = SDP_OPERATOR.replace("o=op 1 1", "o=op 1 2") + "a=sendonly\r\n";
+    let reinvite = operator_bye(&ack)
+        .replace("BYE sip:", "INVITE sip:")
+        .replace("CSeq: 5 BYE", "CSeq: 6 INVITE")
+        .replace("z9hG4bKopbye", "z9hG4bKophold")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Contact: <sip:phone@{OP1}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{hold}",
+                hold.len()
+            ),
+        );
+    let out = h.input(OP1, &reinvite);
+    let relayed = out
+        .requests_to(GW, Method::Invite)
+        .pop()
+        .expect("the hold is carried to the caller's leg");
+    assert!(
+        String::from_utf8_lossy(relayed.body()).contains("a=sendonly"),
+        "{}",
+        String::from_utf8_lossy(relayed.body())
+    );
+    let answer = SDP_CALLER.replace("o=gw 5 5", "o=gw 5 6") + "a=recvonly\r\n";
+    let out = h.input(GW, &gateway_response(&relayed, 200, "OK", Some(&answer)));
+    let ok = out
+        .to(OP1)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200 to the phone's re-INVITE");
+    assert!(String::from_utf8_lossy(ok.body()).contains("a=recvonly"));
+    assert_eq!(hdr(&ok, HeaderName::CSeq), "6 INVITE");
+}
