@@ -480,6 +480,7 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
         ("GET", "/api/calls"),
         ("GET", "/api/calls/{id}"),
         ("GET", "/api/callbacks"),
+        ("POST", "/api/callbacks/next"),
         ("POST", "/api/calls/{id}/incident"),
         ("POST", "/api/calls/{id}/link"),
         ("PATCH", "/api/incidents/{id}"),
