@@ -33,6 +33,13 @@
 #                       Priority: psap-callback), bridged; 1003 hangs up -> the gateway gets
 #                       BYE; callback_started, callback_ended (answered) on the abandoned
 #                       call's record
+#     api-callback    another 112 call abandoned in queue; 1003 (an operator with an API
+#                       password) POSTs /api/callbacks/next -> 202; siaga rings 1003's phone
+#                       (From "CALLBACK <number>"), which answers; then siaga calls the
+#                       caller back through a new gateway SIPp (Priority: psap-callback),
+#                       bridged; 1003 hangs up after 6 s -> the gateway gets BYE;
+#                       callback_started, callback_ended (answered) on the abandoned call's
+#                       record
 #     overflow        a 113 call -> INVITE to the backup centre, which answers -> record
 #                       overflowed; a second one whose backup answers 486 -> back in the
 #                       queue (overflow_failed), then the caller cancels -> abandoned
@@ -46,7 +53,7 @@
 # Env:   SIPTESTS_KEEP=1 keeps the log directory even when everything passed.
 #        SIAGA_BIN=PATH uses that siaga binary instead of building one.
 #        E2E_LOG_LEVEL (default "info,siaga=debug") is siaga's log.level.
-#        E2E_ACD_ONLY=ring-all,features,skills,expiry,callback,overflow,transfer runs only those
+#        E2E_ACD_ONLY=ring-all,features,skills,expiry,callback,api-callback,overflow,transfer runs only those
 #        of siaga's checks (default: all).
 # Exit:  0 all checks passed, 1 some failed, 2 could not run. Last line:
 #        "e2e-acd: N passed, M failed". Logs are kept in /tmp/siaga-e2e-acd.* on failure.
@@ -184,6 +191,7 @@ id = \"$op\"
 password = \"demo-$op\"
 queues = [\"main\", \"police\", \"expiry\"]
 $([ $op = 1003 ] && echo 'skills = ["police"]')
+$([ $op = 1003 ] && echo "api_password_hash = \"$(printf '%s\n' "$OP3_API_PASSWORD" | "$SIAGA_BIN" hash-password)\"")
 
 "
     done
@@ -270,6 +278,8 @@ EOF
 
 # The supervisor's API password (the transfer check).
 SUP_PASSWORD=sup-e2e-transfer
+# Operator 1003's API password (the api-callback check).
+OP3_API_PASSWORD=op-1003-e2e-api
 
 # retry SECS CMD...: runs CMD every 0.5 s until it succeeds or SECS seconds have passed.
 retry() {
@@ -474,6 +484,82 @@ print(next((r.get("caller") or "" for r in json.load(open(sys.argv[1])) if str(r
     stop_operator cb-1003 1003
 }
 
+# api_take_callback USER PASSWORD: as operator USER, takes the next callback over the HTTP
+# API; prints the POST's status and body. Returns 0 on 202.
+api_take_callback() {
+    python3 - "$HTTP_PORT" "$1" "$2" <<'PY'
+import json, sys, urllib.request, urllib.error
+port, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
+base = f"http://127.0.0.1:{port}"
+def call(method, path, token=None, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+status, login = call("POST", "/api/login", body={"username": user, "password": password})
+if status != 200:
+    print(f"login {status} {login}")
+    sys.exit(1)
+status, body = call("POST", "/api/callbacks/next", login["token"])
+print(f"{status} {json.dumps(body)}")
+sys.exit(0 if status == 202 else 1)
+PY
+}
+
+check_api_callback() {
+    section "api-callback: a 112 call abandoned in queue; 1003 POSTs /api/callbacks/next -> siaga rings 1003's phone, then calls the caller back through the gateway"
+    local rc_gw=0 since caller answer
+    # The *73 check's gateway stopped itself after its callback: a new one on its port.
+    [ -n "${GW_PID:-}" ] && lib_stop "$GW_PID"
+    sipp_bg gateway-api -sf "$SCENARIOS/gateway-callee.xml" -p "$GW_PORT" -mp "$GW_MP" -m 1000 \
+        -trace_logs -log_file "$WORK/gateway-api.log" -timeout 120s -timeout_error
+    GW_PID=$SIPP_PID
+    trunk_calls 112 acb-abandon trunk-cancel.xml e2e-acd-acb- \
+        "112 call cancelled by the caller while queued (nobody logged in)" \
+        "the call to abandon did not go INVITE, CANCEL, 200, 487, ACK"
+    fetch_records e2e-acd-acb- 1 || return
+    run_checks records --json "$CALLS_JSON" --prefix e2e-acd-acb- --count 1 --disposition abandoned_in_queue
+    caller=$(python3 -c 'import json,sys
+print(next((r.get("caller") or "" for r in json.load(open(sys.argv[1])) if str(r.get("trunk_call_id")).startswith(sys.argv[2])), ""))' "$CALLS_JSON" e2e-acd-acb-)
+    start_operator acb-1003 1003 operator-answer.xml "$OP3_PORT" "$OP3_MP" \
+        -trace_msg -message_file "$WORK/acb-1003.msg" || return
+    since=$(now_utc)
+    if answer=$(api_take_callback 1003 "$OP3_API_PASSWORD" 2>&1); then
+        pass "POST /api/callbacks/next as operator 1003: $answer"
+    else
+        fail "POST /api/callbacks/next as operator 1003: $answer"
+        siaga_log_tail "$WORK/siaga.log" 15
+    fi
+    if wait_log "$WORK/acb-1003.log" ANSWERED 8 "${OP_PIDS[acb-1003]}" &&
+        grep -qaF "From: \"CALLBACK ${caller:-?}\"" "$WORK/acb-1003.msg"; then
+        pass "1003's phone rang first ($(grep -m1 -aoE 'From: "CALLBACK [^"]*"' "$WORK/acb-1003.msg")) and answered"
+    else
+        fail "1003's phone: expected siaga's INVITE from \"CALLBACK ${caller:-?}\", answered (log: $(tr '\n' ' ' <"$WORK/acb-1003.log" 2>/dev/null))"
+        siaga_log_tail "$WORK/siaga.log" 15
+    fi
+    # operator-answer.xml hangs up 6 s after answering; the gateway stops after that BYE.
+    wait_pid "$GW_PID" 15 || rc_gw=$?
+    GW_PID=""
+    if [ $rc_gw -eq 0 ] && grep -qF "CALLBACK_INVITE sip:${caller:-?}@" "$WORK/gateway-api.log" &&
+        grep -q '^CALLBACK_BYE' "$WORK/gateway-api.log"; then
+        pass "gateway: $(grep -m1 '^CALLBACK_INVITE' "$WORK/gateway-api.log"), answered, then got the BYE"
+    else
+        fail "gateway: expected an INVITE to the caller ${caller:-?} with Priority: psap-callback, then a BYE (gateway exit $rc_gw, 124: no callback came; log: $(tr '\n' ' ' <"$WORK/gateway-api.log" 2>/dev/null))"
+        sipp_explain gateway-api
+        siaga_log_tail "$WORK/siaga.log" 15
+    fi
+    expect_log acb-1003 '^HUNGUP_BY_OPERATOR' "1003 hung up the answered callback (its BYE, 200)"
+    check_timeline e2e-acd-acb- received,ended,callback_started:1003,callback_ended:1003:outcome=answered
+    check_agents "$since" 1003:on_call
+    stop_operator acb-1003 1003
+}
+
 check_overflow() {
     section "overflow: a 113 call (queue served by nobody) -> the backup centre answers"
     local rc=0 rc_b=0 backup
@@ -649,6 +735,7 @@ siaga_checks() {
     if only skills; then check_skills; check_alive_or_stop || return; fi
     if only expiry; then check_registration_expiry; check_alive_or_stop || return; fi
     if only callback; then check_callback; check_alive_or_stop || return; fi
+    if only api-callback; then check_api_callback; check_alive_or_stop || return; fi
     if only overflow; then
         check_overflow
         check_overflow_busy

@@ -484,6 +484,7 @@ fn the_http_api_serves_operators_supervisors_and_machines() {
         ("GET", "/api/calls"),
         ("GET", "/api/calls/{id}"),
         ("GET", "/api/callbacks"),
+        ("POST", "/api/callbacks/next"),
         ("POST", "/api/calls/{id}/incident"),
         ("POST", "/api/calls/{id}/link"),
         ("PATCH", "/api/incidents/{id}"),
@@ -1173,4 +1174,107 @@ fn trunk_invite(call_id: &str, port: u16) -> String {
          Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         SDP.len()
     )
+}
+
+/// `POST /api/callbacks/next` (issue 6 point 4) on a worklist recorded before siaga
+/// started (call 2: +628111, abandoned): operators only; 409 `not_registered` without a
+/// phone; with the phone registered and no trunk gateway configured, the item is taken and
+/// fails at once (503 `no_gateway`), going back with one more attempt and a
+/// `callback_started`/`callback_ended` pair on its timeline. (The path where the phone and
+/// the caller answer is `sip-tests/e2e-acd.sh`'s; the 404 of an empty worklist the engine
+/// tests'.)
+#[test]
+fn an_operator_takes_a_callback_over_http() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("siaga.db");
+    let config = config(&db);
+    let t = wall_clock().0 - 3_600_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = Store::open(&config.database.url).await.expect("store");
+        store
+            .write_batch("api-test", &recorded_call(2, t, "+628111", None))
+            .await
+            .expect("write");
+        store.close().await;
+    });
+    let siaga = Running::start(config);
+    let http = Http::new(siaga.http);
+    let op = http.login("1001", "op-1001-api");
+    let sup = http.login("sup", "sup-api");
+    let next = "/api/callbacks/next";
+
+    let (status, body) = http.post(next, None, json!({}));
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = http.post(next, Some(&sup), json!({}));
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = http.post(next, Some(&op), json!({}));
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        (&body["error"], &body["reason"]),
+        (&json!("callback"), &json!("not_registered"))
+    );
+    let (_, worklist) = http.get("/api/callbacks", Some(&op));
+    assert_eq!(worklist[0]["attempts"], 0, "{worklist}");
+    assert_eq!(worklist[0]["taken_by"], Value::Null, "{worklist}");
+
+    let phone = UdpPeer::bind("127.0.0.1:0");
+    register_1001(&phone, siaga.sip);
+    let (status, body) = http.post(next, Some(&op), json!({}));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        (&body["error"], &body["reason"]),
+        (&json!("unavailable"), &json!("no_gateway"))
+    );
+    let (_, worklist) = http.get("/api/callbacks", Some(&op));
+    assert_eq!(
+        (
+            &worklist[0]["call"],
+            &worklist[0]["attempts"],
+            &worklist[0]["taken_by"]
+        ),
+        (&json!(uuid(2)), &json!(1), &Value::Null),
+        "{worklist}"
+    );
+    // The store's writer records the attempt a moment after the engine decided it.
+    let mut tries = 0;
+    let kinds = loop {
+        tries += 1;
+        assert!(tries <= 250, "callback_ended recorded within 5 s");
+        let (status, detail) = http.get(&format!("/api/calls/{}", uuid(2)), Some(&sup));
+        assert_eq!(status, StatusCode::OK, "{detail}");
+        let kinds: Vec<String> = detail["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+            .collect();
+        if kinds.iter().any(|k| k == "callback_ended") {
+            break kinds;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| k.starts_with("callback_"))
+            .collect::<Vec<_>>(),
+        ["callback_started", "callback_ended"]
+    );
+    assert!(
+        phone
+            .recv_within(std::time::Duration::from_millis(200))
+            .is_none(),
+        "the phone was not rung"
+    );
+
+    // The OpenAPI document lists the route.
+    let (status, doc) = http.get("/openapi.json", None);
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["paths"]["/api/callbacks/next"]["post"].is_object());
+
+    siaga.stop();
 }

@@ -13,6 +13,7 @@
 //! | no store, or the database failing | 503 |
 //! | the ACD refuses the operator's command ([`AgentError`]) | 409, with the reason |
 //! | a transfer of an unknown call; to an unknown agency; by another operator; that the call's state refuses ([`TransferRefusal`]) | 404; 422 naming `agency`; 403; 409 with the reason |
+//! | taking a callback ([`CallbackTakeError`]): nothing waiting; the operator's phone unregistered or their state; no gateway, no relay ports, siaga stopping | 404; 409 with the reason; 503 with the reason |
 //! | the engine task is busy, stopped or slow; logins over their limit | 503 |
 //! | no route at that path | 404 `not_found` |
 //! | a method the path does not take | 405 `method_not_allowed`, `Allow` and `allowed` listing the methods |
@@ -26,7 +27,7 @@
 use super::link::{LinkError, TransferRefusal};
 use crate::config::Role;
 use crate::engine::acd::AgentError;
-use crate::engine::call::TransferError;
+use crate::engine::call::{CallbackTakeError, TransferError};
 use crate::store::{HandoffMethod, InputError, StoreError};
 use axum::Json;
 use axum::body::Body;
@@ -71,6 +72,9 @@ pub enum ApiError {
     /// The transfer of a live call was not placed.
     #[error("{0}")]
     Transfer(TransferRefusal),
+    /// No callback was taken (`POST /api/callbacks/next`).
+    #[error("{0}")]
+    Callback(CallbackTakeError),
     /// Too many logins are being checked at once.
     #[error("too many logins at once; try again")]
     LoginBusy,
@@ -99,7 +103,7 @@ pub enum ApiError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `unauthorized`, `forbidden`, `invalid`, `not_found`, `conflict`,
-    /// `agent_state`, `transfer`, `unavailable`; for what axum answers before a handler
+    /// `agent_state`, `transfer`, `callback`, `unavailable`; for what axum answers before a handler
     /// runs, `method_not_allowed`, `too_large`, `bad_request`, `unsupported_media_type`
     /// (`error` for any other status).
     pub error: &'static str,
@@ -114,7 +118,8 @@ pub struct ErrorBody {
     pub allowed: Vec<String>,
     /// For `agent_state`: `unknown_operator`, `not_registered` or `not_allowed`; for
     /// `transfer`: `not_answered`, `no_transfer_uri`, `unreachable`, `no_relay`,
-    /// `in_progress` or (with 503) `no_gateway`.
+    /// `in_progress` or (with 503) `no_gateway`; for `callback` and for `unavailable`
+    /// from `POST /api/callbacks/next`: [`CallbackTakeError::code`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
 }
@@ -139,6 +144,15 @@ impl ApiError {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
                 TransferRefusal::Engine(_) => StatusCode::CONFLICT,
+            },
+            ApiError::Callback(error) => match error {
+                CallbackTakeError::NoCallbackWaiting => StatusCode::NOT_FOUND,
+                CallbackTakeError::NotRegistered | CallbackTakeError::Agent(_) => {
+                    StatusCode::CONFLICT
+                }
+                CallbackTakeError::Stopping
+                | CallbackTakeError::NoGateway
+                | CallbackTakeError::NoRelay => StatusCode::SERVICE_UNAVAILABLE,
             },
             ApiError::Engine(_) | ApiError::LoginBusy | ApiError::NoStore | ApiError::Database => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -170,7 +184,12 @@ impl ApiError {
                     TransferRefusal::Engine(TransferError::UnknownAgency { .. }) => "invalid",
                     TransferRefusal::Engine(_) => "transfer",
                 },
-                ApiError::Engine(_)
+                ApiError::Callback(CallbackTakeError::NoCallbackWaiting) => "not_found",
+                ApiError::Callback(
+                    CallbackTakeError::NotRegistered | CallbackTakeError::Agent(_),
+                ) => "callback",
+                ApiError::Callback(_)
+                | ApiError::Engine(_)
                 | ApiError::LoginBusy
                 | ApiError::NoStore
                 | ApiError::Database => "unavailable",
@@ -206,6 +225,7 @@ impl ApiError {
                 TransferError::UnknownCall => {}
                 other => body.reason = Some(other.code()),
             },
+            ApiError::Callback(error) => body.reason = Some(error.code()),
             ApiError::Agent(error) => {
                 body.reason = Some(match error {
                     AgentError::UnknownOperator(_) => "unknown_operator",

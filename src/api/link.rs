@@ -11,7 +11,7 @@
 //! longer than [`REPLY_TIMEOUT`] is given up on ([`LinkError::NoReply`], 503).
 
 use crate::engine::acd::{AgentCommand, AgentError, AgentState, CallbackItem, NotReadyReason};
-use crate::engine::call::TransferError;
+use crate::engine::call::{CallbackTakeError, TransferError};
 use crate::engine::live::Snapshot;
 use crate::engine::{Engine, Now};
 use std::time::Duration;
@@ -100,6 +100,14 @@ pub enum EngineRequest {
         /// The call record id.
         call: Uuid,
     },
+    /// Operator `operator` takes the next callback (`Engine::take_callback_for`): siaga
+    /// rings their phone, then calls the caller back.
+    TakeCallback {
+        /// `operators[].id`.
+        operator: String,
+        /// The item taken once the phone's INVITE is sent, or why none was.
+        reply: oneshot::Sender<Result<CallbackItem, CallbackTakeError>>,
+    },
 }
 
 impl EngineRequest {
@@ -158,6 +166,9 @@ impl EngineRequest {
                 let _ = reply.send(engine.callbacks().to_vec());
             }
             EngineRequest::Classified { call } => engine.call_classified(call),
+            EngineRequest::TakeCallback { operator, reply } => {
+                let _ = reply.send(engine.take_callback_for(now, &operator));
+            }
         }
     }
 }
@@ -250,6 +261,20 @@ impl EngineLink {
                 mpsc::error::TrySendError::Full(_) => LinkError::Busy,
                 mpsc::error::TrySendError::Closed(_) => LinkError::Stopped,
             })
+    }
+
+    /// Operator `operator` takes the next callback: the item taken, or why none was.
+    ///
+    /// Errors: [`LinkError`].
+    pub async fn take_callback(
+        &self,
+        operator: &str,
+    ) -> Result<Result<CallbackItem, CallbackTakeError>, LinkError> {
+        self.ask(|reply| EngineRequest::TakeCallback {
+            operator: operator.to_owned(),
+            reply,
+        })
+        .await
     }
 
     async fn ask<T>(

@@ -21,6 +21,7 @@
 //! | `POST /api/incidents/{id}/handoffs` | operator (own incident), supervisor, admin | record a handoff to an agency |
 //! | `PATCH /api/handoffs/{id}` | operator (own incident), supervisor, admin | acknowledged, closed, outcome |
 //! | `GET /api/callbacks` | any session | the callback worklist |
+//! | `POST /api/callbacks/next` | operator | take the next callback: siaga rings the operator's phone, then calls the caller back ([`callbacks`]) |
 //! | `GET /api/calls`, `GET /api/calls/{id}` | supervisor, admin | call-log search; a call's detail |
 //! | `GET /api/stats`, `GET /api/export.csv` | supervisor, admin | statistics; CSV export ([`stats`]) |
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json` | anyone | [`health`] |
@@ -33,6 +34,7 @@
 
 pub mod auth;
 pub mod call_log;
+pub mod callbacks;
 pub mod calls;
 pub mod error;
 pub mod health;
@@ -125,6 +127,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(call_log::search))
         .routes(routes!(call_log::detail))
         .routes(routes!(call_log::callbacks))
+        .routes(routes!(callbacks::take_next))
         .routes(routes!(incidents::classify))
         .routes(routes!(incidents::link))
         .routes(routes!(incidents::edit))

@@ -97,6 +97,10 @@ pub struct Callback {
     pub answered: bool,
     /// Why it ended unanswered, once siaga decided it (a failure, the ring timeout).
     pub outcome: Option<CallbackOutcome>,
+    /// Set when the callback was taken through the API (`callback_ring`): siaga rang the
+    /// operator's phone first, and the [`Call`]'s inbound side is that UAC leg; `None`
+    /// for `*73`, whose inbound side is the operator's own INVITE.
+    pub ring: Option<super::callback_ring::OperatorRing>,
 }
 
 /// The outcome a final failure `status` from the gateway means (0: no response at all).
@@ -180,24 +184,7 @@ impl Engine {
             return respond(self, (404, "No Callback Waiting"), &[]);
         };
         let Some(gateway) = self.gateway_up(&[]) else {
-            tracing::warn!(operator, call = %item.record, "callback failed: no trunk gateway is up");
-            self.calls
-                .acd
-                .worklist
-                .finish(item.record, CallbackOutcome::Failed);
-            // A started/ended pair like any callback attempt: the timeline reads "1001
-            // called back, failed", and every `callback_ended` closes a `callback_started`.
-            for kind in [
-                CallEventKind::CallbackStarted {
-                    operator: operator.to_owned(),
-                },
-                CallEventKind::CallbackEnded {
-                    operator: operator.to_owned(),
-                    outcome: CallbackOutcome::Failed,
-                },
-            ] {
-                self.emit(item.record, now, kind);
-            }
+            self.callback_without_gateway(now, operator, &item);
             return respond(self, (503, "Service Unavailable"), &[]);
         };
         let handle = self.calls.new_call_handle();
@@ -258,6 +245,7 @@ impl Engine {
                 gateway,
                 answered: false,
                 outcome: None,
+                ring: None,
             }),
         };
         self.calls.by_invite.insert(call.trunk.tx, handle);
@@ -271,10 +259,40 @@ impl Engine {
         self.place_callback(now, handle);
     }
 
+    /// `operator` took `item` but no trunk gateway is up: it fails at once, recorded as a
+    /// `callback_started` and a `callback_ended` (`failed`), and goes back with one more
+    /// attempt.
+    pub(super) fn callback_without_gateway(
+        &mut self,
+        now: Now,
+        operator: &str,
+        item: &CallbackItem,
+    ) {
+        tracing::warn!(operator, call = %item.record, "callback failed: no trunk gateway is up");
+        self.calls
+            .acd
+            .worklist
+            .finish(item.record, CallbackOutcome::Failed);
+        // A started/ended pair like any callback attempt: the timeline reads "1001
+        // called back, failed", and every `callback_ended` closes a `callback_started`.
+        for kind in [
+            CallEventKind::CallbackStarted {
+                operator: operator.to_owned(),
+            },
+            CallEventKind::CallbackEnded {
+                operator: operator.to_owned(),
+                outcome: CallbackOutcome::Failed,
+            },
+        ] {
+            self.emit(item.record, now, kind);
+        }
+    }
+
     /// Sends callback `handle`'s INVITE to its current gateway (see the module docs) as a
     /// leg like an operator's (`place_leg`); the first one arms the ring timeout and
-    /// records `callback_started`, a failover's (`callback_leg_failed`) neither.
-    fn place_callback(&mut self, now: Now, handle: CallHandle) {
+    /// records `callback_started` (unless siaga rang the operator first, which recorded
+    /// it: `callback_ring`), a failover's (`callback_leg_failed`) neither.
+    pub(super) fn place_callback(&mut self, now: Now, handle: CallHandle) {
         let Some(callback) = self.callback_of(handle).cloned() else {
             return;
         };
@@ -329,6 +347,9 @@ impl Engine {
             now.mono + self.config.calls.acd.callback_ring_timeout,
             CallTimer::RingTimeout(handle, 1),
         );
+        if callback.ring.is_some() {
+            return;
+        }
         self.emit(
             callback.item.record,
             now,
@@ -341,7 +362,7 @@ impl Engine {
     // ---- hooks in the call's steps (`flow`) -------------------------------------------------
 
     /// The callback of `handle`, if it is one.
-    fn callback_of(&self, handle: CallHandle) -> Option<&Callback> {
+    pub(super) fn callback_of(&self, handle: CallHandle) -> Option<&Callback> {
         self.calls.calls.get(&handle)?.callback.as_ref()
     }
 
@@ -379,12 +400,13 @@ impl Engine {
     }
 
     /// A provisional response `status` from the gateway: the operator's phone rings back
-    /// (180, §13.3.1.1) from the first 18x on.
+    /// (180, §13.3.1.1) from the first 18x on — unless siaga rang the phone itself
+    /// (`callback_ring`): it answered already, and siaga has no INVITE of its to answer.
     pub(super) fn callback_progress(&mut self, now: Now, handle: CallHandle, status: u16) {
         let ringing = (180..=199).contains(&status)
             && self
                 .callback_of(handle)
-                .is_some_and(|c| !c.answered && c.outcome.is_none());
+                .is_some_and(|c| !c.answered && c.outcome.is_none() && c.ring.is_none());
         if ringing {
             self.send_provisional(now, handle, 180, "Ringing");
         }
@@ -429,6 +451,13 @@ impl Engine {
         if call.callback.is_none() {
             return false;
         }
+        // The operator's phone siaga rang did not answer (`callback_ring`).
+        if self.callback_ring_failed(now, handle, leg_no, status) {
+            return true;
+        }
+        let Some(call) = self.calls.calls.get_mut(&handle) else {
+            return true;
+        };
         let Some(leg) = call.legs.remove(&leg_no) else {
             return true;
         };
@@ -466,12 +495,27 @@ impl Engine {
         true
     }
 
-    /// The ring timeout of `handle`'s offer passed. Returns whether it is a callback, which
-    /// then ends as not answered unless the caller answered already.
-    pub(super) fn callback_ring_timeout(&mut self, now: Now, handle: CallHandle) -> bool {
+    /// The ring timeout of `handle`'s offer `attempt` passed. Returns whether it is a
+    /// callback, which then ends as not answered unless the caller answered already.
+    /// Attempt 0 is the operator's phone siaga rang (`callback_ring`): it counts only
+    /// while that phone rings.
+    pub(super) fn callback_ring_timeout(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        attempt: u32,
+    ) -> bool {
         let Some(callback) = self.callback_of(handle) else {
             return false;
         };
+        if attempt == 0 {
+            let ringing = callback.ring.as_ref().is_some_and(|r| r.ack.is_none());
+            if ringing {
+                tracing::info!(call = %callback.item.record, operator = %callback.operator, "callback: the operator did not answer within the ring timeout");
+                self.callback_failed(now, handle, CallbackOutcome::NoAnswer);
+            }
+            return true;
+        }
         if !callback.answered {
             tracing::info!(call = %callback.item.record, "callback: no answer within the ring timeout");
             self.callback_failed(now, handle, CallbackOutcome::NoAnswer);
@@ -491,14 +535,20 @@ impl Engine {
 
     /// Callback `handle` ends unanswered with `outcome`: the operator's INVITE gets the
     /// failure that shows it, a gateway leg still ringing is CANCELled (`end_call`).
-    fn callback_failed(&mut self, now: Now, handle: CallHandle, outcome: CallbackOutcome) {
+    pub(super) fn callback_failed(
+        &mut self,
+        now: Now,
+        handle: CallHandle,
+        outcome: CallbackOutcome,
+    ) {
         let Some(call) = self.calls.calls.get_mut(&handle) else {
             return;
         };
         if let Some(callback) = call.callback.as_mut() {
             callback.outcome = Some(outcome);
         }
-        if call.trunk.dialog.is_none() {
+        // An operator's phone siaga rang itself has no INVITE of its to answer.
+        if call.trunk.dialog.is_none() && !call.inbound_placed() {
             let invite = call.trunk.invite.clone();
             let (tx, tag, received) = (
                 call.trunk.tx,

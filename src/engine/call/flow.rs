@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 /// behind NAT stay reachable), on its TCP connection while that is open. Once a phone's
 /// TCP connection closed, its source port was ephemeral: the Contact's address is used
 /// instead when it is an IP literal (RFC 3261 §18.1.1).
-fn binding_destination(b: &crate::engine::registrar::Binding) -> Destination {
+pub(super) fn binding_destination(b: &crate::engine::registrar::Binding) -> Destination {
     let reconnect = (b.transport == Transport::Tcp && b.connection.is_none())
         .then(|| b.contact_uri.socket_addr())
         .flatten();
@@ -74,10 +74,10 @@ pub(crate) struct NewCall {
 /// (`leg_offer`).
 pub(super) struct LegOffer {
     /// siaga's SDP origin on these legs.
-    session: SdpSession,
+    pub(super) session: SdpSession,
     /// The SDP offer: the trunk's across the relay, as it came without relay, `None` for a
     /// late offer without relay.
-    body: Option<Bytes>,
+    pub(super) body: Option<Bytes>,
     /// Whom the legs name as the originator: the caller as the trunk's INVITE names them
     /// (`leg_offer`), or siaga itself on a callback (`callback`).
     pub(super) from: LegFrom,
@@ -692,6 +692,25 @@ impl Engine {
         offer: &LegOffer,
         target: LegTarget,
     ) -> Option<u32> {
+        let (leg_no, leg) =
+            self.send_leg_invite(now, (handle, attempt), max_forwards, offer, target)?;
+        let call = self.calls.calls.get_mut(&handle)?;
+        call.legs.insert(leg_no, leg);
+        Some(leg_no)
+    }
+
+    /// The INVITE of `place_leg`, sent and its client transaction recorded
+    /// ([`CallTable::invites`](super::CallTable::invites)), and the leg it makes, which
+    /// the caller puts in its call (`callback_ring` builds the call around it). `None`
+    /// when siaga could not form the INVITE (logged).
+    pub(super) fn send_leg_invite(
+        &mut self,
+        now: Now,
+        (handle, attempt): (CallHandle, u32),
+        max_forwards: u8,
+        offer: &LegOffer,
+        target: LegTarget,
+    ) -> Option<(u32, OperatorLeg)> {
         let LegTarget {
             name,
             uri,
@@ -778,8 +797,7 @@ impl Engine {
                 unwanted: Vec::new(),
             },
         );
-        let call = self.calls.calls.get_mut(&handle)?;
-        call.legs.insert(
+        Some((
             leg,
             OperatorLeg {
                 operator: name,
@@ -795,8 +813,7 @@ impl Engine {
                 },
                 flow,
             },
-        );
-        Some(leg)
+        ))
     }
 
     // ---- responses from operators -------------------------------------------------------
@@ -830,6 +847,16 @@ impl Engine {
                 self.callback_progress(now, handle, status);
             }
             200..=299 => match leg_state {
+                // The operator's phone a callback from the API rang answered, or its 2xx
+                // came again (`callback_ring`).
+                Some(LegState::Calling | LegState::Early)
+                    if self.is_callback_ring_leg(handle, leg_no) =>
+                {
+                    self.callback_ring_answered(now, tx, (handle, leg_no), response);
+                }
+                _ if self.is_callback_ring_2xx_again(handle, tx, response) => {
+                    self.resend_callback_ring_ack(handle);
+                }
                 // A field agency answered the transfer (`transfer`).
                 Some(LegState::Calling | LegState::Early)
                     if self.is_transfer_leg(handle, leg_no) =>
@@ -1093,6 +1120,11 @@ impl Engine {
                 .offer_ended(handle, &loser, OfferEnd::Withdrawn, now.mono);
         }
         if requeued {
+            // A callback from the API (`callback_ring`): the operator's phone has its
+            // session since it answered siaga's INVITE; the caller answered now.
+            if self.callback_answered(handle) {
+                return;
+            }
             // The backup centre (`overflow`) may take a re-queued call too.
             return match overflow {
                 Some(target) => self.overflow_answered(now, handle, target),
@@ -1573,7 +1605,9 @@ impl Engine {
             let Some(call) = self.calls.calls.get(&handle) else {
                 continue;
             };
-            if call.trunk.dialog.is_none() {
+            // A callback from the API rings the operator on a leg siaga placed: no
+            // INVITE of theirs to answer (`end_call` CANCELs the leg).
+            if call.trunk.dialog.is_none() && !call.inbound_placed() {
                 let invite = call.trunk.invite.clone();
                 let tag = call.trunk.local_tag.clone();
                 let (tx, received) = (call.trunk.tx, call.trunk.received_from);
@@ -1781,7 +1815,7 @@ impl Engine {
     /// gets a no-answer (CANCEL to their phones), and the call goes back to its place.
     fn ring_timeout(&mut self, now: Now, handle: CallHandle, attempt: u32) {
         // A callback's ring timeout (`acd.callback_ring_timeout_s`): no answer.
-        if self.callback_ring_timeout(now, handle) {
+        if self.callback_ring_timeout(now, handle, attempt) {
             return;
         }
         let Some(call) = self.calls.calls.get(&handle) else {

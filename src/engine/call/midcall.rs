@@ -1139,11 +1139,16 @@ impl super::Call {
         };
         let theirs = from.tag().unwrap_or_default();
         match leg {
-            None => self
-                .trunk
-                .invite
-                .from_lenient()
-                .is_ok_and(|f| f.tag().unwrap_or_default() == theirs),
+            // The dialog's remote tag once there is one: the INVITE's From tag when siaga
+            // answered it, the 2xx's To tag when siaga sent it (`callback_ring`).
+            None => match &self.trunk.dialog {
+                Some(dialog) => dialog.remote_tag == theirs,
+                None => self
+                    .trunk
+                    .invite
+                    .from_lenient()
+                    .is_ok_and(|f| f.tag().unwrap_or_default() == theirs),
+            },
             Some(leg) => self
                 .legs
                 .get(&leg)

@@ -8,6 +8,7 @@
 
 mod agents;
 mod callback;
+mod callback_ring;
 mod dropped;
 mod ending;
 mod feature;
@@ -24,6 +25,7 @@ mod session_timer;
 mod transfer;
 
 pub use callback::Callback;
+pub use callback_ring::{CallbackTakeError, OperatorRing};
 pub use feature::{FeatureCalls, FeatureCode};
 pub(crate) use feature::{FeatureVerdict, InboundFeatureCall};
 pub(crate) use flow::NewCall;

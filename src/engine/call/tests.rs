@@ -1675,6 +1675,7 @@ mod acd_sim;
 mod break_midcall;
 mod break_transport;
 mod callback;
+mod callback_api;
 mod dropped;
 mod feature;
 mod leg_loss;

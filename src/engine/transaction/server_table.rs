@@ -50,6 +50,13 @@ pub struct MergeKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxId(u64);
 
+impl TxId {
+    /// An id the table never issues (it counts up from 0): the stand-in for the server
+    /// transaction of an inbound side siaga placed itself as UAC (a callback from the
+    /// API, `call::callback_ring`), so that no lookup by it finds anything.
+    pub const NEVER: TxId = TxId(u64::MAX);
+}
+
 #[derive(Debug)]
 enum Machine {
     Invite(ServerInviteTransaction),

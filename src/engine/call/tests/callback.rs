@@ -9,14 +9,14 @@ use crate::engine::record::CallbackOutcome;
 use crate::engine::trunk_health::Gateway;
 use uuid::Uuid;
 
-const GW: &str = "127.0.0.1:5098";
+pub(super) const GW: &str = "127.0.0.1:5098";
 /// The caller's number in `trunk_invite` (its P-Asserted-Identity).
-const CALLER: &str = "+628115550001";
-const SDP_CALLER: &str = "v=0\r\no=gw 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+pub(super) const CALLER: &str = "+628115550001";
+pub(super) const SDP_CALLER: &str = "v=0\r\no=gw 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
 
 /// A harness with one trunk gateway at `GW` (not probed yet) and 10 s of wrap-up, so an
 /// answered callback and an unanswered one leave the operator in different states.
-fn harness() -> Harness {
+pub(super) fn harness() -> Harness {
     let mut h = Harness::new(15);
     let mut config = h.engine.config().clone();
     config.calls.trunk_health.gateways = vec![Gateway {
@@ -30,7 +30,7 @@ fn harness() -> Harness {
 }
 
 /// The gateway answers siaga's first OPTIONS: it is up.
-fn gateway_up(h: &mut Harness) {
+pub(super) fn gateway_up(h: &mut Harness) {
     let out = h.advance(0);
     let options = out
         .requests_to(GW, Method::Options)
@@ -40,7 +40,12 @@ fn gateway_up(h: &mut Harness) {
 }
 
 /// The gateway's response to siaga's `request` (To tag `gw`, Contact at the gateway).
-fn gateway_response(request: &SipMessage, status: u16, reason: &str, sdp: Option<&str>) -> String {
+pub(super) fn gateway_response(
+    request: &SipMessage,
+    status: u16,
+    reason: &str,
+    sdp: Option<&str>,
+) -> String {
     phone_response(request, status, reason, "gw", sdp).replace(
         "Contact: <sip:phone@127.0.0.1:5071>",
         &format!("Contact: <sip:gw@{GW}>"),
@@ -48,7 +53,7 @@ fn gateway_response(request: &SipMessage, status: u16, reason: &str, sdp: Option
 }
 
 /// A call from `CALLER` abandoned in the queue (nobody registered): the worklist item.
-fn abandoned(h: &mut Harness, id: &str) -> CallbackItem {
+pub(super) fn abandoned(h: &mut Harness, id: &str) -> CallbackItem {
     let invite = trunk_invite(id);
     h.input(TRUNK, &invite);
     let out = h.input(TRUNK, &cancel_of(&invite));
@@ -125,11 +130,11 @@ fn relay_of(out: &Out) -> (crate::engine::media::RelayId, u16, u16) {
         .expect("a relay opened")
 }
 
-fn state(h: &Harness) -> &'static str {
+pub(super) fn state(h: &Harness) -> &'static str {
     h.engine.agent_state("1001").expect("configured").name()
 }
 
-fn ended(record: Uuid, outcome: CallbackOutcome) -> (Uuid, CallEventKind) {
+pub(super) fn ended(record: Uuid, outcome: CallbackOutcome) -> (Uuid, CallEventKind) {
     (
         record,
         CallEventKind::CallbackEnded {
@@ -140,7 +145,7 @@ fn ended(record: Uuid, outcome: CallbackOutcome) -> (Uuid, CallEventKind) {
 }
 
 /// The call events in `out`, each with its record id.
-fn pairs(out: &Out) -> Vec<(Uuid, CallEventKind)> {
+pub(super) fn pairs(out: &Out) -> Vec<(Uuid, CallEventKind)> {
     out.records
         .iter()
         .copied()
