@@ -94,6 +94,15 @@ pub enum EngineRequest {
         /// `Ok` once the INVITE to the agency is sent, or why not.
         reply: oneshot::Sender<Result<(), TransferRefusal>>,
     },
+    /// Put `items` on the callback worklist ([`Engine::restore_callbacks`]: an item
+    /// already listed is not added twice): the worklist as the call records have it,
+    /// rebuilt once the database has answered after start (`runtime::restore_callbacks_later`).
+    RestoreCallbacks {
+        /// The items, oldest first.
+        items: Vec<CallbackItem>,
+        /// The worklist's length afterwards.
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 impl EngineRequest {
@@ -150,6 +159,10 @@ impl EngineRequest {
             }
             EngineRequest::Callbacks { reply } => {
                 let _ = reply.send(engine.callbacks().to_vec());
+            }
+            EngineRequest::RestoreCallbacks { items, reply } => {
+                engine.restore_callbacks(items);
+                let _ = reply.send(engine.callbacks().len());
             }
         }
     }
@@ -229,6 +242,14 @@ impl EngineLink {
             reply,
         })
         .await
+    }
+
+    /// Puts `items` on the callback worklist (not twice); the worklist's length after.
+    ///
+    /// Errors: [`LinkError`].
+    pub async fn restore_callbacks(&self, items: Vec<CallbackItem>) -> Result<usize, LinkError> {
+        self.ask(|reply| EngineRequest::RestoreCallbacks { items, reply })
+            .await
     }
 
     async fn ask<T>(

@@ -21,6 +21,12 @@
 //! for inspection, never read by siaga) and skipped; the intact lines around it are
 //! replayed. Reading never panics on what the file holds.
 //!
+//! The previous process's lines: the journal's length at [`Journal::open`] is the boundary
+//! between the lines a previous process left and this process's ([`Journal::inherited`]).
+//! A chunk never crosses it, so the writer can replay the previous process's lines, close
+//! the calls that process left open, and only then replay this process's own
+//! (`recovery.rs`).
+//!
 //! I/O goes through `tokio::fs` (blocking calls on tokio's blocking pool), so the writer
 //! task does not stall a runtime thread on `fsync`.
 
@@ -86,6 +92,9 @@ pub struct Journal {
     committed_lines: u64,
     /// Bytes from the start already read once: damage there was reported and kept.
     inspected: u64,
+    /// Bytes from the start written by a previous process (the length at open), until
+    /// they are all committed; 0 then.
+    inherited: u64,
 }
 
 impl Journal {
@@ -139,6 +148,7 @@ impl Journal {
             held,
             committed_lines: 0,
             inspected: 0,
+            inherited: len,
         })
     }
 
@@ -156,6 +166,13 @@ impl Journal {
     /// The file's size in bytes.
     pub fn bytes(&self) -> u64 {
         self.len
+    }
+
+    /// Bytes of lines a previous process left (the file's length at [`Journal::open`])
+    /// not committed yet: 0 once they are (or when there were none). While it is not 0,
+    /// [`Journal::read_chunk`] reads only these lines.
+    pub fn inherited(&self) -> u64 {
+        self.inherited.saturating_sub(self.committed)
     }
 
     /// Appends `events`, one line each, after everything already in the journal, and
@@ -189,7 +206,8 @@ impl Journal {
         }
     }
 
-    /// Reads up to `max` lines after those already committed, decoding each. Lines that
+    /// Reads up to `max` lines after those already committed, decoding each; while lines
+    /// of a previous process are left ([`Journal::inherited`]), only those. Lines that
     /// do not decode are reported in [`Chunk::damaged`] (and copied to
     /// `<journal>.damaged`); they count towards `max`. An empty chunk with
     /// `end == bytes()` means every line was read.
@@ -204,9 +222,16 @@ impl Journal {
             .seek(SeekFrom::Start(self.committed))
             .await
             .map_err(|e| self.error("read", e))?;
+        // A chunk ends at the previous process's last line, if any is left.
+        let until = match self.inherited() {
+            0 => self.len,
+            _ => self.inherited.min(self.len),
+        };
         // Large reads: each one is a trip to tokio's blocking pool.
-        let mut reader =
-            BufReader::with_capacity(READ_BUFFER, reader.take(self.len - self.committed));
+        let mut reader = BufReader::with_capacity(
+            READ_BUFFER,
+            reader.take(until.saturating_sub(self.committed)),
+        );
         let mut chunk = Chunk {
             end: self.committed,
             ..Chunk::default()
@@ -286,6 +311,7 @@ impl Journal {
         self.committed_lines = 0;
         self.held = 0;
         self.inspected = 0;
+        self.inherited = 0;
         Ok(())
     }
 
