@@ -48,17 +48,26 @@ pub fn classify(error: &sqlx::Error) -> Failure {
             let Some(code) = db.code() else {
                 return Failure::Outage;
             };
-            let data = match code.parse::<i64>() {
+            let data = if is_postgres(db.as_ref()) {
+                // A five-character SQLSTATE (which may be all digits: 23514).
+                PG_DATA_CLASSES.iter().any(|class| code.starts_with(class))
+            } else {
                 // SQLite: the extended result code, a number.
-                Ok(extended) => SQLITE_DATA_CODES.contains(&(extended & 0xff)),
-                // PostgreSQL: a five-character SQLSTATE.
-                Err(_) => PG_DATA_CLASSES.iter().any(|class| code.starts_with(class)),
+                code.parse::<i64>()
+                    .is_ok_and(|extended| SQLITE_DATA_CODES.contains(&(extended & 0xff)))
             };
             if data { Failure::Data } else { Failure::Outage }
         }
         sqlx::Error::Encode(_) => Failure::Data,
         _ => Failure::Outage,
     }
+}
+
+/// Whether `error` is PostgreSQL's (else SQLite's).
+fn is_postgres(error: &dyn sqlx::error::DatabaseError) -> bool {
+    error
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
 }
 
 impl StoreError {
@@ -91,9 +100,9 @@ impl StoreError {
         };
         match source {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
-            // PostgreSQL's SQLSTATEs only (SQLite's codes are numbers).
+            // PostgreSQL's SQLSTATEs only.
             sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-                code.parse::<i64>().is_err()
+                is_postgres(db.as_ref())
                     && PG_UNREACHABLE_CLASSES
                         .iter()
                         .any(|class| code.starts_with(class))

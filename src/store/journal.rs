@@ -27,6 +27,11 @@
 //! the calls that process left open, and only then replay this process's own
 //! (`recovery.rs`).
 //!
+//! Quarantine: an event the database refuses for its data (a constraint, a value out of
+//! range: `error_class.rs`) is moved by the writer to the side file `<journal>.quarantined`
+//! ([`Journal::quarantine`]), one line in the journal's format, so nothing is lost and
+//! later events are not held behind it; like `.damaged`, siaga never reads it back.
+//!
 //! I/O goes through `tokio::fs` (blocking calls on tokio's blocking pool), so the writer
 //! task does not stall a runtime thread on `fsync`.
 
@@ -317,23 +322,18 @@ impl Journal {
 
     /// Appends `lines` (damaged journal lines, as they were) to `<journal>.damaged`.
     async fn keep_damaged(&self, lines: &[u8]) -> Result<(), JournalError> {
-        let path = damaged_path(&self.path);
-        let kept = async {
-            let mut file = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&path)
-                .await?;
-            file.write_all(lines).await?;
-            file.flush().await?;
-            file.sync_data().await
-        }
-        .await;
-        kept.map_err(|source| JournalError {
-            path,
-            action: "keep damaged lines",
-            source,
-        })
+        keep_aside(damaged_path(&self.path), lines, "keep damaged lines").await
+    }
+
+    /// Appends `event` as a journal line to `<journal>.quarantined` and fsyncs: an event
+    /// the database refuses for its data, kept whole, out of the replay's way.
+    ///
+    /// Errors: [`JournalError`] (`quarantine an event`).
+    pub async fn quarantine(&self, event: &LogEvent) -> Result<(), JournalError> {
+        // LogEvent holds strings, numbers and UUIDs only: serializing cannot fail.
+        let mut line = serde_json::to_vec(event).expect("a LogEvent serializes");
+        line.push(b'\n');
+        keep_aside(quarantined_path(&self.path), &line, "quarantine an event").await
     }
 
     fn error(&self, action: &'static str, source: std::io::Error) -> JournalError {
@@ -343,6 +343,34 @@ impl Journal {
             source,
         }
     }
+}
+
+/// Appends `lines` to the side file `path` (created when missing) and fsyncs.
+async fn keep_aside(path: PathBuf, lines: &[u8], action: &'static str) -> Result<(), JournalError> {
+    let kept = async {
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .await?;
+        file.write_all(lines).await?;
+        file.flush().await?;
+        file.sync_data().await
+    }
+    .await;
+    kept.map_err(|source| JournalError {
+        path,
+        action,
+        source,
+    })
+}
+
+/// Where the writer quarantines the events the database refuses for their data, beside
+/// the journal at `path`: `<path>.quarantined`.
+pub fn quarantined_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".quarantined");
+    PathBuf::from(name)
 }
 
 /// Where damaged lines of the journal at `path` are kept: `<path>.damaged`.

@@ -131,7 +131,7 @@ pub use incident_input::{
 pub use incidents::{
     Handoff, HandoffUpdate, Incident, IncidentDetails, IncidentUpdate, NewHandoff, NewIncident,
 };
-pub use journal::{Chunk, Damage, Journal, JournalError, damaged_path};
+pub use journal::{Chunk, Damage, Journal, JournalError, damaged_path, quarantined_path};
 pub use log::{LogEvent, LogRef, Logged};
 pub use recovery::{Recovery, RecoveryError, close_left_open, last_state, recover};
 pub use search::{CallDetail, CallFilter, CallLogRow, CallPage, Cursor, CursorError, MAX_PAGE};

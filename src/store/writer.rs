@@ -49,6 +49,19 @@
 //! Without a journal, start-up runs before the first batch, retried in place, and the
 //! events wait in memory.
 //!
+//! **A batch the database refuses for its data** (a constraint, a value out of range or
+//! too long: [`super::Failure::Data`], see `error_class.rs`; not an outage, which is
+//! retried or journaled as above) would hold every later event behind it if retried.
+//! The writer writes that batch (or journal chunk) again one event per transaction, in
+//! order: the good events are committed, and each refused one is moved to the side file
+//! `<journal>.quarantined` ([`Journal::quarantine`], the whole event, one line), counted
+//! in [`WriterReport::quarantined`] and logged once with its id and the database's error
+//! (which names the constraint, not the value: no personal data). If the database fails
+//! for another reason during this, the rest of the batch is handled as an outage; a
+//! journal chunk is then read again later, so an event quarantined just before may be
+//! quarantined twice (same id). Without a journal (in-memory SQLite) a refused event is
+//! logged the same way and counted, but kept nowhere.
+//!
 //! What a `kill -9` can lose: the events the engine emitted that are neither committed nor
 //! in the journal yet: those in the channel and the batch being gathered or written,
 //! at most [`GATHER`] plus one commit attempt (bounded by [`WriterOptions::slow`]) old.
@@ -63,7 +76,7 @@
 //! and what is still unwritten then is counted in [`WriterReport::unwritten`] and logged.
 
 use super::journal::{Chunk, Journal};
-use super::{LogEvent, MAX_BATCH, Store};
+use super::{Failure, LogEvent, MAX_BATCH, Store};
 use rand::rngs::StdRng;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -408,6 +421,9 @@ pub struct WriterReport {
     pub spilled: u64,
     /// Events the journal still holds at the end, for the next start to replay.
     pub journaled: u64,
+    /// Events the database refused for their data, moved to `<journal>.quarantined`
+    /// (see the module doc).
+    pub quarantined: u64,
     /// Events given up on at shutdown: without a journal, the database stayed unavailable
     /// (or the sink was not dropped or closed) for [`SHUTDOWN_GRACE`]; with one, the
     /// journal could not be written either. 0 after a clean stop.
@@ -583,11 +599,19 @@ impl Writer {
     /// it in time, else in the journal. Retries (backoff) only when neither works; false
     /// when it gave up at the shutdown deadline.
     async fn store_batch(&mut self, batch: &[LogEvent]) -> bool {
+        let mut batch = batch;
         let mut delay = RETRY_FIRST;
         let mut failures: u32 = 0;
         loop {
             if !self.spilling() {
                 match self.commit(batch).await {
+                    Err(Some(error)) if error.failure() == Failure::Data => {
+                        match self.isolate(batch, &error).await {
+                            Ok(()) => return true,
+                            // The database failed otherwise: the rest as an outage.
+                            Err(at) => batch = &batch[at..],
+                        }
+                    }
                     Ok(()) => {
                         if failures > 0 {
                             tracing::info!(failures, "events are being written again");
@@ -672,7 +696,22 @@ impl Writer {
         if let Some(start) = &mut self.start_up {
             start.damaged += chunk.damaged.len() as u64;
         }
-        if let Err(error) = self.commit(&chunk.events).await {
+        let quarantined_before = self.report.quarantined;
+        let mut committed = self.commit(&chunk.events).await;
+        if let Err(Some(error)) = &committed
+            && error.failure() == Failure::Data
+        {
+            let written = self.report.written;
+            committed = match self.isolate(&chunk.events, error).await {
+                Ok(()) => {
+                    // Counted below with the chunk.
+                    self.report.written = written;
+                    Ok(())
+                }
+                Err(_) => Err(None),
+            };
+        }
+        if let Err(error) = committed {
             let failures = self.replay_delay.as_millis() / RETRY_FIRST.as_millis();
             if self.replay_delay == RETRY_MAX || failures.is_power_of_two() {
                 let error = error.map_or_else(
@@ -684,9 +723,10 @@ impl Writer {
             }
             return self.replay_failed();
         }
-        self.report.written += chunk.events.len() as u64;
+        let written = chunk.events.len() as u64 - (self.report.quarantined - quarantined_before);
+        self.report.written += written;
         if let Some(start) = &mut self.start_up {
-            start.replayed += chunk.events.len() as u64;
+            start.replayed += written;
         }
         let Some(journal) = &mut self.journal else {
             return false;
@@ -817,6 +857,63 @@ impl Writer {
             }
         }
         self.replay_at = None;
+        true
+    }
+
+    /// Writes `events`, which the database refused as one batch with the data error
+    /// `refused`, one per transaction, in order: commits the good ones (counted in
+    /// `written`) and quarantines each one refused for its data. `Err(i)`: event `i`
+    /// failed otherwise (an outage, or the quarantine file could not be written); it and
+    /// those after it are not written.
+    async fn isolate(
+        &mut self,
+        events: &[LogEvent],
+        refused: &super::StoreError,
+    ) -> Result<(), usize> {
+        tracing::warn!(
+            error = %refused,
+            batch = events.len(),
+            "the database refuses a batch for its data: writing its events one by one"
+        );
+        for (i, event) in events.iter().enumerate() {
+            match self.commit(std::slice::from_ref(event)).await {
+                Ok(()) => self.report.written += 1,
+                Err(Some(error)) if error.failure() == Failure::Data => {
+                    if !self.quarantine(event, &error).await {
+                        return Err(i);
+                    }
+                }
+                Err(_) => return Err(i),
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `event`, refused by the database with `error`, to `<journal>.quarantined`
+    /// and logs it once (its id and the database's error, no personal data). False when
+    /// the quarantine file could not be written (the event is then kept as in an outage).
+    async fn quarantine(&mut self, event: &LogEvent, error: &super::StoreError) -> bool {
+        let (kind, id) = match event {
+            LogEvent::Call(event) => ("call", event.id),
+            LogEvent::Agent(event) => ("agent", event.id),
+        };
+        let kept_in = match &self.journal {
+            Some(journal) => {
+                if let Err(journal_error) = journal.quarantine(event).await {
+                    tracing::error!(%journal_error, event = %id, "cannot quarantine an event");
+                    return false;
+                }
+                super::journal::quarantined_path(journal.path())
+                    .display()
+                    .to_string()
+            }
+            None => "nowhere (no journal)".to_owned(),
+        };
+        self.report.quarantined += 1;
+        tracing::error!(
+            %error, kind, event = %id, kept_in,
+            "the database refuses this event for its data: quarantined, later events go on"
+        );
         true
     }
 
