@@ -256,7 +256,7 @@ else
     fail "SIPp trunk: $ok of $DOWN_CALLS calls completed, $failed failed (exit $trunk_rc)"
     sipp_explain trunk-down
 fi
-if grep -q "events go to the journal until start-up recovery is done" "$WORK/siaga.log"; then
+if wait_log "$WORK/siaga.log" "events go to the journal until start-up recovery is done" 10 "$SIAGA_PID"; then
     pass "siaga journals the events while the database has not answered"
 else
     fail "siaga did not journal events at start"

@@ -519,12 +519,20 @@ impl Store {
     /// been migrated yet ([`Store::open_or_defer`]); [`StoreError::Database`] (no
     /// connection within the pool's acquire timeout, or the query failed).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        const PING: &str = "SELECT 1";
         if !self.is_answered() {
             return Err(StoreError::NotAnswered {
                 url: self.url.clone(),
             });
         }
+        self.select_one().await
+    }
+
+    /// `SELECT 1`, whether or not the database has answered before (the writer's probe
+    /// before it migrates a store opened on the journal).
+    ///
+    /// Errors: [`StoreError::Database`].
+    pub(crate) async fn select_one(&self) -> Result<(), StoreError> {
+        const PING: &str = "SELECT 1";
         match &self.backend {
             Backend::Sqlite(s) => sqlx::query(PING).execute(&s.pool).await.map(drop),
             Backend::Postgres(s) => sqlx::query(PING).execute(&s.pool).await.map(drop),

@@ -109,9 +109,10 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// Longest wait between retries.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// Longest time one attempt of start-up recovery ([`super::close_left_open`]: a few reads
-/// and one batch per 128 calls left open) may take before it counts as failed and is
-/// tried again.
+/// Longest time one attempt of start-up recovery's migrations or of
+/// [`super::close_left_open`] (a few reads and one batch per 128 calls left open) may take
+/// before it counts as failed and is tried again. Whether the database answers at all is
+/// probed first within [`WriterOptions::slow`].
 const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 
 /// How long the writer waits after an event for more to join its batch. Bounds how late
@@ -130,6 +131,8 @@ pub struct StartUp {
     replayed: u64,
     /// Damaged lines among them.
     damaged: u64,
+    /// Whether this process's events going to the journal was logged.
+    journaling: bool,
 }
 
 impl StartUp {
@@ -143,6 +146,7 @@ impl StartUp {
             caught_up,
             replayed: 0,
             damaged: 0,
+            journaling: false,
         };
         (start, done)
     }
@@ -641,11 +645,15 @@ impl Writer {
                     Ok(()) => {
                         self.journal_events.store(journal.held(), Ordering::Relaxed);
                         self.report.spilled += batch.len() as u64;
-                        if was_empty && self.start_up.is_some() {
-                            tracing::info!(
-                                journal = %journal.path().display(),
-                                "events go to the journal until start-up recovery is done"
-                            );
+                        if let Some(start) = &mut self.start_up {
+                            // Once, whether or not a previous process left lines.
+                            if !start.journaling {
+                                start.journaling = true;
+                                tracing::info!(
+                                    journal = %journal.path().display(),
+                                    "events go to the journal until start-up recovery is done"
+                                );
+                            }
                         } else if was_empty {
                             tracing::warn!(
                                 journal = %journal.path().display(),
@@ -777,9 +785,29 @@ impl Writer {
     /// (and, with the journal empty, the start-up receiver is resolved then).
     async fn start_up_step(&mut self) -> bool {
         if !self.store.is_answered() {
-            if let Err(error) = self.store.migrate().await {
-                self.start_up_failed(&error);
-                return false;
+            // A probe within the commit bound first: the pool would wait its acquire
+            // timeout (5 s) for a server that is down, and new events wait meanwhile.
+            match tokio::time::timeout(self.slow, self.store.select_one()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    self.start_up_failed(&error);
+                    return false;
+                }
+                Err(_) => {
+                    self.start_up_failed(&format!("no answer within {:?}", self.slow));
+                    return false;
+                }
+            }
+            match tokio::time::timeout(RECOVERY_BOUND, self.store.migrate()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    self.start_up_failed(&error);
+                    return false;
+                }
+                Err(_) => {
+                    self.start_up_failed(&format!("not migrated within {RECOVERY_BOUND:?}"));
+                    return false;
+                }
             }
             tracing::info!("the database answers: migrated; start-up recovery follows");
         }
