@@ -18,6 +18,14 @@
 #              killed with SIGKILL mid-call; the record is open. siaga restarted: at start
 #              it closes the call as interrupted (disposition interrupted, ended by siaga)
 #              with an `interrupted` event whose last_state is on_call.
+#   down at start  kill -9 mid-call again, then PostgreSQL is stopped and siaga started
+#              while it is down: it starts on its journal (/readyz 503, "has not
+#              answered"), answers E2E_DUR_DOWN_CALLS calls (default 10); PostgreSQL is
+#              started again. Checked: the writer migrates, closes the killed process's
+#              call as interrupted and only then replays this process's events; every
+#              call of this process is in the database answered and ended (none
+#              interrupted), every event siaga handed over is stored (plus the restart's
+#              own), and /readyz says ready.
 #
 # Usage: bash sip-tests/e2e-durability.sh
 # Env:   SIPTESTS_KEEP=1 keeps the log directory even when everything passed.
@@ -34,6 +42,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/postgres.sh"
 
 CALLS=${E2E_DUR_CALLS:-60}
+DOWN_CALLS=${E2E_DUR_DOWN_CALLS:-10}
 RATE=${E2E_DUR_RATE:-4}
 OUTAGE_S=${E2E_DUR_OUTAGE_S:-6}
 OPERATORS=10
@@ -50,6 +59,8 @@ PG_BIN=$(pg_bindir)
 echo "e2e-durability: our PostgreSQL on 127.0.0.1:$PG_OURS_PORT (pid $PG_OURS_PID)"
 DB=siaga_durability
 psql_q() { "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_OURS_PORT" -U postgres -d "$DB" -Atqc "$1"; }
+# readyz: /readyz's status code and body, on one line.
+readyz() { curl -s -m 10 -w ' %{http_code}' "http://127.0.0.1:$HTTP_PORT/readyz"; }
 
 read -r SIP_PORT HTTP_PORT TRUNK_PORT TRUNK_MP OP_PORT OP_MP UNREG_PORT RTP_LO <<<"$(free_ports 2 2 2 4 2 4 2 200)"
 [ -n "${RTP_LO:-}" ] || die "no free ports"
@@ -193,5 +204,108 @@ else
     fail "the call after restart: calls row '$row', last events '$last'"
 fi
 lib_stop "$SIAGA_PID"
+
+# ====================================================================== down at start
+
+section "kill -9 mid-call, then a restart while PostgreSQL is down ($DOWN_CALLS calls)"
+start_siaga_checked || exit 1
+start_operators down-kill || exit 1
+sipp_bg trunk-down-kill "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/bench-trunk-call.xml" -s 112 \
+    -key ani_prefix "+62833" -r 1 -m 1 -l 1 -d 60000 \
+    -p "$TRUNK_PORT" -mp "$TRUNK_MP" -cid_str "dkill-%u-%p@%s" -timeout 90s
+TRUNK_PID=$SIPP_PID
+killed=""
+for i in $(seq 100); do
+    killed=$(psql_q "SELECT id FROM calls WHERE trunk_call_id LIKE 'dkill-%' AND answered_at IS NOT NULL")
+    [ -n "$killed" ] && break
+    sleep 0.1
+done
+[ -n "$killed" ] || { fail "the call to be killed was not answered and recorded within 10 s"; exit 1; }
+kill -KILL "$SIAGA_PID"
+wait "$SIAGA_PID" 2>/dev/null
+lib_untrack "$SIAGA_PID"
+lib_stop "$TRUNK_PID"
+lib_stop "$OPS_PID"
+events_before=$(psql_q "SELECT (SELECT COUNT(*) FROM call_events WHERE node_id = 'e2e-1') + (SELECT COUNT(*) FROM agent_events WHERE node_id = 'e2e-1')")
+pg_halt_ours
+note "siaga killed mid-call $killed ($events_before events of node e2e-1 stored); PostgreSQL stopped"
+mv "$WORK/siaga.log" "$WORK/siaga-before-down-start.log"
+if start_siaga_checked; then
+    pass "siaga starts while PostgreSQL is down"
+else
+    exit 1
+fi
+ready=$(readyz)
+if [[ "$ready" == *'"ready":false'*'has not answered'*' 503' ]]; then
+    pass "/readyz while the database has not answered: 503, $ready"
+else
+    fail "/readyz while the database has not answered: $ready"
+fi
+start_operators down || exit 1
+trunk_rc=0
+sipp_bg trunk-down "127.0.0.1:$SIP_PORT" -sf "$SCENARIOS/bench-trunk-call.xml" -s 112 \
+    -key ani_prefix "+62844" -r 5 -m "$DOWN_CALLS" -l "$DOWN_CALLS" -d 1000 \
+    -p "$TRUNK_PORT" -mp "$TRUNK_MP" -cid_str "down-%u-%p@%s" \
+    -timeout 60s -timeout_error -trace_stat -stf "$WORK/trunk-down.stat.csv" -fd 1
+wait_pid "$SIPP_PID" 60 || trunk_rc=$?
+stat=$(python3 "$CHECKS" sipp-stat --csv "$WORK/trunk-down.stat.csv")
+read -r ok failed <<<"$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d.get("successful",0), d.get("failed",0))' "$stat" 2>/dev/null || echo "0 0")"
+if [ "$trunk_rc" -eq 0 ] && [ "$ok" -eq "$DOWN_CALLS" ]; then
+    pass "SIPp trunk: $ok of $DOWN_CALLS calls answered and completed with the database down"
+else
+    fail "SIPp trunk: $ok of $DOWN_CALLS calls completed, $failed failed (exit $trunk_rc)"
+    sipp_explain trunk-down
+fi
+if wait_log "$WORK/siaga.log" "events go to the journal until start-up recovery is done" 10 "$SIAGA_PID"; then
+    pass "siaga journals the events while the database has not answered"
+else
+    fail "siaga did not journal events at start"
+fi
+pg_serve "$PG_BIN" "$PG_OURS_PORT" || die "our PostgreSQL did not start again"
+note "PostgreSQL started again (pid $PG_OURS_PID)"
+if wait_log "$WORK/siaga.log" "journal replayed" 30 "$SIAGA_PID"; then
+    pass "once PostgreSQL answers: start-up recovery, then the journal replayed"
+else
+    fail "no 'journal replayed' within 30 s of PostgreSQL's return"
+    siaga_log_tail "$WORK/siaga.log" 30
+fi
+order=$(grep -noE "start-up recovery done|journal replayed|closed as interrupted" "$WORK/siaga.log" | cut -d: -f2 | uniq | tr '\n' '|')
+if [ "$order" = "closed as interrupted|start-up recovery done|journal replayed|" ]; then
+    pass "in order: the killed call closed as interrupted, start-up recovery done, then this process's journal replayed"
+else
+    fail "order of the start-up log lines: $order"
+fi
+ready=$(readyz)
+if [[ "$ready" == *'"ready":true'*' 200' ]]; then
+    pass "/readyz once the database answered: 200"
+else
+    fail "/readyz once the database answered: $ready"
+fi
+lib_stop "$OPS_PID"
+lib_stop "$SIAGA_PID"
+handed=$(grep -oE 'handed to the store events=[0-9]+' "$WORK/siaga.log" | grep -oE '[0-9]+$' | tail -1)
+logged_out=$(grep -c "logged out as interrupted" "$WORK/siaga.log")
+interrupted_lines=$(grep -c "closed as interrupted" "$WORK/siaga.log")
+row=$(psql_q "SELECT disposition || ' ' || ended_by FROM calls WHERE id = '$killed'")
+if [ "$row" = "interrupted siaga" ] && [ "$interrupted_lines" = 1 ]; then
+    pass "the killed process's call $killed is closed: interrupted, ended by siaga (and only it)"
+else
+    fail "the killed call after the restart: '$row'; $interrupted_lines calls closed as interrupted"
+fi
+down_ok=$(psql_q "SELECT COUNT(*) FROM calls WHERE trunk_call_id LIKE 'down-%' AND disposition = 'answered' AND ended_at IS NOT NULL")
+down_bad=$(psql_q "SELECT COUNT(*) FROM calls WHERE trunk_call_id LIKE 'down-%' AND (disposition IS DISTINCT FROM 'answered' OR EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = calls.id AND e.kind = 'interrupted'))")
+if [ "$down_ok" = "$ok" ] && [ "$ok" -gt 0 ] && [ "$down_bad" = 0 ]; then
+    pass "every call taken while the database was down is stored answered and ended: $down_ok; none interrupted"
+else
+    fail "calls taken while the database was down: $down_ok answered and ended (SIPp: $ok), $down_bad otherwise or interrupted"
+fi
+events_after=$(psql_q "SELECT (SELECT COUNT(*) FROM call_events WHERE node_id = 'e2e-1') + (SELECT COUNT(*) FROM agent_events WHERE node_id = 'e2e-1')")
+expected=$((events_before + ${handed:-0} + 2 * interrupted_lines + logged_out))
+note "events of node e2e-1: $events_before before, $events_after after; siaga handed $handed, the restart wrote $((2 * interrupted_lines)) call and $logged_out agent events"
+if [ -n "$handed" ] && [ "$handed" -gt 0 ] && [ "$events_after" = "$expected" ]; then
+    pass "every event is stored: $events_after = $events_before + $handed handed over + $((2 * interrupted_lines + logged_out)) of the restart"
+else
+    fail "events: $events_after stored, expected $expected"
+fi
 
 lib_finish e2e-durability

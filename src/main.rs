@@ -604,14 +604,6 @@ fn run(config: &Config) -> ExitCode {
         tracing::debug!(config = %config.summary(), "configuration");
         warn_about(config);
         siaga::engine::call::set_show_personal_data(config.log.show_personal_data);
-        // The store is created and migrated before any call can arrive.
-        let store = match Store::open(&config.database.url).await {
-            Ok(store) => store,
-            Err(error) => {
-                tracing::error!(%error, "cannot open the call record database");
-                return ExitCode::FAILURE;
-            }
-        };
         let journal = match &config.database.journal {
             Some(path) => match store::Journal::open(path).await {
                 Ok(journal) => Some(journal),
@@ -622,18 +614,44 @@ fn run(config: &Config) -> ExitCode {
             },
             None => None,
         };
-        let journal = recover(config, &store, journal).await;
+        // The store is created and migrated before any call can arrive, unless PostgreSQL
+        // does not answer and a journal keeps the records meanwhile: then siaga starts on
+        // the journal and the writer migrates once the database answers.
+        let store = match Store::open_or_defer(&config.database.url, journal.is_some()).await {
+            Ok(store) => store,
+            Err(error) if error.is_unreachable() && journal.is_none() => {
+                tracing::error!(
+                    %error,
+                    "cannot open the call record database, and no database.journal is \
+                     configured to keep call records until it answers"
+                );
+                return ExitCode::FAILURE;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot open the call record database");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Start-up recovery (the previous process's journal, then its calls left open) is
+        // the writer's first database action, whenever the database answers.
+        let (start_up, caught_up) = store::StartUp::new(StdRng::from_os_rng());
         let options = store::WriterOptions {
             journal,
+            start_up: Some(start_up),
             ..store::WriterOptions::default()
         };
         let (events, writer) =
             store::spawn_writer_with(store.clone(), config.node.id.to_string(), options);
-        let mut engine = Engine::new(config.engine_config(), StdRng::from_os_rng());
-        // The callback worklist as the log has it (RFC 7090); without it siaga still runs.
-        if let Err(error) = runtime::restore_callbacks(&mut engine, &store, wall_clock()).await {
-            tracing::error!(%error, "callback worklist not rebuilt from the call records");
-        }
+        let engine = Engine::new(config.engine_config(), StdRng::from_os_rng());
+        // The callback worklist as the log has it (RFC 7090), once the database answered
+        // and the writer caught up; without it siaga still runs.
+        let (link, requests) = siaga::api::link::EngineLink::new(siaga::api::link::REQUEST_QUEUE);
+        tokio::spawn(runtime::restore_callbacks_later(
+            caught_up,
+            store.clone(),
+            link.clone(),
+            engine.config().calls.acd.callback_window,
+        ));
         let http = match siaga::api::bind(config).await {
             Ok(listener) => listener,
             Err(error) => {
@@ -644,6 +662,7 @@ fn run(config: &Config) -> ExitCode {
         let mut options = runtime::RunOptions::from_config(config);
         options.events = Some(events);
         options.api = Some(siaga::api::Api::new(http, config, Some(store.clone())));
+        options.link = Some((link, requests));
         let result = runtime::run(sockets, engine, options, runtime::shutdown_signal()).await;
         // The sink was closed by run(): the writer drains what is queued, then stops.
         let report = writer.shutdown().await;
@@ -667,48 +686,6 @@ fn run(config: &Config) -> ExitCode {
             }
         }
     })
-}
-
-/// Start-up recovery ([`store::recover`]): replays the journal a previous process left,
-/// then closes this node's calls it left open as interrupted. Returns the journal for the
-/// writer. On error siaga still starts: the writer replays the journal once the database
-/// answers (the open calls then stay open until the next start).
-async fn recover(
-    config: &Config,
-    store: &Store,
-    mut journal: Option<store::Journal>,
-) -> Option<store::Journal> {
-    let node = config.node.id.to_string();
-    let mut rng = StdRng::from_os_rng();
-    match store::recover(store, journal.as_mut(), &node, &mut rng).await {
-        Ok(recovery) => {
-            if recovery.replayed > 0 || recovery.damaged > 0 {
-                tracing::info!(
-                    replayed = recovery.replayed,
-                    damaged = recovery.damaged,
-                    "journal of the previous process replayed"
-                );
-            }
-            for (call, last_state) in &recovery.interrupted {
-                tracing::warn!(
-                    %call, last_state,
-                    "call left open by the previous process closed as interrupted"
-                );
-            }
-            for (operator, last_state) in &recovery.logged_out {
-                tracing::warn!(
-                    operator,
-                    last_state,
-                    "operator left logged in by the previous process logged out as interrupted"
-                );
-            }
-        }
-        Err(error) => tracing::error!(
-            %error,
-            "start-up recovery incomplete: the journal is replayed once the database answers"
-        ),
-    }
-    journal
 }
 
 /// Start-up warnings about settings that work but should not stay as they are.

@@ -72,6 +72,10 @@ pub struct RunOptions {
     pub events: Option<crate::store::EventSink>,
     /// The HTTP API on `http.listen`, bound; `None`: no API.
     pub api: Option<crate::api::Api>,
+    /// The API→engine link and the receiver the engine task reads, when made beforehand
+    /// (`siaga run` hands a clone of the link to [`restore_callbacks_later`]); `None`:
+    /// [`run`] makes them.
+    pub link: Option<(EngineLink, mpsc::Receiver<EngineRequest>)>,
 }
 
 impl Default for RunOptions {
@@ -84,6 +88,7 @@ impl Default for RunOptions {
             silence_timeout: None,
             events: None,
             api: None,
+            link: None,
         }
     }
 }
@@ -161,7 +166,9 @@ pub async fn run(
     // bounded by the relays open (the port pool bounds those), so a relay waiting for
     // room never holds more than its reports.
     let (reports_tx, reports_rx) = mpsc::channel(1024);
-    let (link, requests_rx) = EngineLink::new(crate::api::link::REQUEST_QUEUE);
+    let (link, requests_rx) = options
+        .link
+        .unwrap_or_else(|| EngineLink::new(crate::api::link::REQUEST_QUEUE));
     let observer = options.api.as_ref().map(|api| api.metrics().observer());
     let api_task = options.api.map(|api| api.start(link, stop.clone()));
     let shell = Shell {
@@ -247,6 +254,63 @@ pub async fn restore_callbacks(
     let restored = rows.len();
     engine.restore_callbacks(rows.into_iter().map(CallbackRow::into_item));
     Ok(restored)
+}
+
+/// How many times [`restore_callbacks_later`] asks the engine task again when its request
+/// queue is full, 100 ms apart.
+const RESTORE_ATTEMPTS: u32 = 50;
+
+/// Rebuilds the engine's callback worklist (RFC 7090) once the store has answered after
+/// start: waits for `caught_up` (the writer's start-up recovery is done and its journal
+/// replayed, [`crate::store::StartUp::new`]), reads the worklist as the call records have
+/// it ([`Store::callback_worklist`], the calls abandoned within `window` before the wall
+/// clock then) and sends it to the engine task through `link`
+/// ([`EngineLink::restore_callbacks`]; an item already listed is not added twice). Runs as
+/// a task of its own beside the engine, so siaga takes calls while the database is down.
+/// Returns how many items were sent; errors are logged (siaga still runs, the worklist
+/// then holds only what this process added), and a writer that stopped first ends it
+/// quietly.
+pub async fn restore_callbacks_later(
+    caught_up: tokio::sync::oneshot::Receiver<()>,
+    store: Store,
+    link: EngineLink,
+    window: Duration,
+) -> usize {
+    if caught_up.await.is_err() {
+        return 0;
+    }
+    let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let now = Clock {
+        start: Instant::now(),
+    }
+    .now()
+    .utc;
+    let rows = match store
+        .callback_worklist(UtcTime(now.0.saturating_sub(window)))
+        .await
+    {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::error!(%error, "callback worklist not rebuilt from the call records");
+            return 0;
+        }
+    };
+    let items: Vec<_> = rows.into_iter().map(CallbackRow::into_item).collect();
+    let sent = items.len();
+    for _ in 0..RESTORE_ATTEMPTS {
+        match link.restore_callbacks(items.clone()).await {
+            Ok(_) => return sent,
+            Err(crate::api::link::LinkError::Busy) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "callback worklist not handed to the engine");
+                return 0;
+            }
+        }
+    }
+    tracing::error!("callback worklist not handed to the engine: its request queue stayed full");
+    0
 }
 
 /// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called, and returns a

@@ -108,6 +108,15 @@ pub enum EngineRequest {
         /// The item taken once the phone's INVITE is sent, or why none was.
         reply: oneshot::Sender<Result<CallbackItem, CallbackTakeError>>,
     },
+    /// Put `items` on the callback worklist ([`Engine::restore_callbacks`]: an item
+    /// already listed is not added twice): the worklist as the call records have it,
+    /// rebuilt once the database has answered after start (`runtime::restore_callbacks_later`).
+    RestoreCallbacks {
+        /// The items, oldest first.
+        items: Vec<CallbackItem>,
+        /// The worklist's length afterwards.
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 impl EngineRequest {
@@ -168,6 +177,10 @@ impl EngineRequest {
             EngineRequest::Classified { call } => engine.call_classified(call),
             EngineRequest::TakeCallback { operator, reply } => {
                 let _ = reply.send(engine.take_callback_for(now, &operator));
+            }
+            EngineRequest::RestoreCallbacks { items, reply } => {
+                engine.restore_callbacks(items);
+                let _ = reply.send(engine.callbacks().len());
             }
         }
     }
@@ -275,6 +288,14 @@ impl EngineLink {
             reply,
         })
         .await
+    }
+
+    /// Puts `items` on the callback worklist (not twice); the worklist's length after.
+    ///
+    /// Errors: [`LinkError`].
+    pub async fn restore_callbacks(&self, items: Vec<CallbackItem>) -> Result<usize, LinkError> {
+        self.ask(|reply| EngineRequest::RestoreCallbacks { items, reply })
+            .await
     }
 
     async fn ask<T>(

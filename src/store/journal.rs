@@ -21,6 +21,17 @@
 //! for inspection, never read by siaga) and skipped; the intact lines around it are
 //! replayed. Reading never panics on what the file holds.
 //!
+//! The previous process's lines: the journal's length at [`Journal::open`] is the boundary
+//! between the lines a previous process left and this process's ([`Journal::inherited`]).
+//! A chunk never crosses it, so the writer can replay the previous process's lines, close
+//! the calls that process left open, and only then replay this process's own
+//! (`recovery.rs`).
+//!
+//! Quarantine: an event the database refuses for its data (a constraint, a value out of
+//! range: `error_class.rs`) is moved by the writer to the side file `<journal>.quarantined`
+//! ([`Journal::quarantine`]), one line in the journal's format, so nothing is lost and
+//! later events are not held behind it; like `.damaged`, siaga never reads it back.
+//!
 //! I/O goes through `tokio::fs` (blocking calls on tokio's blocking pool), so the writer
 //! task does not stall a runtime thread on `fsync`.
 
@@ -86,6 +97,9 @@ pub struct Journal {
     committed_lines: u64,
     /// Bytes from the start already read once: damage there was reported and kept.
     inspected: u64,
+    /// Bytes from the start written by a previous process (the length at open), until
+    /// they are all committed; 0 then.
+    inherited: u64,
 }
 
 impl Journal {
@@ -139,6 +153,7 @@ impl Journal {
             held,
             committed_lines: 0,
             inspected: 0,
+            inherited: len,
         })
     }
 
@@ -156,6 +171,13 @@ impl Journal {
     /// The file's size in bytes.
     pub fn bytes(&self) -> u64 {
         self.len
+    }
+
+    /// Bytes of lines a previous process left (the file's length at [`Journal::open`])
+    /// not committed yet: 0 once they are (or when there were none). While it is not 0,
+    /// [`Journal::read_chunk`] reads only these lines.
+    pub fn inherited(&self) -> u64 {
+        self.inherited.saturating_sub(self.committed)
     }
 
     /// Appends `events`, one line each, after everything already in the journal, and
@@ -189,7 +211,8 @@ impl Journal {
         }
     }
 
-    /// Reads up to `max` lines after those already committed, decoding each. Lines that
+    /// Reads up to `max` lines after those already committed, decoding each; while lines
+    /// of a previous process are left ([`Journal::inherited`]), only those. Lines that
     /// do not decode are reported in [`Chunk::damaged`] (and copied to
     /// `<journal>.damaged`); they count towards `max`. An empty chunk with
     /// `end == bytes()` means every line was read.
@@ -204,9 +227,16 @@ impl Journal {
             .seek(SeekFrom::Start(self.committed))
             .await
             .map_err(|e| self.error("read", e))?;
+        // A chunk ends at the previous process's last line, if any is left.
+        let until = match self.inherited() {
+            0 => self.len,
+            _ => self.inherited.min(self.len),
+        };
         // Large reads: each one is a trip to tokio's blocking pool.
-        let mut reader =
-            BufReader::with_capacity(READ_BUFFER, reader.take(self.len - self.committed));
+        let mut reader = BufReader::with_capacity(
+            READ_BUFFER,
+            reader.take(until.saturating_sub(self.committed)),
+        );
         let mut chunk = Chunk {
             end: self.committed,
             ..Chunk::default()
@@ -286,28 +316,24 @@ impl Journal {
         self.committed_lines = 0;
         self.held = 0;
         self.inspected = 0;
+        self.inherited = 0;
         Ok(())
     }
 
     /// Appends `lines` (damaged journal lines, as they were) to `<journal>.damaged`.
     async fn keep_damaged(&self, lines: &[u8]) -> Result<(), JournalError> {
-        let path = damaged_path(&self.path);
-        let kept = async {
-            let mut file = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&path)
-                .await?;
-            file.write_all(lines).await?;
-            file.flush().await?;
-            file.sync_data().await
-        }
-        .await;
-        kept.map_err(|source| JournalError {
-            path,
-            action: "keep damaged lines",
-            source,
-        })
+        keep_aside(damaged_path(&self.path), lines, "keep damaged lines").await
+    }
+
+    /// Appends `event` as a journal line to `<journal>.quarantined` and fsyncs: an event
+    /// the database refuses for its data, kept whole, out of the replay's way.
+    ///
+    /// Errors: [`JournalError`] (`quarantine an event`).
+    pub async fn quarantine(&self, event: &LogEvent) -> Result<(), JournalError> {
+        // LogEvent holds strings, numbers and UUIDs only: serializing cannot fail.
+        let mut line = serde_json::to_vec(event).expect("a LogEvent serializes");
+        line.push(b'\n');
+        keep_aside(quarantined_path(&self.path), &line, "quarantine an event").await
     }
 
     fn error(&self, action: &'static str, source: std::io::Error) -> JournalError {
@@ -317,6 +343,34 @@ impl Journal {
             source,
         }
     }
+}
+
+/// Appends `lines` to the side file `path` (created when missing) and fsyncs.
+async fn keep_aside(path: PathBuf, lines: &[u8], action: &'static str) -> Result<(), JournalError> {
+    let kept = async {
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .await?;
+        file.write_all(lines).await?;
+        file.flush().await?;
+        file.sync_data().await
+    }
+    .await;
+    kept.map_err(|source| JournalError {
+        path,
+        action,
+        source,
+    })
+}
+
+/// Where the writer quarantines the events the database refuses for their data, beside
+/// the journal at `path`: `<path>.quarantined`.
+pub fn quarantined_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".quarantined");
+    PathBuf::from(name)
 }
 
 /// Where damaged lines of the journal at `path` are kept: `<path>.damaged`.

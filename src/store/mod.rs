@@ -45,24 +45,34 @@
 //! unreachable or slow (a batch not committed within [`SLOW_COMMIT`]) events go to a
 //! local [`Journal`] file (`database.journal`, fsync per batch) and are replayed in order
 //! once it answers; see [`writer`'s docs](spawn_writer_with) for the overload behaviour.
-//! At start, [`recover`] replays a journal left by the previous process and closes the
-//! calls it left open (`interrupted`).
+//! At start the writer's first database action is start-up recovery
+//! ([`WriterOptions::start_up`]): it replays a journal left by the previous process and
+//! closes the calls it left open (`interrupted`), whenever the database first answers;
+//! with PostgreSQL down at start siaga runs on the journal meanwhile
+//! ([`Store::open_or_defer`]; a SQLite file that cannot be opened stays fatal: that is a
+//! disk or configuration problem, not an outage).
 //!
 //! Wiring, in the runtime:
 //!
 //! ```no_run
 //! # async fn wire(config: &siaga::config::Config) -> Result<(), siaga::store::StoreError> {
 //! use siaga::store::{self, Store};
-//! let store = Store::open(&config.database.url).await?; // creates and migrates
-//! let node = config.node.id.to_string();
-//! let mut journal = match &config.database.journal {
+//! let journal = match &config.database.journal {
 //!     Some(path) => Some(store::Journal::open(path).await.expect("journal")),
 //!     None => None,
 //! };
-//! // The previous process's journal first, then the calls it left open.
-//! let mut rng = rand::rng();
-//! store::recover(&store, journal.as_mut(), &node, &mut rng).await.expect("recovered");
-//! let options = store::WriterOptions { journal, ..store::WriterOptions::default() };
+//! // Creates and migrates; with a journal, a PostgreSQL that does not answer is waited for.
+//! let store = Store::open_or_defer(&config.database.url, journal.is_some()).await?;
+//! let node = config.node.id.to_string();
+//! // The writer's first database action: the previous process's journal, then the calls
+//! // it left open; `caught_up` resolves once that is done and the journal is empty.
+//! let rng = rand::SeedableRng::from_os_rng();
+//! let (start_up, caught_up) = store::StartUp::new(rng);
+//! let options = store::WriterOptions {
+//!     journal,
+//!     start_up: Some(start_up),
+//!     ..store::WriterOptions::default()
+//! };
 //! let (mut sink, writer) = store::spawn_writer_with(store.clone(), node, options);
 //! // In the engine task: `sink.push(event)` for each call event and agent event the
 //! // engine outputs, and `sink.flush_pending()` on each turn of the loop.
@@ -73,7 +83,7 @@
 //! sink.close().await; // or drop(sink)
 //! let report = writer.shutdown().await; // everything handed over is committed or journaled
 //! store.close().await;
-//! # let _ = report; Ok(())
+//! # let _ = (report, caught_up); Ok(())
 //! # }
 //! ```
 //!
@@ -91,6 +101,7 @@
 mod backend_ops;
 mod columns;
 mod display;
+mod error_class;
 mod export;
 mod incident_input;
 mod incidents;
@@ -114,6 +125,7 @@ mod test_pg;
 mod tests;
 
 pub use display::{REPLACEMENT, TABLE_CELL_MAX, for_table, is_bidi_control, without_bidi_controls};
+pub use error_class::{Failure, classify};
 pub use export::{CSV_COLUMNS, ExportError, csv_record, export_csv};
 pub use incident_input::{
     AgencyId, CALLER_NAME_MAX, Classification, HandoffMethod, InputError, LOCATION_MAX, NOTES_MAX,
@@ -122,24 +134,26 @@ pub use incident_input::{
 pub use incidents::{
     Handoff, HandoffUpdate, Incident, IncidentDetails, IncidentUpdate, NewHandoff, NewIncident,
 };
-pub use journal::{Chunk, Damage, Journal, JournalError, damaged_path};
+pub use journal::{Chunk, Damage, Journal, JournalError, damaged_path, quarantined_path};
 pub use log::{LogEvent, LogRef, Logged};
 pub use query_input::{QueryError, check_period, parse_limit, parse_time};
-pub use recovery::{Recovery, RecoveryError, last_state, recover};
+pub use recovery::{Recovery, RecoveryError, close_left_open, last_state, recover};
 pub use search::{CallDetail, CallFilter, CallLogRow, CallPage, Cursor, CursorError, MAX_PAGE};
 pub use stats::{ANSWER_THRESHOLDS_MS, AnswerTimes, OperatorStats, Statistics, WithinThreshold};
 pub use table::{agents_table, call_log_table, calls_table};
 pub use time_text::{SinceError, parse_since, rfc3339_millis, table_time};
 pub use worklist::CallbackRow;
 pub use writer::{
-    EventSink, GATHER, QUEUE_CAPACITY, SHUTDOWN_GRACE, SLOW_COMMIT, WriterHandle, WriterOptions,
-    WriterReport, spawn_writer, spawn_writer_with,
+    EventSink, GATHER, QUEUE_CAPACITY, SHUTDOWN_GRACE, SLOW_COMMIT, StartUp, WriterHandle,
+    WriterOptions, WriterReport, spawn_writer, spawn_writer_with,
 };
 
 use crate::config::{DatabaseKind, DatabaseUrl};
 use crate::engine::UtcTime;
 use serde::{Serialize, Serializer};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use uuid::Uuid;
 
 /// Most events the writer puts in one transaction.
@@ -209,6 +223,15 @@ pub enum StoreError {
     /// made …; the API answers 422 naming [`InputError::field`]).
     #[error(transparent)]
     Invalid(#[from] InputError),
+    /// The database has not answered since siaga started on its journal
+    /// ([`Store::open_or_defer`]): migrations and start-up recovery are still to come.
+    #[error(
+        "the database {url} has not answered since siaga started; call records go to the journal meanwhile"
+    )]
+    NotAnswered {
+        /// The URL, password hidden.
+        url: String,
+    },
     /// A stored value this version cannot read (e.g. an id that is not a UUID).
     #[error("unreadable value in {column}: {value:?}")]
     Corrupt {
@@ -226,6 +249,10 @@ pub struct Store {
     backend: Backend,
     /// The URL, password hidden, for error messages.
     url: String,
+    /// Whether the database answered and is migrated: set at open, or for a store opened
+    /// on the journal ([`Store::open_or_defer`]) by the first [`Store::migrate`] that
+    /// succeeds. Shared by the clones.
+    answered: Arc<AtomicBool>,
 }
 
 /// The two backends: the same operations, the same SQL, each with its own connection
@@ -312,12 +339,59 @@ impl Store {
         let store = Store {
             backend,
             url: url.redacted(),
+            answered: Arc::new(AtomicBool::new(true)),
         };
         let memory = matches!(&store.backend, Backend::Sqlite(s) if s.memory);
         if migrate || (memory && !create) {
             store.migrate().await?;
         }
         Ok(store)
+    }
+
+    /// [`Store::open`], except that when `journal` is true (`database.journal` is set) and
+    /// a PostgreSQL server cannot be reached ([`StoreError::is_unreachable`]: connection
+    /// refused or timed out, the server starting up or out of connection slots), it
+    /// returns a store whose pool connects when first used, not migrated: `siaga run`
+    /// then takes calls on its journal, and the writer migrates and recovers once the
+    /// database answers ([`WriterOptions::start_up`]). Until then [`Store::ping`] fails
+    /// with [`StoreError::NotAnswered`] and [`Store::is_answered`] is false.
+    ///
+    /// Not deferred, because waiting would not mend them: a configuration error (a wrong
+    /// password, a URL the driver refuses), and any error of SQLite, a local file (a
+    /// directory that cannot be created, a full or read-only disk). Without a journal
+    /// nothing would keep the records, so an unreachable database is an error too.
+    ///
+    /// Errors: as [`Store::open`].
+    pub async fn open_or_defer(url: &DatabaseUrl, journal: bool) -> Result<Store, StoreError> {
+        match Self::open(url).await {
+            Err(error)
+                if journal && url.kind() == DatabaseKind::Postgres && error.is_unreachable() =>
+            {
+                tracing::warn!(
+                    %error,
+                    "the database does not answer: starting on the journal; migrations and \
+                     start-up recovery run once it answers"
+                );
+                Self::on_journal(url)
+            }
+            other => other,
+        }
+    }
+
+    /// A PostgreSQL store whose pool connects when first used, not migrated and not
+    /// answered yet (see [`Store::open_or_defer`]).
+    fn on_journal(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Postgres(postgres::PgStore::open_lazy(url)?),
+            url: url.redacted(),
+            answered: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Whether the database has answered: false only for a store [`Store::open_or_defer`]
+    /// opened on the journal, until its first successful [`Store::migrate`].
+    pub fn is_answered(&self) -> bool {
+        self.answered.load(Ordering::Acquire)
     }
 
     /// Applies the embedded migrations (`migrations/sqlite/` or `migrations/postgres/`)
@@ -334,10 +408,12 @@ impl Store {
             Backend::Sqlite(s) => s.migrate().await,
             Backend::Postgres(s) => s.migrate().await,
         };
-        result.map_err(|source| StoreError::Migrate {
+        let migrated = result.map_err(|source| StoreError::Migrate {
             url: self.url.clone(),
             source,
-        })
+        })?;
+        self.answered.store(true, Ordering::Release);
+        Ok(migrated)
     }
 
     /// Appends `events` (call events, agent events, or both as [`LogEvent`]s) to their logs
@@ -443,9 +519,23 @@ impl Store {
     /// Checks that the database answers: `SELECT 1` on a connection of the pool (for
     /// `/readyz`). It reads no table, so it costs one round trip and holds no lock.
     ///
-    /// Errors: [`StoreError::Database`] (no connection within the pool's acquire timeout,
-    /// or the query failed).
+    /// Errors: [`StoreError::NotAnswered`] while a store opened on the journal has not
+    /// been migrated yet ([`Store::open_or_defer`]); [`StoreError::Database`] (no
+    /// connection within the pool's acquire timeout, or the query failed).
     pub async fn ping(&self) -> Result<(), StoreError> {
+        if !self.is_answered() {
+            return Err(StoreError::NotAnswered {
+                url: self.url.clone(),
+            });
+        }
+        self.select_one().await
+    }
+
+    /// `SELECT 1`, whether or not the database has answered before (the writer's probe
+    /// before it migrates a store opened on the journal).
+    ///
+    /// Errors: [`StoreError::Database`].
+    pub(crate) async fn select_one(&self) -> Result<(), StoreError> {
         const PING: &str = "SELECT 1";
         match &self.backend {
             Backend::Sqlite(s) => sqlx::query(PING).execute(&s.pool).await.map(drop),

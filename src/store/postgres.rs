@@ -40,8 +40,9 @@ pub(super) struct PgStore {
 
 impl PgStore {
     /// Connects to the database `url` names (`create`: creating the database when it is
-    /// missing), and checks that it can: one connection, so a wrong password or a refused
-    /// connection is reported at once, with the server's reason. It does not migrate
+    /// missing), and checks that it can: one connection (within [`ACQUIRE_TIMEOUT`]), so a
+    /// wrong password or a refused connection is reported at once, with the server's
+    /// reason. It does not migrate
     /// (see [`PgStore::migrate`]). Without `create`, a database whose tables were never
     /// created is [`StoreError::NoTables`].
     pub(super) async fn open(url: &DatabaseUrl, create: bool) -> Result<Self, StoreError> {
@@ -52,12 +53,10 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url.as_str())
             .map_err(open_error)?
             .application_name("siaga");
-        let mut probe = match PgConnection::connect_with(&options).await {
+        let mut probe = match connect(&options).await {
             Err(error) if create && sql_state(&error).as_deref() == Some(NO_SUCH_DATABASE) => {
                 create_database(url).await.map_err(open_error)?;
-                PgConnection::connect_with(&options)
-                    .await
-                    .map_err(open_error)?
+                connect(&options).await.map_err(open_error)?
             }
             other => other.map_err(open_error)?,
         };
@@ -74,6 +73,24 @@ impl PgStore {
         }
         // A failed goodbye changes nothing: the pool makes its own connections.
         let _ = probe.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(PgStore { pool })
+    }
+
+    /// A pool for the database `url` names that connects when first used: nothing is
+    /// checked now (siaga starting while the database is down, `Store::open_or_defer`).
+    ///
+    /// Errors: [`StoreError::Open`] for a URL the driver cannot parse.
+    pub(super) fn open_lazy(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url.as_str())
+            .map_err(|source| StoreError::Open {
+                url: url.redacted(),
+                source,
+            })?
+            .application_name("siaga");
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -104,6 +121,18 @@ impl PgStore {
 
     pub(super) async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// One connection, within [`ACQUIRE_TIMEOUT`] (a server that drops packets would
+/// otherwise hold the start for a TCP timeout): a timeout is an I/O error `TimedOut`.
+async fn connect(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(options)).await {
+        Ok(connected) => connected,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {ACQUIRE_TIMEOUT:?}"),
+        ))),
     }
 }
 

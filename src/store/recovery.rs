@@ -1,6 +1,16 @@
-//! Start-up recovery after a crash (issue 6 point 3): before the engine takes calls,
-//! [`recover`] replays the journal a previous process left ([`super::Journal`]) and then
-//! closes the calls that process left open and logs out the operators it left logged in.
+//! Start-up recovery after a crash (issue 6 point 3): the journal a previous process left
+//! ([`super::Journal`]) is replayed, then the calls that process left open are closed and
+//! the operators it left logged in are logged out ([`close_left_open`]).
+//!
+//! Who runs it: the writer task, as its first database action
+//! ([`super::WriterOptions::start_up`]), so siaga takes calls at once, even while the
+//! database is down (their events go to the journal meanwhile). Once the database answers,
+//! in this order: migrations; the journal lines of the previous process (the journal's
+//! length at open is the boundary, [`super::Journal::inherited`]); [`close_left_open`];
+//! then this process's own journal lines. When [`close_left_open`] runs the database holds
+//! none of this process's events, so none of this process's calls or operators can be
+//! closed by mistake. A failed step is retried (backoff) until it succeeds. [`recover`]
+//! does the same in one go (tests, tools).
 //!
 //! A call is left open when the process died (`kill -9`, a crash, a power cut) while it was
 //! live: its `calls` row has no `ended_at`. Only this node's calls are closed (`node_id` =
@@ -45,6 +55,33 @@ pub struct Recovery {
     pub logged_out: Vec<(String, String)>,
 }
 
+impl Recovery {
+    /// Logs what was done: the journal replayed (info), each call closed and each
+    /// operator logged out (warn).
+    pub fn log(&self) {
+        if self.replayed > 0 || self.damaged > 0 {
+            tracing::info!(
+                replayed = self.replayed,
+                damaged = self.damaged,
+                "journal of the previous process replayed"
+            );
+        }
+        for (call, last_state) in &self.interrupted {
+            tracing::warn!(
+                %call, last_state,
+                "call left open by the previous process closed as interrupted"
+            );
+        }
+        for (operator, last_state) in &self.logged_out {
+            tracing::warn!(
+                operator,
+                last_state,
+                "operator left logged in by the previous process logged out as interrupted"
+            );
+        }
+    }
+}
+
 /// The agent state an operator is logged out to (`AgentState::LoggedOut`'s name).
 const LOGGED_OUT: &str = "logged_out";
 
@@ -63,19 +100,21 @@ pub enum RecoveryError {
 }
 
 /// Replays `journal` (when given) into `store`, in order, then closes the calls of node
-/// `node_id` left open as interrupted. Call it at start, before the writer starts.
-/// Event ids come from `rng`.
+/// `node_id` left open as interrupted ([`close_left_open`]). Event ids come from `rng`.
+/// siaga itself lets the writer do this ([`super::WriterOptions::start_up`]); this is the
+/// same in one go, with the whole journal taken as the previous process's.
 ///
 /// Errors: [`RecoveryError`]; calls are closed only once the journal is fully replayed
 /// (an `ended` event in the journal must not be overruled), so on error nothing is closed
-/// and the journal keeps the events not replayed, for the writer to replay later.
+/// and the journal keeps the events not replayed.
 pub async fn recover(
     store: &Store,
     journal: Option<&mut Journal>,
     node_id: &str,
     rng: &mut impl Rng,
 ) -> Result<Recovery, RecoveryError> {
-    let mut recovery = Recovery::default();
+    let mut replayed = 0;
+    let mut damaged = 0;
     if let Some(journal) = journal {
         while journal.held() > 0 {
             let chunk = journal.read_chunk(MAX_BATCH).await?;
@@ -88,12 +127,31 @@ pub async fn recover(
                     "journal line damaged: skipped (the intact lines are replayed)"
                 );
             }
-            recovery.damaged += chunk.damaged.len() as u64;
+            damaged += chunk.damaged.len() as u64;
             store.write_batch(node_id, &chunk.events).await?;
-            recovery.replayed += chunk.events.len() as u64;
+            replayed += chunk.events.len() as u64;
             journal.advance(&chunk).await?;
         }
     }
+    let mut recovery = close_left_open(store, node_id, rng).await?;
+    recovery.replayed = replayed;
+    recovery.damaged = damaged;
+    Ok(recovery)
+}
+
+/// Closes the calls of node `node_id` left open as interrupted and logs out the operators
+/// it left logged in (see the module doc), writing their events to `store` (event ids
+/// from `rng`). Call it once the previous process's journal is replayed and before any
+/// event of this process is written. Running it again is harmless: what it closed is no
+/// longer open.
+///
+/// Errors: [`StoreError`] (a batch not written is written by the next run).
+pub async fn close_left_open(
+    store: &Store,
+    node_id: &str,
+    rng: &mut impl Rng,
+) -> Result<Recovery, StoreError> {
+    let mut recovery = Recovery::default();
     let open = store.open_calls(node_id).await?;
     let mut timelines = Vec::with_capacity(open.len());
     for call in &open {

@@ -1382,6 +1382,8 @@ async fn an_overflowed_call_is_recorded_as_such(store: Store) {
 
 mod incidents;
 mod journal;
+mod quarantine;
+mod start_up;
 
 // ---- ping -----------------------------------------------------------------------------
 

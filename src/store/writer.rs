@@ -35,6 +35,33 @@
 //! in-memory SQLite database) the writer retries the same batch in place (backoff 100 ms
 //! doubling to 5 s) and memory holds the backlog until the database returns.
 //!
+//! **Start-up** ([`WriterOptions::start_up`], `siaga run`): the writer's first database
+//! action is the start-up recovery of `recovery.rs`, in this order: migrate (when the
+//! store was opened on the journal, [`Store::open_or_defer`]); replay the journal lines the
+//! previous process left ([`Journal::inherited`]); close this node's calls left open and
+//! log out its operators left logged in ([`super::close_left_open`]); then replay this
+//! process's journal lines and go on as above. Until start-up is done every batch goes
+//! to the journal, so the database holds none of this process's events when calls are
+//! closed. Each step is retried with the replay's backoff while it fails (a database
+//! that is down at start, or goes down during it), and new events keep going to the
+//! journal meanwhile. Once it is done and the journal is empty the writer resolves the
+//! receiver [`StartUp::new`] returned (the runtime then rebuilds the callback worklist).
+//! Without a journal, start-up runs before the first batch, retried in place, and the
+//! events wait in memory.
+//!
+//! **A batch the database refuses for its data** (a constraint, a value out of range or
+//! too long: [`super::Failure::Data`], see `error_class.rs`; not an outage, which is
+//! retried or journaled as above) would hold every later event behind it if retried.
+//! The writer writes that batch (or journal chunk) again one event per transaction, in
+//! order: the good events are committed, and each refused one is moved to the side file
+//! `<journal>.quarantined` ([`Journal::quarantine`], the whole event, one line), counted
+//! in [`WriterReport::quarantined`] and logged once with its id and the database's error
+//! (which names the constraint, not the value: no personal data). If the database fails
+//! for another reason during this, the rest of the batch is handled as an outage; a
+//! journal chunk is then read again later, so an event quarantined just before may be
+//! quarantined twice (same id). Without a journal (in-memory SQLite) a refused event is
+//! logged the same way and counted, but kept nowhere.
+//!
 //! What a `kill -9` can lose: the events the engine emitted that are neither committed nor
 //! in the journal yet: those in the channel and the batch being gathered or written,
 //! at most [`GATHER`] plus one commit attempt (bounded by [`WriterOptions::slow`]) old.
@@ -49,7 +76,8 @@
 //! and what is still unwritten then is counted in [`WriterReport::unwritten`] and logged.
 
 use super::journal::{Chunk, Journal};
-use super::{LogEvent, MAX_BATCH, Store};
+use super::{Failure, LogEvent, MAX_BATCH, Store};
+use rand::rngs::StdRng;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,9 +109,48 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// Longest wait between retries.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// Longest time one attempt of start-up recovery's migrations or of
+/// [`super::close_left_open`] (a few reads and one batch per 128 calls left open) may take
+/// before it counts as failed and is tried again. Whether the database answers at all is
+/// probed first within [`WriterOptions::slow`].
+const RECOVERY_BOUND: Duration = Duration::from_secs(30);
+
 /// How long the writer waits after an event for more to join its batch. Bounds how late
 /// an event is written (and so what a crash can lose) by this plus the write itself.
 pub const GATHER: Duration = Duration::from_millis(10);
+
+/// Start-up recovery for the writer to run as its first database action (see the module
+/// doc): `siaga run` gives one; tests of the writer alone may not.
+#[derive(Debug)]
+pub struct StartUp {
+    /// Where the recovery's event ids come from.
+    rng: StdRng,
+    /// Resolved once start-up is done and the journal is empty.
+    caught_up: oneshot::Sender<()>,
+    /// Journal events of the previous process replayed.
+    replayed: u64,
+    /// Damaged lines among them.
+    damaged: u64,
+    /// Whether this process's events going to the journal was logged.
+    journaling: bool,
+}
+
+impl StartUp {
+    /// Start-up recovery whose event ids come from `rng`, and the receiver the writer
+    /// resolves once it is done and every event handed over until then is in the
+    /// database (the journal is empty). The receiver fails if the writer stops first.
+    pub fn new(rng: StdRng) -> (StartUp, oneshot::Receiver<()>) {
+        let (caught_up, done) = oneshot::channel();
+        let start = StartUp {
+            rng,
+            caught_up,
+            replayed: 0,
+            damaged: 0,
+            journaling: false,
+        };
+        (start, done)
+    }
+}
 
 /// How [`spawn_writer_with`] sets the writer up.
 #[derive(Debug)]
@@ -97,6 +164,9 @@ pub struct WriterOptions {
     pub slow: Duration,
     /// How long shutdown waits ([`SHUTDOWN_GRACE`]).
     pub grace: Duration,
+    /// Start-up recovery, run before any event of this process is written (see the
+    /// module doc); `None`: none (the store is migrated and recovered already).
+    pub start_up: Option<StartUp>,
 }
 
 impl Default for WriterOptions {
@@ -106,6 +176,7 @@ impl Default for WriterOptions {
             journal: None,
             slow: SLOW_COMMIT,
             grace: SHUTDOWN_GRACE,
+            start_up: None,
         }
     }
 }
@@ -153,11 +224,12 @@ pub fn spawn_writer_with(
 ) -> (EventSink, WriterHandle) {
     let (tx, rx) = mpsc::channel(options.capacity.max(1));
     let (stop_tx, stop_rx) = oneshot::channel();
-    // A journal left by a previous process is replayed before anything else is written.
+    // Start-up, and a journal left by a previous process, come before anything else is
+    // written (without a journal, start-up runs first in `run`).
     let replay_at = options
         .journal
         .as_ref()
-        .filter(|j| j.held() > 0)
+        .filter(|j| j.held() > 0 || options.start_up.is_some())
         .map(|_| Instant::now());
     let journal_events = Arc::new(AtomicU64::new(
         options.journal.as_ref().map_or(0, Journal::held),
@@ -175,6 +247,8 @@ pub fn spawn_writer_with(
         journal: options.journal,
         replay_at,
         replay_delay: RETRY_FIRST,
+        start_up: options.start_up,
+        caught_up: None,
         report: WriterReport::default(),
     };
     let task = tokio::spawn(writer.run());
@@ -351,6 +425,9 @@ pub struct WriterReport {
     pub spilled: u64,
     /// Events the journal still holds at the end, for the next start to replay.
     pub journaled: u64,
+    /// Events the database refused for their data, moved to `<journal>.quarantined`
+    /// (see the module doc).
+    pub quarantined: u64,
     /// Events given up on at shutdown: without a journal, the database stayed unavailable
     /// (or the sink was not dropped or closed) for [`SHUTDOWN_GRACE`]; with one, the
     /// journal could not be written either. 0 after a clean stop.
@@ -402,6 +479,10 @@ struct Writer {
     replay_at: Option<Instant>,
     /// The wait after the next failed replay.
     replay_delay: Duration,
+    /// Start-up recovery, while it is not done.
+    start_up: Option<StartUp>,
+    /// Start-up's receiver, resolved once the journal is empty after start-up.
+    caught_up: Option<oneshot::Sender<()>>,
     report: WriterReport,
 }
 
@@ -417,12 +498,15 @@ enum Step {
 
 impl Writer {
     async fn run(mut self) -> WriterReport {
+        if self.journal.is_none() && !self.start_up_in_place().await {
+            return self.give_up(0);
+        }
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
             let event = match self.next_step().await {
                 Step::Event(event) => event,
                 Step::Replay => {
-                    self.replay_chunk().await;
+                    self.replay_step().await;
                     continue;
                 }
                 Step::Done => break,
@@ -449,7 +533,7 @@ impl Writer {
         // Everything handed over is committed or journaled: replay while the database
         // takes it; what is left stays in the journal for the next start.
         while self.replay_at.is_some() {
-            if !self.replay_chunk().await {
+            if !self.replay_step().await {
                 break;
             }
         }
@@ -498,9 +582,12 @@ impl Writer {
             .map_or_else(String::new, |j| j.path().display().to_string())
     }
 
-    /// Whether batches must go to the journal: it holds events not yet replayed.
+    /// Whether batches must go to the journal: it holds events not yet replayed, or
+    /// start-up is not done.
     fn spilling(&self) -> bool {
-        self.journal.as_ref().is_some_and(|j| j.held() > 0)
+        self.journal
+            .as_ref()
+            .is_some_and(|j| j.held() > 0 || self.start_up.is_some())
     }
 
     /// Commits `batch` within `slow`; the error, or `None` when it was too slow.
@@ -516,11 +603,19 @@ impl Writer {
     /// it in time, else in the journal. Retries (backoff) only when neither works; false
     /// when it gave up at the shutdown deadline.
     async fn store_batch(&mut self, batch: &[LogEvent]) -> bool {
+        let mut batch = batch;
         let mut delay = RETRY_FIRST;
         let mut failures: u32 = 0;
         loop {
             if !self.spilling() {
                 match self.commit(batch).await {
+                    Err(Some(error)) if error.failure() == Failure::Data => {
+                        match self.isolate(batch, &error).await {
+                            Ok(()) => return true,
+                            // The database failed otherwise: the rest as an outage.
+                            Err(at) => batch = &batch[at..],
+                        }
+                    }
                     Ok(()) => {
                         if failures > 0 {
                             tracing::info!(failures, "events are being written again");
@@ -550,7 +645,16 @@ impl Writer {
                     Ok(()) => {
                         self.journal_events.store(journal.held(), Ordering::Relaxed);
                         self.report.spilled += batch.len() as u64;
-                        if was_empty {
+                        if let Some(start) = &mut self.start_up {
+                            // Once, whether or not a previous process left lines.
+                            if !start.journaling {
+                                start.journaling = true;
+                                tracing::info!(
+                                    journal = %journal.path().display(),
+                                    "events go to the journal until start-up recovery is done"
+                                );
+                            }
+                        } else if was_empty {
                             tracing::warn!(
                                 journal = %journal.path().display(),
                                 "events go to the journal until the database takes them again"
@@ -597,7 +701,25 @@ impl Writer {
             }
         };
         report_damage(journal, &chunk);
-        if let Err(error) = self.commit(&chunk.events).await {
+        if let Some(start) = &mut self.start_up {
+            start.damaged += chunk.damaged.len() as u64;
+        }
+        let quarantined_before = self.report.quarantined;
+        let mut committed = self.commit(&chunk.events).await;
+        if let Err(Some(error)) = &committed
+            && error.failure() == Failure::Data
+        {
+            let written = self.report.written;
+            committed = match self.isolate(&chunk.events, error).await {
+                Ok(()) => {
+                    // Counted below with the chunk.
+                    self.report.written = written;
+                    Ok(())
+                }
+                Err(_) => Err(None),
+            };
+        }
+        if let Err(error) = committed {
             let failures = self.replay_delay.as_millis() / RETRY_FIRST.as_millis();
             if self.replay_delay == RETRY_MAX || failures.is_power_of_two() {
                 let error = error.map_or_else(
@@ -609,7 +731,11 @@ impl Writer {
             }
             return self.replay_failed();
         }
-        self.report.written += chunk.events.len() as u64;
+        let written = chunk.events.len() as u64 - (self.report.quarantined - quarantined_before);
+        self.report.written += written;
+        if let Some(start) = &mut self.start_up {
+            start.replayed += written;
+        }
         let Some(journal) = &mut self.journal else {
             return false;
         };
@@ -619,7 +745,7 @@ impl Writer {
             return self.replay_failed();
         }
         self.journal_events.store(journal.held(), Ordering::Relaxed);
-        if journal.held() > 0 {
+        if journal.held() > 0 || self.start_up.is_some() {
             self.replay_at = Some(Instant::now());
         } else {
             tracing::info!(
@@ -627,7 +753,195 @@ impl Writer {
                 "journal replayed: events go to the database again"
             );
             self.replay_delay = RETRY_FIRST;
+            if let Some(caught_up) = self.caught_up.take() {
+                // Nobody waiting is no error: the runtime may have stopped already.
+                let _ = caught_up.send(());
+            }
         }
+        true
+    }
+
+    /// The next replay step: start-up while it is not done, else a chunk of the journal.
+    /// True when it succeeded; on failure the retry is scheduled (backoff).
+    async fn replay_step(&mut self) -> bool {
+        if self.start_up.is_none() {
+            return self.replay_chunk().await;
+        }
+        self.replay_at = None;
+        if !self.start_up_step().await {
+            return false;
+        }
+        if self.start_up.is_some() || self.journal.as_ref().is_some_and(|j| j.held() > 0) {
+            // More to do: the next step at once.
+            self.replay_at.get_or_insert_with(Instant::now);
+        }
+        true
+    }
+
+    /// One step of start-up (see the module doc): migrate if the store was opened on the
+    /// journal, else replay a chunk of the previous process's journal lines, else close
+    /// what it left open. True when the step succeeded, else the retry is scheduled
+    /// (`replay_at`, backoff). `self.start_up` is `None` once the last step succeeded
+    /// (and, with the journal empty, the start-up receiver is resolved then).
+    async fn start_up_step(&mut self) -> bool {
+        if !self.store.is_answered() {
+            // A probe within the commit bound first: the pool would wait its acquire
+            // timeout (5 s) for a server that is down, and new events wait meanwhile.
+            match tokio::time::timeout(self.slow, self.store.select_one()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    self.start_up_failed(&error);
+                    return false;
+                }
+                Err(_) => {
+                    self.start_up_failed(&format!("no answer within {:?}", self.slow));
+                    return false;
+                }
+            }
+            match tokio::time::timeout(RECOVERY_BOUND, self.store.migrate()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    self.start_up_failed(&error);
+                    return false;
+                }
+                Err(_) => {
+                    self.start_up_failed(&format!("not migrated within {RECOVERY_BOUND:?}"));
+                    return false;
+                }
+            }
+            tracing::info!("the database answers: migrated; start-up recovery follows");
+        }
+        if self.journal.as_ref().is_some_and(|j| j.inherited() > 0) {
+            // On failure replay_chunk logs and schedules the retry itself.
+            return self.replay_chunk().await;
+        }
+        let Some(start) = &mut self.start_up else {
+            return true;
+        };
+        let closing = super::close_left_open(&self.store, &self.node_id, &mut start.rng);
+        let mut recovery = match tokio::time::timeout(RECOVERY_BOUND, closing).await {
+            Ok(Ok(recovery)) => recovery,
+            Ok(Err(error)) => {
+                self.start_up_failed(&error);
+                return false;
+            }
+            Err(_) => {
+                self.start_up_failed(&format!("not done within {RECOVERY_BOUND:?}"));
+                return false;
+            }
+        };
+        let Some(start) = self.start_up.take() else {
+            return true;
+        };
+        recovery.replayed = start.replayed;
+        recovery.damaged = start.damaged;
+        recovery.log();
+        self.replay_delay = RETRY_FIRST;
+        tracing::info!(
+            interrupted = recovery.interrupted.len(),
+            logged_out = recovery.logged_out.len(),
+            "start-up recovery done"
+        );
+        if self.journal.as_ref().is_none_or(|j| j.held() == 0) {
+            // Nobody waiting is no error: the runtime may have stopped already.
+            let _ = start.caught_up.send(());
+        } else {
+            self.caught_up = Some(start.caught_up);
+        }
+        true
+    }
+
+    /// Logs a failed start-up step (at the first failure, then each time the backoff
+    /// doubles, then every [`RETRY_MAX`]) and schedules the retry.
+    fn start_up_failed(&mut self, error: &dyn std::fmt::Display) {
+        let failures = self.replay_delay.as_millis() / RETRY_FIRST.as_millis();
+        if self.replay_delay == RETRY_MAX || failures.is_power_of_two() {
+            tracing::warn!(
+                %error,
+                "start-up recovery waits for the database (migrations, the previous \
+                 process's journal, calls left open); new events go to the journal"
+            );
+        }
+        self.replay_failed();
+    }
+
+    /// Start-up without a journal: retried in place (backoff) until it is done, before
+    /// any event is taken; false when it gave up at the shutdown deadline.
+    async fn start_up_in_place(&mut self) -> bool {
+        while self.start_up.is_some() {
+            if self.start_up_step().await {
+                continue;
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            let mut wake = self.replay_at.take().unwrap_or_else(Instant::now);
+            if let Some(deadline) = self.deadline {
+                wake = wake.min(deadline);
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                requested = wait_stop(&mut self.stop) => self.on_stop(requested),
+            }
+        }
+        self.replay_at = None;
+        true
+    }
+
+    /// Writes `events`, which the database refused as one batch with the data error
+    /// `refused`, one per transaction, in order: commits the good ones (counted in
+    /// `written`) and quarantines each one refused for its data. `Err(i)`: event `i`
+    /// failed otherwise (an outage, or the quarantine file could not be written); it and
+    /// those after it are not written.
+    async fn isolate(
+        &mut self,
+        events: &[LogEvent],
+        refused: &super::StoreError,
+    ) -> Result<(), usize> {
+        tracing::warn!(
+            error = %refused,
+            batch = events.len(),
+            "the database refuses a batch for its data: writing its events one by one"
+        );
+        for (i, event) in events.iter().enumerate() {
+            match self.commit(std::slice::from_ref(event)).await {
+                Ok(()) => self.report.written += 1,
+                Err(Some(error)) if error.failure() == Failure::Data => {
+                    if !self.quarantine(event, &error).await {
+                        return Err(i);
+                    }
+                }
+                Err(_) => return Err(i),
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `event`, refused by the database with `error`, to `<journal>.quarantined`
+    /// and logs it once (its id and the database's error, no personal data). False when
+    /// the quarantine file could not be written (the event is then kept as in an outage).
+    async fn quarantine(&mut self, event: &LogEvent, error: &super::StoreError) -> bool {
+        let (kind, id) = match event {
+            LogEvent::Call(event) => ("call", event.id),
+            LogEvent::Agent(event) => ("agent", event.id),
+        };
+        let kept_in = match &self.journal {
+            Some(journal) => {
+                if let Err(journal_error) = journal.quarantine(event).await {
+                    tracing::error!(%journal_error, event = %id, "cannot quarantine an event");
+                    return false;
+                }
+                super::journal::quarantined_path(journal.path())
+                    .display()
+                    .to_string()
+            }
+            None => "nowhere (no journal)".to_owned(),
+        };
+        self.report.quarantined += 1;
+        tracing::error!(
+            %error, kind, event = %id, kept_in,
+            "the database refuses this event for its data: quarantined, later events go on"
+        );
         true
     }
 
