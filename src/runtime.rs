@@ -285,21 +285,32 @@ pub async fn restore_callbacks_later(
     }
     .now()
     .utc;
-    let rows = match store
-        .callback_worklist(UtcTime(now.0.saturating_sub(window)))
-        .await
-    {
-        Ok(rows) => rows,
-        Err(error) => {
-            tracing::error!(%error, "callback worklist not rebuilt from the call records");
-            return 0;
+    // The database answered a moment ago; a query that fails now is tried again (a few
+    // times, 1 s apart) rather than leaving the worklist without its old items.
+    let mut rows = None;
+    for attempt in 1..=RESTORE_ATTEMPTS {
+        match store
+            .callback_worklist(UtcTime(now.0.saturating_sub(window)))
+            .await
+        {
+            Ok(found) => {
+                rows = Some(found);
+                break;
+            }
+            Err(error) if attempt == RESTORE_ATTEMPTS => {
+                tracing::error!(%error, "callback worklist not rebuilt from the call records");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
-    };
+    }
+    let Some(rows) = rows else { return 0 };
     let items: Vec<_> = rows.into_iter().map(CallbackRow::into_item).collect();
     let sent = items.len();
     for _ in 0..RESTORE_ATTEMPTS {
         match link.restore_callbacks(items.clone()).await {
-            Ok(_) => return sent,
+            // No reply in time: the request is queued all the same and the engine applies
+            // it when it gets there.
+            Ok(_) | Err(crate::api::link::LinkError::NoReply) => return sent,
             Err(crate::api::link::LinkError::Busy) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

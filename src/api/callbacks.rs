@@ -43,7 +43,7 @@ pub struct CallbackTaken {
         (status = 403, description = "Not an operator", body = ErrorBody),
         (status = 404, description = "No callback waiting (error not_found, reason no_callback_waiting)", body = ErrorBody),
         (status = 409, description = "Not now (error callback): reason not_registered (no phone registered), not_allowed (ringing, on a call or logged out) or unknown_operator", body = ErrorBody),
-        (status = 503, description = "reason no_gateway (the item was taken and failed at once, one more attempt), no_relay (no RTP ports free) or stopping; or the engine did not answer", body = ErrorBody),
+        (status = 503, description = "reason no_gateway or failed (the item was taken and failed at once, one more attempt), no_relay (no RTP ports free) or stopping; or the engine did not answer", body = ErrorBody),
     )
 )]
 pub async fn take_next(

@@ -152,7 +152,8 @@ impl ApiError {
                 }
                 CallbackTakeError::Stopping
                 | CallbackTakeError::NoGateway
-                | CallbackTakeError::NoRelay => StatusCode::SERVICE_UNAVAILABLE,
+                | CallbackTakeError::NoRelay
+                | CallbackTakeError::Failed => StatusCode::SERVICE_UNAVAILABLE,
             },
             ApiError::Engine(_) | ApiError::LoginBusy | ApiError::NoStore | ApiError::Database => {
                 StatusCode::SERVICE_UNAVAILABLE

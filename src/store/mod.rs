@@ -539,7 +539,7 @@ impl Store {
         const PING: &str = "SELECT 1";
         match &self.backend {
             Backend::Sqlite(s) => sqlx::query(PING).execute(&s.pool).await.map(drop),
-            Backend::Postgres(s) => sqlx::query(PING).execute(&s.pool).await.map(drop),
+            Backend::Postgres(s) => s.select_one().await,
         }
         .map_err(StoreError::Database)
     }

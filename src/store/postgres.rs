@@ -36,6 +36,10 @@ const DATABASE_EXISTS: &str = "42P04";
 #[derive(Clone, Debug)]
 pub(super) struct PgStore {
     pub(super) pool: PgPool,
+    /// The URL of a store opened on the journal ([`PgStore::open_lazy`]), kept to create
+    /// the database once the server answers without it (a first start during an outage);
+    /// `None` for one [`PgStore::open`] checked.
+    create: Option<DatabaseUrl>,
 }
 
 impl PgStore {
@@ -77,7 +81,7 @@ impl PgStore {
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, create: None })
     }
 
     /// A pool for the database `url` names that connects when first used: nothing is
@@ -95,7 +99,29 @@ impl PgStore {
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            create: Some(url.clone()),
+        })
+    }
+
+    /// `SELECT 1`. For a store opened on the journal whose database does not exist yet
+    /// (SQLSTATE 3D000: siaga's first start happened during an outage), the database is
+    /// created as [`PgStore::open`] would have, and the error returned: the caller's next
+    /// attempt finds it.
+    ///
+    /// Errors: the driver's.
+    pub(super) async fn select_one(&self) -> Result<(), sqlx::Error> {
+        let result = sqlx::query("SELECT 1").execute(&self.pool).await.map(drop);
+        if let (Err(error), Some(url)) = (&result, &self.create)
+            && sql_state(error).as_deref() == Some(NO_SUCH_DATABASE)
+        {
+            tracing::info!("the database does not exist yet: creating it");
+            if let Err(error) = create_database(url).await {
+                tracing::warn!(%error, "cannot create the database");
+            }
+        }
+        result
     }
 
     /// Applies the migrations not applied yet and returns them, oldest first.

@@ -101,11 +101,18 @@ pub(super) struct CandidateRow {
 /// Errors: [`StoreError::Corrupt`] for a candidate without `ended_at`.
 pub(super) fn fold(rows: Vec<CandidateRow>) -> Result<Vec<CallbackRow>, StoreError> {
     let mut items: Vec<CallbackRow> = Vec::new();
+    // The callers reached by an answered callback, with when that call (the one called
+    // back) ended: the engine closes every item of a caller it reached
+    // (`Worklist::finish`), so the caller's other items that were listed by then close
+    // too. The callback itself came after that end; an item of the same caller that
+    // arrived between that end and the callback stays (the log does not say which came
+    // first here: better a needless callback than a lost one).
+    let mut reached: Vec<(String, UtcTime)> = Vec::new();
     let mut closed = false;
     for row in rows {
         if items.last().is_none_or(|item| item.call != row.call) {
-            if closed {
-                items.pop();
+            if closed && let Some(item) = items.pop() {
+                reached.push((item.caller, item.ended_at));
             }
             closed = false;
             let ended_at = row.ended_at.ok_or_else(|| StoreError::Corrupt {
@@ -133,9 +140,14 @@ pub(super) fn fold(rows: Vec<CandidateRow>) -> Result<Vec<CallbackRow>, StoreErr
         }
         closed |= outcome(detail.as_deref()) == Some(CallbackOutcome::Answered);
     }
-    if closed {
-        items.pop();
+    if closed && let Some(item) = items.pop() {
+        reached.push((item.caller, item.ended_at));
     }
+    items.retain(|item| {
+        !reached
+            .iter()
+            .any(|(caller, until)| *caller == item.caller && item.received_at.0 <= until.0)
+    });
     Ok(items)
 }
 
@@ -218,6 +230,31 @@ mod tests {
             ("answered", DROPPED_UNCLASSIFIED)
         );
         assert!(fold(Vec::new()).unwrap().is_empty());
+    }
+
+    /// An answered callback reached the caller: their items listed by then close with it,
+    /// as the engine's `Worklist::finish` closes them live; a later one stays.
+    #[test]
+    fn an_answered_callback_closes_the_callers_earlier_items() {
+        let answered = Some(Some(r#"{"outcome":"answered"}"#));
+        let with_caller = |call: u128, callback| CandidateRow {
+            caller: "+62811".to_owned(),
+            ..candidate(call, callback)
+        };
+        // Call 10 (received 10, ended 15) was called back and answered; call 12 arrived
+        // before that end, call 20 after it; call 11 is another caller's.
+        let rows = vec![
+            with_caller(10, answered),
+            candidate(11, None),
+            with_caller(12, None),
+            with_caller(20, None),
+        ];
+        let got: Vec<u128> = fold(rows)
+            .unwrap()
+            .iter()
+            .map(|i| i.call.as_u128())
+            .collect();
+        assert_eq!(got, [11, 20]);
     }
 
     #[test]

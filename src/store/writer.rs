@@ -710,14 +710,10 @@ impl Writer {
             && error.failure() == Failure::Data
         {
             let written = self.report.written;
-            committed = match self.isolate(&chunk.events, error).await {
-                Ok(()) => {
-                    // Counted below with the chunk.
-                    self.report.written = written;
-                    Ok(())
-                }
-                Err(_) => Err(None),
-            };
+            committed = self.isolate(&chunk.events, error).await.map_err(|_| None);
+            // Counted below with the chunk once it is through; cut short, the chunk is
+            // read again and its events counted then, not twice.
+            self.report.written = written;
         }
         if let Err(error) = committed {
             let failures = self.replay_delay.as_millis() / RETRY_FIRST.as_millis();

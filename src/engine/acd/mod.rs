@@ -536,6 +536,25 @@ impl Acd {
         self.apply(id, Trigger::CallbackUnanswered(call), now).ok();
     }
 
+    /// Whether operator `id` could place a callback now ([`Acd::start_callback`] would not
+    /// refuse), changing nothing: checked before a worklist item is taken, so an operator
+    /// who cannot place it uses up no attempt.
+    ///
+    /// Errors: the [`AgentError`] `start_callback` would return.
+    pub fn can_start_callback(
+        &self,
+        id: &str,
+        call: CallHandle,
+        now: MonoTime,
+    ) -> Result<(), AgentError> {
+        let mut agent = self
+            .agents
+            .get(id)
+            .cloned()
+            .ok_or_else(|| AgentError::UnknownOperator(id.to_owned()))?;
+        agent.apply(Trigger::Answer(call), now).map(|_| ())
+    }
+
     /// Operator `id` places callback `call` (record `record`): on call from available,
     /// wrap-up or not ready. Refused while ringing, on a call or logged out.
     pub fn start_callback(

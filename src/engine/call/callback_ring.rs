@@ -95,11 +95,16 @@ pub enum CallbackTakeError {
     /// back untouched.
     #[error("no RTP ports are free for the callback's relay")]
     NoRelay,
+    /// The INVITE to the operator's phone could not be formed from its binding: the item
+    /// was taken and failed at once (a `callback_started` and a `callback_ended`
+    /// `failed`, one more attempt); the operator is available again.
+    #[error("the INVITE to the operator's phone could not be formed")]
+    Failed,
 }
 
 impl CallbackTakeError {
     /// A stable code for the API: `stopping`, `not_registered`, `no_callback_waiting`,
-    /// `no_gateway`, `unknown_operator`, `not_allowed`, `no_relay`.
+    /// `no_gateway`, `unknown_operator`, `not_allowed`, `no_relay`, `failed`.
     pub const fn code(&self) -> &'static str {
         match self {
             CallbackTakeError::Stopping => "stopping",
@@ -110,6 +115,7 @@ impl CallbackTakeError {
             CallbackTakeError::Agent(AgentError::UnknownOperator(_)) => "unknown_operator",
             CallbackTakeError::Agent(AgentError::NotAllowed { .. }) => "not_allowed",
             CallbackTakeError::NoRelay => "no_relay",
+            CallbackTakeError::Failed => "failed",
         }
     }
 }
@@ -159,8 +165,8 @@ impl Engine {
     /// call's record (`callback_ended`).
     ///
     /// Errors ([`CallbackTakeError`]), checked in this order: siaga stopping, the operator
-    /// with no reachable binding, nothing to take, no gateway up, the ACD's refusal, no
-    /// relay ports.
+    /// with no reachable binding, the ACD's refusal, nothing to take, no gateway up, no
+    /// relay ports, an INVITE that could not be formed.
     pub fn take_callback_for(
         &mut self,
         now: Now,
@@ -178,6 +184,17 @@ impl Engine {
         }) else {
             return Err(CallbackTakeError::NotRegistered);
         };
+        // The ACD's refusal before anything is taken: an operator ringing, on a call or
+        // logged out uses up no item's attempt (nor records a failed one, below).
+        let handle = self.calls.new_call_handle();
+        if let Err(error) = self
+            .calls
+            .acd
+            .can_start_callback(operator, handle, now.mono)
+        {
+            tracing::info!(operator, %error, "callback refused by the ACD");
+            return Err(CallbackTakeError::Agent(error));
+        }
         let Some(item) = self.calls.acd.worklist.take(operator) else {
             tracing::info!(operator, "no callback waiting");
             return Err(CallbackTakeError::NoCallbackWaiting);
@@ -186,7 +203,6 @@ impl Engine {
             self.callback_without_gateway(now, operator, &item);
             return Err(CallbackTakeError::NoGateway);
         };
-        let handle = self.calls.new_call_handle();
         if let Err(error) = self
             .calls
             .acd
@@ -199,10 +215,6 @@ impl Engine {
         let media_ip = self.config.calls.media_ip;
         let mut session = SdpSession::random(&mut self.rng);
         let relay = self.open_relay(item.record);
-        // Its report is the callback's media (`callback_media`), whatever happens next.
-        if let Some((relay, _, _)) = relay {
-            self.calls.callback_relays.insert(relay);
-        }
         let body = relay.and_then(|(_, caller_port, _)| {
             let capabilities = capability_offer(media_ip)?;
             sdp::offer_across(
@@ -226,6 +238,8 @@ impl Engine {
             self.agent_events(now);
             return Err(CallbackTakeError::NoRelay);
         };
+        // Its report is the callback's media (`callback_media`), whatever happens next.
+        self.calls.callback_relays.insert(relay.0);
         let domain = self.config.domains.first().cloned().unwrap_or_default();
         let offer = LegOffer {
             session,
@@ -279,7 +293,7 @@ impl Engine {
                     outcome: CallbackOutcome::Failed,
                 },
             );
-            return Ok(item);
+            return Err(CallbackTakeError::Failed);
         };
         let ring = super::OperatorRing {
             leg: leg_no,

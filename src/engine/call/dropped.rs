@@ -9,7 +9,9 @@
 //!   error), a 408/481 to siaga's session refresh or the trunk not refreshing (RFC 4028
 //!   §10), no ACK for a later 2xx to the trunk within 64·T1 (§13.3.1.4). It must end while
 //!   an operator has it (a transfer still ringing included: the agency never got the
-//!   caller) or while it waits re-queued after the operator's leg failed (`leg_loss`).
+//!   caller), after the operator left a transfer that still rings (`Transferring`: nobody
+//!   got the caller), or while it waits re-queued after the operator's leg failed
+//!   (`leg_loss`).
 //!   Not a drop: the operator hanging up, a call handed off (transferred to an agency, or
 //!   answered by the backup centre: its end is theirs), siaga stopping (`interrupted`),
 //!   a first 2xx never ACKed (`failed`: the caller was never connected), a callback.
@@ -49,7 +51,10 @@ fn drop_reason(
 ) -> Option<String> {
     let connected = matches!(
         call.state,
-        CallState::Answered { .. } | CallState::Queued | CallState::Offering { .. }
+        CallState::Answered { .. }
+            | CallState::Queued
+            | CallState::Offering { .. }
+            | CallState::Transferring { .. }
     );
     if !was_answered || !connected || disposition != Disposition::Answered {
         return None;

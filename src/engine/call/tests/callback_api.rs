@@ -305,6 +305,28 @@ fn refusals_leave_the_item_untouched() {
     assert_eq!(list[1].attempts, 0);
 }
 
+/// An operator the ACD would refuse (logged out, though registered) takes nothing, even
+/// with no gateway up: no item loses an attempt and nothing is recorded in their name.
+#[test]
+fn a_refused_operator_uses_up_no_attempt_when_no_gateway_is_up() {
+    let mut h = harness();
+    abandoned(&mut h, "api9-a");
+    h.register("1001", OP1);
+    let at = h.at();
+    h.engine
+        .agent_command(at, "1001", crate::engine::acd::AgentCommand::Logout)
+        .expect("logged out");
+    h.drain();
+    let refused = h.engine.take_callback_for(at, "1001");
+    assert_eq!(refused.err().map(|e| e.code()), Some("not_allowed"));
+    let item = &h.engine.callbacks()[0];
+    assert_eq!((item.taken_by.as_deref(), item.attempts), (None, 0));
+    assert!(
+        h.drain().events.is_empty(),
+        "nothing recorded for a refused take"
+    );
+}
+
 /// siaga stopping while the phone rings: CANCEL, `failed`; and no new one is taken.
 #[test]
 fn shutdown_cancels_the_ringing_phone() {

@@ -330,6 +330,26 @@ fn the_operator_hanging_up_while_the_agency_rings_leaves_the_caller_to_the_agenc
     )));
 }
 
+/// The operator left, the agency still rings, and the caller hangs up: nobody got the
+/// caller, so it is a drop (`call::dropped`) like one while the operator was on.
+#[test]
+fn the_caller_hanging_up_after_the_operator_left_a_ringing_transfer_is_a_drop() {
+    let mut h = transfer_harness();
+    let (ok, ack, invite, _) = transferring(&mut h, "t9");
+    h.input(AGENCY, &agency_response(&invite, 180, "Ringing", None));
+    h.input(OP1, &operator_bye(&ack));
+    let out = h.input(TRUNK, &trunk_in_dialog("BYE", &ok, 2, "t9bye"));
+    assert_eq!(out.requests_to(AGENCY, Method::Cancel).len(), 1);
+    assert!(
+        out.events.contains(&CallEventKind::Dropped {
+            reason: "the caller hung up".to_owned()
+        }),
+        "{:?}",
+        out.events
+    );
+    assert_eq!(h.engine.callbacks().len(), 1, "listed for a callback");
+}
+
 #[test]
 fn a_failed_transfer_after_the_operator_left_puts_the_caller_back_in_the_queue() {
     let mut h = transfer_harness();
