@@ -187,3 +187,37 @@ async fn a_store_opened_on_the_journal_is_migrated_by_the_writer_once_postgres_a
     )
     .await;
 }
+
+/// A first start during an outage: the database itself does not exist yet (`Store::open`
+/// would have created it). Once the server answers, the writer's probe meets SQLSTATE
+/// 3D000, the database is created, and start-up goes on: migrated, the events written.
+#[tokio::test]
+async fn a_database_missing_at_a_first_start_on_the_journal_is_created_once_postgres_answers() {
+    let test =
+        "a_database_missing_at_a_first_start_on_the_journal_is_created_once_postgres_answers";
+    let Some(server) = crate::store::test_pg::server_url(test) else {
+        return;
+    };
+    let name = crate::store::test_pg::unique_name();
+    let url = DatabaseUrl::parse(&crate::store::test_pg::with_database(&server, &name)).unwrap();
+    let store = Store::on_journal(&url).unwrap();
+    let dir = TempDir::new().unwrap();
+    let mut options = with_journal(&dir, SLOW_COMMIT).await;
+    let (start_up, caught_up) = StartUp::new(StdRng::seed_from_u64(4));
+    options.start_up = Some(start_up);
+    let (mut sink, handle) = spawn_writer_with(store.clone(), "node-a".to_owned(), options);
+    for event in answered_call(1, 1_000) {
+        sink.push(event);
+    }
+    let caught_up = tokio::time::timeout(CATCH_UP, caught_up).await;
+    let answered = store.is_answered();
+    assert_eq!(sink.close().await, 0);
+    let written = handle.shutdown().await.written;
+    store.close().await;
+    crate::store::test_pg::drop_database(&server, &name).await;
+    caught_up
+        .expect("caught up in time")
+        .expect("the writer resolves the start-up receiver");
+    assert!(answered, "migrated once the database was created");
+    assert_eq!(written, 10);
+}
