@@ -132,17 +132,7 @@ fn ring_from(number: &str, domain: &str) -> String {
         }
         display.push(c);
     }
-    let mut user = String::with_capacity(number.len());
-    for c in number.chars() {
-        if c.is_ascii_alphanumeric() || "-_.!~*'()+".contains(c) {
-            user.push(c);
-        } else {
-            let mut buf = [0; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                user.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
+    let mut user = super::gateway::escape_user(number);
     if user.is_empty() {
         user.push_str("anonymous");
     }

@@ -17,13 +17,9 @@ pub(super) fn is_failover(status: u16) -> bool {
     matches!(status, 0 | 408 | 500..=599)
 }
 
-/// The Request-URI of a call to `number` through `gateway`: `sip:<number>@<ip:port>`,
-/// `;user=phone` for a telephone number (digits, optionally after `+`; RFC 3261 §19.1.1),
-/// `;transport=tcp` for a TCP gateway. Characters outside RFC 3261 §25.1's `unreserved`
-/// are escaped.
-pub(super) fn gateway_uri(number: &str, gateway: &Gateway) -> String {
-    let digits = number.strip_prefix('+').unwrap_or(number);
-    let phone = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+/// `number` as the user part of a SIP URI: characters outside RFC 3261 §25.1's
+/// `unreserved` (and `+`) `%`-escaped, byte by byte of their UTF-8.
+pub(super) fn escape_user(number: &str) -> String {
     let mut user = String::with_capacity(number.len());
     for c in number.chars() {
         if c.is_ascii_alphanumeric() || "-_.!~*'()+".contains(c) {
@@ -35,6 +31,17 @@ pub(super) fn gateway_uri(number: &str, gateway: &Gateway) -> String {
             }
         }
     }
+    user
+}
+
+/// The Request-URI of a call to `number` through `gateway`: `sip:<number>@<ip:port>`,
+/// `;user=phone` for a telephone number (digits, optionally after `+`; RFC 3261 §19.1.1),
+/// `;transport=tcp` for a TCP gateway. Characters outside RFC 3261 §25.1's `unreserved`
+/// are escaped.
+pub(super) fn gateway_uri(number: &str, gateway: &Gateway) -> String {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    let phone = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    let user = escape_user(number);
     let mut uri = format!("sip:{user}@{}", gateway.address);
     if phone {
         uri.push_str(";user=phone");
