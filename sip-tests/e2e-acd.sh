@@ -458,37 +458,22 @@ check_registration_expiry() {
 # (test_call), then check that the worklist holds none of them any more, so the callback
 # checks below take the call they abandon. Prints what it did; returns 0 when it worked.
 classify_dropped() {
-    python3 - "$HTTP_PORT" "$SUP_PASSWORD" <<'PY'
-import json, sys, urllib.request, urllib.error
+    PYTHONPATH="$SIPTESTS_DIR" python3 - "$HTTP_PORT" "$SUP_PASSWORD" <<'PY'
+import json, sys
+from api_client import call, login
 port, password = sys.argv[1], sys.argv[2]
-base = f"http://127.0.0.1:{port}"
-def call(method, path, token=None, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-status, login = call("POST", "/api/login", body={"username": "sup", "password": password})
-if status != 200:
-    print(f"login {status} {login}")
-    sys.exit(1)
-token = login["token"]
-status, items = call("GET", "/api/callbacks", token)
+token = login(port, "sup", password)
+status, items = call(port, "GET", "/api/callbacks", token)
 if status != 200:
     print(f"GET /api/callbacks {status} {items}")
     sys.exit(1)
 dropped = [i["call"] for i in items if i["reason"] == "dropped_unclassified"]
 for c in dropped:
-    status, body = call("POST", f"/api/calls/{c}/incident", token, {"category": "test_call"})
+    status, body = call(port, "POST", f"/api/calls/{c}/incident", token, {"category": "test_call"})
     if status != 201:
         print(f"classify {c}: {status} {body}")
         sys.exit(1)
-status, items = call("GET", "/api/callbacks", token)
+status, items = call(port, "GET", "/api/callbacks", token)
 left = [i["call"] for i in items if i["reason"] == "dropped_unclassified"]
 print(f"{len(dropped)} dropped call(s) classified, {len(left)} left on the worklist, {len(items)} item(s) in all")
 sys.exit(0 if not left and not items else 1)
@@ -530,26 +515,12 @@ print(next((r.get("caller") or "" for r in json.load(open(sys.argv[1])) if str(r
 # api_take_callback USER PASSWORD: as operator USER, takes the next callback over the HTTP
 # API; prints the POST's status and body. Returns 0 on 202.
 api_take_callback() {
-    python3 - "$HTTP_PORT" "$1" "$2" <<'PY'
-import json, sys, urllib.request, urllib.error
+    PYTHONPATH="$SIPTESTS_DIR" python3 - "$HTTP_PORT" "$1" "$2" <<'PY'
+import json, sys
+from api_client import call, login
 port, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
-base = f"http://127.0.0.1:{port}"
-def call(method, path, token=None, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-status, login = call("POST", "/api/login", body={"username": user, "password": password})
-if status != 200:
-    print(f"login {status} {login}")
-    sys.exit(1)
-status, body = call("POST", "/api/callbacks/next", login["token"])
+token = login(port, user, password)
+status, body = call(port, "POST", "/api/callbacks/next", token)
 print(f"{status} {json.dumps(body)}")
 sys.exit(0 if status == 202 else 1)
 PY
@@ -671,32 +642,17 @@ check_overflow_busy() {
 # api_transfer AGENCY: as supervisor, transfers the only answered call in progress to
 # AGENCY over the HTTP API; prints the POST's status and body. Returns 0 on 202.
 api_transfer() {
-    python3 - "$HTTP_PORT" "$SUP_PASSWORD" "$1" <<'PY'
-import json, sys, urllib.request, urllib.error
+    PYTHONPATH="$SIPTESTS_DIR" python3 - "$HTTP_PORT" "$SUP_PASSWORD" "$1" <<'PY'
+import json, sys
+from api_client import call, login
 port, password, agency = sys.argv[1], sys.argv[2], sys.argv[3]
-base = f"http://127.0.0.1:{port}"
-def call(method, path, token=None, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-status, login = call("POST", "/api/login", body={"username": "sup", "password": password})
-if status != 200:
-    print(f"login {status} {login}")
-    sys.exit(1)
-token = login["token"]
-status, live = call("GET", "/api/supervisor/live", token)
+token = login(port, "sup", password)
+status, live = call(port, "GET", "/api/supervisor/live", token)
 calls = [c["call"] for c in live.get("in_progress", []) if c.get("stage") == "answered"]
 if len(calls) != 1:
     print(f"live {status}: {len(calls)} answered calls in progress: {live}")
     sys.exit(1)
-status, body = call("POST", f"/api/calls/{calls[0]}/transfer", token, {"agency": agency})
+status, body = call(port, "POST", f"/api/calls/{calls[0]}/transfer", token, {"agency": agency})
 print(f"{status} {json.dumps(body)}")
 sys.exit(0 if status == 202 else 1)
 PY
